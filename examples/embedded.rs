@@ -1,0 +1,61 @@
+//! TasteDB embedded in a Rust program: create a table, insert events, query them.
+//!
+//! Run with `cargo run --example embedded [DATA_DIR]`; without a directory it uses a fresh
+//! temporary one, so it can be run again and again.
+
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use tastedb::Engine;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let temporary = tempfile::tempdir()?;
+    let dir = match std::env::args().nth(1) {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => temporary.path().join("tastedb-data"),
+    };
+    let engine = Engine::open(&dir)?;
+    println!("data directory: {}", dir.display());
+
+    engine
+        .sql(
+            "CREATE TABLE IF NOT EXISTS events (
+                 user_id TEXT NOT NULL, item_id TEXT NOT NULL, event_type TEXT,
+                 weight DOUBLE, ts TIMESTAMP);
+             CREATE TABLE IF NOT EXISTS items (item_id TEXT PRIMARY KEY, title TEXT)",
+        )
+        .await?;
+    // Re-running on the same directory must not insert the same keys twice.
+    engine
+        .sql(
+            "INSERT INTO items
+             SELECT * FROM (VALUES ('i1', 'The Matrix'), ('i2', 'Amélie'), ('i3', 'Alien'))
+               AS v(item_id, title)
+             WHERE item_id NOT IN (SELECT item_id FROM items)",
+        )
+        .await?;
+    engine
+        .sql(
+            "INSERT INTO events VALUES
+               ('u1', 'i1', 'view', 1, '2024-05-01 10:00:00'),
+               ('u1', 'i2', 'purchase', 5, '2024-05-01 10:03:00'),
+               ('u2', 'i1', 'view', 1, '2024-05-02 18:30:00'),
+               ('u2', 'i3', 'cart', 3, '2024-05-02 18:31:00'),
+               ('u3', 'i1', 'purchase', 5, '2024-05-03 08:00:00')",
+        )
+        .await?;
+
+    let popular = engine
+        .sql(
+            "SELECT i.title, count(*) AS events, sum(e.weight) AS weight
+             FROM events e JOIN items i USING (item_id)
+             GROUP BY i.title ORDER BY weight DESC, i.title",
+        )
+        .await?;
+    println!("most popular items:\n{}", pretty_format_batches(&popular)?);
+
+    let one = engine
+        .sql("SELECT title FROM items WHERE item_id = 'i2'")
+        .await?;
+    println!("point lookup by key:\n{}", pretty_format_batches(&one)?);
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! The catalog: which tables exist and how they are defined. Definitions are stored in RocksDB
+//! next to the rows and cached in memory; DDL writes are synced like every other write.
+
+mod provider;
+mod pushdown;
+mod scan;
+mod schema;
+mod sink;
+mod types;
+
+pub use provider::StoredTableProvider;
+pub use schema::TasteSchema;
+pub use types::{ColumnDef, ColumnType, TableDef};
+
+use crate::error::{Error, Result};
+use crate::storage::{Store, keys, reader};
+use rocksdb::WriteBatch;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+const NEXT_TABLE_ID: &str = "next_table_id";
+
+/// A stored table: its definition plus the state its writers share.
+#[derive(Debug)]
+pub struct StoredTable {
+    /// The definition.
+    pub def: TableDef,
+    /// Next row id to hand out (tables without primary key).
+    next_row_id: AtomicU64,
+    /// Held by a writer of a keyed table from its duplicate check until its commit.
+    pub write_lock: Mutex<()>,
+}
+
+impl StoredTable {
+    /// Reserves `count` consecutive row ids and returns the first.
+    pub fn allocate_row_ids(&self, count: u64) -> u64 {
+        self.next_row_id.fetch_add(count, Ordering::Relaxed)
+    }
+}
+
+/// All stored tables of a data directory.
+#[derive(Debug)]
+pub struct Catalog {
+    store: Arc<Store>,
+    tables: RwLock<BTreeMap<String, Arc<StoredTable>>>,
+    /// Serialises CREATE and DROP so that name checks and table ids stay consistent.
+    ddl: Mutex<()>,
+}
+
+impl Catalog {
+    /// Loads the table definitions of `store`.
+    pub fn load(store: Arc<Store>) -> Result<Catalog> {
+        let mut tables = BTreeMap::new();
+        let prefix = keys::catalog_prefix();
+        for entry in store.db().prefix_iterator(&prefix) {
+            let (key, value) = entry?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let def: TableDef = serde_json::from_slice(&value).map_err(|e| {
+                Error::Corrupt(format!(
+                    "catalog entry {}: {e}",
+                    String::from_utf8_lossy(&key)
+                ))
+            })?;
+            let next_row_id = match reader::last_row_id(&store, def.id)? {
+                Some(last) if !def.has_primary_key() => last + 1,
+                _ => 0,
+            };
+            tables.insert(def.name.clone(), Arc::new(new_table(def, next_row_id)));
+        }
+        Ok(Catalog {
+            store,
+            tables: RwLock::new(tables),
+            ddl: Mutex::new(()),
+        })
+    }
+
+    /// The table called `name`, if it exists.
+    pub fn get(&self, name: &str) -> Option<Arc<StoredTable>> {
+        self.read_tables().get(name).cloned()
+    }
+
+    /// Names of all tables, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.read_tables().keys().cloned().collect()
+    }
+
+    /// Creates a table from `def` (its `id` is assigned here). Returns false, changing nothing,
+    /// when the name exists and `if_not_exists` is set.
+    pub fn create(&self, mut def: TableDef, if_not_exists: bool) -> Result<bool> {
+        let _ddl = self.ddl.lock().unwrap_or_else(|p| p.into_inner());
+        if self.read_tables().contains_key(&def.name) {
+            return if if_not_exists {
+                Ok(false)
+            } else {
+                Err(Error::DuplicateTable(def.name))
+            };
+        }
+        let id_key = keys::meta(NEXT_TABLE_ID);
+        def.id = self.store.read_counter(&id_key)?;
+        let json = serde_json::to_vec(&def).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut write = WriteBatch::default();
+        write.put(&id_key, (def.id + 1).to_be_bytes());
+        write.put(keys::catalog(&def.name), json);
+        self.store.write(write)?;
+        self.write_tables()
+            .insert(def.name.clone(), Arc::new(new_table(def, 0)));
+        Ok(true)
+    }
+
+    /// Drops the table `name` and all its rows. Returns false, changing nothing, when it does
+    /// not exist and `if_exists` is set.
+    pub fn drop_table(&self, name: &str, if_exists: bool) -> Result<bool> {
+        let _ddl = self.ddl.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(table) = self.get(name) else {
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(Error::UndefinedTable(name.to_string()))
+            };
+        };
+        let mut write = WriteBatch::default();
+        write.delete(keys::catalog(name));
+        write.delete_range(
+            keys::table_prefix(table.def.id),
+            keys::table_end(table.def.id),
+        );
+        self.store.write(write)?;
+        self.write_tables().remove(name);
+        Ok(true)
+    }
+
+    /// The store the tables live in.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    fn read_tables(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<StoredTable>>> {
+        self.tables.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_tables(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<StoredTable>>> {
+        self.tables.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn new_table(def: TableDef, next_row_id: u64) -> StoredTable {
+    StoredTable {
+        def,
+        next_row_id: AtomicU64::new(next_row_id),
+        write_lock: Mutex::new(()),
+    }
+}

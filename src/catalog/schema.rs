@@ -1,0 +1,71 @@
+//! The `public` schema as DataFusion sees it: every stored table, plus the tables a session
+//! registers in memory (external tables over files, views), which are not persisted.
+
+use crate::catalog::{Catalog, StoredTableProvider};
+use crate::error::Error;
+use async_trait::async_trait;
+use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::common::{DataFusionError, Result};
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+/// Schema provider over the catalog's stored tables and the in-memory registrations.
+#[derive(Debug)]
+pub struct TasteSchema {
+    catalog: Arc<Catalog>,
+    registered: RwLock<BTreeMap<String, Arc<dyn TableProvider>>>,
+}
+
+impl TasteSchema {
+    /// A schema over `catalog`.
+    pub fn new(catalog: Arc<Catalog>) -> Self {
+        TasteSchema {
+            catalog,
+            registered: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    fn registered(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<dyn TableProvider>>> {
+        self.registered.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for TasteSchema {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.catalog.names();
+        names.extend(self.registered().keys().cloned());
+        names
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        if let Some(table) = self.catalog.get(name) {
+            let store = self.catalog.store().clone();
+            return Ok(Some(Arc::new(StoredTableProvider::new(store, table))));
+        }
+        Ok(self.registered().get(name).cloned())
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        if self.catalog.get(&name).is_some() {
+            return Err(Error::DuplicateTable(name).into_datafusion());
+        }
+        let mut registered = self.registered.write().unwrap_or_else(|p| p.into_inner());
+        Ok(registered.insert(name, table))
+    }
+
+    fn deregister_table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let mut registered = self.registered.write().unwrap_or_else(|p| p.into_inner());
+        Ok(registered.remove(name))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.catalog.get(name).is_some() || self.registered().contains_key(name)
+    }
+}

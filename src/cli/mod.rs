@@ -1,0 +1,75 @@
+//! Command-line arguments and the subcommands behind them.
+
+mod import;
+mod sql;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use tastedb::{Engine, Result};
+
+/// TasteDB: a recommendation database you talk to in SQL.
+#[derive(Debug, Parser)]
+#[command(name = "tastedb", version, about)]
+pub struct Cli {
+    /// Data directory (created when missing).
+    #[arg(
+        long,
+        env = "TASTEDB_DATA",
+        default_value = "./tastedb-data",
+        global = true
+    )]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run SQL: from -c, from a file, or from standard input.
+    Sql {
+        /// SQL to run (one or more statements separated by `;`).
+        #[arg(short = 'c', long = "command", conflicts_with = "file")]
+        command: Option<String>,
+        /// A file of SQL statements.
+        file: Option<PathBuf>,
+    },
+    /// Import a CSV or Parquet file into an existing table, all rows or none.
+    Import {
+        /// Target table.
+        #[arg(long)]
+        table: String,
+        /// The file to import.
+        file: PathBuf,
+        /// csv or parquet; by default the file extension decides.
+        #[arg(long)]
+        format: Option<String>,
+        /// Whether a CSV file starts with a header line.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        header: bool,
+        /// CSV field delimiter.
+        #[arg(long)]
+        delimiter: Option<char>,
+    },
+}
+
+/// Runs the subcommand `args` asks for.
+pub async fn run(args: Cli) -> Result<()> {
+    let engine = Engine::open(&args.data)?;
+    match args.command {
+        Command::Sql { command, file } => sql::run(&engine, command, file).await,
+        Command::Import {
+            table,
+            file,
+            format,
+            header,
+            delimiter,
+        } => {
+            let options = import::ImportOptions {
+                format,
+                header,
+                delimiter,
+            };
+            import::run(&engine, &table, &file, options).await
+        }
+    }
+}

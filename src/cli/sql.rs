@@ -1,0 +1,36 @@
+//! `tastedb sql`: runs statements and prints each result as an aligned table.
+
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use std::io::Read;
+use std::path::PathBuf;
+use tastedb::sql::parser;
+use tastedb::{Engine, Error, Result};
+
+/// Runs the SQL from `command`, `file` or standard input, printing every statement's result.
+pub async fn run(engine: &Engine, command: Option<String>, file: Option<PathBuf>) -> Result<()> {
+    let text = match (command, file) {
+        (Some(command), _) => command,
+        (None, Some(path)) => std::fs::read_to_string(&path).map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot read {}: {e}", path.display()),
+            ))
+        })?,
+        (None, None) => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            text
+        }
+    };
+    // Statements run one by one so that each result is printed, as psql does.
+    for statement in parser::parse(&text)? {
+        let batches = engine.execute_collect(statement).await?;
+        let has_columns = batches.first().is_some_and(|b| b.num_columns() > 0);
+        if has_columns {
+            println!("{}", pretty_format_batches(&batches)?);
+        } else {
+            println!("OK");
+        }
+    }
+    Ok(())
+}

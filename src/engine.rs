@@ -1,0 +1,154 @@
+//! The embedding API: [`Engine`] opens a data directory and runs SQL on it.
+
+use crate::catalog::{Catalog, TableDef, TasteSchema};
+use crate::error::{Error, Result};
+use crate::sql::execute::empty_stream;
+use crate::sql::names;
+use crate::sql::parser::{self, CopyFrom, Statement};
+use crate::storage::{Store, writer};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::TryStreamExt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// An open TasteDB data directory. Cheap to clone; clones share everything, and an `Engine` can
+/// be used from many tasks and threads at once.
+///
+/// ```no_run
+/// # async fn demo() -> tastedb::Result<()> {
+/// let engine = tastedb::Engine::open("./tastedb-data")?;
+/// engine.sql("CREATE TABLE IF NOT EXISTS t (id BIGINT PRIMARY KEY, name TEXT)").await?;
+/// engine.sql("INSERT INTO t VALUES (1, 'one')").await?;
+/// let batches = engine.sql("SELECT name FROM t WHERE id = 1").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    ctx: SessionContext,
+    catalog: Arc<Catalog>,
+    schema: Arc<TasteSchema>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("dir", &self.inner.catalog.store().dir())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Opens the data directory `dir`, creating it if it does not exist or is empty. Fails with
+    /// a clear error when another process holds it, when it cannot be written, or when it is
+    /// not a TasteDB directory.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Engine> {
+        let store = Arc::new(Store::open(dir.as_ref())?);
+        let catalog = Arc::new(Catalog::load(store)?);
+        let schema = Arc::new(TasteSchema::new(catalog.clone()));
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(names::CATALOG, names::SCHEMA);
+        config.options_mut().sql_parser.dialect = "PostgreSQL".parse()?;
+        let ctx = SessionContext::new_with_config(config);
+        let database = MemoryCatalogProvider::new();
+        database.register_schema(names::SCHEMA, schema.clone())?;
+        ctx.register_catalog(names::CATALOG, Arc::new(database));
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                ctx,
+                catalog,
+                schema,
+            }),
+        })
+    }
+
+    /// Runs one or more `;`-separated statements and returns the rows of the last one.
+    /// Statements run one after another; an error stops the run at the failing statement.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let stream = self.sql_stream(sql).await?;
+        Ok(stream.try_collect().await?)
+    }
+
+    /// Like [`Engine::sql`], but the rows of the last statement arrive as a stream, batch by
+    /// batch, so results larger than memory can be consumed.
+    pub async fn sql_stream(&self, sql: &str) -> Result<SendableRecordBatchStream> {
+        tracing::debug!(sql, "statement");
+        let mut statements = parser::parse(sql)?.into_iter().peekable();
+        while let Some(statement) = statements.next() {
+            let stream = self.execute(statement).await?;
+            if statements.peek().is_none() {
+                return Ok(stream);
+            }
+            let _: Vec<RecordBatch> = stream.try_collect().await?;
+        }
+        Ok(empty_stream())
+    }
+
+    /// Runs one parsed statement and collects its rows.
+    pub async fn execute_collect(&self, statement: Statement) -> Result<Vec<RecordBatch>> {
+        Ok(self.execute(statement).await?.try_collect().await?)
+    }
+
+    /// Inserts `batches` into the stored table `table` as one atomic, durable write; columns
+    /// are matched by position and cast to the table's types. Returns the number of rows.
+    pub async fn insert_batches(&self, table: &str, batches: Vec<RecordBatch>) -> Result<u64> {
+        let stored = self
+            .inner
+            .catalog
+            .get(table)
+            .ok_or_else(|| Error::UndefinedTable(table.to_string()))?;
+        let store = self.inner.catalog.store().clone();
+        tokio::task::spawn_blocking(move || writer::insert(&store, &stored, &batches))
+            .await
+            .map_err(|e| Error::Internal(format!("insert task failed: {e}")))?
+    }
+
+    /// Runs a `COPY … FROM 'file'`, reporting the fraction of the file read to `progress`.
+    /// All rows are inserted, or none. Returns the number of rows.
+    pub async fn copy_from_file(
+        &self,
+        copy: CopyFrom,
+        path: &Path,
+        mut progress: impl FnMut(f64) + Send + 'static,
+    ) -> Result<u64> {
+        let stored = self
+            .inner
+            .catalog
+            .get(&copy.table)
+            .ok_or_else(|| Error::UndefinedTable(copy.table.clone()))?;
+        let store = self.inner.catalog.store().clone();
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let batches = crate::sql::copy_from::load(&stored.def, &copy, &path, &mut progress)?;
+            writer::insert(&store, &stored, &batches)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("copy task failed: {e}")))?
+    }
+
+    /// The definition of the stored table `name`, if it exists.
+    pub fn table_def(&self, name: &str) -> Option<TableDef> {
+        self.inner.catalog.get(name).map(|t| t.def.clone())
+    }
+
+    /// The DataFusion session behind the engine, for registering functions or tables.
+    pub fn session_context(&self) -> &SessionContext {
+        &self.inner.ctx
+    }
+
+    pub(crate) fn catalog(&self) -> &Arc<Catalog> {
+        &self.inner.catalog
+    }
+
+    pub(crate) fn schema(&self) -> &Arc<TasteSchema> {
+        &self.inner.schema
+    }
+}

@@ -1,0 +1,339 @@
+//! The one error type of TasteDB. Every failure maps to a Postgres SQLSTATE code so that clients
+//! (psql, drivers, the embedding API) can react to the class of error, not to its wording.
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
+use datafusion::sql::sqlparser::parser::ParserError;
+use std::path::PathBuf;
+
+/// Shorthand for results whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Postgres SQLSTATE codes used by TasteDB (see the Postgres manual, appendix A).
+pub mod sqlstate {
+    /// Feature not supported.
+    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    /// Division by zero.
+    pub const DIVISION_BY_ZERO: &str = "22012";
+    /// Numeric value out of range.
+    pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
+    /// Invalid parameter value (bad option of a statement).
+    pub const INVALID_PARAMETER_VALUE: &str = "22023";
+    /// Invalid text representation (a value that does not parse as its column's type).
+    pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
+    /// NOT NULL violation.
+    pub const NOT_NULL_VIOLATION: &str = "23502";
+    /// Unique (primary key) violation.
+    pub const UNIQUE_VIOLATION: &str = "23505";
+    /// Generic syntax error or access rule violation (semantic errors of a query).
+    pub const SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION: &str = "42000";
+    /// Syntax error.
+    pub const SYNTAX_ERROR: &str = "42601";
+    /// Ambiguous column reference.
+    pub const AMBIGUOUS_COLUMN: &str = "42702";
+    /// Bad COPY file format.
+    pub const BAD_COPY_FILE_FORMAT: &str = "22P04";
+    /// Undefined column.
+    pub const UNDEFINED_COLUMN: &str = "42703";
+    /// Duplicate column.
+    pub const DUPLICATE_COLUMN: &str = "42701";
+    /// Undefined function.
+    pub const UNDEFINED_FUNCTION: &str = "42883";
+    /// Datatype mismatch.
+    pub const DATATYPE_MISMATCH: &str = "42804";
+    /// Undefined table.
+    pub const UNDEFINED_TABLE: &str = "42P01";
+    /// Duplicate table.
+    pub const DUPLICATE_TABLE: &str = "42P07";
+    /// Invalid table definition.
+    pub const INVALID_TABLE_DEFINITION: &str = "42P16";
+    /// Out of memory / resources.
+    pub const OUT_OF_MEMORY: &str = "53200";
+    /// Statement too complex (recursion limit of the parser).
+    pub const STATEMENT_TOO_COMPLEX: &str = "54001";
+    /// Object in use (data directory locked by another process).
+    pub const OBJECT_IN_USE: &str = "55006";
+    /// I/O error.
+    pub const IO_ERROR: &str = "58030";
+    /// Internal error.
+    pub const INTERNAL_ERROR: &str = "XX000";
+    /// Data corrupted.
+    pub const DATA_CORRUPTED: &str = "XX001";
+}
+
+/// Every error TasteDB returns. [`Error::sqlstate`] gives the Postgres code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A table that does not exist.
+    #[error("relation \"{0}\" does not exist")]
+    UndefinedTable(String),
+    /// CREATE TABLE of a name already taken.
+    #[error("relation \"{0}\" already exists")]
+    DuplicateTable(String),
+    /// A column that does not exist.
+    #[error("column \"{0}\" does not exist")]
+    UndefinedColumn(String),
+    /// A column named twice in a definition.
+    #[error("column \"{0}\" specified more than once")]
+    DuplicateColumn(String),
+    /// SQL that does not parse.
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    /// A value that cannot be read as its column's type.
+    #[error("{0}")]
+    InvalidText(String),
+    /// A NULL in a NOT NULL column; `row` counts from 1 within the statement.
+    #[error(
+        "null value in column \"{column}\" of relation \"{table}\" violates not-null constraint{}",
+        row_suffix(*row)
+    )]
+    NotNullViolation {
+        /// Table name.
+        table: String,
+        /// Column name.
+        column: String,
+        /// 1-based row number within the statement's input; 0 when unknown.
+        row: u64,
+    },
+    /// A primary key that exists already (in the table or earlier in the same statement).
+    #[error(
+        "duplicate key value violates unique constraint \"{table}_pkey\": key ({key}) already exists (row {row})"
+    )]
+    UniqueViolation {
+        /// Table name.
+        table: String,
+        /// The key, rendered as text.
+        key: String,
+        /// 1-based row number within the statement's input.
+        row: u64,
+    },
+    /// A COPY input file that cannot be read in its format.
+    #[error("{0}")]
+    BadCopyFile(String),
+    /// A table definition that TasteDB cannot store.
+    #[error("{0}")]
+    InvalidTableDefinition(String),
+    /// A statement option with a bad value.
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// Valid SQL that TasteDB does not support.
+    #[error("{0}")]
+    FeatureNotSupported(String),
+    /// A value whose type does not fit where it is used.
+    #[error("{0}")]
+    DatatypeMismatch(String),
+    /// The data directory is held by another process.
+    #[error("data directory {} is in use by another TasteDB process", path.display())]
+    DirectoryLocked {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The path exists but is not a TasteDB data directory.
+    #[error("{} is not a TasteDB data directory: {reason}", path.display())]
+    NotADataDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Operating-system I/O failure.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Failure reported by RocksDB.
+    #[error("storage error: {0}")]
+    Storage(#[from] rocksdb::Error),
+    /// Stored bytes that do not decode: a bug or disk corruption.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// An error of the query engine, classified by [`Error::sqlstate`].
+    #[error("{0}")]
+    Query(DataFusionError),
+    /// A bug in TasteDB.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn row_suffix(row: u64) -> String {
+    if row == 0 {
+        String::new()
+    } else {
+        format!(" (row {row})")
+    }
+}
+
+impl Error {
+    /// The Postgres SQLSTATE code of this error.
+    pub fn sqlstate(&self) -> &'static str {
+        use sqlstate::*;
+        match self {
+            Error::UndefinedTable(_) => UNDEFINED_TABLE,
+            Error::DuplicateTable(_) => DUPLICATE_TABLE,
+            Error::UndefinedColumn(_) => UNDEFINED_COLUMN,
+            Error::DuplicateColumn(_) => DUPLICATE_COLUMN,
+            Error::Syntax(_) => SYNTAX_ERROR,
+            Error::InvalidText(_) => INVALID_TEXT_REPRESENTATION,
+            Error::NotNullViolation { .. } => NOT_NULL_VIOLATION,
+            Error::UniqueViolation { .. } => UNIQUE_VIOLATION,
+            Error::BadCopyFile(_) => BAD_COPY_FILE_FORMAT,
+            Error::InvalidTableDefinition(_) => INVALID_TABLE_DEFINITION,
+            Error::InvalidParameter(_) => INVALID_PARAMETER_VALUE,
+            Error::FeatureNotSupported(_) => FEATURE_NOT_SUPPORTED,
+            Error::DatatypeMismatch(_) => DATATYPE_MISMATCH,
+            Error::DirectoryLocked { .. } => OBJECT_IN_USE,
+            Error::NotADataDirectory { .. } | Error::Io(_) | Error::Storage(_) => IO_ERROR,
+            Error::Corrupt(_) => DATA_CORRUPTED,
+            Error::Query(e) => datafusion_sqlstate(e),
+            Error::Internal(_) => INTERNAL_ERROR,
+        }
+    }
+
+    /// Wraps this error for returning it through DataFusion's traits; [`From<DataFusionError>`]
+    /// unwraps it again, so the SQLSTATE survives the trip.
+    pub fn into_datafusion(self) -> DataFusionError {
+        DataFusionError::External(Box::new(self))
+    }
+}
+
+impl From<DataFusionError> for Error {
+    fn from(e: DataFusionError) -> Self {
+        match e {
+            DataFusionError::External(inner) => match inner.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(other) => match other.downcast::<std::io::Error>() {
+                    Ok(io) => Error::Io(*io),
+                    Err(other) => Error::Query(DataFusionError::External(other)),
+                },
+            },
+            // Our errors surface from under DataFusion's wrappers; DataFusion's keep them.
+            DataFusionError::Context(context, inner) => match Error::from(*inner) {
+                Error::Query(q) => Error::Query(DataFusionError::Context(context, Box::new(q))),
+                ours => ours,
+            },
+            DataFusionError::Diagnostic(diagnostic, inner) => match Error::from(*inner) {
+                Error::Query(q) => {
+                    Error::Query(DataFusionError::Diagnostic(diagnostic, Box::new(q)))
+                }
+                ours => ours,
+            },
+            DataFusionError::Shared(shared) => match std::sync::Arc::try_unwrap(shared) {
+                Ok(inner) => Error::from(inner),
+                Err(shared) => Error::Query(DataFusionError::Shared(shared)),
+            },
+            DataFusionError::Collection(mut errors) if !errors.is_empty() => {
+                Error::from(errors.swap_remove(0))
+            }
+            DataFusionError::IoError(io) => Error::Io(io),
+            DataFusionError::Plan(message) => match missing_table(&message) {
+                Some(table) => Error::UndefinedTable(table),
+                None => Error::Query(DataFusionError::Plan(message)),
+            },
+            other => Error::Query(other),
+        }
+    }
+}
+
+impl From<ArrowError> for Error {
+    fn from(e: ArrowError) -> Self {
+        Error::Query(DataFusionError::ArrowError(Box::new(e), None))
+    }
+}
+
+impl From<ParserError> for Error {
+    fn from(e: ParserError) -> Self {
+        Error::Query(DataFusionError::SQL(Box::new(e), None))
+    }
+}
+
+/// The table named by DataFusion's "table 'tastedb.public.x' not found", without the default
+/// catalog and schema.
+fn missing_table(message: &str) -> Option<String> {
+    let name = message
+        .strip_prefix("table '")?
+        .strip_suffix("' not found")?;
+    let unqualified = name.strip_prefix("tastedb.public.").unwrap_or(name);
+    Some(unqualified.to_string())
+}
+
+/// Classifies an error of DataFusion. Its error enum says little about the SQL class of a planning
+/// error, so a few well-known messages are recognised as well.
+fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
+    use datafusion::common::SchemaError;
+    use sqlstate::*;
+    match e {
+        DataFusionError::SQL(parser, _) => match parser.as_ref() {
+            ParserError::RecursionLimitExceeded => STATEMENT_TOO_COMPLEX,
+            _ => SYNTAX_ERROR,
+        },
+        DataFusionError::ArrowError(arrow, _) => arrow_sqlstate(arrow),
+        DataFusionError::SchemaError(schema, _) => match schema.as_ref() {
+            SchemaError::FieldNotFound { .. } => UNDEFINED_COLUMN,
+            SchemaError::AmbiguousReference { .. } => AMBIGUOUS_COLUMN,
+            _ => SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION,
+        },
+        DataFusionError::Plan(msg) => plan_sqlstate(msg),
+        DataFusionError::Execution(msg) => execution_sqlstate(msg),
+        DataFusionError::NotImplemented(_) => FEATURE_NOT_SUPPORTED,
+        DataFusionError::ResourcesExhausted(_) => OUT_OF_MEMORY,
+        DataFusionError::Configuration(_) => INVALID_PARAMETER_VALUE,
+        DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => IO_ERROR,
+        DataFusionError::ParquetError(_) => INVALID_TEXT_REPRESENTATION,
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            datafusion_sqlstate(inner)
+        }
+        DataFusionError::Shared(inner) => datafusion_sqlstate(inner),
+        DataFusionError::Collection(errors) => errors
+            .first()
+            .map(datafusion_sqlstate)
+            .unwrap_or(INTERNAL_ERROR),
+        DataFusionError::External(inner) => match inner.downcast_ref::<ArrowError>() {
+            Some(arrow) => arrow_sqlstate(arrow),
+            None => INTERNAL_ERROR,
+        },
+        _ => INTERNAL_ERROR,
+    }
+}
+
+fn arrow_sqlstate(e: &ArrowError) -> &'static str {
+    use sqlstate::*;
+    match e {
+        ArrowError::CastError(_) | ArrowError::ParseError(_) | ArrowError::CsvError(_) => {
+            INVALID_TEXT_REPRESENTATION
+        }
+        ArrowError::DivideByZero => DIVISION_BY_ZERO,
+        ArrowError::ArithmeticOverflow(_) => NUMERIC_VALUE_OUT_OF_RANGE,
+        ArrowError::IoError(..) => IO_ERROR,
+        ArrowError::MemoryError(_) => OUT_OF_MEMORY,
+        ArrowError::ExternalError(inner) => match inner.downcast_ref::<ArrowError>() {
+            Some(arrow) => arrow_sqlstate(arrow),
+            None => INTERNAL_ERROR,
+        },
+        _ => INTERNAL_ERROR,
+    }
+}
+
+fn plan_sqlstate(msg: &str) -> &'static str {
+    use sqlstate::*;
+    if msg.contains("already exists") {
+        DUPLICATE_TABLE
+    } else if msg.starts_with("Invalid function") || msg.contains("No function matches") {
+        UNDEFINED_FUNCTION
+    } else if msg.contains("Cannot cast") || msg.contains("Cannot coerce") {
+        DATATYPE_MISMATCH
+    } else {
+        SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION
+    }
+}
+
+fn execution_sqlstate(msg: &str) -> &'static str {
+    use sqlstate::*;
+    if msg.contains("Cannot cast")
+        || msg.contains("Error parsing")
+        || msg.contains("Failed to parse")
+    {
+        INVALID_TEXT_REPRESENTATION
+    } else if msg.contains("Overflow") || msg.contains("overflow") {
+        NUMERIC_VALUE_OUT_OF_RANGE
+    } else {
+        INTERNAL_ERROR
+    }
+}

@@ -1,0 +1,227 @@
+//! `COPY table FROM 'file'`: reading CSV and Parquet files into rows of a stored table.
+//! The CLI's `tastedb import` uses the same code with a progress callback.
+
+use crate::catalog::TableDef;
+use crate::error::{Error, Result};
+use crate::sql::parser::{CopyFormat, CopyFrom};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
+use datafusion::arrow::csv::ReaderBuilder;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::parquet::arrow::ProjectionMask;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+const BATCH_SIZE: usize = 8192;
+
+/// Reads the whole file named by `copy` into full-width rows of `table` (columns the COPY does
+/// not list are NULL). `progress` is called with the fraction of the file read so far, 0 to 1.
+pub fn load(
+    table: &TableDef,
+    copy: &CopyFrom,
+    path: &Path,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Vec<RecordBatch>> {
+    let listed = listed_columns(table, &copy.columns)?;
+    let input_schema = table.input_schema();
+    let file_schema = Arc::new(input_schema.project(&listed)?);
+    let format = match copy.options.format {
+        Some(format) => format,
+        None => format_from_extension(path)?,
+    };
+    let batches = match format {
+        CopyFormat::Csv => read_csv(path, file_schema, copy, progress)?,
+        CopyFormat::Parquet => read_parquet(path, &file_schema, progress)?,
+        CopyFormat::Text => {
+            return Err(Error::FeatureNotSupported(
+                "COPY FROM a file in text format is not supported; use FORMAT csv (with \
+                 DELIMITER E'\\t' for tab-separated files) or FORMAT parquet"
+                    .into(),
+            ));
+        }
+    };
+    batches
+        .into_iter()
+        .map(|batch| widen(&input_schema, &listed, batch))
+        .collect()
+}
+
+/// Indexes of the table columns the input provides, in input order.
+fn listed_columns(table: &TableDef, names: &[String]) -> Result<Vec<usize>> {
+    if names.is_empty() {
+        return Ok((0..table.columns.len()).collect());
+    }
+    let mut indexes = Vec::with_capacity(names.len());
+    for name in names {
+        let index = table
+            .columns
+            .iter()
+            .position(|c| &c.name == name)
+            .ok_or_else(|| Error::UndefinedColumn(name.clone()))?;
+        if indexes.contains(&index) {
+            return Err(Error::DuplicateColumn(name.clone()));
+        }
+        indexes.push(index);
+    }
+    Ok(indexes)
+}
+
+fn format_from_extension(path: &Path) -> Result<CopyFormat> {
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_lowercase);
+    match extension.as_deref() {
+        Some("csv") => Ok(CopyFormat::Csv),
+        Some("parquet") | Some("pq") => Ok(CopyFormat::Parquet),
+        _ => Err(Error::InvalidParameter(format!(
+            "cannot tell the format of {} from its name; add WITH (FORMAT csv) or (FORMAT parquet)",
+            path.display()
+        ))),
+    }
+}
+
+fn open(path: &Path) -> Result<File> {
+    File::open(path).map_err(|e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!(
+                "could not open file \"{}\" for reading: {e}",
+                path.display()
+            ),
+        ))
+    })
+}
+
+fn read_csv(
+    path: &Path,
+    schema: SchemaRef,
+    copy: &CopyFrom,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Vec<RecordBatch>> {
+    let file = open(path)?;
+    let size = file.metadata()?.len().max(1) as f64;
+    let counting = CountingRead {
+        inner: file,
+        read: 0,
+        report: &mut |read| progress(read as f64 / size),
+    };
+    let reader = ReaderBuilder::new(schema)
+        .with_header(copy.options.header)
+        .with_delimiter(copy.options.delimiter.unwrap_or(b','))
+        .with_batch_size(BATCH_SIZE)
+        .build(counting)?;
+    let mut batches = Vec::new();
+    for batch in reader {
+        batches.push(batch?);
+    }
+    Ok(batches)
+}
+
+fn read_parquet(
+    path: &Path,
+    schema: &Schema,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Vec<RecordBatch>> {
+    let bad_file = |e: datafusion::parquet::errors::ParquetError| {
+        Error::BadCopyFile(format!(
+            "{} is not a readable Parquet file: {e}",
+            path.display()
+        ))
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(open(path)?).map_err(bad_file)?;
+    let total_rows = builder.metadata().file_metadata().num_rows().max(1) as f64;
+    let file_fields = builder.schema().fields().clone();
+    let mut roots = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let index = file_fields
+            .iter()
+            .position(|f| f.name() == field.name())
+            .or_else(|| {
+                file_fields
+                    .iter()
+                    .position(|f| f.name().eq_ignore_ascii_case(field.name()))
+            })
+            .ok_or_else(|| {
+                Error::UndefinedColumn(format!("{} (not in {})", field.name(), path.display()))
+            })?;
+        roots.push((field.clone(), file_fields[index].name().clone(), index));
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().map(|(_, _, i)| *i));
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(BATCH_SIZE)
+        .build()
+        .map_err(bad_file)?;
+    let mut batches = Vec::new();
+    let mut rows = 0usize;
+    for batch in reader {
+        let batch = batch?;
+        rows += batch.num_rows();
+        progress(rows as f64 / total_rows);
+        let columns = roots
+            .iter()
+            .map(|(_, file_name, _)| {
+                batch.column_by_name(file_name).cloned().ok_or_else(|| {
+                    Error::Internal(format!("parquet reader lost column {file_name}"))
+                })
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let fields: Vec<Arc<Field>> = roots
+            .iter()
+            .zip(&columns)
+            .map(|((field, _, _), column)| {
+                Arc::new(Field::new(field.name(), column.data_type().clone(), true))
+            })
+            .collect();
+        batches.push(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?);
+    }
+    Ok(batches)
+}
+
+/// Puts the listed columns of `batch` in their table positions, NULL elsewhere.
+fn widen(table_schema: &SchemaRef, listed: &[usize], batch: RecordBatch) -> Result<RecordBatch> {
+    let width = table_schema.fields().len();
+    if listed.len() == width && listed.iter().enumerate().all(|(i, &c)| i == c) {
+        return Ok(batch);
+    }
+    let mut columns: Vec<ArrayRef> = table_schema
+        .fields()
+        .iter()
+        .map(|f| new_null_array(f.data_type(), batch.num_rows()))
+        .collect();
+    for (position, &index) in listed.iter().enumerate() {
+        columns[index] = batch.column(position).clone();
+    }
+    let fields: Vec<Arc<Field>> = table_schema
+        .fields()
+        .iter()
+        .zip(&columns)
+        .map(|(f, c)| Arc::new(Field::new(f.name(), c.data_type().clone(), true)))
+        .collect();
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+/// A reader that reports how many bytes have been read.
+struct CountingRead<'a, R> {
+    inner: R,
+    read: u64,
+    report: &'a mut dyn FnMut(u64),
+}
+
+impl<R: Read> Read for CountingRead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        (self.report)(self.read);
+        Ok(n)
+    }
+}

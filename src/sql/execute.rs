@@ -1,0 +1,163 @@
+//! Running parsed statements: TasteDB's own (CREATE/DROP TABLE of stored tables, COPY FROM)
+//! here, everything else through DataFusion's planner.
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::sql::create_table::{table_def, table_def_from_schema};
+use crate::sql::insert_values::explain_not_null;
+use crate::sql::names;
+use crate::sql::parser::{CopySourceKind, Statement};
+use crate::storage::writer;
+use datafusion::arrow::array::{RecordBatch, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::SchemaProvider;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::EmptyRecordBatchStream;
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{
+    CreateTable, Insert, ObjectName, ObjectType, Statement as SqlStatement, TableObject,
+};
+use std::sync::Arc;
+
+impl Engine {
+    /// Runs one statement and returns its rows as a stream.
+    pub(crate) async fn execute(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
+        match statement {
+            Statement::CopyFrom(copy) => match &copy.source {
+                CopySourceKind::File(path) => {
+                    let path = std::path::PathBuf::from(path);
+                    count_stream(self.copy_from_file(copy, &path, |_| {}).await?)
+                }
+                CopySourceKind::Stdin => Err(Error::FeatureNotSupported(
+                    "COPY FROM STDIN needs a client connection; use COPY FROM 'file' here".into(),
+                )),
+            },
+            Statement::DataFusion(statement) => match *statement {
+                DFStatement::Statement(sql) => match *sql {
+                    SqlStatement::CreateTable(create) => self.create_table(create).await,
+                    SqlStatement::Drop {
+                        object_type: ObjectType::Table,
+                        if_exists,
+                        names,
+                        ..
+                    } => self.drop_tables(&names, if_exists),
+                    SqlStatement::Insert(insert) => self.insert(insert).await,
+                    other => {
+                        self.run_datafusion(DFStatement::Statement(Box::new(other)))
+                            .await
+                    }
+                },
+                other => self.run_datafusion(other).await,
+            },
+        }
+    }
+
+    async fn run_datafusion(&self, statement: DFStatement) -> Result<SendableRecordBatchStream> {
+        let ctx = self.session_context();
+        let plan = ctx.state().statement_to_plan(statement).await?;
+        let frame = ctx.execute_logical_plan(plan).await?;
+        Ok(frame.execute_stream().await?)
+    }
+
+    async fn insert(&self, insert: Insert) -> Result<SendableRecordBatchStream> {
+        let statement = DFStatement::Statement(Box::new(SqlStatement::Insert(insert.clone())));
+        let result = self.run_datafusion(statement).await;
+        result.map_err(|error| {
+            let TableObject::TableName(name) = &insert.table else {
+                return error;
+            };
+            let table = names::table_name(name)
+                .ok()
+                .and_then(|n| self.catalog().get(&n));
+            explain_not_null(error, &insert, table.as_ref().map(|t| &t.def))
+        })
+    }
+
+    async fn create_table(&self, create: CreateTable) -> Result<SendableRecordBatchStream> {
+        let Some(query) = create.query.clone() else {
+            let def = table_def(&create)?;
+            if self.schema().table_exist(&def.name) && self.catalog().get(&def.name).is_none() {
+                return Err(Error::DuplicateTable(def.name));
+            }
+            self.catalog().create(def, create.if_not_exists)?;
+            return Ok(empty_stream());
+        };
+        let name = names::table_name(&create.name)?;
+        if self.schema().table_exist(&name) {
+            return if create.if_not_exists {
+                Ok(empty_stream())
+            } else {
+                Err(Error::DuplicateTable(name))
+            };
+        }
+        let ctx = self.session_context();
+        let plan = ctx
+            .state()
+            .statement_to_plan(DFStatement::Statement(Box::new(SqlStatement::Query(query))))
+            .await?;
+        let frame = ctx.execute_logical_plan(plan).await?;
+        let def = if create.columns.is_empty() {
+            table_def_from_schema(&create, frame.schema().as_arrow())?
+        } else {
+            table_def(&create)?
+        };
+        let batches = frame.collect().await?;
+        self.catalog().create(def, false)?;
+        let Some(stored) = self.catalog().get(&name) else {
+            return Err(Error::Internal(format!(
+                "table {name} vanished after CREATE"
+            )));
+        };
+        let store = self.catalog().store().clone();
+        let inserted =
+            tokio::task::spawn_blocking(move || writer::insert(&store, &stored, &batches))
+                .await
+                .map_err(|e| Error::Internal(format!("insert task failed: {e}")))?;
+        match inserted {
+            Ok(rows) => count_stream(rows),
+            Err(error) => {
+                // CREATE TABLE … AS is one statement: without its rows, no table either.
+                self.catalog().drop_table(&name, true)?;
+                Err(error)
+            }
+        }
+    }
+
+    fn drop_tables(
+        &self,
+        table_names: &[ObjectName],
+        if_exists: bool,
+    ) -> Result<SendableRecordBatchStream> {
+        for object_name in table_names {
+            let name = names::table_name(object_name)?;
+            if self.catalog().drop_table(&name, true)? {
+                continue;
+            }
+            let unregistered = self.schema().deregister_table(&name).map_err(Error::from)?;
+            if unregistered.is_none() && !if_exists {
+                return Err(Error::UndefinedTable(name));
+            }
+        }
+        Ok(empty_stream())
+    }
+}
+
+/// A result with no columns and no rows (DDL).
+pub(crate) fn empty_stream() -> SendableRecordBatchStream {
+    Box::pin(EmptyRecordBatchStream::new(Arc::new(Schema::empty())))
+}
+
+/// A one-row `count` result, the shape DataFusion gives INSERT.
+fn count_stream(rows: u64) -> Result<SendableRecordBatchStream> {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "count",
+        DataType::UInt64,
+        false,
+    )]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(UInt64Array::from(vec![rows]))],
+    )?;
+    Ok(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?))
+}

@@ -1,0 +1,9 @@
+//! The SQL surface: TasteDB's parser extension over DataFusion's, and the statements TasteDB
+//! runs itself (CREATE/DROP TABLE of stored tables, COPY FROM).
+
+pub mod copy_from;
+mod create_table;
+pub(crate) mod execute;
+mod insert_values;
+pub mod names;
+pub mod parser;

@@ -1,0 +1,251 @@
+//! TasteDB's SQL parser: DataFusion's parser plus the statements TasteDB adds. Each statement
+//! start is peeked at; TasteDB's own forms are parsed here, all else by `DFParser`.
+
+use crate::error::{Error, Result};
+use crate::sql::names;
+use datafusion::sql::parser::{DFParser, DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::{
+    CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget,
+    Statement as SqlStatement,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::Token;
+
+/// One parsed statement.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    /// Standard SQL and DataFusion's extensions; CREATE/DROP TABLE are still TasteDB's to run.
+    DataFusion(Box<DFStatement>),
+    /// `COPY table [(columns)] FROM 'file' | STDIN [WITH] (options)`.
+    CopyFrom(CopyFrom),
+}
+
+/// A parsed `COPY … FROM`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopyFrom {
+    /// Target table (normalised).
+    pub table: String,
+    /// Columns the input provides, in input order; empty means all columns of the table.
+    pub columns: Vec<String>,
+    /// Where rows come from.
+    pub source: CopySourceKind,
+    /// Format options.
+    pub options: CopyOptions,
+}
+
+/// Where the rows of a COPY come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CopySourceKind {
+    /// A file on the server's file system.
+    File(String),
+    /// The client connection (wire protocol only).
+    Stdin,
+}
+
+/// The input format of a COPY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyFormat {
+    /// Comma-separated values.
+    Csv,
+    /// Postgres text format: tab-separated, `\N` for NULL.
+    Text,
+    /// Apache Parquet.
+    Parquet,
+}
+
+/// Options of a COPY.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopyOptions {
+    /// Input format; `None` lets the file extension decide.
+    pub format: Option<CopyFormat>,
+    /// Whether the first line is a header to skip.
+    pub header: bool,
+    /// Field delimiter (text and csv).
+    pub delimiter: Option<u8>,
+}
+
+/// Parses one or more `;`-separated statements.
+pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    let dialect = PostgreSqlDialect {};
+    let mut parser = DFParserBuilder::new(sql).with_dialect(&dialect).build()?;
+    let mut statements = Vec::new();
+    loop {
+        let mut separated = statements.is_empty();
+        while parser.parser.consume_token(&Token::SemiColon) {
+            separated = true;
+        }
+        let next = parser.parser.peek_token();
+        if next.token == Token::EOF {
+            break;
+        }
+        if !separated {
+            return Err(Error::Syntax(format!(
+                "expected end of statement, found {next}"
+            )));
+        }
+        statements.push(parse_one(&mut parser)?);
+    }
+    Ok(statements)
+}
+
+fn parse_one(parser: &mut DFParser) -> Result<Statement> {
+    if is_copy_from(&parser.parser) {
+        let statement = parser.parser.parse_statement()?;
+        return copy_from(statement).map(Statement::CopyFrom);
+    }
+    Ok(Statement::DataFusion(Box::new(parser.parse_statement()?)))
+}
+
+/// True at `COPY name [(columns)] FROM`; DataFusion's parser knows only `COPY … TO`.
+fn is_copy_from(parser: &Parser) -> bool {
+    let word = |i: usize| match parser.peek_nth_token_ref(i).token {
+        Token::Word(ref w) => Some(w.keyword),
+        _ => None,
+    };
+    if word(0) != Some(Keyword::COPY) {
+        return false;
+    }
+    let mut i = 1;
+    let mut depth = 0usize;
+    loop {
+        match &parser.peek_nth_token_ref(i).token {
+            Token::EOF | Token::SemiColon => return false,
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            Token::Word(w) if depth == 0 && w.keyword == Keyword::FROM => return true,
+            Token::Word(w) if depth == 0 && w.keyword == Keyword::TO => return false,
+            _ => {}
+        }
+        i += 1;
+    }
+}
+
+fn copy_from(statement: SqlStatement) -> Result<CopyFrom> {
+    let SqlStatement::Copy {
+        source,
+        to: false,
+        target,
+        options,
+        legacy_options,
+        ..
+    } = statement
+    else {
+        return Err(Error::Syntax("expected COPY … FROM".into()));
+    };
+    let CopySource::Table {
+        table_name,
+        columns,
+    } = source
+    else {
+        return Err(Error::Syntax("COPY FROM needs a table, not a query".into()));
+    };
+    let source = match target {
+        CopyTarget::File { filename } => CopySourceKind::File(filename),
+        CopyTarget::Stdin => CopySourceKind::Stdin,
+        other => {
+            return Err(Error::FeatureNotSupported(format!(
+                "COPY FROM {other} is not supported"
+            )));
+        }
+    };
+    Ok(CopyFrom {
+        table: names::table_name(&table_name)?,
+        columns: columns.iter().map(names::ident).collect(),
+        source,
+        options: copy_options(&options, &legacy_options)?,
+    })
+}
+
+fn copy_options(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<CopyOptions> {
+    let mut parsed = CopyOptions {
+        format: None,
+        header: false,
+        delimiter: None,
+    };
+    for option in options {
+        match option {
+            CopyOption::Format(name) => parsed.format = Some(format_named(&name.value)?),
+            CopyOption::Header(header) => parsed.header = *header,
+            CopyOption::Delimiter(c) => parsed.delimiter = Some(single_byte(*c)?),
+            other => {
+                return Err(Error::FeatureNotSupported(format!(
+                    "COPY option {other} is not supported"
+                )));
+            }
+        }
+    }
+    for option in legacy {
+        match option {
+            CopyLegacyOption::Csv(csv_options) => {
+                parsed.format = Some(CopyFormat::Csv);
+                for csv_option in csv_options {
+                    match csv_option {
+                        CopyLegacyCsvOption::Header => parsed.header = true,
+                        other => {
+                            return Err(Error::FeatureNotSupported(format!(
+                                "COPY option {other} is not supported"
+                            )));
+                        }
+                    }
+                }
+            }
+            CopyLegacyOption::Header => parsed.header = true,
+            CopyLegacyOption::Delimiter(c) => parsed.delimiter = Some(single_byte(*c)?),
+            other => {
+                return Err(Error::FeatureNotSupported(format!(
+                    "COPY option {other} is not supported"
+                )));
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+fn format_named(name: &str) -> Result<CopyFormat> {
+    match name.to_lowercase().as_str() {
+        "csv" => Ok(CopyFormat::Csv),
+        "text" => Ok(CopyFormat::Text),
+        "parquet" => Ok(CopyFormat::Parquet),
+        other => Err(Error::InvalidParameter(format!(
+            "COPY format \"{other}\" not recognized; use csv, text or parquet"
+        ))),
+    }
+}
+
+fn single_byte(c: char) -> Result<u8> {
+    u8::try_from(c).ok().filter(u8::is_ascii).ok_or_else(|| {
+        Error::InvalidParameter("COPY delimiter must be a single ASCII character".into())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_from_is_ours_and_copy_to_is_datafusions() {
+        let statements = parse(
+            "COPY events (user_id, item_id) FROM '/tmp/e.csv' WITH (FORMAT csv, HEADER true); \
+             COPY events TO '/tmp/out.csv'; SELECT 1",
+        )
+        .unwrap();
+        assert_eq!(statements.len(), 3);
+        let Statement::CopyFrom(copy) = &statements[0] else {
+            panic!("expected COPY FROM, got {:?}", statements[0]);
+        };
+        assert_eq!(copy.table, "events");
+        assert_eq!(copy.columns, vec!["user_id", "item_id"]);
+        assert_eq!(copy.source, CopySourceKind::File("/tmp/e.csv".into()));
+        assert_eq!(copy.options.format, Some(CopyFormat::Csv));
+        assert!(copy.options.header);
+        assert!(matches!(statements[1], Statement::DataFusion(_)));
+    }
+
+    #[test]
+    fn missing_separator_is_a_syntax_error() {
+        let error = parse("SELECT 1 SELECT 2").unwrap_err();
+        assert_eq!(error.sqlstate(), "42601");
+    }
+}

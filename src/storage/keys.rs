@@ -1,0 +1,64 @@
+//! Key layout of the one RocksDB keyspace. `docs/storage.md` describes it; keep both in step.
+//!
+//! | prefix | key after the prefix          | value                         |
+//! |--------|-------------------------------|-------------------------------|
+//! | `m`    | meta name (UTF-8)             | meta value (e.g. a counter)   |
+//! | `c`    | table name (UTF-8)            | `TableDef` as JSON            |
+//! | `d`    | table id (u64 BE) + row key   | encoded row (`row_codec`)     |
+
+const META: u8 = b'm';
+const CATALOG: u8 = b'c';
+const DATA: u8 = b'd';
+
+/// Key of a meta entry.
+pub fn meta(name: &str) -> Vec<u8> {
+    prefixed(META, name.as_bytes())
+}
+
+/// Key of a table's catalog entry.
+pub fn catalog(table: &str) -> Vec<u8> {
+    prefixed(CATALOG, table.as_bytes())
+}
+
+/// First key of the catalog range.
+pub fn catalog_prefix() -> Vec<u8> {
+    vec![CATALOG]
+}
+
+/// Prefix shared by every row of a table.
+pub fn table_prefix(table_id: u64) -> Vec<u8> {
+    prefixed(DATA, &table_id.to_be_bytes())
+}
+
+/// The first key past every row of a table (exclusive upper bound of its range).
+pub fn table_end(table_id: u64) -> Vec<u8> {
+    match table_id.checked_add(1) {
+        Some(next) => table_prefix(next),
+        None => vec![DATA + 1],
+    }
+}
+
+/// Full key of one row: table prefix plus the row key (primary key or row id).
+pub fn row(table_id: u64, row_key: &[u8]) -> Vec<u8> {
+    let mut key = table_prefix(table_id);
+    key.extend_from_slice(row_key);
+    key
+}
+
+/// Row key of a table without primary key: a row id, big-endian so that ids sort in order.
+pub fn row_id(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+/// Reads the row id back from the full key of a table without primary key.
+pub fn parse_row_id(key: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = key.get(9..17)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + rest.len());
+    key.push(prefix);
+    key.extend_from_slice(rest);
+    key
+}

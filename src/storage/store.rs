@@ -1,0 +1,150 @@
+//! The data directory: a marker file saying what the directory is, and one RocksDB database.
+
+use crate::error::{Error, Result};
+use rocksdb::{DB, DBCompressionType, Options, WriteBatch, WriteOptions};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Name of the marker file at the top of every data directory.
+pub const MARKER_FILE: &str = "TASTEDB";
+/// Version of the on-disk format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+const MARKER_PREFIX: &str = "TasteDB data directory, format ";
+const ROCKSDB_DIR: &str = "rocksdb";
+
+/// An open data directory. Every write through [`Store::write`] is durable when it returns.
+pub struct Store {
+    db: DB,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dir", &self.dir).finish()
+    }
+}
+
+impl Store {
+    /// Opens the data directory `dir`, creating it when it does not exist or is empty.
+    pub fn open(dir: &Path) -> Result<Store> {
+        prepare_directory(dir)?;
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.set_compression_type(DBCompressionType::Lz4);
+        options.set_max_background_jobs(2);
+        options.set_keep_log_file_num(4);
+        let db = DB::open(&options, dir.join(ROCKSDB_DIR)).map_err(|e| open_error(dir, e))?;
+        Ok(Store {
+            db,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The RocksDB database, for reads.
+    pub fn db(&self) -> &DB {
+        &self.db
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Applies `batch` atomically and returns once it is in the synced write-ahead log.
+    /// RocksDB groups concurrent synced writers into one WAL write and one fsync.
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+
+    /// Reads a big-endian u64 meta counter, 0 when absent.
+    pub fn read_counter(&self, key: &[u8]) -> Result<u64> {
+        match self.db.get_pinned(key)? {
+            None => Ok(0),
+            Some(bytes) => {
+                let array: [u8; 8] = bytes.as_ref().try_into().map_err(|_| {
+                    Error::Corrupt(format!(
+                        "counter {} is not 8 bytes",
+                        String::from_utf8_lossy(key)
+                    ))
+                })?;
+                Ok(u64::from_be_bytes(array))
+            }
+        }
+    }
+}
+
+/// Checks that `dir` is a TasteDB data directory, or makes it one when it is new or empty.
+fn prepare_directory(dir: &Path) -> Result<()> {
+    let not_ours = |reason: &str| Error::NotADataDirectory {
+        path: dir.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let marker = dir.join(MARKER_FILE);
+    if dir.exists() {
+        if !dir.is_dir() {
+            return Err(not_ours("it is not a directory"));
+        }
+        if marker.exists() {
+            return check_marker(dir, &marker);
+        }
+        let mut entries = fs::read_dir(dir).map_err(|e| io_context(dir, "cannot read", e))?;
+        if entries.next().is_some() {
+            return Err(not_ours(&format!(
+                "it is not empty and has no {MARKER_FILE} file"
+            )));
+        }
+    }
+    fs::create_dir_all(dir).map_err(|e| io_context(dir, "cannot create", e))?;
+    let mut file = fs::File::create(&marker).map_err(|e| io_context(dir, "cannot write to", e))?;
+    file.write_all(format!("{MARKER_PREFIX}{FORMAT_VERSION}\n").as_bytes())
+        .and_then(|_| file.sync_all())
+        .map_err(|e| io_context(dir, "cannot write to", e))?;
+    Ok(())
+}
+
+fn check_marker(dir: &Path, marker: &Path) -> Result<()> {
+    let text = fs::read_to_string(marker).map_err(|e| io_context(dir, "cannot read", e))?;
+    let version = text
+        .trim()
+        .strip_prefix(MARKER_PREFIX)
+        .and_then(|v| v.parse::<u32>().ok());
+    match version {
+        Some(FORMAT_VERSION) => Ok(()),
+        Some(other) => Err(Error::NotADataDirectory {
+            path: dir.to_path_buf(),
+            reason: format!("its format {other} is not format {FORMAT_VERSION} of this build"),
+        }),
+        None => Err(Error::NotADataDirectory {
+            path: dir.to_path_buf(),
+            reason: format!("its {MARKER_FILE} file is not a TasteDB marker"),
+        }),
+    }
+}
+
+fn io_context(dir: &Path, what: &str, e: std::io::Error) -> Error {
+    Error::Io(std::io::Error::new(
+        e.kind(),
+        format!("{what} data directory {}: {e}", dir.display()),
+    ))
+}
+
+fn open_error(dir: &Path, e: rocksdb::Error) -> Error {
+    let text = e.to_string();
+    let held = ["unavailable", "lock hold", "held", "No locks available"];
+    if text.contains("lock") && held.iter().any(|h| text.contains(h)) {
+        Error::DirectoryLocked {
+            path: dir.to_path_buf(),
+        }
+    } else if text.contains("Permission denied") || text.contains("Read-only file system") {
+        Error::Io(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("data directory {} is not writable: {text}", dir.display()),
+        ))
+    } else {
+        Error::Storage(e)
+    }
+}

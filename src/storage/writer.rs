@@ -1,0 +1,176 @@
+//! Validating, encoding and durably writing the rows of one statement.
+
+use crate::catalog::{StoredTable, TableDef};
+use crate::error::{Error, Result};
+use crate::storage::key_codec::encode_key;
+use crate::storage::row_codec::{ColumnValues, encode_row};
+use crate::storage::{Store, keys};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
+use datafusion::arrow::util::display::array_value_to_string;
+use rocksdb::WriteBatch;
+use std::collections::HashSet;
+
+/// Inserts all rows of `batches` into `table` as one atomic, synced write: either every row is
+/// durable when this returns `Ok`, or none is written. Returns the number of rows.
+///
+/// Columns are matched by position and cast to the table's types. Errors name the 1-based row
+/// within the statement: a value that does not convert, a NULL in a NOT NULL column, a
+/// duplicate primary key (against stored rows and earlier rows of the same statement).
+pub fn insert(store: &Store, table: &StoredTable, batches: &[RecordBatch]) -> Result<u64> {
+    let def = &table.def;
+    // Rows with a primary key are checked for duplicates, and that check must see every
+    // earlier write to the table: writers of one keyed table take turns.
+    let _turn = def.has_primary_key().then(|| {
+        table
+            .write_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    });
+    let mut write = WriteBatch::default();
+    let mut seen_keys = HashSet::new();
+    let mut rows_before: u64 = 0;
+    let mut encoded = Vec::with_capacity(256);
+    for batch in batches {
+        let columns = conform(def, batch, rows_before)?;
+        check_not_null(def, &columns, rows_before)?;
+        let values = columns
+            .iter()
+            .zip(&def.columns)
+            .map(|(array, column)| ColumnValues::new(column.column_type, array))
+            .collect::<Result<Vec<_>>>()?;
+        let row_keys = if def.has_primary_key() {
+            primary_keys(store, def, &columns, rows_before, &mut seen_keys)?
+        } else {
+            let first = table.allocate_row_ids(batch.num_rows() as u64);
+            (0..batch.num_rows() as u64)
+                .map(|i| keys::row_id(first + i).to_vec())
+                .collect()
+        };
+        for (row, row_key) in row_keys.iter().enumerate() {
+            encoded.clear();
+            encode_row(&values, row, &mut encoded);
+            write.put(keys::row(def.id, row_key), &encoded);
+        }
+        rows_before += batch.num_rows() as u64;
+    }
+    if rows_before > 0 {
+        store.write(write)?;
+    }
+    Ok(rows_before)
+}
+
+/// Casts the columns of `batch` to the table's types, naming the first value that does not fit.
+fn conform(def: &TableDef, batch: &RecordBatch, rows_before: u64) -> Result<Vec<ArrayRef>> {
+    if batch.num_columns() != def.columns.len() {
+        return Err(Error::DatatypeMismatch(format!(
+            "table \"{}\" has {} columns but the rows have {}",
+            def.name,
+            def.columns.len(),
+            batch.num_columns()
+        )));
+    }
+    let strict = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    batch
+        .columns()
+        .iter()
+        .zip(&def.columns)
+        .map(|(array, column)| {
+            let target = column.column_type.arrow_type();
+            if array.data_type() == &target {
+                return Ok(array.clone());
+            }
+            cast_with_options(array, &target, &strict).map_err(|_| {
+                let (row, value) = first_unconvertible(array, &target);
+                Error::InvalidText(format!(
+                    "invalid input syntax for type {} in column \"{}\": \"{value}\" (row {})",
+                    column.column_type.sql_name(),
+                    column.name,
+                    rows_before + row as u64 + 1
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Finds the first value of `array` that a lenient cast to `target` turns into NULL.
+fn first_unconvertible(
+    array: &ArrayRef,
+    target: &datafusion::arrow::datatypes::DataType,
+) -> (usize, String) {
+    let lenient = cast_with_options(array, target, &CastOptions::default());
+    let row = match &lenient {
+        Ok(converted) => (0..array.len())
+            .find(|&i| array.is_valid(i) && converted.is_null(i))
+            .unwrap_or(0),
+        Err(_) => 0,
+    };
+    let value = array_value_to_string(array, row).unwrap_or_default();
+    (row, value)
+}
+
+fn check_not_null(def: &TableDef, columns: &[ArrayRef], rows_before: u64) -> Result<()> {
+    for (array, column) in columns.iter().zip(&def.columns) {
+        if column.nullable || array.null_count() == 0 {
+            continue;
+        }
+        let row = (0..array.len()).find(|&i| array.is_null(i)).unwrap_or(0);
+        return Err(Error::NotNullViolation {
+            table: def.name.clone(),
+            column: column.name.clone(),
+            row: rows_before + row as u64 + 1,
+        });
+    }
+    Ok(())
+}
+
+fn primary_keys(
+    store: &Store,
+    def: &TableDef,
+    columns: &[ArrayRef],
+    rows_before: u64,
+    seen: &mut HashSet<Vec<u8>>,
+) -> Result<Vec<Vec<u8>>> {
+    let key_columns = def
+        .primary_key
+        .iter()
+        .map(|&i| ColumnValues::new(def.columns[i].column_type, &columns[i]))
+        .collect::<Result<Vec<_>>>()?;
+    let num_rows = columns.first().map_or(0, |c| c.len());
+    let row_keys = (0..num_rows)
+        .map(|row| encode_key(&key_columns, row))
+        .collect::<Result<Vec<_>>>()?;
+    let duplicate = |row: usize| Error::UniqueViolation {
+        table: def.name.clone(),
+        key: render_key(def, columns, row),
+        row: rows_before + row as u64 + 1,
+    };
+    for (row, key) in row_keys.iter().enumerate() {
+        if !seen.insert(key.clone()) {
+            return Err(duplicate(row));
+        }
+    }
+    let stored = store
+        .db()
+        .multi_get(row_keys.iter().map(|k| keys::row(def.id, k)));
+    for (row, found) in stored.into_iter().enumerate() {
+        if found?.is_some() {
+            return Err(duplicate(row));
+        }
+    }
+    Ok(row_keys)
+}
+
+fn render_key(def: &TableDef, columns: &[ArrayRef], row: usize) -> String {
+    def.primary_key
+        .iter()
+        .map(|&i| {
+            let value = array_value_to_string(&columns[i], row).unwrap_or_default();
+            format!("{}={value}", def.columns[i].name)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

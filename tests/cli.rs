@@ -1,0 +1,113 @@
+//! The `tastedb` binary: `sql` with -c, a file and stdin; `import` of CSV; errors with SQLSTATE.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn tastedb(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tastedb"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tastedb starts");
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(stdin.unwrap_or("").as_bytes())
+        .expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("tastedb finishes")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn sql_runs_commands_files_and_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/demo.sql");
+    let output = tastedb(&data, &["sql", demo.to_str().unwrap()], None);
+    assert!(output.status.success(), "{output:?}");
+    let text = stdout(&output);
+    assert!(text.contains("| Amélie     | 1      | 5.0    |"), "{text}");
+
+    let output = tastedb(
+        &data,
+        &["sql", "-c", "SELECT count(*) AS n FROM demo_events"],
+        None,
+    );
+    assert!(stdout(&output).contains("| 4 |"), "{output:?}");
+
+    let output = tastedb(
+        &data,
+        &["sql"],
+        Some("SELECT title FROM demo_items WHERE item_id = 'i3';"),
+    );
+    assert!(stdout(&output).contains("| Alien |"), "{output:?}");
+}
+
+#[test]
+fn errors_print_sqlstate_and_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tastedb(
+        &dir.path().join("data"),
+        &["sql", "-c", "SELECT * FROM nowhere"],
+        None,
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("ERROR 42P01"), "{stderr}");
+}
+
+#[test]
+fn import_loads_a_csv_file_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let create = "CREATE TABLE events (user_id TEXT, item_id TEXT, weight DOUBLE)";
+    assert!(
+        tastedb(&data, &["sql", "-c", create], None)
+            .status
+            .success()
+    );
+    let good = dir.path().join("good.csv");
+    let mut csv = String::from("user_id,item_id,weight\n");
+    for i in 0..2500 {
+        csv.push_str(&format!("u{},i{},{}\n", i % 7, i % 13, i % 5));
+    }
+    std::fs::write(&good, csv).unwrap();
+    let output = tastedb(
+        &data,
+        &["import", "--table", "events", good.to_str().unwrap()],
+        None,
+    );
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout(&output).contains("imported 2500 rows into events"),
+        "{output:?}"
+    );
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "user_id,item_id,weight\nu1,i1,1\nu2,i2,heavy\n").unwrap();
+    let output = tastedb(
+        &data,
+        &["import", "--table", "events", bad.to_str().unwrap()],
+        None,
+    );
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("ERROR 22P02"),
+        "{output:?}"
+    );
+
+    let output = tastedb(
+        &data,
+        &["sql", "-c", "SELECT count(*) AS n FROM events"],
+        None,
+    );
+    assert!(stdout(&output).contains("| 2500 |"), "{output:?}");
+}

@@ -1,0 +1,291 @@
+//! The embedding API: reopening, streaming, concurrent use, bulk inserts, and opening
+//! directories that cannot be used.
+
+use datafusion::arrow::array::{
+    Array, AsArray, Float64Array, Int64Array, RecordBatch, StringArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use futures::StreamExt;
+use std::sync::Arc;
+use tastedb::Engine;
+
+fn single_i64(batches: &[RecordBatch]) -> i64 {
+    let batch = batches.iter().find(|b| b.num_rows() > 0).expect("a row");
+    batch.column(0).as_primitive::<Int64Type>().value(0)
+}
+
+#[tokio::test]
+async fn tables_and_rows_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::open(dir.path()).unwrap();
+        engine
+            .sql("CREATE TABLE items (item_id TEXT PRIMARY KEY, title TEXT NOT NULL, views BIGINT)")
+            .await
+            .unwrap();
+        engine
+            .sql("CREATE TABLE log (n BIGINT); INSERT INTO log VALUES (1), (2)")
+            .await
+            .unwrap();
+        engine
+            .sql("INSERT INTO items VALUES ('a', 'Alpha', 10), ('b', 'Beta', NULL)")
+            .await
+            .unwrap();
+    }
+    let engine = Engine::open(dir.path()).unwrap();
+    let rows = engine
+        .sql("SELECT item_id, title, views FROM items ORDER BY item_id")
+        .await
+        .unwrap();
+    let text = pretty_format_batches(&rows).unwrap().to_string();
+    assert!(text.contains("| a       | Alpha | 10    |"), "{text}");
+    assert!(text.contains("| b       | Beta  |       |"), "{text}");
+    // the key and the NOT NULL survive too
+    let dup = engine
+        .sql("INSERT INTO items VALUES ('a', 'Again', 1)")
+        .await
+        .unwrap_err();
+    assert_eq!(dup.sqlstate(), "23505");
+    let null = engine
+        .sql("INSERT INTO items VALUES ('c', NULL, 1)")
+        .await
+        .unwrap_err();
+    assert_eq!(null.sqlstate(), "23502");
+    // row ids continue after the stored ones instead of overwriting them
+    engine.sql("INSERT INTO log VALUES (3)").await.unwrap();
+    let count = engine.sql("SELECT count(*) FROM log").await.unwrap();
+    assert_eq!(single_i64(&count), 3);
+}
+
+#[tokio::test]
+async fn scans_stream_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine.sql("CREATE TABLE n (v BIGINT)").await.unwrap();
+    engine
+        .sql("INSERT INTO n SELECT value FROM generate_series(1, 20000)")
+        .await
+        .unwrap();
+    engine
+        .sql("SET datafusion.execution.batch_size = 1000")
+        .await
+        .unwrap();
+    let mut stream = engine.sql_stream("SELECT v FROM n").await.unwrap();
+    let mut batches = 0;
+    let mut sum = 0i64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.unwrap();
+        assert!(batch.num_rows() <= 1000);
+        batches += 1;
+        sum += batch
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .iter()
+            .flatten()
+            .sum::<i64>();
+    }
+    assert!(batches >= 20, "expected many batches, got {batches}");
+    assert_eq!(sum, 20000 * 20001 / 2);
+}
+
+#[tokio::test]
+async fn key_filters_become_point_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine
+        .sql("CREATE TABLE users (user_id TEXT PRIMARY KEY, age INT)")
+        .await
+        .unwrap();
+    let explain = |sql: &str| {
+        let engine = engine.clone();
+        let sql = format!("EXPLAIN {sql}");
+        async move {
+            let batches = engine.sql(&sql).await.unwrap();
+            pretty_format_batches(&batches).unwrap().to_string()
+        }
+    };
+    let point = explain("SELECT age FROM users WHERE user_id = 'u1'").await;
+    assert!(point.contains("point_lookup=1 keys"), "{point}");
+    let many = explain("SELECT * FROM users WHERE user_id IN ('a', 'b', 'c')").await;
+    assert!(many.contains("point_lookup=3 keys"), "{many}");
+    let scan = explain("SELECT * FROM users WHERE age = 3").await;
+    assert!(scan.contains("full_scan"), "{scan}");
+    let projected = explain("SELECT age FROM users").await;
+    assert!(projected.contains("projection=[age]"), "{projected}");
+}
+
+#[tokio::test]
+async fn an_engine_is_shared_between_tasks() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Engine>();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine
+        .sql("CREATE TABLE hits (task BIGINT, n BIGINT)")
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                for n in 0..10 {
+                    engine
+                        .sql(&format!("INSERT INTO hits VALUES ({task}, {n})"))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let count = engine
+        .sql("SELECT count(DISTINCT task * 100 + n) FROM hits")
+        .await
+        .unwrap();
+    assert_eq!(single_i64(&count), 80);
+}
+
+#[tokio::test]
+async fn insert_batches_is_atomic_and_names_bad_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine
+        .sql("CREATE TABLE events (user_id TEXT NOT NULL, weight DOUBLE)")
+        .await
+        .unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("user_id", DataType::Utf8, true),
+        Field::new("weight", DataType::Float64, true),
+    ]));
+    let batch = |users: Vec<Option<&str>>, weights: Vec<f64>| {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(users)),
+                Arc::new(Float64Array::from(weights)),
+            ],
+        )
+        .unwrap()
+    };
+    let good = batch(vec![Some("u1"), Some("u2")], vec![1.0, 2.0]);
+    let bad = batch(vec![Some("u3"), None], vec![3.0, 4.0]);
+    let error = engine
+        .insert_batches("events", vec![good.clone(), bad])
+        .await
+        .unwrap_err();
+    assert_eq!(error.sqlstate(), "23502");
+    assert!(error.to_string().contains("(row 4)"), "{error}");
+    let inserted = engine.insert_batches("events", vec![good]).await.unwrap();
+    assert_eq!(inserted, 2);
+    let count = engine.sql("SELECT count(*) FROM events").await.unwrap();
+    assert_eq!(single_i64(&count), 2);
+
+    // columns are matched by position and cast; text that is no number is named
+    let text_weights = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Utf8, true),
+            Field::new("b", DataType::Utf8, true),
+        ])),
+        vec![
+            Arc::new(StringArray::from(vec!["u5", "u6"])),
+            Arc::new(StringArray::from(vec!["1.5", "lots"])),
+        ],
+    )
+    .unwrap();
+    let error = engine
+        .insert_batches("events", vec![text_weights])
+        .await
+        .unwrap_err();
+    assert_eq!(error.sqlstate(), "22P02");
+    assert!(error.to_string().contains("\"lots\" (row 2)"), "{error}");
+    let missing = engine.insert_batches("nope", vec![]).await.unwrap_err();
+    assert_eq!(missing.sqlstate(), "42P01");
+}
+
+#[tokio::test]
+async fn copy_errors_name_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path().join("data")).unwrap();
+    let csv = dir.path().join("events.csv");
+    std::fs::write(&csv, "user_id,n\nu1,1\nu2,2\nu3,three\nu4,4\n").unwrap();
+    engine
+        .sql("CREATE TABLE events (user_id TEXT, n BIGINT)")
+        .await
+        .unwrap();
+    let error = engine
+        .sql(&format!(
+            "COPY events FROM '{}' (FORMAT csv, HEADER true)",
+            csv.display()
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error.sqlstate(), "22P02");
+    let message = error.to_string();
+    assert!(
+        message.contains("three") && message.contains("line"),
+        "{message}"
+    );
+    let count = engine.sql("SELECT count(*) FROM events").await.unwrap();
+    assert_eq!(single_i64(&count), 0);
+}
+
+#[test]
+fn unusable_directories_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    // held by another engine (RocksDB's lock is per process and per path)
+    let data = dir.path().join("held");
+    let _first = Engine::open(&data).unwrap();
+    let error = Engine::open(&data).unwrap_err();
+    assert_eq!(error.sqlstate(), "55006", "{error}");
+    assert!(error.to_string().contains("in use"), "{error}");
+
+    // a directory with other files in it
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    let error = Engine::open(&foreign).unwrap_err();
+    assert!(
+        error.to_string().contains("not a TasteDB data directory"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(foreign.join("notes.txt")).unwrap(),
+        "mine"
+    );
+
+    // a file, not a directory
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let error = Engine::open(&file).unwrap_err();
+    assert!(error.to_string().contains("not a directory"), "{error}");
+
+    // a marker of another format version
+    let future = dir.path().join("future");
+    std::fs::create_dir(&future).unwrap();
+    std::fs::write(
+        future.join("TASTEDB"),
+        "TasteDB data directory, format 99\n",
+    )
+    .unwrap();
+    let error = Engine::open(&future).unwrap_err();
+    assert!(error.to_string().contains("format 99"), "{error}");
+}
+
+#[tokio::test]
+async fn integer_results_keep_their_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine.sql("CREATE TABLE t (a BIGINT)").await.unwrap();
+    engine
+        .sql("INSERT INTO t VALUES (NULL), (7)")
+        .await
+        .unwrap();
+    let batches = engine.sql("SELECT a FROM t").await.unwrap();
+    let column = batches[0].column(0);
+    let ints = column.as_any().downcast_ref::<Int64Array>().unwrap();
+    assert_eq!(ints.null_count(), 1);
+    assert_eq!(ints.value(1), 7);
+}
