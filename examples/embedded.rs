@@ -9,12 +9,15 @@ use tastedb::Engine;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let temporary = tempfile::tempdir()?;
-    let dir = match std::env::args().nth(1) {
-        Some(dir) => std::path::PathBuf::from(dir),
-        None => temporary.path().join("tastedb-data"),
+    let (dir, note) = match std::env::args().nth(1) {
+        Some(dir) => (std::path::PathBuf::from(dir), ""),
+        None => (
+            temporary.path().join("tastedb-data"),
+            " (temporary, removed at exit)",
+        ),
     };
     let engine = Engine::open(&dir)?;
-    println!("data directory: {}", dir.display());
+    println!("data directory: {}{note}", dir.display());
 
     engine
         .sql(

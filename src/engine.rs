@@ -1,17 +1,17 @@
 //! The embedding API: [`Engine`] opens a data directory and runs SQL on it.
 
-use crate::catalog::{Catalog, TableDef, TasteSchema};
+use crate::catalog::{Catalog, StoredTable, TableDef, TasteSchema};
 use crate::error::{Error, Result};
 use crate::sql::execute::empty_stream;
 use crate::sql::names;
-use crate::sql::parser::{self, CopyFrom, Statement};
+use crate::sql::parser::{self, CopyFrom, CopySourceKind, Statement};
 use crate::storage::{Store, writer};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::TryStreamExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// An open TasteDB data directory. Cheap to clone; clones share everything, and an `Engine` can
@@ -100,11 +100,7 @@ impl Engine {
     /// Inserts `batches` into the stored table `table` as one atomic, durable write; columns
     /// are matched by position and cast to the table's types. Returns the number of rows.
     pub async fn insert_batches(&self, table: &str, batches: Vec<RecordBatch>) -> Result<u64> {
-        let stored = self
-            .inner
-            .catalog
-            .get(table)
-            .ok_or_else(|| Error::UndefinedTable(table.to_string()))?;
+        let stored = self.stored_table(table)?;
         let store = self.inner.catalog.store().clone();
         tokio::task::spawn_blocking(move || writer::insert(&store, &stored, &batches))
             .await
@@ -116,16 +112,16 @@ impl Engine {
     pub async fn copy_from_file(
         &self,
         copy: CopyFrom,
-        path: &Path,
         mut progress: impl FnMut(f64) + Send + 'static,
     ) -> Result<u64> {
-        let stored = self
-            .inner
-            .catalog
-            .get(&copy.table)
-            .ok_or_else(|| Error::UndefinedTable(copy.table.clone()))?;
+        let CopySourceKind::File(path) = &copy.source else {
+            return Err(Error::FeatureNotSupported(
+                "COPY FROM STDIN needs a client connection; use COPY FROM 'file' here".into(),
+            ));
+        };
+        let path = PathBuf::from(path);
+        let stored = self.stored_table(&copy.table)?;
         let store = self.inner.catalog.store().clone();
-        let path = path.to_path_buf();
         tokio::task::spawn_blocking(move || {
             let batches = crate::sql::copy_from::load(&stored.def, &copy, &path, &mut progress)?;
             writer::insert(&store, &stored, &batches)
@@ -142,6 +138,13 @@ impl Engine {
     /// The DataFusion session behind the engine, for registering functions or tables.
     pub fn session_context(&self) -> &SessionContext {
         &self.inner.ctx
+    }
+
+    fn stored_table(&self, name: &str) -> Result<Arc<StoredTable>> {
+        self.inner
+            .catalog
+            .get(name)
+            .ok_or_else(|| Error::UndefinedTable(name.to_string()))
     }
 
     pub(crate) fn catalog(&self) -> &Arc<Catalog> {

@@ -111,3 +111,17 @@ fn import_loads_a_csv_file_all_or_nothing() {
     );
     assert!(stdout(&output).contains("| 2500 |"), "{output:?}");
 }
+
+#[test]
+fn a_directory_held_by_another_process_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _held = tastedb::Engine::open(&data).unwrap();
+    let output = tastedb(&data, &["sql", "-c", "SELECT 1"], None);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ERROR 55006") && stderr.contains("in use by another"),
+        "{stderr}"
+    );
+}

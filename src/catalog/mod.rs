@@ -64,6 +64,7 @@ impl Catalog {
                     String::from_utf8_lossy(&key)
                 ))
             })?;
+            check_definition(&def)?;
             let next_row_id = match reader::last_row_id(&store, def.id)? {
                 Some(last) if !def.has_primary_key() => last + 1,
                 _ => 0,
@@ -144,6 +145,18 @@ impl Catalog {
     fn write_tables(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<StoredTable>>> {
         self.tables.write().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Rejects a stored definition that the rest of the code could not rely on.
+fn check_definition(def: &TableDef) -> Result<()> {
+    let keys_valid = def.primary_key.iter().all(|&i| i < def.columns.len());
+    if def.columns.is_empty() || !keys_valid {
+        return Err(Error::Corrupt(format!(
+            "catalog entry of table {} has no columns or a bad primary key",
+            def.name
+        )));
+    }
+    Ok(())
 }
 
 fn new_table(def: TableDef, next_row_id: u64) -> StoredTable {

@@ -57,7 +57,7 @@ pub async fn run(engine: &Engine, table: &str, file: &Path, options: ImportOptio
     let reporter = bar.clone();
     let started = Instant::now();
     let result = engine
-        .copy_from_file(copy, file, move |fraction| {
+        .copy_from_file(copy, move |fraction| {
             reporter.set_position((fraction * 1000.0) as u64);
             if fraction >= 1.0 {
                 reporter.set_message("writing".to_string());

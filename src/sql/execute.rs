@@ -6,8 +6,7 @@ use crate::error::{Error, Result};
 use crate::sql::create_table::{table_def, table_def_from_schema};
 use crate::sql::insert_values::explain_not_null;
 use crate::sql::names;
-use crate::sql::parser::{CopySourceKind, Statement};
-use crate::storage::writer;
+use crate::sql::parser::Statement;
 use datafusion::arrow::array::{RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::SchemaProvider;
@@ -24,15 +23,7 @@ impl Engine {
     /// Runs one statement and returns its rows as a stream.
     pub(crate) async fn execute(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
         match statement {
-            Statement::CopyFrom(copy) => match &copy.source {
-                CopySourceKind::File(path) => {
-                    let path = std::path::PathBuf::from(path);
-                    count_stream(self.copy_from_file(copy, &path, |_| {}).await?)
-                }
-                CopySourceKind::Stdin => Err(Error::FeatureNotSupported(
-                    "COPY FROM STDIN needs a client connection; use COPY FROM 'file' here".into(),
-                )),
-            },
+            Statement::CopyFrom(copy) => count_stream(self.copy_from_file(copy, |_| {}).await?),
             Statement::DataFusion(statement) => match *statement {
                 DFStatement::Statement(sql) => match *sql {
                     SqlStatement::CreateTable(create) => self.create_table(create).await,
@@ -75,15 +66,8 @@ impl Engine {
     }
 
     async fn create_table(&self, create: CreateTable) -> Result<SendableRecordBatchStream> {
-        let Some(query) = create.query.clone() else {
-            let def = table_def(&create)?;
-            if self.schema().table_exist(&def.name) && self.catalog().get(&def.name).is_none() {
-                return Err(Error::DuplicateTable(def.name));
-            }
-            self.catalog().create(def, create.if_not_exists)?;
-            return Ok(empty_stream());
-        };
         let name = names::table_name(&create.name)?;
+        // Stored tables, views and external tables share one namespace.
         if self.schema().table_exist(&name) {
             return if create.if_not_exists {
                 Ok(empty_stream())
@@ -91,6 +75,11 @@ impl Engine {
                 Err(Error::DuplicateTable(name))
             };
         }
+        let Some(query) = create.query.clone() else {
+            self.catalog()
+                .create(table_def(&create)?, create.if_not_exists)?;
+            return Ok(empty_stream());
+        };
         let ctx = self.session_context();
         let plan = ctx
             .state()
@@ -104,16 +93,7 @@ impl Engine {
         };
         let batches = frame.collect().await?;
         self.catalog().create(def, false)?;
-        let Some(stored) = self.catalog().get(&name) else {
-            return Err(Error::Internal(format!(
-                "table {name} vanished after CREATE"
-            )));
-        };
-        let store = self.catalog().store().clone();
-        let inserted =
-            tokio::task::spawn_blocking(move || writer::insert(&store, &stored, &batches))
-                .await
-                .map_err(|e| Error::Internal(format!("insert task failed: {e}")))?;
+        let inserted = self.insert_batches(&name, batches).await;
         match inserted {
             Ok(rows) => count_stream(rows),
             Err(error) => {

@@ -31,6 +31,9 @@ pub fn insert(store: &Store, table: &StoredTable, batches: &[RecordBatch]) -> Re
     let mut seen_keys = HashSet::new();
     let mut rows_before: u64 = 0;
     let mut encoded = Vec::with_capacity(256);
+    // One key buffer for every row: the table prefix, then the row's key.
+    let mut key = keys::table_prefix(def.id);
+    let prefix_len = key.len();
     for batch in batches {
         let columns = conform(def, batch, rows_before)?;
         check_not_null(def, &columns, rows_before)?;
@@ -39,18 +42,21 @@ pub fn insert(store: &Store, table: &StoredTable, batches: &[RecordBatch]) -> Re
             .zip(&def.columns)
             .map(|(array, column)| ColumnValues::new(column.column_type, array))
             .collect::<Result<Vec<_>>>()?;
-        let row_keys = if def.has_primary_key() {
-            primary_keys(store, def, &columns, rows_before, &mut seen_keys)?
+        let (primary_keys, first_row_id) = if def.has_primary_key() {
+            let keys = primary_keys(store, def, &columns, rows_before, &mut seen_keys)?;
+            (Some(keys), 0)
         } else {
-            let first = table.allocate_row_ids(batch.num_rows() as u64);
-            (0..batch.num_rows() as u64)
-                .map(|i| keys::row_id(first + i).to_vec())
-                .collect()
+            (None, table.allocate_row_ids(batch.num_rows() as u64))
         };
-        for (row, row_key) in row_keys.iter().enumerate() {
+        for row in 0..batch.num_rows() {
+            key.truncate(prefix_len);
+            match &primary_keys {
+                Some(primary_keys) => key.extend_from_slice(&primary_keys[row]),
+                None => key.extend_from_slice(&keys::row_id(first_row_id + row as u64)),
+            }
             encoded.clear();
             encode_row(&values, row, &mut encoded);
-            write.put(keys::row(def.id, row_key), &encoded);
+            write.put(&key, &encoded);
         }
         rows_before += batch.num_rows() as u64;
     }
