@@ -10,9 +10,12 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use futures::TryStreamExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+const PG_CATALOG: &str = "pg_catalog";
 
 /// An open TasteDB data directory. Cheap to clone; clones share everything, and an `Engine` can
 /// be used from many tasks and threads at once.
@@ -34,6 +37,16 @@ struct EngineInner {
     ctx: SessionContext,
     catalog: Arc<Catalog>,
     schema: Arc<TasteSchema>,
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        // datafusion-pg-catalog's pg_catalog schema holds the catalog list that holds it: a
+        // reference cycle that would keep RocksDB (and its directory lock) open for ever.
+        if let Some(catalog) = self.ctx.catalog(names::CATALOG) {
+            let _ = catalog.deregister_schema(PG_CATALOG, true);
+        }
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -61,6 +74,10 @@ impl Engine {
         let database = MemoryCatalogProvider::new();
         database.register_schema(names::SCHEMA, schema.clone())?;
         ctx.register_catalog(names::CATALOG, Arc::new(database));
+        // pg_catalog tables and functions that Postgres clients and BI tools query.
+        datafusion_pg_catalog::setup_pg_catalog(&ctx, names::CATALOG, EmptyContextProvider)
+            .map_err(|e| Error::from(*e))?;
+        crate::sql::register_functions(&ctx);
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 ctx,
@@ -138,6 +155,11 @@ impl Engine {
     /// The DataFusion session behind the engine, for registering functions or tables.
     pub fn session_context(&self) -> &SessionContext {
         &self.inner.ctx
+    }
+
+    /// The users of the wire server, stored in this data directory.
+    pub fn users(&self) -> crate::server::Users {
+        crate::server::Users::new(self.inner.catalog.store().clone())
     }
 
     fn stored_table(&self, name: &str) -> Result<Arc<StoredTable>> {

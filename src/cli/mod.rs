@@ -1,6 +1,7 @@
 //! Command-line arguments and the subcommands behind them.
 
 mod import;
+mod serve;
 mod sql;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,21 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the data directory over the Postgres wire protocol (psql, drivers, BI tools).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:5433")]
+        listen: std::net::SocketAddr,
+        /// scram-sha-256 (default) or trust (loopback only).
+        #[arg(long, default_value = "scram-sha-256")]
+        auth: String,
+        /// Password of the admin user `tastedb`, created at the first start.
+        #[arg(long, env = "TASTEDB_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Connections served at once; one more is refused with SQLSTATE 53300.
+        #[arg(long, default_value_t = 100)]
+        max_connections: usize,
+    },
     /// Run SQL: from -c, from a file, or from standard input.
     Sql {
         /// SQL to run (one or more statements separated by `;`).
@@ -56,6 +72,15 @@ enum Command {
 pub async fn run(args: Cli) -> Result<()> {
     let engine = Engine::open(&args.data)?;
     match args.command {
+        Command::Serve {
+            listen,
+            auth,
+            password,
+            max_connections,
+        } => {
+            let auth = serve::auth_mode(&auth)?;
+            serve::run(engine, listen, auth, password, max_connections).await
+        }
         Command::Sql { command, file } => sql::run(&engine, command, file).await,
         Command::Import {
             table,

@@ -11,6 +11,7 @@ use datafusion::arrow::array::{RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::SchemaProvider;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::EmptyRecordBatchStream;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::parser::Statement as DFStatement;
@@ -45,9 +46,25 @@ impl Engine {
     }
 
     async fn run_datafusion(&self, statement: DFStatement) -> Result<SendableRecordBatchStream> {
-        let ctx = self.session_context();
-        let plan = ctx.state().statement_to_plan(statement).await?;
-        let frame = ctx.execute_logical_plan(plan).await?;
+        let plan = self.plan(statement).await?;
+        self.execute_plan(plan).await
+    }
+
+    /// DataFusion's logical plan of `statement` (placeholders `$n` stay unbound).
+    pub(crate) async fn plan(&self, statement: DFStatement) -> Result<LogicalPlan> {
+        Ok(self
+            .session_context()
+            .state()
+            .statement_to_plan(statement)
+            .await?)
+    }
+
+    /// Runs a logical plan and streams its rows.
+    pub(crate) async fn execute_plan(
+        &self,
+        plan: LogicalPlan,
+    ) -> Result<SendableRecordBatchStream> {
+        let frame = self.session_context().execute_logical_plan(plan).await?;
         Ok(frame.execute_stream().await?)
     }
 

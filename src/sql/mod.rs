@@ -4,6 +4,9 @@
 pub mod copy_from;
 mod create_table;
 pub(crate) mod execute;
+mod functions;
 mod insert_values;
 pub mod names;
 pub mod parser;
+
+pub(crate) use functions::register as register_functions;

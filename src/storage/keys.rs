@@ -5,10 +5,12 @@
 //! | `m`    | meta name (UTF-8)             | meta value (e.g. a counter)   |
 //! | `c`    | table name (UTF-8)            | `TableDef` as JSON            |
 //! | `d`    | table id (u64 BE) + row key   | encoded row (`row_codec`)     |
+//! | `u`    | user name (UTF-8)             | SCRAM salt and secret as JSON |
 
 const META: u8 = b'm';
 const CATALOG: u8 = b'c';
 const DATA: u8 = b'd';
+const USER: u8 = b'u';
 
 /// Key of a meta entry.
 pub fn meta(name: &str) -> Vec<u8> {
@@ -23,6 +25,11 @@ pub fn catalog(table: &str) -> Vec<u8> {
 /// First key of the catalog range.
 pub fn catalog_prefix() -> Vec<u8> {
     vec![CATALOG]
+}
+
+/// Key of a wire-protocol user; `user("")` is the prefix of all of them.
+pub fn user(name: &str) -> Vec<u8> {
+    prefixed(USER, name.as_bytes())
 }
 
 /// Prefix shared by every row of a table.

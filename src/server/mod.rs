@@ -1,0 +1,202 @@
+//! The Postgres wire-protocol server (`tastedb serve`): pgwire on tokio, one task per
+//! connection, every statement run by the shared [`Engine`].
+
+mod compat;
+mod errors;
+mod session;
+mod users;
+
+pub use users::Users;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use async_trait::async_trait;
+use futures::Sink;
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::sasl::scram::ScramAuth;
+use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
+use pgwire::api::{ClientInfo, PgWireServerHandlers};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use session::{Session, fatal};
+use std::fmt::Debug;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// How clients prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// SCRAM-SHA-256 against the users stored in the data directory (the default).
+    Scram,
+    /// No authentication; refused on a listener that is not loopback.
+    Trust,
+}
+
+/// Settings of a server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Authentication.
+    pub auth: AuthMode,
+    /// Connections served at once; one more is refused with 53300.
+    pub max_connections: usize,
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    engine: Engine,
+    listener: TcpListener,
+    options: ServeOptions,
+}
+
+impl Server {
+    /// Binds the listener. Refuses trust authentication on a non-loopback address, and SCRAM
+    /// when no user exists yet.
+    pub async fn bind(engine: Engine, options: ServeOptions) -> Result<Server> {
+        if options.auth == AuthMode::Trust && !options.listen.ip().is_loopback() {
+            return Err(Error::InvalidParameter(format!(
+                "--auth trust is only allowed on a loopback address, not {}",
+                options.listen
+            )));
+        }
+        if options.auth == AuthMode::Scram && engine.users().is_empty()? {
+            return Err(Error::InvalidParameter(
+                "no user exists yet: start once with --password (or TASTEDB_PASSWORD) to create \
+                 the admin user, or use --auth trust on a loopback address"
+                    .into(),
+            ));
+        }
+        let listener = TcpListener::bind(options.listen).await.map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {}: {e}", options.listen),
+            ))
+        })?;
+        Ok(Server {
+            engine,
+            listener,
+            options,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves connections until `shutdown` completes; then stops accepting and returns. Every
+    /// statement that returned to its client is durable (see `docs/durability.md`).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let slots = Arc::new(Semaphore::new(self.options.max_connections));
+        let shared = Arc::new(Shared {
+            session: Session::new(self.engine.clone()),
+            users: self.engine.users(),
+            auth: self.options.auth,
+        });
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                accepted = self.listener.accept() => accepted,
+            };
+            let (socket, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            };
+            let slot = slots.clone().try_acquire_owned().ok();
+            let handlers = ConnectionHandlers {
+                shared: shared.clone(),
+                over_limit: slot.is_none(),
+            };
+            tokio::spawn(async move {
+                // A panic or error ends this connection only.
+                if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                drop(slot);
+            });
+        }
+    }
+}
+
+struct Shared {
+    session: Session,
+    users: Users,
+    auth: AuthMode,
+}
+
+/// The handlers of one connection (pgwire asks for them once per connection).
+struct ConnectionHandlers {
+    shared: Arc<Shared>,
+    over_limit: bool,
+}
+
+impl PgWireServerHandlers for ConnectionHandlers {
+    fn simple_query_handler(&self) -> Arc<impl pgwire::api::query::SimpleQueryHandler> {
+        Arc::new(self.shared.session.clone())
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
+        Arc::new(self.shared.session.clone())
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        let parameters = Arc::new(server_parameters());
+        // SCRAM keeps the state of one login, so every connection gets its own handler.
+        let mut scram = ScramAuth::new(Arc::new(self.shared.users.clone()));
+        scram.set_iterations(users::SCRAM_ITERATIONS);
+        Arc::new(Startup {
+            over_limit: self.over_limit,
+            auth: self.shared.auth,
+            scram: SASLAuthStartupHandler::new(parameters).with_scram(scram),
+        })
+    }
+}
+
+fn server_parameters() -> DefaultServerParameterProvider {
+    let mut parameters = DefaultServerParameterProvider::default();
+    parameters.server_version = format!("16.6 (TasteDB {})", env!("CARGO_PKG_VERSION"));
+    parameters
+}
+
+/// Checks the connection limit, then authenticates as the server is configured to.
+struct Startup {
+    over_limit: bool,
+    auth: AuthMode,
+    scram: SASLAuthStartupHandler<DefaultServerParameterProvider>,
+}
+
+/// Trust authentication: pgwire's no-op startup.
+struct TrustStartup;
+
+impl NoopStartupHandler for TrustStartup {}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if self.over_limit && matches!(message, PgWireFrontendMessage::Startup(_)) {
+            return Err(fatal("53300", "sorry, too many clients already"));
+        }
+        match self.auth {
+            AuthMode::Scram => self.scram.on_startup(client, message).await,
+            AuthMode::Trust => TrustStartup.on_startup(client, message).await,
+        }
+    }
+}

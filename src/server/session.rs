@@ -1,0 +1,359 @@
+//! One client connection's queries: the simple and the extended query protocol, both running
+//! statements through the [`Engine`] and encoding Arrow results with `arrow-pg`.
+
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::server::compat::rewrite_for_clients;
+use crate::server::errors::{error_info, to_pgwire};
+use crate::sql::parser::{self, Statement};
+use arrow_pg::datatypes::df::deserialize_parameters;
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
+use async_trait::async_trait;
+use datafusion::arrow::array::UInt64Array;
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use futures::{Sink, StreamExt, TryStreamExt, stream};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+/// The query side of a connection.
+#[derive(Clone)]
+pub struct Session {
+    engine: Engine,
+    planner: Arc<Planner>,
+    compat: Arc<PostgresCompatibilityParser>,
+}
+
+impl Session {
+    /// A session running statements on `engine`.
+    pub fn new(engine: Engine) -> Self {
+        let compat = Arc::new(PostgresCompatibilityParser::new());
+        let planner = Arc::new(Planner {
+            engine: engine.clone(),
+            compat: compat.clone(),
+        });
+        Session {
+            engine,
+            planner,
+            compat,
+        }
+    }
+}
+
+/// How a statement's result is reported: rows, or a command tag.
+#[derive(Debug, Clone)]
+enum Kind {
+    /// Rows (SELECT, EXPLAIN, SHOW …).
+    Rows,
+    /// `INSERT 0 n`.
+    Insert,
+    /// `COPY n`.
+    Copy,
+    /// `SELECT n` (CREATE TABLE … AS).
+    CreateTableAs,
+    /// A tag made of the statement's first words (`CREATE TABLE`, `DROP TABLE`, `SET` …).
+    Command(String),
+}
+
+fn kind_of(statement: &Statement) -> Kind {
+    let sql = match statement {
+        Statement::CopyFrom(_) => return Kind::Copy,
+        Statement::DataFusion(df) => match df.as_ref() {
+            DFStatement::Statement(sql) => match sql.as_ref() {
+                SqlStatement::Query(_) => return Kind::Rows,
+                SqlStatement::Insert(_) => return Kind::Insert,
+                SqlStatement::CreateTable(create) if create.query.is_some() => {
+                    return Kind::CreateTableAs;
+                }
+                other => other.to_string(),
+            },
+            DFStatement::CopyTo(_) => return Kind::Copy,
+            DFStatement::Explain(_) => return Kind::Rows,
+            other => other.to_string(),
+        },
+    };
+    let mut words = sql.split_whitespace().map(str::to_uppercase);
+    let first = words.next().unwrap_or_default();
+    match first.as_str() {
+        "CREATE" | "DROP" | "ALTER" => {
+            let second = words.find(|w| !matches!(w.as_str(), "OR" | "REPLACE" | "EXTERNAL"));
+            Kind::Command(format!("{first} {}", second.unwrap_or_default()))
+        }
+        _ => Kind::Command(first),
+    }
+}
+
+/// Turns a statement's result stream into the response Postgres would send for it.
+async fn respond(
+    kind: Kind,
+    stream: SendableRecordBatchStream,
+    format: &Format,
+    sql: &str,
+) -> PgWireResult<Response> {
+    let schema = stream.schema();
+    let counted = |tag: Tag, rows: u64| tag.with_rows(rows as usize);
+    match kind {
+        Kind::Insert | Kind::Copy | Kind::CreateTableAs if is_count(&schema) => {
+            let rows = count(stream).await.map_err(|e| to_pgwire(&e, sql))?;
+            Ok(Response::Execution(match kind {
+                Kind::Insert => counted(Tag::new("INSERT").with_oid(0), rows),
+                Kind::Copy => counted(Tag::new("COPY"), rows),
+                _ => counted(Tag::new("SELECT"), rows),
+            }))
+        }
+        Kind::Command(tag) if schema.fields().is_empty() => {
+            let _: Vec<_> = stream
+                .try_collect()
+                .await
+                .map_err(|e| to_pgwire(&e.into(), sql))?;
+            Ok(Response::Execution(Tag::new(&tag)))
+        }
+        _ => rows(stream, format, sql).map(Response::Query),
+    }
+}
+
+fn is_count(schema: &Schema) -> bool {
+    schema.fields().len() == 1
+        && schema.field(0).name() == "count"
+        && schema.field(0).data_type() == &DataType::UInt64
+}
+
+async fn count(stream: SendableRecordBatchStream) -> Result<u64, Error> {
+    let batches: Vec<_> = stream.try_collect().await?;
+    Ok(batches
+        .iter()
+        .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>())
+        .flat_map(|a| a.iter().flatten())
+        .sum())
+}
+
+/// A row-description plus a stream of encoded rows; an error mid-stream keeps its SQLSTATE.
+fn rows(
+    stream: SendableRecordBatchStream,
+    format: &Format,
+    sql: &str,
+) -> PgWireResult<QueryResponse> {
+    let fields = Arc::new(arrow_schema_to_pg_fields(&stream.schema(), format, None)?);
+    let encoder_fields = fields.clone();
+    let sql = sql.to_string();
+    let data = stream.flat_map(move |batch| {
+        let rows: Vec<PgWireResult<_>> = match batch {
+            Ok(batch) => encode_recordbatch(encoder_fields.clone(), batch).collect(),
+            Err(e) => vec![Err(to_pgwire(&Error::from(e), &sql))],
+        };
+        stream::iter(rows)
+    });
+    Ok(QueryResponse::new(fields, data))
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Session {
+    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statements = match parser::parse(query) {
+            Ok(statements) => rewrite_for_clients(&self.compat, query, statements),
+            Err(e) => return Ok(vec![Response::Error(Box::new(error_info(&e, query)))]),
+        };
+        let mut responses = Vec::with_capacity(statements.len());
+        // Statements run one by one; the first failure ends the batch, as in Postgres.
+        for statement in statements {
+            let kind = kind_of(&statement);
+            let result = match self.engine.execute(statement).await {
+                Ok(stream) => respond(kind, stream, &Format::UnifiedText, query).await,
+                Err(e) => Err(to_pgwire(&e, query)),
+            };
+            match result {
+                Ok(response) => responses.push(response),
+                Err(PgWireError::UserError(info)) => {
+                    responses.push(Response::Error(info));
+                    break;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(responses)
+    }
+}
+
+/// A statement prepared by the extended protocol.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    sql: String,
+    statement: Statement,
+    /// DataFusion's plan, with `$n` placeholders, for statements that take parameters.
+    plan: Option<LogicalPlan>,
+    /// Arrow types of the parameters `$1…$n` (TEXT where nothing else is known).
+    parameter_types: Vec<DataType>,
+}
+
+/// Parses and plans statements for the extended protocol.
+pub struct Planner {
+    engine: Engine,
+    compat: Arc<PostgresCompatibilityParser>,
+}
+
+impl Planner {
+    async fn prepare(&self, sql: &str) -> Result<Option<Prepared>, Error> {
+        let mut statements = rewrite_for_clients(&self.compat, sql, parser::parse(sql)?);
+        if statements.len() > 1 {
+            return Err(Error::Syntax(
+                "cannot insert multiple commands into a prepared statement".into(),
+            ));
+        }
+        let Some(statement) = statements.pop() else {
+            return Ok(None);
+        };
+        let plan = match &statement {
+            Statement::DataFusion(df) if takes_parameters(df) => {
+                Some(self.engine.plan(df.as_ref().clone()).await?)
+            }
+            _ => None,
+        };
+        let parameter_types = match &plan {
+            Some(plan) => parameter_types(plan)?,
+            None => Vec::new(),
+        };
+        Ok(Some(Prepared {
+            sql: sql.to_string(),
+            statement,
+            plan,
+            parameter_types,
+        }))
+    }
+}
+
+/// Statements DataFusion plans with `$n` placeholders; the rest run through the engine whole.
+fn takes_parameters(statement: &DFStatement) -> bool {
+    match statement {
+        DFStatement::Statement(sql) => {
+            matches!(
+                sql.as_ref(),
+                SqlStatement::Query(_) | SqlStatement::Insert(_)
+            )
+        }
+        DFStatement::Explain(_) => true,
+        _ => false,
+    }
+}
+
+fn parameter_types(plan: &LogicalPlan) -> Result<Vec<DataType>, Error> {
+    let found = plan.get_parameter_types()?;
+    let count = found
+        .keys()
+        .filter_map(|id| id.strip_prefix('$')?.parse::<usize>().ok())
+        .max()
+        .unwrap_or(0);
+    Ok((1..=count)
+        .map(|i| {
+            found
+                .get(&format!("${i}"))
+                .cloned()
+                .flatten()
+                .unwrap_or(DataType::Utf8)
+        })
+        .collect())
+}
+
+#[async_trait]
+impl QueryParser for Planner {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        self.prepare(sql).await.map_err(|e| to_pgwire(&e, sql))
+    }
+
+    fn get_parameter_types(&self, statement: &Prepared) -> PgWireResult<Vec<Type>> {
+        statement.parameter_types.iter().map(into_pg_type).collect()
+    }
+
+    fn get_result_schema(
+        &self,
+        statement: &Prepared,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match &statement.plan {
+            Some(plan) if !matches!(plan, LogicalPlan::Dml(_)) => arrow_schema_to_pg_fields(
+                plan.schema().as_arrow(),
+                format.unwrap_or(&Format::UnifiedText),
+                None,
+            ),
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Session {
+    type Statement = Prepared;
+    type QueryParser = Planner;
+
+    fn query_parser(&self) -> Arc<Planner> {
+        self.planner.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        let sql = prepared.sql.as_str();
+        let kind = kind_of(&prepared.statement);
+        let stream = match &prepared.plan {
+            Some(plan) => {
+                let types: Vec<Option<&DataType>> =
+                    prepared.parameter_types.iter().map(Some).collect();
+                let values = deserialize_parameters(portal, &types)?;
+                let bound = plan
+                    .clone()
+                    .with_param_values(values)
+                    .map_err(|e| to_pgwire(&e.into(), sql))?;
+                self.engine.execute_plan(bound).await
+            }
+            None => self.engine.execute(prepared.statement.clone()).await,
+        };
+        let stream = stream.map_err(|e| to_pgwire(&e, sql))?;
+        respond(kind, stream, &portal.result_column_format, sql).await
+    }
+}
+
+/// A FATAL error with `code` (used during startup).
+pub fn fatal(code: &str, message: &str) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "FATAL".into(),
+        code.into(),
+        message.into(),
+    )))
+}

@@ -1,0 +1,98 @@
+//! psql, the real client, against `tastedb serve`: its catalog commands and error display.
+
+use std::process::Command;
+use tastedb::Engine;
+use tastedb::server::{AuthMode, ServeOptions, Server};
+
+const PASSWORD: &str = "psql-test";
+
+/// Runs psql with `args` against `port`; returns (success, stdout, stderr).
+fn psql(port: u16, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "tastedb",
+            "-d",
+            "tastedb",
+        ])
+        .args(["-X", "-v", "ON_ERROR_STOP=1"])
+        .args(args)
+        .env("PGPASSWORD", PASSWORD)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("psql is installed (.ci/setup installs postgresql-client)");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_lists_and_describes_tables_and_points_at_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine.users().set_password("tastedb", PASSWORD).unwrap();
+    let options = ServeOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        auth: AuthMode::Scram,
+        max_connections: 8,
+    };
+    let server = Server::bind(engine, options).await.unwrap();
+    let port = server.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+
+    let run = move |args: Vec<&'static str>| tokio::task::spawn_blocking(move || psql(port, &args));
+    let (ok, out, err) = run(vec![
+        "-c",
+        "CREATE TABLE events (user_id TEXT NOT NULL, item_id TEXT, weight DOUBLE)",
+        "-c",
+        "INSERT INTO events VALUES ('u1', 'i1', 1.5), ('u2', NULL, 2.25)",
+    ])
+    .await
+    .unwrap();
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("CREATE TABLE") && out.contains("INSERT 0 2"),
+        "{out}"
+    );
+
+    let (ok, out, err) = run(vec!["-c", "\\dt"]).await.unwrap();
+    assert!(ok && out.contains("public | events | table"), "{out}{err}");
+
+    let (ok, out, err) = run(vec!["-c", "\\d events"]).await.unwrap();
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("user_id | text") && out.contains("not null"),
+        "{out}"
+    );
+    assert!(out.contains("weight  | double precision"), "{out}");
+
+    let (ok, out, err) = run(vec![
+        "-A",
+        "-t",
+        "-c",
+        "SELECT user_id, weight FROM events ORDER BY 1",
+    ])
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out, "u1|1.5\nu2|2.25\n");
+
+    let (ok, _, err) = run(vec!["-c", "SELECT user_id FROM events WHERE weight > > 1"])
+        .await
+        .unwrap();
+    assert!(!ok);
+    assert!(
+        err.contains("ERROR:") && err.contains("LINE 1:") && err.contains('^'),
+        "{err}"
+    );
+    let _ = stop.send(());
+}

@@ -1,0 +1,242 @@
+//! The wire server through a real Postgres client (tokio-postgres): both query protocols,
+//! SQLSTATEs, SCRAM authentication and the connection limit.
+
+use std::net::SocketAddr;
+use tastedb::Engine;
+use tastedb::server::{AuthMode, ServeOptions, Server};
+use tokio::sync::oneshot;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+const PASSWORD: &str = "s3cret pässword";
+
+struct Running {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn start(max_connections: usize) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine.users().set_password("tastedb", PASSWORD).unwrap();
+    let options = ServeOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        auth: AuthMode::Scram,
+        max_connections,
+    };
+    let server = Server::bind(engine, options).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        stop: Some(stop),
+        _dir: dir,
+    }
+}
+
+async fn connect_as(
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+) -> Result<Client, tokio_postgres::Error> {
+    let config = format!(
+        "host={} port={} user={user} password='{password}' dbname=tastedb",
+        addr.ip(),
+        addr.port()
+    );
+    let (client, connection) = tokio_postgres::connect(&config, NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+async fn connect(addr: SocketAddr) -> Client {
+    connect_as(addr, "tastedb", PASSWORD).await.unwrap()
+}
+
+fn rows(messages: Vec<SimpleQueryMessage>) -> Vec<Vec<Option<String>>> {
+    messages
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_string))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn simple_protocol_runs_statements_and_reports_tags() {
+    let server = start(8).await;
+    let client = connect(server.addr).await;
+    client
+        .batch_execute(
+            "CREATE TABLE items (item_id TEXT PRIMARY KEY, title TEXT NOT NULL, views BIGINT);
+             INSERT INTO items VALUES ('i1', 'Alpha', 3), ('i2', 'Beta', NULL)",
+        )
+        .await
+        .unwrap();
+    let messages = client
+        .simple_query("INSERT INTO items VALUES ('i3', 'Gamma', 7); SELECT item_id, title, views FROM items ORDER BY item_id")
+        .await
+        .unwrap();
+    let inserted = messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::CommandComplete(n) => Some(*n),
+        _ => None,
+    });
+    assert_eq!(inserted, Some(1));
+    assert_eq!(
+        rows(messages),
+        vec![
+            vec![Some("i1".into()), Some("Alpha".into()), Some("3".into())],
+            vec![Some("i2".into()), Some("Beta".into()), None],
+            vec![Some("i3".into()), Some("Gamma".into()), Some("7".into())],
+        ]
+    );
+}
+
+#[tokio::test]
+async fn extended_protocol_binds_typed_parameters() {
+    let server = start(8).await;
+    let client = connect(server.addr).await;
+    client
+        .batch_execute("CREATE TABLE users (user_id BIGINT PRIMARY KEY, name TEXT, score DOUBLE, active BOOLEAN)")
+        .await
+        .unwrap();
+    let insert = client
+        .prepare("INSERT INTO users VALUES ($1, $2, $3, $4)")
+        .await
+        .unwrap();
+    for (id, name, score, active) in [(1i64, "ann", 0.5f64, true), (2, "bob", 1.5, false)] {
+        let n = client
+            .execute(&insert, &[&id, &name, &score, &active])
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    let row = client
+        .query_one(
+            "SELECT name, score, active FROM users WHERE user_id = $1",
+            &[&2i64],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "bob");
+    assert_eq!(row.get::<_, f64>(1), 1.5);
+    assert!(!row.get::<_, bool>(2));
+    let statement = client
+        .prepare("SELECT user_id, name FROM users WHERE score > $1")
+        .await
+        .unwrap();
+    assert_eq!(statement.columns().len(), 2);
+    assert_eq!(
+        statement.columns()[0].type_(),
+        &tokio_postgres::types::Type::INT8
+    );
+    let high: Vec<i64> = client
+        .query(&statement, &[&1.0f64])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(high, vec![2]);
+}
+
+#[tokio::test]
+async fn errors_carry_sqlstate_and_keep_the_connection() {
+    let server = start(8).await;
+    let client = connect(server.addr).await;
+    let error = client
+        .simple_query("SELECT * FROM missing")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::UNDEFINED_TABLE));
+    let error = client.simple_query("SELECT 1;\nSELEC 2").await.unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::SYNTAX_ERROR));
+    let position = error.as_db_error().and_then(|e| e.position()).cloned();
+    assert!(
+        matches!(
+            position,
+            Some(tokio_postgres::error::ErrorPosition::Original(11))
+        ),
+        "{position:?}"
+    );
+    client
+        .batch_execute("CREATE TABLE t (id BIGINT PRIMARY KEY)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let error = client
+        .execute("INSERT INTO t VALUES ($1)", &[&1i64])
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::UNIQUE_VIOLATION));
+    let error = client.query("SELECT nope FROM t", &[]).await.unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::UNDEFINED_COLUMN));
+    // the connection still works after every error
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn scram_rejects_wrong_passwords_and_unknown_users_alike() {
+    let server = start(8).await;
+    let wrong = connect_as(server.addr, "tastedb", "nope")
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Some(&SqlState::INVALID_PASSWORD));
+    let unknown = connect_as(server.addr, "mallory", PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Some(&SqlState::INVALID_PASSWORD));
+    connect(server.addr)
+        .await
+        .simple_query("SELECT 1")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn one_connection_over_the_limit_gets_53300() {
+    let server = start(2).await;
+    let first = connect(server.addr).await;
+    let second = connect(server.addr).await;
+    let third = connect_as(server.addr, "tastedb", PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(third.code(), Some(&SqlState::TOO_MANY_CONNECTIONS));
+    drop(first);
+    second.simple_query("SELECT 1").await.unwrap();
+    // the slot of a closed connection is free again
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(client) = connect_as(server.addr, "tastedb", PASSWORD).await {
+            again = Some(client);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(again.is_some(), "a freed slot was not reused");
+}
