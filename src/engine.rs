@@ -147,6 +147,26 @@ impl Engine {
         .map_err(|e| Error::Internal(format!("copy task failed: {e}")))?
     }
 
+    /// Runs a `COPY … FROM STDIN` whose data a client sent (text or csv format): all rows are
+    /// inserted, or none. Returns the number of rows.
+    pub async fn copy_from_bytes(&self, copy: CopyFrom, data: Vec<u8>) -> Result<u64> {
+        let stored = self.stored_table(&copy.table)?;
+        let store = self.inner.catalog.store().clone();
+        tokio::task::spawn_blocking(move || {
+            let batches = crate::sql::copy_from::load_bytes(&stored.def, &copy, &data)?;
+            writer::insert(&store, &stored, &batches)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("copy task failed: {e}")))?
+    }
+
+    /// Checks that `copy` can run (table, columns, format) and returns how many columns its
+    /// input has.
+    pub fn copy_input_width(&self, copy: &CopyFrom) -> Result<usize> {
+        let stored = self.stored_table(&copy.table)?;
+        crate::sql::copy_from::input_width(&stored.def, copy)
+    }
+
     /// The definition of the stored table `name`, if it exists.
     pub fn table_def(&self, name: &str) -> Option<TableDef> {
         self.inner.catalog.get(name).map(|t| t.def.clone())

@@ -7,7 +7,7 @@ use tastedb::server::{AuthMode, ServeOptions, Server};
 const PASSWORD: &str = "psql-test";
 
 /// Runs psql with `args` against `port`; returns (success, stdout, stderr).
-fn psql(port: u16, args: &[&str]) -> (bool, String, String) {
+fn psql(port: u16, args: &[String]) -> (bool, String, String) {
     let output = Command::new("psql")
         .args([
             "-h",
@@ -49,7 +49,10 @@ async fn psql_lists_and_describes_tables_and_points_at_errors() {
         let _ = stopped.await;
     }));
 
-    let run = move |args: Vec<&'static str>| tokio::task::spawn_blocking(move || psql(port, &args));
+    let run = move |args: Vec<&str>| {
+        let args: Vec<String> = args.into_iter().map(str::to_string).collect();
+        tokio::task::spawn_blocking(move || psql(port, &args))
+    };
     let (ok, out, err) = run(vec![
         "-c",
         "CREATE TABLE events (user_id TEXT NOT NULL, item_id TEXT, weight DOUBLE)",
@@ -85,6 +88,23 @@ async fn psql_lists_and_describes_tables_and_points_at_errors() {
     .unwrap();
     assert!(ok, "{err}");
     assert_eq!(out, "u1|1.5\nu2|2.25\n");
+
+    let csv = dir.path().join("more.csv");
+    std::fs::write(&csv, "user_id,item_id,weight\nu3,i3,3.5\nu4,,4.5\n").unwrap();
+    let copy: &'static str =
+        Box::leak(format!("\\copy events from '{}' csv header", csv.display()).into_boxed_str());
+    let (ok, out, err) = run(vec!["-c", copy]).await.unwrap();
+    assert!(ok && out.contains("COPY 2"), "{out}{err}");
+    let (ok, out, err) = run(vec![
+        "-A",
+        "-t",
+        "-c",
+        "SELECT count(*), sum(weight) FROM events",
+    ])
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out, "4|11.75\n");
 
     let (ok, _, err) = run(vec!["-c", "SELECT user_id FROM events WHERE weight > > 1"])
         .await

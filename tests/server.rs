@@ -240,3 +240,88 @@ async fn one_connection_over_the_limit_gets_53300() {
     }
     assert!(again.is_some(), "a freed slot was not reused");
 }
+
+async fn copy_in(
+    client: &Client,
+    statement: &str,
+    data: &str,
+) -> Result<u64, tokio_postgres::Error> {
+    use futures::SinkExt;
+    let sink = client.copy_in::<_, bytes::Bytes>(statement).await?;
+    futures::pin_mut!(sink);
+    // split the data so that rows cross CopyData messages
+    let middle = data.len() / 2;
+    let middle = (middle..=data.len())
+        .find(|&i| data.is_char_boundary(i))
+        .unwrap_or(data.len());
+    sink.send(bytes::Bytes::copy_from_slice(&data.as_bytes()[..middle]))
+        .await?;
+    sink.send(bytes::Bytes::copy_from_slice(&data.as_bytes()[middle..]))
+        .await?;
+    sink.finish().await
+}
+
+#[tokio::test]
+async fn copy_from_stdin_is_all_or_nothing() {
+    let server = start(8).await;
+    let client = connect(server.addr).await;
+    client
+        .batch_execute("CREATE TABLE events (user_id TEXT NOT NULL, item_id TEXT, weight DOUBLE, ts TIMESTAMP)")
+        .await
+        .unwrap();
+    let text = "u1\ti1\t1.5\t2024-01-01 10:00:00\nu2\t\\N\t2\t\\N\nu3\ttab\\there\t3\t2024-01-02 00:00:00\n";
+    assert_eq!(
+        copy_in(&client, "COPY events FROM STDIN", text)
+            .await
+            .unwrap(),
+        3
+    );
+    let csv = "user_id,item_id,weight\nu4,i4,4\nu5,,5\n";
+    let rows = copy_in(
+        &client,
+        "COPY events (user_id, item_id, weight) FROM STDIN (FORMAT csv, HEADER true)",
+        csv,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows, 2);
+    let item: String = client
+        .query_one("SELECT item_id FROM events WHERE user_id = 'u3'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(item, "tab\there");
+
+    // a value that is no number: 22P02, and none of the rows is inserted
+    let bad = "u6\ti6\t1\t\\N\nu7\ti7\theavy\t\\N\n";
+    let error = copy_in(&client, "COPY events FROM STDIN", bad)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(&SqlState::INVALID_TEXT_REPRESENTATION),
+        "{error:?}"
+    );
+    let message = error
+        .as_db_error()
+        .map(|e| e.message().to_string())
+        .unwrap_or_default();
+    assert!(message.contains("\"heavy\" (row 2)"), "{message}");
+    // a NULL in a NOT NULL column: 23502
+    let null = "\\N\ti8\t1\t\\N\n";
+    let error = copy_in(&client, "COPY events FROM STDIN", null)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::NOT_NULL_VIOLATION));
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 5);
+    // unknown tables fail before any data is sent
+    let error = copy_in(&client, "COPY missing FROM STDIN", "x\n")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::UNDEFINED_TABLE));
+}

@@ -2,6 +2,7 @@
 //! connection, every statement run by the shared [`Engine`].
 
 mod compat;
+mod copy;
 mod errors;
 mod session;
 mod users;
@@ -146,6 +147,10 @@ impl PgWireServerHandlers for ConnectionHandlers {
 
     fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
         Arc::new(self.shared.session.clone())
+    }
+
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        Arc::new(copy::CopyIn::new(self.shared.session.engine().clone()))
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {

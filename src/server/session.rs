@@ -4,8 +4,9 @@
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::server::compat::rewrite_for_clients;
+use crate::server::copy;
 use crate::server::errors::{error_info, to_pgwire};
-use crate::sql::parser::{self, Statement};
+use crate::sql::parser::{self, CopySourceKind, Statement};
 use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
@@ -49,6 +50,13 @@ impl Session {
             planner,
             compat,
         }
+    }
+}
+
+impl Session {
+    /// The engine statements run on.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 }
 
@@ -160,7 +168,7 @@ fn rows(
 
 #[async_trait]
 impl SimpleQueryHandler for Session {
-    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
@@ -174,6 +182,16 @@ impl SimpleQueryHandler for Session {
         let mut responses = Vec::with_capacity(statements.len());
         // Statements run one by one; the first failure ends the batch, as in Postgres.
         for statement in statements {
+            if let Statement::CopyFrom(copy) = &statement
+                && copy.source == CopySourceKind::Stdin
+            {
+                // The data follows as CopyData messages; nothing after COPY runs in this batch.
+                match copy::begin(&self.engine, client, copy.clone()) {
+                    Ok(response) => responses.push(response),
+                    Err(e) => responses.push(Response::Error(Box::new(error_info(&e, query)))),
+                }
+                break;
+            }
             let kind = kind_of(&statement);
             let result = match self.engine.execute(statement).await {
                 Ok(stream) => respond(kind, stream, &Format::UnifiedText, query).await,
@@ -318,7 +336,7 @@ impl ExtendedQueryHandler for Session {
 
     async fn do_query<C>(
         &self,
-        _client: &mut C,
+        client: &mut C,
         portal: &Portal<Prepared>,
         _max_rows: usize,
     ) -> PgWireResult<Response>
@@ -330,6 +348,11 @@ impl ExtendedQueryHandler for Session {
     {
         let prepared = &portal.statement.statement;
         let sql = prepared.sql.as_str();
+        if let Statement::CopyFrom(copy) = &prepared.statement
+            && copy.source == CopySourceKind::Stdin
+        {
+            return copy::begin(&self.engine, client, copy.clone()).map_err(|e| to_pgwire(&e, sql));
+        }
         let kind = kind_of(&prepared.statement);
         let stream = match &prepared.plan {
             Some(plan) => {

@@ -3,6 +3,7 @@
 
 use crate::catalog::TableDef;
 use crate::error::{Error, Result};
+use crate::sql::copy_text::read_text;
 use crate::sql::parser::{CopyFormat, CopyFrom};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use datafusion::arrow::csv::ReaderBuilder;
@@ -15,6 +16,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 const BATCH_SIZE: usize = 8192;
+const PARQUET_FROM_CLIENT: &str =
+    "COPY FROM STDIN takes text or csv; load Parquet with COPY FROM 'file'";
 
 /// Reads the whole file named by `copy` into full-width rows of `table` (columns the COPY does
 /// not list are NULL). `progress` is called with the fraction of the file read so far, 0 to 1.
@@ -24,27 +27,67 @@ pub fn load(
     path: &Path,
     progress: &mut dyn FnMut(f64),
 ) -> Result<Vec<RecordBatch>> {
-    let listed = listed_columns(table, &copy.columns)?;
-    let input_schema = table.input_schema();
-    let file_schema = Arc::new(input_schema.project(&listed)?);
     let format = match copy.options.format {
         Some(format) => format,
         None => format_from_extension(path)?,
     };
+    let listed = listed_columns(table, &copy.columns)?;
+    let input_schema = table.input_schema();
+    let file_schema = Arc::new(input_schema.project(&listed)?);
     let batches = match format {
-        CopyFormat::Csv => read_csv(path, file_schema, copy, progress)?,
+        CopyFormat::Csv => {
+            let file = open(path)?;
+            let size = file.metadata()?.len().max(1) as f64;
+            let counting = CountingRead {
+                inner: file,
+                read: 0,
+                report: &mut |read| progress(read as f64 / size),
+            };
+            read_csv(counting, file_schema, copy)?
+        }
         CopyFormat::Parquet => read_parquet(path, &file_schema, progress)?,
         CopyFormat::Text => {
-            return Err(Error::FeatureNotSupported(
-                "COPY FROM a file in text format is not supported; use FORMAT csv (with \
-                 DELIMITER E'\\t' for tab-separated files) or FORMAT parquet"
-                    .into(),
-            ));
+            let data = std::fs::read(path).map_err(|e| open_error(path, e))?;
+            let delimiter = copy.options.delimiter.unwrap_or(b'\t');
+            read_text(&data, &file_schema, copy.options.header, delimiter)?
         }
     };
+    widen_all(&input_schema, &listed, batches)
+}
+
+/// Reads COPY data that arrived from a client (`COPY … FROM STDIN`), in text (the default) or
+/// CSV format, into full-width rows of `table`.
+pub fn load_bytes(table: &TableDef, copy: &CopyFrom, data: &[u8]) -> Result<Vec<RecordBatch>> {
+    let listed = listed_columns(table, &copy.columns)?;
+    let input_schema = table.input_schema();
+    let file_schema = Arc::new(input_schema.project(&listed)?);
+    let batches = match copy.options.format.unwrap_or(CopyFormat::Text) {
+        CopyFormat::Csv => read_csv(data, file_schema, copy)?,
+        CopyFormat::Text => {
+            let delimiter = copy.options.delimiter.unwrap_or(b'\t');
+            read_text(data, &file_schema, copy.options.header, delimiter)?
+        }
+        CopyFormat::Parquet => return Err(Error::FeatureNotSupported(PARQUET_FROM_CLIENT.into())),
+    };
+    widen_all(&input_schema, &listed, batches)
+}
+
+/// How many columns the input of `copy` has; refuses Parquet, which cannot come from a client.
+pub fn input_width(table: &TableDef, copy: &CopyFrom) -> Result<usize> {
+    if copy.options.format == Some(CopyFormat::Parquet) {
+        return Err(Error::FeatureNotSupported(PARQUET_FROM_CLIENT.into()));
+    }
+    Ok(listed_columns(table, &copy.columns)?.len())
+}
+
+fn widen_all(
+    input_schema: &SchemaRef,
+    listed: &[usize],
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>> {
     batches
         .into_iter()
-        .map(|batch| widen(&input_schema, &listed, batch))
+        .map(|batch| widen(input_schema, listed, batch))
         .collect()
 }
 
@@ -84,35 +127,25 @@ fn format_from_extension(path: &Path) -> Result<CopyFormat> {
 }
 
 fn open(path: &Path) -> Result<File> {
-    File::open(path).map_err(|e| {
-        Error::Io(std::io::Error::new(
-            e.kind(),
-            format!(
-                "could not open file \"{}\" for reading: {e}",
-                path.display()
-            ),
-        ))
-    })
+    File::open(path).map_err(|e| open_error(path, e))
 }
 
-fn read_csv(
-    path: &Path,
-    schema: SchemaRef,
-    copy: &CopyFrom,
-    progress: &mut dyn FnMut(f64),
-) -> Result<Vec<RecordBatch>> {
-    let file = open(path)?;
-    let size = file.metadata()?.len().max(1) as f64;
-    let counting = CountingRead {
-        inner: file,
-        read: 0,
-        report: &mut |read| progress(read as f64 / size),
-    };
+fn open_error(path: &Path, e: std::io::Error) -> Error {
+    Error::Io(std::io::Error::new(
+        e.kind(),
+        format!(
+            "could not open file \"{}\" for reading: {e}",
+            path.display()
+        ),
+    ))
+}
+
+fn read_csv(reader: impl Read, schema: SchemaRef, copy: &CopyFrom) -> Result<Vec<RecordBatch>> {
     let reader = ReaderBuilder::new(schema)
         .with_header(copy.options.header)
         .with_delimiter(copy.options.delimiter.unwrap_or(b','))
         .with_batch_size(BATCH_SIZE)
-        .build(counting)?;
+        .build(reader)?;
     let mut batches = Vec::new();
     for batch in reader {
         batches.push(batch?);

@@ -2,6 +2,7 @@
 //! runs itself (CREATE/DROP TABLE of stored tables, COPY FROM).
 
 pub mod copy_from;
+mod copy_text;
 mod create_table;
 pub(crate) mod execute;
 mod functions;
