@@ -37,6 +37,8 @@ pub mod sqlstate {
     pub const UNDEFINED_COLUMN: &str = "42703";
     /// Duplicate column.
     pub const DUPLICATE_COLUMN: &str = "42701";
+    /// Undefined object (e.g. an unknown configuration parameter).
+    pub const UNDEFINED_OBJECT: &str = "42704";
     /// Undefined function.
     pub const UNDEFINED_FUNCTION: &str = "42883";
     /// Datatype mismatch.
@@ -79,6 +81,9 @@ pub enum Error {
     /// SQL that does not parse.
     #[error("syntax error: {0}")]
     Syntax(String),
+    /// An object that does not exist (other than a table or column).
+    #[error("{0}")]
+    UndefinedObject(String),
     /// A value that cannot be read as its column's type.
     #[error("{0}")]
     InvalidText(String),
@@ -170,6 +175,7 @@ impl Error {
             Error::DuplicateTable(_) => DUPLICATE_TABLE,
             Error::UndefinedColumn(_) => UNDEFINED_COLUMN,
             Error::DuplicateColumn(_) => DUPLICATE_COLUMN,
+            Error::UndefinedObject(_) => UNDEFINED_OBJECT,
             Error::Syntax(_) => SYNTAX_ERROR,
             Error::InvalidText(_) => INVALID_TEXT_REPRESENTATION,
             Error::NotNullViolation { .. } => NOT_NULL_VIOLATION,

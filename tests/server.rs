@@ -325,3 +325,56 @@ async fn copy_from_stdin_is_all_or_nothing() {
         .unwrap_err();
     assert_eq!(error.code(), Some(&SqlState::UNDEFINED_TABLE));
 }
+
+#[tokio::test]
+async fn transactions_and_settings_work_for_drivers() {
+    let server = start(8).await;
+    let mut client = connect(server.addr).await;
+    client
+        .batch_execute("CREATE TABLE t (id BIGINT PRIMARY KEY)")
+        .await
+        .unwrap();
+    // drivers wrap statements in transactions; each statement commits on its own
+    let transaction = client.transaction().await.unwrap();
+    transaction
+        .execute("INSERT INTO t VALUES ($1)", &[&1i64])
+        .await
+        .unwrap();
+    transaction.commit().await.unwrap();
+    client
+        .batch_execute("BEGIN; INSERT INTO t VALUES (2); COMMIT; START TRANSACTION; ROLLBACK")
+        .await
+        .unwrap();
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 2);
+
+    client
+        .batch_execute(
+            "SET application_name = 'recs-job'; SET extra_float_digits = 3; SET TIME ZONE 'UTC'",
+        )
+        .await
+        .unwrap();
+    let shown = rows(client.simple_query("SHOW application_name").await.unwrap());
+    assert_eq!(shown, vec![vec![Some("recs-job".to_string())]]);
+    let version: String = client
+        .query_one("SHOW server_version", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, "16.6");
+    let error = client
+        .simple_query("SHOW no_such_setting")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::UNDEFINED_OBJECT));
+    let version: String = client
+        .query_one("SELECT version()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(version.starts_with("PostgreSQL 16.6 (TasteDB"), "{version}");
+}

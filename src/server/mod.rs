@@ -5,6 +5,7 @@ mod compat;
 mod copy;
 mod errors;
 mod session;
+mod settings;
 mod users;
 
 pub use users::Users;

@@ -6,6 +6,7 @@ use crate::error::Error;
 use crate::server::compat::rewrite_for_clients;
 use crate::server::copy;
 use crate::server::errors::{error_info, to_pgwire};
+use crate::server::settings::{self, SessionStatement};
 use crate::sql::parser::{self, CopySourceKind, Statement};
 use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
@@ -57,6 +58,32 @@ impl Session {
     /// The engine statements run on.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+}
+
+impl Session {
+    /// Runs one statement: a session statement here, anything else on the engine.
+    async fn run_statement<C: ClientInfo>(
+        &self,
+        client: &mut C,
+        statement: Statement,
+        format: &Format,
+        sql: &str,
+    ) -> PgWireResult<Response> {
+        match settings::session_statement(&statement) {
+            Some(SessionStatement::Show(name)) => {
+                let stream = settings::show_rows(client, &name).map_err(|e| to_pgwire(&e, sql))?;
+                respond(Kind::Rows, stream, format, sql).await
+            }
+            Some(other) => settings::run(client, other).map_err(|e| to_pgwire(&e, sql)),
+            None => {
+                let kind = kind_of(&statement);
+                match self.engine.execute(statement).await {
+                    Ok(stream) => respond(kind, stream, format, sql).await,
+                    Err(e) => Err(to_pgwire(&e, sql)),
+                }
+            }
+        }
     }
 }
 
@@ -192,11 +219,9 @@ impl SimpleQueryHandler for Session {
                 }
                 break;
             }
-            let kind = kind_of(&statement);
-            let result = match self.engine.execute(statement).await {
-                Ok(stream) => respond(kind, stream, &Format::UnifiedText, query).await,
-                Err(e) => Err(to_pgwire(&e, query)),
-            };
+            let result = self
+                .run_statement(client, statement, &Format::UnifiedText, query)
+                .await;
             match result {
                 Ok(response) => responses.push(response),
                 Err(PgWireError::UserError(info)) => {
@@ -219,6 +244,8 @@ pub struct Prepared {
     plan: Option<LogicalPlan>,
     /// Arrow types of the parameters `$1…$n` (TEXT where nothing else is known).
     parameter_types: Vec<DataType>,
+    /// The rows' schema where it is known without a plan (`SHOW`).
+    rows_schema: Option<Schema>,
 }
 
 /// Parses and plans statements for the extended protocol.
@@ -248,23 +275,29 @@ impl Planner {
             Some(plan) => parameter_types(plan)?,
             None => Vec::new(),
         };
+        let rows_schema = match settings::session_statement(&statement) {
+            Some(SessionStatement::Show(name)) => Some(settings::show_schema(&name)),
+            _ => None,
+        };
         Ok(Some(Prepared {
             sql: sql.to_string(),
             statement,
             plan,
             parameter_types,
+            rows_schema,
         }))
     }
 }
 
-/// Statements DataFusion plans with `$n` placeholders; the rest run through the engine whole.
+/// Statements DataFusion plans (with `$n` placeholders) at Parse; the rest run through the
+/// engine whole at Execute.
 fn takes_parameters(statement: &DFStatement) -> bool {
     match statement {
         DFStatement::Statement(sql) => {
             matches!(
                 sql.as_ref(),
                 SqlStatement::Query(_) | SqlStatement::Insert(_)
-            )
+            ) || settings::is_engine_show(sql)
         }
         DFStatement::Explain(_) => true,
         _ => false,
@@ -314,12 +347,12 @@ impl QueryParser for Planner {
         statement: &Prepared,
         format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        match &statement.plan {
-            Some(plan) if !matches!(plan, LogicalPlan::Dml(_)) => arrow_schema_to_pg_fields(
-                plan.schema().as_arrow(),
-                format.unwrap_or(&Format::UnifiedText),
-                None,
-            ),
+        let format = format.unwrap_or(&Format::UnifiedText);
+        match (&statement.plan, &statement.rows_schema) {
+            (Some(plan), _) if !matches!(plan, LogicalPlan::Dml(_)) => {
+                arrow_schema_to_pg_fields(plan.schema().as_arrow(), format, None)
+            }
+            (None, Some(schema)) => arrow_schema_to_pg_fields(schema, format, None),
             _ => Ok(Vec::new()),
         }
     }
@@ -353,21 +386,28 @@ impl ExtendedQueryHandler for Session {
         {
             return copy::begin(&self.engine, client, copy.clone()).map_err(|e| to_pgwire(&e, sql));
         }
-        let kind = kind_of(&prepared.statement);
-        let stream = match &prepared.plan {
-            Some(plan) => {
-                let types: Vec<Option<&DataType>> =
-                    prepared.parameter_types.iter().map(Some).collect();
-                let values = deserialize_parameters(portal, &types)?;
-                let bound = plan
-                    .clone()
-                    .with_param_values(values)
-                    .map_err(|e| to_pgwire(&e.into(), sql))?;
-                self.engine.execute_plan(bound).await
-            }
-            None => self.engine.execute(prepared.statement.clone()).await,
+        let Some(plan) = &prepared.plan else {
+            return self
+                .run_statement(
+                    client,
+                    prepared.statement.clone(),
+                    &portal.result_column_format,
+                    sql,
+                )
+                .await;
         };
-        let stream = stream.map_err(|e| to_pgwire(&e, sql))?;
+        let types: Vec<Option<&DataType>> = prepared.parameter_types.iter().map(Some).collect();
+        let values = deserialize_parameters(portal, &types)?;
+        let bound = plan
+            .clone()
+            .with_param_values(values)
+            .map_err(|e| to_pgwire(&e.into(), sql))?;
+        let stream = self
+            .engine
+            .execute_plan(bound)
+            .await
+            .map_err(|e| to_pgwire(&e, sql))?;
+        let kind = kind_of(&prepared.statement);
         respond(kind, stream, &portal.result_column_format, sql).await
     }
 }

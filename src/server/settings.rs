@@ -1,0 +1,162 @@
+//! Session statements a Postgres driver sends that are about the connection, not the data:
+//! `BEGIN`/`COMMIT`/`ROLLBACK`, `SET` and `SHOW` of the usual parameters.
+//!
+//! TasteDB commits every statement on its own (autocommit); transaction statements are
+//! accepted so that drivers which wrap statements in BEGIN … COMMIT work, and ROLLBACK cannot
+//! undo a statement that already returned (`docs/server.md`). `SET` of a Postgres parameter is
+//! kept per connection; `SET datafusion.…` and `SHOW datafusion.…` go to the engine.
+
+use crate::error::Error;
+use crate::sql::parser::Statement;
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{Expr, Ident, Set, Statement as SqlStatement, Value};
+use pgwire::api::ClientInfo;
+use pgwire::api::results::{Response, Tag};
+use std::sync::Arc;
+
+/// A statement about the connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionStatement {
+    /// `BEGIN` / `START TRANSACTION`.
+    Begin,
+    /// `COMMIT` / `END`.
+    Commit,
+    /// `ROLLBACK` / `ABORT`.
+    Rollback,
+    /// `SET name = value` of a Postgres parameter.
+    Set(String, String),
+    /// `SHOW name` of a Postgres parameter.
+    Show(String),
+}
+
+/// Recognises a session statement; `datafusion.*` settings are left to the engine.
+pub fn session_statement(statement: &Statement) -> Option<SessionStatement> {
+    let Statement::DataFusion(df) = statement else {
+        return None;
+    };
+    let DFStatement::Statement(sql) = df.as_ref() else {
+        return None;
+    };
+    match sql.as_ref() {
+        SqlStatement::StartTransaction { .. } => Some(SessionStatement::Begin),
+        SqlStatement::Commit { .. } => Some(SessionStatement::Commit),
+        SqlStatement::Rollback { .. } => Some(SessionStatement::Rollback),
+        SqlStatement::Set(Set::SingleAssignment {
+            variable, values, ..
+        }) => {
+            let name = variable.to_string().to_lowercase();
+            let value = values.iter().map(value_text).collect::<Vec<_>>().join(", ");
+            (!is_engine_setting(&name)).then_some(SessionStatement::Set(name, value))
+        }
+        SqlStatement::Set(Set::SetTimeZone { value, .. }) => {
+            Some(SessionStatement::Set("timezone".into(), value_text(value)))
+        }
+        SqlStatement::ShowVariable { variable } => {
+            let name = show_name(variable);
+            (!is_engine_setting(&name)).then_some(SessionStatement::Show(name))
+        }
+        _ => None,
+    }
+}
+
+/// True for `SHOW datafusion.…` / `SHOW ALL`, which DataFusion answers from its settings.
+pub fn is_engine_show(statement: &SqlStatement) -> bool {
+    matches!(statement, SqlStatement::ShowVariable { variable } if is_engine_setting(&show_name(variable)))
+}
+
+fn is_engine_setting(name: &str) -> bool {
+    name.starts_with("datafusion.") || name == "all"
+}
+
+fn show_name(variable: &[Ident]) -> String {
+    let name = variable
+        .iter()
+        .map(|i| i.value.to_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if name == "time zone" {
+        "timezone".into()
+    } else {
+        name
+    }
+}
+
+fn value_text(expr: &Expr) -> String {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        Expr::Identifier(ident) => ident.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Runs a session statement for `client`.
+pub fn run<C: ClientInfo>(client: &mut C, statement: SessionStatement) -> Result<Response, Error> {
+    Ok(match statement {
+        SessionStatement::Begin => Response::TransactionStart(Tag::new("BEGIN")),
+        SessionStatement::Commit => Response::TransactionEnd(Tag::new("COMMIT")),
+        SessionStatement::Rollback => Response::TransactionEnd(Tag::new("ROLLBACK")),
+        SessionStatement::Set(name, value) => {
+            client.metadata_mut().insert(name, value);
+            Response::Execution(Tag::new("SET"))
+        }
+        SessionStatement::Show(_) => {
+            return Err(Error::Internal("SHOW returns rows: use show_rows".into()));
+        }
+    })
+}
+
+/// The one-row result of `SHOW name`, or 42704 for a parameter TasteDB does not know.
+pub fn show_rows<C: ClientInfo>(
+    client: &C,
+    name: &str,
+) -> Result<SendableRecordBatchStream, Error> {
+    let set = client
+        .metadata()
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.clone());
+    let value = set
+        .or_else(|| default_value(name).map(str::to_string))
+        .ok_or_else(|| {
+            Error::UndefinedObject(format!("unrecognized configuration parameter \"{name}\""))
+        })?;
+    let schema = Arc::new(show_schema(name));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(StringArray::from(vec![value]))],
+    )?;
+    Ok(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?))
+}
+
+/// The schema of `SHOW name`: one text column called `name`.
+pub fn show_schema(name: &str) -> Schema {
+    Schema::new(vec![Field::new(name, DataType::Utf8, false)])
+}
+
+fn default_value(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "server_version" => "16.6",
+        "server_version_num" => "160006",
+        "server_encoding" | "client_encoding" => "UTF8",
+        "datestyle" => "ISO, MDY",
+        "intervalstyle" => "postgres",
+        "timezone" => "UTC",
+        "standard_conforming_strings" | "integer_datetimes" => "on",
+        "transaction_isolation" | "default_transaction_isolation" => "read committed",
+        "transaction_read_only" | "default_transaction_read_only" => "off",
+        "max_identifier_length" => "63",
+        "search_path" => "\"$user\", public",
+        "application_name" => "",
+        "extra_float_digits" => "1",
+        "lc_collate" | "lc_ctype" => "en_US.UTF-8",
+        "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => "0",
+        _ => return None,
+    })
+}
