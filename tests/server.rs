@@ -378,3 +378,105 @@ async fn transactions_and_settings_work_for_drivers() {
         .get(0);
     assert!(version.starts_with("PostgreSQL 16.6 (TasteDB"), "{version}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_clients_mixing_inserts_and_selects_lose_nothing() {
+    let server = start(32).await;
+    let setup = connect(server.addr).await;
+    setup
+        .batch_execute("CREATE TABLE hits (client BIGINT NOT NULL, n BIGINT NOT NULL)")
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    let tasks: Vec<_> = (0..16i64)
+        .map(|id| {
+            let addr = server.addr;
+            tokio::spawn(async move {
+                let client = connect(addr).await;
+                let insert = client
+                    .prepare("INSERT INTO hits VALUES ($1, $2)")
+                    .await
+                    .unwrap();
+                let mut acknowledged = 0u64;
+                while tokio::time::Instant::now() < deadline {
+                    client
+                        .execute(&insert, &[&id, &(acknowledged as i64)])
+                        .await
+                        .unwrap();
+                    acknowledged += 1;
+                    let mine: i64 = client
+                        .query_one("SELECT count(*) FROM hits WHERE client = $1", &[&id])
+                        .await
+                        .unwrap()
+                        .get(0);
+                    assert_eq!(mine as u64, acknowledged);
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    let mut acknowledged = 0;
+    for task in tasks {
+        acknowledged += task.await.unwrap();
+    }
+    let stored: i64 = setup
+        .query_one("SELECT count(*) FROM hits", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(acknowledged > 16);
+    assert_eq!(stored as u64, acknowledged);
+}
+
+/// Sends raw bytes on a fresh connection and reads until the server answers or closes.
+async fn send_raw(addr: SocketAddr, bytes: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = socket.write_all(bytes).await;
+    let mut buffer = [0u8; 1024];
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), socket.read(&mut buffer)).await;
+}
+
+fn startup_message() -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&196608u32.to_be_bytes()); // protocol 3.0
+    for part in ["user", "tastedb", "database", "tastedb"] {
+        body.extend_from_slice(part.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut message = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    message.extend_from_slice(&body);
+    message
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_end_only_their_own_connection() {
+    let server = start(8).await;
+    let survivor = connect(server.addr).await;
+    let mut huge_startup = (0x7fff_fff0u32).to_be_bytes().to_vec();
+    huge_startup.extend_from_slice(&[0u8; 16]);
+    let mut short_password = startup_message();
+    short_password.extend_from_slice(&[b'p', 0, 0, 0, 1]); // length below its own header
+    let mut unknown_type = startup_message();
+    unknown_type.extend_from_slice(&[b'!', 0, 0, 0, 8, 1, 2, 3, 4]);
+    let cases: Vec<Vec<u8>> = vec![
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        vec![0, 0, 0, 2],
+        huge_startup,
+        startup_message()[..10].to_vec(),
+        short_password,
+        unknown_type,
+        vec![0xff; 4096],
+    ];
+    for case in &cases {
+        send_raw(server.addr, case).await;
+    }
+    // the server still serves new and existing clients
+    survivor.simple_query("SELECT 1").await.unwrap();
+    connect(server.addr)
+        .await
+        .simple_query("SELECT 1")
+        .await
+        .unwrap();
+}
