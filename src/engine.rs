@@ -1,6 +1,6 @@
 //! The embedding API: [`Engine`] opens a data directory and runs SQL on it.
 
-use crate::catalog::{Catalog, StoredTable, TableDef, TasteSchema};
+use crate::catalog::{Catalog, StoredTable, TableDef, TasteSchema, Users};
 use crate::error::{Error, Result};
 use crate::sql::execute::empty_stream;
 use crate::sql::names;
@@ -35,6 +35,7 @@ pub struct Engine {
 
 struct EngineInner {
     ctx: SessionContext,
+    users: Users,
     catalog: Arc<Catalog>,
     schema: Arc<TasteSchema>,
 }
@@ -80,6 +81,7 @@ impl Engine {
         crate::sql::register_functions(&ctx);
         Ok(Engine {
             inner: Arc::new(EngineInner {
+                users: Users::new(catalog.store().clone()),
                 ctx,
                 catalog,
                 schema,
@@ -178,8 +180,8 @@ impl Engine {
     }
 
     /// The users of the wire server, stored in this data directory.
-    pub fn users(&self) -> crate::server::Users {
-        crate::server::Users::new(self.inner.catalog.store().clone())
+    pub fn users(&self) -> &Users {
+        &self.inner.users
     }
 
     fn stored_table(&self, name: &str) -> Result<Arc<StoredTable>> {

@@ -37,6 +37,10 @@ pub mod sqlstate {
     pub const UNDEFINED_COLUMN: &str = "42703";
     /// Duplicate column.
     pub const DUPLICATE_COLUMN: &str = "42701";
+    /// Duplicate object (e.g. a user that exists).
+    pub const DUPLICATE_OBJECT: &str = "42710";
+    /// Dependent objects still exist.
+    pub const DEPENDENT_OBJECTS_STILL_EXIST: &str = "2BP01";
     /// Undefined object (e.g. an unknown configuration parameter).
     pub const UNDEFINED_OBJECT: &str = "42704";
     /// Undefined function.
@@ -81,6 +85,12 @@ pub enum Error {
     /// SQL that does not parse.
     #[error("syntax error: {0}")]
     Syntax(String),
+    /// An object that exists already (other than a table).
+    #[error("{0}")]
+    DuplicateObject(String),
+    /// An object that others depend on.
+    #[error("{0}")]
+    DependentObjects(String),
     /// An object that does not exist (other than a table or column).
     #[error("{0}")]
     UndefinedObject(String),
@@ -176,6 +186,8 @@ impl Error {
             Error::UndefinedColumn(_) => UNDEFINED_COLUMN,
             Error::DuplicateColumn(_) => DUPLICATE_COLUMN,
             Error::UndefinedObject(_) => UNDEFINED_OBJECT,
+            Error::DuplicateObject(_) => DUPLICATE_OBJECT,
+            Error::DependentObjects(_) => DEPENDENT_OBJECTS_STILL_EXIST,
             Error::Syntax(_) => SYNTAX_ERROR,
             Error::InvalidText(_) => INVALID_TEXT_REPRESENTATION,
             Error::NotNullViolation { .. } => NOT_NULL_VIOLATION,

@@ -480,3 +480,42 @@ async fn malformed_frames_end_only_their_own_connection() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn users_are_managed_in_sql() {
+    let server = start(8).await;
+    let admin = connect(server.addr).await;
+    admin
+        .batch_execute("CREATE USER analyst WITH PASSWORD 'first'")
+        .await
+        .unwrap();
+    let analyst = connect_as(server.addr, "analyst", "first").await.unwrap();
+    analyst.simple_query("SELECT 1").await.unwrap();
+    let error = admin
+        .batch_execute("CREATE USER analyst PASSWORD 'x'")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::DUPLICATE_OBJECT));
+    admin
+        .batch_execute("ALTER USER analyst PASSWORD 'second'")
+        .await
+        .unwrap();
+    let old = connect_as(server.addr, "analyst", "first")
+        .await
+        .unwrap_err();
+    assert_eq!(old.code(), Some(&SqlState::INVALID_PASSWORD));
+    connect_as(server.addr, "analyst", "second").await.unwrap();
+    admin.batch_execute("DROP USER analyst").await.unwrap();
+    let gone = connect_as(server.addr, "analyst", "second")
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Some(&SqlState::INVALID_PASSWORD));
+    let error = admin.batch_execute("DROP USER analyst").await.unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::UNDEFINED_OBJECT));
+    admin
+        .batch_execute("DROP USER IF EXISTS analyst")
+        .await
+        .unwrap();
+    let error = admin.batch_execute("DROP USER tastedb").await.unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::DEPENDENT_OBJECTS_STILL_EXIST));
+}

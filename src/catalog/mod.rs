@@ -7,10 +7,12 @@ mod scan;
 mod schema;
 mod sink;
 mod types;
+mod users;
 
 pub use provider::StoredTableProvider;
 pub use schema::TasteSchema;
 pub use types::{ColumnDef, ColumnType, TableDef};
+pub use users::{SCRAM_ITERATIONS, StoredUser, Users};
 
 use crate::error::{Error, Result};
 use crate::storage::{Store, keys, reader};

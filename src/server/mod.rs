@@ -1,15 +1,14 @@
 //! The Postgres wire-protocol server (`tastedb serve`): pgwire on tokio, one task per
 //! connection, every statement run by the shared [`Engine`].
 
+mod auth;
 mod compat;
 mod copy;
 mod errors;
 mod session;
 mod settings;
-mod users;
 
-pub use users::Users;
-
+use crate::catalog::{SCRAM_ITERATIONS, Users};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use async_trait::async_trait;
@@ -97,7 +96,7 @@ impl Server {
         let slots = Arc::new(Semaphore::new(self.options.max_connections));
         let shared = Arc::new(Shared {
             session: Session::new(self.engine.clone()),
-            users: self.engine.users(),
+            users: self.engine.users().clone(),
             auth: self.options.auth,
         });
         tokio::pin!(shutdown);
@@ -157,8 +156,8 @@ impl PgWireServerHandlers for ConnectionHandlers {
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         let parameters = Arc::new(server_parameters());
         // SCRAM keeps the state of one login, so every connection gets its own handler.
-        let mut scram = ScramAuth::new(Arc::new(self.shared.users.clone()));
-        scram.set_iterations(users::SCRAM_ITERATIONS);
+        let mut scram = ScramAuth::new(Arc::new(auth::UserAuth(self.shared.users.clone())));
+        scram.set_iterations(SCRAM_ITERATIONS);
         Arc::new(Startup {
             over_limit: self.over_limit,
             auth: self.shared.auth,

@@ -7,7 +7,7 @@ use crate::server::compat::rewrite_for_clients;
 use crate::server::copy;
 use crate::server::errors::{error_info, to_pgwire};
 use crate::server::settings::{self, SessionStatement};
-use crate::sql::parser::{self, CopySourceKind, Statement};
+use crate::sql::parser::{self, CopySourceKind, Statement, UserStatement};
 use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
@@ -105,6 +105,14 @@ enum Kind {
 fn kind_of(statement: &Statement) -> Kind {
     let sql = match statement {
         Statement::CopyFrom(_) => return Kind::Copy,
+        Statement::User(user) => {
+            let verb = match user {
+                UserStatement::Create { .. } => "CREATE ROLE",
+                UserStatement::Alter { .. } => "ALTER ROLE",
+                UserStatement::Drop { .. } => "DROP ROLE",
+            };
+            return Kind::Command(verb.into());
+        }
         Statement::DataFusion(df) => match df.as_ref() {
             DFStatement::Statement(sql) => match sql.as_ref() {
                 SqlStatement::Query(_) => return Kind::Rows,

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::sql::create_table::{table_def, table_def_from_schema};
 use crate::sql::insert_values::explain_not_null;
 use crate::sql::names;
-use crate::sql::parser::Statement;
+use crate::sql::parser::{Statement, UserStatement};
 use datafusion::arrow::array::{RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::SchemaProvider;
@@ -25,6 +25,19 @@ impl Engine {
     pub(crate) async fn execute(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
         match statement {
             Statement::CopyFrom(copy) => count_stream(self.copy_from_file(copy, |_| {}).await?),
+            Statement::User(user) => {
+                let users = self.users();
+                match user {
+                    UserStatement::Create {
+                        name,
+                        password,
+                        if_not_exists,
+                    } => users.create(&name, &password, if_not_exists)?,
+                    UserStatement::Alter { name, password } => users.alter(&name, &password)?,
+                    UserStatement::Drop { name, if_exists } => users.drop_user(&name, if_exists)?,
+                }
+                Ok(empty_stream())
+            }
             Statement::DataFusion(statement) => match *statement {
                 DFStatement::Statement(sql) => match *sql {
                     SqlStatement::CreateTable(create) => self.create_table(create).await,

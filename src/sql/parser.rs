@@ -20,6 +20,36 @@ pub enum Statement {
     DataFusion(Box<DFStatement>),
     /// `COPY table [(columns)] FROM 'file' | STDIN [WITH] (options)`.
     CopyFrom(CopyFrom),
+    /// `CREATE USER`, `ALTER USER`, `DROP USER` (also spelled `ROLE`).
+    User(UserStatement),
+}
+
+/// A statement about the users of the wire server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserStatement {
+    /// `CREATE USER [IF NOT EXISTS] name [WITH] PASSWORD 'secret'`.
+    Create {
+        /// User name.
+        name: String,
+        /// The password.
+        password: String,
+        /// `IF NOT EXISTS`.
+        if_not_exists: bool,
+    },
+    /// `ALTER USER name [WITH] PASSWORD 'secret'`.
+    Alter {
+        /// User name.
+        name: String,
+        /// The new password.
+        password: String,
+    },
+    /// `DROP USER [IF EXISTS] name`.
+    Drop {
+        /// User name.
+        name: String,
+        /// `IF EXISTS`.
+        if_exists: bool,
+    },
 }
 
 /// A parsed `COPY … FROM`.
@@ -91,11 +121,65 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
 }
 
 fn parse_one(parser: &mut DFParser) -> Result<Statement> {
+    if let Some(user) = user_statement(&mut parser.parser)? {
+        return Ok(Statement::User(user));
+    }
     if is_copy_from(&parser.parser) {
         let statement = parser.parser.parse_statement()?;
         return copy_from(statement).map(Statement::CopyFrom);
     }
     Ok(Statement::DataFusion(Box::new(parser.parse_statement()?)))
+}
+
+/// Parses `CREATE|ALTER|DROP USER|ROLE …` in Postgres' syntax, which sqlparser reads the
+/// Snowflake way; `None` (nothing consumed) for any other statement.
+fn user_statement(parser: &mut Parser) -> Result<Option<UserStatement>> {
+    let keyword = |i: usize| match parser.peek_nth_token_ref(i).token {
+        Token::Word(ref w) => Some(w.keyword),
+        _ => None,
+    };
+    let verb = keyword(0);
+    let is_user = matches!(keyword(1), Some(Keyword::USER | Keyword::ROLE));
+    if !is_user || !matches!(verb, Some(Keyword::CREATE | Keyword::ALTER | Keyword::DROP)) {
+        return Ok(None);
+    }
+    parser.next_token();
+    parser.next_token();
+    let statement = match verb {
+        Some(Keyword::CREATE) => {
+            let if_not_exists =
+                parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+            let name = names::ident(&parser.parse_identifier()?);
+            UserStatement::Create {
+                password: password_clause(parser)?,
+                name,
+                if_not_exists,
+            }
+        }
+        Some(Keyword::ALTER) => {
+            let name = names::ident(&parser.parse_identifier()?);
+            UserStatement::Alter {
+                password: password_clause(parser)?,
+                name,
+            }
+        }
+        _ => {
+            let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+            UserStatement::Drop {
+                name: names::ident(&parser.parse_identifier()?),
+                if_exists,
+            }
+        }
+    };
+    Ok(Some(statement))
+}
+
+/// `[WITH] [LOGIN] PASSWORD 'secret'`.
+fn password_clause(parser: &mut Parser) -> Result<String> {
+    let _ = parser.parse_keyword(Keyword::WITH);
+    let _ = parser.parse_keyword(Keyword::LOGIN);
+    parser.expect_keyword(Keyword::PASSWORD)?;
+    Ok(parser.parse_literal_string()?)
 }
 
 /// True at `COPY name [(columns)] FROM`; DataFusion's parser knows only `COPY … TO`.
@@ -241,6 +325,40 @@ mod tests {
         assert_eq!(copy.options.format, Some(CopyFormat::Csv));
         assert!(copy.options.header);
         assert!(matches!(statements[1], Statement::DataFusion(_)));
+    }
+
+    #[test]
+    fn user_statements_use_postgres_syntax() {
+        let statements = parse(
+            "CREATE USER Ann WITH PASSWORD 'a b'; ALTER ROLE ann PASSWORD 'c'; DROP USER IF EXISTS ann",
+        )
+        .unwrap();
+        let users: Vec<_> = statements
+            .into_iter()
+            .map(|s| match s {
+                Statement::User(user) => user,
+                other => panic!("expected a user statement, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            users,
+            vec![
+                UserStatement::Create {
+                    name: "ann".into(),
+                    password: "a b".into(),
+                    if_not_exists: false
+                },
+                UserStatement::Alter {
+                    name: "ann".into(),
+                    password: "c".into()
+                },
+                UserStatement::Drop {
+                    name: "ann".into(),
+                    if_exists: true
+                },
+            ]
+        );
+        assert_eq!(parse("CREATE USER bob").unwrap_err().sqlstate(), "42601");
     }
 
     #[test]

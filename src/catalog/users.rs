@@ -1,0 +1,137 @@
+//! Users of the wire server and their SCRAM-SHA-256 secrets, stored in RocksDB beside the tables.
+
+use crate::error::{Error, Result};
+use crate::storage::{Store, keys};
+use pgwire::api::auth::sasl::scram::gen_salted_password;
+use rocksdb::WriteBatch;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+
+/// PBKDF2 iterations of every stored secret (SCRAM sends one count for all users).
+pub const SCRAM_ITERATIONS: usize = 4096;
+
+/// What is stored for a user: a random salt and the SCRAM `SaltedPassword`. The password itself
+/// is never stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredUser {
+    /// Random salt of the PBKDF2 derivation.
+    pub salt: Vec<u8>,
+    /// SCRAM `SaltedPassword`: PBKDF2-HMAC-SHA-256 of the password, [`SCRAM_ITERATIONS`] rounds.
+    pub salted_password: Vec<u8>,
+}
+
+/// The users of one data directory.
+#[derive(Debug, Clone)]
+pub struct Users {
+    store: Arc<Store>,
+    /// Serialises CREATE/ALTER/DROP USER so that their existence checks hold.
+    ddl: Arc<Mutex<()>>,
+}
+
+fn missing(name: &str) -> Error {
+    Error::UndefinedObject(format!("role \"{name}\" does not exist"))
+}
+
+impl Users {
+    /// The users stored in `store`.
+    pub fn new(store: Arc<Store>) -> Self {
+        Users {
+            store,
+            ddl: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// Creates `name` or changes its password; durable when it returns.
+    pub fn set_password(&self, name: &str, password: &str) -> Result<()> {
+        if name.is_empty() || password.is_empty() {
+            return Err(Error::InvalidParameter(
+                "a user needs a non-empty name and password".into(),
+            ));
+        }
+        let salt: [u8; 16] = rand::random();
+        let user = StoredUser {
+            salt: salt.to_vec(),
+            salted_password: gen_salted_password(password, &salt, SCRAM_ITERATIONS),
+        };
+        let json = serde_json::to_vec(&user).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut write = WriteBatch::default();
+        write.put(keys::user(name), json);
+        self.store.write(write)
+    }
+
+    /// True when no user exists yet.
+    pub fn is_empty(&self) -> Result<bool> {
+        let prefix = keys::user("");
+        let first = self
+            .store
+            .db()
+            .prefix_iterator(&prefix)
+            .next()
+            .transpose()?;
+        Ok(!first.is_some_and(|(key, _)| key.starts_with(&prefix)))
+    }
+
+    /// Creates user `name`; 42710 when it exists (nothing changes with `if_not_exists`).
+    pub fn create(&self, name: &str, password: &str, if_not_exists: bool) -> Result<()> {
+        let _ddl = self.ddl.lock().unwrap_or_else(|p| p.into_inner());
+        match self.get(name)? {
+            Some(_) if if_not_exists => Ok(()),
+            Some(_) => Err(Error::DuplicateObject(format!(
+                "role \"{name}\" already exists"
+            ))),
+            None => self.set_password(name, password),
+        }
+    }
+
+    /// Changes the password of `name`; 42704 when it does not exist.
+    pub fn alter(&self, name: &str, password: &str) -> Result<()> {
+        let _ddl = self.ddl.lock().unwrap_or_else(|p| p.into_inner());
+        self.get(name)?.ok_or_else(|| missing(name))?;
+        self.set_password(name, password)
+    }
+
+    /// Drops `name`; 42704 when it does not exist (nothing with `if_exists`). The last user
+    /// cannot be dropped: nobody could log in with a password any more.
+    pub fn drop_user(&self, name: &str, if_exists: bool) -> Result<()> {
+        let _ddl = self.ddl.lock().unwrap_or_else(|p| p.into_inner());
+        if self.get(name)?.is_none() {
+            return if if_exists {
+                Ok(())
+            } else {
+                Err(missing(name))
+            };
+        }
+        if self.names()?.len() == 1 {
+            return Err(Error::DependentObjects(format!(
+                "cannot drop \"{name}\": it is the last user"
+            )));
+        }
+        let mut write = WriteBatch::default();
+        write.delete(keys::user(name));
+        self.store.write(write)
+    }
+
+    /// Names of all users, sorted.
+    pub fn names(&self) -> Result<Vec<String>> {
+        let prefix = keys::user("");
+        let mut names = Vec::new();
+        for entry in self.store.db().prefix_iterator(&prefix) {
+            let (key, _) = entry?;
+            let Some(name) = key.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            names.push(String::from_utf8_lossy(name).into_owned());
+        }
+        Ok(names)
+    }
+
+    /// The stored secret of `name`.
+    pub fn get(&self, name: &str) -> Result<Option<StoredUser>> {
+        match self.store.db().get(keys::user(name))? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Corrupt(format!("user {name}: {e}"))),
+        }
+    }
+}
