@@ -1,5 +1,6 @@
 //! psql, the real client, against `tastedb serve`: its catalog commands and error display.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use tastedb::Engine;
 use tastedb::server::{AuthMode, ServeOptions, Server};
@@ -8,6 +9,10 @@ const PASSWORD: &str = "psql-test";
 
 /// Runs psql with `args` against `port`; returns (success, stdout, stderr).
 fn psql(port: u16, args: &[String]) -> (bool, String, String) {
+    psql_with_ssl(port, "prefer", args)
+}
+
+fn psql_with_ssl(port: u16, sslmode: &str, args: &[String]) -> (bool, String, String) {
     let output = Command::new("psql")
         .args([
             "-h",
@@ -23,6 +28,7 @@ fn psql(port: u16, args: &[String]) -> (bool, String, String) {
         .args(args)
         .env("PGPASSWORD", PASSWORD)
         .env("PGCONNECT_TIMEOUT", "10")
+        .env("PGSSLMODE", sslmode)
         .output()
         .expect("psql is installed (.ci/setup installs postgresql-client)");
     (
@@ -32,15 +38,19 @@ fn psql(port: u16, args: &[String]) -> (bool, String, String) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn psql_lists_and_describes_tables_and_points_at_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path()).unwrap();
+/// Starts a server on a fresh data directory; returns its port and the sender that stops it.
+async fn serve(
+    dir: &Path,
+    tls: Option<(PathBuf, PathBuf)>,
+) -> (u16, tokio::sync::oneshot::Sender<()>) {
+    let engine = Engine::open(dir.join("data")).unwrap();
     engine.users().set_password("tastedb", PASSWORD).unwrap();
     let options = ServeOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         auth: AuthMode::Scram,
         max_connections: 8,
+        tls_required: tls.is_some(),
+        tls,
     };
     let server = Server::bind(engine, options).await.unwrap();
     let port = server.local_addr().unwrap().port();
@@ -48,6 +58,13 @@ async fn psql_lists_and_describes_tables_and_points_at_errors() {
     tokio::spawn(server.run(async {
         let _ = stopped.await;
     }));
+    (port, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_lists_and_describes_tables_and_points_at_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, stop) = serve(dir.path(), None).await;
 
     let run = move |args: Vec<&str>| {
         let args: Vec<String> = args.into_iter().map(str::to_string).collect();
@@ -114,5 +131,44 @@ async fn psql_lists_and_describes_tables_and_points_at_errors() {
         err.contains("ERROR:") && err.contains("LINE 1:") && err.contains('^'),
         "{err}"
     );
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_used_and_can_be_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("server.crt");
+    let key = dir.path().join("server.key");
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+        ])
+        .arg("/CN=localhost")
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is installed");
+    assert!(made.status.success(), "{made:?}");
+    let (port, stop) = serve(dir.path(), Some((cert, key))).await;
+    // sslmode=require refuses to go on without TLS, so success proves the TLS handshake
+    let query = vec![
+        "-A".to_string(),
+        "-t".into(),
+        "-c".into(),
+        "SELECT 1".into(),
+    ];
+    let (ok, out, err) = tokio::task::spawn_blocking({
+        let query = query.clone();
+        move || psql_with_ssl(port, "require", &query)
+    })
+    .await
+    .unwrap();
+    assert!(ok && out.trim() == "1", "{out}{err}");
+    let (ok, _, err) = tokio::task::spawn_blocking(move || psql_with_ssl(port, "disable", &query))
+        .await
+        .unwrap();
+    assert!(!ok && err.contains("requires TLS"), "{err}");
     let _ = stop.send(());
 }

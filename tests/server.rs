@@ -32,6 +32,8 @@ async fn start(max_connections: usize) -> Running {
         listen: "127.0.0.1:0".parse().unwrap(),
         auth: AuthMode::Scram,
         max_connections,
+        tls: None,
+        tls_required: false,
     };
     let server = Server::bind(engine, options).await.unwrap();
     let addr = server.local_addr().unwrap();

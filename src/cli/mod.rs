@@ -6,6 +6,7 @@ mod sql;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use tastedb::server::ServeOptions;
 use tastedb::{Engine, Result};
 
 /// TasteDB: a recommendation database you talk to in SQL.
@@ -40,6 +41,15 @@ enum Command {
         /// Connections served at once; one more is refused with SQLSTATE 53300.
         #[arg(long, default_value_t = 100)]
         max_connections: usize,
+        /// PEM certificate chain: offer TLS (with --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Refuse clients that do not use TLS.
+        #[arg(long, requires = "tls_cert")]
+        tls_required: bool,
     },
     /// Run SQL: from -c, from a file, or from standard input.
     Sql {
@@ -77,9 +87,18 @@ pub async fn run(args: Cli) -> Result<()> {
             auth,
             password,
             max_connections,
+            tls_cert,
+            tls_key,
+            tls_required,
         } => {
-            let auth = serve::auth_mode(&auth)?;
-            serve::run(engine, listen, auth, password, max_connections).await
+            let options = ServeOptions {
+                listen,
+                auth: serve::auth_mode(&auth)?,
+                max_connections,
+                tls: tls_cert.zip(tls_key),
+                tls_required,
+            };
+            serve::run(engine, options, password).await
         }
         Command::Sql { command, file } => sql::run(&engine, command, file).await,
         Command::Import {

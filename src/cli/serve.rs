@@ -1,20 +1,13 @@
 //! `tastedb serve`: the Postgres wire server until SIGINT or SIGTERM.
 
-use std::net::SocketAddr;
 use tastedb::server::{AuthMode, ServeOptions, Server};
 use tastedb::{Engine, Error, Result};
 
 /// Name of the admin user created at first start.
 pub const ADMIN_USER: &str = "tastedb";
 
-/// Serves `engine` on `listen`; creates the admin user from `password` when no user exists.
-pub async fn run(
-    engine: Engine,
-    listen: SocketAddr,
-    auth: AuthMode,
-    password: Option<String>,
-    max_connections: usize,
-) -> Result<()> {
+/// Serves `engine`; creates the admin user from `password` when no user exists.
+pub async fn run(engine: Engine, options: ServeOptions, password: Option<String>) -> Result<()> {
     let users = engine.users();
     if let Some(password) = password.filter(|p| !p.is_empty())
         && users.is_empty()?
@@ -22,11 +15,6 @@ pub async fn run(
         users.set_password(ADMIN_USER, &password)?;
         eprintln!("created user {ADMIN_USER}");
     }
-    let options = ServeOptions {
-        listen,
-        auth,
-        max_connections,
-    };
     let server = Server::bind(engine, options).await?;
     eprintln!(
         "TasteDB listening on {} (database tastedb, user {ADMIN_USER}); Ctrl-C stops it",

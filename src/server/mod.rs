@@ -7,6 +7,7 @@ mod copy;
 mod errors;
 mod session;
 mod settings;
+mod tls;
 
 use crate::catalog::{SCRAM_ITERATIONS, Users};
 use crate::engine::Engine;
@@ -20,10 +21,12 @@ use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
 use pgwire::api::{ClientInfo, PgWireServerHandlers};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::tokio::TlsAcceptor;
 use session::{Session, fatal};
 use std::fmt::Debug;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -46,6 +49,10 @@ pub struct ServeOptions {
     pub auth: AuthMode,
     /// Connections served at once; one more is refused with 53300.
     pub max_connections: usize,
+    /// PEM certificate chain and private key; TLS is offered when set.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Refuse clients that do not use TLS (needs `tls`).
+    pub tls_required: bool,
 }
 
 /// A bound, not yet running server.
@@ -53,6 +60,7 @@ pub struct Server {
     engine: Engine,
     listener: TcpListener,
     options: ServeOptions,
+    tls: Option<TlsAcceptor>,
 }
 
 impl Server {
@@ -72,6 +80,15 @@ impl Server {
                     .into(),
             ));
         }
+        if options.tls_required && options.tls.is_none() {
+            return Err(Error::InvalidParameter(
+                "--tls-required needs --tls-cert and --tls-key".into(),
+            ));
+        }
+        let tls = match &options.tls {
+            Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+            None => None,
+        };
         let listener = TcpListener::bind(options.listen).await.map_err(|e| {
             Error::Io(std::io::Error::new(
                 e.kind(),
@@ -82,6 +99,7 @@ impl Server {
             engine,
             listener,
             options,
+            tls,
         })
     }
 
@@ -98,6 +116,7 @@ impl Server {
             session: Session::new(self.engine.clone()),
             users: self.engine.users().clone(),
             auth: self.options.auth,
+            tls_required: self.options.tls_required,
         });
         tokio::pin!(shutdown);
         loop {
@@ -117,9 +136,10 @@ impl Server {
                 shared: shared.clone(),
                 over_limit: slot.is_none(),
             };
+            let tls = self.tls.clone();
             tokio::spawn(async move {
                 // A panic or error ends this connection only.
-                if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
                 drop(slot);
@@ -132,6 +152,7 @@ struct Shared {
     session: Session,
     users: Users,
     auth: AuthMode,
+    tls_required: bool,
 }
 
 /// The handlers of one connection (pgwire asks for them once per connection).
@@ -160,6 +181,7 @@ impl PgWireServerHandlers for ConnectionHandlers {
         scram.set_iterations(SCRAM_ITERATIONS);
         Arc::new(Startup {
             over_limit: self.over_limit,
+            tls_required: self.shared.tls_required,
             auth: self.shared.auth,
             scram: SASLAuthStartupHandler::new(parameters).with_scram(scram),
         })
@@ -175,6 +197,7 @@ fn server_parameters() -> DefaultServerParameterProvider {
 /// Checks the connection limit, then authenticates as the server is configured to.
 struct Startup {
     over_limit: bool,
+    tls_required: bool,
     auth: AuthMode,
     scram: SASLAuthStartupHandler<DefaultServerParameterProvider>,
 }
@@ -196,8 +219,16 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if self.over_limit && matches!(message, PgWireFrontendMessage::Startup(_)) {
-            return Err(fatal("53300", "sorry, too many clients already"));
+        if matches!(message, PgWireFrontendMessage::Startup(_)) {
+            if self.over_limit {
+                return Err(fatal("53300", "sorry, too many clients already"));
+            }
+            if self.tls_required && !client.is_secure() {
+                return Err(fatal(
+                    "28000",
+                    "this server requires TLS: connect with sslmode=require",
+                ));
+            }
         }
         match self.auth {
             AuthMode::Scram => self.scram.on_startup(client, message).await,
