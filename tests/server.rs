@@ -521,3 +521,40 @@ async fn users_are_managed_in_sql() {
     let error = admin.batch_execute("DROP USER tastedb").await.unwrap_err();
     assert_eq!(error.code(), Some(&SqlState::DEPENDENT_OBJECTS_STILL_EXIST));
 }
+
+async fn copy_out(client: &Client, statement: &str) -> String {
+    use futures::TryStreamExt;
+    let stream = client.copy_out(statement).await.unwrap();
+    let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
+    chunks
+        .iter()
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn copy_to_stdout_streams_text_and_csv() {
+    let server = start(8).await;
+    let client = connect(server.addr).await;
+    client
+        .batch_execute(
+            "CREATE TABLE items (item_id TEXT PRIMARY KEY, title TEXT, views BIGINT);
+             INSERT INTO items VALUES ('i1', 'tab\there', 3), ('i2', NULL, 4)",
+        )
+        .await
+        .unwrap();
+    let text = copy_out(&client, "COPY items TO STDOUT").await;
+    assert_eq!(text, "i1\ttab\\there\t3\ni2\t\\N\t4\n");
+    let csv = copy_out(
+        &client,
+        "COPY (SELECT item_id, views FROM items WHERE views > 3) TO STDOUT WITH (FORMAT csv, HEADER true)",
+    )
+    .await;
+    assert_eq!(csv, "item_id,views\ni2,4\n");
+    let columns = copy_out(
+        &client,
+        "COPY items (views, item_id) TO STDOUT (FORMAT csv)",
+    )
+    .await;
+    assert_eq!(columns, "3,i1\n4,i2\n");
+}

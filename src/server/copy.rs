@@ -1,15 +1,22 @@
-//! `COPY table FROM STDIN` over the wire: the query handler answers CopyInResponse and parks the
-//! statement in the connection; CopyData is gathered here and inserted at CopyDone as one atomic
-//! statement, so a bad row inserts nothing.
+//! COPY over the wire. `COPY table FROM STDIN`: the query handler answers CopyInResponse and
+//! parks the statement in the connection; CopyData is gathered here and inserted at CopyDone as
+//! one atomic statement, so a bad row inserts nothing. `COPY … TO STDOUT`: the query's rows are
+//! streamed as CopyData in text or csv format.
 
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::server::errors::to_pgwire;
-use crate::sql::parser::CopyFrom;
+use crate::sql::parser::{CopyFormat, CopyFrom, CopyOptions};
+use arrow_pg::datatypes::arrow_schema_to_pg_fields;
+use arrow_pg::encoder::encode_value;
 use async_trait::async_trait;
+use datafusion::execution::SendableRecordBatchStream;
+use futures::StreamExt;
 use futures::{Sink, SinkExt};
 use pgwire::api::ClientInfo;
 use pgwire::api::copy::CopyHandler;
+use pgwire::api::portal::Format;
+use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyTextOptions};
 use pgwire::api::results::{CopyResponse, Response, Tag};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
@@ -43,6 +50,68 @@ pub fn begin<C: ClientInfo>(
         width,
         futures::stream::empty(),
     )))
+}
+
+/// Streams the rows of `stream` as COPY data (text by default, or csv with an optional header).
+pub fn copy_out(
+    stream: SendableRecordBatchStream,
+    options: &CopyOptions,
+    sql: &str,
+) -> PgWireResult<Response> {
+    let schema = stream.schema();
+    let fields = Arc::new(arrow_schema_to_pg_fields(
+        &schema,
+        &Format::UnifiedText,
+        None,
+    )?);
+    let csv = options.format == Some(CopyFormat::Csv);
+    let delimiter = char::from(options.delimiter.unwrap_or(if csv { b',' } else { b'\t' }));
+    let mut encoder = if csv {
+        let csv_options = CopyCsvOptions {
+            delimiter: delimiter.to_string().into(),
+            ..Default::default()
+        };
+        CopyEncoder::new_csv(fields.clone(), csv_options)
+    } else {
+        let text_options = CopyTextOptions {
+            delimiter: delimiter.to_string().into(),
+            ..Default::default()
+        };
+        CopyEncoder::new_text(fields.clone(), text_options)
+    };
+    // The header shares the first row's CopyData: pgwire counts CopyData messages as rows.
+    let mut header = (csv && options.header).then(|| {
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        format!("{}\n", names.join(&delimiter.to_string())).into_bytes()
+    });
+    let columns = fields.len();
+    let sql = sql.to_string();
+    let data = stream.flat_map(move |batch| {
+        let rows: Vec<PgWireResult<CopyData>> = match batch {
+            Err(e) => vec![Err(to_pgwire(&Error::from(e), &sql))],
+            Ok(batch) => (0..batch.num_rows())
+                .map(|row| {
+                    let columns = batch
+                        .columns()
+                        .iter()
+                        .zip(schema.fields())
+                        .zip(fields.iter());
+                    for ((column, field), pg_field) in columns {
+                        encode_value(&mut encoder, column, row, field, pg_field)?;
+                    }
+                    let mut data = encoder.take_copy();
+                    if let Some(header) = header.take() {
+                        let mut bytes = header;
+                        bytes.extend_from_slice(&data.data);
+                        data = CopyData::new(bytes.into());
+                    }
+                    Ok(data)
+                })
+                .collect(),
+        };
+        futures::stream::iter(rows)
+    });
+    Ok(Response::CopyOut(CopyResponse::new(0, columns, data)))
 }
 
 /// Receives the data of a COPY FROM STDIN.

@@ -70,6 +70,15 @@ impl Session {
         format: &Format,
         sql: &str,
     ) -> PgWireResult<Response> {
+        if let Statement::CopyToStdout(copy) = statement {
+            let query = DFStatement::Statement(Box::new(SqlStatement::Query(copy.query)));
+            let stream = self
+                .engine
+                .execute(Statement::DataFusion(Box::new(query)))
+                .await
+                .map_err(|e| to_pgwire(&e, sql))?;
+            return copy::copy_out(stream, &copy.options, sql);
+        }
         match settings::session_statement(&statement) {
             Some(SessionStatement::Show(name)) => {
                 let stream = settings::show_rows(client, &name).map_err(|e| to_pgwire(&e, sql))?;
@@ -104,7 +113,7 @@ enum Kind {
 
 fn kind_of(statement: &Statement) -> Kind {
     let sql = match statement {
-        Statement::CopyFrom(_) => return Kind::Copy,
+        Statement::CopyFrom(_) | Statement::CopyToStdout(_) => return Kind::Copy,
         Statement::User(user) => {
             let verb = match user {
                 UserStatement::Create { .. } => "CREATE ROLE",

@@ -25,6 +25,9 @@ impl Engine {
     pub(crate) async fn execute(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
         match statement {
             Statement::CopyFrom(copy) => count_stream(self.copy_from_file(copy, |_| {}).await?),
+            Statement::CopyToStdout(_) => Err(Error::FeatureNotSupported(
+                "COPY TO STDOUT needs a client connection; use COPY … TO 'file' here".into(),
+            )),
             Statement::User(user) => {
                 let users = self.users();
                 match user {

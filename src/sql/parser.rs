@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::sql::names;
 use datafusion::sql::parser::{DFParser, DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{
-    CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget,
+    CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Query,
     Statement as SqlStatement,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -22,6 +22,17 @@ pub enum Statement {
     CopyFrom(CopyFrom),
     /// `CREATE USER`, `ALTER USER`, `DROP USER` (also spelled `ROLE`).
     User(UserStatement),
+    /// `COPY table [(columns)] | (query) TO STDOUT [WITH] (options)`.
+    CopyToStdout(CopyToStdout),
+}
+
+/// A parsed `COPY … TO STDOUT`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopyToStdout {
+    /// The rows to send, as a query (`COPY t (a, b)` becomes `SELECT a, b FROM t`).
+    pub query: Box<Query>,
+    /// Format options (text by default, or csv).
+    pub options: CopyOptions,
 }
 
 /// A statement about the users of the wire server.
@@ -124,6 +135,10 @@ fn parse_one(parser: &mut DFParser) -> Result<Statement> {
     if let Some(user) = user_statement(&mut parser.parser)? {
         return Ok(Statement::User(user));
     }
+    if is_copy_to_stdout(&parser.parser) {
+        let statement = parser.parser.parse_statement()?;
+        return copy_to_stdout(statement).map(Statement::CopyToStdout);
+    }
     if is_copy_from(&parser.parser) {
         let statement = parser.parser.parse_statement()?;
         return copy_from(statement).map(Statement::CopyFrom);
@@ -182,28 +197,84 @@ fn password_clause(parser: &mut Parser) -> Result<String> {
     Ok(parser.parse_literal_string()?)
 }
 
+/// True at `COPY … TO STDOUT`; DataFusion's `COPY … TO` takes only file names.
+fn is_copy_to_stdout(parser: &Parser) -> bool {
+    match copy_direction(parser) {
+        Some((Keyword::TO, i)) => matches!(
+            &parser.peek_nth_token_ref(i + 1).token,
+            Token::Word(w) if w.keyword == Keyword::STDOUT
+        ),
+        _ => false,
+    }
+}
+
 /// True at `COPY name [(columns)] FROM`; DataFusion's parser knows only `COPY … TO`.
 fn is_copy_from(parser: &Parser) -> bool {
+    matches!(copy_direction(parser), Some((Keyword::FROM, _)))
+}
+
+/// At `COPY …`, the first FROM or TO outside parentheses and its token index.
+fn copy_direction(parser: &Parser) -> Option<(Keyword, usize)> {
     let word = |i: usize| match parser.peek_nth_token_ref(i).token {
         Token::Word(ref w) => Some(w.keyword),
         _ => None,
     };
     if word(0) != Some(Keyword::COPY) {
-        return false;
+        return None;
     }
     let mut i = 1;
     let mut depth = 0usize;
     loop {
         match &parser.peek_nth_token_ref(i).token {
-            Token::EOF | Token::SemiColon => return false,
+            Token::EOF | Token::SemiColon => return None,
             Token::LParen => depth += 1,
             Token::RParen => depth = depth.saturating_sub(1),
-            Token::Word(w) if depth == 0 && w.keyword == Keyword::FROM => return true,
-            Token::Word(w) if depth == 0 && w.keyword == Keyword::TO => return false,
+            Token::Word(w) if depth == 0 && matches!(w.keyword, Keyword::FROM | Keyword::TO) => {
+                return Some((w.keyword, i));
+            }
             _ => {}
         }
         i += 1;
     }
+}
+
+fn copy_to_stdout(statement: SqlStatement) -> Result<CopyToStdout> {
+    let SqlStatement::Copy {
+        source,
+        to: true,
+        target: CopyTarget::Stdout,
+        options,
+        legacy_options,
+        ..
+    } = statement
+    else {
+        return Err(Error::Syntax("expected COPY … TO STDOUT".into()));
+    };
+    let query = match source {
+        CopySource::Query(query) => query,
+        CopySource::Table {
+            table_name,
+            columns,
+        } => {
+            let list = if columns.is_empty() {
+                "*".to_string()
+            } else {
+                columns
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let sql = format!("SELECT {list} FROM {table_name}");
+            Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&sql)?
+                .parse_query()?
+        }
+    };
+    Ok(CopyToStdout {
+        query,
+        options: copy_options(&options, &legacy_options)?,
+    })
 }
 
 fn copy_from(statement: SqlStatement) -> Result<CopyFrom> {
