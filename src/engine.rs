@@ -119,11 +119,7 @@ impl Engine {
     /// Inserts `batches` into the stored table `table` as one atomic, durable write; columns
     /// are matched by position and cast to the table's types. Returns the number of rows.
     pub async fn insert_batches(&self, table: &str, batches: Vec<RecordBatch>) -> Result<u64> {
-        let stored = self.stored_table(table)?;
-        let store = self.inner.catalog.store().clone();
-        tokio::task::spawn_blocking(move || writer::insert(&store, &stored, &batches))
-            .await
-            .map_err(|e| Error::Internal(format!("insert task failed: {e}")))?
+        self.load_and_insert(table, move |_| Ok(batches)).await
     }
 
     /// Runs a `COPY … FROM 'file'`, reporting the fraction of the file read to `progress`.
@@ -139,27 +135,38 @@ impl Engine {
             ));
         };
         let path = PathBuf::from(path);
-        let stored = self.stored_table(&copy.table)?;
-        let store = self.inner.catalog.store().clone();
-        tokio::task::spawn_blocking(move || {
-            let batches = crate::sql::copy_from::load(&stored.def, &copy, &path, &mut progress)?;
-            writer::insert(&store, &stored, &batches)
+        let table = copy.table.clone();
+        self.load_and_insert(&table, move |def| {
+            crate::sql::copy_from::load(def, &copy, &path, &mut progress)
         })
         .await
-        .map_err(|e| Error::Internal(format!("copy task failed: {e}")))?
     }
 
     /// Runs a `COPY … FROM STDIN` whose data a client sent (text or csv format): all rows are
     /// inserted, or none. Returns the number of rows.
     pub async fn copy_from_bytes(&self, copy: CopyFrom, data: Vec<u8>) -> Result<u64> {
-        let stored = self.stored_table(&copy.table)?;
+        let table = copy.table.clone();
+        self.load_and_insert(&table, move |def| {
+            crate::sql::copy_from::load_bytes(def, &copy, &data)
+        })
+        .await
+    }
+
+    /// On a blocking thread: `load` the rows for the stored table `table`, then insert them as
+    /// one atomic, durable write.
+    async fn load_and_insert(
+        &self,
+        table: &str,
+        load: impl FnOnce(&TableDef) -> Result<Vec<RecordBatch>> + Send + 'static,
+    ) -> Result<u64> {
+        let stored = self.stored_table(table)?;
         let store = self.inner.catalog.store().clone();
         tokio::task::spawn_blocking(move || {
-            let batches = crate::sql::copy_from::load_bytes(&stored.def, &copy, &data)?;
+            let batches = load(&stored.def)?;
             writer::insert(&store, &stored, &batches)
         })
         .await
-        .map_err(|e| Error::Internal(format!("copy task failed: {e}")))?
+        .map_err(|e| Error::Internal(format!("insert task failed: {e}")))?
     }
 
     /// Checks that `copy` can run (table, columns, format) and returns how many columns its
