@@ -4,6 +4,7 @@ use crate::catalog::{Catalog, StoredTable, TableDef, TasteSchema, Users};
 use crate::error::{Error, Result};
 use crate::sql::execute::empty_stream;
 use crate::sql::names;
+use crate::sql::notices::Notices;
 use crate::sql::parser::{self, CopyFrom, CopySourceKind, Statement};
 use crate::storage::{Store, writer};
 use datafusion::arrow::array::RecordBatch;
@@ -102,7 +103,7 @@ impl Engine {
         tracing::debug!(sql, "statement");
         let mut statements = parser::parse(sql)?.into_iter().peekable();
         while let Some(statement) = statements.next() {
-            let stream = self.execute(statement).await?;
+            let stream = self.execute(statement, &Notices::tracing()).await?;
             if statements.peek().is_none() {
                 return Ok(stream);
             }
@@ -111,9 +112,17 @@ impl Engine {
         Ok(empty_stream())
     }
 
-    /// Runs one parsed statement and collects its rows.
-    pub async fn execute_collect(&self, statement: Statement) -> Result<Vec<RecordBatch>> {
-        Ok(self.execute(statement).await?.try_collect().await?)
+    /// Runs one parsed statement and collects its rows; its notices go to `notices`.
+    pub async fn execute_collect(
+        &self,
+        statement: Statement,
+        notices: &Notices,
+    ) -> Result<Vec<RecordBatch>> {
+        Ok(self
+            .execute(statement, notices)
+            .await?
+            .try_collect()
+            .await?)
     }
 
     /// Inserts `batches` into the stored table `table` as one atomic, durable write; columns

@@ -87,6 +87,20 @@ async fn psql_lists_and_describes_tables_and_points_at_errors() {
     let (ok, out, err) = run(vec!["-c", "\\dt"]).await.unwrap();
     assert!(ok && out.contains("public | events | table"), "{out}{err}");
 
+    let (ok, out, err) = run(vec!["-c", "\\l", "-c", "\\dn", "-c", "\\df"])
+        .await
+        .unwrap();
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("List of databases") && out.contains(" tastedb "),
+        "{out}"
+    );
+    assert!(
+        out.contains("List of schemas") && out.contains(" public "),
+        "{out}"
+    );
+    assert!(out.contains("List of functions"), "{out}");
+
     let (ok, out, err) = run(vec!["-c", "\\d events"]).await.unwrap();
     assert!(ok, "{err}");
     assert!(

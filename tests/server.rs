@@ -1,85 +1,12 @@
 //! The wire server through a real Postgres client (tokio-postgres): both query protocols,
 //! SQLSTATEs, SCRAM authentication and the connection limit.
 
+mod common;
+
+use common::{PASSWORD, connect, connect_as, rows, start};
 use std::net::SocketAddr;
-use tastedb::Engine;
-use tastedb::server::{AuthMode, ServeOptions, Server};
-use tokio::sync::oneshot;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
-
-const PASSWORD: &str = "s3cret pässword";
-
-struct Running {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-async fn start(max_connections: usize) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path()).unwrap();
-    engine.users().set_password("tastedb", PASSWORD).unwrap();
-    let options = ServeOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        auth: AuthMode::Scram,
-        max_connections,
-        tls: None,
-        tls_required: false,
-    };
-    let server = Server::bind(engine, options).await.unwrap();
-    let addr = server.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
-    Running {
-        addr,
-        stop: Some(stop),
-        _dir: dir,
-    }
-}
-
-async fn connect_as(
-    addr: SocketAddr,
-    user: &str,
-    password: &str,
-) -> Result<Client, tokio_postgres::Error> {
-    let config = format!(
-        "host={} port={} user={user} password='{password}' dbname=tastedb",
-        addr.ip(),
-        addr.port()
-    );
-    let (client, connection) = tokio_postgres::connect(&config, NoTls).await?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
-async fn connect(addr: SocketAddr) -> Client {
-    connect_as(addr, "tastedb", PASSWORD).await.unwrap()
-}
-
-fn rows(messages: Vec<SimpleQueryMessage>) -> Vec<Vec<Option<String>>> {
-    messages
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_string))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 #[tokio::test]
 async fn simple_protocol_runs_statements_and_reports_tags() {

@@ -71,15 +71,16 @@ impl Users {
         Ok(!first.is_some_and(|(key, _)| key.starts_with(&prefix)))
     }
 
-    /// Creates user `name`; 42710 when it exists (nothing changes with `if_not_exists`).
-    pub fn create(&self, name: &str, password: &str, if_not_exists: bool) -> Result<()> {
+    /// Creates user `name`; 42710 when it exists. With `if_not_exists`, an existing user is
+    /// kept as it is and the result is false.
+    pub fn create(&self, name: &str, password: &str, if_not_exists: bool) -> Result<bool> {
         let _ddl = self.ddl.lock().unwrap_or_else(|p| p.into_inner());
         match self.get(name)? {
-            Some(_) if if_not_exists => Ok(()),
+            Some(_) if if_not_exists => Ok(false),
             Some(_) => Err(Error::DuplicateObject(format!(
                 "role \"{name}\" already exists"
             ))),
-            None => self.set_password(name, password),
+            None => self.set_password(name, password).map(|()| true),
         }
     }
 
@@ -90,13 +91,13 @@ impl Users {
         self.set_password(name, password)
     }
 
-    /// Drops `name`; 42704 when it does not exist (nothing with `if_exists`). The last user
-    /// cannot be dropped: nobody could log in with a password any more.
-    pub fn drop_user(&self, name: &str, if_exists: bool) -> Result<()> {
+    /// Drops `name`; 42704 when it does not exist (with `if_exists` the result is false). The
+    /// last user cannot be dropped: nobody could log in with a password any more.
+    pub fn drop_user(&self, name: &str, if_exists: bool) -> Result<bool> {
         let _ddl = self.ddl.lock().unwrap_or_else(|p| p.into_inner());
         if self.get(name)?.is_none() {
             return if if_exists {
-                Ok(())
+                Ok(false)
             } else {
                 Err(missing(name))
             };
@@ -108,7 +109,7 @@ impl Users {
         }
         let mut write = WriteBatch::default();
         write.delete(keys::user(name));
-        self.store.write(write)
+        self.store.write(write).map(|()| true)
     }
 
     /// Names of all users, sorted.

@@ -3,6 +3,7 @@
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use std::io::Read;
 use std::path::PathBuf;
+use tastedb::sql::notices::Notices;
 use tastedb::sql::parser;
 use tastedb::{Engine, Error, Result};
 
@@ -24,7 +25,13 @@ pub async fn run(engine: &Engine, command: Option<String>, file: Option<PathBuf>
     };
     // Statements run one by one so that each result is printed, as psql does.
     for statement in parser::parse(&text)? {
-        let batches = engine.execute_collect(statement).await?;
+        let (notices, mut received) = Notices::channel();
+        let result = engine.execute_collect(statement, &notices).await;
+        drop(notices);
+        while let Some(notice) = received.recv().await {
+            eprintln!("NOTICE:  {}", notice.message);
+        }
+        let batches = result?;
         let has_columns = batches.first().is_some_and(|b| b.num_columns() > 0);
         if has_columns {
             println!("{}", pretty_format_batches(&batches)?);

@@ -4,18 +4,26 @@
 
 use crate::sql::parser::Statement;
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use datafusion::sql::sqlparser::ast::{
+    Expr, Statement as SqlStatement, Value, ValueWithSpan, visit_expressions_mut,
+};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use std::ops::ControlFlow;
 
 /// Rewrites the SELECTs among `statements`, parsed from `query`; other statements are kept.
 pub fn rewrite_for_clients(
     compat: &PostgresCompatibilityParser,
     query: &str,
-    statements: Vec<Statement>,
+    mut statements: Vec<Statement>,
 ) -> Vec<Statement> {
+    let mut named_functions = false;
+    for statement in &mut statements {
+        named_functions |= name_regproc_literals(statement);
+    }
     // Whole-query substitutions match the client's text, so they apply when the query is
-    // nothing but SELECTs.
-    if statements.iter().all(is_select)
+    // nothing but SELECTs, and the text is the one parsed.
+    if !named_functions
+        && statements.iter().all(is_select)
         && let Ok(rewritten) = compat.parse(query)
         && rewritten.len() == statements.len()
     {
@@ -42,4 +50,39 @@ fn is_select(statement: &Statement) -> bool {
 
 fn wrap(statement: SqlStatement) -> Statement {
     Statement::DataFusion(Box::new(DFStatement::Statement(Box::new(statement))))
+}
+
+/// Replaces `'pg_catalog.array_in'::regproc` by the text `'array_in'`; returns whether it did.
+///
+/// Postgres shows a regproc as the function's name, and datafusion-pg-catalog's `pg_type`
+/// holds the names (`typinput = 'array_in'`), but its rewrite turns the literal cast into a
+/// `pg_proc.oid` subquery, which then cannot be compared with those names (DBeaver's start-up
+/// query does exactly that).
+fn name_regproc_literals(statement: &mut Statement) -> bool {
+    let Statement::DataFusion(df) = statement else {
+        return false;
+    };
+    let DFStatement::Statement(sql) = df.as_mut() else {
+        return false;
+    };
+    let mut found = false;
+    let _ = visit_expressions_mut(sql.as_mut(), |expr| {
+        if let Expr::Cast {
+            expr: operand,
+            data_type,
+            ..
+        } = expr
+            && data_type.to_string().to_lowercase().ends_with("regproc")
+            && let Expr::Value(ValueWithSpan {
+                value: Value::SingleQuotedString(name),
+                ..
+            }) = operand.as_ref()
+        {
+            let bare = name.rsplit('.').next().unwrap_or(name).to_string();
+            *expr = Expr::Value(Value::SingleQuotedString(bare).with_empty_span());
+            found = true;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    found
 }

@@ -2,6 +2,7 @@
 //! connection, every statement run by the shared [`Engine`].
 
 mod auth;
+mod bind;
 mod compat;
 mod copy;
 mod errors;

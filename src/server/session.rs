@@ -4,9 +4,10 @@
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::server::compat::rewrite_for_clients;
-use crate::server::copy;
 use crate::server::errors::{error_info, to_pgwire};
 use crate::server::settings::{self, SessionStatement};
+use crate::server::{bind, copy};
+use crate::sql::notices::{Notice, Notices};
 use crate::sql::parser::{self, CopySourceKind, Statement, UserStatement};
 use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
@@ -18,15 +19,17 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
-use futures::{Sink, StreamExt, TryStreamExt, stream};
+use futures::{Sink, SinkExt, StreamExt, TryStreamExt, stream};
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_describe_response};
+use pgwire::api::results::{DescribePortalResponse, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::api::store::{Entry, PortalStore};
+use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::data::ParameterDescription;
+use pgwire::messages::extendedquery::{Bind, BindComplete, Describe, TARGET_TYPE_BYTE_STATEMENT};
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -63,19 +66,22 @@ impl Session {
 
 impl Session {
     /// Runs one statement: a session statement here, anything else on the engine.
-    async fn run_statement<C: ClientInfo>(
+    async fn run_statement<C>(
         &self,
         client: &mut C,
         statement: Statement,
         format: &Format,
         sql: &str,
-    ) -> PgWireResult<Response> {
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
         if let Statement::CopyToStdout(copy) = statement {
             let query = DFStatement::Statement(Box::new(SqlStatement::Query(copy.query)));
             let stream = self
-                .engine
-                .execute(Statement::DataFusion(Box::new(query)))
-                .await
+                .execute(client, Statement::DataFusion(Box::new(query)))
+                .await?
                 .map_err(|e| to_pgwire(&e, sql))?;
             return copy::copy_out(stream, &copy.options, sql);
         }
@@ -87,13 +93,56 @@ impl Session {
             Some(other) => settings::run(client, other).map_err(|e| to_pgwire(&e, sql)),
             None => {
                 let kind = kind_of(&statement);
-                match self.engine.execute(statement).await {
+                match self.execute(client, statement).await? {
                     Ok(stream) => respond(kind, stream, format, sql).await,
                     Err(e) => Err(to_pgwire(&e, sql)),
                 }
             }
         }
     }
+}
+
+impl Session {
+    /// Runs `statement` on the engine, sending its notices to the client as they arrive.
+    /// The outer error is the connection's, the inner one the statement's.
+    async fn execute<C>(
+        &self,
+        client: &mut C,
+        statement: Statement,
+    ) -> PgWireResult<Result<SendableRecordBatchStream, Error>>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin + Send,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (notices, mut received) = Notices::channel();
+        let result = {
+            let run = self.engine.execute(statement, &notices);
+            tokio::pin!(run);
+            loop {
+                tokio::select! {
+                    result = &mut run => break result,
+                    Some(notice) = received.recv() => send_notice(client, notice).await?,
+                }
+            }
+        };
+        drop(notices);
+        while let Ok(notice) = received.try_recv() {
+            send_notice(client, notice).await?;
+        }
+        Ok(result)
+    }
+}
+
+async fn send_notice<C>(client: &mut C, notice: Notice) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let info = ErrorInfo::new("NOTICE".into(), notice.code.into(), notice.message);
+    client
+        .send(PgWireBackendMessage::NoticeResponse(info.into()))
+        .await?;
+    Ok(())
 }
 
 /// How a statement's result is reported: rows, or a command tag.
@@ -265,6 +314,25 @@ pub struct Prepared {
     rows_schema: Option<Schema>,
 }
 
+impl Prepared {
+    /// The schema of the statement's rows as Describe reports it: none when it returns no
+    /// rows, or when they are known only once it runs.
+    fn result_schema(&self) -> Option<&Schema> {
+        match (&self.plan, &self.rows_schema) {
+            (Some(plan), _) if !matches!(plan, LogicalPlan::Dml(_)) => {
+                Some(plan.schema().as_arrow())
+            }
+            (None, Some(schema)) => Some(schema),
+            _ => None,
+        }
+    }
+
+    fn column_count(&self) -> usize {
+        self.result_schema()
+            .map_or(0, |schema| schema.fields().len())
+    }
+}
+
 /// Parses and plans statements for the extended protocol.
 pub struct Planner {
     engine: Engine,
@@ -365,12 +433,9 @@ impl QueryParser for Planner {
         format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
         let format = format.unwrap_or(&Format::UnifiedText);
-        match (&statement.plan, &statement.rows_schema) {
-            (Some(plan), _) if !matches!(plan, LogicalPlan::Dml(_)) => {
-                arrow_schema_to_pg_fields(plan.schema().as_arrow(), format, None)
-            }
-            (None, Some(schema)) => arrow_schema_to_pg_fields(schema, format, None),
-            _ => Ok(Vec::new()),
+        match statement.result_schema() {
+            Some(schema) => arrow_schema_to_pg_fields(schema, format, None),
+            None => Ok(Vec::new()),
         }
     }
 }
@@ -382,6 +447,68 @@ impl ExtendedQueryHandler for Session {
 
     fn query_parser(&self) -> Arc<Planner> {
         self.planner.clone()
+    }
+
+    /// pgwire's own Describe, except that a statement with parameters but no rows gets
+    /// NoData after its ParameterDescription, as in Postgres. (pgwire sends an empty
+    /// RowDescription, and pgJDBC then reports an update count of 0 for every INSERT of a
+    /// batch.)
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        if message.target_type == TARGET_TYPE_BYTE_STATEMENT
+            && let Some(Entry::Value(statement)) = client.portal_store().get_statement(name)
+        {
+            let described = self.do_describe_statement(client, &statement).await?;
+            let oids = described.parameters.iter().map(Type::oid).collect();
+            client
+                .send(PgWireBackendMessage::ParameterDescription(
+                    ParameterDescription::new(oids),
+                ))
+                .await?;
+            let rows = DescribePortalResponse::new(described.fields);
+            return send_describe_response(client, &rows).await;
+        }
+        self._on_describe(client, message).await
+    }
+
+    /// pgwire's own Bind handling, with [`bind::check`] first.
+    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statement_name = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
+        let shown_name = message.statement_name.as_deref().unwrap_or("");
+        match client.portal_store().get_statement(statement_name) {
+            Some(Entry::Value(statement)) => {
+                let prepared = &statement.statement;
+                let parameters = statement
+                    .parameter_types
+                    .len()
+                    .max(prepared.parameter_types.len());
+                bind::check(&message, shown_name, parameters, prepared.column_count())?;
+                let portal = Portal::try_new(&message, statement)?;
+                client.portal_store().put_portal(Arc::new(portal));
+            }
+            Some(Entry::Empty) => {
+                bind::check(&message, shown_name, 0, 0)?;
+                let portal_name = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
+                client.portal_store().put_empty_portal(portal_name);
+            }
+            None => return Err(PgWireError::StatementNotFound(shown_name.to_owned())),
+        }
+        client
+            .send(PgWireBackendMessage::BindComplete(BindComplete::new()))
+            .await?;
+        Ok(())
     }
 
     async fn do_query<C>(

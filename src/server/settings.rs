@@ -13,7 +13,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{Expr, Ident, Set, Statement as SqlStatement, Value};
+use datafusion::sql::sqlparser::ast::{
+    Expr, Ident, Set, Statement as SqlStatement, TransactionMode, Value,
+};
 use pgwire::api::ClientInfo;
 use pgwire::api::results::{Response, Tag};
 use std::sync::Arc;
@@ -55,6 +57,23 @@ pub fn session_statement(statement: &Statement) -> Option<SessionStatement> {
         SqlStatement::Set(Set::SetTimeZone { value, .. }) => {
             Some(SessionStatement::Set("timezone".into(), value_text(value)))
         }
+        SqlStatement::Set(Set::SetTransaction { modes, session, .. }) => {
+            // Accepted and shown back by SHOW; every statement runs on its own snapshot
+            // whatever the level (docs/server.md).
+            let level = modes.iter().find_map(|mode| match mode {
+                TransactionMode::IsolationLevel(level) => Some(level.to_string().to_lowercase()),
+                TransactionMode::AccessMode(_) => None,
+            });
+            let name = if *session {
+                "default_transaction_isolation"
+            } else {
+                "transaction_isolation"
+            };
+            Some(SessionStatement::Set(
+                name.into(),
+                level.unwrap_or_else(|| "read committed".into()),
+            ))
+        }
         SqlStatement::ShowVariable { variable } => {
             let name = show_name(variable);
             (!is_engine_setting(&name)).then_some(SessionStatement::Show(name))
@@ -78,10 +97,10 @@ fn show_name(variable: &[Ident]) -> String {
         .map(|i| i.value.to_lowercase())
         .collect::<Vec<_>>()
         .join(" ");
-    if name == "time zone" {
-        "timezone".into()
-    } else {
-        name
+    match name.as_str() {
+        "time zone" => "timezone".into(),
+        "transaction isolation level" => "transaction_isolation".into(),
+        _ => name,
     }
 }
 

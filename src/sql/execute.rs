@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::sql::create_table::{table_def, table_def_from_schema};
 use crate::sql::insert_values::explain_not_null;
 use crate::sql::names;
+use crate::sql::notices::{Notice, Notices};
 use crate::sql::parser::{Statement, UserStatement};
 use datafusion::arrow::array::{RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -21,8 +22,12 @@ use datafusion::sql::sqlparser::ast::{
 use std::sync::Arc;
 
 impl Engine {
-    /// Runs one statement and returns its rows as a stream.
-    pub(crate) async fn execute(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
+    /// Runs one statement and returns its rows as a stream; notices go to `notices`.
+    pub(crate) async fn execute(
+        &self,
+        statement: Statement,
+        notices: &Notices,
+    ) -> Result<SendableRecordBatchStream> {
         match statement {
             Statement::CopyFrom(copy) => count_stream(self.copy_from_file(copy, |_| {}).await?),
             Statement::CopyToStdout(_) => Err(Error::FeatureNotSupported(
@@ -35,21 +40,34 @@ impl Engine {
                         name,
                         password,
                         if_not_exists,
-                    } => users.create(&name, &password, if_not_exists)?,
+                    } => {
+                        if !users.create(&name, &password, if_not_exists)? {
+                            notices.send(Notice::with_code(
+                                "42710",
+                                format!("role \"{name}\" already exists, skipping"),
+                            ));
+                        }
+                    }
                     UserStatement::Alter { name, password } => users.alter(&name, &password)?,
-                    UserStatement::Drop { name, if_exists } => users.drop_user(&name, if_exists)?,
+                    UserStatement::Drop { name, if_exists } => {
+                        if !users.drop_user(&name, if_exists)? {
+                            notices.send(Notice::info(format!(
+                                "role \"{name}\" does not exist, skipping"
+                            )));
+                        }
+                    }
                 }
                 Ok(empty_stream())
             }
             Statement::DataFusion(statement) => match *statement {
                 DFStatement::Statement(sql) => match *sql {
-                    SqlStatement::CreateTable(create) => self.create_table(create).await,
+                    SqlStatement::CreateTable(create) => self.create_table(create, notices).await,
                     SqlStatement::Drop {
                         object_type: ObjectType::Table,
                         if_exists,
                         names,
                         ..
-                    } => self.drop_tables(&names, if_exists),
+                    } => self.drop_tables(&names, if_exists, notices),
                     SqlStatement::Insert(insert) => self.insert(insert).await,
                     other => {
                         self.run_datafusion(DFStatement::Statement(Box::new(other)))
@@ -98,19 +116,34 @@ impl Engine {
         })
     }
 
-    async fn create_table(&self, create: CreateTable) -> Result<SendableRecordBatchStream> {
+    async fn create_table(
+        &self,
+        create: CreateTable,
+        notices: &Notices,
+    ) -> Result<SendableRecordBatchStream> {
         let name = names::table_name(&create.name)?;
         // Stored tables, views and external tables share one namespace.
         if self.schema().table_exist(&name) {
             return if create.if_not_exists {
+                notices.send(Notice::with_code(
+                    "42P07",
+                    format!("relation \"{name}\" already exists, skipping"),
+                ));
                 Ok(empty_stream())
             } else {
                 Err(Error::DuplicateTable(name))
             };
         }
         let Some(query) = create.query.clone() else {
-            self.catalog()
-                .create(table_def(&create)?, create.if_not_exists)?;
+            if !self
+                .catalog()
+                .create(table_def(&create)?, create.if_not_exists)?
+            {
+                notices.send(Notice::with_code(
+                    "42P07",
+                    format!("relation \"{name}\" already exists, skipping"),
+                ));
+            }
             return Ok(empty_stream());
         };
         let ctx = self.session_context();
@@ -141,6 +174,7 @@ impl Engine {
         &self,
         table_names: &[ObjectName],
         if_exists: bool,
+        notices: &Notices,
     ) -> Result<SendableRecordBatchStream> {
         for object_name in table_names {
             let name = names::table_name(object_name)?;
@@ -148,8 +182,13 @@ impl Engine {
                 continue;
             }
             let unregistered = self.schema().deregister_table(&name).map_err(Error::from)?;
-            if unregistered.is_none() && !if_exists {
-                return Err(Error::UndefinedTable(name));
+            if unregistered.is_none() {
+                if !if_exists {
+                    return Err(Error::UndefinedTable(name));
+                }
+                notices.send(Notice::info(format!(
+                    "table \"{name}\" does not exist, skipping"
+                )));
             }
         }
         Ok(empty_stream())

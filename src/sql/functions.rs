@@ -9,6 +9,9 @@ use std::sync::Arc;
 /// Registers the functions on `ctx`.
 pub fn register(ctx: &SessionContext) {
     ctx.register_udf(version());
+    for udf in function_catalog() {
+        ctx.register_udf(udf);
+    }
 }
 
 /// `version()` in the shape Postgres clients parse ("PostgreSQL 16.6 …"), naming TasteDB.
@@ -26,4 +29,25 @@ fn version() -> ScalarUDF {
         Volatility::Immutable,
         Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(text.clone()))))),
     )
+}
+
+/// The `pg_proc` helpers psql's `\df` calls, missing from datafusion-pg-catalog. Every
+/// function is visible (there is one schema); TasteDB keeps no SQL text of signatures, so
+/// those are NULL.
+fn function_catalog() -> [ScalarUDF; 3] {
+    let constant = |name: &str, value: ScalarValue| {
+        let data_type = value.data_type();
+        create_udf(
+            name,
+            vec![DataType::Int32],
+            data_type,
+            Volatility::Stable,
+            Arc::new(move |_| Ok(ColumnarValue::Scalar(value.clone()))),
+        )
+    };
+    [
+        constant("pg_function_is_visible", ScalarValue::Boolean(Some(true))),
+        constant("pg_get_function_result", ScalarValue::Utf8(None)),
+        constant("pg_get_function_arguments", ScalarValue::Utf8(None)),
+    ]
 }

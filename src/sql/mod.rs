@@ -8,6 +8,7 @@ pub(crate) mod execute;
 mod functions;
 mod insert_values;
 pub mod names;
+pub mod notices;
 pub mod parser;
 
 pub(crate) use functions::register as register_functions;
