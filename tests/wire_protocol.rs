@@ -306,3 +306,77 @@ async fn bind_messages_that_do_not_fit_get_08p01_and_the_connection_goes_on() {
     assert!(codes.is_empty(), "{codes:?}");
     assert!(kinds.contains(&b'D'), "no row in {kinds:?}");
 }
+
+#[tokio::test]
+async fn prepared_key_lookups_answer_like_any_query() {
+    let server = start(4).await;
+    let client = connect(server.addr).await;
+    client
+        .batch_execute(
+            "CREATE TABLE accounts (id BIGINT PRIMARY KEY, name TEXT NOT NULL, balance DOUBLE);
+             INSERT INTO accounts VALUES (1, 'ann', 10.5), (2, 'bob', NULL), (5, 'eve', -1);
+             CREATE TABLE pairs (a TEXT, b INT, v TEXT, PRIMARY KEY (a, b));
+             INSERT INTO pairs VALUES ('x', 1, 'x1'), ('x', 2, 'x2'), ('y', 1, 'y1')",
+        )
+        .await
+        .unwrap();
+    let by_id = client
+        .prepare("SELECT name, balance, id FROM accounts WHERE id = $1")
+        .await
+        .unwrap();
+    for id in 0..7i64 {
+        let prepared: Vec<(String, Option<f64>, i64)> = client
+            .query(&by_id, &[&id])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        let scanned: Vec<(String, Option<f64>, i64)> = client
+            .query(
+                "SELECT name, balance, id FROM accounts WHERE id + 0 = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        assert_eq!(prepared, scanned, "id {id}");
+        assert_eq!(prepared.len(), usize::from([1, 2, 5].contains(&id)));
+    }
+    assert!(
+        client
+            .query(&by_id, &[&None::<i64>])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let by_pair = client
+        .prepare("SELECT v FROM pairs WHERE b = $2 AND a = $1")
+        .await
+        .unwrap();
+    for (a, b, expected) in [("x", 2, Some("x2")), ("y", 1, Some("y1")), ("y", 2, None)] {
+        let found: Vec<String> = client
+            .query(&by_pair, &[&a, &b])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(found.first().map(String::as_str), expected);
+    }
+
+    // a table dropped and created again under the same name is read afresh
+    client
+        .batch_execute(
+            "DROP TABLE accounts;
+             CREATE TABLE accounts (id BIGINT PRIMARY KEY, name TEXT NOT NULL, balance DOUBLE);
+             INSERT INTO accounts VALUES (1, 'new ann', 0)",
+        )
+        .await
+        .unwrap();
+    let row = client.query_one(&by_id, &[&1i64]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "new ann");
+}

@@ -1,6 +1,7 @@
 //! The catalog: which tables exist and how they are defined. Definitions are stored in RocksDB
 //! next to the rows and cached in memory; DDL writes are synced like every other write.
 
+mod point_query;
 mod provider;
 mod pushdown;
 mod scan;
@@ -9,6 +10,7 @@ mod sink;
 mod types;
 mod users;
 
+pub use point_query::PointQuery;
 pub use provider::StoredTableProvider;
 pub use schema::TasteSchema;
 pub use types::{ColumnDef, ColumnType, TableDef};
@@ -48,6 +50,8 @@ pub struct Catalog {
     tables: RwLock<BTreeMap<String, Arc<StoredTable>>>,
     /// Serialises CREATE and DROP so that name checks and table ids stay consistent.
     ddl: Mutex<()>,
+    /// Counts CREATE and DROP; plans made before a change are made again.
+    generation: AtomicU64,
 }
 
 impl Catalog {
@@ -77,12 +81,18 @@ impl Catalog {
             store,
             tables: RwLock::new(tables),
             ddl: Mutex::new(()),
+            generation: AtomicU64::new(0),
         })
     }
 
     /// The table called `name`, if it exists.
     pub fn get(&self, name: &str) -> Option<Arc<StoredTable>> {
         self.read_tables().get(name).cloned()
+    }
+
+    /// A number that changes whenever a table is created or dropped.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Names of all tables, sorted.
@@ -110,6 +120,7 @@ impl Catalog {
         self.store.write(write)?;
         self.write_tables()
             .insert(def.name.clone(), Arc::new(new_table(def, 0)));
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(true)
     }
 
@@ -132,6 +143,7 @@ impl Catalog {
         );
         self.store.write(write)?;
         self.write_tables().remove(name);
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(true)
     }
 

@@ -1,6 +1,7 @@
 //! One client connection's queries: the simple and the extended query protocol, both running
 //! statements through the [`Engine`] and encoding Arrow results with `arrow-pg`.
 
+use crate::catalog::PointQuery;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::server::compat::rewrite_for_clients;
@@ -16,6 +17,7 @@ use datafusion::arrow::array::UInt64Array;
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
@@ -312,6 +314,11 @@ pub struct Prepared {
     parameter_types: Vec<DataType>,
     /// The rows' schema where it is known without a plan (`SHOW`).
     rows_schema: Option<Schema>,
+    /// A lookup by primary key, answered without planning at each execution.
+    point: Option<PointQuery>,
+    /// The catalog generation the plan was made in; a CREATE or DROP since means planning
+    /// again.
+    generation: u64,
 }
 
 impl Prepared {
@@ -341,6 +348,7 @@ pub struct Planner {
 
 impl Planner {
     async fn prepare(&self, sql: &str) -> Result<Option<Prepared>, Error> {
+        let generation = self.engine.catalog().generation();
         let mut statements = rewrite_for_clients(&self.compat, sql, parser::parse(sql)?);
         if statements.len() > 1 {
             return Err(Error::Syntax(
@@ -360,6 +368,9 @@ impl Planner {
             Some(plan) => parameter_types(plan)?,
             None => Vec::new(),
         };
+        let point = plan
+            .as_ref()
+            .and_then(|plan| PointQuery::recognise(self.engine.catalog(), plan));
         let rows_schema = match settings::session_statement(&statement) {
             Some(SessionStatement::Show(name)) => Some(settings::show_schema(&name)),
             _ => None,
@@ -370,6 +381,8 @@ impl Planner {
             plan,
             parameter_types,
             rows_schema,
+            point,
+            generation,
         }))
     }
 }
@@ -523,8 +536,19 @@ impl ExtendedQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let prepared = &portal.statement.statement;
+        let mut prepared = &portal.statement.statement;
         let sql = prepared.sql.as_str();
+        let replanned;
+        if prepared.generation != self.engine.catalog().generation() {
+            replanned = self
+                .planner
+                .prepare(sql)
+                .await
+                .map_err(|e| to_pgwire(&e, sql))?;
+            if let Some(fresh) = &replanned {
+                prepared = fresh;
+            }
+        }
         if let Statement::CopyFrom(copy) = &prepared.statement
             && copy.source == CopySourceKind::Stdin
         {
@@ -542,6 +566,23 @@ impl ExtendedQueryHandler for Session {
         };
         let types: Vec<Option<&DataType>> = prepared.parameter_types.iter().map(Some).collect();
         let values = deserialize_parameters(portal, &types)?;
+        if let Some(point) = &prepared.point {
+            let found = point
+                .run(self.engine.catalog(), &values)
+                .map_err(|e| to_pgwire(&e, sql))?;
+            if let Some(batch) = found {
+                let schema = batch.schema();
+                let stream = MemoryStream::try_new(vec![batch], schema, None)
+                    .map_err(|e| to_pgwire(&e.into(), sql))?;
+                return respond(
+                    Kind::Rows,
+                    Box::pin(stream),
+                    &portal.result_column_format,
+                    sql,
+                )
+                .await;
+            }
+        }
         let bound = plan
             .clone()
             .with_param_values(values)
