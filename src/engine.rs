@@ -1,6 +1,6 @@
 //! The embedding API: [`Engine`] opens a data directory and runs SQL on it.
 
-use crate::catalog::{Catalog, StoredTable, TableDef, TasteSchema, Users};
+use crate::catalog::{Catalog, ModelRegistry, StoredTable, TableDef, TasteSchema, Users};
 use crate::error::{Error, Result};
 use crate::sql::execute::empty_stream;
 use crate::sql::names;
@@ -39,6 +39,7 @@ struct EngineInner {
     users: Users,
     catalog: Arc<Catalog>,
     schema: Arc<TasteSchema>,
+    models: Arc<ModelRegistry>,
 }
 
 impl Drop for EngineInner {
@@ -66,7 +67,8 @@ impl Engine {
     pub fn open(dir: impl AsRef<Path>) -> Result<Engine> {
         let store = Arc::new(Store::open(dir.as_ref())?);
         let catalog = Arc::new(Catalog::load(store)?);
-        let schema = Arc::new(TasteSchema::new(catalog.clone()));
+        let models = Arc::new(ModelRegistry::load(catalog.store().clone())?);
+        let schema = Arc::new(TasteSchema::new(catalog.clone(), models.clone()));
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
@@ -80,12 +82,14 @@ impl Engine {
         datafusion_pg_catalog::setup_pg_catalog(&ctx, names::CATALOG, EmptyContextProvider)
             .map_err(|e| Error::from(*e))?;
         crate::sql::register_functions(&ctx);
+        crate::sql::recommend::register(&ctx, models.clone());
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 users: Users::new(catalog.store().clone()),
                 ctx,
                 catalog,
                 schema,
+                models,
             }),
         })
     }
@@ -213,5 +217,10 @@ impl Engine {
 
     pub(crate) fn schema(&self) -> &Arc<TasteSchema> {
         &self.inner.schema
+    }
+
+    /// The model registry of this data directory.
+    pub fn models(&self) -> &Arc<ModelRegistry> {
+        &self.inner.models
     }
 }

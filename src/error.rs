@@ -13,6 +13,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub mod sqlstate {
     /// Feature not supported.
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    /// Program limit exceeded (a model too large for its memory limit).
+    pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
     /// Division by zero.
     pub const DIVISION_BY_ZERO: &str = "22012";
     /// Numeric value out of range.
@@ -137,6 +139,9 @@ pub enum Error {
     /// A value whose type does not fit where it is used.
     #[error("{0}")]
     DatatypeMismatch(String),
+    /// A request beyond a configured limit (e.g. a model's memory).
+    #[error("{0}")]
+    ProgramLimitExceeded(String),
     /// The data directory is held by another process.
     #[error("data directory {} is in use by another TasteDB process", path.display())]
     DirectoryLocked {
@@ -197,6 +202,7 @@ impl Error {
             Error::InvalidParameter(_) => INVALID_PARAMETER_VALUE,
             Error::FeatureNotSupported(_) => FEATURE_NOT_SUPPORTED,
             Error::DatatypeMismatch(_) => DATATYPE_MISMATCH,
+            Error::ProgramLimitExceeded(_) => PROGRAM_LIMIT_EXCEEDED,
             Error::DirectoryLocked { .. } => OBJECT_IN_USE,
             Error::NotADataDirectory { .. } | Error::Io(_) | Error::Storage(_) => IO_ERROR,
             Error::Corrupt(_) => DATA_CORRUPTED,

@@ -4,6 +4,7 @@
 pub mod catalog;
 mod engine;
 pub mod error;
+pub mod ml;
 pub mod server;
 pub mod sql;
 pub mod storage;

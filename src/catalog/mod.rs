@@ -1,15 +1,18 @@
 //! The catalog: which tables exist and how they are defined. Definitions are stored in RocksDB
 //! next to the rows and cached in memory; DDL writes are synced like every other write.
 
+pub mod models;
 mod point_query;
 mod provider;
 mod pushdown;
 mod scan;
 mod schema;
 mod sink;
+pub mod system_tables;
 mod types;
 mod users;
 
+pub use models::ModelRegistry;
 pub use point_query::PointQuery;
 pub use provider::StoredTableProvider;
 pub use schema::TasteSchema;

@@ -1,7 +1,7 @@
 //! The `public` schema as DataFusion sees it: every stored table, plus the tables a session
 //! registers in memory (external tables over files, views), which are not persisted.
 
-use crate::catalog::{Catalog, StoredTableProvider};
+use crate::catalog::{Catalog, ModelRegistry, StoredTableProvider, system_tables};
 use crate::error::Error;
 use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, TableProvider};
@@ -13,14 +13,16 @@ use std::sync::{Arc, RwLock};
 #[derive(Debug)]
 pub struct TasteSchema {
     catalog: Arc<Catalog>,
+    models: Arc<ModelRegistry>,
     registered: RwLock<BTreeMap<String, Arc<dyn TableProvider>>>,
 }
 
 impl TasteSchema {
-    /// A schema over `catalog`.
-    pub fn new(catalog: Arc<Catalog>) -> Self {
+    /// A schema over `catalog`, with the system tables of `models`.
+    pub fn new(catalog: Arc<Catalog>, models: Arc<ModelRegistry>) -> Self {
         TasteSchema {
             catalog,
+            models,
             registered: RwLock::new(BTreeMap::new()),
         }
     }
@@ -45,6 +47,9 @@ impl SchemaProvider for TasteSchema {
             let store = self.catalog.store().clone();
             return Ok(Some(Arc::new(StoredTableProvider::new(store, table))));
         }
+        if let Some(table) = system_tables::table(&self.models, name) {
+            return table.map(Some).map_err(Error::into_datafusion);
+        }
         Ok(self.registered().get(name).cloned())
     }
 
@@ -66,6 +71,8 @@ impl SchemaProvider for TasteSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.catalog.get(name).is_some() || self.registered().contains_key(name)
+        self.catalog.get(name).is_some()
+            || self.registered().contains_key(name)
+            || system_tables::NAMES.contains(&name)
     }
 }

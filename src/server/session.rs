@@ -1,7 +1,7 @@
 //! One client connection's queries: the simple and the extended query protocol, both running
 //! statements through the [`Engine`] and encoding Arrow results with `arrow-pg`.
 
-use crate::catalog::PointQuery;
+use crate::catalog::{PointQuery, system_tables};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::server::compat::rewrite_for_clients;
@@ -9,7 +9,7 @@ use crate::server::errors::{error_info, to_pgwire};
 use crate::server::settings::{self, SessionStatement};
 use crate::server::{bind, copy};
 use crate::sql::notices::{Notice, Notices};
-use crate::sql::parser::{self, CopySourceKind, Statement, UserStatement};
+use crate::sql::parser::{self, CopySourceKind, ModelStatement, Statement, UserStatement};
 use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
@@ -165,6 +165,13 @@ enum Kind {
 fn kind_of(statement: &Statement) -> Kind {
     let sql = match statement {
         Statement::CopyFrom(_) | Statement::CopyToStdout(_) => return Kind::Copy,
+        Statement::Model(model) => {
+            return match model {
+                ModelStatement::Drop { .. } => Kind::Command("DROP MODEL".into()),
+                ModelStatement::SetActiveVersion { .. } => Kind::Command("ALTER MODEL".into()),
+                _ => Kind::Rows,
+            };
+        }
         Statement::User(user) => {
             let verb = match user {
                 UserStatement::Create { .. } => "CREATE ROLE",
@@ -371,8 +378,14 @@ impl Planner {
         let point = plan
             .as_ref()
             .and_then(|plan| PointQuery::recognise(self.engine.catalog(), plan));
-        let rows_schema = match settings::session_statement(&statement) {
-            Some(SessionStatement::Show(name)) => Some(settings::show_schema(&name)),
+        let rows_schema = match (&statement, settings::session_statement(&statement)) {
+            (_, Some(SessionStatement::Show(name))) => Some(settings::show_schema(&name)),
+            (Statement::Model(ModelStatement::Show), _) => {
+                Some(system_tables::models_schema().as_ref().clone())
+            }
+            (Statement::Model(ModelStatement::Train(_) | ModelStatement::Evaluate { .. }), _) => {
+                Some(system_tables::versions_schema().as_ref().clone())
+            }
             _ => None,
         };
         Ok(Some(Prepared {

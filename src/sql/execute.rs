@@ -30,6 +30,7 @@ impl Engine {
     ) -> Result<SendableRecordBatchStream> {
         match statement {
             Statement::CopyFrom(copy) => count_stream(self.copy_from_file(copy, |_| {}).await?),
+            Statement::Model(model) => self.execute_model(model, notices).await,
             Statement::CopyToStdout(_) => Err(Error::FeatureNotSupported(
                 "COPY TO STDOUT needs a client connection; use COPY … TO 'file' here".into(),
             )),

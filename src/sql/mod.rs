@@ -7,8 +7,11 @@ mod create_table;
 pub(crate) mod execute;
 mod functions;
 mod insert_values;
+mod model_parser;
+mod models;
 pub mod names;
 pub mod notices;
 pub mod parser;
+pub mod recommend;
 
 pub(crate) use functions::register as register_functions;

@@ -2,6 +2,8 @@
 //! start is peeked at; TasteDB's own forms are parsed here, all else by `DFParser`.
 
 use crate::error::{Error, Result};
+use crate::sql::model_parser::model_statement;
+pub use crate::sql::model_parser::{ModelStatement, TrainModel, TrainSource};
 use crate::sql::names;
 use datafusion::sql::parser::{DFParser, DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{
@@ -24,6 +26,8 @@ pub enum Statement {
     User(UserStatement),
     /// `COPY table [(columns)] | (query) TO STDOUT [WITH] (options)`.
     CopyToStdout(CopyToStdout),
+    /// `TRAIN MODEL`, `DROP MODEL`, `SHOW MODELS`, `EVALUATE MODEL`, `ALTER MODEL`.
+    Model(ModelStatement),
 }
 
 /// A parsed `COPY … TO STDOUT`.
@@ -134,6 +138,9 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
 fn parse_one(parser: &mut DFParser) -> Result<Statement> {
     if let Some(user) = user_statement(&mut parser.parser)? {
         return Ok(Statement::User(user));
+    }
+    if let Some(model) = model_statement(&mut parser.parser)? {
+        return Ok(Statement::Model(model));
     }
     if is_copy_to_stdout(&parser.parser) {
         let statement = parser.parser.parse_statement()?;

@@ -6,11 +6,17 @@
 //! | `c`    | table name (UTF-8)            | `TableDef` as JSON            |
 //! | `d`    | table id (u64 BE) + row key   | encoded row (`row_codec`)     |
 //! | `u`    | user name (UTF-8)             | SCRAM salt and secret as JSON |
+//! | `n`    | model name (UTF-8)            | `ModelRecord` as JSON         |
+//! | `v`    | model name, 0, version (u32 BE) | `ModelVersion` as JSON      |
+//! | `f`    | model name, 0, version (u32 BE) | `TrainedModel` bytes (`ml::model`) |
 
 const META: u8 = b'm';
 const CATALOG: u8 = b'c';
 const DATA: u8 = b'd';
 const USER: u8 = b'u';
+const MODEL: u8 = b'n';
+const MODEL_VERSION: u8 = b'v';
+const MODEL_DATA: u8 = b'f';
 
 /// Key of a meta entry.
 pub fn meta(name: &str) -> Vec<u8> {
@@ -30,6 +36,38 @@ pub fn catalog_prefix() -> Vec<u8> {
 /// Key of a wire-protocol user; `user("")` is the prefix of all of them.
 pub fn user(name: &str) -> Vec<u8> {
     prefixed(USER, name.as_bytes())
+}
+
+/// Key of a model's registry record; `model("")` is the prefix of all of them.
+pub fn model(name: &str) -> Vec<u8> {
+    prefixed(MODEL, name.as_bytes())
+}
+
+/// Key of a model version's metadata.
+pub fn model_version(name: &str, version: u32) -> Vec<u8> {
+    versioned(MODEL_VERSION, name, version)
+}
+
+/// Key of a model version's trained parameters.
+pub fn model_data(name: &str, version: u32) -> Vec<u8> {
+    versioned(MODEL_DATA, name, version)
+}
+
+/// The range `[start, end)` of every version key of model `name` under `prefix` (`v` or `f`).
+pub fn model_versions_range(name: &str, data: bool) -> (Vec<u8>, Vec<u8>) {
+    let prefix = if data { MODEL_DATA } else { MODEL_VERSION };
+    let mut start = prefixed(prefix, name.as_bytes());
+    start.push(0);
+    let mut end = prefixed(prefix, name.as_bytes());
+    end.push(1);
+    (start, end)
+}
+
+fn versioned(prefix: u8, name: &str, version: u32) -> Vec<u8> {
+    let mut key = prefixed(prefix, name.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&version.to_be_bytes());
+    key
 }
 
 /// Prefix shared by every row of a table.

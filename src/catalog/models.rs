@@ -1,0 +1,281 @@
+//! The model registry: every model, its versions (algorithm, options, counts, metrics, the
+//! training curve) and which version is active, stored in RocksDB next to the tables. Trained
+//! parameters are stored per version and loaded on first use, then kept in memory.
+
+use crate::error::{Error, Result};
+use crate::ml::{Metrics, TrainedModel};
+use crate::storage::{Store, keys};
+use rocksdb::WriteBatch;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// The SQL type of a model's ids, as in its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IdType {
+    /// TEXT ids.
+    Text,
+    /// Integer ids (returned as BIGINT).
+    BigInt,
+}
+
+/// One point of a training curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// 1-based iteration.
+    pub iteration: usize,
+    /// Training loss.
+    pub loss: f64,
+    /// Seconds since the fit started.
+    pub seconds: f64,
+}
+
+/// Everything recorded about one trained version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelVersion {
+    /// Model name.
+    pub model: String,
+    /// Version number, from 1.
+    pub version: u32,
+    /// Algorithm name.
+    pub algorithm: String,
+    /// The options as given.
+    pub params: BTreeMap<String, String>,
+    /// The FROM clause (table name or query text).
+    pub source: String,
+    /// Source rows read.
+    pub events: u64,
+    /// Distinct users.
+    pub users: u64,
+    /// Distinct items.
+    pub items: u64,
+    /// Distinct (user, item) pairs.
+    pub pairs: u64,
+    /// Seconds the training took.
+    pub train_seconds: f64,
+    /// Holdout metrics (none with `holdout = 0`).
+    pub metrics: Option<Metrics>,
+    /// Creation time, microseconds since the Unix epoch.
+    pub created_micros: i64,
+    /// The type of the user ids.
+    pub user_type: IdType,
+    /// The type of the item ids.
+    pub item_type: IdType,
+    /// The training curve of the final fit.
+    pub log: Vec<LogLine>,
+}
+
+/// A model's registry record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRecord {
+    /// Model name.
+    pub name: String,
+    /// The version `recommend` serves, if any.
+    pub active_version: Option<u32>,
+    /// The number the next version gets.
+    pub next_version: u32,
+}
+
+/// A model with all its versions, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelEntry {
+    /// The record.
+    pub record: ModelRecord,
+    /// Its versions.
+    pub versions: Vec<ModelVersion>,
+}
+
+impl ModelEntry {
+    /// The active version's metadata.
+    pub fn active(&self) -> Option<&ModelVersion> {
+        let active = self.record.active_version?;
+        self.versions.iter().find(|v| v.version == active)
+    }
+}
+
+/// The registry of one data directory.
+#[derive(Debug)]
+pub struct ModelRegistry {
+    store: Arc<Store>,
+    models: RwLock<BTreeMap<String, ModelEntry>>,
+    loaded: Mutex<HashMap<(String, u32), Arc<TrainedModel>>>,
+    /// Serialises registry writes.
+    write: Mutex<()>,
+}
+
+impl ModelRegistry {
+    /// Loads the registry of `store`.
+    pub fn load(store: Arc<Store>) -> Result<ModelRegistry> {
+        let mut models = BTreeMap::new();
+        let prefix = keys::model("");
+        for entry in store.db().prefix_iterator(&prefix) {
+            let (key, value) = entry?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let record: ModelRecord = serde_json::from_slice(&value)
+                .map_err(|e| Error::Corrupt(format!("model record: {e}")))?;
+            let (start, end) = keys::model_versions_range(&record.name, false);
+            let mut versions = Vec::new();
+            for entry in store.db().iterator(rocksdb::IteratorMode::From(
+                &start,
+                rocksdb::Direction::Forward,
+            )) {
+                let (key, value) = entry?;
+                if key.as_ref() >= end.as_slice() {
+                    break;
+                }
+                versions.push(
+                    serde_json::from_slice(&value)
+                        .map_err(|e| Error::Corrupt(format!("model version: {e}")))?,
+                );
+            }
+            models.insert(record.name.clone(), ModelEntry { record, versions });
+        }
+        Ok(ModelRegistry {
+            store,
+            models: RwLock::new(models),
+            loaded: Mutex::new(HashMap::new()),
+            write: Mutex::new(()),
+        })
+    }
+
+    /// Every model, by name.
+    pub fn models(&self) -> Vec<ModelEntry> {
+        self.read().values().cloned().collect()
+    }
+
+    /// The model `name`; 42704 when there is none.
+    pub fn get(&self, name: &str) -> Result<ModelEntry> {
+        self.read().get(name).cloned().ok_or_else(|| missing(name))
+    }
+
+    /// Stores a new version of `name` (the model is created on its first version) and makes
+    /// it active when `activate` is set or no version is active. Returns the version number.
+    pub fn add_version(
+        &self,
+        mut version: ModelVersion,
+        model: &TrainedModel,
+        activate: bool,
+    ) -> Result<u32> {
+        let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let name = version.model.clone();
+        let mut entry = self.read().get(&name).cloned().unwrap_or(ModelEntry {
+            record: ModelRecord {
+                name: name.clone(),
+                active_version: None,
+                next_version: 1,
+            },
+            versions: Vec::new(),
+        });
+        version.version = entry.record.next_version;
+        entry.record.next_version += 1;
+        if activate || entry.record.active_version.is_none() {
+            entry.record.active_version = Some(version.version);
+        }
+        let mut batch = WriteBatch::default();
+        batch.put(keys::model_data(&name, version.version), model.encode());
+        batch.put(
+            keys::model_version(&name, version.version),
+            to_json(&version)?,
+        );
+        batch.put(keys::model(&name), to_json(&entry.record)?);
+        self.store.write(batch)?;
+        let number = version.version;
+        entry.versions.push(version);
+        self.loaded()
+            .insert((name.clone(), number), Arc::new(model.clone()));
+        self.models
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, entry);
+        Ok(number)
+    }
+
+    /// Makes `version` of `name` the active one; 42704 when either does not exist.
+    pub fn set_active(&self, name: &str, version: u32) -> Result<()> {
+        let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entry = self.get(name)?;
+        if !entry.versions.iter().any(|v| v.version == version) {
+            return Err(Error::UndefinedObject(format!(
+                "model \"{name}\" has no version {version}"
+            )));
+        }
+        entry.record.active_version = Some(version);
+        let mut batch = WriteBatch::default();
+        batch.put(keys::model(name), to_json(&entry.record)?);
+        self.store.write(batch)?;
+        self.models
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), entry);
+        Ok(())
+    }
+
+    /// Drops `name` with all its versions. Returns false, changing nothing, when it does not
+    /// exist and `if_exists` is set.
+    pub fn drop_model(&self, name: &str, if_exists: bool) -> Result<bool> {
+        let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.read().contains_key(name) {
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(missing(name))
+            };
+        }
+        let mut batch = WriteBatch::default();
+        batch.delete(keys::model(name));
+        for data in [false, true] {
+            let (start, end) = keys::model_versions_range(name, data);
+            batch.delete_range(start, end);
+        }
+        self.store.write(batch)?;
+        self.models
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        self.loaded().retain(|(model, _), _| model != name);
+        Ok(true)
+    }
+
+    /// The active version of `name` with its trained parameters.
+    pub fn active(&self, name: &str) -> Result<(ModelVersion, Arc<TrainedModel>)> {
+        let entry = self.get(name)?;
+        let version = entry.active().cloned().ok_or_else(|| {
+            Error::UndefinedObject(format!("model \"{name}\" has no active version"))
+        })?;
+        let key = (name.to_string(), version.version);
+        if let Some(model) = self.loaded().get(&key) {
+            return Ok((version, model.clone()));
+        }
+        let bytes = self
+            .store
+            .db()
+            .get(keys::model_data(name, version.version))?
+            .ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "model \"{name}\" version {} has no data",
+                    version.version
+                ))
+            })?;
+        let model = Arc::new(TrainedModel::decode(&bytes)?);
+        self.loaded().insert(key, model.clone());
+        Ok((version, model))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, ModelEntry>> {
+        self.models.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn loaded(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), Arc<TrainedModel>>> {
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn missing(name: &str) -> Error {
+    Error::UndefinedObject(format!("model \"{name}\" does not exist"))
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::Internal(e.to_string()))
+}

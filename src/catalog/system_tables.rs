@@ -1,0 +1,211 @@
+//! The registry as tables: `tastedb_models`, `tastedb_model_versions` and
+//! `tastedb_training_log`, built from the registry whenever a query reads them.
+
+use crate::catalog::models::{ModelEntry, ModelRecord, ModelRegistry, ModelVersion};
+use crate::error::Result;
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::MemTable;
+use std::sync::Arc;
+
+/// Names of the system tables.
+pub const NAMES: [&str; 3] = [
+    "tastedb_models",
+    "tastedb_model_versions",
+    "tastedb_training_log",
+];
+
+/// The system table `name` as it is now, if `name` is one.
+pub fn table(registry: &ModelRegistry, name: &str) -> Option<Result<Arc<dyn TableProvider>>> {
+    let models = registry.models();
+    let batch = match name {
+        "tastedb_models" => models_batch(&models),
+        "tastedb_model_versions" => all_versions_batch(&models),
+        "tastedb_training_log" => log_batch(&models),
+        _ => return None,
+    };
+    Some(batch.and_then(|batch| {
+        let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+        Ok(Arc::new(table) as Arc<dyn TableProvider>)
+    }))
+}
+
+fn timestamp() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, None)
+}
+
+/// One row per model: name, active version, number of versions, and the active version's
+/// algorithm, sizes, NDCG and training time.
+pub fn models_batch(models: &[ModelEntry]) -> Result<RecordBatch> {
+    let schema = models_schema();
+    let active: Vec<Option<&ModelVersion>> = models.iter().map(ModelEntry::active).collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            models.iter().map(|m| &m.record.name),
+        )),
+        Arc::new(Int64Array::from_iter(
+            models
+                .iter()
+                .map(|m| m.record.active_version.map(i64::from)),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            models.iter().map(|m| m.versions.len() as i64),
+        )),
+        Arc::new(StringArray::from_iter(
+            active.iter().map(|v| v.map(|v| v.algorithm.clone())),
+        )),
+        Arc::new(Int64Array::from_iter(
+            active.iter().map(|v| v.map(|v| v.users as i64)),
+        )),
+        Arc::new(Int64Array::from_iter(
+            active.iter().map(|v| v.map(|v| v.items as i64)),
+        )),
+        Arc::new(Float64Array::from_iter(
+            active
+                .iter()
+                .map(|v| v.and_then(|v| v.metrics).map(|m| m.ndcg)),
+        )),
+        Arc::new(TimestampMicrosecondArray::from_iter(
+            active.iter().map(|v| v.map(|v| v.created_micros)),
+        )),
+    ];
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// The columns of `tastedb_models` (and `SHOW MODELS`).
+pub fn models_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("active_version", DataType::Int64, true),
+        Field::new("versions", DataType::Int64, false),
+        Field::new("algorithm", DataType::Utf8, true),
+        Field::new("users", DataType::Int64, true),
+        Field::new("items", DataType::Int64, true),
+        Field::new("ndcg_at_k", DataType::Float64, true),
+        Field::new("trained_at", timestamp(), true),
+    ]))
+}
+
+fn all_versions_batch(models: &[ModelEntry]) -> Result<RecordBatch> {
+    let rows: Vec<(&ModelVersion, &ModelRecord)> = models
+        .iter()
+        .flat_map(|m| m.versions.iter().map(move |v| (v, &m.record)))
+        .collect();
+    versions_rows(&rows)
+}
+
+/// One row per version of `versions`, all of the model `record`.
+pub fn versions_batch(versions: &[ModelVersion], record: &ModelRecord) -> Result<RecordBatch> {
+    let rows: Vec<_> = versions.iter().map(|v| (v, record)).collect();
+    versions_rows(&rows)
+}
+
+/// The columns of `tastedb_model_versions` (and of what TRAIN and EVALUATE MODEL return).
+pub fn versions_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("version", DataType::Int64, false),
+        Field::new("active", DataType::Boolean, false),
+        Field::new("algorithm", DataType::Utf8, false),
+        Field::new("params", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("events", DataType::Int64, false),
+        Field::new("users", DataType::Int64, false),
+        Field::new("items", DataType::Int64, false),
+        Field::new("train_seconds", DataType::Float64, false),
+        Field::new("k", DataType::Int64, true),
+        Field::new("precision_at_k", DataType::Float64, true),
+        Field::new("recall_at_k", DataType::Float64, true),
+        Field::new("ndcg_at_k", DataType::Float64, true),
+        Field::new("map_at_k", DataType::Float64, true),
+        Field::new("coverage", DataType::Float64, true),
+        Field::new("evaluated_users", DataType::Int64, true),
+        Field::new("created_at", timestamp(), false),
+    ]))
+}
+
+fn versions_rows(rows: &[(&ModelVersion, &ModelRecord)]) -> Result<RecordBatch> {
+    let schema = versions_schema();
+    let metric = |f: fn(&crate::ml::Metrics) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from_iter(
+            rows.iter().map(|(v, _)| v.metrics.as_ref().map(f)),
+        ))
+    };
+    let int = |f: fn(&ModelVersion) -> i64| -> ArrayRef {
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|(v, _)| f(v))))
+    };
+    let text = |f: fn(&ModelVersion) -> String| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|(v, _)| f(v)),
+        ))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        text(|v| v.model.clone()),
+        int(|v| i64::from(v.version)),
+        Arc::new(BooleanArray::from_iter(
+            rows.iter()
+                .map(|(v, r)| Some(r.active_version == Some(v.version))),
+        )),
+        text(|v| v.algorithm.clone()),
+        text(|v| serde_json::to_string(&v.params).unwrap_or_default()),
+        text(|v| v.source.clone()),
+        int(|v| v.events as i64),
+        int(|v| v.users as i64),
+        int(|v| v.items as i64),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|(v, _)| v.train_seconds),
+        )),
+        Arc::new(Int64Array::from_iter(
+            rows.iter().map(|(v, _)| v.metrics.map(|m| m.k as i64)),
+        )),
+        metric(|m| m.precision),
+        metric(|m| m.recall),
+        metric(|m| m.ndcg),
+        metric(|m| m.map),
+        metric(|m| m.coverage),
+        Arc::new(Int64Array::from_iter(
+            rows.iter().map(|(v, _)| v.metrics.map(|m| m.users as i64)),
+        )),
+        Arc::new(TimestampMicrosecondArray::from_iter_values(
+            rows.iter().map(|(v, _)| v.created_micros),
+        )),
+    ];
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+fn log_batch(models: &[ModelEntry]) -> Result<RecordBatch> {
+    let lines: Vec<_> = models
+        .iter()
+        .flat_map(|m| &m.versions)
+        .flat_map(|v| v.log.iter().map(move |line| (v, line)))
+        .collect();
+    let schema = Schema::new(vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("version", DataType::Int64, false),
+        Field::new("iteration", DataType::Int64, false),
+        Field::new("loss", DataType::Float64, false),
+        Field::new("seconds", DataType::Float64, false),
+    ]);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            lines.iter().map(|(v, _)| &v.model),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            lines.iter().map(|(v, _)| i64::from(v.version)),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            lines.iter().map(|(_, l)| l.iteration as i64),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            lines.iter().map(|(_, l)| l.loss),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            lines.iter().map(|(_, l)| l.seconds),
+        )),
+    ];
+    Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
+}

@@ -1,0 +1,199 @@
+//! User–item interactions as sparse matrices: events are summed per (user, item), users and
+//! items get dense indexes, and a holdout split keeps some pairs aside for evaluation.
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use std::collections::HashMap;
+
+/// One aggregated (user, item) pair: summed weight and latest time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pair {
+    /// Dense user index.
+    pub user: u32,
+    /// Dense item index.
+    pub item: u32,
+    /// Sum of the event weights (negative means negative feedback).
+    pub weight: f32,
+    /// Latest event time (microseconds), 0 when there is none.
+    pub time: i64,
+}
+
+/// Events gathered for training, keyed by external ids.
+#[derive(Debug, Default)]
+pub struct Interactions {
+    /// External user ids by index.
+    pub users: Vec<String>,
+    /// External item ids by index.
+    pub items: Vec<String>,
+    /// One entry per (user, item).
+    pub pairs: Vec<Pair>,
+    /// How many events (rows) were read.
+    pub events: u64,
+    user_index: HashMap<String, u32>,
+    item_index: HashMap<String, u32>,
+    pair_index: HashMap<(u32, u32), usize>,
+}
+
+impl Interactions {
+    /// Adds one event.
+    pub fn add(&mut self, user: &str, item: &str, weight: f32, time: i64) {
+        let user = index_of(&mut self.user_index, &mut self.users, user);
+        let item = index_of(&mut self.item_index, &mut self.items, item);
+        self.events += 1;
+        match self.pair_index.get(&(user, item)) {
+            Some(&at) => {
+                let pair = &mut self.pairs[at];
+                pair.weight += weight;
+                pair.time = pair.time.max(time);
+            }
+            None => {
+                self.pair_index.insert((user, item), self.pairs.len());
+                self.pairs.push(Pair {
+                    user,
+                    item,
+                    weight,
+                    time,
+                });
+            }
+        }
+    }
+
+    /// Splits the pairs into training and holdout parts: `fraction` of them at random (with
+    /// `seed`), or the latest `fraction` by time.
+    pub fn split(&self, fraction: f64, by_time: bool, seed: u64) -> (Vec<Pair>, Vec<Pair>) {
+        let mut pairs = self.pairs.clone();
+        if by_time {
+            pairs.sort_by_key(|p| (p.time, p.user, p.item));
+        } else {
+            pairs.shuffle(&mut StdRng::seed_from_u64(seed));
+        }
+        let held = ((pairs.len() as f64) * fraction).round() as usize;
+        let held = held.min(pairs.len());
+        let holdout = pairs.split_off(pairs.len() - held);
+        (pairs, holdout)
+    }
+}
+
+fn index_of(index: &mut HashMap<String, u32>, names: &mut Vec<String>, name: &str) -> u32 {
+    if let Some(&i) = index.get(name) {
+        return i;
+    }
+    let i = names.len() as u32;
+    index.insert(name.to_string(), i);
+    names.push(name.to_string());
+    i
+}
+
+/// Compressed sparse rows: for each row, its (column, value) entries.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Csr {
+    /// Start of each row in `columns`/`values`; one more entry than rows.
+    pub offsets: Vec<usize>,
+    /// Column of each entry, sorted within a row.
+    pub columns: Vec<u32>,
+    /// Value of each entry.
+    pub values: Vec<f32>,
+}
+
+impl Csr {
+    /// Rows of `rows` entries built from (row, column, value) triples.
+    pub fn from_triples(rows: usize, triples: impl Iterator<Item = (u32, u32, f32)>) -> Csr {
+        let mut triples: Vec<_> = triples.collect();
+        triples.sort_by_key(|&(r, c, _)| (r, c));
+        let mut offsets = vec![0; rows + 1];
+        for &(r, _, _) in &triples {
+            offsets[r as usize + 1] += 1;
+        }
+        for i in 0..rows {
+            offsets[i + 1] += offsets[i];
+        }
+        Csr {
+            offsets,
+            columns: triples.iter().map(|t| t.1).collect(),
+            values: triples.iter().map(|t| t.2).collect(),
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// The entries of `row`.
+    pub fn row(&self, row: usize) -> (&[u32], &[f32]) {
+        match (self.offsets.get(row), self.offsets.get(row + 1)) {
+            (Some(&start), Some(&end)) => (&self.columns[start..end], &self.values[start..end]),
+            _ => (&[], &[]),
+        }
+    }
+
+    /// The transpose, with `columns` rows.
+    pub fn transpose(&self, columns: usize) -> Csr {
+        let triples = (0..self.rows()).flat_map(|r| {
+            let (cols, vals) = self.row(r);
+            cols.iter()
+                .zip(vals)
+                .map(move |(&c, &v)| (c, r as u32, v))
+                .collect::<Vec<_>>()
+        });
+        Csr::from_triples(columns, triples)
+    }
+}
+
+/// A training set ready for the algorithms.
+#[derive(Debug, Clone)]
+pub struct Split {
+    /// Users × items, summed weights of the training pairs.
+    pub train: Csr,
+    /// Users × items, the held-out pairs with positive weight (what evaluation looks for).
+    pub holdout: Csr,
+    /// Number of users.
+    pub users: usize,
+    /// Number of items.
+    pub items: usize,
+}
+
+impl Split {
+    /// Builds the matrices of `train` and `holdout` pairs over `users` × `items`.
+    pub fn new(users: usize, items: usize, train: &[Pair], holdout: &[Pair]) -> Split {
+        let triples = |pairs: &[Pair]| -> Vec<(u32, u32, f32)> {
+            pairs.iter().map(|p| (p.user, p.item, p.weight)).collect()
+        };
+        let positive: Vec<_> = holdout.iter().filter(|p| p.weight > 0.0).copied().collect();
+        Split {
+            train: Csr::from_triples(users, triples(train).into_iter()),
+            holdout: Csr::from_triples(users, triples(&positive).into_iter()),
+            users,
+            items,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_summed_per_pair_and_split_by_fraction() {
+        let mut data = Interactions::default();
+        data.add("u1", "a", 1.0, 10);
+        data.add("u1", "a", 2.0, 30);
+        data.add("u2", "b", 1.0, 20);
+        data.add("u2", "a", -1.0, 40);
+        assert_eq!(data.pairs.len(), 3);
+        assert_eq!(data.pairs[0].weight, 3.0);
+        assert_eq!(data.pairs[0].time, 30);
+        let (train, holdout) = data.split(1.0 / 3.0, true, 0);
+        assert_eq!((train.len(), holdout.len()), (2, 1));
+        assert_eq!(holdout[0].time, 40);
+        let split = Split::new(2, 2, &train, &holdout);
+        assert_eq!(split.train.row(0), (&[0u32][..], &[3.0f32][..]));
+        assert_eq!(
+            split.holdout.row(1).0.len(),
+            0,
+            "negative pairs are not targets"
+        );
+        assert_eq!(split.train.transpose(2).row(0).0, &[0u32]);
+    }
+}

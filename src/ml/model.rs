@@ -1,0 +1,381 @@
+//! A trained model as it is served: external ids, what each user has already seen, and the
+//! algorithm's parameters; scoring and top-k ranking; a compact binary form for storage.
+
+use crate::error::{Error, Result};
+use crate::ml::interactions::Csr;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// What an algorithm learned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scorer {
+    /// Latent factors: score = user · item.
+    Factors {
+        /// Factors per vector.
+        factors: usize,
+        /// Users × factors, row-major.
+        users: Vec<f32>,
+        /// Items × factors, row-major.
+        items: Vec<f32>,
+    },
+    /// One score per item, the same for every user.
+    Popularity(Vec<f32>),
+}
+
+/// A model version ready to serve.
+#[derive(Debug, Clone)]
+pub struct TrainedModel {
+    /// External user ids by index.
+    pub user_ids: Vec<String>,
+    /// External item ids by index.
+    pub item_ids: Vec<String>,
+    /// Users × items: the items each user interacted with (excluded from recommendations).
+    pub seen: Csr,
+    /// Item popularity (positive interactions), for users the model does not know.
+    pub popularity: Vec<f32>,
+    /// The learned scorer.
+    pub scorer: Scorer,
+    /// Index positions by external id, built on first lookup.
+    lookup: OnceLock<Lookup>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Lookup {
+    users: HashMap<String, usize>,
+    items: HashMap<String, usize>,
+}
+
+impl PartialEq for TrainedModel {
+    fn eq(&self, other: &Self) -> bool {
+        self.user_ids == other.user_ids
+            && self.item_ids == other.item_ids
+            && self.seen == other.seen
+            && self.popularity == other.popularity
+            && self.scorer == other.scorer
+    }
+}
+
+impl TrainedModel {
+    /// A model over these ids, seen items, popularity and scorer.
+    pub fn new(
+        user_ids: Vec<String>,
+        item_ids: Vec<String>,
+        seen: Csr,
+        popularity: Vec<f32>,
+        scorer: Scorer,
+    ) -> TrainedModel {
+        TrainedModel {
+            user_ids,
+            item_ids,
+            seen,
+            popularity,
+            scorer,
+            lookup: OnceLock::new(),
+        }
+    }
+
+    fn lookup(&self) -> &Lookup {
+        self.lookup.get_or_init(|| {
+            let index = |ids: &[String]| {
+                ids.iter()
+                    .cloned()
+                    .enumerate()
+                    .map(|(i, id)| (id, i))
+                    .collect()
+            };
+            Lookup {
+                users: index(&self.user_ids),
+                items: index(&self.item_ids),
+            }
+        })
+    }
+
+    /// The index of user `id`, if the model knows it.
+    pub fn user_index(&self, id: &str) -> Option<usize> {
+        self.lookup().users.get(id).copied()
+    }
+
+    /// The index of item `id`, if the model knows it.
+    pub fn item_index(&self, id: &str) -> Option<usize> {
+        self.lookup().items.get(id).copied()
+    }
+
+    /// The score of one item for user index `user` (popularity for `None`).
+    pub fn score(&self, user: Option<usize>, item: usize) -> f32 {
+        match (&self.scorer, user) {
+            (
+                Scorer::Factors {
+                    factors,
+                    users,
+                    items,
+                },
+                Some(u),
+            ) => dot(
+                &users[u * factors..(u + 1) * factors],
+                &items[item * factors..(item + 1) * factors],
+            ),
+            (Scorer::Popularity(scores), _) => scores[item],
+            (_, None) => self.popularity[item],
+        }
+    }
+
+    /// Scores of every item for user index `user`, or the popularity for an unknown user.
+    pub fn scores(&self, user: Option<usize>) -> Vec<f32> {
+        match (&self.scorer, user) {
+            (
+                Scorer::Factors {
+                    factors,
+                    users,
+                    items,
+                },
+                Some(u),
+            ) => {
+                let x = &users[u * factors..(u + 1) * factors];
+                items.chunks_exact(*factors).map(|y| dot(x, y)).collect()
+            }
+            (Scorer::Popularity(scores), _) => scores.clone(),
+            (_, None) => self.popularity.clone(),
+        }
+    }
+
+    /// The `k` best items for user index `user` (popularity for `None`), excluding the
+    /// user's seen items: (item index, score), best first.
+    pub fn recommend(&self, user: Option<usize>, k: usize) -> Vec<(usize, f32)> {
+        let mut scores = self.scores(user);
+        if let Some(u) = user {
+            for &item in self.seen.row(u).0 {
+                scores[item as usize] = f32::NEG_INFINITY;
+            }
+        }
+        top_k(&scores, k)
+    }
+}
+
+/// The `k` highest finite scores, best first; ties go to the lower index.
+pub fn top_k(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut ranked: Vec<(usize, f32)> = scores
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, s)| s.is_finite())
+        .collect();
+    let order = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if ranked.len() > k && k > 0 {
+        ranked.select_nth_unstable_by(k - 1, order);
+        ranked.truncate(k);
+    }
+    ranked.sort_by(order);
+    ranked.truncate(k);
+    ranked
+}
+
+/// The dot product of two equally long vectors.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+// The stored form, written by hand: a few length-prefixed little-endian sections. Factors are
+// most of a model's bytes, and a text format would triple them.
+const MAGIC: &[u8; 8] = b"TDBMODL1";
+
+impl TrainedModel {
+    /// The model's bytes for storage.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        put_strings(&mut out, &self.user_ids);
+        put_strings(&mut out, &self.item_ids);
+        put_usizes(&mut out, &self.seen.offsets);
+        put_u32s(&mut out, &self.seen.columns);
+        put_f32s(&mut out, &self.seen.values);
+        put_f32s(&mut out, &self.popularity);
+        match &self.scorer {
+            Scorer::Factors {
+                factors,
+                users,
+                items,
+            } => {
+                out.push(1);
+                put_usizes(&mut out, &[*factors]);
+                put_f32s(&mut out, users);
+                put_f32s(&mut out, items);
+            }
+            Scorer::Popularity(scores) => {
+                out.push(2);
+                put_f32s(&mut out, scores);
+            }
+        }
+        out
+    }
+
+    /// Reads a model written by [`TrainedModel::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<TrainedModel> {
+        let mut input = Reader { bytes, at: 0 };
+        if input.take(MAGIC.len())? != MAGIC {
+            return Err(Error::Corrupt("model: unknown format".into()));
+        }
+        let user_ids = input.strings()?;
+        let item_ids = input.strings()?;
+        let seen = Csr {
+            offsets: input.usizes()?,
+            columns: input.u32s()?,
+            values: input.f32s()?,
+        };
+        let popularity = input.f32s()?;
+        let scorer = match input.take(1)?[0] {
+            1 => {
+                let factors = *input.usizes()?.first().unwrap_or(&0);
+                Scorer::Factors {
+                    factors,
+                    users: input.f32s()?,
+                    items: input.f32s()?,
+                }
+            }
+            2 => Scorer::Popularity(input.f32s()?),
+            _ => return Err(Error::Corrupt("model: unknown scorer".into())),
+        };
+        let model = TrainedModel::new(user_ids, item_ids, seen, popularity, scorer);
+        model.check()?;
+        Ok(model)
+    }
+
+    /// Checks that the sections agree, so that serving cannot index out of bounds.
+    fn check(&self) -> Result<()> {
+        let (users, items) = (self.user_ids.len(), self.item_ids.len());
+        let seen_ok = self.seen.rows() == users
+            && self.seen.offsets.windows(2).all(|w| w[0] <= w[1])
+            && self.seen.offsets.last() == Some(&self.seen.columns.len())
+            && self.seen.columns.iter().all(|&c| (c as usize) < items);
+        let scorer_ok = match &self.scorer {
+            Scorer::Factors {
+                factors,
+                users: u,
+                items: i,
+            } => *factors > 0 && u.len() == users * factors && i.len() == items * factors,
+            Scorer::Popularity(scores) => scores.len() == items,
+        };
+        if seen_ok && scorer_ok && self.popularity.len() == items {
+            Ok(())
+        } else {
+            Err(Error::Corrupt("model: sections do not agree".into()))
+        }
+    }
+}
+
+fn put_len(out: &mut Vec<u8>, len: usize) {
+    out.extend_from_slice(&(len as u64).to_le_bytes());
+}
+
+fn put_strings(out: &mut Vec<u8>, values: &[String]) {
+    put_len(out, values.len());
+    for value in values {
+        put_len(out, value.len());
+        out.extend_from_slice(value.as_bytes());
+    }
+}
+
+fn put_usizes(out: &mut Vec<u8>, values: &[usize]) {
+    put_len(out, values.len());
+    values
+        .iter()
+        .for_each(|v| out.extend_from_slice(&(*v as u64).to_le_bytes()));
+}
+
+fn put_u32s(out: &mut Vec<u8>, values: &[u32]) {
+    put_len(out, values.len());
+    values
+        .iter()
+        .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+}
+
+fn put_f32s(out: &mut Vec<u8>, values: &[f32]) {
+    put_len(out, values.len());
+    values
+        .iter()
+        .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let end = end.ok_or_else(|| Error::Corrupt("model: truncated".into()))?;
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn len(&mut self, width: usize) -> Result<usize> {
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(self.take(8)?);
+        let len = u64::from_le_bytes(raw) as usize;
+        if len.saturating_mul(width) > self.bytes.len() - self.at {
+            return Err(Error::Corrupt("model: truncated".into()));
+        }
+        Ok(len)
+    }
+
+    fn strings(&mut self) -> Result<Vec<String>> {
+        let count = self.len(8)?;
+        (0..count)
+            .map(|_| {
+                let len = self.len(1)?;
+                String::from_utf8(self.take(len)?.to_vec())
+                    .map_err(|_| Error::Corrupt("model: bad id".into()))
+            })
+            .collect()
+    }
+
+    fn fixed<T, const N: usize>(&mut self, read: fn([u8; N]) -> T) -> Result<Vec<T>> {
+        let count = self.len(N)?;
+        let bytes = self.take(count * N)?;
+        Ok(bytes
+            .chunks_exact(N)
+            .map(|c| {
+                let mut raw = [0u8; N];
+                raw.copy_from_slice(c);
+                read(raw)
+            })
+            .collect())
+    }
+
+    fn usizes(&mut self) -> Result<Vec<usize>> {
+        self.fixed::<usize, 8>(|b| u64::from_le_bytes(b) as usize)
+    }
+
+    fn u32s(&mut self) -> Result<Vec<u32>> {
+        self.fixed::<u32, 4>(u32::from_le_bytes)
+    }
+
+    fn f32s(&mut self) -> Result<Vec<f32>> {
+        self.fixed::<f32, 4>(f32::from_le_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_round_trips_and_rejects_damage() {
+        let model = TrainedModel::new(
+            vec!["u1".into(), "u2".into()],
+            vec!["a".into(), "b".into(), "c".into()],
+            Csr::from_triples(2, [(0, 1, 1.0), (1, 0, 2.0)].into_iter()),
+            vec![1.0, 1.0, 0.0],
+            Scorer::Factors {
+                factors: 2,
+                users: vec![1.0, 0.0, 0.0, 1.0],
+                items: vec![0.5, 0.1, 0.9, 0.2, 0.3, 0.8],
+            },
+        );
+        let bytes = model.encode();
+        assert_eq!(TrainedModel::decode(&bytes).unwrap(), model);
+        assert!(TrainedModel::decode(&bytes[..bytes.len() - 3]).is_err());
+        assert_eq!(model.recommend(Some(0), 5), vec![(0, 0.5), (2, 0.3)]);
+        assert_eq!(model.recommend(None, 1), vec![(0, 1.0)]);
+    }
+}

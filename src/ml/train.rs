@@ -1,0 +1,156 @@
+//! One training run: holdout split, fit, evaluation, and (with `refit`) a final fit on every
+//! pair; reports each iteration to a progress callback.
+
+use crate::error::{Error, Result};
+use crate::ml::als::{self, AlsParams};
+use crate::ml::interactions::{Interactions, Split};
+use crate::ml::metrics::{Metrics, evaluate};
+use crate::ml::model::{Scorer, TrainedModel};
+use crate::ml::options::{Algorithm, TrainOptions};
+use crate::ml::popularity::item_popularity;
+use std::time::Instant;
+
+/// One line of the training curve.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// 1-based iteration of the final fit.
+    pub iteration: usize,
+    /// Training loss after it.
+    pub loss: f64,
+    /// Seconds since the fit started.
+    pub seconds: f64,
+}
+
+/// What a training run produced.
+#[derive(Debug)]
+pub struct TrainOutcome {
+    /// The model to serve.
+    pub model: TrainedModel,
+    /// Holdout metrics, when a holdout was kept.
+    pub metrics: Option<Metrics>,
+    /// The final fit's curve.
+    pub log: Vec<Progress>,
+    /// Seconds for the whole run.
+    pub seconds: f64,
+}
+
+/// Trains `options.algorithm` on `data`, calling `progress` after every iteration.
+pub fn train(
+    data: &Interactions,
+    options: &TrainOptions,
+    mut progress: impl FnMut(&Progress) + Send,
+) -> Result<TrainOutcome> {
+    if data.pairs.is_empty() {
+        return Err(Error::InvalidParameter(
+            "the training data is empty: the source returned no rows with a user and an item"
+                .into(),
+        ));
+    }
+    check_memory(data, options)?;
+    let started = Instant::now();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.threads)
+        .build()
+        .map_err(|e| Error::Internal(format!("training threads: {e}")))?;
+    let (users, items) = (data.users.len(), data.items.len());
+    let metrics = if options.holdout > 0.0 {
+        let (train_pairs, holdout) =
+            data.split(options.holdout, options.split_by_time, options.seed);
+        let split = Split::new(users, items, &train_pairs, &holdout);
+        let model = pool.install(|| fit(data, &split, options, &mut |_| {}));
+        let metrics = evaluate(&model, &split.holdout, options.k);
+        if !options.refit {
+            let log = Vec::new();
+            return Ok(TrainOutcome {
+                model,
+                metrics: Some(metrics),
+                log,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
+        Some(metrics)
+    } else {
+        None
+    };
+    let everything = Split::new(users, items, &data.pairs, &[]);
+    let mut log = Vec::new();
+    let fit_started = Instant::now();
+    let model = pool.install(|| {
+        fit(data, &everything, options, &mut |(iteration, loss)| {
+            let line = Progress {
+                iteration,
+                loss,
+                seconds: fit_started.elapsed().as_secs_f64(),
+            };
+            progress(&line);
+            log.push(line);
+        })
+    });
+    Ok(TrainOutcome {
+        model,
+        metrics,
+        log,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Refuses a model whose factors would not fit in `max_memory_mb`.
+fn check_memory(data: &Interactions, options: &TrainOptions) -> Result<()> {
+    let vectors = (data.users.len() + data.items.len()) as u64;
+    let bytes = match options.algorithm {
+        Algorithm::Als => vectors * options.factors as u64 * 4,
+        Algorithm::Popularity => data.items.len() as u64 * 4,
+    };
+    let limit = options.max_memory_mb * 1024 * 1024;
+    if bytes > limit {
+        return Err(Error::ProgramLimitExceeded(format!(
+            "the model would need {} MiB ({} users and items × {} factors × 4 bytes), more than \
+             max_memory_mb = {}",
+            bytes.div_ceil(1024 * 1024),
+            vectors,
+            options.factors,
+            options.max_memory_mb
+        )));
+    }
+    Ok(())
+}
+
+fn fit(
+    data: &Interactions,
+    split: &Split,
+    options: &TrainOptions,
+    on_iteration: &mut dyn FnMut((usize, f64)),
+) -> TrainedModel {
+    let popularity = item_popularity(&split.train, split.items);
+    let scorer = match options.algorithm {
+        Algorithm::Popularity => {
+            on_iteration((1, 0.0));
+            Scorer::Popularity(popularity.clone())
+        }
+        Algorithm::Als => {
+            let params = AlsParams {
+                factors: options.factors,
+                iterations: options.iterations,
+                regularization: options.regularization,
+                alpha: options.alpha,
+                cg_steps: options.cg_steps,
+                seed: options.seed,
+            };
+            let factors = als::train(&split.train, split.items, &params, |i, loss| {
+                on_iteration((i, loss))
+            });
+            Scorer::Factors {
+                factors: options.factors,
+                users: factors.users,
+                items: factors.items,
+            }
+        }
+    };
+    TrainedModel::new(
+        data.users.clone(),
+        data.items.clone(),
+        split.train.clone(),
+        popularity,
+        scorer,
+    )
+}

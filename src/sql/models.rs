@@ -1,0 +1,266 @@
+//! Running the model statements: TRAIN MODEL reads its source through DataFusion, trains on a
+//! blocking thread (reporting every iteration as a notice) and registers a new version; the
+//! others read or change the registry.
+
+use crate::catalog::models::{IdType, LogLine, ModelVersion};
+use crate::catalog::system_tables;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::ml::{Algorithm, Interactions, TrainOptions, train};
+use crate::sql::notices::{Notice, Notices};
+use crate::sql::parser::{ModelStatement, TrainModel, TrainSource};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type, Schema, TimeUnit};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use futures::TryStreamExt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+impl Engine {
+    /// Runs a model statement.
+    pub(crate) async fn execute_model(
+        &self,
+        statement: ModelStatement,
+        notices: &Notices,
+    ) -> Result<SendableRecordBatchStream> {
+        let registry = self.models();
+        match statement {
+            ModelStatement::Train(train) => self.train_model(train, notices).await,
+            ModelStatement::Drop { name, if_exists } => {
+                if !registry.drop_model(&name, if_exists)? {
+                    notices.send(Notice::info(format!(
+                        "model \"{name}\" does not exist, skipping"
+                    )));
+                }
+                Ok(crate::sql::execute::empty_stream())
+            }
+            ModelStatement::Show => batch_stream(system_tables::models_batch(&registry.models())?),
+            ModelStatement::Evaluate { name } => {
+                let entry = registry.get(&name)?;
+                let active = entry.active().cloned().into_iter().collect::<Vec<_>>();
+                if active.first().is_some_and(|v| v.metrics.is_none()) {
+                    notices.send(Notice::info(format!(
+                        "model \"{name}\" was trained with holdout = 0: it has no metrics"
+                    )));
+                }
+                batch_stream(system_tables::versions_batch(&active, &entry.record)?)
+            }
+            ModelStatement::SetActiveVersion { name, version } => {
+                registry.set_active(&name, version)?;
+                Ok(crate::sql::execute::empty_stream())
+            }
+        }
+    }
+
+    async fn train_model(
+        &self,
+        statement: TrainModel,
+        notices: &Notices,
+    ) -> Result<SendableRecordBatchStream> {
+        let algorithm = Algorithm::named(&statement.algorithm)?;
+        let options = TrainOptions::parse(algorithm, &statement.options)?;
+        let batches = self.training_rows(&statement.source).await?;
+        let (data, user_type, item_type) = interactions(&batches, &options)?;
+        let progress_notices = notices.clone();
+        let total = options.iterations;
+        let algorithm_name = algorithm.name();
+        let training_options = options.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let outcome = train(&data, &training_options, |line| {
+                progress_notices.send(Notice::info(format!(
+                    "{algorithm_name} iteration {}/{total}: loss {:.6} ({:.2} s)",
+                    line.iteration, line.loss, line.seconds
+                )));
+            });
+            outcome.map(|outcome| (outcome, data))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("training task failed: {e}")))?;
+        let (outcome, data) = outcome?;
+        let version = ModelVersion {
+            model: statement.name.clone(),
+            version: 0,
+            algorithm: algorithm.name().into(),
+            params: options.given.clone(),
+            source: statement.source.to_sql(),
+            events: data.events,
+            users: data.users.len() as u64,
+            items: data.items.len() as u64,
+            pairs: data.pairs.len() as u64,
+            train_seconds: outcome.seconds,
+            metrics: outcome.metrics,
+            created_micros: now_micros(),
+            user_type,
+            item_type,
+            log: outcome
+                .log
+                .iter()
+                .map(|p| LogLine {
+                    iteration: p.iteration,
+                    loss: p.loss,
+                    seconds: p.seconds,
+                })
+                .collect(),
+        };
+        let registry = self.models();
+        let number = registry.add_version(version, &outcome.model, options.activate)?;
+        let entry = registry.get(&statement.name)?;
+        let trained: Vec<_> = entry
+            .versions
+            .iter()
+            .filter(|v| v.version == number)
+            .cloned()
+            .collect();
+        batch_stream(system_tables::versions_batch(&trained, &entry.record)?)
+    }
+
+    /// All rows of a training source.
+    async fn training_rows(&self, source: &TrainSource) -> Result<Vec<RecordBatch>> {
+        let query = match source {
+            TrainSource::Table(name) => {
+                let sql = format!("SELECT * FROM \"{}\"", name.replace('"', "\"\""));
+                crate::sql::parser::parse(&sql)?
+                    .pop()
+                    .ok_or_else(|| Error::Internal("empty source query".into()))?
+            }
+            TrainSource::Query(query) => crate::sql::parser::Statement::DataFusion(Box::new(
+                DFStatement::Statement(Box::new(SqlStatement::Query(query.clone()))),
+            )),
+        };
+        // Boxed: TRAIN runs its source through `execute`, which runs TRAIN.
+        let stream = Box::pin(self.execute(query, &Notices::tracing())).await?;
+        Ok(stream.try_collect().await?)
+    }
+}
+
+/// Gathers (user, item, weight, time) from the source rows per the column options.
+fn interactions(
+    batches: &[RecordBatch],
+    options: &TrainOptions,
+) -> Result<(Interactions, IdType, IdType)> {
+    let Some(schema) = batches.first().map(|b| b.schema()) else {
+        return Err(Error::InvalidParameter(
+            "the training data is empty: the source returned no rows".into(),
+        ));
+    };
+    let user = required(&schema, &options.user_column, "user_column")?;
+    let item = required(&schema, &options.item_column, "item_column")?;
+    let weight = optional(
+        &schema,
+        options.weight_column.as_deref(),
+        "weight",
+        "weight_column",
+    )?;
+    let time = optional(&schema, options.time_column.as_deref(), "ts", "time_column")?;
+    let event_type = match &options.event_weights {
+        Some(_) => Some(required(&schema, "event_type", "event_weights")?),
+        None => None,
+    };
+    let user_type = id_type(&schema, user, &options.user_column)?;
+    let item_type = id_type(&schema, item, &options.item_column)?;
+    let mut data = Interactions::default();
+    for batch in batches {
+        let users = text_column(batch.column(user))?;
+        let items = text_column(batch.column(item))?;
+        let weights = match weight {
+            Some(i) => Some(cast(batch.column(i), &DataType::Float64)?),
+            None => None,
+        };
+        let weights = weights.as_ref().map(|w| w.as_primitive::<Float64Type>());
+        let times = match time {
+            Some(i) => Some(cast(
+                batch.column(i),
+                &DataType::Timestamp(TimeUnit::Microsecond, None),
+            )?),
+            None => None,
+        };
+        let times = times
+            .as_ref()
+            .and_then(|t| t.as_any().downcast_ref::<TimestampMicrosecondArray>());
+        let types = match event_type {
+            Some(i) => Some(text_column(batch.column(i))?),
+            None => None,
+        };
+        for row in 0..batch.num_rows() {
+            if users.is_null(row) || items.is_null(row) {
+                continue;
+            }
+            let mut value = match weights {
+                Some(w) if w.is_valid(row) => w.value(row) as f32,
+                _ => 1.0,
+            };
+            if let (Some(types), Some(map)) = (&types, &options.event_weights) {
+                match types
+                    .is_valid(row)
+                    .then(|| map.get(types.value(row)))
+                    .flatten()
+                {
+                    Some(w) => value = *w,
+                    None => continue,
+                }
+            }
+            if !value.is_finite() {
+                return Err(Error::InvalidParameter(format!(
+                    "weight of row {} is {value}; weights must be finite",
+                    data.events + 1
+                )));
+            }
+            let at = times
+                .filter(|t| t.is_valid(row))
+                .map_or(0, |t| t.value(row));
+            data.add(users.value(row), items.value(row), value, at);
+        }
+    }
+    Ok((data, user_type, item_type))
+}
+
+fn required(schema: &Schema, name: &str, option: &str) -> Result<usize> {
+    schema.index_of(name).map_err(|_| {
+        Error::UndefinedColumn(format!(
+            "column \"{name}\" does not exist in the training source (set it with {option} = '…')"
+        ))
+    })
+}
+
+fn optional(
+    schema: &Schema,
+    given: Option<&str>,
+    default: &str,
+    option: &str,
+) -> Result<Option<usize>> {
+    match given {
+        Some(name) => required(schema, name, option).map(Some),
+        None => Ok(schema.index_of(default).ok()),
+    }
+}
+
+fn id_type(schema: &Schema, index: usize, name: &str) -> Result<IdType> {
+    match schema.field(index).data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(IdType::Text),
+        t if t.is_integer() => Ok(IdType::BigInt),
+        other => Err(Error::DatatypeMismatch(format!(
+            "column \"{name}\" is {other}; ids must be text or integers"
+        ))),
+    }
+}
+
+fn text_column(array: &ArrayRef) -> Result<StringArray> {
+    let text = cast(array, &DataType::Utf8)?;
+    Ok(text.as_string::<i32>().clone())
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+fn batch_stream(batch: RecordBatch) -> Result<SendableRecordBatchStream> {
+    let schema = batch.schema();
+    Ok(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?))
+}
