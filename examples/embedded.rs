@@ -1,4 +1,5 @@
-//! TasteDB embedded in a Rust program: create a table, insert events, query them.
+//! TasteDB embedded in a Rust program: create a table, insert events, query them, train a
+//! model and ask it for recommendations.
 //!
 //! Run with `cargo run --example embedded [DATA_DIR]`; without a directory it uses a fresh
 //! temporary one, so it can be run again and again.
@@ -60,5 +61,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .sql("SELECT title FROM items WHERE item_id = 'i2'")
         .await?;
     println!("point lookup by key:\n{}", pretty_format_batches(&one)?);
+
+    // Each run trains a new version of the model; the newest is the one served.
+    engine
+        .sql("TRAIN MODEL demo USING als FROM events WITH (factors = 8, iterations = 5, holdout = 0)")
+        .await?;
+    let versions = engine
+        .sql("SELECT model, version, algorithm, users, items, train_seconds FROM tastedb_model_versions")
+        .await?;
+    println!("model versions:\n{}", pretty_format_batches(&versions)?);
+    let recommended = engine
+        .sql(
+            "SELECT r.rank, i.title, r.score
+             FROM recommend('demo', 'u3', 2) AS r JOIN items i USING (item_id)
+             ORDER BY r.rank",
+        )
+        .await?;
+    println!(
+        "recommended for u3:\n{}",
+        pretty_format_batches(&recommended)?
+    );
     Ok(())
 }
