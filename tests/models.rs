@@ -39,7 +39,7 @@ async fn models_are_served_after_a_restart_with_integer_ids() {
         let engine = Engine::open(dir.path()).unwrap();
         engine.sql(EVENTS).await.unwrap();
         engine
-            .sql("TRAIN MODEL recs USING als FROM events WITH (factors = 4, iterations = 5, holdout = 0)")
+            .sql("TRAIN MODEL recs USING als FROM events WITH (factors = 4, iterations = 10, regularization = 0.01, alpha = 10, seed = 7, holdout = 0)")
             .await
             .unwrap();
         ranking(&engine.sql(query).await.unwrap())

@@ -198,7 +198,7 @@ impl TrainOptions {
                 |v| v >= 1.0 && v.fract() == 0.0 && v <= 10_000.0,
                 "an integer in [1, 10000]",
             )? as usize,
-            regularization: number(&map, "regularization", 0.1, |v| v >= 0.0, "non-negative")?
+            regularization: number(&map, "regularization", 20.0, |v| v >= 0.0, "non-negative")?
                 as f32,
             alpha: number(&map, "alpha", 1.0, |v| v >= 0.0, "non-negative")? as f32,
             cg_steps: number(
