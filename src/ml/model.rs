@@ -20,6 +20,9 @@ pub enum Scorer {
     },
     /// One score per item, the same for every user.
     Popularity(Vec<f32>),
+    /// Items × items weights (row-major): a user's score for item j is the sum of column j
+    /// over the items they liked (EASE, item k-NN).
+    ItemItem(Vec<f32>),
 }
 
 /// A model version ready to serve.
@@ -115,6 +118,16 @@ impl TrainedModel {
                 &items[item * factors..(item + 1) * factors],
             ),
             (Scorer::Popularity(scores), _) => scores[item],
+            (Scorer::ItemItem(weights), Some(u)) => {
+                let n = self.item_ids.len();
+                let (liked, values) = self.seen.row(u);
+                liked
+                    .iter()
+                    .zip(values)
+                    .filter(|(_, w)| **w > 0.0)
+                    .map(|(&i, _)| weights[i as usize * n + item])
+                    .sum()
+            }
             (_, None) => self.popularity[item],
         }
     }
@@ -134,6 +147,17 @@ impl TrainedModel {
                 items.chunks_exact(*factors).map(|y| dot(x, y)).collect()
             }
             (Scorer::Popularity(scores), _) => scores.clone(),
+            (Scorer::ItemItem(weights), Some(u)) => {
+                let n = self.item_ids.len();
+                let mut scores = vec![0f32; n];
+                for (&i, &w) in self.seen.row(u).0.iter().zip(self.seen.row(u).1) {
+                    if w > 0.0 {
+                        let row = &weights[i as usize * n..(i as usize + 1) * n];
+                        scores.iter_mut().zip(row).for_each(|(s, b)| *s += b);
+                    }
+                }
+                scores
+            }
             (_, None) => self.popularity.clone(),
         }
     }
@@ -203,6 +227,10 @@ impl TrainedModel {
                 out.push(2);
                 put_f32s(&mut out, scores);
             }
+            Scorer::ItemItem(weights) => {
+                out.push(3);
+                put_f32s(&mut out, weights);
+            }
         }
         out
     }
@@ -231,6 +259,7 @@ impl TrainedModel {
                 }
             }
             2 => Scorer::Popularity(input.f32s()?),
+            3 => Scorer::ItemItem(input.f32s()?),
             _ => return Err(Error::Corrupt("model: unknown scorer".into())),
         };
         let model = TrainedModel::new(user_ids, item_ids, seen, popularity, scorer);
@@ -252,6 +281,7 @@ impl TrainedModel {
                 items: i,
             } => *factors > 0 && u.len() == users * factors && i.len() == items * factors,
             Scorer::Popularity(scores) => scores.len() == items,
+            Scorer::ItemItem(weights) => weights.len() == items * items,
         };
         if seen_ok && scorer_ok && self.popularity.len() == items {
             Ok(())

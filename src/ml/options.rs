@@ -11,6 +11,10 @@ pub enum Algorithm {
     Als,
     /// Items ranked by how many users interacted with them.
     Popularity,
+    /// EASE (Steck 2019), closed form.
+    Ease,
+    /// Item k-NN with cosine similarity and shrinkage.
+    ItemKnn,
 }
 
 impl Algorithm {
@@ -19,11 +23,13 @@ impl Algorithm {
         match name.to_lowercase().as_str() {
             "als" => Ok(Algorithm::Als),
             "popularity" => Ok(Algorithm::Popularity),
-            "bpr" | "item_knn" | "ease" => Err(Error::FeatureNotSupported(format!(
-                "algorithm \"{name}\" is not available yet; use als or popularity"
+            "ease" => Ok(Algorithm::Ease),
+            "item_knn" => Ok(Algorithm::ItemKnn),
+            "bpr" => Err(Error::FeatureNotSupported(format!(
+                "algorithm \"{name}\" is not available yet; use als, ease, item_knn or popularity"
             ))),
             _ => Err(Error::InvalidParameter(format!(
-                "unknown algorithm \"{name}\"; use als or popularity"
+                "unknown algorithm \"{name}\"; use als, ease, item_knn or popularity"
             ))),
         }
     }
@@ -33,6 +39,8 @@ impl Algorithm {
         match self {
             Algorithm::Als => "als",
             Algorithm::Popularity => "popularity",
+            Algorithm::Ease => "ease",
+            Algorithm::ItemKnn => "item_knn",
         }
     }
 
@@ -46,6 +54,8 @@ impl Algorithm {
                 "cg_steps",
             ],
             Algorithm::Popularity => &[],
+            Algorithm::Ease => &["lambda"],
+            Algorithm::ItemKnn => &["neighbors", "shrink"],
         }
     }
 }
@@ -108,6 +118,12 @@ pub struct TrainOptions {
     pub alpha: f32,
     /// Conjugate-gradient steps per user and pass (ALS).
     pub cg_steps: usize,
+    /// L2 regularisation of the item weights (EASE).
+    pub lambda: f32,
+    /// Neighbours kept per item (item k-NN).
+    pub neighbors: usize,
+    /// Shrinkage of the cosine similarity (item k-NN).
+    pub shrink: f32,
     /// The options as given, for the registry.
     pub given: BTreeMap<String, String>,
 }
@@ -208,6 +224,15 @@ impl TrainOptions {
                 |v| v >= 1.0 && v.fract() == 0.0 && v <= 100.0,
                 "an integer in [1, 100]",
             )? as usize,
+            lambda: number(&map, "lambda", 250.0, |v| v > 0.0, "positive")? as f32,
+            neighbors: number(
+                &map,
+                "neighbors",
+                100.0,
+                |v| v >= 1.0 && v.fract() == 0.0,
+                "a positive integer",
+            )? as usize,
+            shrink: number(&map, "shrink", 10.0, |v| v >= 0.0, "non-negative")? as f32,
             given: map.clone(),
         };
         Ok(options)

@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::ml::als::{self, AlsParams};
 use crate::ml::interactions::{Interactions, Split};
+use crate::ml::item_item;
 use crate::ml::metrics::{Metrics, evaluate};
 use crate::ml::model::{Scorer, TrainedModel};
 use crate::ml::options::{Algorithm, TrainOptions};
@@ -57,7 +58,7 @@ pub fn train(
         let (train_pairs, holdout) =
             data.split(options.holdout, options.split_by_time, options.seed);
         let split = Split::new(users, items, &train_pairs, &holdout);
-        let model = pool.install(|| fit(data, &split, options, &mut |_| {}));
+        let model = pool.install(|| fit(data, &split, options, &mut |_| {}))?;
         let metrics = evaluate(&model, &split.holdout, options.k);
         if !options.refit {
             let log = Vec::new();
@@ -85,7 +86,7 @@ pub fn train(
             progress(&line);
             log.push(line);
         })
-    });
+    })?;
     Ok(TrainOutcome {
         model,
         metrics,
@@ -97,18 +98,22 @@ pub fn train(
 /// Refuses a model whose factors would not fit in `max_memory_mb`.
 fn check_memory(data: &Interactions, options: &TrainOptions) -> Result<()> {
     let vectors = (data.users.len() + data.items.len()) as u64;
+    let items = data.items.len() as u64;
     let bytes = match options.algorithm {
         Algorithm::Als => vectors * options.factors as u64 * 4,
-        Algorithm::Popularity => data.items.len() as u64 * 4,
+        Algorithm::Popularity => items * 4,
+        // the co-occurrence matrix, its inverse and the weights
+        Algorithm::Ease | Algorithm::ItemKnn => items * items * 4 * 3,
     };
     let limit = options.max_memory_mb * 1024 * 1024;
     if bytes > limit {
         return Err(Error::ProgramLimitExceeded(format!(
-            "the model would need {} MiB ({} users and items × {} factors × 4 bytes), more than \
+            "the model would need {} MiB for {} users and {} items with {}, more than \
              max_memory_mb = {}",
             bytes.div_ceil(1024 * 1024),
-            vectors,
-            options.factors,
+            data.users.len(),
+            items,
+            options.algorithm.name(),
             options.max_memory_mb
         )));
     }
@@ -120,12 +125,22 @@ fn fit(
     split: &Split,
     options: &TrainOptions,
     on_iteration: &mut dyn FnMut((usize, f64)),
-) -> TrainedModel {
+) -> Result<TrainedModel> {
     let popularity = item_popularity(&split.train, split.items);
     let scorer = match options.algorithm {
         Algorithm::Popularity => {
             on_iteration((1, 0.0));
             Scorer::Popularity(popularity.clone())
+        }
+        Algorithm::Ease => {
+            on_iteration((1, 0.0));
+            let g = item_item::cooccurrence(&split.train, split.items);
+            Scorer::ItemItem(item_item::ease(g, options.lambda)?)
+        }
+        Algorithm::ItemKnn => {
+            on_iteration((1, 0.0));
+            let g = item_item::cooccurrence(&split.train, split.items);
+            Scorer::ItemItem(item_item::knn(&g, options.neighbors, options.shrink))
         }
         Algorithm::Als => {
             let params = AlsParams {
@@ -146,11 +161,11 @@ fn fit(
             }
         }
     };
-    TrainedModel::new(
+    Ok(TrainedModel::new(
         data.users.clone(),
         data.items.clone(),
         split.train.clone(),
         popularity,
         scorer,
-    )
+    ))
 }

@@ -67,7 +67,10 @@ impl Engine {
         let batches = self.training_rows(&statement.source).await?;
         let (data, user_type, item_type) = interactions(&batches, &options)?;
         let progress_notices = notices.clone();
-        let total = options.iterations;
+        let total = match algorithm {
+            Algorithm::Als => options.iterations,
+            _ => 1,
+        };
         let algorithm_name = algorithm.name();
         let training_options = options.clone();
         let outcome = tokio::task::spawn_blocking(move || {
