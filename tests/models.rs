@@ -48,6 +48,21 @@ async fn models_are_served_after_a_restart_with_integer_ids() {
     assert_eq!(before[0].0, 1, "user 5 has not seen item 1 of their group");
     let engine = Engine::open(dir.path()).unwrap();
     assert_eq!(ranking(&engine.sql(query).await.unwrap()), before);
+    // the scalar form gives the same items, as BIGINT like the source column
+    let listed = engine
+        .sql("SELECT unnest(recommend_items('recs', 5, 3)) AS item_id")
+        .await
+        .unwrap();
+    let items: Vec<i64> = listed
+        .iter()
+        .flat_map(|b| {
+            let ids = b
+                .column(0)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            (0..b.num_rows()).map(|i| ids.value(i)).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(items, before.iter().map(|(id, _)| *id).collect::<Vec<_>>());
     let versions = engine
         .sql("SELECT count(*) FROM tastedb_model_versions WHERE model = 'recs'")
         .await

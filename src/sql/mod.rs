@@ -13,5 +13,6 @@ pub mod names;
 pub mod notices;
 pub mod parser;
 pub mod recommend;
+mod recommend_items;
 
 pub(crate) use functions::register as register_functions;

@@ -7,6 +7,7 @@ use crate::catalog::models::IdType;
 use crate::error::{Error, Result};
 use crate::ml::TrainedModel;
 use crate::ml::model::{Scorer, dot, top_k};
+use crate::sql::recommend_items::RecommendItems;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };
@@ -21,7 +22,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 use std::sync::Arc;
 
-/// Registers `recommend`, `similar_items` and `predict` on `ctx`.
+/// Registers `recommend`, `similar_items`, `recommend_items` and `predict` on `ctx`.
 pub fn register(ctx: &SessionContext, registry: Arc<ModelRegistry>) {
     ctx.register_udtf(
         "recommend",
@@ -35,6 +36,7 @@ pub fn register(ctx: &SessionContext, registry: Arc<ModelRegistry>) {
             registry: registry.clone(),
         }),
     );
+    ctx.register_udf(ScalarUDF::from(RecommendItems::new(registry.clone())));
     ctx.register_udf(ScalarUDF::from(Predict {
         registry,
         signature: Signature::any(3, Volatility::Volatile),
