@@ -97,7 +97,8 @@ async fn training_reports_each_iteration_as_a_notice() {
     client.batch_execute(EVENTS).await.unwrap();
     let rows = client
         .query(
-            "TRAIN MODEL recs USING als FROM events WITH (factors = 4, iterations = 4, holdout = 0.2)",
+            "TRAIN MODEL recs USING als FROM events WITH (factors = 4, iterations = 4, \
+             regularization = 0.01, alpha = 10, seed = 7, holdout = 0.2)",
             &[],
         )
         .await
@@ -120,14 +121,34 @@ async fn training_reports_each_iteration_as_a_notice() {
         .unwrap();
     let ranks: Vec<i64> = recommended.iter().map(|r| r.get("rank")).collect();
     assert_eq!(ranks, [1, 2]);
-    // parameters are not bound into table functions yet: a clear error, not a wrong answer
-    let error = client
-        .query("SELECT item_id FROM recommend('recs', $1, 2)", &[&5i64])
+    // the serving query of a driver: prepared once, parameters bound at every execution
+    let serving = client
+        .prepare("SELECT item_id, rank FROM recommend('recs', $1, $2)")
         .await
-        .unwrap_err();
+        .unwrap();
+    assert_eq!(
+        serving.params(),
+        [
+            tokio_postgres::types::Type::INT8,
+            tokio_postgres::types::Type::INT8
+        ]
+    );
+    let first: Vec<i64> = client
+        .query(&serving, &[&5i64, &2i64])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("item_id"))
+        .collect();
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0], 1, "user 5 has not seen item 1 of their group");
+    let three = client.query(&serving, &[&12i64, &3i64]).await.unwrap();
+    assert_eq!(three.len(), 3);
+    assert_eq!(three[0].get::<_, i64>("item_id"), 8);
+    let error = client.query(&serving, &[&5i64, &0i64]).await.unwrap_err();
     assert_eq!(
         error.code(),
-        Some(&tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED),
+        Some(&tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE),
         "{error:?}"
     );
 }

@@ -10,6 +10,7 @@ use crate::server::settings::{self, SessionStatement};
 use crate::server::{bind, copy};
 use crate::sql::notices::{Notice, Notices};
 use crate::sql::parser::{self, CopySourceKind, ModelStatement, Statement, UserStatement};
+use crate::sql::ranking_table;
 use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
@@ -415,19 +416,25 @@ fn takes_parameters(statement: &DFStatement) -> bool {
     }
 }
 
+/// The types of `$1…$n`: DataFusion's inference, then those of table-function arguments
+/// (`recommend('m', $1, $2)`), then TEXT.
 fn parameter_types(plan: &LogicalPlan) -> Result<Vec<DataType>, Error> {
     let found = plan.get_parameter_types()?;
+    let in_functions = ranking_table::parameter_types(plan);
     let count = found
         .keys()
+        .chain(in_functions.keys())
         .filter_map(|id| id.strip_prefix('$')?.parse::<usize>().ok())
         .max()
         .unwrap_or(0);
     Ok((1..=count)
         .map(|i| {
+            let id = format!("${i}");
             found
-                .get(&format!("${i}"))
+                .get(&id)
                 .cloned()
                 .flatten()
+                .or_else(|| in_functions.get(&id).cloned())
                 .unwrap_or(DataType::Utf8)
         })
         .collect())
@@ -598,11 +605,10 @@ impl ExtendedQueryHandler for Session {
         }
         let bound = plan
             .clone()
-            .with_param_values(values)
+            .with_param_values(values.clone())
             .map_err(|e| to_pgwire(&e.into(), sql))?;
-        let stream = self
-            .engine
-            .execute_plan(bound)
+        // table functions read their parameters while the plan is turned into a physical one
+        let stream = ranking_table::with_parameters(values, self.engine.execute_plan(bound))
             .await
             .map_err(|e| to_pgwire(&e, sql))?;
         let kind = kind_of(&prepared.statement);

@@ -12,6 +12,7 @@ mod models;
 pub mod names;
 pub mod notices;
 pub mod parser;
+pub(crate) mod ranking_table;
 pub mod recommend;
 mod recommend_items;
 

@@ -3,21 +3,16 @@
 //! the model's active version from the registry (loaded once, then kept in memory).
 
 use crate::catalog::ModelRegistry;
-use crate::catalog::models::IdType;
 use crate::error::{Error, Result};
 use crate::ml::TrainedModel;
-use crate::ml::model::{Scorer, dot, top_k};
+use crate::sql::ranking_table::{Ranking, RankingTable};
 use crate::sql::recommend_items::RecommendItems;
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
-};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::ScalarValue;
-use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::prelude::SessionContext;
 use std::sync::Arc;
@@ -55,20 +50,9 @@ impl TableFunctionImpl for Recommend {
         &self,
         args: TableFunctionArgs,
     ) -> datafusion::common::Result<Arc<dyn TableProvider>> {
-        let run = || -> Result<Arc<dyn TableProvider>> {
-            let [model, user, k] = constant_args("recommend", args.exprs())?;
-            let (version, trained) =
-                self.registry
-                    .active(&text_arg("recommend", "model", &model)?)?;
-            let user = text_arg("recommend", "user", &user)?;
-            let k = k_arg("recommend", &k)?;
-            let index = trained.user_index(&user);
-            let ranked = trained.recommend(index, k);
-            let cold = vec![index.is_none(); ranked.len()];
-            let table = ranking(&trained, &ranked, version.item_type, Some(cold))?;
-            Ok(table)
-        };
-        run().map_err(Error::into_datafusion)
+        RankingTable::new(self.registry.clone(), Ranking::Recommend, args.exprs())
+            .map(|table| Arc::new(table) as Arc<dyn TableProvider>)
+            .map_err(Error::into_datafusion)
     }
 }
 
@@ -83,125 +67,10 @@ impl TableFunctionImpl for SimilarItems {
         &self,
         args: TableFunctionArgs,
     ) -> datafusion::common::Result<Arc<dyn TableProvider>> {
-        let run = || -> Result<Arc<dyn TableProvider>> {
-            let [model, item, k] = constant_args("similar_items", args.exprs())?;
-            let name = text_arg("similar_items", "model", &model)?;
-            let (version, trained) = self.registry.active(&name)?;
-            let item = text_arg("similar_items", "item", &item)?;
-            let k = k_arg("similar_items", &k)?;
-            let Some(index) = trained.item_index(&item) else {
-                return Err(Error::InvalidParameter(format!(
-                    "item \"{item}\" is not known to model \"{name}\""
-                )));
-            };
-            let Scorer::Factors { factors, items, .. } = &trained.scorer else {
-                return Err(Error::FeatureNotSupported(format!(
-                    "model \"{name}\" ({}) has no item vectors; similar_items needs a factor model such as als",
-                    version.algorithm
-                )));
-            };
-            let norm = |v: &[f32]| dot(v, v).sqrt().max(1e-10);
-            let target = &items[index * factors..(index + 1) * factors];
-            let mut scores: Vec<f32> = items
-                .chunks_exact(*factors)
-                .map(|y| dot(target, y) / (norm(target) * norm(y)))
-                .collect();
-            scores[index] = f32::NEG_INFINITY;
-            ranking(&trained, &top_k(&scores, k), version.item_type, None)
-        };
-        run().map_err(Error::into_datafusion)
+        RankingTable::new(self.registry.clone(), Ranking::SimilarItems, args.exprs())
+            .map(|table| Arc::new(table) as Arc<dyn TableProvider>)
+            .map_err(Error::into_datafusion)
     }
-}
-
-/// The arguments as constants; placeholders and columns are refused with a clear error.
-fn constant_args(function: &str, exprs: &[Expr]) -> Result<[ScalarValue; 3]> {
-    let values: Vec<ScalarValue> = exprs
-        .iter()
-        .map(|expr| match expr {
-            Expr::Literal(value, _) => Ok(value.clone()),
-            Expr::Placeholder(p) => Err(Error::FeatureNotSupported(format!(
-                "{function}() cannot take the parameter {} yet; put the value in the query text",
-                p.id
-            ))),
-            other => Err(Error::FeatureNotSupported(format!(
-                "{function}() takes constants, not {other}"
-            ))),
-        })
-        .collect::<Result<_>>()?;
-    values.try_into().map_err(|values: Vec<ScalarValue>| {
-        Error::InvalidParameter(format!(
-            "{function}() takes 3 arguments (model, id, k), not {}",
-            values.len()
-        ))
-    })
-}
-
-fn text_arg(function: &str, what: &str, value: &ScalarValue) -> Result<String> {
-    if value.is_null() {
-        return Err(Error::InvalidParameter(format!(
-            "{function}(): {what} is NULL"
-        )));
-    }
-    match value {
-        ScalarValue::Utf8(Some(s))
-        | ScalarValue::LargeUtf8(Some(s))
-        | ScalarValue::Utf8View(Some(s)) => Ok(s.clone()),
-        v if v.data_type().is_integer() => Ok(v.to_string()),
-        other => Err(Error::DatatypeMismatch(format!(
-            "{function}(): {what} must be text or an integer, not {}",
-            other.data_type()
-        ))),
-    }
-}
-
-fn k_arg(function: &str, value: &ScalarValue) -> Result<usize> {
-    let k = match value.cast_to(&DataType::Int64) {
-        Ok(ScalarValue::Int64(Some(k))) => k,
-        _ => {
-            return Err(Error::InvalidParameter(format!(
-                "{function}(): k must be a positive integer, not {value}"
-            )));
-        }
-    };
-    if k <= 0 {
-        return Err(Error::InvalidParameter(format!(
-            "{function}(): k must be a positive integer, not {k}"
-        )));
-    }
-    Ok(k.min(1_000_000) as usize)
-}
-
-/// A ranking as a table: item_id (in the source's type), score, rank, [cold_start].
-fn ranking(
-    model: &TrainedModel,
-    ranked: &[(usize, f32)],
-    item_type: IdType,
-    cold_start: Option<Vec<bool>>,
-) -> Result<Arc<dyn TableProvider>> {
-    let ids = StringArray::from_iter_values(ranked.iter().map(|(i, _)| &model.item_ids[*i]));
-    let (id_type, ids): (DataType, ArrayRef) = match item_type {
-        IdType::Text => (DataType::Utf8, Arc::new(ids)),
-        IdType::BigInt => (DataType::Int64, cast(&ids, &DataType::Int64)?),
-    };
-    let mut fields = vec![
-        Field::new("item_id", id_type, false),
-        Field::new("score", DataType::Float64, false),
-        Field::new("rank", DataType::Int64, false),
-    ];
-    let mut columns: Vec<ArrayRef> = vec![
-        ids,
-        Arc::new(Float64Array::from_iter_values(
-            ranked.iter().map(|(_, s)| f64::from(*s)),
-        )),
-        Arc::new(Int64Array::from_iter_values(1..=ranked.len() as i64)),
-    ];
-    if let Some(cold) = cold_start {
-        fields.push(Field::new("cold_start", DataType::Boolean, false));
-        columns.push(Arc::new(BooleanArray::from(cold)));
-    }
-    let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }
 
 /// `predict('model', user, item)`: the model's score for each (user, item) row; NULL when
