@@ -155,7 +155,7 @@ impl ModelRegistry {
     pub fn add_version(
         &self,
         mut version: ModelVersion,
-        model: &TrainedModel,
+        model: TrainedModel,
         activate: bool,
     ) -> Result<u32> {
         let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
@@ -184,7 +184,7 @@ impl ModelRegistry {
         let number = version.version;
         entry.versions.push(version);
         self.loaded()
-            .insert((name.clone(), number), Arc::new(model.clone()));
+            .insert((name.clone(), number), Arc::new(model));
         self.models
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -177,23 +177,30 @@ fn loss(ratings: &Csr, factors: &Factors, params: &AlsParams) -> f64 {
     let k = params.factors;
     let items = factors.items.len() / k;
     let yty = gram(&factors.items, k);
-    let mut total = 0f64;
-    let mut tmp = vec![0f32; k];
-    for (u, xu) in factors.users.chunks_exact(k).enumerate() {
-        symmetric_product(&yty, xu, &mut tmp);
-        total += f64::from(dot(xu, &tmp));
-        let (cols, weights) = ratings.row(u);
-        for (&i, &w) in cols.iter().zip(weights) {
-            let (c, pref) = confidence(w, params.alpha);
-            let score = dot(xu, &factors.items[i as usize * k..(i as usize + 1) * k]);
-            total += f64::from((c - 1.0) * score * score - 2.0 * c * pref * score + c * pref);
-        }
-    }
+    let total: f64 = factors
+        .users
+        .par_chunks(k)
+        .enumerate()
+        .map_init(
+            || vec![0f32; k],
+            |tmp, (u, xu)| {
+                symmetric_product(&yty, xu, tmp);
+                let mut user = f64::from(dot(xu, tmp));
+                let (cols, weights) = ratings.row(u);
+                for (&i, &w) in cols.iter().zip(weights) {
+                    let (c, pref) = confidence(w, params.alpha);
+                    let score = dot(xu, &factors.items[i as usize * k..(i as usize + 1) * k]);
+                    user +=
+                        f64::from((c - 1.0) * score * score - 2.0 * c * pref * score + c * pref);
+                }
+                user
+            },
+        )
+        .sum();
     let norms =
         f64::from(dot(&factors.users, &factors.users) + dot(&factors.items, &factors.items));
-    total += f64::from(params.regularization) * norms;
     let cells = (ratings.rows() * items).max(1) as f64;
-    total / cells
+    (total + f64::from(params.regularization) * norms) / cells
 }
 
 #[cfg(test)]

@@ -111,7 +111,7 @@ impl Engine {
                 .collect(),
         };
         let registry = self.models();
-        let number = registry.add_version(version, &outcome.model, options.activate)?;
+        let number = registry.add_version(version, outcome.model, options.activate)?;
         let entry = registry.get(&statement.name)?;
         let trained: Vec<_> = entry
             .versions
