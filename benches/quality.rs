@@ -125,6 +125,10 @@ async fn main() {
         ("item_knn", "neighbors = 100, shrink = 10"),
         ("ease", "lambda = 250"),
         (
+            "bpr",
+            "factors = 64, iterations = 100, learning_rate = 0.05, regularization = 0.01",
+        ),
+        (
             "als",
             "factors = 64, iterations = 15, regularization = 20, alpha = 1",
         ),

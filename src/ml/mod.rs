@@ -2,6 +2,7 @@
 //! knows SQL or storage; `sql::models` feeds it rows and `catalog::models` keeps its results.
 
 pub mod als;
+pub mod bpr;
 pub mod interactions;
 pub mod item_item;
 pub mod metrics;

@@ -15,6 +15,8 @@ pub enum Algorithm {
     Ease,
     /// Item k-NN with cosine similarity and shrinkage.
     ItemKnn,
+    /// Bayesian personalised ranking, SGD.
+    Bpr,
 }
 
 impl Algorithm {
@@ -25,11 +27,9 @@ impl Algorithm {
             "popularity" => Ok(Algorithm::Popularity),
             "ease" => Ok(Algorithm::Ease),
             "item_knn" => Ok(Algorithm::ItemKnn),
-            "bpr" => Err(Error::FeatureNotSupported(format!(
-                "algorithm \"{name}\" is not available yet; use als, ease, item_knn or popularity"
-            ))),
+            "bpr" => Ok(Algorithm::Bpr),
             _ => Err(Error::InvalidParameter(format!(
-                "unknown algorithm \"{name}\"; use als, ease, item_knn or popularity"
+                "unknown algorithm \"{name}\"; use als, bpr, ease, item_knn or popularity"
             ))),
         }
     }
@@ -41,6 +41,7 @@ impl Algorithm {
             Algorithm::Popularity => "popularity",
             Algorithm::Ease => "ease",
             Algorithm::ItemKnn => "item_knn",
+            Algorithm::Bpr => "bpr",
         }
     }
 
@@ -56,6 +57,7 @@ impl Algorithm {
             Algorithm::Popularity => &[],
             Algorithm::Ease => &["lambda"],
             Algorithm::ItemKnn => &["neighbors", "shrink"],
+            Algorithm::Bpr => &["factors", "iterations", "learning_rate", "regularization"],
         }
     }
 }
@@ -124,6 +126,8 @@ pub struct TrainOptions {
     pub neighbors: usize,
     /// Shrinkage of the cosine similarity (item k-NN).
     pub shrink: f32,
+    /// SGD step size (BPR).
+    pub learning_rate: f32,
     /// The options as given, for the registry.
     pub given: BTreeMap<String, String>,
 }
@@ -151,6 +155,11 @@ impl TrainOptions {
             }
         }
         let text = |name: &str| map.get(name).cloned();
+        // BPR takes many cheap passes and little regularisation; ALS few passes and more.
+        let (default_iterations, default_regularization) = match algorithm {
+            Algorithm::Bpr => (100.0, 0.01),
+            _ => (15.0, 20.0),
+        };
         let options = TrainOptions {
             algorithm,
             user_column: text("user_column").unwrap_or_else(|| "user_id".into()),
@@ -210,12 +219,17 @@ impl TrainOptions {
             iterations: number(
                 &map,
                 "iterations",
-                15.0,
+                default_iterations,
                 |v| v >= 1.0 && v.fract() == 0.0 && v <= 10_000.0,
                 "an integer in [1, 10000]",
             )? as usize,
-            regularization: number(&map, "regularization", 20.0, |v| v >= 0.0, "non-negative")?
-                as f32,
+            regularization: number(
+                &map,
+                "regularization",
+                default_regularization,
+                |v| v >= 0.0,
+                "non-negative",
+            )? as f32,
             alpha: number(&map, "alpha", 1.0, |v| v >= 0.0, "non-negative")? as f32,
             cg_steps: number(
                 &map,
@@ -233,6 +247,13 @@ impl TrainOptions {
                 "a positive integer",
             )? as usize,
             shrink: number(&map, "shrink", 10.0, |v| v >= 0.0, "non-negative")? as f32,
+            learning_rate: number(
+                &map,
+                "learning_rate",
+                0.05,
+                |v| v > 0.0 && v <= 10.0,
+                "in (0, 10]",
+            )? as f32,
             given: map.clone(),
         };
         Ok(options)

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::ml::als::{self, AlsParams};
+use crate::ml::bpr::{self, BprParams};
 use crate::ml::interactions::{Interactions, Split};
 use crate::ml::item_item;
 use crate::ml::metrics::{Metrics, evaluate};
@@ -100,7 +101,7 @@ fn check_memory(data: &Interactions, options: &TrainOptions) -> Result<()> {
     let vectors = (data.users.len() + data.items.len()) as u64;
     let items = data.items.len() as u64;
     let bytes = match options.algorithm {
-        Algorithm::Als => vectors * options.factors as u64 * 4,
+        Algorithm::Als | Algorithm::Bpr => vectors * (options.factors as u64 + 1) * 4,
         Algorithm::Popularity => items * 4,
         // the co-occurrence matrix, its inverse and the weights
         Algorithm::Ease | Algorithm::ItemKnn => items * items * 4 * 3,
@@ -141,6 +142,23 @@ fn fit(
             on_iteration((1, 0.0));
             let g = item_item::cooccurrence(&split.train, split.items);
             Scorer::ItemItem(item_item::knn(&g, options.neighbors, options.shrink))
+        }
+        Algorithm::Bpr => {
+            let params = BprParams {
+                factors: options.factors,
+                iterations: options.iterations,
+                learning_rate: options.learning_rate,
+                regularization: options.regularization,
+                seed: options.seed,
+            };
+            let factors = bpr::train(&split.train, split.items, &params, |i, loss| {
+                on_iteration((i, loss))
+            });
+            Scorer::Factors {
+                factors: options.factors + 1,
+                users: factors.users,
+                items: factors.items,
+            }
         }
         Algorithm::Als => {
             let params = AlsParams {

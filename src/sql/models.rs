@@ -68,7 +68,7 @@ impl Engine {
         let (data, user_type, item_type) = interactions(&batches, &options)?;
         let progress_notices = notices.clone();
         let total = match algorithm {
-            Algorithm::Als => options.iterations,
+            Algorithm::Als | Algorithm::Bpr => options.iterations,
             _ => 1,
         };
         let algorithm_name = algorithm.name();
