@@ -193,9 +193,23 @@ pub fn top_k(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
     ranked
 }
 
-/// The dot product of two equally long vectors.
+/// The dot product of two equally long vectors. Eight running sums let the compiler use SIMD
+/// lanes (a single sum is a dependency chain it may not reorder).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let (blocks_a, blocks_b) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = blocks_a
+        .remainder()
+        .iter()
+        .zip(blocks_b.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    let mut sums = [0f32; 8];
+    for (x, y) in blocks_a.zip(blocks_b) {
+        for lane in 0..8 {
+            sums[lane] += x[lane] * y[lane];
+        }
+    }
+    sums.iter().sum::<f32>() + tail
 }
 
 // The stored form, written by hand: a few length-prefixed little-endian sections. Factors are
