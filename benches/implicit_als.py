@@ -47,7 +47,8 @@ def main():
         random_state=42,
         calculate_training_loss=False,
     )
-    with threadpool_limits(limits=threads):
+    # implicit runs its own `threads` workers and asks for single-threaded BLAS inside them
+    with threadpool_limits(limits=1, user_api="blas"):
         started = time.perf_counter()
         model.fit(matrix, show_progress=False)
         train_seconds = time.perf_counter() - started
