@@ -206,21 +206,10 @@ fn loss(ratings: &Csr, factors: &Factors, params: &AlsParams) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ml::fixture::{assert_missing_items_rank_first, two_groups};
 
     #[test]
-    fn learns_two_clusters_and_the_loss_falls() {
-        // users 0-9 like items 0-4, users 10-19 like items 5-9; each user misses one item of
-        // their group, which should score above every item of the other group
-        let group = |u: u32| if u < 10 { 0 } else { 5 };
-        let mut triples = Vec::new();
-        for u in 0..20u32 {
-            for i in group(u)..group(u) + 5 {
-                if i != group(u) + u % 5 {
-                    triples.push((u, i, 1.0));
-                }
-            }
-        }
-        let ratings = Csr::from_triples(20, triples.into_iter());
+    fn learns_two_groups_and_the_loss_falls() {
         let params = AlsParams {
             factors: 2,
             iterations: 10,
@@ -230,22 +219,9 @@ mod tests {
             seed: 7,
         };
         let mut losses = Vec::new();
-        let factors = train(&ratings, 10, &params, |_, loss| losses.push(loss));
+        let factors = train(&two_groups(), 10, &params, |_, loss| losses.push(loss));
         assert_eq!(losses.len(), 10);
         assert!(losses[9] < losses[0], "{losses:?}");
-        for u in 0..20u32 {
-            let xu = &factors.users[u as usize * 2..u as usize * 2 + 2];
-            let score = |i: u32| dot(xu, &factors.items[i as usize * 2..i as usize * 2 + 2]);
-            let missing = group(u) + u % 5;
-            let other = 5 - group(u);
-            for o in other..other + 5 {
-                assert!(
-                    score(missing) > score(o),
-                    "user {u}: {} vs {}",
-                    score(missing),
-                    score(o)
-                );
-            }
-        }
+        assert_missing_items_rank_first(&factors, 2);
     }
 }

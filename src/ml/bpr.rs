@@ -108,19 +108,10 @@ pub fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ml::fixture::{assert_missing_items_rank_first, two_groups};
 
     #[test]
     fn ranks_the_items_of_the_users_group_first() {
-        let group = |u: u32| if u < 10 { 0 } else { 5 };
-        let mut triples = Vec::new();
-        for u in 0..20u32 {
-            for i in group(u)..group(u) + 5 {
-                if i != group(u) + u % 5 {
-                    triples.push((u, i, 1.0));
-                }
-            }
-        }
-        let ratings = Csr::from_triples(20, triples.into_iter());
         let params = BprParams {
             factors: 4,
             iterations: 200,
@@ -129,16 +120,8 @@ mod tests {
             seed: 3,
         };
         let mut losses = Vec::new();
-        let factors = train(&ratings, 10, &params, |_, loss| losses.push(loss));
+        let factors = train(&two_groups(), 10, &params, |_, loss| losses.push(loss));
         assert!(losses[199] < losses[0], "{:?}", (losses[0], losses[199]));
-        for u in 0..20u32 {
-            let xu = &factors.users[u as usize * 5..u as usize * 5 + 5];
-            let score = |i: u32| dot(xu, &factors.items[i as usize * 5..i as usize * 5 + 5]);
-            let missing = group(u) + u % 5;
-            let other = 5 - group(u);
-            for o in other..other + 5 {
-                assert!(score(missing) > score(o), "user {u}");
-            }
-        }
+        assert_missing_items_rank_first(&factors, 5);
     }
 }
