@@ -3,11 +3,9 @@
 
 mod common;
 
-use common::{PASSWORD, start};
+use common::{connect_with_notices, start};
 use datafusion::arrow::array::{AsArray, RecordBatch};
-use futures::StreamExt;
 use tastedb::Engine;
-use tokio_postgres::{AsyncMessage, NoTls};
 
 const EVENTS: &str = "CREATE TABLE events (user_id BIGINT, item_id BIGINT, weight DOUBLE);
     INSERT INTO events SELECT u, CASE WHEN u <= 10 THEN i ELSE i + 5 END, 1.0
@@ -79,21 +77,7 @@ async fn models_are_served_after_a_restart_with_integer_ids() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn training_reports_each_iteration_as_a_notice() {
     let server = start(4).await;
-    let config = format!(
-        "host={} port={} user=tastedb password='{PASSWORD}' dbname=tastedb",
-        server.addr.ip(),
-        server.addr.port()
-    );
-    let (client, mut connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
-    let (sender, mut notices) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(message)) = messages.next().await {
-            if let AsyncMessage::Notice(notice) = message {
-                let _ = sender.send(notice.message().to_string());
-            }
-        }
-    });
+    let (client, mut notices) = connect_with_notices(server.addr).await;
     client.batch_execute(EVENTS).await.unwrap();
     let rows = client
         .query(
@@ -107,8 +91,8 @@ async fn training_reports_each_iteration_as_a_notice() {
     assert_eq!(rows[0].get::<_, String>("model"), "recs");
     assert_eq!(rows[0].get::<_, i64>("version"), 1);
     let mut received = Vec::new();
-    while let Ok(notice) = notices.try_recv() {
-        received.push(notice);
+    while let Ok((_, message)) = notices.try_recv() {
+        received.push(message);
     }
     assert_eq!(received.len(), 4, "{received:?}");
     assert!(

@@ -4,14 +4,12 @@
 mod common;
 
 use chrono::{NaiveDate, TimeZone, Utc};
-use common::{connect, rows, start, start_with};
-use futures::StreamExt;
+use common::{connect, connect_with_notices, rows, start, start_with};
 use std::net::SocketAddr;
 use tastedb::server::AuthMode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_postgres::types::{FromSql, Type};
-use tokio_postgres::{AsyncMessage, NoTls};
 
 /// One value of every type the server maps, with Postgres' own name for it.
 const ALL_TYPES: &str = "SELECT CAST(1 AS SMALLINT) AS i2, CAST(2 AS INT) AS i4, \
@@ -150,25 +148,7 @@ async fn typed_parameters_of_every_scalar_type_bind() {
 #[tokio::test]
 async fn notices_reach_the_client_as_statements_run() {
     let server = start(4).await;
-    let config = format!(
-        "host={} port={} user=tastedb password='{}' dbname=tastedb",
-        server.addr.ip(),
-        server.addr.port(),
-        common::PASSWORD
-    );
-    let (client, mut connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
-    let (sender, mut notices) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(message)) = messages.next().await {
-            if let AsyncMessage::Notice(notice) = message {
-                let _ = sender.send((
-                    notice.code().code().to_string(),
-                    notice.message().to_string(),
-                ));
-            }
-        }
-    });
+    let (client, mut notices) = connect_with_notices(server.addr).await;
     client
         .batch_execute(
             "CREATE TABLE t (id BIGINT); CREATE TABLE IF NOT EXISTS t (id BIGINT); \

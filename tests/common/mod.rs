@@ -72,6 +72,36 @@ pub async fn connect_as(
     Ok(client)
 }
 
+/// A client logged in as the admin user, with the (SQLSTATE, message) of every NOTICE the
+/// server sends it.
+pub async fn connect_with_notices(
+    addr: SocketAddr,
+) -> (
+    Client,
+    tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+) {
+    use futures::StreamExt;
+    let config = format!(
+        "host={} port={} user=tastedb password='{PASSWORD}' dbname=tastedb",
+        addr.ip(),
+        addr.port()
+    );
+    let (client, mut connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
+    let (sender, notices) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notice(notice) = message {
+                let _ = sender.send((
+                    notice.code().code().to_string(),
+                    notice.message().to_string(),
+                ));
+            }
+        }
+    });
+    (client, notices)
+}
+
 /// A client logged in as the admin user.
 pub async fn connect(addr: SocketAddr) -> Client {
     connect_as(addr, "tastedb", PASSWORD).await.unwrap()
