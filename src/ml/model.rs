@@ -120,13 +120,7 @@ impl TrainedModel {
             (Scorer::Popularity(scores), _) => scores[item],
             (Scorer::ItemItem(weights), Some(u)) => {
                 let n = self.item_ids.len();
-                let (liked, values) = self.seen.row(u);
-                liked
-                    .iter()
-                    .zip(values)
-                    .filter(|(_, w)| **w > 0.0)
-                    .map(|(&i, _)| weights[i as usize * n + item])
-                    .sum()
+                self.liked(u).map(|i| weights[i * n + item]).sum()
             }
             (_, None) => self.popularity[item],
         }
@@ -150,16 +144,24 @@ impl TrainedModel {
             (Scorer::ItemItem(weights), Some(u)) => {
                 let n = self.item_ids.len();
                 let mut scores = vec![0f32; n];
-                for (&i, &w) in self.seen.row(u).0.iter().zip(self.seen.row(u).1) {
-                    if w > 0.0 {
-                        let row = &weights[i as usize * n..(i as usize + 1) * n];
-                        scores.iter_mut().zip(row).for_each(|(s, b)| *s += b);
-                    }
+                for i in self.liked(u) {
+                    let row = &weights[i * n..(i + 1) * n];
+                    scores.iter_mut().zip(row).for_each(|(s, b)| *s += b);
                 }
                 scores
             }
             (_, None) => self.popularity.clone(),
         }
+    }
+
+    /// The items user index `user` interacted with positively.
+    fn liked(&self, user: usize) -> impl Iterator<Item = usize> + '_ {
+        let (items, weights) = self.seen.row(user);
+        items
+            .iter()
+            .zip(weights)
+            .filter(|(_, w)| **w > 0.0)
+            .map(|(&i, _)| i as usize)
     }
 
     /// The `k` best items for user index `user` (popularity for `None`), excluding the
