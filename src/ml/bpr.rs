@@ -4,7 +4,7 @@
 
 use crate::ml::als::Factors;
 use crate::ml::interactions::Csr;
-use crate::ml::model::dot;
+use crate::ml::kernels::dot;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -5,6 +5,7 @@ pub mod als;
 pub mod bpr;
 pub mod interactions;
 pub mod item_item;
+pub mod kernels;
 pub mod metrics;
 pub mod model;
 pub mod options;
@@ -22,7 +23,7 @@ pub use train::{Progress, TrainOutcome, train};
 pub(crate) mod fixture {
     use crate::ml::als::Factors;
     use crate::ml::interactions::Csr;
-    use crate::ml::model::dot;
+    use crate::ml::kernels::dot;
 
     /// Users 0-9 like items 0-4 and users 10-19 like items 5-9; user u misses item
     /// `group + u % 5` of their group.

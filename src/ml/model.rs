@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::ml::interactions::Csr;
+use crate::ml::kernels::{dot, dot_rows};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -137,8 +138,9 @@ impl TrainedModel {
                 },
                 Some(u),
             ) => {
-                let x = &users[u * factors..(u + 1) * factors];
-                items.chunks_exact(*factors).map(|y| dot(x, y)).collect()
+                let mut scores = Vec::with_capacity(items.len() / factors);
+                dot_rows(&users[u * factors..(u + 1) * factors], items, &mut scores);
+                scores
             }
             (Scorer::Popularity(scores), _) => scores.clone(),
             (Scorer::ItemItem(weights), Some(u)) => {
@@ -193,25 +195,6 @@ pub fn top_k(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
     ranked.sort_by(order);
     ranked.truncate(k);
     ranked
-}
-
-/// The dot product of two equally long vectors. Eight running sums let the compiler use SIMD
-/// lanes (a single sum is a dependency chain it may not reorder).
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let (blocks_a, blocks_b) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = blocks_a
-        .remainder()
-        .iter()
-        .zip(blocks_b.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    let mut sums = [0f32; 8];
-    for (x, y) in blocks_a.zip(blocks_b) {
-        for lane in 0..8 {
-            sums[lane] += x[lane] * y[lane];
-        }
-    }
-    sums.iter().sum::<f32>() + tail
 }
 
 // The stored form, written by hand: a few length-prefixed little-endian sections. Factors are

@@ -11,7 +11,8 @@ use crate::catalog::ModelRegistry;
 use crate::catalog::models::IdType;
 use crate::error::{Error, Result};
 use crate::ml::TrainedModel;
-use crate::ml::model::{Scorer, dot, top_k};
+use crate::ml::kernels::dot;
+use crate::ml::model::{Scorer, top_k};
 use async_trait::async_trait;
 use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
