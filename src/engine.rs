@@ -2,6 +2,7 @@
 
 use crate::catalog::{Catalog, ModelRegistry, StoredTable, TableDef, TasteSchema, Users};
 use crate::error::{Error, Result};
+use crate::features::{FeatureViews, HistoricalFeatures, OnlineFeatures, SpineInputs};
 use crate::sql::execute::empty_stream;
 use crate::sql::names;
 use crate::sql::notices::Notices;
@@ -40,6 +41,8 @@ struct EngineInner {
     catalog: Arc<Catalog>,
     schema: Arc<TasteSchema>,
     models: Arc<ModelRegistry>,
+    features: Arc<FeatureViews>,
+    spines: Arc<SpineInputs>,
 }
 
 impl Drop for EngineInner {
@@ -68,7 +71,13 @@ impl Engine {
         let store = Arc::new(Store::open(dir.as_ref())?);
         let catalog = Arc::new(Catalog::load(store)?);
         let models = Arc::new(ModelRegistry::load(catalog.store().clone())?);
-        let schema = Arc::new(TasteSchema::new(catalog.clone(), models.clone()));
+        let features = Arc::new(FeatureViews::load(catalog.store().clone())?);
+        let spines = Arc::new(SpineInputs::default());
+        let schema = Arc::new(TasteSchema::new(
+            catalog.clone(),
+            models.clone(),
+            features.clone(),
+        ));
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
@@ -83,6 +92,14 @@ impl Engine {
             .map_err(|e| Error::from(*e))?;
         crate::sql::register_functions(&ctx);
         crate::sql::recommend::register(&ctx, models.clone());
+        ctx.register_udtf(
+            "online_features",
+            Arc::new(OnlineFeatures::new(features.clone())),
+        );
+        ctx.register_udtf(
+            "historical_features",
+            Arc::new(HistoricalFeatures::new(features.clone(), spines.clone())),
+        );
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 users: Users::new(catalog.store().clone()),
@@ -90,6 +107,8 @@ impl Engine {
                 catalog,
                 schema,
                 models,
+                features,
+                spines,
             }),
         })
     }
@@ -222,5 +241,15 @@ impl Engine {
     /// The model registry of this data directory.
     pub fn models(&self) -> &Arc<ModelRegistry> {
         &self.inner.models
+    }
+
+    /// The feature views.
+    pub fn features(&self) -> &Arc<FeatureViews> {
+        &self.inner.features
+    }
+
+    /// Spine queries planned ahead of `historical_features` calls.
+    pub(crate) fn spines(&self) -> &Arc<SpineInputs> {
+        &self.inner.spines
     }
 }

@@ -21,6 +21,8 @@ pub mod sqlstate {
     pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
     /// Invalid parameter value (bad option of a statement).
     pub const INVALID_PARAMETER_VALUE: &str = "22023";
+    /// An interval or date/time text that does not parse.
+    pub const INVALID_DATETIME_FORMAT: &str = "22007";
     /// Invalid text representation (a value that does not parse as its column's type).
     pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
     /// NOT NULL violation.
@@ -136,6 +138,9 @@ pub enum Error {
     /// Valid SQL that TasteDB does not support.
     #[error("{0}")]
     FeatureNotSupported(String),
+    /// A date, time or interval text that does not parse (22007).
+    #[error("{0}")]
+    InvalidDatetimeFormat(String),
     /// A value whose type does not fit where it is used.
     #[error("{0}")]
     DatatypeMismatch(String),
@@ -201,6 +206,7 @@ impl Error {
             Error::InvalidTableDefinition(_) => INVALID_TABLE_DEFINITION,
             Error::InvalidParameter(_) => INVALID_PARAMETER_VALUE,
             Error::FeatureNotSupported(_) => FEATURE_NOT_SUPPORTED,
+            Error::InvalidDatetimeFormat(_) => INVALID_DATETIME_FORMAT,
             Error::DatatypeMismatch(_) => DATATYPE_MISMATCH,
             Error::ProgramLimitExceeded(_) => PROGRAM_LIMIT_EXCEEDED,
             Error::DirectoryLocked { .. } => OBJECT_IN_USE,

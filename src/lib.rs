@@ -4,6 +4,7 @@
 pub mod catalog;
 mod engine;
 pub mod error;
+pub mod features;
 pub mod ml;
 pub mod server;
 pub mod sql;

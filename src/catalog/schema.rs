@@ -3,6 +3,7 @@
 
 use crate::catalog::{Catalog, ModelRegistry, StoredTableProvider, system_tables};
 use crate::error::Error;
+use crate::features::FeatureViews;
 use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::common::{DataFusionError, Result};
@@ -14,15 +15,21 @@ use std::sync::{Arc, RwLock};
 pub struct TasteSchema {
     catalog: Arc<Catalog>,
     models: Arc<ModelRegistry>,
+    features: Arc<FeatureViews>,
     registered: RwLock<BTreeMap<String, Arc<dyn TableProvider>>>,
 }
 
 impl TasteSchema {
-    /// A schema over `catalog`, with the system tables of `models`.
-    pub fn new(catalog: Arc<Catalog>, models: Arc<ModelRegistry>) -> Self {
+    /// A schema over `catalog`, with the system tables of `models` and `features`.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        models: Arc<ModelRegistry>,
+        features: Arc<FeatureViews>,
+    ) -> Self {
         TasteSchema {
             catalog,
             models,
+            features,
             registered: RwLock::new(BTreeMap::new()),
         }
     }
@@ -47,7 +54,7 @@ impl SchemaProvider for TasteSchema {
             let store = self.catalog.store().clone();
             return Ok(Some(Arc::new(StoredTableProvider::new(store, table))));
         }
-        if let Some(table) = system_tables::table(&self.models, name) {
+        if let Some(table) = system_tables::table(&self.models, &self.features, name) {
             return table.map(Some).map_err(Error::into_datafusion);
         }
         Ok(self.registered().get(name).cloned())

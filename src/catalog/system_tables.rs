@@ -1,8 +1,9 @@
-//! The registry as tables: `tastedb_models`, `tastedb_model_versions` and
-//! `tastedb_training_log`, built from the registry whenever a query reads them.
+//! The registries as tables: `tastedb_models`, `tastedb_model_versions`,
+//! `tastedb_training_log` and `tastedb_feature_views`, built whenever a query reads them.
 
 use crate::catalog::models::{ModelEntry, ModelRecord, ModelRegistry, ModelVersion};
 use crate::error::Result;
+use crate::features::{FeatureView, FeatureViews};
 use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
@@ -13,19 +14,24 @@ use datafusion::datasource::MemTable;
 use std::sync::Arc;
 
 /// Names of the system tables.
-pub const NAMES: [&str; 3] = [
+pub const NAMES: [&str; 4] = [
     "tastedb_models",
     "tastedb_model_versions",
     "tastedb_training_log",
+    "tastedb_feature_views",
 ];
 
 /// The system table `name` as it is now, if `name` is one.
-pub fn table(registry: &ModelRegistry, name: &str) -> Option<Result<Arc<dyn TableProvider>>> {
-    let models = registry.models();
+pub fn table(
+    registry: &ModelRegistry,
+    features: &FeatureViews,
+    name: &str,
+) -> Option<Result<Arc<dyn TableProvider>>> {
     let batch = match name {
-        "tastedb_models" => models_batch(&models),
-        "tastedb_model_versions" => all_versions_batch(&models),
-        "tastedb_training_log" => log_batch(&models),
+        "tastedb_models" => models_batch(&registry.models()),
+        "tastedb_model_versions" => all_versions_batch(&registry.models()),
+        "tastedb_training_log" => log_batch(&registry.models()),
+        "tastedb_feature_views" => feature_views_batch(&features.list()),
         _ => return None,
     };
     Some(batch.and_then(|batch| {
@@ -208,4 +214,59 @@ fn log_batch(models: &[ModelEntry]) -> Result<RecordBatch> {
         )),
     ];
     Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
+}
+
+/// The columns of `tastedb_feature_views` (and `SHOW FEATURE VIEWS`).
+pub fn feature_views_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("entity", DataType::Utf8, false),
+        Field::new("timestamp_column", DataType::Utf8, false),
+        Field::new("ttl", DataType::Utf8, true),
+        Field::new("definition", DataType::Utf8, false),
+        Field::new("created_at", timestamp(), false),
+        Field::new("last_materialized", timestamp(), true),
+        Field::new("last_mode", DataType::Utf8, true),
+        Field::new("rows", DataType::Int64, false),
+    ]))
+}
+
+/// One row per feature view.
+pub fn feature_views_batch(views: &[FeatureView]) -> Result<RecordBatch> {
+    let done = |f: &dyn Fn(&crate::features::Materialized) -> Option<i64>| -> Vec<Option<i64>> {
+        views
+            .iter()
+            .map(|v| v.materialized.as_ref().and_then(f))
+            .collect()
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(views.iter().map(|v| &v.name))),
+        Arc::new(StringArray::from_iter_values(
+            views.iter().map(|v| &v.entity),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            views.iter().map(|v| &v.timestamp),
+        )),
+        Arc::new(StringArray::from_iter(views.iter().map(|v| v.ttl.clone()))),
+        Arc::new(StringArray::from_iter_values(
+            views.iter().map(|v| &v.definition),
+        )),
+        Arc::new(TimestampMicrosecondArray::from_iter_values(
+            views.iter().map(|v| v.created_micros),
+        )),
+        Arc::new(TimestampMicrosecondArray::from(done(&|m| {
+            Some(m.at_micros)
+        }))),
+        Arc::new(StringArray::from_iter(
+            views
+                .iter()
+                .map(|v| v.materialized.as_ref().map(|m| m.mode.name())),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            done(&|m| Some(m.rows as i64))
+                .into_iter()
+                .map(|r| r.unwrap_or(0)),
+        )),
+    ];
+    Ok(RecordBatch::try_new(feature_views_schema(), columns)?)
 }

@@ -9,7 +9,9 @@ use crate::server::errors::{error_info, to_pgwire};
 use crate::server::settings::{self, SessionStatement};
 use crate::server::{bind, copy};
 use crate::sql::notices::{Notice, Notices};
-use crate::sql::parser::{self, CopySourceKind, ModelStatement, Statement, UserStatement};
+use crate::sql::parser::{
+    self, CopySourceKind, FeatureStatement, ModelStatement, Statement, UserStatement,
+};
 use crate::sql::ranking_table;
 use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
@@ -170,6 +172,13 @@ fn kind_of(statement: &Statement) -> Kind {
             return match model {
                 ModelStatement::Drop { .. } => Kind::Command("DROP MODEL".into()),
                 ModelStatement::SetActiveVersion { .. } => Kind::Command("ALTER MODEL".into()),
+                _ => Kind::Rows,
+            };
+        }
+        Statement::Feature(feature) => {
+            return match feature {
+                FeatureStatement::Create(_) => Kind::Command("CREATE FEATURE VIEW".into()),
+                FeatureStatement::Drop { .. } => Kind::Command("DROP FEATURE VIEW".into()),
                 _ => Kind::Rows,
             };
         }
@@ -381,6 +390,12 @@ impl Planner {
             .and_then(|plan| PointQuery::recognise(self.engine.catalog(), plan));
         let rows_schema = match (&statement, settings::session_statement(&statement)) {
             (_, Some(SessionStatement::Show(name))) => Some(settings::show_schema(&name)),
+            (Statement::Feature(FeatureStatement::Show), _) => {
+                Some(system_tables::feature_views_schema().as_ref().clone())
+            }
+            (Statement::Feature(FeatureStatement::Materialize { .. }), _) => {
+                Some(crate::sql::features::materialize_schema().as_ref().clone())
+            }
             (Statement::Model(ModelStatement::Show), _) => {
                 Some(system_tables::models_schema().as_ref().clone())
             }

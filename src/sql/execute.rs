@@ -31,6 +31,7 @@ impl Engine {
         match statement {
             Statement::CopyFrom(copy) => count_stream(self.copy_from_file(copy, |_| {}).await?),
             Statement::Model(model) => self.execute_model(model, notices).await,
+            Statement::Feature(feature) => self.execute_feature(feature, notices).await,
             Statement::CopyToStdout(_) => Err(Error::FeatureNotSupported(
                 "COPY TO STDOUT needs a client connection; use COPY … TO 'file' here".into(),
             )),
@@ -86,12 +87,15 @@ impl Engine {
     }
 
     /// DataFusion's logical plan of `statement` (placeholders `$n` stay unbound).
-    pub(crate) async fn plan(&self, statement: DFStatement) -> Result<LogicalPlan> {
-        Ok(self
+    pub(crate) async fn plan(&self, mut statement: DFStatement) -> Result<LogicalPlan> {
+        let spines = self.extract_spines(&mut statement).await?;
+        let plan = self
             .session_context()
             .state()
             .statement_to_plan(statement)
-            .await?)
+            .await;
+        self.forget_spines(&spines);
+        Ok(plan?)
     }
 
     /// Runs a logical plan and streams its rows.

@@ -5,6 +5,8 @@ pub mod copy_from;
 mod copy_text;
 mod create_table;
 pub(crate) mod execute;
+mod feature_parser;
+pub(crate) mod features;
 mod functions;
 mod insert_values;
 mod model_parser;

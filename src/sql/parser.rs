@@ -2,6 +2,8 @@
 //! start is peeked at; TasteDB's own forms are parsed here, all else by `DFParser`.
 
 use crate::error::{Error, Result};
+use crate::sql::feature_parser::feature_statement;
+pub use crate::sql::feature_parser::{CreateFeatureView, FeatureStatement};
 use crate::sql::model_parser::model_statement;
 pub use crate::sql::model_parser::{ModelStatement, TrainModel, TrainSource};
 use crate::sql::names;
@@ -28,6 +30,8 @@ pub enum Statement {
     CopyToStdout(CopyToStdout),
     /// `TRAIN MODEL`, `DROP MODEL`, `SHOW MODELS`, `EVALUATE MODEL`, `ALTER MODEL`.
     Model(ModelStatement),
+    /// `CREATE|DROP FEATURE VIEW`, `SHOW FEATURE VIEWS`, `MATERIALIZE FEATURE VIEW`.
+    Feature(FeatureStatement),
 }
 
 /// A parsed `COPY … TO STDOUT`.
@@ -141,6 +145,9 @@ fn parse_one(parser: &mut DFParser) -> Result<Statement> {
     }
     if let Some(model) = model_statement(&mut parser.parser)? {
         return Ok(Statement::Model(model));
+    }
+    if let Some(feature) = feature_statement(&mut parser.parser)? {
+        return Ok(Statement::Feature(feature));
     }
     if is_copy_to_stdout(&parser.parser) {
         let statement = parser.parser.parse_statement()?;

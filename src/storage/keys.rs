@@ -9,6 +9,8 @@
 //! | `n`    | model name (UTF-8)            | `ModelRecord` as JSON         |
 //! | `v`    | model name, 0, version (u32 BE) | `ModelVersion` as JSON      |
 //! | `f`    | model name, 0, version (u32 BE) | `TrainedModel` bytes (`ml::model`) |
+//! | `w`    | feature view name (UTF-8)     | `FeatureView` as JSON         |
+//! | `o`    | feature view name, 0, entity key (`key_codec`) | latest feature row (`row_codec`) |
 
 const META: u8 = b'm';
 const CATALOG: u8 = b'c';
@@ -17,6 +19,8 @@ const USER: u8 = b'u';
 const MODEL: u8 = b'n';
 const MODEL_VERSION: u8 = b'v';
 const MODEL_DATA: u8 = b'f';
+const FEATURE_VIEW: u8 = b'w';
+const ONLINE_FEATURES: u8 = b'o';
 
 /// Key of a meta entry.
 pub fn meta(name: &str) -> Vec<u8> {
@@ -68,6 +72,27 @@ fn versioned(prefix: u8, name: &str, version: u32) -> Vec<u8> {
     key.push(0);
     key.extend_from_slice(&version.to_be_bytes());
     key
+}
+
+/// Key of a feature view's definition; `feature_view("")` is the prefix of all of them.
+pub fn feature_view(name: &str) -> Vec<u8> {
+    prefixed(FEATURE_VIEW, name.as_bytes())
+}
+
+/// Key of the online feature row of `entity_key` (a `key_codec` encoding) in view `view`.
+pub fn online_row(view: &str, entity_key: &[u8]) -> Vec<u8> {
+    let mut key = online_range(view).0;
+    key.extend_from_slice(entity_key);
+    key
+}
+
+/// The range `[start, end)` of every online row of view `view`.
+pub fn online_range(view: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut start = prefixed(ONLINE_FEATURES, view.as_bytes());
+    start.push(0);
+    let mut end = prefixed(ONLINE_FEATURES, view.as_bytes());
+    end.push(1);
+    (start, end)
 }
 
 /// Prefix shared by every row of a table.

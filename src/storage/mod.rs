@@ -9,5 +9,5 @@ mod store;
 pub mod writer;
 
 pub use key_codec::encode_key;
-pub use row_codec::ColumnValues;
+pub use row_codec::{ColumnValues, RowDecoder, encode_row};
 pub use store::{FORMAT_VERSION, MARKER_FILE, Store};

@@ -31,6 +31,8 @@ pub fn insert(store: &Store, table: &StoredTable, batches: &[RecordBatch]) -> Re
     let mut seen_keys = HashSet::new();
     let mut rows_before: u64 = 0;
     let mut encoded = Vec::with_capacity(256);
+    // Held until the write is done: readers of "rows since row id n" wait for these.
+    let mut reservations = Vec::new();
     // One key buffer for every row: the table prefix, then the row's key.
     let mut key = keys::table_prefix(def.id);
     let prefix_len = key.len();
@@ -46,7 +48,10 @@ pub fn insert(store: &Store, table: &StoredTable, batches: &[RecordBatch]) -> Re
             let keys = primary_keys(store, def, &columns, rows_before, &mut seen_keys)?;
             (Some(keys), 0)
         } else {
-            (None, table.allocate_row_ids(batch.num_rows() as u64))
+            let reservation = table.reserve_row_ids(batch.num_rows() as u64);
+            let first = reservation.first();
+            reservations.push(reservation);
+            (None, first)
         };
         for row in 0..batch.num_rows() {
             key.truncate(prefix_len);

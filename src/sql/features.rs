@@ -1,0 +1,501 @@
+//! Running the feature-store statements, and taking the spine queries of
+//! `historical_features` out of a statement before DataFusion plans it.
+
+use crate::catalog::{ColumnDef, ColumnType, TableDef, system_tables};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::features::{
+    FeatureRows, FeatureView, MaterializeMode, Materialized, SourceMark, latest_rows, now_micros,
+    parse_ttl, write_latest,
+};
+use crate::sql::execute::empty_stream;
+use crate::sql::notices::{Notice, Notices};
+use crate::sql::parser::{CreateFeatureView, FeatureStatement};
+use crate::storage::encode_key;
+use crate::storage::keys;
+use crate::storage::{ColumnValues, RowDecoder};
+use datafusion::arrow::array::{
+    Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::{LogicalPlan, lit};
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::prelude::ident;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, FunctionArg, FunctionArgExpr, Query, Statement as SqlStatement, TableFactor,
+    Value, VisitMut, VisitorMut,
+};
+use rocksdb::{ReadOptions, WriteBatch};
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Instant;
+
+impl Engine {
+    /// Runs a feature-store statement.
+    pub(crate) async fn execute_feature(
+        &self,
+        statement: FeatureStatement,
+        notices: &Notices,
+    ) -> Result<SendableRecordBatchStream> {
+        let views = self.features();
+        match statement {
+            FeatureStatement::Create(create) => {
+                let name = create.name.clone();
+                let if_not_exists = create.if_not_exists;
+                let view = self.define_feature_view(create).await?;
+                if !views.create(view, if_not_exists)? {
+                    notices.send(Notice::with_code(
+                        "42710",
+                        format!("feature view \"{name}\" already exists, skipping"),
+                    ));
+                }
+                Ok(empty_stream())
+            }
+            FeatureStatement::Drop { name, if_exists } => {
+                if !views.drop_view(&name, if_exists)? {
+                    notices.send(Notice::info(format!(
+                        "feature view \"{name}\" does not exist, skipping"
+                    )));
+                }
+                Ok(empty_stream())
+            }
+            FeatureStatement::Show => {
+                batch_stream(system_tables::feature_views_batch(&views.list())?)
+            }
+            FeatureStatement::Materialize { name } => self.materialize(&name).await,
+        }
+    }
+
+    /// Checks a CREATE FEATURE VIEW against its definition's planned columns.
+    async fn define_feature_view(&self, create: CreateFeatureView) -> Result<FeatureView> {
+        let ttl_micros = create.ttl.as_deref().map(parse_ttl).transpose()?;
+        let definition = create.query.to_string();
+        let plan = self.plan(query_statement(create.query)).await?;
+        let mut columns = Vec::new();
+        for field in plan.schema().fields() {
+            if columns.iter().any(|c: &ColumnDef| &c.name == field.name()) {
+                return Err(Error::DuplicateColumn(field.name().clone()));
+            }
+            let column_type = ColumnType::from_arrow(field.data_type()).map_err(|_| {
+                Error::FeatureNotSupported(format!(
+                    "column \"{}\" of feature view \"{}\" has type {}, which the online store \
+                     cannot hold",
+                    field.name(),
+                    create.name,
+                    field.data_type()
+                ))
+            })?;
+            columns.push(ColumnDef {
+                name: field.name().clone(),
+                column_type,
+                nullable: true,
+            });
+        }
+        let position = |name: &str, role: &str| {
+            columns.iter().position(|c| c.name == name).ok_or_else(|| {
+                Error::UndefinedColumn(format!(
+                    "{name}\" ({role} of feature view \"{}\") is not a column of its \
+                     definition, which returns ({}); \"",
+                    create.name,
+                    columns
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
+        };
+        let entity = position(&create.entity, "ENTITY")?;
+        let timestamp = position(&create.timestamp, "TIMESTAMP")?;
+        if columns[timestamp].column_type != ColumnType::Timestamp {
+            return Err(Error::DatatypeMismatch(format!(
+                "TIMESTAMP column \"{}\" of feature view \"{}\" is {}, not a timestamp; cast it \
+                 in the definition",
+                create.timestamp,
+                create.name,
+                columns[timestamp].column_type.sql_name()
+            )));
+        }
+        if entity == timestamp {
+            return Err(Error::InvalidParameter(
+                "the ENTITY and TIMESTAMP columns must differ".into(),
+            ));
+        }
+        Ok(FeatureView {
+            columns: TableDef {
+                id: 0,
+                name: create.name.clone(),
+                columns,
+                primary_key: vec![entity],
+            },
+            name: create.name,
+            entity: create.entity,
+            timestamp: create.timestamp,
+            ttl: create.ttl,
+            ttl_micros,
+            definition,
+            created_micros: now_micros(),
+            materialized: None,
+        })
+    }
+
+    /// MATERIALIZE FEATURE VIEW: incrementally when the definition reads one stored table
+    /// without primary key that has the entity column and an earlier run left a mark in it,
+    /// otherwise in full.
+    async fn materialize(&self, name: &str) -> Result<SendableRecordBatchStream> {
+        let started = Instant::now();
+        let _one_at_a_time = self.features().materializing().lock().await;
+        let view = self.features().get(name)?;
+        let definition = crate::sql::parser::parse(&view.definition)?
+            .pop()
+            .and_then(|s| match s {
+                crate::sql::parser::Statement::DataFusion(df) => Some(*df),
+                _ => None,
+            })
+            .ok_or_else(|| Error::Corrupt(format!("definition of feature view \"{name}\"")))?;
+        let plan = self.plan(definition).await?;
+        let returned: Vec<&String> = plan.schema().fields().iter().map(|f| f.name()).collect();
+        let declared: Vec<&String> = view.columns.columns.iter().map(|c| &c.name).collect();
+        if returned != declared {
+            return Err(Error::DatatypeMismatch(format!(
+                "the definition of feature view \"{name}\" now returns ({}), not the columns it \
+                 was created with ({}); drop and create the view again",
+                returned
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                declared
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let source = self.single_source(&plan, &view);
+        let mark = source.as_ref().map(|table| SourceMark {
+            table: table.def.name.clone(),
+            table_id: table.def.id,
+            written_row_ids: table.written_row_ids(),
+        });
+        let previous = view
+            .materialized
+            .as_ref()
+            .and_then(|m| m.source.clone())
+            .filter(|old| {
+                mark.as_ref()
+                    .is_some_and(|new| new.table_id == old.table_id)
+            });
+        let now = now_micros();
+        let mut write = WriteBatch::default();
+        let (mode, entities, rows) = match (&source, previous) {
+            (Some(table), Some(previous)) => {
+                let Some(mark) = &mark else {
+                    return Err(Error::Internal("source without mark".into()));
+                };
+                let touched = self.touched_entities(
+                    table,
+                    &view,
+                    previous.written_row_ids,
+                    mark.written_row_ids,
+                )?;
+                let before = view.materialized.as_ref().map_or(0, |m| m.rows);
+                let rows = if touched.is_empty() {
+                    before
+                } else {
+                    let filter = ident(&view.entity)
+                        .in_list(touched.iter().cloned().map(lit).collect(), false);
+                    let frame = self.session_context().execute_logical_plan(plan).await?;
+                    let batches = frame.filter(filter)?.collect().await?;
+                    let feature_rows = FeatureRows::new(&view.columns, &batches)?;
+                    let latest = latest_rows(&view, &feature_rows)?;
+                    let touched_keys = entity_keys(&view, &touched)?;
+                    let existed = self.online_keys_present(&view, &touched_keys)?;
+                    for key in &touched_keys {
+                        if !latest.contains_key(key) {
+                            write.delete(keys::online_row(&view.name, key));
+                        }
+                    }
+                    let stored = write_latest(&view, &feature_rows, &latest, now, &mut write)?;
+                    before.saturating_sub(existed) + stored
+                };
+                (MaterializeMode::Incremental, touched.len() as u64, rows)
+            }
+            _ => {
+                let batches = self
+                    .session_context()
+                    .execute_logical_plan(plan)
+                    .await?
+                    .collect()
+                    .await?;
+                let feature_rows = FeatureRows::new(&view.columns, &batches)?;
+                let latest = latest_rows(&view, &feature_rows)?;
+                let (start, end) = keys::online_range(&view.name);
+                write.delete_range(start, end);
+                let stored = write_latest(&view, &feature_rows, &latest, now, &mut write)?;
+                (MaterializeMode::Full, latest.len() as u64, stored)
+            }
+        };
+        let mut updated = view;
+        updated.materialized = Some(Materialized {
+            at_micros: now,
+            mode,
+            rows,
+            source: mark,
+        });
+        self.features().commit(updated, write)?;
+        batch_stream(materialize_batch(
+            name,
+            mode,
+            entities,
+            rows,
+            started.elapsed().as_secs_f64(),
+        )?)
+    }
+
+    /// The one stored table without primary key that `plan` reads, if it has the view's
+    /// entity column.
+    fn single_source(
+        &self,
+        plan: &LogicalPlan,
+        view: &FeatureView,
+    ) -> Option<Arc<crate::catalog::StoredTable>> {
+        let mut tables = HashSet::new();
+        let _ = plan.apply(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                tables.insert(scan.table_name.table().to_string());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        let tables: Vec<String> = tables.into_iter().collect();
+        let [name] = tables.as_slice() else {
+            return None;
+        };
+        let table = self.catalog().get(name)?;
+        let has_entity = table.def.columns.iter().any(|c| c.name == view.entity);
+        (has_entity && !table.def.has_primary_key()).then_some(table)
+    }
+
+    /// The distinct entity values of the rows of `table` with row ids in `[from, to)`.
+    fn touched_entities(
+        &self,
+        table: &crate::catalog::StoredTable,
+        view: &FeatureView,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<ScalarValue>> {
+        let Some(column) = table.def.columns.iter().position(|c| c.name == view.entity) else {
+            return Ok(Vec::new());
+        };
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            &view.entity,
+            table.def.columns[column].column_type.arrow_type(),
+            true,
+        )]));
+        let mut decoder = RowDecoder::new(&table.def, &[column], schema, 1024);
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(keys::row(table.def.id, &keys::row_id(to)));
+        let mut iter = self.catalog().store().db().raw_iterator_opt(options);
+        iter.seek(keys::row(table.def.id, &keys::row_id(from)));
+        let mut seen = HashSet::new();
+        let mut touched = Vec::new();
+        let mut collect = |batch: RecordBatch| -> Result<()> {
+            let values = batch.column(0);
+            for row in 0..values.len() {
+                let value = ScalarValue::try_from_array(values, row)?;
+                if !value.is_null() && seen.insert(value.clone()) {
+                    touched.push(value);
+                }
+            }
+            Ok(())
+        };
+        while let Some(value) = iter.value() {
+            decoder.push(value)?;
+            if decoder.len() >= 1024 {
+                collect(decoder.finish()?)?;
+            }
+            iter.next();
+        }
+        iter.status()?;
+        if !decoder.is_empty() {
+            collect(decoder.finish()?)?;
+        }
+        Ok(touched)
+    }
+
+    /// How many of `entity_keys` have an online row of `view` now.
+    fn online_keys_present(&self, view: &FeatureView, entity_keys: &[Vec<u8>]) -> Result<u64> {
+        let full = entity_keys.iter().map(|k| keys::online_row(&view.name, k));
+        let mut present = 0;
+        for value in self.features().store().db().multi_get(full) {
+            present += u64::from(value?.is_some());
+        }
+        Ok(present)
+    }
+
+    /// Takes every `historical_features('view', (query))` spine out of `statement`: plans the
+    /// query and puts a token in its place (see `features::historical`). Returns the tokens,
+    /// for [`Engine::forget_spines`] once the statement is planned.
+    pub(crate) async fn extract_spines(&self, statement: &mut DFStatement) -> Result<Vec<String>> {
+        let DFStatement::Statement(sql) = statement else {
+            return Ok(Vec::new());
+        };
+        let mut finder = SpineFinder {
+            spines: self.spines(),
+            found: Vec::new(),
+            error: None,
+        };
+        let _ = sql.visit(&mut finder);
+        let tokens: Vec<String> = finder.found.iter().map(|(t, _)| t.clone()).collect();
+        let planned = async {
+            if let Some(error) = finder.error {
+                return Err(error);
+            }
+            for (token, query) in finder.found {
+                let plan = self
+                    .session_context()
+                    .state()
+                    .statement_to_plan(query_statement(query))
+                    .await?;
+                self.spines().put(&token, plan);
+            }
+            Ok(())
+        };
+        match planned.await {
+            Ok(()) => Ok(tokens),
+            Err(error) => {
+                self.forget_spines(&tokens);
+                Err(error)
+            }
+        }
+    }
+
+    /// Drops spine plans a statement did not pick up (because its planning failed).
+    pub(crate) fn forget_spines(&self, tokens: &[String]) {
+        for token in tokens {
+            self.spines().take(token);
+        }
+    }
+}
+
+/// Replaces the query argument of every `historical_features` call by a fresh token.
+struct SpineFinder<'a> {
+    spines: &'a crate::features::SpineInputs,
+    found: Vec<(String, Box<Query>)>,
+    error: Option<Error>,
+}
+
+impl VisitorMut for SpineFinder<'_> {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        let TableFactor::Table {
+            name,
+            args: Some(args),
+            ..
+        } = factor
+        else {
+            return ControlFlow::Continue(());
+        };
+        let is_historical = name
+            .0
+            .last()
+            .and_then(|part| part.as_ident())
+            .is_some_and(|ident| ident.value.eq_ignore_ascii_case("historical_features"));
+        if !is_historical {
+            return ControlFlow::Continue(());
+        }
+        let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(spine))) = args.args.get_mut(1) else {
+            return ControlFlow::Continue(());
+        };
+        let query = match spine {
+            SqlExpr::Subquery(query) => query.clone(),
+            SqlExpr::Value(value) => match &value.value {
+                Value::SingleQuotedString(text) => match parse_query(text) {
+                    Ok(query) => query,
+                    Err(error) => {
+                        self.error = Some(error);
+                        return ControlFlow::Break(());
+                    }
+                },
+                _ => return ControlFlow::Continue(()),
+            },
+            _ => return ControlFlow::Continue(()),
+        };
+        let token = self.spines.token();
+        *spine = SqlExpr::value(Value::SingleQuotedString(token.clone()));
+        self.found.push((token, query));
+        ControlFlow::Continue(())
+    }
+}
+
+/// Parses `text` as one query.
+fn parse_query(text: &str) -> Result<Box<Query>> {
+    match crate::sql::parser::parse(text)?.pop() {
+        Some(crate::sql::parser::Statement::DataFusion(df)) => match *df {
+            DFStatement::Statement(statement) => match *statement {
+                SqlStatement::Query(query) => Ok(query),
+                other => Err(Error::Syntax(format!("expected a query, found {other}"))),
+            },
+            other => Err(Error::Syntax(format!("expected a query, found {other}"))),
+        },
+        _ => Err(Error::Syntax(format!("expected a query: {text}"))),
+    }
+}
+
+/// A query as a DataFusion statement.
+fn query_statement(query: Box<Query>) -> DFStatement {
+    DFStatement::Statement(Box::new(SqlStatement::Query(query)))
+}
+
+/// The `key_codec` bytes of entity values of `view`.
+fn entity_keys(view: &FeatureView, values: &[ScalarValue]) -> Result<Vec<Vec<u8>>> {
+    let column_type = view.columns.columns[view.entity_index()].column_type;
+    let values = values
+        .iter()
+        .map(|v| v.cast_to(&column_type.arrow_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let array: ArrayRef = ScalarValue::iter_to_array(values)?;
+    let keys = ColumnValues::new(column_type, &array)?;
+    (0..array.len())
+        .map(|row| encode_key(std::slice::from_ref(&keys), row))
+        .collect()
+}
+
+/// The columns MATERIALIZE returns.
+pub fn materialize_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("feature_view", DataType::Utf8, false),
+        Field::new("mode", DataType::Utf8, false),
+        Field::new("entities", DataType::Int64, false),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("seconds", DataType::Float64, false),
+    ]))
+}
+
+fn materialize_batch(
+    name: &str,
+    mode: MaterializeMode,
+    entities: u64,
+    rows: u64,
+    seconds: f64,
+) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![name])),
+        Arc::new(StringArray::from(vec![mode.name()])),
+        Arc::new(Int64Array::from(vec![entities as i64])),
+        Arc::new(Int64Array::from(vec![rows as i64])),
+        Arc::new(Float64Array::from(vec![seconds])),
+    ];
+    Ok(RecordBatch::try_new(materialize_schema(), columns)?)
+}
+
+fn batch_stream(batch: RecordBatch) -> Result<SendableRecordBatchStream> {
+    let schema = batch.schema();
+    Ok(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?))
+}
