@@ -43,6 +43,16 @@ fn sql_runs_commands_files_and_stdin() {
     );
     assert!(stdout(&output).contains("| 4 |"), "{output:?}");
 
+    // --timing prints one line per statement to stderr; -q leaves stdout empty
+    let output = tastedb(
+        &data,
+        &["sql", "--timing", "-q", "-c", "SELECT 1; SELECT 2"],
+        None,
+    );
+    let timings = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(timings.matches("Time: ").count(), 2, "{output:?}");
+    assert!(stdout(&output).is_empty(), "{output:?}");
+
     let output = tastedb(
         &data,
         &["sql"],

@@ -58,6 +58,13 @@ enum Command {
         command: Option<String>,
         /// A file of SQL statements.
         file: Option<PathBuf>,
+        /// Print each statement's run time (parse excluded) to standard error, like psql's
+        /// `\timing`.
+        #[arg(long)]
+        timing: bool,
+        /// Print nothing but errors, notices and timings (for benchmarks).
+        #[arg(long, short = 'q')]
+        quiet: bool,
     },
     /// Import a CSV or Parquet file into an existing table, all rows or none.
     Import {
@@ -100,7 +107,15 @@ pub async fn run(args: Cli) -> Result<()> {
             };
             serve::run(engine, options, password).await
         }
-        Command::Sql { command, file } => sql::run(&engine, command, file).await,
+        Command::Sql {
+            command,
+            file,
+            timing,
+            quiet,
+        } => {
+            let output = sql::Output { timing, quiet };
+            sql::run(&engine, command, file, output).await
+        }
         Command::Import {
             table,
             file,

@@ -3,12 +3,27 @@
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use std::io::Read;
 use std::path::PathBuf;
+use std::time::Instant;
 use tastedb::sql::notices::Notices;
 use tastedb::sql::parser;
 use tastedb::{Engine, Error, Result};
 
+/// What `tastedb sql` prints besides errors and notices.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    /// Each statement's run time, to standard error.
+    pub timing: bool,
+    /// No results.
+    pub quiet: bool,
+}
+
 /// Runs the SQL from `command`, `file` or standard input, printing every statement's result.
-pub async fn run(engine: &Engine, command: Option<String>, file: Option<PathBuf>) -> Result<()> {
+pub async fn run(
+    engine: &Engine,
+    command: Option<String>,
+    file: Option<PathBuf>,
+    output: Output,
+) -> Result<()> {
     let text = match (command, file) {
         (Some(command), _) => command,
         (None, Some(path)) => std::fs::read_to_string(&path).map_err(|e| {
@@ -26,12 +41,20 @@ pub async fn run(engine: &Engine, command: Option<String>, file: Option<PathBuf>
     // Statements run one by one so that each result is printed, as psql does.
     for statement in parser::parse(&text)? {
         let (notices, mut received) = Notices::channel();
+        let started = Instant::now();
         let result = engine.execute_collect(statement, &notices).await;
+        let elapsed = started.elapsed();
         drop(notices);
         while let Some(notice) = received.recv().await {
             eprintln!("NOTICE:  {}", notice.message);
         }
         let batches = result?;
+        if output.timing {
+            eprintln!("Time: {:.3} ms", elapsed.as_secs_f64() * 1000.0);
+        }
+        if output.quiet {
+            continue;
+        }
         let has_columns = batches.first().is_some_and(|b| b.num_columns() > 0);
         if has_columns {
             println!("{}", pretty_format_batches(&batches)?);
