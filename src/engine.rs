@@ -1,12 +1,15 @@
 //! The embedding API: [`Engine`] opens a data directory and runs SQL on it.
 
+use crate::cache::PredictionCache;
 use crate::catalog::{Catalog, ModelRegistry, StoredTable, TableDef, TasteSchema, Users};
 use crate::error::{Error, Result};
-use crate::features::{FeatureViews, HistoricalFeatures, OnlineFeatures, SpineInputs};
+use crate::features::{FeatureViews, HistoricalFeatures, OnlineFeatures, QueryArguments};
+use crate::sql::config::TasteConfig;
 use crate::sql::execute::empty_stream;
 use crate::sql::names;
 use crate::sql::notices::Notices;
 use crate::sql::parser::{self, CopyFrom, CopySourceKind, Statement};
+use crate::sql::ranking_table::{Ranked, Serving};
 use crate::storage::{Store, writer};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
@@ -42,7 +45,7 @@ struct EngineInner {
     schema: Arc<TasteSchema>,
     models: Arc<ModelRegistry>,
     features: Arc<FeatureViews>,
-    spines: Arc<SpineInputs>,
+    query_arguments: Arc<QueryArguments>,
 }
 
 impl Drop for EngineInner {
@@ -72,13 +75,16 @@ impl Engine {
         let catalog = Arc::new(Catalog::load(store)?);
         let models = Arc::new(ModelRegistry::load(catalog.store().clone())?);
         let features = Arc::new(FeatureViews::load(catalog.store().clone())?);
-        let spines = Arc::new(SpineInputs::default());
+        let query_arguments = Arc::new(QueryArguments::default());
+        let cache: Arc<PredictionCache<Arc<Ranked>>> = Arc::new(PredictionCache::default());
         let schema = Arc::new(TasteSchema::new(
             catalog.clone(),
             models.clone(),
             features.clone(),
+            cache.clone(),
         ));
         let mut config = SessionConfig::new()
+            .with_option_extension(TasteConfig::default())
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(names::CATALOG, names::SCHEMA);
@@ -91,14 +97,30 @@ impl Engine {
         datafusion_pg_catalog::setup_pg_catalog(&ctx, names::CATALOG, EmptyContextProvider)
             .map_err(|e| Error::from(*e))?;
         crate::sql::register_functions(&ctx);
-        crate::sql::recommend::register(&ctx, models.clone());
+        let observed = cache.clone();
+        catalog
+            .store()
+            .on_rows_written(Arc::new(move |table, batches| {
+                observed.rows_written(table, batches)
+            }));
+        crate::sql::recommend::register(
+            &ctx,
+            Serving {
+                registry: models.clone(),
+                cache: cache.clone(),
+                inputs: query_arguments.clone(),
+            },
+        );
         ctx.register_udtf(
             "online_features",
             Arc::new(OnlineFeatures::new(features.clone())),
         );
         ctx.register_udtf(
             "historical_features",
-            Arc::new(HistoricalFeatures::new(features.clone(), spines.clone())),
+            Arc::new(HistoricalFeatures::new(
+                features.clone(),
+                query_arguments.clone(),
+            )),
         );
         Ok(Engine {
             inner: Arc::new(EngineInner {
@@ -108,7 +130,7 @@ impl Engine {
                 schema,
                 models,
                 features,
-                spines,
+                query_arguments,
             }),
         })
     }
@@ -248,8 +270,8 @@ impl Engine {
         &self.inner.features
     }
 
-    /// Spine queries planned ahead of `historical_features` calls.
-    pub(crate) fn spines(&self) -> &Arc<SpineInputs> {
-        &self.inner.spines
+    /// Table-function arguments that are queries, planned ahead of their statement.
+    pub(crate) fn query_arguments(&self) -> &Arc<QueryArguments> {
+        &self.inner.query_arguments
     }
 }

@@ -1,6 +1,8 @@
 //! TasteDB: a recommendation database. Events, catalog and (later) models live in RocksDB;
 //! queries run on Apache DataFusion; the [`Engine`] is the embedding API.
 
+pub mod ann;
+pub mod cache;
 pub mod catalog;
 mod engine;
 pub mod error;

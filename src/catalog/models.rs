@@ -2,8 +2,10 @@
 //! training curve) and which version is active, stored in RocksDB next to the tables. Trained
 //! parameters are stored per version and loaded on first use, then kept in memory.
 
+use crate::ann::ItemIndex;
 use crate::error::{Error, Result};
 use crate::ml::{Metrics, TrainedModel};
+use crate::storage::keys::VersionPart;
 use crate::storage::{Store, keys};
 use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
@@ -93,12 +95,17 @@ impl ModelEntry {
     }
 }
 
+/// Item indexes by (model, version); `None` for a version without one.
+type LoadedIndexes = HashMap<(String, u32), Option<Arc<ItemIndex>>>;
+
 /// The registry of one data directory.
 #[derive(Debug)]
 pub struct ModelRegistry {
     store: Arc<Store>,
     models: RwLock<BTreeMap<String, ModelEntry>>,
     loaded: Mutex<HashMap<(String, u32), Arc<TrainedModel>>>,
+    /// Item indexes loaded so far (`None`: the version has none).
+    indexes: Mutex<LoadedIndexes>,
     /// Serialises registry writes.
     write: Mutex<()>,
 }
@@ -115,7 +122,7 @@ impl ModelRegistry {
             }
             let record: ModelRecord = serde_json::from_slice(&value)
                 .map_err(|e| Error::Corrupt(format!("model record: {e}")))?;
-            let (start, end) = keys::model_versions_range(&record.name, false);
+            let (start, end) = keys::model_versions_range(&record.name, VersionPart::Metadata);
             let mut versions = Vec::new();
             for entry in store.db().iterator(rocksdb::IteratorMode::From(
                 &start,
@@ -136,6 +143,7 @@ impl ModelRegistry {
             store,
             models: RwLock::new(models),
             loaded: Mutex::new(HashMap::new()),
+            indexes: Mutex::new(HashMap::new()),
             write: Mutex::new(()),
         })
     }
@@ -156,6 +164,7 @@ impl ModelRegistry {
         &self,
         mut version: ModelVersion,
         model: TrainedModel,
+        index: Option<ItemIndex>,
         activate: bool,
     ) -> Result<u32> {
         let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
@@ -175,6 +184,9 @@ impl ModelRegistry {
         }
         let mut batch = WriteBatch::default();
         batch.put(keys::model_data(&name, version.version), model.encode());
+        if let Some(index) = &index {
+            batch.put(keys::model_index(&name, version.version), index.encode()?);
+        }
         batch.put(
             keys::model_version(&name, version.version),
             to_json(&version)?,
@@ -185,6 +197,8 @@ impl ModelRegistry {
         entry.versions.push(version);
         self.loaded()
             .insert((name.clone(), number), Arc::new(model));
+        self.indexes()
+            .insert((name.clone(), number), index.map(Arc::new));
         self.models
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -225,8 +239,8 @@ impl ModelRegistry {
         }
         let mut batch = WriteBatch::default();
         batch.delete(keys::model(name));
-        for data in [false, true] {
-            let (start, end) = keys::model_versions_range(name, data);
+        for part in [VersionPart::Metadata, VersionPart::Data, VersionPart::Index] {
+            let (start, end) = keys::model_versions_range(name, part);
             batch.delete_range(start, end);
         }
         self.store.write(batch)?;
@@ -235,6 +249,7 @@ impl ModelRegistry {
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
         self.loaded().retain(|(model, _), _| model != name);
+        self.indexes().retain(|(model, _), _| model != name);
         Ok(true)
     }
 
@@ -261,6 +276,24 @@ impl ModelRegistry {
         let model = Arc::new(TrainedModel::decode(&bytes)?);
         self.loaded().insert(key, model.clone());
         Ok((version, model))
+    }
+
+    /// The HNSW item index of `version` of `name`, if it has one (factor models do).
+    pub fn item_index(&self, name: &str, version: u32) -> Result<Option<Arc<ItemIndex>>> {
+        let key = (name.to_string(), version);
+        if let Some(index) = self.indexes().get(&key) {
+            return Ok(index.clone());
+        }
+        let index = match self.store.db().get(keys::model_index(name, version))? {
+            Some(bytes) => Some(Arc::new(ItemIndex::decode(&bytes)?)),
+            None => None,
+        };
+        self.indexes().insert(key, index.clone());
+        Ok(index)
+    }
+
+    fn indexes(&self) -> std::sync::MutexGuard<'_, LoadedIndexes> {
+        self.indexes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, ModelEntry>> {

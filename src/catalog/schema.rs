@@ -4,6 +4,7 @@
 use crate::catalog::{Catalog, ModelRegistry, StoredTableProvider, system_tables};
 use crate::error::Error;
 use crate::features::FeatureViews;
+use crate::sql::ranking_table::ServingCache;
 use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::common::{DataFusionError, Result};
@@ -16,20 +17,23 @@ pub struct TasteSchema {
     catalog: Arc<Catalog>,
     models: Arc<ModelRegistry>,
     features: Arc<FeatureViews>,
+    cache: Arc<ServingCache>,
     registered: RwLock<BTreeMap<String, Arc<dyn TableProvider>>>,
 }
 
 impl TasteSchema {
-    /// A schema over `catalog`, with the system tables of `models` and `features`.
+    /// A schema over `catalog`, with the system tables of `models`, `features` and `cache`.
     pub fn new(
         catalog: Arc<Catalog>,
         models: Arc<ModelRegistry>,
         features: Arc<FeatureViews>,
+        cache: Arc<ServingCache>,
     ) -> Self {
         TasteSchema {
             catalog,
             models,
             features,
+            cache,
             registered: RwLock::new(BTreeMap::new()),
         }
     }
@@ -54,7 +58,7 @@ impl SchemaProvider for TasteSchema {
             let store = self.catalog.store().clone();
             return Ok(Some(Arc::new(StoredTableProvider::new(store, table))));
         }
-        if let Some(table) = system_tables::table(&self.models, &self.features, name) {
+        if let Some(table) = system_tables::table(&self.models, &self.features, &self.cache, name) {
             return table.map(Some).map_err(Error::into_datafusion);
         }
         Ok(self.registered().get(name).cloned())

@@ -4,6 +4,7 @@
 use crate::catalog::models::{ModelEntry, ModelRecord, ModelRegistry, ModelVersion};
 use crate::error::Result;
 use crate::features::{FeatureView, FeatureViews};
+use crate::sql::ranking_table::ServingCache;
 use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
@@ -12,19 +13,22 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// Names of the system tables.
-pub const NAMES: [&str; 4] = [
+pub const NAMES: [&str; 5] = [
     "tastedb_models",
     "tastedb_model_versions",
     "tastedb_training_log",
     "tastedb_feature_views",
+    "tastedb_cache_stats",
 ];
 
 /// The system table `name` as it is now, if `name` is one.
 pub fn table(
     registry: &ModelRegistry,
     features: &FeatureViews,
+    cache: &ServingCache,
     name: &str,
 ) -> Option<Result<Arc<dyn TableProvider>>> {
     let batch = match name {
@@ -32,6 +36,7 @@ pub fn table(
         "tastedb_model_versions" => all_versions_batch(&registry.models()),
         "tastedb_training_log" => log_batch(&registry.models()),
         "tastedb_feature_views" => feature_views_batch(&features.list()),
+        "tastedb_cache_stats" => cache_stats_batch(cache),
         _ => return None,
     };
     Some(batch.and_then(|batch| {
@@ -269,4 +274,27 @@ pub fn feature_views_batch(views: &[FeatureView]) -> Result<RecordBatch> {
         )),
     ];
     Ok(RecordBatch::try_new(feature_views_schema(), columns)?)
+}
+
+/// One row: the prediction cache's counters and size.
+fn cache_stats_batch(cache: &ServingCache) -> Result<RecordBatch> {
+    let stats = &cache.stats;
+    let count = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as i64;
+    let schema = Arc::new(Schema::new(
+        ["hits", "misses", "evictions", "invalidations", "entries"]
+            .map(|name| Field::new(name, DataType::Int64, false))
+            .to_vec(),
+    ));
+    let values = [
+        count(&stats.hits),
+        count(&stats.misses),
+        count(&stats.evictions),
+        count(&stats.invalidations),
+        cache.len() as i64,
+    ];
+    let columns: Vec<ArrayRef> = values
+        .iter()
+        .map(|v| Arc::new(Int64Array::from(vec![*v])) as ArrayRef)
+        .collect();
+    Ok(RecordBatch::try_new(schema, columns)?)
 }

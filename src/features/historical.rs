@@ -28,33 +28,35 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Spine queries planned ahead of the statement that uses them, by token.
+/// Queries given as table-function arguments (spines, filters), planned ahead of the
+/// statement that uses them, by token: DataFusion plans table-function arguments as scalar
+/// expressions, where a subquery may have one column only.
 #[derive(Debug, Default)]
-pub struct SpineInputs {
-    plans: Mutex<HashMap<String, LogicalPlan>>,
+pub struct QueryArguments {
+    plans: Mutex<HashMap<String, (LogicalPlan, String)>>,
     next: AtomicU64,
 }
 
-impl SpineInputs {
-    /// A new token to stand for a spine query.
+impl QueryArguments {
+    /// A new token to stand for a query.
     pub fn token(&self) -> String {
         format!(
-            "tastedb:spine:{}",
+            "tastedb:query:{}",
             self.next.fetch_add(1, Ordering::Relaxed)
         )
     }
 
-    /// Keeps the plan of `token`.
-    pub fn put(&self, token: &str, plan: LogicalPlan) {
-        self.lock().insert(token.to_string(), plan);
+    /// Keeps the plan of `token` and the query's text.
+    pub fn put(&self, token: &str, plan: LogicalPlan, sql: String) {
+        self.lock().insert(token.to_string(), (plan, sql));
     }
 
-    /// Takes the plan of `token` out.
-    pub fn take(&self, token: &str) -> Option<LogicalPlan> {
+    /// Takes the plan and text of `token` out.
+    pub fn take(&self, token: &str) -> Option<(LogicalPlan, String)> {
         self.lock().remove(token)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LogicalPlan>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (LogicalPlan, String)>> {
         self.plans.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -63,12 +65,12 @@ impl SpineInputs {
 #[derive(Debug)]
 pub struct HistoricalFeatures {
     views: Arc<FeatureViews>,
-    spines: Arc<SpineInputs>,
+    spines: Arc<QueryArguments>,
 }
 
 impl HistoricalFeatures {
     /// The function over `views`, reading spine plans from `spines`.
-    pub fn new(views: Arc<FeatureViews>, spines: Arc<SpineInputs>) -> Self {
+    pub fn new(views: Arc<FeatureViews>, spines: Arc<QueryArguments>) -> Self {
         HistoricalFeatures { views, spines }
     }
 
@@ -92,7 +94,7 @@ impl HistoricalFeatures {
             return Err(usage());
         };
         let view = self.views.get(name)?;
-        let spine = self.spines.take(token).ok_or_else(usage)?;
+        let (spine, _) = self.spines.take(token).ok_or_else(usage)?;
         let schema = output_schema(&view, spine.schema().as_arrow())?;
         Ok(Arc::new(PointInTimeTable {
             view,

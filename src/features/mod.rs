@@ -7,7 +7,7 @@ mod materialize;
 mod online;
 mod ttl;
 
-pub use historical::{HistoricalFeatures, SpineInputs, point_in_time};
+pub use historical::{HistoricalFeatures, QueryArguments, point_in_time};
 pub use materialize::{
     FeatureRows, MaterializeMode, Materialized, SourceMark, latest_rows, write_latest,
 };

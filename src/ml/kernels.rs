@@ -27,6 +27,31 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     dispatch(Dot(a, b))
 }
 
+/// The squared Euclidean distance between two equally long vectors.
+pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+    struct L2<'a>(&'a [f32], &'a [f32]);
+    impl WithSimd for L2<'_> {
+        type Output = f32;
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, simd: S) -> f32 {
+            let (a_head, a_tail) = S::as_simd_f32s(self.0);
+            let (b_head, b_tail) = S::as_simd_f32s(self.1);
+            let mut sum = simd.splat_f32s(0.0);
+            for (x, y) in a_head.iter().zip(b_head) {
+                let d = simd.sub_f32s(*x, *y);
+                sum = simd.mul_add_e_f32s(d, d, sum);
+            }
+            let tail: f32 = a_tail
+                .iter()
+                .zip(b_tail)
+                .map(|(x, y)| (x - y) * (x - y))
+                .sum();
+            simd.reduce_sum_f32s(sum) + tail
+        }
+    }
+    dispatch(L2(a, b))
+}
+
 /// `out[i] = x · rows[i]` for every row of the row-major `rows` (rows of `x.len()` values).
 pub fn dot_rows(x: &[f32], rows: &[f32], out: &mut Vec<f32>) {
     struct DotRows<'a>(&'a [f32], &'a [f32], &'a mut Vec<f32>);

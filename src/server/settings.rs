@@ -88,7 +88,7 @@ pub fn is_engine_show(statement: &SqlStatement) -> bool {
 }
 
 fn is_engine_setting(name: &str) -> bool {
-    name.starts_with("datafusion.") || name == "all"
+    name.starts_with("datafusion.") || name.starts_with("tastedb.") || name == "all"
 }
 
 fn show_name(variable: &[Ident]) -> String {

@@ -88,13 +88,13 @@ impl Engine {
 
     /// DataFusion's logical plan of `statement` (placeholders `$n` stay unbound).
     pub(crate) async fn plan(&self, mut statement: DFStatement) -> Result<LogicalPlan> {
-        let spines = self.extract_spines(&mut statement).await?;
+        let arguments = self.extract_query_arguments(&mut statement).await?;
         let plan = self
             .session_context()
             .state()
             .statement_to_plan(statement)
             .await;
-        self.forget_spines(&spines);
+        self.forget_query_arguments(&arguments);
         Ok(plan?)
     }
 

@@ -25,13 +25,9 @@ use datafusion::logical_expr::{LogicalPlan, lit};
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::ident;
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{
-    Expr as SqlExpr, FunctionArg, FunctionArgExpr, Query, Statement as SqlStatement, TableFactor,
-    Value, VisitMut, VisitorMut,
-};
+use datafusion::sql::sqlparser::ast::{Query, Statement as SqlStatement};
 use rocksdb::{ReadOptions, WriteBatch};
 use std::collections::HashSet;
-use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -337,119 +333,10 @@ impl Engine {
         }
         Ok(present)
     }
-
-    /// Takes every `historical_features('view', (query))` spine out of `statement`: plans the
-    /// query and puts a token in its place (see `features::historical`). Returns the tokens,
-    /// for [`Engine::forget_spines`] once the statement is planned.
-    pub(crate) async fn extract_spines(&self, statement: &mut DFStatement) -> Result<Vec<String>> {
-        let DFStatement::Statement(sql) = statement else {
-            return Ok(Vec::new());
-        };
-        let mut finder = SpineFinder {
-            spines: self.spines(),
-            found: Vec::new(),
-            error: None,
-        };
-        let _ = sql.visit(&mut finder);
-        let tokens: Vec<String> = finder.found.iter().map(|(t, _)| t.clone()).collect();
-        let planned = async {
-            if let Some(error) = finder.error {
-                return Err(error);
-            }
-            for (token, query) in finder.found {
-                let plan = self
-                    .session_context()
-                    .state()
-                    .statement_to_plan(query_statement(query))
-                    .await?;
-                self.spines().put(&token, plan);
-            }
-            Ok(())
-        };
-        match planned.await {
-            Ok(()) => Ok(tokens),
-            Err(error) => {
-                self.forget_spines(&tokens);
-                Err(error)
-            }
-        }
-    }
-
-    /// Drops spine plans a statement did not pick up (because its planning failed).
-    pub(crate) fn forget_spines(&self, tokens: &[String]) {
-        for token in tokens {
-            self.spines().take(token);
-        }
-    }
-}
-
-/// Replaces the query argument of every `historical_features` call by a fresh token.
-struct SpineFinder<'a> {
-    spines: &'a crate::features::SpineInputs,
-    found: Vec<(String, Box<Query>)>,
-    error: Option<Error>,
-}
-
-impl VisitorMut for SpineFinder<'_> {
-    type Break = ();
-
-    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
-        let TableFactor::Table {
-            name,
-            args: Some(args),
-            ..
-        } = factor
-        else {
-            return ControlFlow::Continue(());
-        };
-        let is_historical = name
-            .0
-            .last()
-            .and_then(|part| part.as_ident())
-            .is_some_and(|ident| ident.value.eq_ignore_ascii_case("historical_features"));
-        if !is_historical {
-            return ControlFlow::Continue(());
-        }
-        let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(spine))) = args.args.get_mut(1) else {
-            return ControlFlow::Continue(());
-        };
-        let query = match spine {
-            SqlExpr::Subquery(query) => query.clone(),
-            SqlExpr::Value(value) => match &value.value {
-                Value::SingleQuotedString(text) => match parse_query(text) {
-                    Ok(query) => query,
-                    Err(error) => {
-                        self.error = Some(error);
-                        return ControlFlow::Break(());
-                    }
-                },
-                _ => return ControlFlow::Continue(()),
-            },
-            _ => return ControlFlow::Continue(()),
-        };
-        let token = self.spines.token();
-        *spine = SqlExpr::value(Value::SingleQuotedString(token.clone()));
-        self.found.push((token, query));
-        ControlFlow::Continue(())
-    }
-}
-
-/// Parses `text` as one query.
-fn parse_query(text: &str) -> Result<Box<Query>> {
-    match crate::sql::parser::parse(text)?.pop() {
-        Some(crate::sql::parser::Statement::DataFusion(df)) => match *df {
-            DFStatement::Statement(statement) => match *statement {
-                SqlStatement::Query(query) => Ok(query),
-                other => Err(Error::Syntax(format!("expected a query, found {other}"))),
-            },
-            other => Err(Error::Syntax(format!("expected a query, found {other}"))),
-        },
-        _ => Err(Error::Syntax(format!("expected a query: {text}"))),
-    }
 }
 
 /// A query as a DataFusion statement.
-fn query_statement(query: Box<Query>) -> DFStatement {
+pub(crate) fn query_statement(query: Box<Query>) -> DFStatement {
     DFStatement::Statement(Box::new(SqlStatement::Query(query)))
 }
 

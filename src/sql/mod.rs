@@ -1,6 +1,7 @@
 //! The SQL surface: TasteDB's parser extension over DataFusion's, and the statements TasteDB
 //! runs itself (CREATE/DROP TABLE of stored tables, COPY FROM).
 
+pub mod config;
 pub mod copy_from;
 mod copy_text;
 mod create_table;
@@ -14,6 +15,8 @@ mod models;
 pub mod names;
 pub mod notices;
 pub mod parser;
+mod query_arguments;
+mod ranking;
 pub(crate) mod ranking_table;
 pub mod recommend;
 mod recommend_items;

@@ -2,10 +2,12 @@
 //! blocking thread (reporting every iteration as a notice) and registers a new version; the
 //! others read or change the registry.
 
+use crate::ann::ItemIndex;
 use crate::catalog::models::{IdType, LogLine, ModelVersion};
 use crate::catalog::system_tables;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::ml::model::Scorer;
 use crate::ml::{Algorithm, Interactions, TrainOptions, train};
 use crate::sql::notices::{Notice, Notices};
 use crate::sql::parser::{ModelStatement, TrainModel, TrainSource};
@@ -80,11 +82,20 @@ impl Engine {
                     line.iteration, line.loss, line.seconds
                 )));
             });
-            outcome.map(|outcome| (outcome, data))
+            outcome.map(|outcome| {
+                // Factor models get an HNSW index over their items, stored with the version.
+                let index = match &outcome.model.scorer {
+                    Scorer::Factors { factors, items, .. } => {
+                        Some(ItemIndex::build(items, *factors, training_options.seed))
+                    }
+                    _ => None,
+                };
+                (outcome, data, index)
+            })
         })
         .await
         .map_err(|e| Error::Internal(format!("training task failed: {e}")))?;
-        let (outcome, data) = outcome?;
+        let (outcome, data, index) = outcome?;
         let version = ModelVersion {
             model: statement.name.clone(),
             version: 0,
@@ -111,7 +122,7 @@ impl Engine {
                 .collect(),
         };
         let registry = self.models();
-        let number = registry.add_version(version, outcome.model, options.activate)?;
+        let number = registry.add_version(version, outcome.model, index, options.activate)?;
         let entry = registry.get(&statement.name)?;
         let trained: Vec<_> = entry
             .versions

@@ -33,3 +33,40 @@ pub fn table_name(name: &ObjectName) -> Result<String> {
         ))),
     }
 }
+
+/// The tables a training source names: the table itself, or every relation of a
+/// parenthesised query (empty when the text does not parse).
+pub fn tables_in(source: &str) -> std::collections::HashSet<String> {
+    use datafusion::sql::sqlparser::ast::visit_relations;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    let text = source.trim();
+    if !text.starts_with('(') {
+        return std::iter::once(text.to_string()).collect();
+    }
+    let query = text.trim_start_matches('(').trim_end_matches(')');
+    let mut tables = std::collections::HashSet::new();
+    if let Ok(statements) = Parser::parse_sql(&PostgreSqlDialect {}, query) {
+        let _ = visit_relations(&statements, |name| {
+            if let Ok(table) = table_name(name) {
+                tables.insert(table);
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    }
+    tables
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn training_sources_name_their_tables() {
+        assert_eq!(tables_in("events"), ["events".to_string()].into());
+        assert_eq!(
+            tables_in("(SELECT e.user_id FROM events e JOIN public.Items i ON e.x = i.x)"),
+            ["events".to_string(), "items".to_string()].into()
+        );
+    }
+}

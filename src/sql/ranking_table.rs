@@ -7,15 +7,17 @@
 //! runs a bound statement inside [`with_parameters`], and the table reads its parameters from
 //! there. [`parameter_types`] tells Describe which types those parameters have.
 
+use crate::cache::{CacheKey, ModelSource, PredictionCache};
 use crate::catalog::ModelRegistry;
-use crate::catalog::models::IdType;
+use crate::catalog::models::{IdType, ModelVersion};
 use crate::error::{Error, Result};
+use crate::features::QueryArguments;
 use crate::ml::TrainedModel;
-use crate::ml::kernels::dot;
-use crate::ml::model::{Scorer, top_k};
+use crate::sql::config::TasteConfig;
+use crate::sql::ranking;
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -24,10 +26,11 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::{MemTable, TableType, source_as_provider};
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{ExecutionPlan, collect};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 tokio::task_local! {
     static PARAMETERS: ParamValues;
@@ -92,28 +95,63 @@ impl Arg {
     }
 }
 
+/// What serving needs: the registry, the prediction cache, and the filter queries planned
+/// ahead of the statement.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    /// The model registry.
+    pub registry: Arc<ModelRegistry>,
+    /// Cached `recommend` answers.
+    pub cache: Arc<ServingCache>,
+    /// Query arguments planned ahead (filters), by token.
+    pub inputs: Arc<QueryArguments>,
+}
+
+/// The cache of `recommend` answers.
+pub type ServingCache = PredictionCache<Arc<Ranked>>;
+
+/// A computed ranking: (item index, score), best first, and whether the user was unknown.
+#[derive(Debug)]
+pub struct Ranked {
+    items: Vec<(usize, f32)>,
+    cold_start: bool,
+}
+
+/// A candidate filter: the query whose first column lists the eligible item ids.
+#[derive(Debug)]
+struct Filter {
+    plan: LogicalPlan,
+    sql: String,
+}
+
 /// The lazily computed ranking of one call.
 #[derive(Debug)]
 pub struct RankingTable {
-    registry: Arc<ModelRegistry>,
+    serving: Serving,
     ranking: Ranking,
     model: String,
     id: Arg,
     k: Arg,
+    filter: Option<Filter>,
+    exact: bool,
     id_type: IdType,
     schema: SchemaRef,
 }
 
 impl RankingTable {
-    /// The table of `ranking` over `args` (model, id, k); the model must be a constant, as
-    /// it decides the columns.
-    pub fn new(registry: Arc<ModelRegistry>, ranking: Ranking, args: &[Expr]) -> Result<Self> {
+    /// The table of `ranking` over `args` (model, id, k, then optionally a filter and
+    /// `exact`); the model must be a constant, as it decides the columns.
+    pub fn new(serving: Serving, ranking: Ranking, args: &[Expr]) -> Result<Self> {
         let function = ranking.name();
-        let [model, id, k] = args else {
-            return Err(Error::InvalidParameter(format!(
-                "{function}() takes 3 arguments (model, id, k), not {}",
-                args.len()
-            )));
+        let (model, id, k, rest) = match args {
+            [model, id, k, rest @ ..] if rest.len() <= 2 => (model, id, k, rest),
+            _ => {
+                return Err(Error::InvalidParameter(format!(
+                    "{function}() takes (model, id, k [, filter => query] [, exact => bool]), \
+                     not {} arguments",
+                    args.len()
+                )));
+            }
         };
         let Arg::Value(model) = Arg::from_expr(function, model)? else {
             return Err(Error::FeatureNotSupported(format!(
@@ -121,7 +159,7 @@ impl RankingTable {
             )));
         };
         let model = text(function, "model", &model)?;
-        let entry = registry.get(&model)?;
+        let entry = serving.registry.get(&model)?;
         let version = entry.active().ok_or_else(|| {
             Error::UndefinedObject(format!("model \"{model}\" has no active version"))
         })?;
@@ -129,17 +167,42 @@ impl RankingTable {
         if let Arg::Value(k) = &k {
             count(function, k)?;
         }
+        let filter = match rest.first() {
+            None | Some(Expr::Literal(ScalarValue::Null, _)) => None,
+            Some(Expr::Literal(ScalarValue::Utf8(Some(token)), _)) => {
+                let (plan, sql) = serving.inputs.take(token).ok_or_else(|| {
+                    Error::InvalidParameter(format!("{function}(): the filter must be a query"))
+                })?;
+                Some(Filter { plan, sql })
+            }
+            Some(other) => {
+                return Err(Error::InvalidParameter(format!(
+                    "{function}(): the filter must be a query, not {other}"
+                )));
+            }
+        };
+        let exact = match rest.get(1) {
+            None | Some(Expr::Literal(ScalarValue::Null, _)) => false,
+            Some(Expr::Literal(ScalarValue::Boolean(Some(exact)), _)) => *exact,
+            Some(other) => {
+                return Err(Error::InvalidParameter(format!(
+                    "{function}(): exact must be true or false, not {other}"
+                )));
+            }
+        };
         let id_type = match ranking {
             Ranking::Recommend => version.user_type,
             Ranking::SimilarItems => version.item_type,
         };
         let schema = schema(version.item_type, ranking == Ranking::Recommend);
         Ok(RankingTable {
-            registry,
+            serving,
             ranking,
             model,
             id,
             k,
+            filter,
+            exact,
             id_type,
             schema,
         })
@@ -161,24 +224,124 @@ impl RankingTable {
         types
     }
 
-    fn rows(&self) -> Result<RecordBatch> {
+    async fn rows(&self, state: &dyn Session) -> Result<RecordBatch> {
         let function = self.ranking.name();
-        let (version, trained) = self.registry.active(&self.model)?;
+        let config = state
+            .config_options()
+            .extensions
+            .get::<TasteConfig>()
+            .cloned()
+            .unwrap_or_default();
+        let registry = &self.serving.registry;
+        let (version, trained) = registry.active(&self.model)?;
         let id = text(function, "id", &self.id.resolve(function)?)?;
         let k = count(function, &self.k.resolve(function)?)?;
         let item_type = version.item_type;
+        let use_index = !self.exact && trained.item_ids.len() > config.ann_threshold;
+        let index = match use_index {
+            true => registry.item_index(&self.model, version.version)?,
+            false => None,
+        };
+        let eligible = match &self.filter {
+            Some(filter) => Some(eligible_items(state, &filter.plan, &trained).await?),
+            None => None,
+        };
         match self.ranking {
             Ranking::Recommend => {
-                let index = trained.user_index(&id);
-                let ranked = trained.recommend(index, k);
-                let cold = vec![index.is_none(); ranked.len()];
-                batch(&self.schema, &trained, &ranked, item_type, Some(cold))
+                let compute = || {
+                    let user = trained.user_index(&id);
+                    let items = ranking::recommend(
+                        &trained,
+                        user,
+                        k,
+                        index.as_deref(),
+                        eligible.as_deref(),
+                    );
+                    Arc::new(Ranked {
+                        items,
+                        cold_start: user.is_none(),
+                    })
+                };
+                let ranked = if config.cache_ttl_seconds == 0 {
+                    compute()
+                } else {
+                    let cache = &self.serving.cache;
+                    let key = CacheKey {
+                        model: self.model.clone(),
+                        user: id.clone(),
+                        k,
+                        options: format!(
+                            "{}|{}",
+                            self.filter.as_ref().map_or("", |f| f.sql.as_str()),
+                            self.exact
+                        ),
+                    };
+                    let ttl = Duration::from_secs(config.cache_ttl_seconds);
+                    let stamp = (version.version, version.created_micros);
+                    match cache.get(&key, stamp, || model_source(&version), ttl) {
+                        (Some(found), _) => found,
+                        (None, ticket) => {
+                            let ranked = compute();
+                            cache.put(key, ranked.clone(), ticket, config.cache_max_entries);
+                            ranked
+                        }
+                    }
+                };
+                let cold = vec![ranked.cold_start; ranked.items.len()];
+                batch(&self.schema, &trained, &ranked.items, item_type, Some(cold))
             }
             Ranking::SimilarItems => {
-                let ranked = similar(&self.model, &version.algorithm, &trained, &id, k)?;
+                let ranked = ranking::similar(
+                    &self.model,
+                    &version.algorithm,
+                    &trained,
+                    &id,
+                    k,
+                    index.as_deref(),
+                    eligible.as_deref(),
+                )?;
                 batch(&self.schema, &trained, &ranked, item_type, None)
             }
         }
+    }
+}
+
+/// Which items of `trained` the filter query's first column names.
+async fn eligible_items(
+    state: &dyn Session,
+    plan: &LogicalPlan,
+    trained: &TrainedModel,
+) -> Result<Vec<bool>> {
+    let physical = state.create_physical_plan(plan).await?;
+    let batches = collect(physical, state.task_ctx()).await?;
+    let mut eligible = vec![false; trained.item_ids.len()];
+    for batch in &batches {
+        let Some(column) = batch.columns().first() else {
+            continue;
+        };
+        let ids = cast(column, &DataType::Utf8)?;
+        let ids = ids.as_string::<i32>();
+        for row in 0..ids.len() {
+            if ids.is_valid(row)
+                && let Some(i) = trained.item_index(ids.value(row))
+            {
+                eligible[i] = true;
+            }
+        }
+    }
+    Ok(eligible)
+}
+
+/// The tables a version was trained from and its user column, for cache invalidation.
+fn model_source(version: &ModelVersion) -> ModelSource {
+    ModelSource {
+        version: (version.version, version.created_micros),
+        tables: crate::sql::names::tables_in(&version.source),
+        user_column: version
+            .params
+            .get("user_column")
+            .cloned()
+            .unwrap_or_else(|| "user_id".into()),
     }
 }
 
@@ -199,7 +362,7 @@ impl TableProvider for RankingTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
-        let rows = self.rows().map_err(Error::into_datafusion)?;
+        let rows = self.rows(state).await.map_err(Error::into_datafusion)?;
         let table = MemTable::try_new(self.schema.clone(), vec![vec![rows]])?;
         table.scan(state, projection, filters, limit).await
     }
@@ -238,34 +401,6 @@ fn schema(item_type: IdType, cold_start: bool) -> SchemaRef {
         fields.push(Field::new("cold_start", DataType::Boolean, false));
     }
     Arc::new(Schema::new(fields))
-}
-
-fn similar(
-    name: &str,
-    algorithm: &str,
-    trained: &TrainedModel,
-    item: &str,
-    k: usize,
-) -> Result<Vec<(usize, f32)>> {
-    let Some(index) = trained.item_index(item) else {
-        return Err(Error::InvalidParameter(format!(
-            "item \"{item}\" is not known to model \"{name}\""
-        )));
-    };
-    let Scorer::Factors { factors, items, .. } = &trained.scorer else {
-        return Err(Error::FeatureNotSupported(format!(
-            "model \"{name}\" ({algorithm}) has no item vectors; similar_items needs a factor \
-             model such as als"
-        )));
-    };
-    let norm = |v: &[f32]| dot(v, v).sqrt().max(1e-10);
-    let target = &items[index * factors..(index + 1) * factors];
-    let mut scores: Vec<f32> = items
-        .chunks_exact(*factors)
-        .map(|y| dot(target, y) / (norm(target) * norm(y)))
-        .collect();
-    scores[index] = f32::NEG_INFINITY;
-    Ok(top_k(&scores, k))
 }
 
 fn text(function: &str, what: &str, value: &ScalarValue) -> Result<String> {

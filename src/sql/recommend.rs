@@ -5,7 +5,7 @@
 use crate::catalog::ModelRegistry;
 use crate::error::{Error, Result};
 use crate::ml::TrainedModel;
-use crate::sql::ranking_table::{Ranking, RankingTable};
+use crate::sql::ranking_table::{Ranking, RankingTable, Serving};
 use crate::sql::recommend_items::RecommendItems;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array};
 use datafusion::arrow::compute::cast;
@@ -18,19 +18,15 @@ use datafusion::prelude::SessionContext;
 use std::sync::Arc;
 
 /// Registers `recommend`, `similar_items`, `recommend_items` and `predict` on `ctx`.
-pub fn register(ctx: &SessionContext, registry: Arc<ModelRegistry>) {
+pub fn register(ctx: &SessionContext, serving: Serving) {
+    let registry = serving.registry.clone();
     ctx.register_udtf(
         "recommend",
         Arc::new(Recommend {
-            registry: registry.clone(),
+            serving: serving.clone(),
         }),
     );
-    ctx.register_udtf(
-        "similar_items",
-        Arc::new(SimilarItems {
-            registry: registry.clone(),
-        }),
-    );
+    ctx.register_udtf("similar_items", Arc::new(SimilarItems { serving }));
     ctx.register_udf(ScalarUDF::from(RecommendItems::new(registry.clone())));
     ctx.register_udf(ScalarUDF::from(Predict {
         registry,
@@ -42,7 +38,7 @@ pub fn register(ctx: &SessionContext, registry: Arc<ModelRegistry>) {
 /// unknown to the model (`cold_start`, then the ranking is by popularity).
 #[derive(Debug)]
 struct Recommend {
-    registry: Arc<ModelRegistry>,
+    serving: Serving,
 }
 
 impl TableFunctionImpl for Recommend {
@@ -50,7 +46,7 @@ impl TableFunctionImpl for Recommend {
         &self,
         args: TableFunctionArgs,
     ) -> datafusion::common::Result<Arc<dyn TableProvider>> {
-        RankingTable::new(self.registry.clone(), Ranking::Recommend, args.exprs())
+        RankingTable::new(self.serving.clone(), Ranking::Recommend, args.exprs())
             .map(|table| Arc::new(table) as Arc<dyn TableProvider>)
             .map_err(Error::into_datafusion)
     }
@@ -59,7 +55,7 @@ impl TableFunctionImpl for Recommend {
 /// `similar_items('model', item, k)`: the items whose factors are closest in cosine.
 #[derive(Debug)]
 struct SimilarItems {
-    registry: Arc<ModelRegistry>,
+    serving: Serving,
 }
 
 impl TableFunctionImpl for SimilarItems {
@@ -67,7 +63,7 @@ impl TableFunctionImpl for SimilarItems {
         &self,
         args: TableFunctionArgs,
     ) -> datafusion::common::Result<Arc<dyn TableProvider>> {
-        RankingTable::new(self.registry.clone(), Ranking::SimilarItems, args.exprs())
+        RankingTable::new(self.serving.clone(), Ranking::SimilarItems, args.exprs())
             .map(|table| Arc::new(table) as Arc<dyn TableProvider>)
             .map_err(Error::into_datafusion)
     }

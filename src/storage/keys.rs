@@ -9,6 +9,7 @@
 //! | `n`    | model name (UTF-8)            | `ModelRecord` as JSON         |
 //! | `v`    | model name, 0, version (u32 BE) | `ModelVersion` as JSON      |
 //! | `f`    | model name, 0, version (u32 BE) | `TrainedModel` bytes (`ml::model`) |
+//! | `a`    | model name, 0, version (u32 BE) | the version's HNSW item index (`ann`) |
 //! | `w`    | feature view name (UTF-8)     | `FeatureView` as JSON         |
 //! | `o`    | feature view name, 0, entity key (`key_codec`) | latest feature row (`row_codec`) |
 
@@ -19,6 +20,7 @@ const USER: u8 = b'u';
 const MODEL: u8 = b'n';
 const MODEL_VERSION: u8 = b'v';
 const MODEL_DATA: u8 = b'f';
+const MODEL_INDEX: u8 = b'a';
 const FEATURE_VIEW: u8 = b'w';
 const ONLINE_FEATURES: u8 = b'o';
 
@@ -57,9 +59,29 @@ pub fn model_data(name: &str, version: u32) -> Vec<u8> {
     versioned(MODEL_DATA, name, version)
 }
 
-/// The range `[start, end)` of every version key of model `name` under `prefix` (`v` or `f`).
-pub fn model_versions_range(name: &str, data: bool) -> (Vec<u8>, Vec<u8>) {
-    let prefix = if data { MODEL_DATA } else { MODEL_VERSION };
+/// Key of a model version's HNSW item index.
+pub fn model_index(name: &str, version: u32) -> Vec<u8> {
+    versioned(MODEL_INDEX, name, version)
+}
+
+/// What a per-version key of a model holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionPart {
+    /// `v`: the version's metadata.
+    Metadata,
+    /// `f`: the trained parameters.
+    Data,
+    /// `a`: the item index.
+    Index,
+}
+
+/// The range `[start, end)` of every key of `part` of model `name`'s versions.
+pub fn model_versions_range(name: &str, part: VersionPart) -> (Vec<u8>, Vec<u8>) {
+    let prefix = match part {
+        VersionPart::Metadata => MODEL_VERSION,
+        VersionPart::Data => MODEL_DATA,
+        VersionPart::Index => MODEL_INDEX,
+    };
     let mut start = prefixed(prefix, name.as_bytes());
     start.push(0);
     let mut end = prefixed(prefix, name.as_bytes());

@@ -10,4 +10,4 @@ pub mod writer;
 
 pub use key_codec::encode_key;
 pub use row_codec::{ColumnValues, RowDecoder, encode_row};
-pub use store::{FORMAT_VERSION, MARKER_FILE, Store};
+pub use store::{FORMAT_VERSION, MARKER_FILE, RowsWritten, Store};

@@ -1,10 +1,13 @@
 //! The data directory: a marker file saying what the directory is, and one RocksDB database.
 
+use crate::catalog::TableDef;
 use crate::error::{Error, Result};
+use datafusion::arrow::array::RecordBatch;
 use rocksdb::{DB, DBCompressionType, Options, WriteBatch, WriteOptions};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 /// Name of the marker file at the top of every data directory.
 pub const MARKER_FILE: &str = "TASTEDB";
@@ -13,10 +16,14 @@ pub const FORMAT_VERSION: u32 = 1;
 const MARKER_PREFIX: &str = "TasteDB data directory, format ";
 const ROCKSDB_DIR: &str = "rocksdb";
 
+/// Told about the rows of every durable write to a table (e.g. to drop cached answers).
+pub type RowsWritten = Arc<dyn Fn(&TableDef, &[RecordBatch]) + Send + Sync>;
+
 /// An open data directory. Every write through [`Store::write`] is durable when it returns.
 pub struct Store {
     db: DB,
     dir: PathBuf,
+    observers: RwLock<Vec<RowsWritten>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -38,6 +45,7 @@ impl Store {
         Ok(Store {
             db,
             dir: dir.to_path_buf(),
+            observers: RwLock::new(Vec::new()),
         })
     }
 
@@ -58,6 +66,26 @@ impl Store {
         options.set_sync(true);
         self.db.write_opt(batch, &options)?;
         Ok(())
+    }
+
+    /// Calls `observer` after every durable write of table rows from now on.
+    pub fn on_rows_written(&self, observer: RowsWritten) {
+        self.observers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(observer);
+    }
+
+    /// Tells the observers that `batches` (rows of `table`) are durable.
+    pub fn rows_written(&self, table: &TableDef, batches: &[RecordBatch]) {
+        for observer in self
+            .observers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            observer(table, batches);
+        }
     }
 
     /// Reads a big-endian u64 meta counter, 0 when absent.

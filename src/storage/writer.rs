@@ -67,6 +67,7 @@ pub fn insert(store: &Store, table: &StoredTable, batches: &[RecordBatch]) -> Re
     }
     if rows_before > 0 {
         store.write(write)?;
+        store.rows_written(def, batches);
     }
     Ok(rows_before)
 }

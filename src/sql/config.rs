@@ -1,0 +1,22 @@
+//! TasteDB's settings, as a DataFusion config extension: `SET tastedb.ann_threshold = 5000`
+//! and `SHOW tastedb.ann_threshold` work like DataFusion's own settings, engine-wide.
+
+use datafusion::common::config::ConfigExtension;
+use datafusion::common::extensions_options;
+
+extensions_options! {
+    /// Settings of serving (`tastedb.*`).
+    pub struct TasteConfig {
+        /// `recommend` and `similar_items` use a model's HNSW index when it has more items
+        /// than this; exact scoring otherwise.
+        pub ann_threshold: usize, default = 10_000
+        /// Seconds a cached `recommend` answer is served; 0 turns the cache off.
+        pub cache_ttl_seconds: u64, default = 300
+        /// Cached `recommend` answers kept at most; the least recently used go first.
+        pub cache_max_entries: usize, default = 100_000
+    }
+}
+
+impl ConfigExtension for TasteConfig {
+    const PREFIX: &'static str = "tastedb";
+}
