@@ -71,6 +71,27 @@ impl Engine {
                         ..
                     } => self.drop_tables(&names, if_exists, notices),
                     SqlStatement::Insert(insert) => self.insert(insert).await,
+                    SqlStatement::ShowVariable { variable }
+                        if variable.len() == 2
+                            && variable[0].value.eq_ignore_ascii_case("tastedb") =>
+                    {
+                        // DataFusion's SHOW knows only `datafusion.*`; TasteDB's settings live
+                        // in the same table (listed there without their prefix).
+                        let field = variable[1].value.to_lowercase().replace('\'', "''");
+                        let sql = format!(
+                            "SELECT 'tastedb.{field}' AS name, value \
+                             FROM information_schema.df_settings \
+                             WHERE name IN ('{field}', 'tastedb.{field}')"
+                        );
+                        let statement = crate::sql::parser::parse(&sql)?
+                            .pop()
+                            .and_then(|s| match s {
+                                Statement::DataFusion(df) => Some(*df),
+                                _ => None,
+                            })
+                            .ok_or_else(|| Error::Internal("SHOW rewrite".into()))?;
+                        self.run_datafusion(statement).await
+                    }
                     other => {
                         self.run_datafusion(DFStatement::Statement(Box::new(other)))
                             .await

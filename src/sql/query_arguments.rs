@@ -17,8 +17,8 @@ use crate::features::QueryArguments;
 use crate::sql::features::query_statement;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArgOperator, Query,
-    Statement as SqlStatement, TableFactor, Value, VisitMut, VisitorMut,
+    Expr as SqlExpr, FunctionArg, FunctionArgExpr, Query, Statement as SqlStatement, TableFactor,
+    Value, VisitMut, VisitorMut,
 };
 use std::ops::ControlFlow;
 
@@ -139,12 +139,24 @@ fn place_named(function: &str, args: &mut Vec<FunctionArg>) -> Result<()> {
     let mut positional = Vec::new();
     let (mut filter, mut exact) = (None, None);
     for arg in args.drain(..) {
-        match arg {
+        let named = match arg {
             FunctionArg::Named {
                 name,
                 arg: FunctionArgExpr::Expr(expr),
-                operator: FunctionArgOperator::RightArrow | FunctionArgOperator::Assignment,
-            } => match name.value.to_lowercase().as_str() {
+                ..
+            } => Some((name.value, expr)),
+            FunctionArg::ExprNamed {
+                name: SqlExpr::Identifier(name),
+                arg: FunctionArgExpr::Expr(expr),
+                ..
+            } => Some((name.value, expr)),
+            other => {
+                positional.push(other);
+                None
+            }
+        };
+        if let Some((name, expr)) = named {
+            match name.to_lowercase().as_str() {
                 "filter" => filter = Some(expr),
                 "exact" => exact = Some(expr),
                 other => {
@@ -152,8 +164,7 @@ fn place_named(function: &str, args: &mut Vec<FunctionArg>) -> Result<()> {
                         "{function}() has no argument named {other}; it takes filter and exact"
                     )));
                 }
-            },
-            other => positional.push(other),
+            }
         }
     }
     if filter.is_some() || exact.is_some() {
