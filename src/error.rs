@@ -21,6 +21,8 @@ pub mod sqlstate {
     pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
     /// Invalid parameter value (bad option of a statement).
     pub const INVALID_PARAMETER_VALUE: &str = "22023";
+    /// A value that cannot be used (e.g. vectors of different dimensions).
+    pub const DATA_EXCEPTION: &str = "22000";
     /// An interval or date/time text that does not parse.
     pub const INVALID_DATETIME_FORMAT: &str = "22007";
     /// Invalid text representation (a value that does not parse as its column's type).
@@ -363,6 +365,9 @@ fn execution_sqlstate(msg: &str) -> &'static str {
         INVALID_TEXT_REPRESENTATION
     } else if msg.contains("Overflow") || msg.contains("overflow") {
         NUMERIC_VALUE_OUT_OF_RANGE
+    } else if msg.contains("must have the same length") || msg.contains("to have the same length") {
+        // DataFusion's vector distances given vectors of different dimensions
+        DATA_EXCEPTION
     } else {
         INTERNAL_ERROR
     }

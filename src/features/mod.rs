@@ -131,13 +131,7 @@ impl FeatureViews {
                 )))
             };
         }
-        let mut batch = WriteBatch::default();
-        batch.put(keys::feature_view(&view.name), to_json(&view)?);
-        self.store.write(batch)?;
-        self.views
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(view.name.clone(), view);
+        self.store_view(view, WriteBatch::default())?;
         Ok(true)
     }
 
@@ -177,7 +171,7 @@ impl FeatureViews {
 
     /// Writes `batch` (online rows) together with the view's new state, atomically; 42704 when
     /// the view was dropped (or dropped and created again) since `view` was read.
-    pub fn commit(&self, view: FeatureView, mut batch: WriteBatch) -> Result<()> {
+    pub fn commit(&self, view: FeatureView, batch: WriteBatch) -> Result<()> {
         let _write = self.lock();
         let current = self.read().get(&view.name).map(|v| v.created_micros);
         if current != Some(view.created_micros) {
@@ -186,6 +180,11 @@ impl FeatureViews {
                 view.name
             )));
         }
+        self.store_view(view, batch)
+    }
+
+    /// Writes `batch` with the view's definition and state, then keeps the view in memory.
+    fn store_view(&self, view: FeatureView, mut batch: WriteBatch) -> Result<()> {
         batch.put(keys::feature_view(&view.name), to_json(&view)?);
         self.store.write(batch)?;
         self.views

@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::sql::names;
+use crate::sql::words::{expect_word, skip};
 use datafusion::sql::sqlparser::ast::Query;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -84,12 +85,6 @@ pub fn feature_statement(parser: &mut Parser) -> Result<Option<FeatureStatement>
     Ok(Some(statement))
 }
 
-fn skip(parser: &mut Parser, tokens: usize) {
-    for _ in 0..tokens {
-        parser.next_token();
-    }
-}
-
 fn view_name(parser: &mut Parser) -> Result<String> {
     Ok(names::ident(&parser.parse_identifier()?))
 }
@@ -130,17 +125,6 @@ fn create(parser: &mut Parser) -> Result<CreateFeatureView> {
         ttl,
         query,
     })
-}
-
-fn expect_word(parser: &mut Parser, expected: &str) -> Result<()> {
-    let token = parser.next_token();
-    match &token.token {
-        Token::Word(w) if w.value.eq_ignore_ascii_case(expected) => Ok(()),
-        other => Err(Error::Syntax(format!(
-            "expected {}, found {other}",
-            expected.to_uppercase()
-        ))),
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,10 @@ use std::sync::Arc;
 /// Registers the functions on `ctx`.
 pub fn register(ctx: &SessionContext) {
     ctx.register_udf(version());
+    // `cosine_distance` and `inner_product` are DataFusion's; `l2_distance` names its
+    // `array_distance` as pgvector users know it.
+    let l2 = datafusion::functions_nested::distance::array_distance_udf();
+    ctx.register_udf(l2.as_ref().clone().with_aliases(["l2_distance"]));
     for udf in function_catalog() {
         ctx.register_udf(udf);
     }

@@ -20,5 +20,6 @@ mod ranking;
 pub(crate) mod ranking_table;
 pub mod recommend;
 mod recommend_items;
+mod words;
 
 pub(crate) use functions::register as register_functions;

@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::sql::names;
+use crate::sql::words::{expect_word, skip};
 use datafusion::sql::sqlparser::ast::{Expr, Query, SqlOption, UnaryOperator, Value};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -115,25 +116,8 @@ pub fn model_statement(parser: &mut Parser) -> Result<Option<ModelStatement>> {
     Ok(Some(statement))
 }
 
-fn skip(parser: &mut Parser, tokens: usize) {
-    for _ in 0..tokens {
-        parser.next_token();
-    }
-}
-
 fn model_name(parser: &mut Parser) -> Result<String> {
     Ok(names::ident(&parser.parse_identifier()?))
-}
-
-fn expect_word(parser: &mut Parser, expected: &str) -> Result<()> {
-    let token = parser.next_token();
-    match &token.token {
-        Token::Word(w) if w.value.eq_ignore_ascii_case(expected) => Ok(()),
-        other => Err(Error::Syntax(format!(
-            "expected {}, found {other}",
-            expected.to_uppercase()
-        ))),
-    }
 }
 
 fn version_number(parser: &mut Parser) -> Result<u32> {

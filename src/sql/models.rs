@@ -9,6 +9,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ml::model::Scorer;
 use crate::ml::{Algorithm, Interactions, TrainOptions, train};
+use crate::sql::config::TasteConfig;
 use crate::sql::notices::{Notice, Notices};
 use crate::sql::parser::{ModelStatement, TrainModel, TrainSource};
 use datafusion::arrow::array::{
@@ -75,6 +76,15 @@ impl Engine {
         };
         let algorithm_name = algorithm.name();
         let training_options = options.clone();
+        // Building the HNSW graphs costs more than training small models, and only models
+        // above the threshold are served through them.
+        let ann_threshold = self
+            .session_context()
+            .state()
+            .config_options()
+            .extensions
+            .get::<TasteConfig>()
+            .map_or(TasteConfig::default().ann_threshold, |c| c.ann_threshold);
         let outcome = tokio::task::spawn_blocking(move || {
             let outcome = train(&data, &training_options, |line| {
                 progress_notices.send(Notice::info(format!(
@@ -83,9 +93,12 @@ impl Engine {
                 )));
             });
             outcome.map(|outcome| {
-                // Factor models get an HNSW index over their items, stored with the version.
+                // Factor models with more items than tastedb.ann_threshold get HNSW graphs
+                // over their items, stored with the version.
                 let index = match &outcome.model.scorer {
-                    Scorer::Factors { factors, items, .. } => {
+                    Scorer::Factors { factors, items, .. }
+                        if outcome.model.item_ids.len() > ann_threshold =>
+                    {
                         Some(ItemIndex::build(items, *factors, training_options.seed))
                     }
                     _ => None,

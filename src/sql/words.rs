@@ -1,0 +1,25 @@
+//! Helpers for TasteDB's statements, whose words (TRAIN, MODEL, FEATURE, MATERIALIZE, …) are
+//! not sqlparser keywords and are matched as plain words.
+
+use crate::error::{Error, Result};
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::Token;
+
+/// Consumes `tokens` tokens (words already matched by peeking).
+pub fn skip(parser: &mut Parser, tokens: usize) {
+    for _ in 0..tokens {
+        parser.next_token();
+    }
+}
+
+/// Consumes the word `expected` (any case), or fails with 42601.
+pub fn expect_word(parser: &mut Parser, expected: &str) -> Result<()> {
+    let token = parser.next_token();
+    match &token.token {
+        Token::Word(w) if w.value.eq_ignore_ascii_case(expected) => Ok(()),
+        other => Err(Error::Syntax(format!(
+            "expected {}, found {other}",
+            expected.to_uppercase()
+        ))),
+    }
+}
