@@ -218,7 +218,8 @@ impl TableProvider for PointInTimeTable {
     }
 }
 
-async fn run_plan(state: &dyn Session, plan: &LogicalPlan) -> Result<Vec<RecordBatch>> {
+/// Runs `plan` in `state` and collects its rows.
+pub(crate) async fn run_plan(state: &dyn Session, plan: &LogicalPlan) -> Result<Vec<RecordBatch>> {
     let physical = state.create_physical_plan(plan).await?;
     Ok(collect(physical, state.task_ctx()).await?)
 }

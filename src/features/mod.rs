@@ -7,6 +7,7 @@ mod materialize;
 mod online;
 mod ttl;
 
+pub(crate) use historical::run_plan;
 pub use historical::{HistoricalFeatures, QueryArguments, point_in_time};
 pub use materialize::{
     FeatureRows, MaterializeMode, Materialized, SourceMark, latest_rows, write_latest,

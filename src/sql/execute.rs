@@ -7,7 +7,7 @@ use crate::sql::create_table::{table_def, table_def_from_schema};
 use crate::sql::insert_values::explain_not_null;
 use crate::sql::names;
 use crate::sql::notices::{Notice, Notices};
-use crate::sql::parser::{Statement, UserStatement};
+use crate::sql::parser::{Statement, UserStatement, query_statement};
 use datafusion::arrow::array::{RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::SchemaProvider;
@@ -83,14 +83,8 @@ impl Engine {
                              FROM information_schema.df_settings \
                              WHERE name IN ('{field}', 'tastedb.{field}')"
                         );
-                        let statement = crate::sql::parser::parse(&sql)?
-                            .pop()
-                            .and_then(|s| match s {
-                                Statement::DataFusion(df) => Some(*df),
-                                _ => None,
-                            })
-                            .ok_or_else(|| Error::Internal("SHOW rewrite".into()))?;
-                        self.run_datafusion(statement).await
+                        let query = crate::sql::parser::parse_query(&sql)?;
+                        self.run_datafusion(query_statement(query)).await
                     }
                     other => {
                         self.run_datafusion(DFStatement::Statement(Box::new(other)))
@@ -224,6 +218,12 @@ impl Engine {
 /// A result with no columns and no rows (DDL).
 pub(crate) fn empty_stream() -> SendableRecordBatchStream {
     Box::pin(EmptyRecordBatchStream::new(Arc::new(Schema::empty())))
+}
+
+/// A stream of one batch (the result of a statement TasteDB answers itself).
+pub(crate) fn batch_stream(batch: RecordBatch) -> Result<SendableRecordBatchStream> {
+    let schema = batch.schema();
+    Ok(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?))
 }
 
 /// A one-row `count` result, the shape DataFusion gives INSERT.

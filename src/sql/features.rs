@@ -8,9 +8,9 @@ use crate::features::{
     FeatureRows, FeatureView, MaterializeMode, Materialized, SourceMark, latest_rows, now_micros,
     parse_ttl, write_latest,
 };
-use crate::sql::execute::empty_stream;
+use crate::sql::execute::{batch_stream, empty_stream};
 use crate::sql::notices::{Notice, Notices};
-use crate::sql::parser::{CreateFeatureView, FeatureStatement};
+use crate::sql::parser::{CreateFeatureView, FeatureStatement, parse_query, query_statement};
 use crate::storage::encode_key;
 use crate::storage::keys;
 use crate::storage::{ColumnValues, RowDecoder};
@@ -22,10 +22,7 @@ use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{LogicalPlan, lit};
-use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::ident;
-use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{Query, Statement as SqlStatement};
 use rocksdb::{ReadOptions, WriteBatch};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -147,14 +144,8 @@ impl Engine {
         let started = Instant::now();
         let _one_at_a_time = self.features().materializing().lock().await;
         let view = self.features().get(name)?;
-        let definition = crate::sql::parser::parse(&view.definition)?
-            .pop()
-            .and_then(|s| match s {
-                crate::sql::parser::Statement::DataFusion(df) => Some(*df),
-                _ => None,
-            })
-            .ok_or_else(|| Error::Corrupt(format!("definition of feature view \"{name}\"")))?;
-        let plan = self.plan(definition).await?;
+        let definition = parse_query(&view.definition)?;
+        let plan = self.plan(query_statement(definition)).await?;
         let returned: Vec<&String> = plan.schema().fields().iter().map(|f| f.name()).collect();
         let declared: Vec<&String> = view.columns.columns.iter().map(|c| &c.name).collect();
         if returned != declared {
@@ -335,11 +326,6 @@ impl Engine {
     }
 }
 
-/// A query as a DataFusion statement.
-pub(crate) fn query_statement(query: Box<Query>) -> DFStatement {
-    DFStatement::Statement(Box::new(SqlStatement::Query(query)))
-}
-
 /// The `key_codec` bytes of entity values of `view`.
 fn entity_keys(view: &FeatureView, values: &[ScalarValue]) -> Result<Vec<Vec<u8>>> {
     let column_type = view.columns.columns[view.entity_index()].column_type;
@@ -380,9 +366,4 @@ fn materialize_batch(
         Arc::new(Float64Array::from(vec![seconds])),
     ];
     Ok(RecordBatch::try_new(materialize_schema(), columns)?)
-}
-
-fn batch_stream(batch: RecordBatch) -> Result<SendableRecordBatchStream> {
-    let schema = batch.schema();
-    Ok(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?))
 }

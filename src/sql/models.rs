@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::ml::model::Scorer;
 use crate::ml::{Algorithm, Interactions, TrainOptions, train};
 use crate::sql::config::TasteConfig;
+use crate::sql::execute::{batch_stream, empty_stream};
 use crate::sql::notices::{Notice, Notices};
 use crate::sql::parser::{ModelStatement, TrainModel, TrainSource};
 use datafusion::arrow::array::{
@@ -18,7 +19,6 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Schema, TimeUnit};
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use futures::TryStreamExt;
@@ -40,7 +40,7 @@ impl Engine {
                         "model \"{name}\" does not exist, skipping"
                     )));
                 }
-                Ok(crate::sql::execute::empty_stream())
+                Ok(empty_stream())
             }
             ModelStatement::Show => batch_stream(system_tables::models_batch(&registry.models())?),
             ModelStatement::Evaluate { name } => {
@@ -55,7 +55,7 @@ impl Engine {
             }
             ModelStatement::SetActiveVersion { name, version } => {
                 registry.set_active(&name, version)?;
-                Ok(crate::sql::execute::empty_stream())
+                Ok(empty_stream())
             }
         }
     }
@@ -285,9 +285,4 @@ fn now_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
-}
-
-fn batch_stream(batch: RecordBatch) -> Result<SendableRecordBatchStream> {
-    let schema = batch.schema();
-    Ok(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?))
 }

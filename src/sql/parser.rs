@@ -139,6 +139,27 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     Ok(statements)
 }
 
+/// Parses `text` that must be one query (SELECT, VALUES, …): view definitions, filter and
+/// spine arguments, internal rewrites. Anything else is 42601.
+pub fn parse_query(text: &str) -> Result<Box<Query>> {
+    let not_a_query = || Error::Syntax(format!("expected a query, found {text}"));
+    match parse(text)?.pop() {
+        Some(Statement::DataFusion(df)) => match *df {
+            DFStatement::Statement(statement) => match *statement {
+                SqlStatement::Query(query) => Ok(query),
+                _ => Err(not_a_query()),
+            },
+            _ => Err(not_a_query()),
+        },
+        _ => Err(not_a_query()),
+    }
+}
+
+/// A query as a DataFusion statement.
+pub fn query_statement(query: Box<Query>) -> DFStatement {
+    DFStatement::Statement(Box::new(SqlStatement::Query(query)))
+}
+
 fn parse_one(parser: &mut DFParser) -> Result<Statement> {
     if let Some(user) = user_statement(&mut parser.parser)? {
         return Ok(Statement::User(user));

@@ -14,11 +14,10 @@
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::features::QueryArguments;
-use crate::sql::features::query_statement;
+use crate::sql::parser::{parse_query, query_statement};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    Expr as SqlExpr, FunctionArg, FunctionArgExpr, Query, Statement as SqlStatement, TableFactor,
-    Value, VisitMut, VisitorMut,
+    Expr as SqlExpr, FunctionArg, FunctionArgExpr, Query, TableFactor, Value, VisitMut, VisitorMut,
 };
 use std::ops::ControlFlow;
 
@@ -180,19 +179,4 @@ fn place_named(function: &str, args: &mut Vec<FunctionArg>) -> Result<()> {
     }
     *args = positional;
     Ok(())
-}
-
-/// Parses `text` as one query.
-fn parse_query(text: &str) -> Result<Box<Query>> {
-    let not_a_query = || Error::Syntax(format!("expected a query, found {text}"));
-    match crate::sql::parser::parse(text)?.pop() {
-        Some(crate::sql::parser::Statement::DataFusion(df)) => match *df {
-            DFStatement::Statement(statement) => match *statement {
-                SqlStatement::Query(query) => Ok(query),
-                _ => Err(not_a_query()),
-            },
-            _ => Err(not_a_query()),
-        },
-        _ => Err(not_a_query()),
-    }
 }

@@ -11,7 +11,7 @@ use crate::cache::{CacheKey, ModelSource, PredictionCache};
 use crate::catalog::ModelRegistry;
 use crate::catalog::models::{IdType, ModelVersion};
 use crate::error::{Error, Result};
-use crate::features::QueryArguments;
+use crate::features::{QueryArguments, run_plan};
 use crate::ml::TrainedModel;
 use crate::sql::config::TasteConfig;
 use crate::sql::ranking;
@@ -26,7 +26,7 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::{MemTable, TableType, source_as_provider};
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::physical_plan::ExecutionPlan;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -312,8 +312,7 @@ async fn eligible_items(
     plan: &LogicalPlan,
     trained: &TrainedModel,
 ) -> Result<Vec<bool>> {
-    let physical = state.create_physical_plan(plan).await?;
-    let batches = collect(physical, state.task_ctx()).await?;
+    let batches = run_plan(state, plan).await?;
     let mut eligible = vec![false; trained.item_ids.len()];
     for batch in &batches {
         let Some(column) = batch.columns().first() else {
