@@ -1,7 +1,8 @@
-//! TasteDB's HNSW (`ann::ItemIndex`, instant-distance) next to `hnswlib` (PyPI) on the same
+//! TasteDB's HNSW (`ann::ItemIndex`, `ann::hnsw`) next to `hnswlib` (PyPI) on the same
 //! vectors, in one run: the item factors of an ALS model of MovieLens 100K (queried with its
 //! user factors) and 100,000 synthetic 64-dimensional vectors (1,000 random queries).
-//! Recall@10 against exact inner product and single-thread queries/s, side by side. Then
+//! Recall@10 against exact inner product and single-thread queries/s at several `ef`, side by
+//! side, with the same M and ef_construction. Then
 //! `recommend` latency (p50, p99), cached and uncached, in process and over the wire.
 //!
 //! ```sh
@@ -25,10 +26,16 @@ mod common;
 
 const DIM: usize = 64;
 
+/// Graph links per point on both sides (TasteDB's item graphs use 16; hnswlib's default).
+const M: usize = 16;
+/// The `ef` values searched with, on both sides.
+const EFS: [usize; 4] = [50, 100, 200, 400];
+
+/// One side's build time and, per `ef`, recall@10 and single-thread queries/s.
 struct Side {
     build_seconds: f64,
-    queries_per_second: f64,
-    recall: f64,
+    /// (ef, recall, queries/s)
+    runs: Vec<(usize, f64, f64)>,
 }
 
 fn exact_top10(items: &[f32], query: &[f32], dim: usize) -> Vec<u32> {
@@ -43,29 +50,37 @@ fn exact_top10(items: &[f32], query: &[f32], dim: usize) -> Vec<u32> {
 
 fn tastedb_side(items: &[f32], queries: &[f32], dim: usize) -> Side {
     let started = Instant::now();
-    let index = ItemIndex::build(items, dim, 1);
+    let index = ItemIndex::build(items, dim, 1).expect("index");
     let build_seconds = started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    let found: Vec<Vec<u32>> = queries
+    let exact: Vec<Vec<u32>> = queries
         .chunks_exact(dim)
-        .map(|q| index.by_inner_product(q).into_iter().take(10).collect())
+        .map(|q| exact_top10(items, q, dim))
         .collect();
-    let seconds = started.elapsed().as_secs_f64();
-    let hits: usize = queries
-        .chunks_exact(dim)
-        .zip(&found)
-        .map(|(q, f)| {
-            exact_top10(items, q, dim)
-                .iter()
-                .filter(|i| f.contains(i))
-                .count()
-        })
-        .sum();
     let count = queries.len() / dim;
+    let runs = EFS
+        .iter()
+        .map(|&ef| {
+            let started = Instant::now();
+            let found: Vec<Vec<u32>> = queries
+                .chunks_exact(dim)
+                .map(|q| index.by_inner_product(q, ef).into_iter().take(10).collect())
+                .collect();
+            let seconds = started.elapsed().as_secs_f64();
+            let hits: usize = exact
+                .iter()
+                .zip(&found)
+                .map(|(e, f)| e.iter().filter(|i| f.contains(i)).count())
+                .sum();
+            (
+                ef,
+                hits as f64 / (count * 10) as f64,
+                count as f64 / seconds,
+            )
+        })
+        .collect();
     Side {
         build_seconds,
-        queries_per_second: count as f64 / seconds,
-        recall: hits as f64 / (count * 10) as f64,
+        runs,
     }
 }
 
@@ -82,11 +97,14 @@ fn hnswlib_side(items: &[f32], queries: &[f32], dim: usize) -> Side {
     write_f32(&items_path, items);
     write_f32(&queries_path, queries);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/hnswlib_ann.py");
+    let efs: Vec<String> = EFS.iter().map(|e| e.to_string()).collect();
     let output = Command::new("python3")
         .arg(script)
         .arg(&items_path)
         .arg(&queries_path)
         .arg(dim.to_string())
+        .arg(M.to_string())
+        .arg(efs.join(","))
         .output()
         .expect("python3");
     assert!(
@@ -95,11 +113,22 @@ fn hnswlib_side(items: &[f32], queries: &[f32], dim: usize) -> Side {
         String::from_utf8_lossy(&output.stderr)
     );
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
-    let number = |key: &str| json[key].as_f64().expect(key);
+    let runs = json["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|run| {
+            let number = |key: &str| run[key].as_f64().expect(key);
+            (
+                number("ef") as usize,
+                number("recall"),
+                number("queries_per_second"),
+            )
+        })
+        .collect();
     Side {
-        build_seconds: number("build_seconds"),
-        queries_per_second: number("queries_per_second"),
-        recall: number("recall"),
+        build_seconds: json["build_seconds"].as_f64().expect("build_seconds"),
+        runs,
     }
 }
 
@@ -107,24 +136,25 @@ fn compare(name: &str, items: &[f32], queries: &[f32], dim: usize) {
     let ours = tastedb_side(items, queries, dim);
     let theirs = hnswlib_side(items, queries, dim);
     println!(
-        "{name}: {} vectors, {} queries",
+        "{name}: {} vectors, {} queries, M {M}, ef_construction 200, one thread",
         items.len() / dim,
         queries.len() / dim
     );
     println!(
-        "  {:<10} {:>10} {:>12} {:>10}",
-        "", "recall@10", "queries/s", "build s"
+        "  build s: TasteDB {:.2}, hnswlib {:.2}",
+        ours.build_seconds, theirs.build_seconds
     );
-    for (label, side) in [("TasteDB", &ours), ("hnswlib", &theirs)] {
+    println!(
+        "  {:>5} {:>16} {:>16} {:>16} {:>16} {:>8}",
+        "ef", "TasteDB recall", "hnswlib recall", "TasteDB q/s", "hnswlib q/s", "ratio"
+    );
+    for ((ef, recall, qps), (_, their_recall, their_qps)) in ours.runs.iter().zip(&theirs.runs) {
         println!(
-            "  {label:<10} {:>10.4} {:>12.0} {:>10.2}",
-            side.recall, side.queries_per_second, side.build_seconds
+            "  {ef:>5} {recall:>16.4} {their_recall:>16.4} {qps:>16.0} {their_qps:>16.0} {:>7.2}x",
+            qps / their_qps
         );
     }
-    println!(
-        "  queries/s ratio {:.2}x (goal: recall >= 0.95 at >= 0.8x)",
-        ours.queries_per_second / theirs.queries_per_second
-    );
+    println!("  goal: recall@10 >= 0.95 at >= 0.8x hnswlib's queries/s");
 }
 
 fn percentiles(mut ms: Vec<f64>) -> (f64, f64) {

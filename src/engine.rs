@@ -1,5 +1,6 @@
 //! The embedding API: [`Engine`] opens a data directory and runs SQL on it.
 
+use crate::ann::column_index::VectorIndexes;
 use crate::cache::PredictionCache;
 use crate::catalog::{Catalog, ModelRegistry, StoredTable, TableDef, TasteSchema, Users};
 use crate::error::{Error, Result};
@@ -7,6 +8,7 @@ use crate::features::{FeatureViews, HistoricalFeatures, OnlineFeatures, QueryArg
 use crate::sql::config::TasteConfig;
 use crate::sql::execute::empty_stream;
 use crate::sql::names;
+use crate::sql::nearest::Nearest;
 use crate::sql::notices::Notices;
 use crate::sql::parser::{self, CopyFrom, CopySourceKind, Statement};
 use crate::sql::ranking_table::{Ranked, Serving};
@@ -45,6 +47,7 @@ struct EngineInner {
     schema: Arc<TasteSchema>,
     models: Arc<ModelRegistry>,
     features: Arc<FeatureViews>,
+    indexes: Arc<VectorIndexes>,
     query_arguments: Arc<QueryArguments>,
 }
 
@@ -77,11 +80,13 @@ impl Engine {
         let features = Arc::new(FeatureViews::load(catalog.store().clone())?);
         let query_arguments = Arc::new(QueryArguments::default());
         let cache: Arc<PredictionCache<Arc<Ranked>>> = Arc::new(PredictionCache::default());
+        let indexes = VectorIndexes::load(catalog.store().clone())?;
         let schema = Arc::new(TasteSchema::new(
             catalog.clone(),
             models.clone(),
             features.clone(),
             cache.clone(),
+            indexes.clone(),
         ));
         let mut config = SessionConfig::new()
             .with_option_extension(TasteConfig::default())
@@ -103,6 +108,19 @@ impl Engine {
             .on_rows_written(Arc::new(move |table, batches| {
                 observed.rows_written(table, batches)
             }));
+        // Weak: the store holds its observers, and the indexes hold the store.
+        let indexed = Arc::downgrade(&indexes);
+        catalog
+            .store()
+            .on_rows_written(Arc::new(move |table, batches| {
+                if let Some(indexes) = indexed.upgrade() {
+                    indexes.rows_written(table, batches)
+                }
+            }));
+        ctx.register_udtf(
+            "nearest",
+            Arc::new(Nearest::new(catalog.clone(), indexes.clone())),
+        );
         crate::sql::recommend::register(
             &ctx,
             Serving {
@@ -130,6 +148,7 @@ impl Engine {
                 schema,
                 models,
                 features,
+                indexes,
                 query_arguments,
             }),
         })
@@ -268,6 +287,11 @@ impl Engine {
     /// The feature views.
     pub fn features(&self) -> &Arc<FeatureViews> {
         &self.inner.features
+    }
+
+    /// The vector indexes.
+    pub fn indexes(&self) -> &Arc<VectorIndexes> {
+        &self.inner.indexes
     }
 
     /// Table-function arguments that are queries, planned ahead of their statement.

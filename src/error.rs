@@ -146,6 +146,9 @@ pub enum Error {
     /// A value whose type does not fit where it is used.
     #[error("{0}")]
     DatatypeMismatch(String),
+    /// A value that breaks a rule of its type, e.g. a vector with NaN or of the wrong dimension.
+    #[error("{0}")]
+    DataException(String),
     /// A request beyond a configured limit (e.g. a model's memory).
     #[error("{0}")]
     ProgramLimitExceeded(String),
@@ -210,6 +213,7 @@ impl Error {
             Error::FeatureNotSupported(_) => FEATURE_NOT_SUPPORTED,
             Error::InvalidDatetimeFormat(_) => INVALID_DATETIME_FORMAT,
             Error::DatatypeMismatch(_) => DATATYPE_MISMATCH,
+            Error::DataException(_) => DATA_EXCEPTION,
             Error::ProgramLimitExceeded(_) => PROGRAM_LIMIT_EXCEEDED,
             Error::DirectoryLocked { .. } => OBJECT_IN_USE,
             Error::NotADataDirectory { .. } | Error::Io(_) | Error::Storage(_) => IO_ERROR,

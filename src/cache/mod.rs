@@ -6,8 +6,9 @@
 //! settings (`tastedb.cache_ttl_seconds`, `tastedb.cache_max_entries`).
 
 use crate::catalog::TableDef;
+use crate::storage::WrittenBatch;
+use datafusion::arrow::array::Array;
 use datafusion::arrow::array::AsArray;
-use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use std::collections::{HashMap, HashSet};
@@ -170,7 +171,7 @@ impl<V: Clone> PredictionCache<V> {
 
     /// Drops the answers of users with new rows in `table` (rows shaped like `def`), for
     /// every model trained from it.
-    pub fn rows_written(&self, def: &TableDef, batches: &[RecordBatch]) {
+    pub fn rows_written(&self, def: &TableDef, batches: &[WrittenBatch]) {
         let mut inner = self.lock();
         let affected: Vec<(String, usize)> = inner
             .models
@@ -184,7 +185,7 @@ impl<V: Clone> PredictionCache<V> {
         for (model, column) in affected {
             let mut users = HashSet::new();
             for batch in batches {
-                let Some(values) = batch.columns().get(column) else {
+                let Some(values) = batch.columns.get(column) else {
                     continue;
                 };
                 let Ok(text) = cast(values, &DataType::Utf8) else {

@@ -16,7 +16,7 @@ pub use models::ModelRegistry;
 pub use point_query::PointQuery;
 pub use provider::StoredTableProvider;
 pub use schema::TasteSchema;
-pub use types::{ColumnDef, ColumnType, TableDef};
+pub use types::{ColumnDef, ColumnType, TableDef, vector_arrow_type};
 pub use users::{SCRAM_ITERATIONS, StoredUser, Users};
 
 use crate::error::{Error, Result};

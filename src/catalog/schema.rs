@@ -1,6 +1,7 @@
 //! The `public` schema as DataFusion sees it: every stored table, plus the tables a session
 //! registers in memory (external tables over files, views), which are not persisted.
 
+use crate::ann::column_index::VectorIndexes;
 use crate::catalog::{Catalog, ModelRegistry, StoredTableProvider, system_tables};
 use crate::error::Error;
 use crate::features::FeatureViews;
@@ -18,22 +19,26 @@ pub struct TasteSchema {
     models: Arc<ModelRegistry>,
     features: Arc<FeatureViews>,
     cache: Arc<ServingCache>,
+    indexes: Arc<VectorIndexes>,
     registered: RwLock<BTreeMap<String, Arc<dyn TableProvider>>>,
 }
 
 impl TasteSchema {
-    /// A schema over `catalog`, with the system tables of `models`, `features` and `cache`.
+    /// A schema over `catalog`, with the system tables of `models`, `features`, `cache` and
+    /// `indexes`.
     pub fn new(
         catalog: Arc<Catalog>,
         models: Arc<ModelRegistry>,
         features: Arc<FeatureViews>,
         cache: Arc<ServingCache>,
+        indexes: Arc<VectorIndexes>,
     ) -> Self {
         TasteSchema {
             catalog,
             models,
             features,
             cache,
+            indexes,
             registered: RwLock::new(BTreeMap::new()),
         }
     }
@@ -58,7 +63,13 @@ impl SchemaProvider for TasteSchema {
             let store = self.catalog.store().clone();
             return Ok(Some(Arc::new(StoredTableProvider::new(store, table))));
         }
-        if let Some(table) = system_tables::table(&self.models, &self.features, &self.cache, name) {
+        if let Some(table) = system_tables::table(
+            &self.models,
+            &self.features,
+            &self.cache,
+            &self.indexes,
+            name,
+        ) {
             return table.map(Some).map_err(Error::into_datafusion);
         }
         Ok(self.registered().get(name).cloned())

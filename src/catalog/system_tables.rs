@@ -1,6 +1,8 @@
 //! The registries as tables: `tastedb_models`, `tastedb_model_versions`,
-//! `tastedb_training_log` and `tastedb_feature_views`, built whenever a query reads them.
+//! `tastedb_training_log`, `tastedb_feature_views`, `tastedb_cache_stats` and
+//! `tastedb_indexes`, built whenever a query reads them.
 
+use crate::ann::column_index::{IndexStatus, VectorIndexes};
 use crate::catalog::models::{ModelEntry, ModelRecord, ModelRegistry, ModelVersion};
 use crate::error::Result;
 use crate::features::{FeatureView, FeatureViews};
@@ -16,12 +18,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// Names of the system tables.
-pub const NAMES: [&str; 5] = [
+pub const NAMES: [&str; 6] = [
     "tastedb_models",
     "tastedb_model_versions",
     "tastedb_training_log",
     "tastedb_feature_views",
     "tastedb_cache_stats",
+    "tastedb_indexes",
 ];
 
 /// The system table `name` as it is now, if `name` is one.
@@ -29,6 +32,7 @@ pub fn table(
     registry: &ModelRegistry,
     features: &FeatureViews,
     cache: &ServingCache,
+    indexes: &VectorIndexes,
     name: &str,
 ) -> Option<Result<Arc<dyn TableProvider>>> {
     let batch = match name {
@@ -37,6 +41,7 @@ pub fn table(
         "tastedb_training_log" => log_batch(&registry.models()),
         "tastedb_feature_views" => feature_views_batch(&features.list()),
         "tastedb_cache_stats" => cache_stats_batch(cache),
+        "tastedb_indexes" => indexes_batch(&indexes.list()),
         _ => return None,
     };
     Some(batch.and_then(|batch| {
@@ -296,5 +301,42 @@ fn cache_stats_batch(cache: &ServingCache) -> Result<RecordBatch> {
         .iter()
         .map(|v| Arc::new(Int64Array::from(vec![*v])) as ArrayRef)
         .collect();
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// One row per vector index: definition, rows in its graph and rows searched exactly (NULL
+/// until the index is first used after a start).
+fn indexes_batch(indexes: &[IndexStatus]) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new("metric", DataType::Utf8, false),
+        Field::new("m", DataType::Int64, false),
+        Field::new("ef_construction", DataType::Int64, false),
+        Field::new("indexed_rows", DataType::Int64, true),
+        Field::new("pending_rows", DataType::Int64, true),
+    ]));
+    let text = |f: &dyn Fn(&IndexStatus) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(indexes.iter().map(f)))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        text(&|i| &i.def.name),
+        text(&|i| &i.def.table),
+        text(&|i| &i.def.column),
+        text(&|i| i.def.metric.name()),
+        Arc::new(Int64Array::from_iter_values(
+            indexes.iter().map(|i| i.def.m as i64),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            indexes.iter().map(|i| i.def.ef_construction as i64),
+        )),
+        Arc::new(Int64Array::from_iter(
+            indexes.iter().map(|i| i.indexed_rows.map(|n| n as i64)),
+        )),
+        Arc::new(Int64Array::from_iter(
+            indexes.iter().map(|i| i.pending_rows.map(|n| n as i64)),
+        )),
+    ];
     Ok(RecordBatch::try_new(schema, columns)?)
 }

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::sql::sqlparser::ast::DataType as SqlType;
+use datafusion::sql::sqlparser::ast::{ArrayElemTypeDef, DataType as SqlType};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -27,6 +27,9 @@ pub enum ColumnType {
     Timestamp,
     /// `DATE`.
     Date,
+    /// A vector of 32-bit floats (`REAL[]`, `FLOAT4[]`; `REAL[n]` or `VECTOR(n)` fix the
+    /// dimension). Arrow `List<Float32>`; no NULL elements, NaN, infinities or empty vectors.
+    Vector(Option<u32>),
 }
 
 impl ColumnType {
@@ -55,10 +58,14 @@ impl ColumnType {
                 ColumnType::Timestamp
             }
             SqlType::Date => ColumnType::Date,
+            SqlType::Array(element) => vector_from_array_type(element)?,
+            SqlType::Custom(name, modifiers) if name.to_string().eq_ignore_ascii_case("vector") => {
+                ColumnType::Vector(vector_dimension(modifiers.first().map(String::as_str))?)
+            }
             other => {
                 return Err(Error::FeatureNotSupported(format!(
                     "type {other} is not supported for stored tables; use TEXT, SMALLINT, INT, \
-                     BIGINT, REAL, DOUBLE, BOOLEAN, TIMESTAMP or DATE"
+                     BIGINT, REAL, DOUBLE, BOOLEAN, TIMESTAMP, DATE or REAL[] (vectors)"
                 )));
             }
         })
@@ -79,6 +86,12 @@ impl ColumnType {
             DataType::Timestamp(_, None) => ColumnType::Timestamp,
             DataType::Date32 | DataType::Date64 => ColumnType::Date,
             DataType::Null => ColumnType::Text,
+            DataType::List(item) | DataType::LargeList(item) if is_float(item.data_type()) => {
+                ColumnType::Vector(None)
+            }
+            DataType::FixedSizeList(item, size) if is_float(item.data_type()) => {
+                ColumnType::Vector(u32::try_from(*size).ok())
+            }
             other => {
                 return Err(Error::FeatureNotSupported(format!(
                     "a column of type {other} cannot be stored in a table"
@@ -99,22 +112,69 @@ impl ColumnType {
             ColumnType::Boolean => DataType::Boolean,
             ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
             ColumnType::Date => DataType::Date32,
+            ColumnType::Vector(_) => vector_arrow_type(),
         }
     }
 
     /// The SQL name of the type, as `information_schema` and error messages show it.
-    pub fn sql_name(self) -> &'static str {
+    pub fn sql_name(self) -> String {
         match self {
-            ColumnType::Text => "TEXT",
-            ColumnType::SmallInt => "SMALLINT",
-            ColumnType::Int => "INT",
-            ColumnType::BigInt => "BIGINT",
-            ColumnType::Real => "REAL",
-            ColumnType::Double => "DOUBLE",
-            ColumnType::Boolean => "BOOLEAN",
-            ColumnType::Timestamp => "TIMESTAMP",
-            ColumnType::Date => "DATE",
+            ColumnType::Text => "TEXT".into(),
+            ColumnType::SmallInt => "SMALLINT".into(),
+            ColumnType::Int => "INT".into(),
+            ColumnType::BigInt => "BIGINT".into(),
+            ColumnType::Real => "REAL".into(),
+            ColumnType::Double => "DOUBLE".into(),
+            ColumnType::Boolean => "BOOLEAN".into(),
+            ColumnType::Timestamp => "TIMESTAMP".into(),
+            ColumnType::Date => "DATE".into(),
+            ColumnType::Vector(None) => "REAL[]".into(),
+            ColumnType::Vector(Some(dimension)) => format!("REAL[{dimension}]"),
         }
+    }
+}
+
+/// The Arrow type of vector columns: a list of non-null 32-bit floats (DataFusion's array
+/// literals and its `cosine_distance`, `array_distance` and `inner_product` work on lists).
+pub fn vector_arrow_type() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::Float32, true)))
+}
+
+fn is_float(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Float16 | DataType::Float32 | DataType::Float64
+    )
+}
+
+fn vector_from_array_type(element: &ArrayElemTypeDef) -> Result<ColumnType> {
+    let (inner, size) = match element {
+        ArrayElemTypeDef::SquareBracket(inner, size) => (inner.as_ref(), *size),
+        ArrayElemTypeDef::AngleBracket(inner) | ArrayElemTypeDef::Parenthesis(inner) => {
+            (inner.as_ref(), None)
+        }
+        ArrayElemTypeDef::None => {
+            return Err(Error::FeatureNotSupported(
+                "ARRAY needs an element type; vectors are REAL[]".into(),
+            ));
+        }
+    };
+    if !matches!(inner, SqlType::Real | SqlType::Float4) {
+        return Err(Error::FeatureNotSupported(format!(
+            "arrays of {inner} are not supported; vectors are REAL[] (FLOAT4[])"
+        )));
+    }
+    vector_dimension(size.map(|s| s.to_string()).as_deref()).map(ColumnType::Vector)
+}
+
+/// Reads a declared vector dimension: absent, or a whole number from 1 to 65,535.
+fn vector_dimension(text: Option<&str>) -> Result<Option<u32>> {
+    let Some(text) = text else { return Ok(None) };
+    match text.trim().parse::<u32>() {
+        Ok(n) if (1..=65_535).contains(&n) => Ok(Some(n)),
+        _ => Err(Error::InvalidParameter(format!(
+            "vector dimension must be from 1 to 65535, not {text}"
+        ))),
     }
 }
 

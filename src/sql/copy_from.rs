@@ -7,7 +7,7 @@ use crate::sql::copy_text::read_text;
 use crate::sql::parser::{CopyFormat, CopyFrom};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use datafusion::arrow::csv::ReaderBuilder;
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::fs::File;
@@ -140,7 +140,19 @@ fn open_error(path: &Path, e: std::io::Error) -> Error {
     ))
 }
 
+/// Reads CSV into `schema`, except that vector columns come out as text: arrow-csv has no list
+/// type, and the writer parses `[0.1, 0.2]` itself.
 fn read_csv(reader: impl Read, schema: SchemaRef, copy: &CopyFrom) -> Result<Vec<RecordBatch>> {
+    let schema = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::List(_) => Field::new(f.name(), DataType::Utf8, true),
+                _ => f.as_ref().clone(),
+            })
+            .collect::<Vec<_>>(),
+    ));
     let reader = ReaderBuilder::new(schema)
         .with_header(copy.options.header)
         .with_delimiter(copy.options.delimiter.unwrap_or(b','))

@@ -138,10 +138,11 @@ fn build(name: String, mut columns: Vec<ColumnDef>, key_names: Vec<String>) -> R
         }
         if matches!(
             columns[index].column_type,
-            ColumnType::Real | ColumnType::Double
+            ColumnType::Real | ColumnType::Double | ColumnType::Vector(_)
         ) {
             return Err(Error::FeatureNotSupported(format!(
-                "primary key column \"{key}\" is floating-point; use an integer or text key"
+                "primary key column \"{key}\" is floating-point or a vector; use an integer or \
+                 text key"
             )));
         }
         columns[index].nullable = false;

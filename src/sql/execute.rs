@@ -4,7 +4,7 @@
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::sql::create_table::{table_def, table_def_from_schema};
-use crate::sql::insert_values::explain_not_null;
+use crate::sql::insert_values::{explain_not_null, vector_text_literals};
 use crate::sql::names;
 use crate::sql::notices::{Notice, Notices};
 use crate::sql::parser::{Statement, UserStatement, query_statement};
@@ -71,6 +71,19 @@ impl Engine {
                         ..
                     } => self.drop_tables(&names, if_exists, notices),
                     SqlStatement::Insert(insert) => self.insert(insert).await,
+                    SqlStatement::CreateIndex(create) => {
+                        self.create_index(create, notices).await?;
+                        Ok(empty_stream())
+                    }
+                    SqlStatement::Drop {
+                        object_type: ObjectType::Index,
+                        if_exists,
+                        names,
+                        ..
+                    } => {
+                        self.drop_indexes(&names, if_exists, notices)?;
+                        Ok(empty_stream())
+                    }
                     SqlStatement::ShowVariable { variable }
                         if variable.len() == 2
                             && variable[0].value.eq_ignore_ascii_case("tastedb") =>
@@ -122,18 +135,19 @@ impl Engine {
         Ok(frame.execute_stream().await?)
     }
 
-    async fn insert(&self, insert: Insert) -> Result<SendableRecordBatchStream> {
+    async fn insert(&self, mut insert: Insert) -> Result<SendableRecordBatchStream> {
+        let table = match &insert.table {
+            TableObject::TableName(name) => names::table_name(name)
+                .ok()
+                .and_then(|n| self.catalog().get(&n)),
+            _ => None,
+        };
+        if let Some(table) = &table {
+            vector_text_literals(&mut insert, &table.def)?;
+        }
         let statement = DFStatement::Statement(Box::new(SqlStatement::Insert(insert.clone())));
         let result = self.run_datafusion(statement).await;
-        result.map_err(|error| {
-            let TableObject::TableName(name) = &insert.table else {
-                return error;
-            };
-            let table = names::table_name(name)
-                .ok()
-                .and_then(|n| self.catalog().get(&n));
-            explain_not_null(error, &insert, table.as_ref().map(|t| &t.def))
-        })
+        result.map_err(|error| explain_not_null(error, &insert, table.as_ref().map(|t| &t.def)))
     }
 
     async fn create_table(
@@ -198,6 +212,9 @@ impl Engine {
     ) -> Result<SendableRecordBatchStream> {
         for object_name in table_names {
             let name = names::table_name(object_name)?;
+            if let Some(table) = self.catalog().get(&name) {
+                self.indexes().drop_for_table(table.def.id)?;
+            }
             if self.catalog().drop_table(&name, true)? {
                 continue;
             }

@@ -1,14 +1,71 @@
-//! NOT NULL errors of `INSERT … VALUES`, told the way Postgres tells them.
+//! `INSERT … VALUES` details DataFusion does not handle the Postgres way: NOT NULL errors that
+//! name the column and row, and vectors written as text (`'[0.1, 0.2]'`, as pgvector takes them).
 //!
 //! DataFusion types a VALUES list after the target columns, NOT NULL included, so a NULL there
 //! fails while DataFusion builds the rows — before TasteDB's own check, which names the column
 //! and the row, ever sees them. DataFusion's error names only the VALUES column ("column2");
 //! this maps it back to the table column and finds the row in the statement.
 
-use crate::catalog::TableDef;
-use crate::error::Error;
+use crate::catalog::{ColumnType, TableDef};
+use crate::error::{Error, Result};
 use crate::sql::names;
-use datafusion::sql::sqlparser::ast::{Expr, Insert, SetExpr, Value};
+use crate::storage::vector_values::parse_vector_text;
+use datafusion::sql::sqlparser::ast::{Array, Expr, Insert, SetExpr, Value};
+
+/// Turns text literals in the vector columns of an `INSERT … VALUES` into array literals:
+/// DataFusion would cast the text to one float and fail.
+pub fn vector_text_literals(insert: &mut Insert, table: &TableDef) -> Result<()> {
+    let targets: Vec<Option<usize>> = if insert.columns.is_empty() {
+        (0..table.columns.len()).map(Some).collect()
+    } else {
+        insert
+            .columns
+            .iter()
+            .map(|name| {
+                let name = name.0.last().and_then(|p| p.as_ident()).map(names::ident);
+                table
+                    .columns
+                    .iter()
+                    .position(|c| Some(&c.name) == name.as_ref())
+            })
+            .collect()
+    };
+    let Some(source) = insert.source.as_mut() else {
+        return Ok(());
+    };
+    let SetExpr::Values(values) = source.body.as_mut() else {
+        return Ok(());
+    };
+    for (row_number, row) in values.rows.iter_mut().enumerate() {
+        for (expr, target) in row.iter_mut().zip(&targets) {
+            let Some(column) = target.and_then(|i| table.columns.get(i)) else {
+                continue;
+            };
+            let ColumnType::Vector(_) = column.column_type else {
+                continue;
+            };
+            let Expr::Value(value) = expr else { continue };
+            let Value::SingleQuotedString(text) = &value.value else {
+                continue;
+            };
+            let numbers = parse_vector_text(text).map_err(|message| {
+                Error::InvalidText(format!(
+                    "invalid input for vector column \"{}\": {message} (row {})",
+                    column.name,
+                    row_number + 1
+                ))
+            })?;
+            *expr = Expr::Array(Array {
+                elem: numbers
+                    .iter()
+                    .map(|n| Expr::value(Value::Number(format!("{n:?}"), false)))
+                    .collect(),
+                named: false,
+            });
+        }
+    }
+    Ok(())
+}
 
 /// Rewrites DataFusion's "Column 'columnN' is declared as non-nullable" error of `insert` into
 /// a NOT NULL violation naming the table column and row; other errors pass unchanged.

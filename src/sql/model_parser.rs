@@ -167,7 +167,7 @@ fn option(option: SqlOption) -> Result<(String, String)> {
 }
 
 /// The text of a literal option value: numbers, strings, booleans, names, signed numbers.
-fn literal_text(expr: &Expr) -> Result<String> {
+pub(crate) fn literal_text(expr: &Expr) -> Result<String> {
     match expr {
         Expr::Value(v) => match &v.value {
             Value::Number(n, _) => Ok(n.clone()),

@@ -92,19 +92,18 @@ impl Engine {
                     line.iteration, line.loss, line.seconds
                 )));
             });
-            outcome.map(|outcome| {
-                // Factor models with more items than tastedb.ann_threshold get HNSW graphs
-                // over their items, stored with the version.
-                let index = match &outcome.model.scorer {
-                    Scorer::Factors { factors, items, .. }
-                        if outcome.model.item_ids.len() > ann_threshold =>
-                    {
-                        Some(ItemIndex::build(items, *factors, training_options.seed))
-                    }
-                    _ => None,
-                };
-                (outcome, data, index)
-            })
+            let outcome = outcome?;
+            // Factor models with more items than tastedb.ann_threshold get HNSW graphs over
+            // their items, stored with the version.
+            let index = match &outcome.model.scorer {
+                Scorer::Factors { factors, items, .. }
+                    if outcome.model.item_ids.len() > ann_threshold =>
+                {
+                    Some(ItemIndex::build(items, *factors, training_options.seed)?)
+                }
+                _ => None,
+            };
+            Ok::<_, Error>((outcome, data, index))
         })
         .await
         .map_err(|e| Error::Internal(format!("training task failed: {e}")))?;

@@ -1,9 +1,49 @@
 //! Ranking for `recommend` and `similar_items`: through a model's HNSW index when one is given,
-//! exactly otherwise, and always `k` rows when `k` eligible items exist. The index returns a
-//! fixed number of candidates (`ann::EF_SEARCH`); when the user's seen items or a filter leave
-//! fewer than `k` of them, the ranking is computed exactly over the eligible items instead.
+//! exactly otherwise, and always `k` rows when `k` eligible items exist. A graph search keeps
+//! `ef` candidates (from `ann::EF_SEARCH`, or k plus the user's seen items if more); when seen
+//! items or a filter leave fewer than `k` of them, the search is repeated four times wider, up
+//! to [`MAX_EF`], and after that the ranking is computed exactly over the eligible items.
 
 use crate::ann::{EF_SEARCH, ItemIndex};
+use std::iter::successors;
+
+/// The widest graph search before exact ranking takes over.
+pub const MAX_EF: usize = 3_200;
+
+/// The `ef` of each graph search for `needed` candidates: wider and wider.
+fn widening(needed: usize) -> impl Iterator<Item = usize> {
+    successors(Some(needed.max(EF_SEARCH)), |ef| Some(ef * 4)).take_while(|ef| *ef <= MAX_EF)
+}
+
+/// The `k` best of the first graph search (in `widening` order) whose allowed candidates
+/// number at least `k`; `None` when none does.
+fn search_wider(
+    k: usize,
+    needed: usize,
+    search: impl Fn(usize) -> Vec<u32>,
+    allowed: impl Fn(usize) -> bool,
+    score: impl Fn(usize) -> f32,
+) -> Option<Vec<(usize, f32)>> {
+    for ef in widening(needed) {
+        let candidates = search(ef);
+        let exhausted = candidates.len() < ef;
+        let ranked = best(
+            candidates
+                .into_iter()
+                .map(|i| i as usize)
+                .filter(|&i| allowed(i))
+                .map(|i| (i, score(i))),
+            k,
+        );
+        if ranked.len() == k {
+            return Some(ranked);
+        }
+        if exhausted {
+            break;
+        }
+    }
+    None
+}
 use crate::error::{Error, Result};
 use crate::ml::TrainedModel;
 use crate::ml::kernels::dot;
@@ -30,17 +70,16 @@ pub fn recommend(
             items,
         },
     ) = (index, user, &trained.scorer)
-        && seen.len() + k <= EF_SEARCH
     {
         let x = &users[u * factors..(u + 1) * factors];
-        let candidates = index.by_inner_product(x).into_iter().map(|i| i as usize);
-        let ranked = best(
-            candidates
-                .filter(|&i| allowed(i))
-                .map(|i| (i, dot(x, &items[i * factors..(i + 1) * factors]))),
+        let found = search_wider(
             k,
+            k + seen.len(),
+            |ef| index.by_inner_product(x, ef),
+            allowed,
+            |i| dot(x, &items[i * factors..(i + 1) * factors]),
         );
-        if ranked.len() == k {
+        if let Some(ranked) = found {
             return ranked;
         }
     }
@@ -78,15 +117,15 @@ pub fn similar(
     let norm = |v: &[f32]| dot(v, v).sqrt().max(1e-10);
     let cosine = |i: usize| dot(row(target), row(i)) / (norm(row(target)) * norm(row(i)));
     let allowed = |i: usize| i != target && eligible.is_none_or(|e| e[i]);
-    if let Some(index) = index
-        && k < EF_SEARCH
-    {
-        let candidates = index.by_cosine(row(target)).into_iter().map(|i| i as usize);
-        let ranked = best(
-            candidates.filter(|&i| allowed(i)).map(|i| (i, cosine(i))),
+    if let Some(index) = index {
+        let found = search_wider(
             k,
+            k + 1,
+            |ef| index.by_cosine(row(target), ef),
+            allowed,
+            cosine,
         );
-        if ranked.len() == k {
+        if let Some(ranked) = found {
             return Ok(ranked);
         }
     }

@@ -23,6 +23,11 @@ pub fn encode_key(key_columns: &[ColumnValues], row: usize) -> Result<Vec<u8>> {
             ColumnValues::Boolean(a) => serializer.serialize_bool(a.value(row)),
             ColumnValues::Timestamp(a) => serializer.serialize_i64(a.value(row)),
             ColumnValues::Date(a) => serializer.serialize_i32(a.value(row)),
+            ColumnValues::Vector(..) => {
+                return Err(Error::FeatureNotSupported(
+                    "a vector cannot be a key".into(),
+                ));
+            }
         };
         written.map_err(|e| Error::Internal(format!("cannot encode key: {e}")))?;
     }

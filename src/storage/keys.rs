@@ -12,6 +12,8 @@
 //! | `a`    | model name, 0, version (u32 BE) | the version's HNSW item index (`ann`) |
 //! | `w`    | feature view name (UTF-8)     | `FeatureView` as JSON         |
 //! | `o`    | feature view name, 0, entity key (`key_codec`) | latest feature row (`row_codec`) |
+//! | `i`    | vector index name (UTF-8)     | `IndexDef` as JSON            |
+//! | `h`    | vector index name (UTF-8)     | the index's graph, row keys and transform (postcard) |
 
 const META: u8 = b'm';
 const CATALOG: u8 = b'c';
@@ -23,6 +25,18 @@ const MODEL_DATA: u8 = b'f';
 const MODEL_INDEX: u8 = b'a';
 const FEATURE_VIEW: u8 = b'w';
 const ONLINE_FEATURES: u8 = b'o';
+const VECTOR_INDEX: u8 = b'i';
+const VECTOR_GRAPH: u8 = b'h';
+
+/// Key of a vector index's definition; `vector_index("")` is the prefix of all of them.
+pub fn vector_index(name: &str) -> Vec<u8> {
+    prefixed(VECTOR_INDEX, name.as_bytes())
+}
+
+/// Key of a vector index's graph.
+pub fn vector_graph(name: &str) -> Vec<u8> {
+    prefixed(VECTOR_GRAPH, name.as_bytes())
+}
 
 /// Key of a meta entry.
 pub fn meta(name: &str) -> Vec<u8> {

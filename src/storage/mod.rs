@@ -6,8 +6,9 @@ pub mod keys;
 pub mod reader;
 mod row_codec;
 mod store;
+pub mod vector_values;
 pub mod writer;
 
 pub use key_codec::encode_key;
 pub use row_codec::{ColumnValues, RowDecoder, encode_row};
-pub use store::{FORMAT_VERSION, MARKER_FILE, RowsWritten, Store};
+pub use store::{FORMAT_VERSION, MARKER_FILE, RowKeys, RowsWritten, Store, WrittenBatch};

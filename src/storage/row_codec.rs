@@ -7,15 +7,15 @@
 //! Layout: a null bitmap of `ceil(columns / 8)` bytes (bit `i` set = column `i` is NULL), then the
 //! value of every non-null column in column order: integers, floats, timestamps (µs) and dates
 //! (days) little-endian in their width, booleans as one byte, text as a LEB128 length and UTF-8
-//! bytes. Each value can be skipped without decoding, so a scan decodes only projected columns.
+//! bytes, vectors as a LEB128 count and that many little-endian f32. Each value can be skipped without decoding, so a scan decodes only projected columns.
 
 use crate::catalog::{ColumnType, TableDef};
 use crate::error::{Error, Result};
 use datafusion::arrow::array::PrimitiveArray;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Date32Builder, Float32Builder,
-    Float64Builder, Int16Builder, Int32Builder, Int64Builder, RecordBatch, RecordBatchOptions,
-    StringArray, StringBuilder, TimestampMicrosecondBuilder,
+    Float64Builder, Int16Builder, Int32Builder, Int64Builder, ListArray, ListBuilder, RecordBatch,
+    RecordBatchOptions, StringArray, StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{
     Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, SchemaRef,
@@ -43,6 +43,8 @@ pub enum ColumnValues<'a> {
     Timestamp(&'a PrimitiveArray<TimestampMicrosecondType>),
     /// DATE
     Date(&'a PrimitiveArray<Date32Type>),
+    /// REAL[] (elements already checked: no NULLs)
+    Vector(&'a ListArray, &'a [f32]),
 }
 
 impl<'a> ColumnValues<'a> {
@@ -75,6 +77,14 @@ impl<'a> ColumnValues<'a> {
                 ColumnValues::Timestamp(array.as_primitive_opt().ok_or_else(mismatch)?)
             }
             ColumnType::Date => ColumnValues::Date(array.as_primitive_opt().ok_or_else(mismatch)?),
+            ColumnType::Vector(_) => {
+                let list = array.as_list_opt::<i32>().ok_or_else(mismatch)?;
+                let values = list
+                    .values()
+                    .as_primitive_opt::<Float32Type>()
+                    .ok_or_else(mismatch)?;
+                ColumnValues::Vector(list, values.values())
+            }
         })
     }
 
@@ -89,6 +99,7 @@ impl<'a> ColumnValues<'a> {
             ColumnValues::Boolean(a) => *a,
             ColumnValues::Timestamp(a) => *a,
             ColumnValues::Date(a) => *a,
+            ColumnValues::Vector(a, _) => *a,
         }
     }
 
@@ -112,6 +123,14 @@ impl<'a> ColumnValues<'a> {
             ColumnValues::Boolean(a) => out.push(u8::from(a.value(row))),
             ColumnValues::Timestamp(a) => out.extend_from_slice(&a.value(row).to_le_bytes()),
             ColumnValues::Date(a) => out.extend_from_slice(&a.value(row).to_le_bytes()),
+            ColumnValues::Vector(a, values) => {
+                let offsets = a.value_offsets();
+                let vector = &values[offsets[row] as usize..offsets[row + 1] as usize];
+                write_varint(vector.len() as u64, out);
+                for v in vector {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
         }
     }
 }
@@ -272,6 +291,21 @@ impl<'a> Cursor<'a> {
         std::str::from_utf8(self.take(len)?).map_err(|_| Error::Corrupt("text is not UTF-8".into()))
     }
 
+    /// A vector's values: a LEB128 count, then that many little-endian f32.
+    fn vector(&mut self, out: &mut Float32Builder) -> Result<()> {
+        let len = self.varint()?;
+        let width = len
+            .checked_mul(4)
+            .ok_or_else(|| Error::Corrupt("vector too long".into()))?;
+        for bytes in self.take(width)?.chunks_exact(4) {
+            let value: [u8; 4] = bytes
+                .try_into()
+                .map_err(|_| Error::Corrupt("vector value of the wrong width".into()))?;
+            out.append_value(f32::from_le_bytes(value));
+        }
+        Ok(())
+    }
+
     fn skip(&mut self, column_type: ColumnType) -> Result<()> {
         let width = match column_type {
             ColumnType::Text => self.varint()?,
@@ -279,6 +313,10 @@ impl<'a> Cursor<'a> {
             ColumnType::SmallInt => 2,
             ColumnType::Int | ColumnType::Real | ColumnType::Date => 4,
             ColumnType::BigInt | ColumnType::Double | ColumnType::Timestamp => 8,
+            ColumnType::Vector(_) => self
+                .varint()?
+                .checked_mul(4)
+                .ok_or_else(|| Error::Corrupt("vector too long".into()))?,
         };
         self.take(width)?;
         Ok(())
@@ -295,6 +333,7 @@ enum ColumnBuilder {
     Boolean(BooleanBuilder),
     Timestamp(TimestampMicrosecondBuilder),
     Date(Date32Builder),
+    Vector(ListBuilder<Float32Builder>),
 }
 
 impl ColumnBuilder {
@@ -313,6 +352,9 @@ impl ColumnBuilder {
                 ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity))
             }
             ColumnType::Date => ColumnBuilder::Date(Date32Builder::with_capacity(capacity)),
+            ColumnType::Vector(_) => {
+                ColumnBuilder::Vector(ListBuilder::with_capacity(Float32Builder::new(), capacity))
+            }
         }
     }
 
@@ -327,6 +369,7 @@ impl ColumnBuilder {
             ColumnBuilder::Boolean(b) => b.append_null(),
             ColumnBuilder::Timestamp(b) => b.append_null(),
             ColumnBuilder::Date(b) => b.append_null(),
+            ColumnBuilder::Vector(b) => b.append_null(),
         }
     }
 
@@ -344,6 +387,10 @@ impl ColumnBuilder {
             }
             ColumnBuilder::Timestamp(b) => b.append_value(i64::from_le_bytes(cursor.array()?)),
             ColumnBuilder::Date(b) => b.append_value(i32::from_le_bytes(cursor.array()?)),
+            ColumnBuilder::Vector(b) => {
+                cursor.vector(b.values())?;
+                b.append(true);
+            }
         }
         Ok(())
     }
@@ -359,6 +406,7 @@ impl ColumnBuilder {
             ColumnBuilder::Boolean(b) => Arc::new(b.finish()),
             ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
             ColumnBuilder::Date(b) => Arc::new(b.finish()),
+            ColumnBuilder::Vector(b) => Arc::new(b.finish()),
         }
     }
 }

@@ -2,7 +2,8 @@
 
 use crate::catalog::TableDef;
 use crate::error::{Error, Result};
-use datafusion::arrow::array::RecordBatch;
+use crate::storage::keys;
+use datafusion::arrow::array::ArrayRef;
 use rocksdb::{DB, DBCompressionType, Options, WriteBatch, WriteOptions};
 use std::fs;
 use std::io::Write;
@@ -16,8 +17,39 @@ pub const FORMAT_VERSION: u32 = 1;
 const MARKER_PREFIX: &str = "TasteDB data directory, format ";
 const ROCKSDB_DIR: &str = "rocksdb";
 
-/// Told about the rows of every durable write to a table (e.g. to drop cached answers).
-pub type RowsWritten = Arc<dyn Fn(&TableDef, &[RecordBatch]) + Send + Sync>;
+/// Told about the rows of every durable write to a table (e.g. to drop cached answers or to
+/// queue rows for a vector index).
+pub type RowsWritten = Arc<dyn Fn(&TableDef, &[WrittenBatch]) + Send + Sync>;
+
+/// Rows of one durable write: the columns as stored (the table's types, every column) and the
+/// row keys they were stored under.
+pub struct WrittenBatch {
+    /// One array per table column.
+    pub columns: Vec<ArrayRef>,
+    /// The key of each row within the table.
+    pub keys: RowKeys,
+}
+
+/// The row keys of a [`WrittenBatch`].
+pub enum RowKeys {
+    /// Consecutive row ids from `first` (tables without primary key).
+    RowIds {
+        /// The row id of the first row.
+        first: u64,
+    },
+    /// Encoded primary keys, one per row.
+    Keys(Vec<Vec<u8>>),
+}
+
+impl RowKeys {
+    /// The key of row `row`.
+    pub fn key(&self, row: usize) -> Vec<u8> {
+        match self {
+            RowKeys::RowIds { first } => keys::row_id(first + row as u64).to_vec(),
+            RowKeys::Keys(keys) => keys.get(row).cloned().unwrap_or_default(),
+        }
+    }
+}
 
 /// An open data directory. Every write through [`Store::write`] is durable when it returns.
 pub struct Store {
@@ -77,7 +109,7 @@ impl Store {
     }
 
     /// Tells the observers that `batches` (rows of `table`) are durable.
-    pub fn rows_written(&self, table: &TableDef, batches: &[RecordBatch]) {
+    pub fn rows_written(&self, table: &TableDef, batches: &[WrittenBatch]) {
         for observer in self
             .observers
             .read()

@@ -1,10 +1,11 @@
 //! Validating, encoding and durably writing the rows of one statement.
 
-use crate::catalog::{StoredTable, TableDef};
+use crate::catalog::{ColumnType, StoredTable, TableDef};
 use crate::error::{Error, Result};
 use crate::storage::key_codec::encode_key;
 use crate::storage::row_codec::{ColumnValues, encode_row};
-use crate::storage::{Store, keys};
+use crate::storage::vector_values::conform_vectors;
+use crate::storage::{RowKeys, Store, WrittenBatch, keys};
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::util::display::array_value_to_string;
@@ -33,6 +34,7 @@ pub fn insert(store: &Store, table: &StoredTable, batches: &[RecordBatch]) -> Re
     let mut encoded = Vec::with_capacity(256);
     // Held until the write is done: readers of "rows since row id n" wait for these.
     let mut reservations = Vec::new();
+    let mut written = Vec::with_capacity(batches.len());
     // One key buffer for every row: the table prefix, then the row's key.
     let mut key = keys::table_prefix(def.id);
     let prefix_len = key.len();
@@ -44,30 +46,42 @@ pub fn insert(store: &Store, table: &StoredTable, batches: &[RecordBatch]) -> Re
             .zip(&def.columns)
             .map(|(array, column)| ColumnValues::new(column.column_type, array))
             .collect::<Result<Vec<_>>>()?;
-        let (primary_keys, first_row_id) = if def.has_primary_key() {
-            let keys = primary_keys(store, def, &columns, rows_before, &mut seen_keys)?;
-            (Some(keys), 0)
+        let row_keys = if def.has_primary_key() {
+            RowKeys::Keys(primary_keys(
+                store,
+                def,
+                &columns,
+                rows_before,
+                &mut seen_keys,
+            )?)
         } else {
             let reservation = table.reserve_row_ids(batch.num_rows() as u64);
             let first = reservation.first();
             reservations.push(reservation);
-            (None, first)
+            RowKeys::RowIds { first }
         };
         for row in 0..batch.num_rows() {
             key.truncate(prefix_len);
-            match &primary_keys {
-                Some(primary_keys) => key.extend_from_slice(&primary_keys[row]),
-                None => key.extend_from_slice(&keys::row_id(first_row_id + row as u64)),
+            match &row_keys {
+                RowKeys::Keys(primary_keys) => key.extend_from_slice(&primary_keys[row]),
+                RowKeys::RowIds { first } => {
+                    key.extend_from_slice(&keys::row_id(first + row as u64))
+                }
             }
             encoded.clear();
             encode_row(&values, row, &mut encoded);
             write.put(&key, &encoded);
         }
+        drop(values);
+        written.push(WrittenBatch {
+            columns,
+            keys: row_keys,
+        });
         rows_before += batch.num_rows() as u64;
     }
     if rows_before > 0 {
         store.write(write)?;
-        store.rows_written(def, batches);
+        store.rows_written(def, &written);
     }
     Ok(rows_before)
 }
@@ -91,6 +105,9 @@ fn conform(def: &TableDef, batch: &RecordBatch, rows_before: u64) -> Result<Vec<
         .iter()
         .zip(&def.columns)
         .map(|(array, column)| {
+            if let ColumnType::Vector(_) = column.column_type {
+                return conform_vectors(array, column, rows_before);
+            }
             let target = column.column_type.arrow_type();
             if array.data_type() == &target {
                 return Ok(array.clone());
