@@ -9,7 +9,6 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ml::model::Scorer;
 use crate::ml::{Algorithm, Interactions, TrainOptions, train};
-use crate::sql::config::TasteConfig;
 use crate::sql::execute::{batch_stream, empty_stream};
 use crate::sql::notices::{Notice, Notices};
 use crate::sql::parser::{ModelStatement, TrainModel, TrainSource};
@@ -76,15 +75,6 @@ impl Engine {
         };
         let algorithm_name = algorithm.name();
         let training_options = options.clone();
-        // Building the HNSW graphs costs more than training small models, and only models
-        // above the threshold are served through them.
-        let ann_threshold = self
-            .session_context()
-            .state()
-            .config_options()
-            .extensions
-            .get::<TasteConfig>()
-            .map_or(TasteConfig::default().ann_threshold, |c| c.ann_threshold);
         let outcome = tokio::task::spawn_blocking(move || {
             let outcome = train(&data, &training_options, |line| {
                 progress_notices.send(Notice::info(format!(
@@ -93,12 +83,10 @@ impl Engine {
                 )));
             });
             let outcome = outcome?;
-            // Factor models with more items than tastedb.ann_threshold get HNSW graphs over
-            // their items, stored with the version.
+            // Every factor model version gets HNSW graphs over its items, stored with it;
+            // serving uses them while the model has more items than tastedb.ann_threshold.
             let index = match &outcome.model.scorer {
-                Scorer::Factors { factors, items, .. }
-                    if outcome.model.item_ids.len() > ann_threshold =>
-                {
+                Scorer::Factors { factors, items, .. } => {
                     Some(ItemIndex::build(items, *factors, training_options.seed)?)
                 }
                 _ => None,
