@@ -29,7 +29,7 @@ const DIM: usize = 64;
 /// Graph links per point on both sides (TasteDB's item graphs use 16; hnswlib's default).
 const M: usize = 16;
 /// The `ef` values searched with, on both sides.
-const EFS: [usize; 4] = [50, 100, 200, 400];
+const EFS: [usize; 5] = [50, 100, 200, 400, 800];
 
 /// One side's build time and, per `ef`, recall@10 and single-thread queries/s.
 struct Side {

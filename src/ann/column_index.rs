@@ -5,8 +5,7 @@
 //! last built or extended (key `h`: the graph, the row key of every point, the transform). Rows
 //! written after that are *pending*: kept in memory, searched exactly by every query, so a query
 //! always sees every row. Once [`EXTEND_AFTER`] rows are pending, a background thread adds them
-//! to a copy of the graph, stores it and swaps it in (a `dot` index whose new rows are longer
-//! than its largest norm is rebuilt instead). After a restart, the first query of an index
+//! to a copy of the graph, stores it and swaps it in. After a restart, the first query of an index
 //! finds the pending rows again by scanning the table for keys the graph lacks.
 
 use crate::ann::hnsw::{Hnsw, HnswParams};
@@ -255,7 +254,7 @@ impl VectorIndexes {
             .into_iter()
             .filter_map(|(id, squared)| {
                 let key = graph.keys.get(id as usize)?.clone();
-                Some((key, graph.transform.distance(squared, query)))
+                Some((key, graph.transform.distance(squared)))
             })
             .collect();
         let cosine = def.metric == Metric::Cosine;
@@ -329,22 +328,11 @@ impl VectorIndexes {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let old = read(&loaded.graph).clone();
-        let graph = match extended(&loaded.def, &old, &batch)? {
-            Some(graph) => graph,
-            None => {
-                let mut rows: Vec<(Vec<u8>, Vec<f32>)> = old
-                    .keys
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(id, key)| {
-                        let point = old.hnsw.vector(id as u32)?;
-                        Some((key.clone(), point[..old.dim].to_vec()))
-                    })
-                    .collect();
-                rows.extend(batch);
-                let dim = old.dim;
-                rebuild(&loaded.def, dim, rows)?
-            }
+        // An index over a REAL[] column that was empty has no dimension yet: the first rows
+        // give it one.
+        let graph = match old.dim {
+            0 => rebuild(&loaded.def, 0, batch)?,
+            _ => extended(&old, &batch)?,
         };
         let _turn = lock(&self.writes);
         if !self.read_defs().contains_key(&loaded.def.name) {
@@ -444,6 +432,7 @@ fn params(def: &IndexDef) -> HnswParams {
         m: def.m,
         ef_construction: def.ef_construction,
         seed: 1,
+        distance: Transform::new(def.metric).graph_distance(),
     }
 }
 
@@ -452,14 +441,10 @@ fn empty_graph(def: &IndexDef, table: &TableDef, column: usize) -> Graph {
         ColumnType::Vector(Some(dim)) => dim as usize,
         _ => 0,
     };
-    let transform = Transform {
-        metric: def.metric,
-        max_norm: 0.0,
-    };
     Graph {
         dim,
-        transform,
-        hnsw: Hnsw::new(transform.point_dim(dim), params(def)),
+        transform: Transform::new(def.metric),
+        hnsw: Hnsw::new(dim, params(def)),
         keys: Vec::new(),
     }
 }
@@ -494,17 +479,16 @@ fn rebuild(def: &IndexDef, dim: usize, rows: Vec<(Vec<u8>, Vec<f32>)>) -> Result
         dim
     };
     let rows: Vec<(Vec<u8>, Vec<f32>)> = rows.into_iter().filter(|(_, v)| v.len() == dim).collect();
-    let flat: Vec<f32> = rows.iter().flat_map(|(_, v)| v.iter().copied()).collect();
-    let transform = Transform::for_vectors(def.metric, &flat, dim);
+    let transform = Transform::new(def.metric);
     let mut keys = Vec::with_capacity(rows.len());
-    let mut points = Vec::with_capacity(flat.len() + rows.len());
+    let mut points = Vec::with_capacity(rows.len() * dim);
     for (key, vector) in rows {
         if let Some(point) = transform.point(&vector) {
             points.extend_from_slice(&point);
             keys.push(key);
         }
     }
-    let hnsw = Hnsw::build(transform.point_dim(dim), params(def), &points)
+    let hnsw = Hnsw::build(dim, params(def), &points)
         .map_err(|e| Error::Internal(format!("index build: {e}")))?;
     Ok(Graph {
         dim,
@@ -514,33 +498,24 @@ fn rebuild(def: &IndexDef, dim: usize, rows: Vec<(Vec<u8>, Vec<f32>)>) -> Result
     })
 }
 
-/// `old` with `rows` inserted, or `None` when the transform cannot take them (a `dot` index
-/// with a longer vector, or an index that had no dimension yet).
-fn extended(def: &IndexDef, old: &Graph, rows: &[(Vec<u8>, Vec<f32>)]) -> Result<Option<Graph>> {
-    if old.dim == 0 {
-        return Ok(None);
-    }
-    let mut points = Vec::with_capacity(rows.len());
-    for (key, vector) in rows.iter().filter(|(_, v)| v.len() == old.dim) {
-        match old.transform.point(vector) {
-            Some(point) => points.push((key.clone(), point)),
-            None if def.metric == Metric::Dot => return Ok(None),
-            None => {}
-        }
-    }
+/// `old` with `rows` inserted (rows of another dimension are left out).
+fn extended(old: &Graph, rows: &[(Vec<u8>, Vec<f32>)]) -> Result<Graph> {
     let mut hnsw = old.hnsw.clone();
     let mut keys = old.keys.clone();
-    for (key, point) in points {
+    for (key, vector) in rows.iter().filter(|(_, v)| v.len() == old.dim) {
+        let Some(point) = old.transform.point(vector) else {
+            continue;
+        };
         hnsw.insert(&point)
             .map_err(|e| Error::Internal(format!("index extension: {e}")))?;
-        keys.push(key);
+        keys.push(key.clone());
     }
-    Ok(Some(Graph {
+    Ok(Graph {
         dim: old.dim,
         transform: old.transform,
         hnsw,
         keys,
-    }))
+    })
 }
 
 /// Every row of `table` with a vector in `column` whose key is not in `skip`.

@@ -1,13 +1,12 @@
-//! Distances for vector search, and how each maps onto an HNSW graph that ranks by squared L2.
+//! Distances for vector search, and how each maps onto an HNSW graph.
 //!
-//! - `l2`: vectors as they are; the distance is Euclidean.
+//! - `l2`: vectors as they are, graph by squared L2; the distance is Euclidean.
 //! - `cosine`: unit vectors, for which |u − v|² = 2 (1 − cos); the distance is 1 − cos. Zero
 //!   vectors have no direction and are left out of cosine indexes.
-//! - `dot`: the transform of Bachrach et al. (2014): every stored vector gets one more
-//!   coordinate √(M² − |y|²), M the largest norm, and queries get 0, so that
-//!   |q − y|² = |q|² + M² − 2 q·y and the nearest are those with the largest dot product. The
-//!   distance is −q·y (as pgvector's `<#>`), so smaller is closer for every metric.
+//! - `dot`: vectors as they are, graph by negative inner product; the distance is −q·y (as
+//!   pgvector's `<#>`), so smaller is closer for every metric.
 
+use crate::ann::hnsw::Distance;
 use crate::error::{Error, Result};
 use crate::ml::kernels::dot;
 #[cfg(test)]
@@ -68,83 +67,54 @@ impl Metric {
     }
 }
 
-/// How the vectors of one graph were transformed: the metric, and for `dot` the largest norm.
+/// How the vectors of one graph were transformed: the metric it answers.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Transform {
     /// The metric the graph answers.
     pub metric: Metric,
-    /// For `dot`: M, the largest norm of a stored vector when the graph was built.
-    pub max_norm: f32,
 }
 
 impl Transform {
-    /// The transform for a graph of `vectors` (row-major, `dim` each) under `metric`.
-    pub fn for_vectors(metric: Metric, vectors: &[f32], dim: usize) -> Transform {
-        let max_norm = match metric {
-            Metric::Dot => vectors
-                .chunks_exact(dim.max(1))
-                .map(|v| dot(v, v).sqrt())
-                .fold(0f32, f32::max),
-            _ => 0.0,
-        };
-        Transform { metric, max_norm }
+    /// The transform for a graph under `metric`.
+    pub fn new(metric: Metric) -> Transform {
+        Transform { metric }
     }
 
-    /// The length of the graph's points for vectors of `dim` values.
-    pub fn point_dim(&self, dim: usize) -> usize {
+    /// The distance the graph is built with.
+    pub fn graph_distance(&self) -> Distance {
         match self.metric {
-            Metric::Dot => dim + 1,
-            _ => dim,
+            Metric::L2 | Metric::Cosine => Distance::SquaredL2,
+            Metric::Dot => Distance::NegativeDot,
         }
     }
 
-    /// The graph point of a stored vector: `None` when it cannot be one (a zero vector under
-    /// cosine; under dot, a norm above M, which needs a new transform).
+    /// The graph point of a stored vector: `None` for a zero vector under cosine, which has
+    /// no direction.
     pub fn point(&self, vector: &[f32]) -> Option<Vec<f32>> {
-        let norm = dot(vector, vector).sqrt();
         match self.metric {
-            Metric::L2 => Some(vector.to_vec()),
-            Metric::Cosine => (norm > 0.0).then(|| vector.iter().map(|v| v / norm).collect()),
-            Metric::Dot => {
-                if norm > self.max_norm {
-                    return None;
-                }
-                let mut point = Vec::with_capacity(vector.len() + 1);
-                point.extend_from_slice(vector);
-                let m = self.max_norm;
-                point.push((m * m - norm * norm).max(0.0).sqrt());
-                Some(point)
+            Metric::L2 | Metric::Dot => Some(vector.to_vec()),
+            Metric::Cosine => {
+                let norm = dot(vector, vector).sqrt();
+                (norm > 0.0).then(|| vector.iter().map(|v| v / norm).collect())
             }
         }
     }
 
     /// The graph point of a query.
     pub fn query(&self, query: &[f32]) -> Vec<f32> {
-        match self.metric {
-            Metric::L2 => query.to_vec(),
-            Metric::Cosine => {
-                let norm = dot(query, query).sqrt().max(f32::MIN_POSITIVE);
-                query.iter().map(|v| v / norm).collect()
-            }
-            Metric::Dot => {
-                let mut point = query.to_vec();
-                point.push(0.0);
-                point
-            }
+        match self.point(query) {
+            Some(point) => point,
+            None => query.to_vec(),
         }
     }
 
-    /// The metric's distance from the graph's squared L2 distance `squared` to a point, for
-    /// the query `query` (untransformed).
-    pub fn distance(&self, squared: f32, query: &[f32]) -> f64 {
-        let squared = f64::from(squared.max(0.0));
+    /// The metric's distance from the graph's distance `graph` to a point.
+    pub fn distance(&self, graph: f32) -> f64 {
+        let graph = f64::from(graph);
         match self.metric {
-            Metric::L2 => squared.sqrt(),
-            Metric::Cosine => squared / 2.0,
-            Metric::Dot => {
-                let m = f64::from(self.max_norm);
-                -(f64::from(dot(query, query)) + m * m - squared) / 2.0
-            }
+            Metric::L2 => graph.max(0.0).sqrt(),
+            Metric::Cosine => graph.max(0.0) / 2.0,
+            Metric::Dot => graph,
         }
     }
 }
@@ -158,28 +128,22 @@ mod tests {
         let items = [3.0f32, 4.0, 1.0, 0.0, -2.0, 0.5];
         let query = [0.5f32, -1.0];
         for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
-            let transform = Transform::for_vectors(metric, &items, 2);
+            let transform = Transform::new(metric);
             for item in items.chunks_exact(2) {
                 let point = transform.point(item).unwrap();
-                let squared = l2_squared(&transform.query(&query), &point);
+                let graph = match transform.graph_distance() {
+                    Distance::SquaredL2 => l2_squared(&transform.query(&query), &point),
+                    Distance::NegativeDot => -dot(&transform.query(&query), &point),
+                };
                 let direct = metric.distance(&query, item);
-                let via_graph = transform.distance(squared, &query);
+                let via_graph = transform.distance(graph);
                 assert!(
                     (direct - via_graph).abs() < 1e-5,
                     "{metric:?} {direct} {via_graph}"
                 );
             }
         }
-        assert!(
-            Transform::for_vectors(Metric::Dot, &items, 2)
-                .point(&[9.0, 9.0])
-                .is_none()
-        );
-        assert!(
-            Transform::for_vectors(Metric::Cosine, &items, 2)
-                .point(&[0.0, 0.0])
-                .is_none()
-        );
+        assert!(Transform::new(Metric::Cosine).point(&[0.0, 0.0]).is_none());
         assert_eq!(Metric::parse("hamming").unwrap_err().sqlstate(), "22023");
     }
 }

@@ -1,7 +1,8 @@
 //! Approximate nearest neighbours: TasteDB's HNSW graph (`hnsw`), the metrics and their
 //! transforms onto it (`metric`), the indexes of vector columns (`column_index`), and
 //! [`ItemIndex`], a model version's graphs over its item factors: one ranking by inner product
-//! (for `recommend`), one by cosine (for `similar_items`).
+//! (for `recommend`, built and searched with the inner product itself), one by cosine (for
+//! `similar_items`).
 //!
 //! The HNSW graph is written by hand because the crates did not fit: `instant-distance` (used
 //! before) fixes M at 32 and `ef` at build time and cannot add points to a built graph, so it
@@ -37,8 +38,8 @@ struct ItemGraph {
 
 impl ItemGraph {
     fn build(metric: Metric, items: &[f32], factors: usize, seed: u64) -> Result<ItemGraph> {
-        let transform = Transform::for_vectors(metric, items, factors);
-        let mut points = Vec::with_capacity(items.len() + items.len() / factors.max(1));
+        let transform = Transform::new(metric);
+        let mut points = Vec::with_capacity(items.len());
         let mut ids = Vec::new();
         for (i, item) in items.chunks_exact(factors.max(1)).enumerate() {
             if let Some(point) = transform.point(item) {
@@ -50,8 +51,9 @@ impl ItemGraph {
             m: M,
             ef_construction: EF_CONSTRUCTION,
             seed,
+            distance: transform.graph_distance(),
         };
-        let hnsw = Hnsw::build(transform.point_dim(factors), params, &points)
+        let hnsw = Hnsw::build(factors, params, &points)
             .map_err(|e| Error::Internal(format!("item index: {e}")))?;
         Ok(ItemGraph {
             transform,
@@ -88,12 +90,17 @@ impl std::fmt::Debug for ItemIndex {
 
 impl ItemIndex {
     /// Builds both graphs over `items` (row-major, `factors` per item), deterministically from
-    /// `seed`.
+    /// `seed`, side by side on the current rayon pool.
     pub fn build(items: &[f32], factors: usize, seed: u64) -> Result<ItemIndex> {
+        // The two graphs are independent: one per core when there are two.
+        let (by_inner_product, by_cosine) = rayon::join(
+            || ItemGraph::build(Metric::Dot, items, factors, seed),
+            || ItemGraph::build(Metric::Cosine, items, factors, seed),
+        );
         Ok(ItemIndex {
             factors,
-            by_inner_product: ItemGraph::build(Metric::Dot, items, factors, seed)?,
-            by_cosine: ItemGraph::build(Metric::Cosine, items, factors, seed)?,
+            by_inner_product: by_inner_product?,
+            by_cosine: by_cosine?,
         })
     }
 
