@@ -305,6 +305,20 @@ impl Hnsw {
         }
     }
 
+    /// The point nearest to `query` that greedy descents from the entry point find on the
+    /// layers above `floor`, from the top down.
+    #[inline(always)]
+    fn descend<S: Simd>(&self, simd: S, query: &[f32], entry: u32, floor: usize) -> Near {
+        let mut best = Near {
+            dist: self.distance(simd, query, self.point(entry)),
+            id: entry,
+        };
+        for layer in (floor + 1..=self.level(entry)).rev() {
+            best = self.greedy(simd, query, best, layer);
+        }
+        best
+    }
+
     /// Greedy descent on `layer`: moves to the nearest neighbour while it is nearer.
     #[inline(always)]
     fn greedy<S: Simd>(&self, simd: S, query: &[f32], mut best: Near, layer: usize) -> Near {
@@ -661,13 +675,7 @@ impl WithSimd for Search<'_> {
             entry,
             frontier,
         } = self;
-        let mut best = Near {
-            dist: index.distance(simd, query, index.point(entry)),
-            id: entry,
-        };
-        for layer in (1..=index.level(entry)).rev() {
-            best = index.greedy(simd, query, best, layer);
-        }
+        let best = index.descend(simd, query, entry, 0);
         index.search_layer(simd, query, &[best], ef, 0, frontier);
     }
 }
@@ -705,13 +713,7 @@ impl WithSimd for Insert<'_> {
         query.clear();
         query.extend_from_slice(index.point(id));
         let top = index.level(entry);
-        let mut best = Near {
-            dist: index.distance(simd, query, index.point(entry)),
-            id: entry,
-        };
-        for layer in (level + 1..=top).rev() {
-            best = index.greedy(simd, query, best, layer);
-        }
+        let best = index.descend(simd, query, entry, level);
         entries.clear();
         entries.push(best);
         let (m, ef) = (index.params.m, index.params.ef_construction);
