@@ -1,5 +1,5 @@
 //! TasteDB embedded in a Rust program: create a table, insert events, query them, train a
-//! model and ask it for recommendations.
+//! model and ask it for recommendations, then search a vector column through an HNSW index.
 //!
 //! Run with `cargo run --example embedded [DATA_DIR]`; without a directory it uses a fresh
 //! temporary one, so it can be run again and again.
@@ -80,6 +80,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "recommended for u3:\n{}",
         pretty_format_batches(&recommended)?
+    );
+
+    // Vectors: a column of embeddings, an HNSW index over it, and the nearest rows to a query.
+    engine
+        .sql(
+            "CREATE TABLE IF NOT EXISTS item_embeddings (item_id TEXT PRIMARY KEY, embedding REAL[3]);
+             CREATE INDEX IF NOT EXISTS item_embeddings_hnsw ON item_embeddings
+               USING hnsw (embedding) WITH (metric = 'cosine')",
+        )
+        .await?;
+    engine
+        .sql(
+            "INSERT INTO item_embeddings
+             SELECT item_id, make_array(length(title)::REAL, 1.0, ascii(title)::REAL / 100)
+             FROM items WHERE item_id NOT IN (SELECT item_id FROM item_embeddings)",
+        )
+        .await?;
+    let nearest = engine
+        .sql(
+            "SELECT n.item_id, i.title, round(n.distance, 4) AS distance
+             FROM nearest('item_embeddings', 'embedding', [5.0, 1.0, 0.8], 3) AS n
+             JOIN items i USING (item_id) ORDER BY distance",
+        )
+        .await?;
+    println!(
+        "nearest to [5, 1, 0.8]:\n{}",
+        pretty_format_batches(&nearest)?
     );
     Ok(())
 }
