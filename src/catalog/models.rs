@@ -278,14 +278,25 @@ impl ModelRegistry {
         Ok((version, model))
     }
 
-    /// The HNSW item index of `version` of `name`, if it has one (factor models do).
+    /// The HNSW item index of `version` of `name`, if it has one (factor models do). The
+    /// graphs are derived data: ones that cannot be read (damaged, or stored by a build before
+    /// TasteDB's own HNSW) are logged and the version is served by exact scoring.
     pub fn item_index(&self, name: &str, version: u32) -> Result<Option<Arc<ItemIndex>>> {
         let key = (name.to_string(), version);
         if let Some(index) = self.indexes().get(&key) {
             return Ok(index.clone());
         }
         let index = match self.store.db().get(keys::model_index(name, version))? {
-            Some(bytes) => Some(Arc::new(ItemIndex::decode(&bytes)?)),
+            Some(bytes) => match ItemIndex::decode(&bytes) {
+                Ok(index) => Some(Arc::new(index)),
+                Err(e) => {
+                    tracing::warn!(
+                        "item graphs of model {name} version {version} are unreadable ({e}); \
+                         serving it by exact scoring"
+                    );
+                    None
+                }
+            },
             None => None,
         };
         self.indexes().insert(key, index.clone());
@@ -311,4 +322,22 @@ fn missing(name: &str) -> Error {
 
 fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| Error::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_item_graphs_mean_exact_scoring() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        store
+            .db()
+            .put(keys::model_index("m", 1), b"not a graph")
+            .unwrap();
+        let registry = ModelRegistry::load(store).unwrap();
+        assert!(registry.item_index("m", 1).unwrap().is_none());
+        assert!(registry.item_index("m", 2).unwrap().is_none());
+    }
 }
