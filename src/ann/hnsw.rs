@@ -237,12 +237,16 @@ impl Hnsw {
                 entry,
                 frontier: &mut scratch.frontier,
             });
-            let mut found: Vec<(u32, f32)> = Vec::with_capacity(k);
             scratch.found.clear();
             scratch.found.extend(scratch.frontier.results.drain());
             scratch.found.sort_unstable();
-            found.extend(scratch.found.iter().take(k).map(|n| (n.id, n.dist)));
-            found
+            // Sized by what was found, not by k (which SQL lets reach 100,000).
+            scratch
+                .found
+                .iter()
+                .take(k)
+                .map(|n| (n.id, n.dist))
+                .collect()
         })
     }
 
