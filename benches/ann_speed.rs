@@ -1,4 +1,4 @@
-//! TasteDB's HNSW (`ann::ItemIndex`, `ann::hnsw`) next to `hnswlib` (PyPI) on the same
+//! TasteDB's HNSW (`models::item_index::ItemIndex`, `ann::hnsw`) next to `hnswlib` (PyPI) on the same
 //! vectors, in one run: the item factors of an ALS model of MovieLens 100K (queried with its
 //! user factors) and 100,000 synthetic 64-dimensional vectors (1,000 random queries).
 //! Recall@10 against exact inner product and single-thread queries/s at several `ef`, side by
@@ -17,9 +17,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 use tastedb::Engine;
-use tastedb::ann::ItemIndex;
 use tastedb::ml::kernels::dot;
 use tastedb::ml::model::Scorer;
+use tastedb::models::item_index::ItemIndex;
 use tastedb::server::{AuthMode, ServeOptions, Server};
 
 mod common;

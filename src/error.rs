@@ -169,9 +169,9 @@ pub enum Error {
     /// Operating-system I/O failure.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
-    /// Failure reported by RocksDB.
+    /// Failure reported by the storage engine (`storage` converts RocksDB's errors).
     #[error("storage error: {0}")]
-    Storage(#[from] rocksdb::Error),
+    Storage(String),
     /// Stored bytes that do not decode: a bug or disk corruption.
     #[error("corrupt data: {0}")]
     Corrupt(String),

@@ -1,16 +1,22 @@
-//! TasteDB: a recommendation database. Events, catalog and (later) models live in RocksDB;
-//! queries run on Apache DataFusion; the [`Engine`] is the embedding API.
+//! TasteDB: a recommendation database. Events, the catalog, models, feature views and vector
+//! indexes live in RocksDB; queries run on Apache DataFusion; the [`Engine`] is the embedding
+//! API. `docs/architecture.md` maps the modules: one folder per product feature (`models`,
+//! `features`, `vectors`, `roles`), the engine that dispatches statements to them, and the
+//! layers below (`catalog`, `storage`, `schema`, and the pure `ml` and `ann`).
 
 pub mod ann;
-pub mod cache;
 pub mod catalog;
-mod engine;
+pub mod engine;
 pub mod error;
 pub mod features;
 pub mod ml;
+pub mod models;
+pub mod roles;
+pub mod schema;
 pub mod server;
 pub mod sql;
 pub mod storage;
+pub mod vectors;
 
-pub use engine::Engine;
+pub use engine::{CommandTag, Engine, Outcome};
 pub use error::{Error, Result};

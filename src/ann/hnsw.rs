@@ -13,6 +13,7 @@
 //! close ones. Distances run with the best SIMD instruction set of the CPU, chosen once per
 //! search or insert (see `ml::kernels`).
 
+use crate::ml::kernels::{dot_with, l2_squared_with};
 use pulp::{Arch, Simd, WithSimd};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -263,8 +264,8 @@ impl Hnsw {
     #[inline(always)]
     fn distance<S: Simd>(&self, simd: S, a: &[f32], b: &[f32]) -> f32 {
         match self.params.distance {
-            Distance::SquaredL2 => l2_squared(simd, a, b),
-            Distance::NegativeDot => -dot(simd, a, b),
+            Distance::SquaredL2 => l2_squared_with(simd, a, b),
+            Distance::NegativeDot => -dot_with(simd, a, b),
         }
     }
 
@@ -495,57 +496,6 @@ fn random_level(seed: u64, id: u32, m: usize) -> usize {
     z ^= z >> 31;
     let u = ((z >> 11) + 1) as f64 / (1u64 << 53) as f64;
     ((-u.ln() / (m as f64).ln()) as usize).min(MAX_LEVEL)
-}
-
-/// The squared Euclidean distance between two equally long vectors, with instruction set
-/// `simd`. Two running sums hide the latency of the fused multiply-add.
-#[inline(always)]
-fn l2_squared<S: Simd>(simd: S, a: &[f32], b: &[f32]) -> f32 {
-    let (a_head, a_tail) = S::as_simd_f32s(a);
-    let (b_head, b_tail) = S::as_simd_f32s(b);
-    let b_head = &b_head[..a_head.len()];
-    let b_tail = &b_tail[..a_tail.len()];
-    let (mut even, mut odd) = (simd.splat_f32s(0.0), simd.splat_f32s(0.0));
-    let pairs = a_head.len() / 2;
-    for i in 0..pairs {
-        let d = simd.sub_f32s(a_head[2 * i], b_head[2 * i]);
-        even = simd.mul_add_e_f32s(d, d, even);
-        let d = simd.sub_f32s(a_head[2 * i + 1], b_head[2 * i + 1]);
-        odd = simd.mul_add_e_f32s(d, d, odd);
-    }
-    if a_head.len() % 2 == 1 {
-        let d = simd.sub_f32s(a_head[2 * pairs], b_head[2 * pairs]);
-        even = simd.mul_add_e_f32s(d, d, even);
-    }
-    let mut tail = 0.0;
-    for i in 0..a_tail.len() {
-        let d = a_tail[i] - b_tail[i];
-        tail += d * d;
-    }
-    simd.reduce_sum_f32s(simd.add_f32s(even, odd)) + tail
-}
-
-/// The inner product of two equally long vectors, with instruction set `simd`.
-#[inline(always)]
-fn dot<S: Simd>(simd: S, a: &[f32], b: &[f32]) -> f32 {
-    let (a_head, a_tail) = S::as_simd_f32s(a);
-    let (b_head, b_tail) = S::as_simd_f32s(b);
-    let b_head = &b_head[..a_head.len()];
-    let b_tail = &b_tail[..a_tail.len()];
-    let (mut even, mut odd) = (simd.splat_f32s(0.0), simd.splat_f32s(0.0));
-    let pairs = a_head.len() / 2;
-    for i in 0..pairs {
-        even = simd.mul_add_e_f32s(a_head[2 * i], b_head[2 * i], even);
-        odd = simd.mul_add_e_f32s(a_head[2 * i + 1], b_head[2 * i + 1], odd);
-    }
-    if a_head.len() % 2 == 1 {
-        even = simd.mul_add_e_f32s(a_head[2 * pairs], b_head[2 * pairs], even);
-    }
-    let mut tail = 0.0;
-    for i in 0..a_tail.len() {
-        tail += a_tail[i] * b_tail[i];
-    }
-    simd.reduce_sum_f32s(simd.add_f32s(even, odd)) + tail
 }
 
 /// Hints to the CPU to start loading memory ahead of its use: the SSE prefetch instruction on

@@ -1,7 +1,6 @@
 //! The catalog: which tables exist and how they are defined. Definitions are stored in RocksDB
 //! next to the rows and cached in memory; DDL writes are synced like every other write.
 
-pub mod models;
 mod point_query;
 mod provider;
 mod pushdown;
@@ -9,82 +8,19 @@ mod scan;
 mod schema;
 mod sink;
 pub mod system_tables;
-mod types;
-mod users;
 
-pub use models::ModelRegistry;
 pub use point_query::PointQuery;
 pub use provider::StoredTableProvider;
 pub use schema::TasteSchema;
-pub use types::{ColumnDef, ColumnType, TableDef, vector_arrow_type};
-pub use users::{SCRAM_ITERATIONS, StoredUser, Users};
 
 use crate::error::{Error, Result};
-use crate::storage::{Store, keys, reader};
-use rocksdb::WriteBatch;
+use crate::schema::TableDef;
+use crate::storage::{Store, StoredTable, WriteSet, keys, reader};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 const NEXT_TABLE_ID: &str = "next_table_id";
-
-/// A stored table: its definition plus the state its writers share.
-#[derive(Debug)]
-pub struct StoredTable {
-    /// The definition.
-    pub def: TableDef,
-    /// Next row id to hand out (tables without primary key).
-    next_row_id: AtomicU64,
-    /// Row ids handed out whose rows are not written yet: first id → count.
-    unwritten: Mutex<BTreeMap<u64, u64>>,
-    /// Held by a writer of a keyed table from its duplicate check until its commit.
-    pub write_lock: Mutex<()>,
-}
-
-impl StoredTable {
-    /// Reserves `count` consecutive row ids for rows about to be written; the reservation
-    /// counts as unwritten until it is dropped (after the write, or its failure).
-    pub fn reserve_row_ids(&self, count: u64) -> RowIdReservation<'_> {
-        let mut unwritten = self.unwritten();
-        let first = self.next_row_id.fetch_add(count, Ordering::Relaxed);
-        unwritten.insert(first, count);
-        RowIdReservation { table: self, first }
-    }
-
-    /// Every row with a smaller row id is written (or was never going to be): the point up to
-    /// which a reader of "rows added since" can trust a scan.
-    pub fn written_row_ids(&self) -> u64 {
-        let unwritten = self.unwritten();
-        match unwritten.keys().next() {
-            Some(&first) => first,
-            None => self.next_row_id.load(Ordering::Relaxed),
-        }
-    }
-
-    fn unwritten(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, u64>> {
-        self.unwritten.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// Row ids reserved by a writer; see [`StoredTable::reserve_row_ids`].
-#[derive(Debug)]
-pub struct RowIdReservation<'a> {
-    table: &'a StoredTable,
-    first: u64,
-}
-
-impl RowIdReservation<'_> {
-    /// The first reserved id.
-    pub fn first(&self) -> u64 {
-        self.first
-    }
-}
-
-impl Drop for RowIdReservation<'_> {
-    fn drop(&mut self) {
-        self.table.unwritten().remove(&self.first);
-    }
-}
 
 /// All stored tables of a data directory.
 #[derive(Debug)]
@@ -101,24 +37,17 @@ impl Catalog {
     /// Loads the table definitions of `store`.
     pub fn load(store: Arc<Store>) -> Result<Catalog> {
         let mut tables = BTreeMap::new();
-        let prefix = keys::catalog_prefix();
-        for entry in store.db().prefix_iterator(&prefix) {
-            let (key, value) = entry?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let def: TableDef = serde_json::from_slice(&value).map_err(|e| {
-                Error::Corrupt(format!(
-                    "catalog entry {}: {e}",
-                    String::from_utf8_lossy(&key)
-                ))
-            })?;
+        let defs: Vec<TableDef> = store.records(&keys::catalog_prefix(), "catalog entry")?;
+        for def in defs {
             check_definition(&def)?;
             let next_row_id = match reader::last_row_id(&store, def.id)? {
                 Some(last) if !def.has_primary_key() => last + 1,
                 _ => 0,
             };
-            tables.insert(def.name.clone(), Arc::new(new_table(def, next_row_id)));
+            tables.insert(
+                def.name.clone(),
+                Arc::new(StoredTable::new(def, next_row_id)),
+            );
         }
         Ok(Catalog {
             store,
@@ -157,12 +86,12 @@ impl Catalog {
         let id_key = keys::meta(NEXT_TABLE_ID);
         def.id = self.store.read_counter(&id_key)?;
         let json = serde_json::to_vec(&def).map_err(|e| Error::Internal(e.to_string()))?;
-        let mut write = WriteBatch::default();
+        let mut write = WriteSet::default();
         write.put(&id_key, (def.id + 1).to_be_bytes());
         write.put(keys::catalog(&def.name), json);
         self.store.write(write)?;
         self.write_tables()
-            .insert(def.name.clone(), Arc::new(new_table(def, 0)));
+            .insert(def.name.clone(), Arc::new(StoredTable::new(def, 0)));
         self.generation.fetch_add(1, Ordering::Release);
         Ok(true)
     }
@@ -178,7 +107,7 @@ impl Catalog {
                 Err(Error::UndefinedTable(name.to_string()))
             };
         };
-        let mut write = WriteBatch::default();
+        let mut write = WriteSet::default();
         write.delete(keys::catalog(name));
         write.delete_range(
             keys::table_prefix(table.def.id),
@@ -214,13 +143,4 @@ fn check_definition(def: &TableDef) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-fn new_table(def: TableDef, next_row_id: u64) -> StoredTable {
-    StoredTable {
-        def,
-        next_row_id: AtomicU64::new(next_row_id),
-        unwritten: Mutex::new(BTreeMap::new()),
-        write_lock: Mutex::new(()),
-    }
 }

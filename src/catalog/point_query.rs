@@ -7,9 +7,10 @@
 //! reading the row directly is the plan cache DataFusion does not have. Anything else, or a
 //! table that changed since Parse, takes the general path.
 
+use crate::catalog::Catalog;
 use crate::catalog::pushdown::point_keys;
-use crate::catalog::{Catalog, TableDef};
 use crate::error::Result;
+use crate::schema::TableDef;
 use crate::sql::names;
 use crate::storage::reader::{self, ReadShape};
 use datafusion::arrow::array::RecordBatch;

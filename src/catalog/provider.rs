@@ -1,11 +1,12 @@
 //! A stored table as a DataFusion `TableProvider`: scans with projection and primary-key
 //! pushdown, and INSERT through [`StoredInsertSink`].
 
+use crate::catalog::pushdown;
 use crate::catalog::scan::StoredScanExec;
 use crate::catalog::sink::StoredInsertSink;
-use crate::catalog::{StoredTable, pushdown};
 use crate::error::Error;
 use crate::storage::Store;
+use crate::storage::StoredTable;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};

@@ -1,7 +1,7 @@
 //! Turning `WHERE key = …` and `key IN (…)` filters into point reads of primary keys.
 
-use crate::catalog::TableDef;
 use crate::error::Result;
+use crate::schema::TableDef;
 use crate::storage::{ColumnValues, encode_key};
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::compute::cast;

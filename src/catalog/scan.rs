@@ -1,8 +1,8 @@
 //! The physical scan of a stored table: a full scan streamed in batches, or point reads by key.
 
-use crate::catalog::StoredTable;
 use crate::error::Error;
 use crate::storage::Store;
+use crate::storage::StoredTable;
 use crate::storage::reader::{self, ReadShape};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::Result;

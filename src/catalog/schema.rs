@@ -1,11 +1,9 @@
 //! The `public` schema as DataFusion sees it: every stored table, plus the tables a session
 //! registers in memory (external tables over files, views), which are not persisted.
 
-use crate::ann::column_index::VectorIndexes;
-use crate::catalog::{Catalog, ModelRegistry, StoredTableProvider, system_tables};
+use crate::catalog::system_tables::{self, SystemTables};
+use crate::catalog::{Catalog, StoredTableProvider};
 use crate::error::Error;
-use crate::features::FeatureViews;
-use crate::sql::ranking_table::ServingCache;
 use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::common::{DataFusionError, Result};
@@ -16,29 +14,16 @@ use std::sync::{Arc, RwLock};
 #[derive(Debug)]
 pub struct TasteSchema {
     catalog: Arc<Catalog>,
-    models: Arc<ModelRegistry>,
-    features: Arc<FeatureViews>,
-    cache: Arc<ServingCache>,
-    indexes: Arc<VectorIndexes>,
+    system: Vec<Arc<dyn SystemTables>>,
     registered: RwLock<BTreeMap<String, Arc<dyn TableProvider>>>,
 }
 
 impl TasteSchema {
-    /// A schema over `catalog`, with the system tables of `models`, `features`, `cache` and
-    /// `indexes`.
-    pub fn new(
-        catalog: Arc<Catalog>,
-        models: Arc<ModelRegistry>,
-        features: Arc<FeatureViews>,
-        cache: Arc<ServingCache>,
-        indexes: Arc<VectorIndexes>,
-    ) -> Self {
+    /// A schema over `catalog`, with the system tables of `system`.
+    pub fn new(catalog: Arc<Catalog>, system: Vec<Arc<dyn SystemTables>>) -> Self {
         TasteSchema {
             catalog,
-            models,
-            features,
-            cache,
-            indexes,
+            system,
             registered: RwLock::new(BTreeMap::new()),
         }
     }
@@ -63,13 +48,7 @@ impl SchemaProvider for TasteSchema {
             let store = self.catalog.store().clone();
             return Ok(Some(Arc::new(StoredTableProvider::new(store, table))));
         }
-        if let Some(table) = system_tables::table(
-            &self.models,
-            &self.features,
-            &self.cache,
-            &self.indexes,
-            name,
-        ) {
+        if let Some(table) = system_tables::table(&self.system, name) {
             return table.map(Some).map_err(Error::into_datafusion);
         }
         Ok(self.registered().get(name).cloned())
@@ -95,6 +74,6 @@ impl SchemaProvider for TasteSchema {
     fn table_exist(&self, name: &str) -> bool {
         self.catalog.get(name).is_some()
             || self.registered().contains_key(name)
-            || system_tables::NAMES.contains(&name)
+            || system_tables::exists(&self.system, name)
     }
 }

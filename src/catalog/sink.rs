@@ -1,7 +1,7 @@
 //! The write side of a stored table: DataFusion's `DataSinkExec` hands INSERT rows to this sink.
 
-use crate::catalog::StoredTable;
 use crate::error::Error;
+use crate::storage::StoredTable;
 use crate::storage::{Store, writer};
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;

@@ -1,342 +1,42 @@
-//! The registries as tables: `tastedb_models`, `tastedb_model_versions`,
-//! `tastedb_training_log`, `tastedb_feature_views`, `tastedb_cache_stats` and
-//! `tastedb_indexes`, built whenever a query reads them.
+//! System tables: registries shown as tables, built whenever a query reads them. Each product
+//! feature implements [`SystemTables`] for its own registry (`models`, `features`, `vectors`);
+//! the schema asks the list the engine gives it, so the catalog knows none of them.
 
-use crate::ann::column_index::{IndexStatus, VectorIndexes};
-use crate::catalog::models::{ModelEntry, ModelRecord, ModelRegistry, ModelVersion};
 use crate::error::Result;
-use crate::features::{FeatureView, FeatureViews};
-use crate::sql::ranking_table::ServingCache;
-use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
-};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
-/// Names of the system tables.
-pub const NAMES: [&str; 6] = [
-    "tastedb_models",
-    "tastedb_model_versions",
-    "tastedb_training_log",
-    "tastedb_feature_views",
-    "tastedb_cache_stats",
-    "tastedb_indexes",
-];
+/// Something that shows its state as system tables.
+pub trait SystemTables: Send + Sync + std::fmt::Debug {
+    /// The names of its tables.
+    fn names(&self) -> &'static [&'static str];
 
-/// The system table `name` as it is now, if `name` is one.
+    /// The rows of the table `name` as they are now, or `None` when `name` is not one of its
+    /// tables.
+    fn rows(&self, name: &str) -> Option<Result<RecordBatch>>;
+}
+
+/// The table `name` of the first of `providers` that has it, as a table of its current rows.
 pub fn table(
-    registry: &ModelRegistry,
-    features: &FeatureViews,
-    cache: &ServingCache,
-    indexes: &VectorIndexes,
+    providers: &[Arc<dyn SystemTables>],
     name: &str,
 ) -> Option<Result<Arc<dyn TableProvider>>> {
-    let batch = match name {
-        "tastedb_models" => models_batch(&registry.models()),
-        "tastedb_model_versions" => all_versions_batch(&registry.models()),
-        "tastedb_training_log" => log_batch(&registry.models()),
-        "tastedb_feature_views" => feature_views_batch(&features.list()),
-        "tastedb_cache_stats" => cache_stats_batch(cache),
-        "tastedb_indexes" => indexes_batch(&indexes.list()),
-        _ => return None,
-    };
-    Some(batch.and_then(|batch| {
+    let rows = providers.iter().find_map(|p| p.rows(name))?;
+    Some(rows.and_then(|batch| {
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
         Ok(Arc::new(table) as Arc<dyn TableProvider>)
     }))
 }
 
-fn timestamp() -> DataType {
+/// Whether one of `providers` has a table called `name`.
+pub fn exists(providers: &[Arc<dyn SystemTables>], name: &str) -> bool {
+    providers.iter().any(|p| p.names().contains(&name))
+}
+
+/// The type of timestamp columns in system tables.
+pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, None)
-}
-
-/// One row per model: name, active version, number of versions, and the active version's
-/// algorithm, sizes, NDCG and training time.
-pub fn models_batch(models: &[ModelEntry]) -> Result<RecordBatch> {
-    let schema = models_schema();
-    let active: Vec<Option<&ModelVersion>> = models.iter().map(ModelEntry::active).collect();
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            models.iter().map(|m| &m.record.name),
-        )),
-        Arc::new(Int64Array::from_iter(
-            models
-                .iter()
-                .map(|m| m.record.active_version.map(i64::from)),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            models.iter().map(|m| m.versions.len() as i64),
-        )),
-        Arc::new(StringArray::from_iter(
-            active.iter().map(|v| v.map(|v| v.algorithm.clone())),
-        )),
-        Arc::new(Int64Array::from_iter(
-            active.iter().map(|v| v.map(|v| v.users as i64)),
-        )),
-        Arc::new(Int64Array::from_iter(
-            active.iter().map(|v| v.map(|v| v.items as i64)),
-        )),
-        Arc::new(Float64Array::from_iter(
-            active
-                .iter()
-                .map(|v| v.and_then(|v| v.metrics).map(|m| m.ndcg)),
-        )),
-        Arc::new(TimestampMicrosecondArray::from_iter(
-            active.iter().map(|v| v.map(|v| v.created_micros)),
-        )),
-    ];
-    Ok(RecordBatch::try_new(schema, columns)?)
-}
-
-/// The columns of `tastedb_models` (and `SHOW MODELS`).
-pub fn models_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("name", DataType::Utf8, false),
-        Field::new("active_version", DataType::Int64, true),
-        Field::new("versions", DataType::Int64, false),
-        Field::new("algorithm", DataType::Utf8, true),
-        Field::new("users", DataType::Int64, true),
-        Field::new("items", DataType::Int64, true),
-        Field::new("ndcg_at_k", DataType::Float64, true),
-        Field::new("trained_at", timestamp(), true),
-    ]))
-}
-
-fn all_versions_batch(models: &[ModelEntry]) -> Result<RecordBatch> {
-    let rows: Vec<(&ModelVersion, &ModelRecord)> = models
-        .iter()
-        .flat_map(|m| m.versions.iter().map(move |v| (v, &m.record)))
-        .collect();
-    versions_rows(&rows)
-}
-
-/// One row per version of `versions`, all of the model `record`.
-pub fn versions_batch(versions: &[ModelVersion], record: &ModelRecord) -> Result<RecordBatch> {
-    let rows: Vec<_> = versions.iter().map(|v| (v, record)).collect();
-    versions_rows(&rows)
-}
-
-/// The columns of `tastedb_model_versions` (and of what TRAIN and EVALUATE MODEL return).
-pub fn versions_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("model", DataType::Utf8, false),
-        Field::new("version", DataType::Int64, false),
-        Field::new("active", DataType::Boolean, false),
-        Field::new("algorithm", DataType::Utf8, false),
-        Field::new("params", DataType::Utf8, false),
-        Field::new("source", DataType::Utf8, false),
-        Field::new("events", DataType::Int64, false),
-        Field::new("users", DataType::Int64, false),
-        Field::new("items", DataType::Int64, false),
-        Field::new("train_seconds", DataType::Float64, false),
-        Field::new("k", DataType::Int64, true),
-        Field::new("precision_at_k", DataType::Float64, true),
-        Field::new("recall_at_k", DataType::Float64, true),
-        Field::new("ndcg_at_k", DataType::Float64, true),
-        Field::new("map_at_k", DataType::Float64, true),
-        Field::new("coverage", DataType::Float64, true),
-        Field::new("evaluated_users", DataType::Int64, true),
-        Field::new("created_at", timestamp(), false),
-    ]))
-}
-
-fn versions_rows(rows: &[(&ModelVersion, &ModelRecord)]) -> Result<RecordBatch> {
-    let schema = versions_schema();
-    let metric = |f: fn(&crate::ml::Metrics) -> f64| -> ArrayRef {
-        Arc::new(Float64Array::from_iter(
-            rows.iter().map(|(v, _)| v.metrics.as_ref().map(f)),
-        ))
-    };
-    let int = |f: fn(&ModelVersion) -> i64| -> ArrayRef {
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|(v, _)| f(v))))
-    };
-    let text = |f: fn(&ModelVersion) -> String| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|(v, _)| f(v)),
-        ))
-    };
-    let columns: Vec<ArrayRef> = vec![
-        text(|v| v.model.clone()),
-        int(|v| i64::from(v.version)),
-        Arc::new(BooleanArray::from_iter(
-            rows.iter()
-                .map(|(v, r)| Some(r.active_version == Some(v.version))),
-        )),
-        text(|v| v.algorithm.clone()),
-        text(|v| serde_json::to_string(&v.params).unwrap_or_default()),
-        text(|v| v.source.clone()),
-        int(|v| v.events as i64),
-        int(|v| v.users as i64),
-        int(|v| v.items as i64),
-        Arc::new(Float64Array::from_iter_values(
-            rows.iter().map(|(v, _)| v.train_seconds),
-        )),
-        Arc::new(Int64Array::from_iter(
-            rows.iter().map(|(v, _)| v.metrics.map(|m| m.k as i64)),
-        )),
-        metric(|m| m.precision),
-        metric(|m| m.recall),
-        metric(|m| m.ndcg),
-        metric(|m| m.map),
-        metric(|m| m.coverage),
-        Arc::new(Int64Array::from_iter(
-            rows.iter().map(|(v, _)| v.metrics.map(|m| m.users as i64)),
-        )),
-        Arc::new(TimestampMicrosecondArray::from_iter_values(
-            rows.iter().map(|(v, _)| v.created_micros),
-        )),
-    ];
-    Ok(RecordBatch::try_new(schema, columns)?)
-}
-
-fn log_batch(models: &[ModelEntry]) -> Result<RecordBatch> {
-    let lines: Vec<_> = models
-        .iter()
-        .flat_map(|m| &m.versions)
-        .flat_map(|v| v.log.iter().map(move |line| (v, line)))
-        .collect();
-    let schema = Schema::new(vec![
-        Field::new("model", DataType::Utf8, false),
-        Field::new("version", DataType::Int64, false),
-        Field::new("iteration", DataType::Int64, false),
-        Field::new("loss", DataType::Float64, false),
-        Field::new("seconds", DataType::Float64, false),
-    ]);
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            lines.iter().map(|(v, _)| &v.model),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            lines.iter().map(|(v, _)| i64::from(v.version)),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            lines.iter().map(|(_, l)| l.iteration as i64),
-        )),
-        Arc::new(Float64Array::from_iter_values(
-            lines.iter().map(|(_, l)| l.loss),
-        )),
-        Arc::new(Float64Array::from_iter_values(
-            lines.iter().map(|(_, l)| l.seconds),
-        )),
-    ];
-    Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
-}
-
-/// The columns of `tastedb_feature_views` (and `SHOW FEATURE VIEWS`).
-pub fn feature_views_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("name", DataType::Utf8, false),
-        Field::new("entity", DataType::Utf8, false),
-        Field::new("timestamp_column", DataType::Utf8, false),
-        Field::new("ttl", DataType::Utf8, true),
-        Field::new("definition", DataType::Utf8, false),
-        Field::new("created_at", timestamp(), false),
-        Field::new("last_materialized", timestamp(), true),
-        Field::new("last_mode", DataType::Utf8, true),
-        Field::new("rows", DataType::Int64, false),
-    ]))
-}
-
-/// One row per feature view.
-pub fn feature_views_batch(views: &[FeatureView]) -> Result<RecordBatch> {
-    let done = |f: &dyn Fn(&crate::features::Materialized) -> Option<i64>| -> Vec<Option<i64>> {
-        views
-            .iter()
-            .map(|v| v.materialized.as_ref().and_then(f))
-            .collect()
-    };
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(views.iter().map(|v| &v.name))),
-        Arc::new(StringArray::from_iter_values(
-            views.iter().map(|v| &v.entity),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            views.iter().map(|v| &v.timestamp),
-        )),
-        Arc::new(StringArray::from_iter(views.iter().map(|v| v.ttl.clone()))),
-        Arc::new(StringArray::from_iter_values(
-            views.iter().map(|v| &v.definition),
-        )),
-        Arc::new(TimestampMicrosecondArray::from_iter_values(
-            views.iter().map(|v| v.created_micros),
-        )),
-        Arc::new(TimestampMicrosecondArray::from(done(&|m| {
-            Some(m.at_micros)
-        }))),
-        Arc::new(StringArray::from_iter(
-            views
-                .iter()
-                .map(|v| v.materialized.as_ref().map(|m| m.mode.name())),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            done(&|m| Some(m.rows as i64))
-                .into_iter()
-                .map(|r| r.unwrap_or(0)),
-        )),
-    ];
-    Ok(RecordBatch::try_new(feature_views_schema(), columns)?)
-}
-
-/// One row: the prediction cache's counters and size.
-fn cache_stats_batch(cache: &ServingCache) -> Result<RecordBatch> {
-    let stats = &cache.stats;
-    let count = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as i64;
-    let schema = Arc::new(Schema::new(
-        ["hits", "misses", "evictions", "invalidations", "entries"]
-            .map(|name| Field::new(name, DataType::Int64, false))
-            .to_vec(),
-    ));
-    let values = [
-        count(&stats.hits),
-        count(&stats.misses),
-        count(&stats.evictions),
-        count(&stats.invalidations),
-        cache.len() as i64,
-    ];
-    let columns: Vec<ArrayRef> = values
-        .iter()
-        .map(|v| Arc::new(Int64Array::from(vec![*v])) as ArrayRef)
-        .collect();
-    Ok(RecordBatch::try_new(schema, columns)?)
-}
-
-/// One row per vector index: definition, rows in its graph and rows searched exactly (NULL
-/// until the index is first used after a start).
-fn indexes_batch(indexes: &[IndexStatus]) -> Result<RecordBatch> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("name", DataType::Utf8, false),
-        Field::new("table_name", DataType::Utf8, false),
-        Field::new("column_name", DataType::Utf8, false),
-        Field::new("metric", DataType::Utf8, false),
-        Field::new("m", DataType::Int64, false),
-        Field::new("ef_construction", DataType::Int64, false),
-        Field::new("indexed_rows", DataType::Int64, true),
-        Field::new("pending_rows", DataType::Int64, true),
-    ]));
-    let text = |f: &dyn Fn(&IndexStatus) -> &str| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(indexes.iter().map(f)))
-    };
-    let columns: Vec<ArrayRef> = vec![
-        text(&|i| &i.def.name),
-        text(&|i| &i.def.table),
-        text(&|i| &i.def.column),
-        text(&|i| i.def.metric.name()),
-        Arc::new(Int64Array::from_iter_values(
-            indexes.iter().map(|i| i.def.m as i64),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            indexes.iter().map(|i| i.def.ef_construction as i64),
-        )),
-        Arc::new(Int64Array::from_iter(
-            indexes.iter().map(|i| i.indexed_rows.map(|n| n as i64)),
-        )),
-        Arc::new(Int64Array::from_iter(
-            indexes.iter().map(|i| i.pending_rows.map(|n| n as i64)),
-        )),
-    ];
-    Ok(RecordBatch::try_new(schema, columns)?)
 }

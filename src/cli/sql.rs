@@ -1,11 +1,12 @@
 //! `tastedb sql`: runs statements and prints each result as an aligned table.
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
+use futures::TryStreamExt;
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Instant;
+use tastedb::engine;
 use tastedb::sql::notices::Notices;
-use tastedb::sql::parser;
 use tastedb::{Engine, Error, Result};
 
 /// What `tastedb sql` prints besides errors and notices.
@@ -39,10 +40,14 @@ pub async fn run(
         }
     };
     // Statements run one by one so that each result is printed, as psql does.
-    for statement in parser::parse(&text)? {
+    for statement in engine::parse(&text)? {
         let (notices, mut received) = Notices::channel();
         let started = Instant::now();
-        let result = engine.execute_collect(statement, &notices).await;
+        let result = async {
+            let stream = engine.execute(statement, &notices).await?.into_stream()?;
+            Ok::<Vec<_>, Error>(stream.try_collect().await?)
+        }
+        .await;
         let elapsed = started.elapsed();
         drop(notices);
         while let Some(notice) = received.recv().await {

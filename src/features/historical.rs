@@ -4,12 +4,15 @@
 //! there is none. Nothing from the future leaks in.
 //!
 //! DataFusion plans table-function arguments as scalar expressions, which allow a subquery of
-//! one column only. So `Engine::plan` takes the spine query out of the statement first, plans
-//! it, and leaves a token in its place; the function picks the plan up by that token.
+//! one column only. So the spine query is taken out of the statement first ([`SIGNATURE`],
+//! `sql::query_arguments`), planned, and a token left in its place; the function picks the plan
+//! up by that token.
 
 use crate::error::{Error, Result};
 use crate::features::materialize::FeatureRows;
 use crate::features::{FeatureView, FeatureViews};
+use crate::sql::arguments::constant;
+use crate::sql::query_arguments::{QueryArguments, QuerySignature, run_plan};
 use crate::storage::ColumnValues;
 use crate::storage::encode_key;
 use async_trait::async_trait;
@@ -23,43 +26,17 @@ use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::physical_plan::ExecutionPlan;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-/// Queries given as table-function arguments (spines, filters), planned ahead of the
-/// statement that uses them, by token: DataFusion plans table-function arguments as scalar
-/// expressions, where a subquery may have one column only.
-#[derive(Debug, Default)]
-pub struct QueryArguments {
-    plans: Mutex<HashMap<String, (LogicalPlan, String)>>,
-    next: AtomicU64,
-}
-
-impl QueryArguments {
-    /// A new token to stand for a query.
-    pub fn token(&self) -> String {
-        format!(
-            "tastedb:query:{}",
-            self.next.fetch_add(1, Ordering::Relaxed)
-        )
-    }
-
-    /// Keeps the plan of `token` and the query's text.
-    pub fn put(&self, token: &str, plan: LogicalPlan, sql: String) {
-        self.lock().insert(token.to_string(), (plan, sql));
-    }
-
-    /// Takes the plan and text of `token` out.
-    pub fn take(&self, token: &str) -> Option<(LogicalPlan, String)> {
-        self.lock().remove(token)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (LogicalPlan, String)>> {
-        self.plans.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+/// `historical_features(view, spine)`: the spine is a query.
+pub const SIGNATURE: QuerySignature = QuerySignature {
+    function: "historical_features",
+    positional: &["view", "spine"],
+    named: &[],
+    query: 1,
+};
 
 /// The `historical_features` table function.
 #[derive(Debug)]
@@ -86,15 +63,14 @@ impl HistoricalFeatures {
         let [name, spine] = args else {
             return Err(usage());
         };
-        let (
-            Expr::Literal(ScalarValue::Utf8(Some(name)), _),
-            Expr::Literal(ScalarValue::Utf8(Some(token)), _),
-        ) = (name, spine)
-        else {
+        let (ScalarValue::Utf8(Some(name)), ScalarValue::Utf8(Some(token))) = (
+            constant(SIGNATURE.function, name)?,
+            constant(SIGNATURE.function, spine)?,
+        ) else {
             return Err(usage());
         };
-        let view = self.views.get(name)?;
-        let (spine, _) = self.spines.take(token).ok_or_else(usage)?;
+        let view = self.views.get(&name)?;
+        let (spine, _) = self.spines.take(&token).ok_or_else(usage)?;
         let schema = output_schema(&view, spine.schema().as_arrow())?;
         Ok(Arc::new(PointInTimeTable {
             view,
@@ -216,12 +192,6 @@ impl TableProvider for PointInTimeTable {
         )?;
         Ok(exec)
     }
-}
-
-/// Runs `plan` in `state` and collects its rows.
-pub(crate) async fn run_plan(state: &dyn Session, plan: &LogicalPlan) -> Result<Vec<RecordBatch>> {
-    let physical = state.create_physical_plan(plan).await?;
-    Ok(collect(physical, state.task_ctx()).await?)
 }
 
 /// Joins every spine row (entity, timestamp, …) with the newest feature row of its entity

@@ -1,16 +1,15 @@
 //! MATERIALIZE's pure part: from the definition's output rows to the latest row per entity,
 //! and from those to the writes of the online store.
 
-use crate::catalog::TableDef;
 use crate::error::{Error, Result};
 use crate::features::FeatureView;
+use crate::schema::TableDef;
 use crate::storage::encode_key;
-use crate::storage::keys;
 use crate::storage::{ColumnValues, encode_row};
+use crate::storage::{WriteSet, keys};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
-use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -132,7 +131,7 @@ pub fn write_latest(
     rows: &FeatureRows,
     latest: &HashMap<Vec<u8>, RowRef>,
     now_micros: i64,
-    write: &mut WriteBatch,
+    write: &mut WriteSet,
 ) -> Result<u64> {
     let values = rows
         .batches()

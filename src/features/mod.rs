@@ -5,23 +5,51 @@
 mod historical;
 mod materialize;
 mod online;
+mod parser;
+mod statements;
+mod system_tables;
 mod ttl;
 
-pub(crate) use historical::run_plan;
-pub use historical::{HistoricalFeatures, QueryArguments, point_in_time};
+pub use historical::{HistoricalFeatures, SIGNATURE as HISTORICAL_SIGNATURE, point_in_time};
 pub use materialize::{
     FeatureRows, MaterializeMode, Materialized, SourceMark, latest_rows, write_latest,
 };
 pub use online::OnlineFeatures;
+pub use parser::{CreateFeatureView, FeatureStatement};
 pub use ttl::parse_ttl;
 
-use crate::catalog::TableDef;
+use crate::engine::{Command, Family};
 use crate::error::{Error, Result};
-use crate::storage::{Store, keys};
-use rocksdb::WriteBatch;
+use crate::schema::TableDef;
+use crate::sql::query_arguments::QueryArguments;
+use crate::storage::{Store, WriteSet, keys};
+use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
+
+/// The feature-store statements: CREATE, DROP, SHOW and MATERIALIZE FEATURE VIEW.
+pub const STATEMENTS: Family = Family {
+    name: "features",
+    parse: |parser| Ok(parser::feature_statement(parser)?.map(|s| Arc::new(s) as Arc<dyn Command>)),
+};
+
+/// Registers the feature store's table functions, `online_features` and
+/// `historical_features`, over `views`.
+pub fn register_functions(
+    ctx: &SessionContext,
+    views: &Arc<FeatureViews>,
+    arguments: &Arc<QueryArguments>,
+) {
+    ctx.register_udtf(
+        "online_features",
+        Arc::new(OnlineFeatures::new(views.clone())),
+    );
+    ctx.register_udtf(
+        "historical_features",
+        Arc::new(HistoricalFeatures::new(views.clone(), arguments.clone())),
+    );
+}
 
 /// A feature view as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,17 +110,11 @@ pub struct FeatureViews {
 impl FeatureViews {
     /// Loads the feature views of `store`.
     pub fn load(store: Arc<Store>) -> Result<FeatureViews> {
-        let mut views = BTreeMap::new();
-        let prefix = keys::feature_view("");
-        for entry in store.db().prefix_iterator(&prefix) {
-            let (key, value) = entry?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let view: FeatureView = serde_json::from_slice(&value)
-                .map_err(|e| Error::Corrupt(format!("feature view: {e}")))?;
-            views.insert(view.name.clone(), view);
-        }
+        let stored: Vec<FeatureView> = store.records(&keys::feature_view(""), "feature view")?;
+        let views = stored
+            .into_iter()
+            .map(|view| (view.name.clone(), view))
+            .collect();
         Ok(FeatureViews {
             store,
             views: RwLock::new(views),
@@ -132,7 +154,7 @@ impl FeatureViews {
                 )))
             };
         }
-        self.store_view(view, WriteBatch::default())?;
+        self.store_view(view, WriteSet::default())?;
         Ok(true)
     }
 
@@ -149,7 +171,7 @@ impl FeatureViews {
                 )))
             };
         }
-        let mut batch = WriteBatch::default();
+        let mut batch = WriteSet::default();
         batch.delete(keys::feature_view(name));
         let (start, end) = keys::online_range(name);
         batch.delete_range(start, end);
@@ -172,7 +194,7 @@ impl FeatureViews {
 
     /// Writes `batch` (online rows) together with the view's new state, atomically; 42704 when
     /// the view was dropped (or dropped and created again) since `view` was read.
-    pub fn commit(&self, view: FeatureView, batch: WriteBatch) -> Result<()> {
+    pub fn commit(&self, view: FeatureView, batch: WriteSet) -> Result<()> {
         let _write = self.lock();
         let current = self.read().get(&view.name).map(|v| v.created_micros);
         if current != Some(view.created_micros) {
@@ -185,7 +207,7 @@ impl FeatureViews {
     }
 
     /// Writes `batch` with the view's definition and state, then keeps the view in memory.
-    fn store_view(&self, view: FeatureView, mut batch: WriteBatch) -> Result<()> {
+    fn store_view(&self, view: FeatureView, mut batch: WriteSet) -> Result<()> {
         batch.put(keys::feature_view(&view.name), to_json(&view)?);
         self.store.write(batch)?;
         self.views

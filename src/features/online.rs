@@ -5,9 +5,8 @@
 
 use crate::error::{Error, Result};
 use crate::features::{FeatureView, FeatureViews, now_micros};
-use crate::storage::encode_key;
-use crate::storage::keys;
-use crate::storage::{ColumnValues, RowDecoder};
+use crate::sql::arguments::constant;
+use crate::storage::{ColumnValues, RowDecoder, Scan, encode_key, keys};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{filter_record_batch, take};
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
@@ -15,7 +14,6 @@ use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::Expr;
-use rocksdb::ReadOptions;
 use std::sync::Arc;
 
 /// The `online_features` table function.
@@ -39,14 +37,17 @@ impl OnlineFeatures {
             )
         };
         let (name, keys) = args.split_first().ok_or_else(usage)?;
-        let ScalarValue::Utf8(Some(name)) = constant(name)? else {
+        let ScalarValue::Utf8(Some(name)) = constant(FUNCTION, name)? else {
             return Err(usage());
         };
         let view = self.views.get(&name)?;
         let batch = if keys.is_empty() {
             scan(&self.views, &view)?
         } else {
-            let keys = keys.iter().map(constant).collect::<Result<Vec<_>>>()?;
+            let keys = keys
+                .iter()
+                .map(|key| constant(FUNCTION, key))
+                .collect::<Result<Vec<_>>>()?;
             read(&self.views, &view, &keys)?
         };
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
@@ -63,16 +64,7 @@ impl TableFunctionImpl for OnlineFeatures {
     }
 }
 
-/// The value of a constant argument (a literal, possibly cast).
-fn constant(expr: &Expr) -> Result<ScalarValue> {
-    match expr {
-        Expr::Literal(value, _) => Ok(value.clone()),
-        Expr::Cast(cast) => Ok(constant(&cast.expr)?.cast_to(cast.field.data_type())?),
-        other => Err(Error::InvalidParameter(format!(
-            "online_features takes constant arguments, not {other}"
-        ))),
-    }
-}
+const FUNCTION: &str = "online_features";
 
 /// Every fresh online row of `view`, in key order.
 fn scan(views: &FeatureViews, view: &FeatureView) -> Result<RecordBatch> {
@@ -80,15 +72,10 @@ fn scan(views: &FeatureViews, view: &FeatureView) -> Result<RecordBatch> {
     let schema = view.columns.input_schema();
     let mut decoder = RowDecoder::new(&view.columns, &all, schema, 1024);
     let (start, end) = keys::online_range(&view.name);
-    let mut options = ReadOptions::default();
-    options.set_iterate_upper_bound(end);
-    let mut iter = views.store().db().raw_iterator_opt(options);
-    iter.seek(start);
-    while let Some(value) = iter.value() {
+    views.store().scan(&start, &end, Scan::Cached, |_, value| {
         decoder.push(value)?;
-        iter.next();
-    }
-    iter.status()?;
+        Ok(true)
+    })?;
     let stored = decoder.finish()?;
     let now = now_micros();
     let stamps = stored
@@ -132,10 +119,10 @@ fn read(views: &FeatureViews, view: &FeatureView, keys: &[ScalarValue]) -> Resul
         })
         .collect::<Result<Vec<_>>>()?;
     let present: Vec<&Vec<u8>> = full_keys.iter().flatten().collect();
-    let mut values = views.store().db().multi_get(present).into_iter();
+    let mut values = views.store().multi_get(present)?.into_iter();
     for key in &full_keys {
         let value = match key {
-            Some(_) => values.next().transpose()?.flatten(),
+            Some(_) => values.next().flatten(),
             None => None,
         };
         found.push(value.map(|bytes| {

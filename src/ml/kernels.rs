@@ -34,19 +34,7 @@ pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
         type Output = f32;
         #[inline(always)]
         fn with_simd<S: Simd>(self, simd: S) -> f32 {
-            let (a_head, a_tail) = S::as_simd_f32s(self.0);
-            let (b_head, b_tail) = S::as_simd_f32s(self.1);
-            let mut sum = simd.splat_f32s(0.0);
-            for (x, y) in a_head.iter().zip(b_head) {
-                let d = simd.sub_f32s(*x, *y);
-                sum = simd.mul_add_e_f32s(d, d, sum);
-            }
-            let tail: f32 = a_tail
-                .iter()
-                .zip(b_tail)
-                .map(|(x, y)| (x - y) * (x - y))
-                .sum();
-            simd.reduce_sum_f32s(sum) + tail
+            l2_squared_with(simd, self.0, self.1)
         }
     }
     dispatch(L2(a, b))
@@ -91,6 +79,34 @@ pub fn dot_with<S: Simd>(simd: S, a: &[f32], b: &[f32]) -> f32 {
         odd = simd.mul_add_e_f32s(x[1], y[1], odd);
     }
     let tail: f32 = a_tail.iter().zip(b_tail).map(|(x, y)| x * y).sum();
+    simd.reduce_sum_f32s(simd.add_f32s(even, odd)) + tail
+}
+
+/// The squared Euclidean distance between two equally long vectors, with instruction set
+/// `simd`. Two running sums hide the latency of the fused multiply-add.
+#[inline(always)]
+pub fn l2_squared_with<S: Simd>(simd: S, a: &[f32], b: &[f32]) -> f32 {
+    let (a_head, a_tail) = S::as_simd_f32s(a);
+    let (b_head, b_tail) = S::as_simd_f32s(b);
+    let b_head = &b_head[..a_head.len()];
+    let b_tail = &b_tail[..a_tail.len()];
+    let (mut even, mut odd) = (simd.splat_f32s(0.0), simd.splat_f32s(0.0));
+    let pairs = a_head.len() / 2;
+    for i in 0..pairs {
+        let d = simd.sub_f32s(a_head[2 * i], b_head[2 * i]);
+        even = simd.mul_add_e_f32s(d, d, even);
+        let d = simd.sub_f32s(a_head[2 * i + 1], b_head[2 * i + 1]);
+        odd = simd.mul_add_e_f32s(d, d, odd);
+    }
+    if a_head.len() % 2 == 1 {
+        let d = simd.sub_f32s(a_head[2 * pairs], b_head[2 * pairs]);
+        even = simd.mul_add_e_f32s(d, d, even);
+    }
+    let mut tail = 0.0;
+    for i in 0..a_tail.len() {
+        let d = a_tail[i] - b_tail[i];
+        tail += d * d;
+    }
     simd.reduce_sum_f32s(simd.add_f32s(even, odd)) + tail
 }
 

@@ -278,9 +278,13 @@ impl TrainedModel {
                 factors,
                 users: u,
                 items: i,
-            } => *factors > 0 && u.len() == users * factors && i.len() == items * factors,
+            } => {
+                *factors > 0
+                    && users.checked_mul(*factors) == Some(u.len())
+                    && items.checked_mul(*factors) == Some(i.len())
+            }
             Scorer::Popularity(scores) => scores.len() == items,
-            Scorer::ItemItem(weights) => weights.len() == items * items,
+            Scorer::ItemItem(weights) => items.checked_mul(items) == Some(weights.len()),
         };
         if seen_ok && scorer_ok && self.popularity.len() == items {
             Ok(())
@@ -406,5 +410,56 @@ mod tests {
         assert!(TrainedModel::decode(&bytes[..bytes.len() - 3]).is_err());
         assert_eq!(model.recommend(Some(0), 5), vec![(0, 0.5), (2, 0.3)]);
         assert_eq!(model.recommend(None, 1), vec![(0, 1.0)]);
+    }
+
+    #[test]
+    fn damaged_encodings_are_corrupt_never_panic() {
+        let model = TrainedModel::new(
+            vec!["u1".into(), "u2".into()],
+            vec!["a".into(), "b".into(), "c".into()],
+            Csr::from_triples(2, [(0, 1, 1.0), (1, 0, 2.0)].into_iter()),
+            vec![1.0, 1.0, 0.0],
+            Scorer::Factors {
+                factors: 2,
+                users: vec![1.0, 0.0, 0.0, 1.0],
+                items: vec![0.5, 0.1, 0.9, 0.2, 0.3, 0.8],
+            },
+        );
+        let good = model.encode();
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        for round in 0..20_000 {
+            let mut bytes = good.clone();
+            match round % 4 {
+                // a few bytes changed anywhere
+                0 | 1 => {
+                    for _ in 0..1 + next() % 4 {
+                        let at = (next() as usize) % bytes.len();
+                        bytes[at] = next() as u8;
+                    }
+                }
+                // an 8-byte length overwritten with an arbitrary, often huge, value
+                2 => {
+                    let at = MAGIC.len() + (next() as usize) % (bytes.len() - MAGIC.len() - 8);
+                    bytes[at..at + 8].copy_from_slice(&next().to_le_bytes());
+                }
+                // cut short, or arbitrary bytes after the magic
+                _ => {
+                    bytes.truncate((next() as usize) % bytes.len());
+                    let tail = (next() % 64) as usize;
+                    bytes.extend((0..tail).map(|_| next() as u8));
+                }
+            }
+            if let Ok(decoded) = TrainedModel::decode(&bytes) {
+                // what decodes is consistent enough to serve
+                let users = decoded.user_ids.len();
+                let _ = decoded.recommend((users > 0).then_some(0), 3);
+            }
+        }
     }
 }

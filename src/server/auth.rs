@@ -1,6 +1,6 @@
 //! SCRAM-SHA-256 logins against the users stored in the data directory.
 
-use crate::catalog::Users;
+use crate::roles::Users;
 use async_trait::async_trait;
 use pgwire::api::auth::{AuthSource, LoginInfo, Password};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};

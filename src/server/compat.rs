@@ -2,7 +2,7 @@
 //! by `datafusion-pg-catalog` into SQL that DataFusion runs: `pg_catalog.` qualifiers,
 //! `COLLATE`, `::regclass` casts, and whole catalog queries it knows by heart.
 
-use crate::sql::parser::Statement;
+use crate::engine::Statement;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     Expr, Statement as SqlStatement, Value, ValueWithSpan, visit_expressions_mut,

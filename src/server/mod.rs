@@ -10,9 +10,9 @@ mod session;
 mod settings;
 mod tls;
 
-use crate::catalog::{SCRAM_ITERATIONS, Users};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::roles::{SCRAM_ITERATIONS, Users};
 use async_trait::async_trait;
 use futures::Sink;
 use pgwire::api::auth::noop::NoopStartupHandler;

@@ -1,30 +1,24 @@
 //! One client connection's queries: the simple and the extended query protocol, both running
-//! statements through the [`Engine`] and encoding Arrow results with `arrow-pg`.
+//! statements through the [`Engine`] and translating its typed [`Outcome`]s to pgwire: rows
+//! encoded with `arrow-pg`, or a command tag.
 
-use crate::catalog::{PointQuery, system_tables};
-use crate::engine::Engine;
+use crate::engine::{self, CommandTag, Engine, Outcome, Prepared, Statement};
 use crate::error::Error;
 use crate::server::compat::rewrite_for_clients;
 use crate::server::errors::{error_info, to_pgwire};
 use crate::server::settings::{self, SessionStatement};
 use crate::server::{bind, copy};
 use crate::sql::notices::{Notice, Notices};
-use crate::sql::parser::{
-    self, CopySourceKind, FeatureStatement, ModelStatement, Statement, UserStatement,
-};
-use crate::sql::ranking_table;
+use crate::sql::parser::CopySourceKind;
 use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
-use datafusion::arrow::array::UInt64Array;
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
-use futures::{Sink, SinkExt, StreamExt, TryStreamExt, stream};
+use futures::{Sink, SinkExt, StreamExt, stream};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_describe_response};
 use pgwire::api::results::{DescribePortalResponse, FieldInfo, QueryResponse, Response, Tag};
@@ -36,7 +30,9 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::ParameterDescription;
 use pgwire::messages::extendedquery::{Bind, BindComplete, Describe, TARGET_TYPE_BYTE_STATEMENT};
 use std::fmt::Debug;
+use std::future::Future;
 use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// The query side of a connection.
 #[derive(Clone)]
@@ -60,17 +56,14 @@ impl Session {
             compat,
         }
     }
-}
 
-impl Session {
     /// The engine statements run on.
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
-}
 
-impl Session {
-    /// Runs one statement: a session statement here, anything else on the engine.
+    /// Runs one statement: a session statement or COPY TO STDOUT here, anything else on the
+    /// engine.
     async fn run_statement<C>(
         &self,
         client: &mut C,
@@ -84,58 +77,54 @@ impl Session {
     {
         if let Statement::CopyToStdout(copy) = statement {
             let query = DFStatement::Statement(Box::new(SqlStatement::Query(copy.query)));
-            let stream = self
-                .execute(client, Statement::DataFusion(Box::new(query)))
+            let (notices, received) = Notices::channel();
+            let run = self
+                .engine
+                .execute(Statement::DataFusion(Box::new(query)), &notices);
+            let outcome = with_notices(client, received, run)
                 .await?
+                .and_then(Outcome::into_stream)
                 .map_err(|e| to_pgwire(&e, sql))?;
-            return copy::copy_out(stream, &copy.options, sql);
+            return copy::copy_out(outcome, &copy.options, sql);
         }
         match settings::session_statement(&statement) {
             Some(SessionStatement::Show(name)) => {
                 let stream = settings::show_rows(client, &name).map_err(|e| to_pgwire(&e, sql))?;
-                respond(Kind::Rows, stream, format, sql).await
+                rows(stream, format, sql).map(Response::Query)
             }
             Some(other) => settings::run(client, other).map_err(|e| to_pgwire(&e, sql)),
             None => {
-                let kind = kind_of(&statement);
-                match self.execute(client, statement).await? {
-                    Ok(stream) => respond(kind, stream, format, sql).await,
-                    Err(e) => Err(to_pgwire(&e, sql)),
-                }
+                let (notices, received) = Notices::channel();
+                let run = self.engine.execute(statement, &notices);
+                let outcome = with_notices(client, received, run).await?;
+                respond(outcome.map_err(|e| to_pgwire(&e, sql))?, format, sql)
             }
         }
     }
 }
 
-impl Session {
-    /// Runs `statement` on the engine, sending its notices to the client as they arrive.
-    /// The outer error is the connection's, the inner one the statement's.
-    async fn execute<C>(
-        &self,
-        client: &mut C,
-        statement: Statement,
-    ) -> PgWireResult<Result<SendableRecordBatchStream, Error>>
-    where
-        C: Sink<PgWireBackendMessage> + Unpin + Send,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let (notices, mut received) = Notices::channel();
-        let result = {
-            let run = self.engine.execute(statement, &notices);
-            tokio::pin!(run);
-            loop {
-                tokio::select! {
-                    result = &mut run => break result,
-                    Some(notice) = received.recv() => send_notice(client, notice).await?,
-                }
-            }
-        };
-        drop(notices);
-        while let Ok(notice) = received.try_recv() {
-            send_notice(client, notice).await?;
+/// Drives `run` while sending the notices it sends to `received`'s channel to the client as
+/// they arrive. The outer error is the connection's, the inner one the statement's.
+async fn with_notices<C, T>(
+    client: &mut C,
+    mut received: UnboundedReceiver<Notice>,
+    run: impl Future<Output = T>,
+) -> PgWireResult<T>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    tokio::pin!(run);
+    let result = loop {
+        tokio::select! {
+            result = &mut run => break result,
+            Some(notice) = received.recv() => send_notice(client, notice).await?,
         }
-        Ok(result)
+    };
+    while let Ok(notice) = received.try_recv() {
+        send_notice(client, notice).await?;
     }
+    Ok(result)
 }
 
 async fn send_notice<C>(client: &mut C, notice: Notice) -> PgWireResult<()>
@@ -150,113 +139,24 @@ where
     Ok(())
 }
 
-/// How a statement's result is reported: rows, or a command tag.
-#[derive(Debug, Clone)]
-enum Kind {
-    /// Rows (SELECT, EXPLAIN, SHOW …).
-    Rows,
-    /// `INSERT 0 n`.
-    Insert,
-    /// `COPY n`.
-    Copy,
-    /// `SELECT n` (CREATE TABLE … AS).
-    CreateTableAs,
-    /// A tag made of the statement's first words (`CREATE TABLE`, `DROP TABLE`, `SET` …).
-    Command(String),
-}
-
-fn kind_of(statement: &Statement) -> Kind {
-    let sql = match statement {
-        Statement::CopyFrom(_) | Statement::CopyToStdout(_) => return Kind::Copy,
-        Statement::Model(model) => {
-            return match model {
-                ModelStatement::Drop { .. } => Kind::Command("DROP MODEL".into()),
-                ModelStatement::SetActiveVersion { .. } => Kind::Command("ALTER MODEL".into()),
-                _ => Kind::Rows,
-            };
-        }
-        Statement::Feature(feature) => {
-            return match feature {
-                FeatureStatement::Create(_) => Kind::Command("CREATE FEATURE VIEW".into()),
-                FeatureStatement::Drop { .. } => Kind::Command("DROP FEATURE VIEW".into()),
-                _ => Kind::Rows,
-            };
-        }
-        Statement::User(user) => {
-            let verb = match user {
-                UserStatement::Create { .. } => "CREATE ROLE",
-                UserStatement::Alter { .. } => "ALTER ROLE",
-                UserStatement::Drop { .. } => "DROP ROLE",
-            };
-            return Kind::Command(verb.into());
-        }
-        Statement::DataFusion(df) => match df.as_ref() {
-            DFStatement::Statement(sql) => match sql.as_ref() {
-                SqlStatement::Query(_) => return Kind::Rows,
-                SqlStatement::Insert(_) => return Kind::Insert,
-                SqlStatement::CreateTable(create) if create.query.is_some() => {
-                    return Kind::CreateTableAs;
-                }
-                other => other.to_string(),
-            },
-            DFStatement::CopyTo(_) => return Kind::Copy,
-            DFStatement::Explain(_) => return Kind::Rows,
-            other => other.to_string(),
-        },
-    };
-    let mut words = sql.split_whitespace().map(str::to_uppercase);
-    let first = words.next().unwrap_or_default();
-    match first.as_str() {
-        "CREATE" | "DROP" | "ALTER" => {
-            let second = words.find(|w| !matches!(w.as_str(), "OR" | "REPLACE" | "EXTERNAL"));
-            Kind::Command(format!("{first} {}", second.unwrap_or_default()))
-        }
-        _ => Kind::Command(first),
+/// The response Postgres would send for `outcome`.
+fn respond(outcome: Outcome, format: &Format, sql: &str) -> PgWireResult<Response> {
+    match outcome {
+        Outcome::Rows(stream) => rows(stream, format, sql).map(Response::Query),
+        Outcome::Done(tag) => Ok(Response::Execution(wire_tag(&tag))),
     }
 }
 
-/// Turns a statement's result stream into the response Postgres would send for it.
-async fn respond(
-    kind: Kind,
-    stream: SendableRecordBatchStream,
-    format: &Format,
-    sql: &str,
-) -> PgWireResult<Response> {
-    let schema = stream.schema();
-    let counted = |tag: Tag, rows: u64| tag.with_rows(rows as usize);
-    match kind {
-        Kind::Insert | Kind::Copy | Kind::CreateTableAs if is_count(&schema) => {
-            let rows = count(stream).await.map_err(|e| to_pgwire(&e, sql))?;
-            Ok(Response::Execution(match kind {
-                Kind::Insert => counted(Tag::new("INSERT").with_oid(0), rows),
-                Kind::Copy => counted(Tag::new("COPY"), rows),
-                _ => counted(Tag::new("SELECT"), rows),
-            }))
-        }
-        Kind::Command(tag) if schema.fields().is_empty() => {
-            let _: Vec<_> = stream
-                .try_collect()
-                .await
-                .map_err(|e| to_pgwire(&e.into(), sql))?;
-            Ok(Response::Execution(Tag::new(&tag)))
-        }
-        _ => rows(stream, format, sql).map(Response::Query),
+/// pgwire's form of a command tag (`INSERT` carries the OID 0 before its count).
+fn wire_tag(tag: &CommandTag) -> Tag {
+    let mut wire = Tag::new(&tag.command);
+    if tag.command == "INSERT" {
+        wire = wire.with_oid(0);
     }
-}
-
-fn is_count(schema: &Schema) -> bool {
-    schema.fields().len() == 1
-        && schema.field(0).name() == "count"
-        && schema.field(0).data_type() == &DataType::UInt64
-}
-
-async fn count(stream: SendableRecordBatchStream) -> Result<u64, Error> {
-    let batches: Vec<_> = stream.try_collect().await?;
-    Ok(batches
-        .iter()
-        .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>())
-        .flat_map(|a| a.iter().flatten())
-        .sum())
+    match tag.rows {
+        Some(rows) => wire.with_rows(rows as usize),
+        None => wire,
+    }
 }
 
 /// A row-description plus a stream of encoded rows; an error mid-stream keeps its SQLSTATE.
@@ -287,7 +187,7 @@ impl SimpleQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let statements = match parser::parse(query) {
+        let statements = match engine::parse(query) {
             Ok(statements) => rewrite_for_clients(&self.compat, query, statements),
             Err(e) => return Ok(vec![Response::Error(Box::new(error_info(&e, query)))]),
         };
@@ -322,38 +222,36 @@ impl SimpleQueryHandler for Session {
 
 /// A statement prepared by the extended protocol.
 #[derive(Debug, Clone)]
-pub struct Prepared {
+pub struct PreparedStatement {
     sql: String,
     statement: Statement,
-    /// DataFusion's plan, with `$n` placeholders, for statements that take parameters.
-    plan: Option<LogicalPlan>,
-    /// Arrow types of the parameters `$1…$n` (TEXT where nothing else is known).
-    parameter_types: Vec<DataType>,
-    /// The rows' schema where it is known without a plan (`SHOW`).
-    rows_schema: Option<Schema>,
-    /// A lookup by primary key, answered without planning at each execution.
-    point: Option<PointQuery>,
-    /// The catalog generation the plan was made in; a CREATE or DROP since means planning
-    /// again.
-    generation: u64,
+    /// The engine's preparation; `None` for what the session answers itself (BEGIN, SET,
+    /// SHOW of a connection parameter) and for COPY to or from the client.
+    prepared: Option<Prepared>,
+    /// The rows' schema of a SHOW the session answers.
+    show_schema: Option<SchemaRef>,
 }
 
-impl Prepared {
+impl PreparedStatement {
     /// The schema of the statement's rows as Describe reports it: none when it returns no
     /// rows, or when they are known only once it runs.
     fn result_schema(&self) -> Option<&Schema> {
-        match (&self.plan, &self.rows_schema) {
-            (Some(plan), _) if !matches!(plan, LogicalPlan::Dml(_)) => {
-                Some(plan.schema().as_arrow())
-            }
-            (None, Some(schema)) => Some(schema),
-            _ => None,
-        }
+        let schema = match &self.prepared {
+            Some(prepared) => prepared.rows_schema(),
+            None => self.show_schema.as_ref(),
+        };
+        schema.map(|s| s.as_ref())
     }
 
     fn column_count(&self) -> usize {
         self.result_schema()
             .map_or(0, |schema| schema.fields().len())
+    }
+
+    fn parameter_types(&self) -> &[DataType] {
+        self.prepared
+            .as_ref()
+            .map_or(&[], Prepared::parameter_types)
     }
 }
 
@@ -364,9 +262,8 @@ pub struct Planner {
 }
 
 impl Planner {
-    async fn prepare(&self, sql: &str) -> Result<Option<Prepared>, Error> {
-        let generation = self.engine.catalog().generation();
-        let mut statements = rewrite_for_clients(&self.compat, sql, parser::parse(sql)?);
+    async fn prepare(&self, sql: &str) -> Result<Option<PreparedStatement>, Error> {
+        let mut statements = rewrite_for_clients(&self.compat, sql, engine::parse(sql)?);
         if statements.len() > 1 {
             return Err(Error::Syntax(
                 "cannot insert multiple commands into a prepared statement".into(),
@@ -375,109 +272,53 @@ impl Planner {
         let Some(statement) = statements.pop() else {
             return Ok(None);
         };
-        let plan = match &statement {
-            Statement::DataFusion(df) if takes_parameters(df) => {
-                Some(self.engine.plan(df.as_ref().clone()).await?)
-            }
+        let session = settings::session_statement(&statement);
+        let show_schema = match &session {
+            Some(SessionStatement::Show(name)) => Some(Arc::new(settings::show_schema(name))),
             _ => None,
         };
-        let parameter_types = match &plan {
-            Some(plan) => parameter_types(plan)?,
-            None => Vec::new(),
+        let with_client = matches!(&statement, Statement::CopyToStdout(_))
+            || matches!(&statement, Statement::CopyFrom(copy) if copy.source == CopySourceKind::Stdin);
+        let prepared = match session.is_none() && !with_client {
+            true => Some(self.engine.prepare(statement.clone()).await?),
+            false => None,
         };
-        let point = plan
-            .as_ref()
-            .and_then(|plan| PointQuery::recognise(self.engine.catalog(), plan));
-        let rows_schema = match (&statement, settings::session_statement(&statement)) {
-            (_, Some(SessionStatement::Show(name))) => Some(settings::show_schema(&name)),
-            (Statement::Feature(FeatureStatement::Show), _) => {
-                Some(system_tables::feature_views_schema().as_ref().clone())
-            }
-            (Statement::Feature(FeatureStatement::Materialize { .. }), _) => {
-                Some(crate::sql::features::materialize_schema().as_ref().clone())
-            }
-            (Statement::Model(ModelStatement::Show), _) => {
-                Some(system_tables::models_schema().as_ref().clone())
-            }
-            (Statement::Model(ModelStatement::Train(_) | ModelStatement::Evaluate { .. }), _) => {
-                Some(system_tables::versions_schema().as_ref().clone())
-            }
-            _ => None,
-        };
-        Ok(Some(Prepared {
+        Ok(Some(PreparedStatement {
             sql: sql.to_string(),
             statement,
-            plan,
-            parameter_types,
-            rows_schema,
-            point,
-            generation,
+            prepared,
+            show_schema,
         }))
     }
 }
 
-/// Statements DataFusion plans (with `$n` placeholders) at Parse; the rest run through the
-/// engine whole at Execute.
-fn takes_parameters(statement: &DFStatement) -> bool {
-    match statement {
-        DFStatement::Statement(sql) => {
-            matches!(
-                sql.as_ref(),
-                SqlStatement::Query(_) | SqlStatement::Insert(_)
-            ) || settings::is_engine_show(sql)
-        }
-        DFStatement::Explain(_) => true,
-        _ => false,
-    }
-}
-
-/// The types of `$1…$n`: DataFusion's inference, then those of table-function arguments
-/// (`recommend('m', $1, $2)`), then TEXT.
-fn parameter_types(plan: &LogicalPlan) -> Result<Vec<DataType>, Error> {
-    let found = plan.get_parameter_types()?;
-    let in_functions = ranking_table::parameter_types(plan);
-    let count = found
-        .keys()
-        .chain(in_functions.keys())
-        .filter_map(|id| id.strip_prefix('$')?.parse::<usize>().ok())
-        .max()
-        .unwrap_or(0);
-    Ok((1..=count)
-        .map(|i| {
-            let id = format!("${i}");
-            found
-                .get(&id)
-                .cloned()
-                .flatten()
-                .or_else(|| in_functions.get(&id).cloned())
-                .unwrap_or(DataType::Utf8)
-        })
-        .collect())
-}
-
 #[async_trait]
 impl QueryParser for Planner {
-    type Statement = Prepared;
+    type Statement = PreparedStatement;
 
     async fn parse_sql<C>(
         &self,
         _client: &C,
         sql: &str,
         _types: &[Option<Type>],
-    ) -> PgWireResult<Option<Prepared>>
+    ) -> PgWireResult<Option<PreparedStatement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
         self.prepare(sql).await.map_err(|e| to_pgwire(&e, sql))
     }
 
-    fn get_parameter_types(&self, statement: &Prepared) -> PgWireResult<Vec<Type>> {
-        statement.parameter_types.iter().map(into_pg_type).collect()
+    fn get_parameter_types(&self, statement: &PreparedStatement) -> PgWireResult<Vec<Type>> {
+        statement
+            .parameter_types()
+            .iter()
+            .map(into_pg_type)
+            .collect()
     }
 
     fn get_result_schema(
         &self,
-        statement: &Prepared,
+        statement: &PreparedStatement,
         format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
         let format = format.unwrap_or(&Format::UnifiedText);
@@ -490,7 +331,7 @@ impl QueryParser for Planner {
 
 #[async_trait]
 impl ExtendedQueryHandler for Session {
-    type Statement = Prepared;
+    type Statement = PreparedStatement;
     type QueryParser = Planner;
 
     fn query_parser(&self) -> Arc<Planner> {
@@ -504,7 +345,7 @@ impl ExtendedQueryHandler for Session {
     async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::PortalStore: PortalStore<Statement = PreparedStatement>,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
@@ -529,7 +370,7 @@ impl ExtendedQueryHandler for Session {
     async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::PortalStore: PortalStore<Statement = PreparedStatement>,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
@@ -541,7 +382,7 @@ impl ExtendedQueryHandler for Session {
                 let parameters = statement
                     .parameter_types
                     .len()
-                    .max(prepared.parameter_types.len());
+                    .max(prepared.parameter_types().len());
                 bind::check(&message, shown_name, parameters, prepared.column_count())?;
                 let portal = Portal::try_new(&message, statement)?;
                 client.portal_store().put_portal(Arc::new(portal));
@@ -562,72 +403,39 @@ impl ExtendedQueryHandler for Session {
     async fn do_query<C>(
         &self,
         client: &mut C,
-        portal: &Portal<Prepared>,
+        portal: &Portal<PreparedStatement>,
         _max_rows: usize,
     ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::PortalStore: PortalStore<Statement = PreparedStatement>,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let mut prepared = &portal.statement.statement;
-        let sql = prepared.sql.as_str();
-        let replanned;
-        if prepared.generation != self.engine.catalog().generation() {
-            replanned = self
-                .planner
-                .prepare(sql)
-                .await
-                .map_err(|e| to_pgwire(&e, sql))?;
-            if let Some(fresh) = &replanned {
-                prepared = fresh;
+        let statement = &portal.statement.statement;
+        let sql = statement.sql.as_str();
+        let Some(prepared) = &statement.prepared else {
+            if let Statement::CopyFrom(copy) = &statement.statement {
+                return copy::begin(&self.engine, client, copy.clone())
+                    .map_err(|e| to_pgwire(&e, sql));
             }
-        }
-        if let Statement::CopyFrom(copy) = &prepared.statement
-            && copy.source == CopySourceKind::Stdin
-        {
-            return copy::begin(&self.engine, client, copy.clone()).map_err(|e| to_pgwire(&e, sql));
-        }
-        let Some(plan) = &prepared.plan else {
             return self
                 .run_statement(
                     client,
-                    prepared.statement.clone(),
+                    statement.statement.clone(),
                     &portal.result_column_format,
                     sql,
                 )
                 .await;
         };
-        let types: Vec<Option<&DataType>> = prepared.parameter_types.iter().map(Some).collect();
+        let types: Vec<Option<&DataType>> = prepared.parameter_types().iter().map(Some).collect();
         let values = deserialize_parameters(portal, &types)?;
-        if let Some(point) = &prepared.point {
-            let found = point
-                .run(self.engine.catalog(), &values)
-                .map_err(|e| to_pgwire(&e, sql))?;
-            if let Some(batch) = found {
-                let schema = batch.schema();
-                let stream = MemoryStream::try_new(vec![batch], schema, None)
-                    .map_err(|e| to_pgwire(&e.into(), sql))?;
-                return respond(
-                    Kind::Rows,
-                    Box::pin(stream),
-                    &portal.result_column_format,
-                    sql,
-                )
-                .await;
-            }
-        }
-        let bound = plan
-            .clone()
-            .with_param_values(values.clone())
-            .map_err(|e| to_pgwire(&e.into(), sql))?;
-        // table functions read their parameters while the plan is turned into a physical one
-        let stream = ranking_table::with_parameters(values, self.engine.execute_plan(bound))
-            .await
+        let (notices, received) = Notices::channel();
+        let run = self.engine.execute_prepared(prepared, values, &notices);
+        let outcome = with_notices(client, received, run)
+            .await?
             .map_err(|e| to_pgwire(&e, sql))?;
-        let kind = kind_of(&prepared.statement);
-        respond(kind, stream, &portal.result_column_format, sql).await
+        respond(outcome, &portal.result_column_format, sql)
     }
 }
 

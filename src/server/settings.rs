@@ -6,8 +6,8 @@
 //! undo a statement that already returned (`docs/server.md`). `SET` of a Postgres parameter is
 //! kept per connection; `SET datafusion.…` and `SHOW datafusion.…` go to the engine.
 
+use crate::engine::Statement;
 use crate::error::Error;
-use crate::sql::parser::Statement;
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::execution::SendableRecordBatchStream;
@@ -82,21 +82,18 @@ pub fn session_statement(statement: &Statement) -> Option<SessionStatement> {
     }
 }
 
-/// True for `SHOW datafusion.…` / `SHOW ALL`, which DataFusion answers from its settings.
-pub fn is_engine_show(statement: &SqlStatement) -> bool {
-    matches!(statement, SqlStatement::ShowVariable { variable } if is_engine_setting(&show_name(variable)))
-}
-
 fn is_engine_setting(name: &str) -> bool {
     name.starts_with("datafusion.") || name.starts_with("tastedb.") || name == "all"
 }
 
+/// The name a SHOW asks for: `datafusion.x` and `tastedb.x` keep their dots (sqlparser splits
+/// them into parts, as it splits `TIME ZONE` into words).
 fn show_name(variable: &[Ident]) -> String {
-    let name = variable
-        .iter()
-        .map(|i| i.value.to_lowercase())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let parts: Vec<String> = variable.iter().map(|i| i.value.to_lowercase()).collect();
+    let dotted = parts
+        .first()
+        .is_some_and(|first| first == "datafusion" || first == "tastedb");
+    let name = parts.join(if dotted { "." } else { " " });
     match name.as_str() {
         "time zone" => "timezone".into(),
         "transaction isolation level" => "transaction_isolation".into(),

@@ -1,8 +1,8 @@
 //! `COPY table FROM 'file'`: reading CSV and Parquet files into rows of a stored table.
 //! The CLI's `tastedb import` uses the same code with a progress callback.
 
-use crate::catalog::TableDef;
 use crate::error::{Error, Result};
+use crate::schema::TableDef;
 use crate::sql::copy_text::read_text;
 use crate::sql::parser::{CopyFormat, CopyFrom};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};

@@ -1,7 +1,7 @@
 //! `CREATE TABLE` and `DROP TABLE` of stored tables.
 
-use crate::catalog::{ColumnDef, ColumnType, TableDef};
 use crate::error::{Error, Result};
+use crate::schema::{ColumnDef, ColumnType, TableDef};
 use crate::sql::names;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::sql::sqlparser::ast::{

@@ -6,8 +6,8 @@
 //! and the row, ever sees them. DataFusion's error names only the VALUES column ("column2");
 //! this maps it back to the table column and finds the row in the statement.
 
-use crate::catalog::{ColumnType, TableDef};
 use crate::error::{Error, Result};
+use crate::schema::{ColumnType, TableDef};
 use crate::sql::names;
 use crate::storage::vector_values::parse_vector_text;
 use datafusion::sql::sqlparser::ast::{Array, Expr, Insert, SetExpr, Value};

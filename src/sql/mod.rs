@@ -1,27 +1,19 @@
-//! The SQL surface: TasteDB's parser extension over DataFusion's, and the statements TasteDB
-//! runs itself (CREATE/DROP TABLE of stored tables, COPY FROM).
+//! SQL plumbing shared by every feature: COPY parsing and loading, table definitions from
+//! `CREATE TABLE`, identifier rules, table-function arguments (constants, `$n` parameters,
+//! queries planned ahead), notices, the `tastedb.*` settings and the functions TasteDB adds
+//! for Postgres clients.
 
+pub mod arguments;
 pub mod config;
 pub mod copy_from;
 mod copy_text;
-mod create_table;
-pub(crate) mod execute;
-mod feature_parser;
-pub(crate) mod features;
+pub mod create_table;
 mod functions;
-mod index_statements;
-mod insert_values;
-mod model_parser;
-mod models;
+pub mod insert_values;
 pub mod names;
-pub mod nearest;
 pub mod notices;
 pub mod parser;
-mod query_arguments;
-mod ranking;
-pub(crate) mod ranking_table;
-pub mod recommend;
-mod recommend_items;
-mod words;
+pub mod query_arguments;
+pub mod words;
 
 pub(crate) use functions::register as register_functions;

@@ -1,13 +1,10 @@
-//! TasteDB's SQL parser: DataFusion's parser plus the statements TasteDB adds. Each statement
-//! start is peeked at; TasteDB's own forms are parsed here, all else by `DFParser`.
+//! Parsing helpers shared by TasteDB's statements: `COPY … FROM` and `COPY … TO STDOUT` (which
+//! DataFusion's parser does not take), and single queries given as text. Splitting a script
+//! into statements is `crate::engine::parse`.
 
 use crate::error::{Error, Result};
-use crate::sql::feature_parser::feature_statement;
-pub use crate::sql::feature_parser::{CreateFeatureView, FeatureStatement};
-use crate::sql::model_parser::model_statement;
-pub use crate::sql::model_parser::{ModelStatement, TrainModel, TrainSource};
 use crate::sql::names;
-use datafusion::sql::parser::{DFParser, DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Query,
     Statement as SqlStatement,
@@ -17,23 +14,6 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
-/// One parsed statement.
-#[derive(Debug, Clone)]
-pub enum Statement {
-    /// Standard SQL and DataFusion's extensions; CREATE/DROP TABLE are still TasteDB's to run.
-    DataFusion(Box<DFStatement>),
-    /// `COPY table [(columns)] FROM 'file' | STDIN [WITH] (options)`.
-    CopyFrom(CopyFrom),
-    /// `CREATE USER`, `ALTER USER`, `DROP USER` (also spelled `ROLE`).
-    User(UserStatement),
-    /// `COPY table [(columns)] | (query) TO STDOUT [WITH] (options)`.
-    CopyToStdout(CopyToStdout),
-    /// `TRAIN MODEL`, `DROP MODEL`, `SHOW MODELS`, `EVALUATE MODEL`, `ALTER MODEL`.
-    Model(ModelStatement),
-    /// `CREATE|DROP FEATURE VIEW`, `SHOW FEATURE VIEWS`, `MATERIALIZE FEATURE VIEW`.
-    Feature(FeatureStatement),
-}
-
 /// A parsed `COPY … TO STDOUT`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CopyToStdout {
@@ -41,34 +21,6 @@ pub struct CopyToStdout {
     pub query: Box<Query>,
     /// Format options (text by default, or csv).
     pub options: CopyOptions,
-}
-
-/// A statement about the users of the wire server.
-#[derive(Debug, Clone, PartialEq)]
-pub enum UserStatement {
-    /// `CREATE USER [IF NOT EXISTS] name [WITH] PASSWORD 'secret'`.
-    Create {
-        /// User name.
-        name: String,
-        /// The password.
-        password: String,
-        /// `IF NOT EXISTS`.
-        if_not_exists: bool,
-    },
-    /// `ALTER USER name [WITH] PASSWORD 'secret'`.
-    Alter {
-        /// User name.
-        name: String,
-        /// The new password.
-        password: String,
-    },
-    /// `DROP USER [IF EXISTS] name`.
-    Drop {
-        /// User name.
-        name: String,
-        /// `IF EXISTS`.
-        if_exists: bool,
-    },
 }
 
 /// A parsed `COPY … FROM`.
@@ -115,43 +67,15 @@ pub struct CopyOptions {
     pub delimiter: Option<u8>,
 }
 
-/// Parses one or more `;`-separated statements.
-pub fn parse(sql: &str) -> Result<Vec<Statement>> {
-    let dialect = PostgreSqlDialect {};
-    let mut parser = DFParserBuilder::new(sql).with_dialect(&dialect).build()?;
-    let mut statements = Vec::new();
-    loop {
-        let mut separated = statements.is_empty();
-        while parser.parser.consume_token(&Token::SemiColon) {
-            separated = true;
-        }
-        let next = parser.parser.peek_token();
-        if next.token == Token::EOF {
-            break;
-        }
-        if !separated {
-            return Err(Error::Syntax(format!(
-                "expected end of statement, found {next}"
-            )));
-        }
-        statements.push(parse_one(&mut parser)?);
-    }
-    Ok(statements)
-}
-
 /// Parses `text` that must be one query (SELECT, VALUES, …): view definitions, filter and
 /// spine arguments, internal rewrites. Anything else is 42601.
 pub fn parse_query(text: &str) -> Result<Box<Query>> {
-    let not_a_query = || Error::Syntax(format!("expected a query, found {text}"));
-    match parse(text)?.pop() {
-        Some(Statement::DataFusion(df)) => match *df {
-            DFStatement::Statement(statement) => match *statement {
-                SqlStatement::Query(query) => Ok(query),
-                _ => Err(not_a_query()),
-            },
-            _ => Err(not_a_query()),
-        },
-        _ => Err(not_a_query()),
+    let mut parser = Parser::new(&PostgreSqlDialect {}).try_with_sql(text)?;
+    let query = parser.parse_query()?;
+    while parser.consume_token(&Token::SemiColon) {}
+    match parser.peek_token().token {
+        Token::EOF => Ok(query),
+        _ => Err(Error::Syntax(format!("expected a query, found {text}"))),
     }
 }
 
@@ -160,80 +84,8 @@ pub fn query_statement(query: Box<Query>) -> DFStatement {
     DFStatement::Statement(Box::new(SqlStatement::Query(query)))
 }
 
-fn parse_one(parser: &mut DFParser) -> Result<Statement> {
-    if let Some(user) = user_statement(&mut parser.parser)? {
-        return Ok(Statement::User(user));
-    }
-    if let Some(model) = model_statement(&mut parser.parser)? {
-        return Ok(Statement::Model(model));
-    }
-    if let Some(feature) = feature_statement(&mut parser.parser)? {
-        return Ok(Statement::Feature(feature));
-    }
-    if is_copy_to_stdout(&parser.parser) {
-        let statement = parser.parser.parse_statement()?;
-        return copy_to_stdout(statement).map(Statement::CopyToStdout);
-    }
-    if is_copy_from(&parser.parser) {
-        let statement = parser.parser.parse_statement()?;
-        return copy_from(statement).map(Statement::CopyFrom);
-    }
-    Ok(Statement::DataFusion(Box::new(parser.parse_statement()?)))
-}
-
-/// Parses `CREATE|ALTER|DROP USER|ROLE …` in Postgres' syntax, which sqlparser reads the
-/// Snowflake way; `None` (nothing consumed) for any other statement.
-fn user_statement(parser: &mut Parser) -> Result<Option<UserStatement>> {
-    let keyword = |i: usize| match parser.peek_nth_token_ref(i).token {
-        Token::Word(ref w) => Some(w.keyword),
-        _ => None,
-    };
-    let verb = keyword(0);
-    let is_user = matches!(keyword(1), Some(Keyword::USER | Keyword::ROLE));
-    if !is_user || !matches!(verb, Some(Keyword::CREATE | Keyword::ALTER | Keyword::DROP)) {
-        return Ok(None);
-    }
-    parser.next_token();
-    parser.next_token();
-    let statement = match verb {
-        Some(Keyword::CREATE) => {
-            let if_not_exists =
-                parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
-            let name = names::ident(&parser.parse_identifier()?);
-            UserStatement::Create {
-                password: password_clause(parser)?,
-                name,
-                if_not_exists,
-            }
-        }
-        Some(Keyword::ALTER) => {
-            let name = names::ident(&parser.parse_identifier()?);
-            UserStatement::Alter {
-                password: password_clause(parser)?,
-                name,
-            }
-        }
-        _ => {
-            let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
-            UserStatement::Drop {
-                name: names::ident(&parser.parse_identifier()?),
-                if_exists,
-            }
-        }
-    };
-    Ok(Some(statement))
-}
-
-/// `[WITH] [LOGIN] PASSWORD 'secret'`.
-fn password_clause(parser: &mut Parser) -> Result<String> {
-    let _ = parser.parse_keyword(Keyword::WITH);
-    let _ = parser.parse_keyword(Keyword::LOGIN);
-    parser.expect_keyword(Keyword::PASSWORD)?;
-    Ok(parser.parse_literal_string()?)
-}
-
 /// True at `COPY … TO STDOUT`; DataFusion's `COPY … TO` takes only file names.
-fn is_copy_to_stdout(parser: &Parser) -> bool {
+pub fn is_copy_to_stdout(parser: &Parser) -> bool {
     match copy_direction(parser) {
         Some((Keyword::TO, i)) => matches!(
             &parser.peek_nth_token_ref(i + 1).token,
@@ -244,7 +96,7 @@ fn is_copy_to_stdout(parser: &Parser) -> bool {
 }
 
 /// True at `COPY name [(columns)] FROM`; DataFusion's parser knows only `COPY … TO`.
-fn is_copy_from(parser: &Parser) -> bool {
+pub fn is_copy_from(parser: &Parser) -> bool {
     matches!(copy_direction(parser), Some((Keyword::FROM, _)))
 }
 
@@ -273,7 +125,8 @@ fn copy_direction(parser: &Parser) -> Option<(Keyword, usize)> {
     }
 }
 
-fn copy_to_stdout(statement: SqlStatement) -> Result<CopyToStdout> {
+/// The `COPY … TO STDOUT` that `statement` is.
+pub fn copy_to_stdout(statement: SqlStatement) -> Result<CopyToStdout> {
     let SqlStatement::Copy {
         source,
         to: true,
@@ -312,7 +165,8 @@ fn copy_to_stdout(statement: SqlStatement) -> Result<CopyToStdout> {
     })
 }
 
-fn copy_from(statement: SqlStatement) -> Result<CopyFrom> {
+/// The `COPY … FROM` that `statement` is.
+pub fn copy_from(statement: SqlStatement) -> Result<CopyFrom> {
     let SqlStatement::Copy {
         source,
         to: false,
@@ -415,61 +269,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn copy_from_is_ours_and_copy_to_is_datafusions() {
-        let statements = parse(
-            "COPY events (user_id, item_id) FROM '/tmp/e.csv' WITH (FORMAT csv, HEADER true); \
-             COPY events TO '/tmp/out.csv'; SELECT 1",
-        )
-        .unwrap();
-        assert_eq!(statements.len(), 3);
-        let Statement::CopyFrom(copy) = &statements[0] else {
-            panic!("expected COPY FROM, got {:?}", statements[0]);
-        };
-        assert_eq!(copy.table, "events");
-        assert_eq!(copy.columns, vec!["user_id", "item_id"]);
-        assert_eq!(copy.source, CopySourceKind::File("/tmp/e.csv".into()));
-        assert_eq!(copy.options.format, Some(CopyFormat::Csv));
-        assert!(copy.options.header);
-        assert!(matches!(statements[1], Statement::DataFusion(_)));
-    }
-
-    #[test]
-    fn user_statements_use_postgres_syntax() {
-        let statements = parse(
-            "CREATE USER Ann WITH PASSWORD 'a b'; ALTER ROLE ann PASSWORD 'c'; DROP USER IF EXISTS ann",
-        )
-        .unwrap();
-        let users: Vec<_> = statements
-            .into_iter()
-            .map(|s| match s {
-                Statement::User(user) => user,
-                other => panic!("expected a user statement, got {other:?}"),
-            })
-            .collect();
+    fn a_query_as_text_is_one_query() {
+        assert!(parse_query("SELECT item_id FROM items WHERE price < 10;").is_ok());
+        assert_eq!(parse_query("DROP TABLE t").unwrap_err().sqlstate(), "42601");
         assert_eq!(
-            users,
-            vec![
-                UserStatement::Create {
-                    name: "ann".into(),
-                    password: "a b".into(),
-                    if_not_exists: false
-                },
-                UserStatement::Alter {
-                    name: "ann".into(),
-                    password: "c".into()
-                },
-                UserStatement::Drop {
-                    name: "ann".into(),
-                    if_exists: true
-                },
-            ]
+            parse_query("SELECT 1; SELECT 2").unwrap_err().sqlstate(),
+            "42601"
         );
-        assert_eq!(parse("CREATE USER bob").unwrap_err().sqlstate(), "42601");
-    }
-
-    #[test]
-    fn missing_separator_is_a_syntax_error() {
-        let error = parse("SELECT 1 SELECT 2").unwrap_err();
-        assert_eq!(error.sqlstate(), "42601");
     }
 }

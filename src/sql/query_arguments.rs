@@ -1,39 +1,101 @@
 //! Table-function arguments that are queries, taken out of a statement before DataFusion
 //! plans it. DataFusion plans the arguments of a function in FROM as scalar expressions: a
 //! subquery may return one column only, and named arguments (`filter => …`) are refused. So
-//! [`Engine::plan`] first rewrites the calls that take queries:
-//!
-//! - `historical_features(view, spine)`: the spine (a subquery or a query as text);
-//! - `recommend(model, user, k [, filter => query] [, exact => bool])` and the same for
-//!   `similar_items`: named arguments are put in their positions (`filter` 4th, `exact` 5th,
-//!   NULL for one not given), and the filter (a subquery or text) is planned.
-//!
-//! Each query is planned here and replaced by a token, which the table function exchanges for
-//! the plan through [`QueryArguments`].
+//! before planning, the calls of functions with a [`QuerySignature`] are rewritten: named
+//! arguments are put in their positions, and the query argument (a subquery or a query as
+//! text) is planned and replaced by a token, which the table function exchanges for the plan
+//! through [`QueryArguments`].
 
-use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::features::QueryArguments;
 use crate::sql::parser::{parse_query, query_statement};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::catalog::Session;
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::collect;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, FunctionArg, FunctionArgExpr, Query, TableFactor, Value, VisitMut, VisitorMut,
 };
+use std::collections::HashMap;
 use std::ops::ControlFlow;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-impl Engine {
-    /// Plans the query arguments of `statement`'s table functions and puts tokens in their
-    /// place. Returns the tokens, for [`Engine::forget_query_arguments`] once the statement is
-    /// planned.
-    pub(crate) async fn extract_query_arguments(
+/// The arguments of a table function that takes a query: its positional arguments, the named
+/// ones that may follow (placed after the positional ones, in this order), and the position
+/// of the query.
+#[derive(Debug, Clone, Copy)]
+pub struct QuerySignature {
+    /// The function's name.
+    pub function: &'static str,
+    /// Names of the positional arguments, in order.
+    pub positional: &'static [&'static str],
+    /// Names of the named arguments, in the positions they take after the positional ones.
+    pub named: &'static [&'static str],
+    /// The position of the argument that is a query.
+    pub query: usize,
+}
+
+impl QuerySignature {
+    /// The position of the argument `name` once named arguments are placed.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.positional
+            .iter()
+            .chain(self.named)
+            .position(|n| *n == name)
+    }
+}
+
+/// Queries given as table-function arguments (spines, filters), planned ahead of the
+/// statement that uses them, by token: DataFusion plans table-function arguments as scalar
+/// expressions, where a subquery may have one column only.
+#[derive(Debug, Default)]
+pub struct QueryArguments {
+    plans: Mutex<HashMap<String, (LogicalPlan, String)>>,
+    next: AtomicU64,
+}
+
+impl QueryArguments {
+    /// A new token to stand for a query.
+    pub fn token(&self) -> String {
+        format!(
+            "tastedb:query:{}",
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Keeps the plan of `token` and the query's text.
+    pub fn put(&self, token: &str, plan: LogicalPlan, sql: String) {
+        self.lock().insert(token.to_string(), (plan, sql));
+    }
+
+    /// Takes the plan and text of `token` out.
+    pub fn take(&self, token: &str) -> Option<(LogicalPlan, String)> {
+        self.lock().remove(token)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (LogicalPlan, String)>> {
+        self.plans.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl QueryArguments {
+    /// Plans the query arguments of `statement`'s calls of `signatures`' functions in `state`
+    /// and puts tokens in their place. Returns the tokens, for [`QueryArguments::forget`] once
+    /// the statement is planned.
+    pub async fn extract(
         &self,
+        state: &SessionState,
+        signatures: &[QuerySignature],
         statement: &mut DFStatement,
     ) -> Result<Vec<String>> {
         let DFStatement::Statement(sql) = statement else {
             return Ok(Vec::new());
         };
         let mut finder = Finder {
-            arguments: self.query_arguments(),
+            arguments: self,
+            signatures,
             found: Vec::new(),
             error: None,
         };
@@ -45,35 +107,38 @@ impl Engine {
             }
             for (token, query) in finder.found {
                 let sql = query.to_string();
-                let plan = self
-                    .session_context()
-                    .state()
-                    .statement_to_plan(query_statement(query))
-                    .await?;
-                self.query_arguments().put(&token, plan, sql);
+                let plan = state.statement_to_plan(query_statement(query)).await?;
+                self.put(&token, plan, sql);
             }
             Ok(())
         };
         match planned.await {
             Ok(()) => Ok(tokens),
             Err(error) => {
-                self.forget_query_arguments(&tokens);
+                self.forget(&tokens);
                 Err(error)
             }
         }
     }
 
     /// Drops planned arguments a statement did not pick up (because its planning failed).
-    pub(crate) fn forget_query_arguments(&self, tokens: &[String]) {
+    pub fn forget(&self, tokens: &[String]) {
         for token in tokens {
-            self.query_arguments().take(token);
+            self.take(token);
         }
     }
+}
+
+/// Runs `plan` in `state` and collects its rows.
+pub async fn run_plan(state: &dyn Session, plan: &LogicalPlan) -> Result<Vec<RecordBatch>> {
+    let physical = state.create_physical_plan(plan).await?;
+    Ok(collect(physical, state.task_ctx()).await?)
 }
 
 /// The rewriting visitor.
 struct Finder<'a> {
     arguments: &'a QueryArguments,
+    signatures: &'a [QuerySignature],
     found: Vec<(String, Box<Query>)>,
     error: Option<Error>,
 }
@@ -96,12 +161,11 @@ impl VisitorMut for Finder<'_> {
             .and_then(|part| part.as_ident())
             .map(|ident| ident.value.to_lowercase())
             .unwrap_or_default();
-        let result = match function.as_str() {
-            "historical_features" => self.replace_query(&mut args.args, 1),
-            "recommend" | "similar_items" => place_named(&function, &mut args.args)
-                .and_then(|()| self.replace_query(&mut args.args, 3)),
-            _ => Ok(()),
+        let Some(signature) = self.signatures.iter().find(|s| s.function == function) else {
+            return ControlFlow::Continue(());
         };
+        let result = place_named(signature, &mut args.args)
+            .and_then(|()| self.replace_query(&mut args.args, signature.query));
         match result {
             Ok(()) => ControlFlow::Continue(()),
             Err(error) => {
@@ -133,47 +197,47 @@ impl Finder<'_> {
     }
 }
 
-/// Puts `filter => …` and `exact => …` of a ranking function in positions 4 and 5.
-fn place_named(function: &str, args: &mut Vec<FunctionArg>) -> Result<()> {
+/// Puts the named arguments of a call of `signature`'s function in their positions, after
+/// its positional ones (NULL for one not given).
+fn place_named(signature: &QuerySignature, args: &mut Vec<FunctionArg>) -> Result<()> {
+    let function = signature.function;
     let mut positional = Vec::new();
-    let (mut filter, mut exact) = (None, None);
+    let mut named: Vec<Option<SqlExpr>> = vec![None; signature.named.len()];
     for arg in args.drain(..) {
-        let named = match arg {
+        let (name, expr) = match arg {
             FunctionArg::Named {
                 name,
                 arg: FunctionArgExpr::Expr(expr),
                 ..
-            } => Some((name.value, expr)),
+            } => (name.value, expr),
             FunctionArg::ExprNamed {
                 name: SqlExpr::Identifier(name),
                 arg: FunctionArgExpr::Expr(expr),
                 ..
-            } => Some((name.value, expr)),
+            } => (name.value, expr),
             other => {
                 positional.push(other);
-                None
+                continue;
             }
         };
-        if let Some((name, expr)) = named {
-            match name.to_lowercase().as_str() {
-                "filter" => filter = Some(expr),
-                "exact" => exact = Some(expr),
-                other => {
-                    return Err(Error::InvalidParameter(format!(
-                        "{function}() has no argument named {other}; it takes filter and exact"
-                    )));
-                }
-            }
-        }
-    }
-    if filter.is_some() || exact.is_some() {
-        if positional.len() != 3 {
+        let lower = name.to_lowercase();
+        let Some(slot) = signature.named.iter().position(|n| *n == lower) else {
             return Err(Error::InvalidParameter(format!(
-                "{function}() takes (model, id, k) before its named arguments"
+                "{function}() has no argument named {lower}; it takes {}",
+                signature.named.join(" and ")
+            )));
+        };
+        named[slot] = Some(expr);
+    }
+    if named.iter().any(Option::is_some) {
+        if positional.len() != signature.positional.len() {
+            return Err(Error::InvalidParameter(format!(
+                "{function}() takes ({}) before its named arguments",
+                signature.positional.join(", ")
             )));
         }
-        let null = || SqlExpr::value(Value::Null);
-        for expr in [filter.unwrap_or_else(null), exact.unwrap_or_else(null)] {
+        for expr in named {
+            let expr = expr.unwrap_or_else(|| SqlExpr::value(Value::Null));
             positional.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)));
         }
     }

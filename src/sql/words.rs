@@ -2,6 +2,7 @@
 //! not sqlparser keywords and are matched as plain words.
 
 use crate::error::{Error, Result};
+use datafusion::sql::sqlparser::ast::{Expr, UnaryOperator, Value};
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
@@ -20,6 +21,28 @@ pub fn expect_word(parser: &mut Parser, expected: &str) -> Result<()> {
         other => Err(Error::Syntax(format!(
             "expected {}, found {other}",
             expected.to_uppercase()
+        ))),
+    }
+}
+
+/// The text of a literal option value: numbers, strings, booleans, names, signed numbers.
+pub fn literal_text(expr: &Expr) -> Result<String> {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => Ok(n.clone()),
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Ok(s.clone()),
+            Value::Boolean(b) => Ok(b.to_string()),
+            other => Err(Error::InvalidParameter(format!(
+                "option value {other} is not supported"
+            ))),
+        },
+        Expr::Identifier(ident) => Ok(ident.value.clone()),
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => Ok(format!("-{}", literal_text(expr)?)),
+        other => Err(Error::InvalidParameter(format!(
+            "option value {other} must be a literal"
         ))),
     }
 }

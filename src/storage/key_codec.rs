@@ -37,7 +37,7 @@ pub fn encode_key(key_columns: &[ColumnValues], row: usize) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::ColumnType;
+    use crate::schema::ColumnType;
     use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
     use std::sync::Arc;
 

@@ -1,14 +1,20 @@
 //! Durable storage on RocksDB: the data directory, the key layout, the byte formats of rows and
-//! keys, and reading and writing the rows of tables as Arrow batches.
+//! keys, reading and writing the rows of tables as Arrow batches, and the state writers of a
+//! table share. This is the only module that knows RocksDB: the rest of TasteDB reads through
+//! [`Store`] and writes [`WriteSet`]s.
 
 mod key_codec;
 pub mod keys;
 pub mod reader;
 mod row_codec;
 mod store;
+mod tables;
 pub mod vector_values;
+mod write_set;
 pub mod writer;
 
 pub use key_codec::encode_key;
 pub use row_codec::{ColumnValues, RowDecoder, encode_row};
-pub use store::{FORMAT_VERSION, MARKER_FILE, RowKeys, RowsWritten, Store, WrittenBatch};
+pub use store::{FORMAT_VERSION, MARKER_FILE, RowKeys, RowsWritten, Scan, Store, WrittenBatch};
+pub use tables::{RowIdReservation, StoredTable};
+pub use write_set::WriteSet;

@@ -1,7 +1,7 @@
 //! Reading stored rows back as Arrow batches: full scans that stream, and point reads by key.
 
-use crate::catalog::TableDef;
 use crate::error::Result;
+use crate::schema::TableDef;
 use crate::storage::row_codec::RowDecoder;
 use crate::storage::{Store, keys};
 use datafusion::arrow::array::RecordBatch;

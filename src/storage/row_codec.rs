@@ -9,8 +9,8 @@
 //! (days) little-endian in their width, booleans as one byte, text as a LEB128 length and UTF-8
 //! bytes, vectors as a LEB128 count and that many little-endian f32. Each value can be skipped without decoding, so a scan decodes only projected columns.
 
-use crate::catalog::{ColumnType, TableDef};
 use crate::error::{Error, Result};
+use crate::schema::{ColumnType, TableDef};
 use datafusion::arrow::array::PrimitiveArray;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Date32Builder, Float32Builder,
@@ -414,7 +414,7 @@ impl ColumnBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::ColumnDef;
+    use crate::schema::ColumnDef;
     use datafusion::arrow::array::{Int64Array, TimestampMicrosecondArray};
 
     fn table() -> TableDef {
@@ -482,6 +482,62 @@ mod tests {
                 decoder.push(&bytes[..len]),
                 Err(Error::Corrupt(_))
             ));
+        }
+    }
+
+    /// xorshift64*: arbitrary but repeatable bytes.
+    fn next(state: &mut u64) -> u64 {
+        *state ^= *state >> 12;
+        *state ^= *state << 25;
+        *state ^= *state >> 27;
+        state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    #[test]
+    fn arbitrary_bytes_decode_or_are_corrupt_never_panic() {
+        let column = |name: &str, column_type| ColumnDef {
+            name: name.into(),
+            column_type,
+            nullable: true,
+        };
+        let types = [
+            ColumnType::Text,
+            ColumnType::SmallInt,
+            ColumnType::Int,
+            ColumnType::BigInt,
+            ColumnType::Real,
+            ColumnType::Double,
+            ColumnType::Boolean,
+            ColumnType::Timestamp,
+            ColumnType::Date,
+            ColumnType::Vector(Some(3)),
+            ColumnType::Vector(None),
+        ];
+        let def = TableDef {
+            id: 1,
+            name: "t".into(),
+            columns: types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| column(&format!("c{i}"), *t))
+                .collect(),
+            primary_key: vec![],
+        };
+        let all: Vec<usize> = (0..types.len()).collect();
+        let mut state = 0x9E37_79B9_7F4A_7C15;
+        for round in 0..20_000 {
+            // Short rows with many small lengths, and some long ones.
+            let len = (next(&mut state) % if round % 10 == 0 { 512 } else { 48 }) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| next(&mut state) as u8).collect();
+            // Every column read, none read, and every other one: decoding and skipping.
+            for projection in [&all[..], &[], &[0, 2, 4, 6, 8, 10]] {
+                let schema = Arc::new(def.schema().project(projection).unwrap());
+                let mut decoder = RowDecoder::new(&def, projection, schema, 1);
+                if decoder.push(&bytes).is_ok() {
+                    let batch = decoder.finish().expect("a decoded row makes a batch");
+                    assert_eq!(batch.num_rows(), 1);
+                }
+            }
         }
     }
 }

@@ -1,10 +1,12 @@
 //! The data directory: a marker file saying what the directory is, and one RocksDB database.
 
-use crate::catalog::TableDef;
 use crate::error::{Error, Result};
+use crate::schema::TableDef;
 use crate::storage::keys;
+use crate::storage::write_set::WriteSet;
 use datafusion::arrow::array::ArrayRef;
-use rocksdb::{DB, DBCompressionType, Options, WriteBatch, WriteOptions};
+use rocksdb::{DB, DBCompressionType, Options, ReadOptions, WriteOptions};
+use serde::de::DeserializeOwned;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -81,9 +83,74 @@ impl Store {
         })
     }
 
-    /// The RocksDB database, for reads.
-    pub fn db(&self) -> &DB {
+    /// The RocksDB database, for the readers of this module.
+    pub(super) fn db(&self) -> &DB {
         &self.db
+    }
+
+    /// The value stored under `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get(key)?)
+    }
+
+    /// The values stored under `keys`, in the same order, read in one batch.
+    pub fn multi_get<K: AsRef<[u8]>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        self.db
+            .multi_get(keys)
+            .into_iter()
+            .map(|value| value.map_err(Error::from))
+            .collect()
+    }
+
+    /// Calls `visit` with every key and value from `from` (included) to `to` (excluded), in
+    /// key order, from one consistent snapshot, until it returns false. `Scan::Bulk` keeps a
+    /// one-off read of many entries out of the block cache.
+    pub fn scan(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        kind: Scan,
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(to.to_vec());
+        options.fill_cache(kind == Scan::Cached);
+        let mut iter = self.db.raw_iterator_opt(options);
+        iter.seek(from);
+        while let Some((key, value)) = iter.key().zip(iter.value()) {
+            if !visit(key, value)? {
+                return Ok(());
+            }
+            iter.next();
+        }
+        Ok(iter.status()?)
+    }
+
+    /// The JSON records stored under keys starting with `prefix`, in key order; one that does
+    /// not decode is a corrupt `what` (XX001).
+    pub fn records<T: DeserializeOwned>(&self, prefix: &[u8], what: &str) -> Result<Vec<T>> {
+        self.records_between(prefix, &keys::prefix_end(prefix), what)
+    }
+
+    /// The JSON records stored from `from` (included) to `to` (excluded), in key order; one
+    /// that does not decode is a corrupt `what` (XX001).
+    pub fn records_between<T: DeserializeOwned>(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        what: &str,
+    ) -> Result<Vec<T>> {
+        let mut records = Vec::new();
+        self.scan(from, to, Scan::Cached, |key, value| {
+            records.push(serde_json::from_slice(value).map_err(|e| {
+                Error::Corrupt(format!("{what} {}: {e}", String::from_utf8_lossy(key)))
+            })?);
+            Ok(true)
+        })?;
+        Ok(records)
     }
 
     /// The data directory.
@@ -93,10 +160,10 @@ impl Store {
 
     /// Applies `batch` atomically and returns once it is in the synced write-ahead log.
     /// RocksDB groups concurrent synced writers into one WAL write and one fsync.
-    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+    pub fn write(&self, writes: WriteSet) -> Result<()> {
         let mut options = WriteOptions::default();
         options.set_sync(true);
-        self.db.write_opt(batch, &options)?;
+        self.db.write_opt(writes.into_batch(), &options)?;
         Ok(())
     }
 
@@ -122,10 +189,10 @@ impl Store {
 
     /// Reads a big-endian u64 meta counter, 0 when absent.
     pub fn read_counter(&self, key: &[u8]) -> Result<u64> {
-        match self.db.get_pinned(key)? {
+        match self.get(key)? {
             None => Ok(0),
             Some(bytes) => {
-                let array: [u8; 8] = bytes.as_ref().try_into().map_err(|_| {
+                let array: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
                     Error::Corrupt(format!(
                         "counter {} is not 8 bytes",
                         String::from_utf8_lossy(key)
@@ -134,6 +201,21 @@ impl Store {
                 Ok(u64::from_be_bytes(array))
             }
         }
+    }
+}
+
+/// How a [`Store::scan`] uses the block cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// Blocks read stay cached (small or repeated reads).
+    Cached,
+    /// Blocks read are not cached (one pass over many entries).
+    Bulk,
+}
+
+impl From<rocksdb::Error> for Error {
+    fn from(e: rocksdb::Error) -> Error {
+        Error::Storage(e.to_string())
     }
 }
 
@@ -205,6 +287,6 @@ fn open_error(dir: &Path, e: rocksdb::Error) -> Error {
             format!("data directory {} is not writable: {text}", dir.display()),
         ))
     } else {
-        Error::Storage(e)
+        Error::from(e)
     }
 }

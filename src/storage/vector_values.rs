@@ -3,8 +3,8 @@
 //! stored vector follows: at least one element, no NULL, NaN or infinite element, and the
 //! declared dimension when the column has one.
 
-use crate::catalog::{ColumnDef, vector_arrow_type};
 use crate::error::{Error, Result};
+use crate::schema::{ColumnDef, vector_arrow_type};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Float32Builder, ListArray, ListBuilder, StringArray,
 };
@@ -99,7 +99,7 @@ pub fn conform_vectors(array: &ArrayRef, column: &ColumnDef, rows_before: u64) -
 
 fn check_vectors(list: &ListArray, column: &ColumnDef, rows_before: u64) -> Result<()> {
     let dimension = match column.column_type {
-        crate::catalog::ColumnType::Vector(dimension) => dimension,
+        crate::schema::ColumnType::Vector(dimension) => dimension,
         _ => None,
     };
     let values = list.values().as_primitive::<Float32Type>();

@@ -1,15 +1,14 @@
 //! Validating, encoding and durably writing the rows of one statement.
 
-use crate::catalog::{ColumnType, StoredTable, TableDef};
 use crate::error::{Error, Result};
+use crate::schema::{ColumnType, TableDef};
 use crate::storage::key_codec::encode_key;
 use crate::storage::row_codec::{ColumnValues, encode_row};
 use crate::storage::vector_values::conform_vectors;
-use crate::storage::{RowKeys, Store, WrittenBatch, keys};
+use crate::storage::{RowKeys, Store, StoredTable, WriteSet, WrittenBatch, keys};
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::util::display::array_value_to_string;
-use rocksdb::WriteBatch;
 use std::collections::HashSet;
 
 /// Inserts all rows of `batches` into `table` as one atomic, synced write: either every row is
@@ -28,7 +27,7 @@ pub fn insert(store: &Store, table: &StoredTable, batches: &[RecordBatch]) -> Re
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     });
-    let mut write = WriteBatch::default();
+    let mut write = WriteSet::default();
     let mut seen_keys = HashSet::new();
     let mut rows_before: u64 = 0;
     let mut encoded = Vec::with_capacity(256);
@@ -182,11 +181,9 @@ fn primary_keys(
             return Err(duplicate(row));
         }
     }
-    let stored = store
-        .db()
-        .multi_get(row_keys.iter().map(|k| keys::row(def.id, k)));
+    let stored = store.multi_get(row_keys.iter().map(|k| keys::row(def.id, k)))?;
     for (row, found) in stored.into_iter().enumerate() {
-        if found?.is_some() {
+        if found.is_some() {
             return Err(duplicate(row));
         }
     }

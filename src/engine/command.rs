@@ -1,0 +1,36 @@
+//! [`Command`]: a statement TasteDB adds to SQL, and [`Family`], how a product feature's
+//! statements are recognised. Every family is listed once, in [`crate::engine::FAMILIES`];
+//! adding a statement means adding its parser and its `Command` in the feature's folder.
+
+use crate::engine::{Engine, Outcome};
+use crate::error::Result;
+use crate::sql::notices::Notices;
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::sql::sqlparser::parser::Parser;
+use std::sync::Arc;
+
+/// A parsed statement of one of TasteDB's families (TRAIN MODEL, CREATE FEATURE VIEW, CREATE
+/// USER, CREATE INDEX … USING hnsw, …).
+#[async_trait]
+pub trait Command: std::fmt::Debug + Send + Sync {
+    /// The schema of the rows it returns, known before it runs (what Describe reports);
+    /// `None` when it returns a command tag only.
+    fn rows_schema(&self) -> Option<SchemaRef>;
+
+    /// Runs it; its notices go to `notices`.
+    async fn execute(&self, engine: &Engine, notices: &Notices) -> Result<Outcome>;
+}
+
+/// A family's parser: one statement at the parser's position, or `None` (nothing consumed).
+pub type ParseFn = fn(&mut Parser) -> Result<Option<Arc<dyn Command>>>;
+
+/// A family of statements: its name (for documentation and errors) and its parser, which
+/// looks at the statement's first tokens and returns `None`, consuming nothing, when the
+/// statement is not one of its own.
+pub struct Family {
+    /// The family's name, e.g. `models`.
+    pub name: &'static str,
+    /// Parses one statement of the family at the parser's position.
+    pub parse: ParseFn,
+}

@@ -1,0 +1,191 @@
+//! The one statement dispatch: TasteDB's commands run themselves, COPY FROM a file and the
+//! stored-table statements run here, and everything else is planned and run by DataFusion;
+//! each gives an [`Outcome`] typed by what the statement is, not by the shape of its rows.
+
+use crate::engine::{CommandTag, Engine, Outcome, QUERY_SIGNATURES, Statement};
+use crate::error::{Error, Result};
+use crate::sql::notices::Notices;
+use crate::sql::parser::{parse_query, query_statement};
+use datafusion::arrow::array::{RecordBatch, UInt64Array};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::{
+    DdlStatement, LogicalPlan, Statement as PlanStatement, TransactionConclusion, WriteOp,
+};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{ObjectType, Query, Statement as SqlStatement};
+use futures::TryStreamExt;
+
+impl Engine {
+    /// Runs one statement; its notices go to `notices`.
+    pub async fn execute(&self, statement: Statement, notices: &Notices) -> Result<Outcome> {
+        match statement {
+            Statement::CopyFrom(copy) => {
+                let rows = self.copy_from_file(copy, |_| {}).await?;
+                Ok(Outcome::Done(CommandTag::counted("COPY", rows)))
+            }
+            Statement::CopyToStdout(_) => Err(Error::FeatureNotSupported(
+                "COPY TO STDOUT needs a client connection; use COPY … TO 'file' here".into(),
+            )),
+            Statement::Command(command) => command.execute(self, notices).await,
+            Statement::DataFusion(statement) => self.execute_sql(*statement, notices).await,
+        }
+    }
+
+    async fn execute_sql(&self, statement: DFStatement, notices: &Notices) -> Result<Outcome> {
+        let DFStatement::Statement(sql) = statement else {
+            return self.run_datafusion(statement).await;
+        };
+        match *sql {
+            SqlStatement::CreateTable(create) => self.create_table(create, notices).await,
+            SqlStatement::Drop {
+                object_type: ObjectType::Table,
+                if_exists,
+                names,
+                ..
+            } => self.drop_tables(&names, if_exists, notices),
+            SqlStatement::Insert(insert) => self.insert(insert).await,
+            other => {
+                self.run_datafusion(DFStatement::Statement(Box::new(other)))
+                    .await
+            }
+        }
+    }
+
+    /// Plans `statement` with DataFusion and runs it.
+    pub(super) async fn run_datafusion(&self, statement: DFStatement) -> Result<Outcome> {
+        let plan = self.plan(statement).await?;
+        self.run_plan(plan).await
+    }
+
+    /// DataFusion's logical plan of `statement` (placeholders `$n` stay unbound). Query
+    /// arguments of table functions are planned first (`sql::query_arguments`), and `SHOW
+    /// tastedb.*` reads the settings table.
+    pub(crate) async fn plan(&self, mut statement: DFStatement) -> Result<LogicalPlan> {
+        if let Some(query) = show_tastedb_setting(&statement)? {
+            statement = query_statement(query);
+        }
+        let state = self.session_context().state();
+        let arguments = self
+            .query_arguments()
+            .extract(&state, QUERY_SIGNATURES, &mut statement)
+            .await?;
+        let plan = state.statement_to_plan(statement).await;
+        self.query_arguments().forget(&arguments);
+        Ok(plan?)
+    }
+
+    /// The logical plan of `query`.
+    pub(crate) async fn plan_query(&self, query: Box<Query>) -> Result<LogicalPlan> {
+        self.plan(query_statement(query)).await
+    }
+
+    /// Runs a logical plan and streams its rows.
+    pub(crate) async fn execute_plan(
+        &self,
+        plan: LogicalPlan,
+    ) -> Result<SendableRecordBatchStream> {
+        let frame = self.session_context().execute_logical_plan(plan).await?;
+        Ok(frame.execute_stream().await?)
+    }
+
+    /// Runs a logical plan: a plan that writes or defines reports its command tag (after it
+    /// has run to the end), any other streams its rows.
+    pub(super) async fn run_plan(&self, plan: LogicalPlan) -> Result<Outcome> {
+        let tag = command_of(&plan);
+        let stream = self.execute_plan(plan).await?;
+        match tag {
+            None => Ok(Outcome::Rows(stream)),
+            Some(Command::Counted(command)) => {
+                let batches: Vec<RecordBatch> = stream.try_collect().await?;
+                Ok(Outcome::Done(CommandTag::counted(command, count(&batches))))
+            }
+            Some(Command::Plain(command)) => {
+                let _: Vec<RecordBatch> = stream.try_collect().await?;
+                Ok(Outcome::done(command))
+            }
+        }
+    }
+}
+
+/// The command tag of a plan that returns no rows.
+enum Command {
+    /// A command that reports the rows it wrote (`INSERT 0 n`, `COPY n`).
+    Counted(&'static str),
+    /// A command that reports nothing but itself.
+    Plain(&'static str),
+}
+
+/// What a plan is, when it is not a query: DataFusion's DML plans count their rows in one
+/// `count` column, DDL and statements return nothing.
+fn command_of(plan: &LogicalPlan) -> Option<Command> {
+    let plain = |tag| Some(Command::Plain(tag));
+    match plan {
+        LogicalPlan::Dml(dml) => Some(Command::Counted(match &dml.op {
+            WriteOp::Insert(_) => "INSERT",
+            WriteOp::Update => "UPDATE",
+            WriteOp::Delete => "DELETE",
+            WriteOp::Ctas => "SELECT",
+            WriteOp::Truncate => "TRUNCATE TABLE",
+            WriteOp::MergeInto(_) => "MERGE",
+            // a write DataFusion adds later: reported by its rows, like a query's
+            _ => "SELECT",
+        })),
+        LogicalPlan::Copy(_) => Some(Command::Counted("COPY")),
+        LogicalPlan::Ddl(ddl) => plain(match ddl {
+            DdlStatement::CreateExternalTable(_) | DdlStatement::CreateMemoryTable(_) => {
+                "CREATE TABLE"
+            }
+            DdlStatement::CreateView(_) => "CREATE VIEW",
+            DdlStatement::CreateCatalogSchema(_) => "CREATE SCHEMA",
+            DdlStatement::CreateCatalog(_) => "CREATE DATABASE",
+            DdlStatement::CreateIndex(_) => "CREATE INDEX",
+            DdlStatement::DropTable(_) => "DROP TABLE",
+            DdlStatement::DropView(_) => "DROP VIEW",
+            DdlStatement::DropCatalogSchema(_) => "DROP SCHEMA",
+            DdlStatement::CreateFunction(_) => "CREATE FUNCTION",
+            DdlStatement::DropFunction(_) => "DROP FUNCTION",
+        }),
+        LogicalPlan::Statement(statement) => match statement {
+            PlanStatement::TransactionStart(_) => plain("BEGIN"),
+            PlanStatement::TransactionEnd(end) => plain(match end.conclusion {
+                TransactionConclusion::Commit => "COMMIT",
+                TransactionConclusion::Rollback => "ROLLBACK",
+            }),
+            PlanStatement::SetVariable(_) => plain("SET"),
+            PlanStatement::ResetVariable(_) => plain("RESET"),
+            PlanStatement::Prepare(_) => plain("PREPARE"),
+            PlanStatement::Deallocate(_) => plain("DEALLOCATE"),
+            PlanStatement::Execute(_) => None,
+        },
+        _ => None,
+    }
+}
+
+/// The rows a DML plan reports in its `count` column.
+fn count(batches: &[RecordBatch]) -> u64 {
+    batches
+        .iter()
+        .filter_map(|b| b.columns().first()?.as_any().downcast_ref::<UInt64Array>())
+        .flat_map(|a| a.iter().flatten())
+        .sum()
+}
+
+/// `SHOW tastedb.name` as a query of the settings table: DataFusion's SHOW knows only
+/// `datafusion.*`, and lists TasteDB's settings without their prefix.
+fn show_tastedb_setting(statement: &DFStatement) -> Result<Option<Box<Query>>> {
+    let DFStatement::Statement(sql) = statement else {
+        return Ok(None);
+    };
+    let SqlStatement::ShowVariable { variable } = sql.as_ref() else {
+        return Ok(None);
+    };
+    if variable.len() != 2 || !variable[0].value.eq_ignore_ascii_case("tastedb") {
+        return Ok(None);
+    }
+    let field = variable[1].value.to_lowercase().replace('\'', "''");
+    parse_query(&format!(
+        "SELECT 'tastedb.{field}' AS name, value FROM information_schema.df_settings \
+         WHERE name IN ('{field}', 'tastedb.{field}')"
+    ))
+    .map(Some)
+}

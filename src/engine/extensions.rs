@@ -1,0 +1,40 @@
+//! Where the product features plug into the engine, each in one list: their statement
+//! families, the table functions that take queries as arguments, and their table functions.
+
+use crate::catalog::Catalog;
+use crate::engine::command::Family;
+use crate::features::FeatureViews;
+use crate::models::{RANKING_SIGNATURES, Serving};
+use crate::sql::query_arguments::QuerySignature;
+use crate::vectors::VectorIndexes;
+use datafusion::prelude::SessionContext;
+use std::sync::Arc;
+
+/// Every family of statements TasteDB adds to SQL, in the order their parsers are tried.
+pub const FAMILIES: &[Family] = &[
+    crate::roles::STATEMENTS,
+    crate::models::STATEMENTS,
+    crate::features::STATEMENTS,
+    crate::vectors::STATEMENTS,
+];
+
+/// The table functions that take a query as an argument, planned before their statement.
+pub const QUERY_SIGNATURES: &[QuerySignature] = &[
+    RANKING_SIGNATURES[0],
+    RANKING_SIGNATURES[1],
+    crate::features::HISTORICAL_SIGNATURE,
+];
+
+/// Registers every feature's table and scalar functions on `ctx`.
+pub(super) fn register_functions(
+    ctx: &SessionContext,
+    catalog: &Arc<Catalog>,
+    serving: Serving,
+    features: &Arc<FeatureViews>,
+    indexes: &Arc<VectorIndexes>,
+) {
+    crate::sql::register_functions(ctx);
+    crate::models::register_functions(ctx, serving.clone());
+    crate::features::register_functions(ctx, features, &serving.inputs);
+    crate::vectors::register_functions(ctx, catalog, indexes);
+}

@@ -1,0 +1,293 @@
+//! The engine: [`Engine`] opens a data directory, parses statements ([`parse`]) and runs each
+//! through one dispatch ([`Engine::execute`]) to a typed [`Outcome`]. TasteDB's own statements
+//! are [`Command`]s of the [`FAMILIES`] that the feature folders define; prepared statements
+//! ([`Prepared`]) are planned once and run with parameters, by embedded callers and the wire
+//! session alike.
+
+mod command;
+mod execute;
+mod extensions;
+mod outcome;
+mod prepared;
+mod statement;
+mod tables;
+
+pub use command::{Command, Family};
+pub use extensions::{FAMILIES, QUERY_SIGNATURES};
+pub use outcome::{CommandTag, Outcome};
+pub use prepared::Prepared;
+pub use statement::{Statement, parse};
+
+use crate::catalog::system_tables::SystemTables;
+use crate::catalog::{Catalog, TasteSchema};
+use crate::error::{Error, Result};
+use crate::features::FeatureViews;
+use crate::models::{ModelRegistry, Serving, ServingCache};
+use crate::roles::Users;
+use crate::schema::TableDef;
+use crate::sql::config::TasteConfig;
+use crate::sql::names;
+use crate::sql::notices::Notices;
+use crate::sql::parser::{CopyFrom, CopySourceKind};
+use crate::sql::query_arguments::QueryArguments;
+use crate::storage::{Store, StoredTable, writer};
+use crate::vectors::VectorIndexes;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use futures::TryStreamExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const PG_CATALOG: &str = "pg_catalog";
+
+/// An open TasteDB data directory. Cheap to clone; clones share everything, and an `Engine` can
+/// be used from many tasks and threads at once.
+///
+/// ```no_run
+/// # async fn demo() -> tastedb::Result<()> {
+/// let engine = tastedb::Engine::open("./tastedb-data")?;
+/// engine.sql("CREATE TABLE IF NOT EXISTS t (id BIGINT PRIMARY KEY, name TEXT)").await?;
+/// engine.sql("INSERT INTO t VALUES (1, 'one')").await?;
+/// let batches = engine.sql("SELECT name FROM t WHERE id = 1").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    ctx: SessionContext,
+    users: Users,
+    catalog: Arc<Catalog>,
+    schema: Arc<TasteSchema>,
+    models: Arc<ModelRegistry>,
+    features: Arc<FeatureViews>,
+    indexes: Arc<VectorIndexes>,
+    query_arguments: Arc<QueryArguments>,
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        // datafusion-pg-catalog's pg_catalog schema holds the catalog list that holds it: a
+        // reference cycle that would keep RocksDB (and its directory lock) open for ever.
+        if let Some(catalog) = self.ctx.catalog(names::CATALOG) {
+            let _ = catalog.deregister_schema(PG_CATALOG, true);
+        }
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("dir", &self.inner.catalog.store().dir())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Opens the data directory `dir`, creating it if it does not exist or is empty. Fails with
+    /// a clear error when another process holds it, when it cannot be written, or when it is
+    /// not a TasteDB directory.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Engine> {
+        let store = Arc::new(Store::open(dir.as_ref())?);
+        let catalog = Arc::new(Catalog::load(store)?);
+        let models = Arc::new(ModelRegistry::load(catalog.store().clone())?);
+        let features = Arc::new(FeatureViews::load(catalog.store().clone())?);
+        let query_arguments = Arc::new(QueryArguments::default());
+        let cache = Arc::new(ServingCache::default());
+        let indexes = VectorIndexes::load(catalog.store().clone())?;
+        let system_tables: Vec<Arc<dyn SystemTables>> = vec![
+            models.clone(),
+            cache.clone(),
+            features.clone(),
+            indexes.clone(),
+        ];
+        let schema = Arc::new(TasteSchema::new(catalog.clone(), system_tables));
+        let mut config = SessionConfig::new()
+            .with_option_extension(TasteConfig::default())
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(names::CATALOG, names::SCHEMA);
+        config.options_mut().sql_parser.dialect = "PostgreSQL".parse()?;
+        let ctx = SessionContext::new_with_config(config);
+        let database = MemoryCatalogProvider::new();
+        database.register_schema(names::SCHEMA, schema.clone())?;
+        ctx.register_catalog(names::CATALOG, Arc::new(database));
+        // pg_catalog tables and functions that Postgres clients and BI tools query.
+        datafusion_pg_catalog::setup_pg_catalog(&ctx, names::CATALOG, EmptyContextProvider)
+            .map_err(|e| Error::from(*e))?;
+        let observed = cache.clone();
+        catalog
+            .store()
+            .on_rows_written(Arc::new(move |table, batches| {
+                observed.rows_written(table, batches)
+            }));
+        // Weak: the store holds its observers, and the indexes hold the store.
+        let indexed = Arc::downgrade(&indexes);
+        catalog
+            .store()
+            .on_rows_written(Arc::new(move |table, batches| {
+                if let Some(indexes) = indexed.upgrade() {
+                    indexes.rows_written(table, batches)
+                }
+            }));
+        let serving = Serving {
+            registry: models.clone(),
+            cache,
+            inputs: query_arguments.clone(),
+        };
+        extensions::register_functions(&ctx, &catalog, serving, &features, &indexes);
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                users: Users::new(catalog.store().clone()),
+                ctx,
+                catalog,
+                schema,
+                models,
+                features,
+                indexes,
+                query_arguments,
+            }),
+        })
+    }
+
+    /// Runs one or more `;`-separated statements and returns the rows of the last one.
+    /// Statements run one after another; an error stops the run at the failing statement.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let stream = self.sql_stream(sql).await?;
+        Ok(stream.try_collect().await?)
+    }
+
+    /// Like [`Engine::sql`], but the rows of the last statement arrive as a stream, batch by
+    /// batch, so results larger than memory can be consumed. A statement that returns no rows
+    /// gives its count as one `count` row when its command tag has one (INSERT, COPY), and no
+    /// rows otherwise; [`Engine::execute`] gives the typed [`Outcome`].
+    pub async fn sql_stream(&self, sql: &str) -> Result<SendableRecordBatchStream> {
+        tracing::debug!(sql, "statement");
+        let mut statements = parse(sql)?.into_iter().peekable();
+        while let Some(statement) = statements.next() {
+            let outcome = self.execute(statement, &Notices::tracing()).await?;
+            if statements.peek().is_none() {
+                return outcome.into_stream();
+            }
+            if let Outcome::Rows(stream) = outcome {
+                let _: Vec<RecordBatch> = stream.try_collect().await?;
+            }
+        }
+        Outcome::done("").into_stream()
+    }
+
+    /// Inserts `batches` into the stored table `table` as one atomic, durable write; columns
+    /// are matched by position and cast to the table's types. Returns the number of rows.
+    pub async fn insert_batches(&self, table: &str, batches: Vec<RecordBatch>) -> Result<u64> {
+        self.load_and_insert(table, move |_| Ok(batches)).await
+    }
+
+    /// Runs a `COPY … FROM 'file'`, reporting the fraction of the file read to `progress`.
+    /// All rows are inserted, or none. Returns the number of rows.
+    pub async fn copy_from_file(
+        &self,
+        copy: CopyFrom,
+        mut progress: impl FnMut(f64) + Send + 'static,
+    ) -> Result<u64> {
+        let CopySourceKind::File(path) = &copy.source else {
+            return Err(Error::FeatureNotSupported(
+                "COPY FROM STDIN needs a client connection; use COPY FROM 'file' here".into(),
+            ));
+        };
+        let path = PathBuf::from(path);
+        let table = copy.table.clone();
+        self.load_and_insert(&table, move |def| {
+            crate::sql::copy_from::load(def, &copy, &path, &mut progress)
+        })
+        .await
+    }
+
+    /// Runs a `COPY … FROM STDIN` whose data a client sent (text or csv format): all rows are
+    /// inserted, or none. Returns the number of rows.
+    pub async fn copy_from_bytes(&self, copy: CopyFrom, data: Vec<u8>) -> Result<u64> {
+        let table = copy.table.clone();
+        self.load_and_insert(&table, move |def| {
+            crate::sql::copy_from::load_bytes(def, &copy, &data)
+        })
+        .await
+    }
+
+    /// On a blocking thread: `load` the rows for the stored table `table`, then insert them as
+    /// one atomic, durable write.
+    async fn load_and_insert(
+        &self,
+        table: &str,
+        load: impl FnOnce(&TableDef) -> Result<Vec<RecordBatch>> + Send + 'static,
+    ) -> Result<u64> {
+        let stored = self.stored_table(table)?;
+        let store = self.inner.catalog.store().clone();
+        tokio::task::spawn_blocking(move || {
+            let batches = load(&stored.def)?;
+            writer::insert(&store, &stored, &batches)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("insert task failed: {e}")))?
+    }
+
+    /// Checks that `copy` can run (table, columns, format) and returns how many columns its
+    /// input has.
+    pub fn copy_input_width(&self, copy: &CopyFrom) -> Result<usize> {
+        let stored = self.stored_table(&copy.table)?;
+        crate::sql::copy_from::input_width(&stored.def, copy)
+    }
+
+    /// The definition of the stored table `name`, if it exists.
+    pub fn table_def(&self, name: &str) -> Option<TableDef> {
+        self.inner.catalog.get(name).map(|t| t.def.clone())
+    }
+
+    /// The DataFusion session behind the engine, for registering functions or tables.
+    pub fn session_context(&self) -> &SessionContext {
+        &self.inner.ctx
+    }
+
+    /// The users of the wire server, stored in this data directory.
+    pub fn users(&self) -> &Users {
+        &self.inner.users
+    }
+
+    fn stored_table(&self, name: &str) -> Result<Arc<StoredTable>> {
+        self.inner
+            .catalog
+            .get(name)
+            .ok_or_else(|| Error::UndefinedTable(name.to_string()))
+    }
+
+    /// The stored tables.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.inner.catalog
+    }
+
+    fn schema(&self) -> &Arc<TasteSchema> {
+        &self.inner.schema
+    }
+
+    /// The model registry of this data directory.
+    pub fn models(&self) -> &Arc<ModelRegistry> {
+        &self.inner.models
+    }
+
+    /// The feature views.
+    pub fn features(&self) -> &Arc<FeatureViews> {
+        &self.inner.features
+    }
+
+    /// The vector indexes.
+    pub fn indexes(&self) -> &Arc<VectorIndexes> {
+        &self.inner.indexes
+    }
+
+    fn query_arguments(&self) -> &Arc<QueryArguments> {
+        &self.inner.query_arguments
+    }
+}

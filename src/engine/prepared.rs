@@ -1,0 +1,153 @@
+//! Prepared statements: a statement parsed and, when it takes `$n` parameters, planned once;
+//! then run many times with values. A lookup by primary key is recognised at preparation and
+//! answered by point reads, without planning at each run. Used by the wire session's
+//! extended protocol, and by embedded callers through [`Engine::prepare`].
+
+use crate::catalog::PointQuery;
+use crate::engine::{Engine, Outcome, Statement};
+use crate::error::{Error, Result};
+use crate::models::ranking_table;
+use crate::sql::arguments::with_parameters;
+use crate::sql::notices::Notices;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use std::sync::Arc;
+
+/// A statement prepared to run many times.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    statement: Statement,
+    /// DataFusion's plan, with `$n` placeholders, for statements that take parameters.
+    plan: Option<LogicalPlan>,
+    /// Arrow types of the parameters `$1…$n` (TEXT where nothing else is known).
+    parameter_types: Vec<DataType>,
+    /// The schema of its rows, when it returns rows and that is known before it runs.
+    rows_schema: Option<SchemaRef>,
+    /// A lookup by primary key, answered without planning at each execution.
+    point: Option<PointQuery>,
+    /// The catalog generation the plan was made in; a CREATE or DROP since means planning
+    /// again.
+    generation: u64,
+}
+
+impl Prepared {
+    /// The statement.
+    pub fn statement(&self) -> &Statement {
+        &self.statement
+    }
+
+    /// The Arrow types of its parameters `$1…$n`.
+    pub fn parameter_types(&self) -> &[DataType] {
+        &self.parameter_types
+    }
+
+    /// The schema of the rows it returns: `None` when it returns none, or when they are
+    /// known only once it runs.
+    pub fn rows_schema(&self) -> Option<&SchemaRef> {
+        self.rows_schema.as_ref()
+    }
+}
+
+impl Engine {
+    /// Prepares `statement`: a query, INSERT, EXPLAIN or SHOW is planned now with its `$n`
+    /// parameters unbound; any other statement runs whole at [`Engine::execute_prepared`].
+    pub async fn prepare(&self, statement: Statement) -> Result<Prepared> {
+        let generation = self.catalog().generation();
+        let plan = match &statement {
+            Statement::DataFusion(df) => self.plan_with_parameters(df).await?,
+            _ => None,
+        };
+        let parameter_types = match &plan {
+            Some(plan) => parameter_types(plan)?,
+            None => Vec::new(),
+        };
+        let point = plan
+            .as_ref()
+            .and_then(|plan| PointQuery::recognise(self.catalog(), plan));
+        let rows_schema = match (&plan, &statement) {
+            (Some(LogicalPlan::Dml(_)), _) => None,
+            (Some(plan), _) => Some(Arc::new(plan.schema().as_arrow().clone())),
+            (None, Statement::Command(command)) => command.rows_schema(),
+            (None, _) => None,
+        };
+        Ok(Prepared {
+            statement,
+            plan,
+            parameter_types,
+            rows_schema,
+            point,
+            generation,
+        })
+    }
+
+    /// Runs `prepared` with `values` for its parameters; notices go to `notices`. A table
+    /// created or dropped since it was prepared makes it planned again first.
+    pub async fn execute_prepared(
+        &self,
+        prepared: &Prepared,
+        values: ParamValues,
+        notices: &Notices,
+    ) -> Result<Outcome> {
+        if prepared.generation != self.catalog().generation() {
+            let fresh = Box::pin(self.prepare(prepared.statement.clone())).await?;
+            return Box::pin(self.execute_prepared(&fresh, values, notices)).await;
+        }
+        let Some(plan) = &prepared.plan else {
+            return self.execute(prepared.statement.clone(), notices).await;
+        };
+        if let Some(point) = &prepared.point
+            && let Some(batch) = point.run(self.catalog(), &values)?
+        {
+            return Outcome::batch(batch);
+        }
+        let bound = plan.clone().with_param_values(values.clone())?;
+        // table functions read their parameters while the plan is turned into a physical one
+        with_parameters(values, self.run_plan(bound)).await
+    }
+}
+
+impl Engine {
+    /// The plan, with `$n` placeholders, of a statement that can take parameters (a query,
+    /// INSERT, EXPLAIN, SHOW); `None` for one that runs whole at execution.
+    async fn plan_with_parameters(&self, statement: &DFStatement) -> Result<Option<LogicalPlan>> {
+        let planned = match statement {
+            DFStatement::Statement(sql) => match sql.as_ref() {
+                SqlStatement::Insert(insert) => self.plan_insert(insert.clone()).await?.0,
+                SqlStatement::Query(_) | SqlStatement::ShowVariable { .. } => {
+                    self.plan(statement.clone()).await?
+                }
+                _ => return Ok(None),
+            },
+            DFStatement::Explain(_) => self.plan(statement.clone()).await?,
+            _ => return Ok(None),
+        };
+        Ok(Some(planned))
+    }
+}
+
+/// The types of `$1…$n`: DataFusion's inference, then those of table-function arguments
+/// (`recommend('m', $1, $2)`), then TEXT.
+fn parameter_types(plan: &LogicalPlan) -> Result<Vec<DataType>, Error> {
+    let found = plan.get_parameter_types()?;
+    let in_functions = ranking_table::parameter_types(plan);
+    let count = found
+        .keys()
+        .chain(in_functions.keys())
+        .filter_map(|id| id.strip_prefix('$')?.parse::<usize>().ok())
+        .max()
+        .unwrap_or(0);
+    Ok((1..=count)
+        .map(|i| {
+            let id = format!("${i}");
+            found
+                .get(&id)
+                .cloned()
+                .flatten()
+                .or_else(|| in_functions.get(&id).cloned())
+                .unwrap_or(DataType::Utf8)
+        })
+        .collect())
+}

@@ -1,0 +1,115 @@
+//! [`Statement`] and [`parse`]: a script split into statements. Each statement start is
+//! offered to TasteDB's statement families first (`FAMILIES`), then recognised as a COPY
+//! that DataFusion's parser does not take, and otherwise parsed by `DFParser` (PostgreSQL
+//! dialect).
+
+use crate::engine::command::Command;
+use crate::engine::extensions::FAMILIES;
+use crate::error::{Error, Result};
+use crate::sql::parser::{
+    CopyFrom, CopyToStdout, copy_from, copy_to_stdout, is_copy_from, is_copy_to_stdout,
+};
+use datafusion::sql::parser::{DFParser, DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::tokenizer::Token;
+use std::sync::Arc;
+
+/// One parsed statement.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    /// Standard SQL and DataFusion's extensions, planned by DataFusion; TasteDB runs
+    /// CREATE TABLE, DROP TABLE and INSERT into stored tables itself.
+    DataFusion(Box<DFStatement>),
+    /// `COPY table [(columns)] FROM 'file' | STDIN [WITH] (options)`.
+    CopyFrom(CopyFrom),
+    /// `COPY table [(columns)] | (query) TO STDOUT [WITH] (options)`.
+    CopyToStdout(CopyToStdout),
+    /// A statement of one of TasteDB's statement families.
+    Command(Arc<dyn Command>),
+}
+
+/// Parses one or more `;`-separated statements.
+pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    let dialect = PostgreSqlDialect {};
+    let mut parser = DFParserBuilder::new(sql).with_dialect(&dialect).build()?;
+    let mut statements = Vec::new();
+    loop {
+        let mut separated = statements.is_empty();
+        while parser.parser.consume_token(&Token::SemiColon) {
+            separated = true;
+        }
+        let next = parser.parser.peek_token();
+        if next.token == Token::EOF {
+            break;
+        }
+        if !separated {
+            return Err(Error::Syntax(format!(
+                "expected end of statement, found {next}"
+            )));
+        }
+        statements.push(parse_one(&mut parser)?);
+    }
+    Ok(statements)
+}
+
+fn parse_one(parser: &mut DFParser) -> Result<Statement> {
+    for family in FAMILIES {
+        if let Some(command) = (family.parse)(&mut parser.parser)? {
+            return Ok(Statement::Command(command));
+        }
+    }
+    if is_copy_to_stdout(&parser.parser) {
+        let statement = parser.parser.parse_statement()?;
+        return copy_to_stdout(statement).map(Statement::CopyToStdout);
+    }
+    if is_copy_from(&parser.parser) {
+        let statement = parser.parser.parse_statement()?;
+        return copy_from(statement).map(Statement::CopyFrom);
+    }
+    Ok(Statement::DataFusion(Box::new(parser.parse_statement()?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::parser::{CopyFormat, CopySourceKind};
+
+    #[test]
+    fn copy_from_is_ours_and_copy_to_is_datafusions() {
+        let statements = parse(
+            "COPY events (user_id, item_id) FROM '/tmp/e.csv' WITH (FORMAT csv, HEADER true); \
+             COPY events TO '/tmp/out.csv'; SELECT 1",
+        )
+        .unwrap();
+        assert_eq!(statements.len(), 3);
+        let Statement::CopyFrom(copy) = &statements[0] else {
+            panic!("expected COPY FROM, got {:?}", statements[0]);
+        };
+        assert_eq!(copy.table, "events");
+        assert_eq!(copy.columns, vec!["user_id", "item_id"]);
+        assert_eq!(copy.source, CopySourceKind::File("/tmp/e.csv".into()));
+        assert_eq!(copy.options.format, Some(CopyFormat::Csv));
+        assert!(copy.options.header);
+        assert!(matches!(statements[1], Statement::DataFusion(_)));
+    }
+
+    #[test]
+    fn every_family_is_tried() {
+        let statements = parse(
+            "CREATE USER ann PASSWORD 'x'; SHOW MODELS; SHOW FEATURE VIEWS; \
+             DROP INDEX IF EXISTS i; SELECT 1",
+        )
+        .unwrap();
+        let commands = statements
+            .iter()
+            .filter(|s| matches!(s, Statement::Command(_)))
+            .count();
+        assert_eq!(commands, 4);
+    }
+
+    #[test]
+    fn missing_separator_is_a_syntax_error() {
+        let error = parse("SELECT 1 SELECT 2").unwrap_err();
+        assert_eq!(error.sqlstate(), "42601");
+    }
+}

@@ -1,0 +1,29 @@
+//! Models: training statements (`TRAIN MODEL`, `DROP`/`SHOW`/`EVALUATE`/`ALTER MODEL`), the
+//! registry of versions, and serving (`recommend`, `similar_items`, `predict`,
+//! `recommend_items`) with its prediction cache and item graphs. The algorithms themselves are
+//! in `crate::ml`, pure of SQL and storage.
+
+pub mod cache;
+pub mod item_index;
+mod parser;
+mod ranking;
+pub mod ranking_table;
+mod recommend;
+mod recommend_items;
+pub mod registry;
+mod statements;
+mod system_tables;
+
+pub use parser::{ModelStatement, TrainModel, TrainSource};
+pub use ranking_table::{RANKING_SIGNATURES, Ranked, Serving, ServingCache};
+pub use recommend::register_functions;
+pub use registry::ModelRegistry;
+
+use crate::engine::{Command, Family};
+use std::sync::Arc;
+
+/// The model statements.
+pub const STATEMENTS: Family = Family {
+    name: "models",
+    parse: |parser| Ok(parser::model_statement(parser)?.map(|s| Arc::new(s) as Arc<dyn Command>)),
+};

@@ -1,0 +1,227 @@
+//! Parsing of the model statements: `TRAIN MODEL`, `DROP MODEL`, `SHOW MODELS`,
+//! `EVALUATE MODEL` and `ALTER MODEL … SET ACTIVE VERSION`. Their words are not sqlparser
+//! keywords, so the statement start is matched by text.
+
+use crate::error::{Error, Result};
+use crate::sql::names;
+use crate::sql::words::{expect_word, literal_text, skip};
+use datafusion::sql::sqlparser::ast::{Query, SqlOption};
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::Token;
+
+/// A statement about models.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelStatement {
+    /// `TRAIN MODEL name USING algorithm FROM table | (query) [WITH (option = value, …)]`.
+    Train(TrainModel),
+    /// `DROP MODEL [IF EXISTS] name`.
+    Drop {
+        /// Model name.
+        name: String,
+        /// `IF EXISTS`.
+        if_exists: bool,
+    },
+    /// `SHOW MODELS`.
+    Show,
+    /// `EVALUATE MODEL name`.
+    Evaluate {
+        /// Model name.
+        name: String,
+    },
+    /// `ALTER MODEL name SET ACTIVE VERSION n`.
+    SetActiveVersion {
+        /// Model name.
+        name: String,
+        /// The version to serve.
+        version: u32,
+    },
+}
+
+/// A parsed `TRAIN MODEL`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainModel {
+    /// Model name.
+    pub name: String,
+    /// Algorithm name as written.
+    pub algorithm: String,
+    /// Where the events come from.
+    pub source: TrainSource,
+    /// Options as (name, literal text).
+    pub options: Vec<(String, String)>,
+}
+
+/// The FROM of a `TRAIN MODEL`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainSource {
+    /// A table (or view) name.
+    Table(String),
+    /// A parenthesised query.
+    Query(Box<Query>),
+}
+
+impl TrainSource {
+    /// The source as SQL text, for the registry.
+    pub fn to_sql(&self) -> String {
+        match self {
+            TrainSource::Table(name) => name.clone(),
+            TrainSource::Query(query) => format!("({query})"),
+        }
+    }
+}
+
+/// Parses a model statement at the parser's position; `None` (nothing consumed) for any
+/// other statement.
+pub fn model_statement(parser: &mut Parser) -> Result<Option<ModelStatement>> {
+    let word = |parser: &Parser, i: usize| match &parser.peek_nth_token_ref(i).token {
+        Token::Word(w) => w.value.to_lowercase(),
+        _ => String::new(),
+    };
+    let statement = match (word(parser, 0).as_str(), word(parser, 1).as_str()) {
+        ("train", "model") => {
+            skip(parser, 2);
+            ModelStatement::Train(train(parser)?)
+        }
+        ("drop", "model") => {
+            skip(parser, 2);
+            let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+            ModelStatement::Drop {
+                name: model_name(parser)?,
+                if_exists,
+            }
+        }
+        ("show", "models") => {
+            skip(parser, 2);
+            ModelStatement::Show
+        }
+        ("evaluate", "model") => {
+            skip(parser, 2);
+            ModelStatement::Evaluate {
+                name: model_name(parser)?,
+            }
+        }
+        ("alter", "model") => {
+            skip(parser, 2);
+            let name = model_name(parser)?;
+            parser.expect_keyword(Keyword::SET)?;
+            expect_word(parser, "active")?;
+            parser.expect_keyword(Keyword::VERSION)?;
+            ModelStatement::SetActiveVersion {
+                name,
+                version: version_number(parser)?,
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(statement))
+}
+
+fn model_name(parser: &mut Parser) -> Result<String> {
+    Ok(names::ident(&parser.parse_identifier()?))
+}
+
+fn version_number(parser: &mut Parser) -> Result<u32> {
+    let token = parser.next_token();
+    match &token.token {
+        Token::Number(n, _) => n.parse().map_err(|_| {
+            Error::InvalidParameter(format!("model version must be a positive integer, not {n}"))
+        }),
+        other => Err(Error::Syntax(format!(
+            "expected a version number, found {other}"
+        ))),
+    }
+}
+
+fn train(parser: &mut Parser) -> Result<TrainModel> {
+    let name = model_name(parser)?;
+    parser.expect_keyword(Keyword::USING)?;
+    let algorithm = parser.parse_identifier()?.value;
+    parser.expect_keyword(Keyword::FROM)?;
+    let source = if parser.consume_token(&Token::LParen) {
+        let query = parser.parse_query()?;
+        parser.expect_token(&Token::RParen)?;
+        TrainSource::Query(query)
+    } else {
+        TrainSource::Table(names::table_name(&parser.parse_object_name(false)?)?)
+    };
+    let options = parser
+        .parse_options(Keyword::WITH)?
+        .into_iter()
+        .map(option)
+        .collect::<Result<_>>()?;
+    Ok(TrainModel {
+        name,
+        algorithm,
+        source,
+        options,
+    })
+}
+
+fn option(option: SqlOption) -> Result<(String, String)> {
+    let SqlOption::KeyValue { key, value } = option else {
+        return Err(Error::Syntax(format!(
+            "expected option = value, found {option}"
+        )));
+    };
+    Ok((key.value.to_lowercase(), literal_text(&value)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+
+    fn parse(sql: &str) -> Result<Option<ModelStatement>> {
+        let mut parser = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?;
+        model_statement(&mut parser)
+    }
+
+    fn model(sql: &str) -> ModelStatement {
+        match parse(sql).unwrap() {
+            Some(statement) => statement,
+            None => panic!("expected a model statement: {sql}"),
+        }
+    }
+
+    #[test]
+    fn model_statements_parse() {
+        let ModelStatement::Train(train) = model(
+            "TRAIN MODEL Recs USING als FROM (SELECT user_id, item_id FROM events) \
+             WITH (factors = 8, alpha = -1.5, split = 'time', refit = false)",
+        ) else {
+            panic!("expected TRAIN");
+        };
+        assert_eq!(train.name, "recs");
+        assert_eq!(train.algorithm, "als");
+        assert!(matches!(train.source, TrainSource::Query(_)));
+        assert_eq!(
+            train.options,
+            [
+                ("factors", "8"),
+                ("alpha", "-1.5"),
+                ("split", "time"),
+                ("refit", "false")
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        assert_eq!(
+            model("ALTER MODEL recs SET ACTIVE VERSION 2"),
+            ModelStatement::SetActiveVersion {
+                name: "recs".into(),
+                version: 2
+            }
+        );
+        assert_eq!(model("show models"), ModelStatement::Show);
+        assert_eq!(
+            model("DROP MODEL IF EXISTS recs"),
+            ModelStatement::Drop {
+                name: "recs".into(),
+                if_exists: true
+            }
+        );
+        assert_eq!(
+            parse("TRAIN MODEL m FROM t").unwrap_err().sqlstate(),
+            "42601"
+        );
+    }
+}

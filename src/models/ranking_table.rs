@@ -1,0 +1,404 @@
+//! The table behind `recommend(…)` and `similar_items(…)`: computed when the query runs, not
+//! when it is planned, so that a prepared statement binds its `$n` parameters into the
+//! arguments and serves the model version that is active at execution.
+//!
+//! Its `$n` parameters are read through `sql::arguments` when the query executes;
+//! [`parameter_types`] tells Describe which types they have.
+
+use crate::error::{Error, Result};
+use crate::ml::TrainedModel;
+use crate::models::ModelRegistry;
+use crate::models::cache::{CacheKey, ModelSource, PredictionCache};
+use crate::models::ranking;
+use crate::models::registry::{IdType, ModelVersion};
+use crate::sql::arguments::{self, Arg};
+use crate::sql::config::TasteConfig;
+use crate::sql::query_arguments::{QueryArguments, QuerySignature, run_plan};
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::datasource::{MemTable, TableType, source_as_provider};
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_plan::ExecutionPlan;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The arguments of `recommend` and `similar_items`: (model, id, k), then a filter query and
+/// `exact`, by position or by name.
+pub const RANKING_SIGNATURES: [QuerySignature; 2] = [
+    ranking_signature("recommend"),
+    ranking_signature("similar_items"),
+];
+
+const fn ranking_signature(function: &'static str) -> QuerySignature {
+    QuerySignature {
+        function,
+        positional: &["model", "id", "k"],
+        named: &["filter", "exact"],
+        query: 3,
+    }
+}
+
+/// Which ranking a table computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ranking {
+    /// `recommend(model, user, k)`.
+    Recommend,
+    /// `similar_items(model, item, k)`.
+    SimilarItems,
+}
+
+impl Ranking {
+    fn name(self) -> &'static str {
+        match self {
+            Ranking::Recommend => "recommend",
+            Ranking::SimilarItems => "similar_items",
+        }
+    }
+}
+
+/// What serving needs: the registry, the prediction cache, and the filter queries planned
+/// ahead of the statement.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    /// The model registry.
+    pub registry: Arc<ModelRegistry>,
+    /// Cached `recommend` answers.
+    pub cache: Arc<ServingCache>,
+    /// Query arguments planned ahead (filters), by token.
+    pub inputs: Arc<QueryArguments>,
+}
+
+/// The cache of `recommend` answers.
+pub type ServingCache = PredictionCache<Arc<Ranked>>;
+
+/// A computed ranking: (item index, score), best first, and whether the user was unknown.
+#[derive(Debug)]
+pub struct Ranked {
+    items: Vec<(usize, f32)>,
+    cold_start: bool,
+}
+
+/// A candidate filter: the query whose first column lists the eligible item ids.
+#[derive(Debug)]
+struct Filter {
+    plan: LogicalPlan,
+    sql: String,
+}
+
+/// The lazily computed ranking of one call.
+#[derive(Debug)]
+pub struct RankingTable {
+    serving: Serving,
+    ranking: Ranking,
+    model: String,
+    id: Arg,
+    k: Arg,
+    filter: Option<Filter>,
+    exact: bool,
+    id_type: IdType,
+    schema: SchemaRef,
+}
+
+impl RankingTable {
+    /// The table of `ranking` over `args` (model, id, k, then optionally a filter and
+    /// `exact`); the model must be a constant, as it decides the columns.
+    pub fn new(serving: Serving, ranking: Ranking, args: &[Expr]) -> Result<Self> {
+        let function = ranking.name();
+        let signature = ranking_signature(function);
+        let named = |name: &str| signature.position(name).and_then(|at| args.get(at));
+        let (model, id, k) = match args {
+            [model, id, k, rest @ ..] if rest.len() <= signature.named.len() => (model, id, k),
+            _ => {
+                return Err(Error::InvalidParameter(format!(
+                    "{function}() takes (model, id, k [, filter => query] [, exact => bool]), \
+                     not {} arguments",
+                    args.len()
+                )));
+            }
+        };
+        let Arg::Value(model) = Arg::from_expr(function, model)? else {
+            return Err(Error::FeatureNotSupported(format!(
+                "{function}(): the model name must be written in the query, not a parameter"
+            )));
+        };
+        let model = arguments::text(function, "model", &model)?;
+        let entry = serving.registry.get(&model)?;
+        let version = entry.active().ok_or_else(|| {
+            Error::UndefinedObject(format!("model \"{model}\" has no active version"))
+        })?;
+        let (id, k) = (Arg::from_expr(function, id)?, Arg::from_expr(function, k)?);
+        if let Arg::Value(k) = &k {
+            count(function, k)?;
+        }
+        let filter = match named("filter") {
+            None | Some(Expr::Literal(ScalarValue::Null, _)) => None,
+            Some(Expr::Literal(ScalarValue::Utf8(Some(token)), _)) => {
+                let (plan, sql) = serving.inputs.take(token).ok_or_else(|| {
+                    Error::InvalidParameter(format!("{function}(): the filter must be a query"))
+                })?;
+                Some(Filter { plan, sql })
+            }
+            Some(other) => {
+                return Err(Error::InvalidParameter(format!(
+                    "{function}(): the filter must be a query, not {other}"
+                )));
+            }
+        };
+        let exact = match named("exact") {
+            None | Some(Expr::Literal(ScalarValue::Null, _)) => false,
+            Some(Expr::Literal(ScalarValue::Boolean(Some(exact)), _)) => *exact,
+            Some(other) => {
+                return Err(Error::InvalidParameter(format!(
+                    "{function}(): exact must be true or false, not {other}"
+                )));
+            }
+        };
+        let id_type = match ranking {
+            Ranking::Recommend => version.user_type,
+            Ranking::SimilarItems => version.item_type,
+        };
+        let schema = schema(version.item_type, ranking == Ranking::Recommend);
+        Ok(RankingTable {
+            serving,
+            ranking,
+            model,
+            id,
+            k,
+            filter,
+            exact,
+            id_type,
+            schema,
+        })
+    }
+
+    /// The types of this call's `$n` parameters.
+    fn parameter_types(&self) -> Vec<(String, DataType)> {
+        let mut types = Vec::new();
+        if let Arg::Parameter(id) = &self.id {
+            let id_type = match self.id_type {
+                IdType::Text => DataType::Utf8,
+                IdType::BigInt => DataType::Int64,
+            };
+            types.push((id.clone(), id_type));
+        }
+        if let Arg::Parameter(k) = &self.k {
+            types.push((k.clone(), DataType::Int64));
+        }
+        types
+    }
+
+    async fn rows(&self, state: &dyn Session) -> Result<RecordBatch> {
+        let function = self.ranking.name();
+        let config = state
+            .config_options()
+            .extensions
+            .get::<TasteConfig>()
+            .cloned()
+            .unwrap_or_default();
+        let registry = &self.serving.registry;
+        let (version, trained) = registry.active(&self.model)?;
+        let id = arguments::text(function, "id", &self.id.resolve(function)?)?;
+        let k = count(function, &self.k.resolve(function)?)?;
+        let item_type = version.item_type;
+        let use_index = !self.exact && trained.item_ids.len() > config.ann_threshold;
+        let index = match use_index {
+            true => registry.item_index(&self.model, version.version)?,
+            false => None,
+        };
+        let eligible = match &self.filter {
+            Some(filter) => Some(eligible_items(state, &filter.plan, &trained).await?),
+            None => None,
+        };
+        match self.ranking {
+            Ranking::Recommend => {
+                let compute = || {
+                    let user = trained.user_index(&id);
+                    let items = ranking::recommend(
+                        &trained,
+                        user,
+                        k,
+                        index.as_deref(),
+                        eligible.as_deref(),
+                    );
+                    Arc::new(Ranked {
+                        items,
+                        cold_start: user.is_none(),
+                    })
+                };
+                let ranked = if config.cache_ttl_seconds == 0 {
+                    compute()
+                } else {
+                    let cache = &self.serving.cache;
+                    let key = CacheKey {
+                        model: self.model.clone(),
+                        user: id.clone(),
+                        k,
+                        options: format!(
+                            "{}|{}",
+                            self.filter.as_ref().map_or("", |f| f.sql.as_str()),
+                            self.exact
+                        ),
+                    };
+                    let ttl = Duration::from_secs(config.cache_ttl_seconds);
+                    let stamp = (version.version, version.created_micros);
+                    match cache.get(&key, stamp, || model_source(&version), ttl) {
+                        (Some(found), _) => found,
+                        (None, ticket) => {
+                            let ranked = compute();
+                            cache.put(key, ranked.clone(), ticket, config.cache_max_entries);
+                            ranked
+                        }
+                    }
+                };
+                let cold = vec![ranked.cold_start; ranked.items.len()];
+                batch(&self.schema, &trained, &ranked.items, item_type, Some(cold))
+            }
+            Ranking::SimilarItems => {
+                let ranked = ranking::similar(
+                    &self.model,
+                    &version.algorithm,
+                    &trained,
+                    &id,
+                    k,
+                    index.as_deref(),
+                    eligible.as_deref(),
+                )?;
+                batch(&self.schema, &trained, &ranked, item_type, None)
+            }
+        }
+    }
+}
+
+/// Which items of `trained` the filter query's first column names.
+async fn eligible_items(
+    state: &dyn Session,
+    plan: &LogicalPlan,
+    trained: &TrainedModel,
+) -> Result<Vec<bool>> {
+    let batches = run_plan(state, plan).await?;
+    let mut eligible = vec![false; trained.item_ids.len()];
+    for batch in &batches {
+        let Some(column) = batch.columns().first() else {
+            continue;
+        };
+        let ids = cast(column, &DataType::Utf8)?;
+        let ids = ids.as_string::<i32>();
+        for row in 0..ids.len() {
+            if ids.is_valid(row)
+                && let Some(i) = trained.item_index(ids.value(row))
+            {
+                eligible[i] = true;
+            }
+        }
+    }
+    Ok(eligible)
+}
+
+/// What a version recorded at TRAIN about its source, for cache invalidation.
+fn model_source(version: &ModelVersion) -> ModelSource {
+    ModelSource {
+        version: (version.version, version.created_micros),
+        tables: version.depends_on.tables.iter().cloned().collect(),
+        user_column: version.depends_on.user_column.clone(),
+    }
+}
+
+#[async_trait]
+impl TableProvider for RankingTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        let rows = self.rows(state).await.map_err(Error::into_datafusion)?;
+        let table = MemTable::try_new(self.schema.clone(), vec![vec![rows]])?;
+        table.scan(state, projection, filters, limit).await
+    }
+}
+
+/// Types of the `$n` parameters that ranking tables in `plan` take.
+pub fn parameter_types(plan: &LogicalPlan) -> HashMap<String, DataType> {
+    let mut types = HashMap::new();
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = source_as_provider(&scan.source)
+            && let Some(table) = provider.downcast_ref::<RankingTable>()
+        {
+            types.extend(table.parameter_types());
+        }
+        let _ = node.apply_subqueries(|subquery| {
+            types.extend(parameter_types(subquery));
+            Ok(TreeNodeRecursion::Continue)
+        });
+        Ok(TreeNodeRecursion::Continue)
+    });
+    types
+}
+
+fn schema(item_type: IdType, cold_start: bool) -> SchemaRef {
+    let id_type = match item_type {
+        IdType::Text => DataType::Utf8,
+        IdType::BigInt => DataType::Int64,
+    };
+    let mut fields = vec![
+        Field::new("item_id", id_type, false),
+        Field::new("score", DataType::Float64, false),
+        Field::new("rank", DataType::Int64, false),
+    ];
+    if cold_start {
+        fields.push(Field::new("cold_start", DataType::Boolean, false));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+fn count(function: &str, value: &ScalarValue) -> Result<usize> {
+    match arguments::integer(value) {
+        Some(k) if k > 0 => Ok(k.min(1_000_000) as usize),
+        _ => Err(Error::InvalidParameter(format!(
+            "{function}(): k must be a positive integer, not {value}"
+        ))),
+    }
+}
+
+fn batch(
+    schema: &SchemaRef,
+    model: &TrainedModel,
+    ranked: &[(usize, f32)],
+    item_type: IdType,
+    cold_start: Option<Vec<bool>>,
+) -> Result<RecordBatch> {
+    let ids = StringArray::from_iter_values(ranked.iter().map(|(i, _)| &model.item_ids[*i]));
+    let ids: ArrayRef = match item_type {
+        IdType::Text => Arc::new(ids),
+        IdType::BigInt => cast(&ids, &DataType::Int64)?,
+    };
+    let mut columns: Vec<ArrayRef> = vec![
+        ids,
+        Arc::new(Float64Array::from_iter_values(
+            ranked.iter().map(|(_, s)| f64::from(*s)),
+        )),
+        Arc::new(Int64Array::from_iter_values(1..=ranked.len() as i64)),
+    ];
+    if let Some(cold) = cold_start {
+        columns.push(Arc::new(BooleanArray::from(cold)));
+    }
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}

@@ -1,0 +1,399 @@
+//! The model registry: every model, its versions (algorithm, options, counts, metrics, the
+//! training curve) and which version is active, stored in RocksDB next to the tables. Trained
+//! parameters are stored per version and loaded on first use, then kept in memory.
+
+use crate::error::{Error, Result};
+use crate::ml::{Metrics, TrainedModel};
+use crate::models::item_index::ItemIndex;
+use crate::sql::names;
+use crate::storage::keys::VersionPart;
+use crate::storage::{Store, WriteSet, keys};
+use datafusion::sql::sqlparser::ast::visit_relations;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex, RwLock};
+
+/// The SQL type of a model's ids, as in its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IdType {
+    /// TEXT ids.
+    Text,
+    /// Integer ids (returned as BIGINT).
+    BigInt,
+}
+
+/// One point of a training curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// 1-based iteration.
+    pub iteration: usize,
+    /// Training loss.
+    pub loss: f64,
+    /// Seconds since the fit started.
+    pub seconds: f64,
+}
+
+/// Everything recorded about one trained version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelVersion {
+    /// Model name.
+    pub model: String,
+    /// Version number, from 1.
+    pub version: u32,
+    /// Algorithm name.
+    pub algorithm: String,
+    /// The options as given.
+    pub params: BTreeMap<String, String>,
+    /// The FROM clause (table name or query text).
+    pub source: String,
+    /// Source rows read.
+    pub events: u64,
+    /// Distinct users.
+    pub users: u64,
+    /// Distinct items.
+    pub items: u64,
+    /// Distinct (user, item) pairs.
+    pub pairs: u64,
+    /// Seconds the training took.
+    pub train_seconds: f64,
+    /// Holdout metrics (none with `holdout = 0`).
+    pub metrics: Option<Metrics>,
+    /// Creation time, microseconds since the Unix epoch.
+    pub created_micros: i64,
+    /// The type of the user ids.
+    pub user_type: IdType,
+    /// The type of the item ids.
+    pub item_type: IdType,
+    /// The training curve of the final fit.
+    pub log: Vec<LogLine>,
+    /// What the version was trained from, recorded at TRAIN.
+    #[serde(default)]
+    pub depends_on: Dependencies,
+}
+
+/// What a version's answers depend on, recorded when it is trained: the relations its source
+/// read, the columns that hold user and item ids, and for each stored table without primary
+/// key the row-id watermark below which every row had been written when training read it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Dependencies {
+    /// The tables (and views) the source read.
+    pub tables: Vec<String>,
+    /// The column of user ids in the source.
+    pub user_column: String,
+    /// The column of item ids in the source.
+    pub item_column: String,
+    /// Row-id watermarks of the stored tables without primary key, by table.
+    pub watermarks: BTreeMap<String, u64>,
+}
+
+/// A model's registry record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRecord {
+    /// Model name.
+    pub name: String,
+    /// The version `recommend` serves, if any.
+    pub active_version: Option<u32>,
+    /// The number the next version gets.
+    pub next_version: u32,
+}
+
+/// A model with all its versions, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelEntry {
+    /// The record.
+    pub record: ModelRecord,
+    /// Its versions.
+    pub versions: Vec<ModelVersion>,
+}
+
+impl ModelEntry {
+    /// The active version's metadata.
+    pub fn active(&self) -> Option<&ModelVersion> {
+        let active = self.record.active_version?;
+        self.versions.iter().find(|v| v.version == active)
+    }
+}
+
+/// Item indexes by (model, version); `None` for a version without one.
+type LoadedIndexes = HashMap<(String, u32), Option<Arc<ItemIndex>>>;
+
+/// The registry of one data directory.
+#[derive(Debug)]
+pub struct ModelRegistry {
+    store: Arc<Store>,
+    models: RwLock<BTreeMap<String, ModelEntry>>,
+    loaded: Mutex<HashMap<(String, u32), Arc<TrainedModel>>>,
+    /// Item indexes loaded so far (`None`: the version has none).
+    indexes: Mutex<LoadedIndexes>,
+    /// Serialises registry writes.
+    write: Mutex<()>,
+}
+
+impl ModelRegistry {
+    /// Loads the registry of `store`.
+    pub fn load(store: Arc<Store>) -> Result<ModelRegistry> {
+        let mut models = BTreeMap::new();
+        let records: Vec<ModelRecord> = store.records(&keys::model(""), "model record")?;
+        for record in records {
+            let (start, end) = keys::model_versions_range(&record.name, VersionPart::Metadata);
+            let mut versions: Vec<ModelVersion> =
+                store.records_between(&start, &end, "model version")?;
+            versions.iter_mut().for_each(recorded_before_dependencies);
+            models.insert(record.name.clone(), ModelEntry { record, versions });
+        }
+        Ok(ModelRegistry {
+            store,
+            models: RwLock::new(models),
+            loaded: Mutex::new(HashMap::new()),
+            indexes: Mutex::new(HashMap::new()),
+            write: Mutex::new(()),
+        })
+    }
+
+    /// Every model, by name.
+    pub fn models(&self) -> Vec<ModelEntry> {
+        self.read().values().cloned().collect()
+    }
+
+    /// The model `name`; 42704 when there is none.
+    pub fn get(&self, name: &str) -> Result<ModelEntry> {
+        self.read().get(name).cloned().ok_or_else(|| missing(name))
+    }
+
+    /// Stores a new version of `name` (the model is created on its first version) and makes
+    /// it active when `activate` is set or no version is active. Returns the version number.
+    pub fn add_version(
+        &self,
+        mut version: ModelVersion,
+        model: TrainedModel,
+        index: Option<ItemIndex>,
+        activate: bool,
+    ) -> Result<u32> {
+        let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let name = version.model.clone();
+        let mut entry = self.read().get(&name).cloned().unwrap_or(ModelEntry {
+            record: ModelRecord {
+                name: name.clone(),
+                active_version: None,
+                next_version: 1,
+            },
+            versions: Vec::new(),
+        });
+        version.version = entry.record.next_version;
+        entry.record.next_version += 1;
+        if activate || entry.record.active_version.is_none() {
+            entry.record.active_version = Some(version.version);
+        }
+        let mut batch = WriteSet::default();
+        batch.put(keys::model_data(&name, version.version), model.encode());
+        if let Some(index) = &index {
+            batch.put(keys::model_index(&name, version.version), index.encode()?);
+        }
+        batch.put(
+            keys::model_version(&name, version.version),
+            to_json(&version)?,
+        );
+        batch.put(keys::model(&name), to_json(&entry.record)?);
+        self.store.write(batch)?;
+        let number = version.version;
+        entry.versions.push(version);
+        self.loaded()
+            .insert((name.clone(), number), Arc::new(model));
+        self.indexes()
+            .insert((name.clone(), number), index.map(Arc::new));
+        self.models
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, entry);
+        Ok(number)
+    }
+
+    /// Makes `version` of `name` the active one; 42704 when either does not exist.
+    pub fn set_active(&self, name: &str, version: u32) -> Result<()> {
+        let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entry = self.get(name)?;
+        if !entry.versions.iter().any(|v| v.version == version) {
+            return Err(Error::UndefinedObject(format!(
+                "model \"{name}\" has no version {version}"
+            )));
+        }
+        entry.record.active_version = Some(version);
+        let mut batch = WriteSet::default();
+        batch.put(keys::model(name), to_json(&entry.record)?);
+        self.store.write(batch)?;
+        self.models
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), entry);
+        Ok(())
+    }
+
+    /// Drops `name` with all its versions. Returns false, changing nothing, when it does not
+    /// exist and `if_exists` is set.
+    pub fn drop_model(&self, name: &str, if_exists: bool) -> Result<bool> {
+        let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.read().contains_key(name) {
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(missing(name))
+            };
+        }
+        let mut batch = WriteSet::default();
+        batch.delete(keys::model(name));
+        for part in [VersionPart::Metadata, VersionPart::Data, VersionPart::Index] {
+            let (start, end) = keys::model_versions_range(name, part);
+            batch.delete_range(start, end);
+        }
+        self.store.write(batch)?;
+        self.models
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        self.loaded().retain(|(model, _), _| model != name);
+        self.indexes().retain(|(model, _), _| model != name);
+        Ok(true)
+    }
+
+    /// The active version of `name` with its trained parameters.
+    pub fn active(&self, name: &str) -> Result<(ModelVersion, Arc<TrainedModel>)> {
+        let entry = self.get(name)?;
+        let version = entry.active().cloned().ok_or_else(|| {
+            Error::UndefinedObject(format!("model \"{name}\" has no active version"))
+        })?;
+        let key = (name.to_string(), version.version);
+        if let Some(model) = self.loaded().get(&key) {
+            return Ok((version, model.clone()));
+        }
+        let bytes = self
+            .store
+            .get(&keys::model_data(name, version.version))?
+            .ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "model \"{name}\" version {} has no data",
+                    version.version
+                ))
+            })?;
+        let model = Arc::new(TrainedModel::decode(&bytes)?);
+        self.loaded().insert(key, model.clone());
+        Ok((version, model))
+    }
+
+    /// The HNSW item index of `version` of `name`, if it has one (factor models do). The
+    /// graphs are derived data: ones that cannot be read (damaged, or stored by a build before
+    /// TasteDB's own HNSW) are logged and the version is served by exact scoring.
+    pub fn item_index(&self, name: &str, version: u32) -> Result<Option<Arc<ItemIndex>>> {
+        let key = (name.to_string(), version);
+        if let Some(index) = self.indexes().get(&key) {
+            return Ok(index.clone());
+        }
+        let index = match self.store.get(&keys::model_index(name, version))? {
+            Some(bytes) => match ItemIndex::decode(&bytes) {
+                Ok(index) => Some(Arc::new(index)),
+                Err(e) => {
+                    tracing::warn!(
+                        "item graphs of model {name} version {version} are unreadable ({e}); \
+                         serving it by exact scoring"
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        self.indexes().insert(key, index.clone());
+        Ok(index)
+    }
+
+    fn indexes(&self) -> std::sync::MutexGuard<'_, LoadedIndexes> {
+        self.indexes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, ModelEntry>> {
+        self.models.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn loaded(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), Arc<TrainedModel>>> {
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Versions stored before dependencies were recorded get them from their source text and
+/// options, once, when they are read.
+fn recorded_before_dependencies(version: &mut ModelVersion) {
+    if !version.depends_on.tables.is_empty() {
+        return;
+    }
+    let option = |name: &str, default: &str| {
+        version
+            .params
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
+    };
+    version.depends_on = Dependencies {
+        tables: tables_in(&version.source),
+        user_column: option("user_column", "user_id"),
+        item_column: option("item_column", "item_id"),
+        watermarks: BTreeMap::new(),
+    };
+}
+
+/// The relations a stored source text names: the table itself, or every relation of a
+/// parenthesised query (none when the text does not parse).
+fn tables_in(source: &str) -> Vec<String> {
+    let text = source.trim();
+    if !text.starts_with('(') {
+        return vec![text.to_string()];
+    }
+    let query = text.trim_start_matches('(').trim_end_matches(')');
+    let mut tables = Vec::new();
+    if let Ok(statements) = Parser::parse_sql(&PostgreSqlDialect {}, query) {
+        let _ = visit_relations(&statements, |name| {
+            if let Ok(table) = names::table_name(name)
+                && !tables.contains(&table)
+            {
+                tables.push(table);
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+    tables
+}
+
+fn missing(name: &str) -> Error {
+    Error::UndefinedObject(format!("model \"{name}\" does not exist"))
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_stored_before_dependencies_get_them_from_their_source() {
+        assert_eq!(tables_in("events"), ["events"]);
+        assert_eq!(
+            tables_in("(SELECT e.user_id FROM events e JOIN public.Items i ON e.x = i.x)"),
+            ["events", "items"]
+        );
+        assert!(tables_in("(not sql at all").is_empty());
+    }
+
+    #[test]
+    fn unreadable_item_graphs_mean_exact_scoring() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let mut damage = WriteSet::default();
+        damage.put(keys::model_index("m", 1), b"not a graph");
+        store.write(damage).unwrap();
+        let registry = ModelRegistry::load(store).unwrap();
+        assert!(registry.item_index("m", 1).unwrap().is_none());
+        assert!(registry.item_index("m", 2).unwrap().is_none());
+    }
+}

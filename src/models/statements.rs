@@ -1,0 +1,303 @@
+//! Running the model statements: TRAIN MODEL reads its source through DataFusion, trains on a
+//! blocking thread (reporting every iteration as a notice) and registers a new version; the
+//! others read or change the registry.
+
+use crate::engine::{Command, Engine, Outcome};
+use crate::error::{Error, Result};
+use crate::ml::model::Scorer;
+use crate::ml::{Algorithm, Interactions, TrainOptions, train};
+use crate::models::item_index::ItemIndex;
+use crate::models::parser::{ModelStatement, TrainModel, TrainSource};
+use crate::models::registry::{Dependencies, IdType, LogLine, ModelVersion};
+use crate::models::system_tables::{models_batch, models_schema, versions_batch, versions_schema};
+use crate::sql::notices::{Notice, Notices};
+use crate::sql::parser::parse_query;
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type, Schema, SchemaRef, TimeUnit};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::logical_expr::LogicalPlan;
+use futures::TryStreamExt;
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[async_trait]
+impl Command for ModelStatement {
+    fn rows_schema(&self) -> Option<SchemaRef> {
+        match self {
+            ModelStatement::Show => Some(models_schema()),
+            ModelStatement::Train(_) | ModelStatement::Evaluate { .. } => Some(versions_schema()),
+            ModelStatement::Drop { .. } | ModelStatement::SetActiveVersion { .. } => None,
+        }
+    }
+
+    async fn execute(&self, engine: &Engine, notices: &Notices) -> Result<Outcome> {
+        let registry = engine.models();
+        match self {
+            ModelStatement::Train(train) => train_model(engine, train, notices).await,
+            ModelStatement::Drop { name, if_exists } => {
+                if !registry.drop_model(name, *if_exists)? {
+                    notices.send(Notice::info(format!(
+                        "model \"{name}\" does not exist, skipping"
+                    )));
+                }
+                Ok(Outcome::done("DROP MODEL"))
+            }
+            ModelStatement::Show => Outcome::batch(models_batch(&registry.models())?),
+            ModelStatement::Evaluate { name } => {
+                let entry = registry.get(name)?;
+                let active = entry.active().cloned().into_iter().collect::<Vec<_>>();
+                if active.first().is_some_and(|v| v.metrics.is_none()) {
+                    notices.send(Notice::info(format!(
+                        "model \"{name}\" was trained with holdout = 0: it has no metrics"
+                    )));
+                }
+                Outcome::batch(versions_batch(&active, &entry.record)?)
+            }
+            ModelStatement::SetActiveVersion { name, version } => {
+                registry.set_active(name, *version)?;
+                Ok(Outcome::done("ALTER MODEL"))
+            }
+        }
+    }
+}
+
+/// TRAIN MODEL: reads the source, trains on a blocking thread (a notice per iteration),
+/// builds the item graphs of factor models, and registers the new version.
+async fn train_model(
+    engine: &Engine,
+    statement: &TrainModel,
+    notices: &Notices,
+) -> Result<Outcome> {
+    let algorithm = Algorithm::named(&statement.algorithm)?;
+    let options = TrainOptions::parse(algorithm, &statement.options)?;
+    let (batches, tables, watermarks) = training_rows(engine, &statement.source).await?;
+    let (data, user_type, item_type) = interactions(&batches, &options)?;
+    let progress_notices = notices.clone();
+    let total = match algorithm {
+        Algorithm::Als | Algorithm::Bpr => options.iterations,
+        _ => 1,
+    };
+    let algorithm_name = algorithm.name();
+    let training_options = options.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let outcome = train(&data, &training_options, |line| {
+            progress_notices.send(Notice::info(format!(
+                "{algorithm_name} iteration {}/{total}: loss {:.6} ({:.2} s)",
+                line.iteration, line.loss, line.seconds
+            )));
+        });
+        let outcome = outcome?;
+        // Every factor model version gets HNSW graphs over its items, stored with it;
+        // serving uses them while the model has more items than tastedb.ann_threshold.
+        let index = match &outcome.model.scorer {
+            Scorer::Factors { factors, items, .. } => {
+                Some(ItemIndex::build(items, *factors, training_options.seed)?)
+            }
+            _ => None,
+        };
+        Ok::<_, Error>((outcome, data, index))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("training task failed: {e}")))?;
+    let (outcome, data, index) = outcome?;
+    let version = ModelVersion {
+        model: statement.name.clone(),
+        version: 0,
+        algorithm: algorithm.name().into(),
+        params: options.given.clone(),
+        source: statement.source.to_sql(),
+        events: data.events,
+        users: data.users.len() as u64,
+        items: data.items.len() as u64,
+        pairs: data.pairs.len() as u64,
+        train_seconds: outcome.seconds,
+        metrics: outcome.metrics,
+        created_micros: now_micros(),
+        user_type,
+        item_type,
+        depends_on: Dependencies {
+            tables,
+            user_column: options.user_column.clone(),
+            item_column: options.item_column.clone(),
+            watermarks,
+        },
+        log: outcome
+            .log
+            .iter()
+            .map(|p| LogLine {
+                iteration: p.iteration,
+                loss: p.loss,
+                seconds: p.seconds,
+            })
+            .collect(),
+    };
+    let registry = engine.models();
+    let number = registry.add_version(version, outcome.model, index, options.activate)?;
+    let entry = registry.get(&statement.name)?;
+    let trained: Vec<_> = entry
+        .versions
+        .iter()
+        .filter(|v| v.version == number)
+        .cloned()
+        .collect();
+    Outcome::batch(versions_batch(&trained, &entry.record)?)
+}
+
+/// All rows of a training source, the relations it read, and the row-id watermarks of the
+/// stored tables among them that have no primary key (taken before the rows are read).
+async fn training_rows(
+    engine: &Engine,
+    source: &TrainSource,
+) -> Result<(Vec<RecordBatch>, Vec<String>, BTreeMap<String, u64>)> {
+    let query = match source {
+        TrainSource::Table(name) => {
+            parse_query(&format!("SELECT * FROM \"{}\"", name.replace('"', "\"\"")))?
+        }
+        TrainSource::Query(query) => query.clone(),
+    };
+    let plan = engine.plan_query(query).await?;
+    let mut tables = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let name = scan.table_name.table().to_string();
+            if !tables.contains(&name) {
+                tables.push(name);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    let watermarks = tables
+        .iter()
+        .filter_map(|name| engine.catalog().get(name))
+        .filter(|table| !table.def.has_primary_key())
+        .map(|table| (table.def.name.clone(), table.written_row_ids()))
+        .collect();
+    let stream = engine.execute_plan(plan).await?;
+    Ok((stream.try_collect().await?, tables, watermarks))
+}
+
+/// Gathers (user, item, weight, time) from the source rows per the column options.
+fn interactions(
+    batches: &[RecordBatch],
+    options: &TrainOptions,
+) -> Result<(Interactions, IdType, IdType)> {
+    let Some(schema) = batches.first().map(|b| b.schema()) else {
+        return Err(Error::InvalidParameter(
+            "the training data is empty: the source returned no rows".into(),
+        ));
+    };
+    let user = required(&schema, &options.user_column, "user_column")?;
+    let item = required(&schema, &options.item_column, "item_column")?;
+    let weight = optional(
+        &schema,
+        options.weight_column.as_deref(),
+        "weight",
+        "weight_column",
+    )?;
+    let time = optional(&schema, options.time_column.as_deref(), "ts", "time_column")?;
+    let event_type = match &options.event_weights {
+        Some(_) => Some(required(&schema, "event_type", "event_weights")?),
+        None => None,
+    };
+    let user_type = id_type(&schema, user, &options.user_column)?;
+    let item_type = id_type(&schema, item, &options.item_column)?;
+    let mut data = Interactions::default();
+    for batch in batches {
+        let users = text_column(batch.column(user))?;
+        let items = text_column(batch.column(item))?;
+        let weights = match weight {
+            Some(i) => Some(cast(batch.column(i), &DataType::Float64)?),
+            None => None,
+        };
+        let weights = weights.as_ref().map(|w| w.as_primitive::<Float64Type>());
+        let times = match time {
+            Some(i) => Some(cast(
+                batch.column(i),
+                &DataType::Timestamp(TimeUnit::Microsecond, None),
+            )?),
+            None => None,
+        };
+        let times = times
+            .as_ref()
+            .and_then(|t| t.as_any().downcast_ref::<TimestampMicrosecondArray>());
+        let types = match event_type {
+            Some(i) => Some(text_column(batch.column(i))?),
+            None => None,
+        };
+        for row in 0..batch.num_rows() {
+            if users.is_null(row) || items.is_null(row) {
+                continue;
+            }
+            let mut value = match weights {
+                Some(w) if w.is_valid(row) => w.value(row) as f32,
+                _ => 1.0,
+            };
+            if let (Some(types), Some(map)) = (&types, &options.event_weights) {
+                match types
+                    .is_valid(row)
+                    .then(|| map.get(types.value(row)))
+                    .flatten()
+                {
+                    Some(w) => value = *w,
+                    None => continue,
+                }
+            }
+            if !value.is_finite() {
+                return Err(Error::InvalidParameter(format!(
+                    "weight of row {} is {value}; weights must be finite",
+                    data.events + 1
+                )));
+            }
+            let at = times
+                .filter(|t| t.is_valid(row))
+                .map_or(0, |t| t.value(row));
+            data.add(users.value(row), items.value(row), value, at);
+        }
+    }
+    Ok((data, user_type, item_type))
+}
+
+fn required(schema: &Schema, name: &str, option: &str) -> Result<usize> {
+    schema.index_of(name).map_err(|_| {
+        Error::UndefinedColumn(format!(
+            "column \"{name}\" does not exist in the training source (set it with {option} = '…')"
+        ))
+    })
+}
+
+fn optional(
+    schema: &Schema,
+    given: Option<&str>,
+    default: &str,
+    option: &str,
+) -> Result<Option<usize>> {
+    match given {
+        Some(name) => required(schema, name, option).map(Some),
+        None => Ok(schema.index_of(default).ok()),
+    }
+}
+
+fn id_type(schema: &Schema, index: usize, name: &str) -> Result<IdType> {
+    match schema.field(index).data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(IdType::Text),
+        t if t.is_integer() => Ok(IdType::BigInt),
+        other => Err(Error::DatatypeMismatch(format!(
+            "column \"{name}\" is {other}; ids must be text or integers"
+        ))),
+    }
+}
+
+fn text_column(array: &ArrayRef) -> Result<StringArray> {
+    let text = cast(array, &DataType::Utf8)?;
+    Ok(text.as_string::<i32>().clone())
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}

@@ -1,0 +1,75 @@
+//! [`StoredTable`]: a table's definition and the state its writers share (row ids handed out,
+//! rows not yet written, the turn of writers of keyed tables).
+
+use crate::schema::TableDef;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A stored table: its definition plus the state its writers share.
+#[derive(Debug)]
+pub struct StoredTable {
+    /// The definition.
+    pub def: TableDef,
+    /// Next row id to hand out (tables without primary key).
+    next_row_id: AtomicU64,
+    /// Row ids handed out whose rows are not written yet: first id → count.
+    unwritten: Mutex<BTreeMap<u64, u64>>,
+    /// Held by a writer of a keyed table from its duplicate check until its commit.
+    pub write_lock: Mutex<()>,
+}
+
+impl StoredTable {
+    /// A table defined by `def` whose next row id is `next_row_id`.
+    pub fn new(def: TableDef, next_row_id: u64) -> StoredTable {
+        StoredTable {
+            def,
+            next_row_id: AtomicU64::new(next_row_id),
+            unwritten: Mutex::new(BTreeMap::new()),
+            write_lock: Mutex::new(()),
+        }
+    }
+
+    /// Reserves `count` consecutive row ids for rows about to be written; the reservation
+    /// counts as unwritten until it is dropped (after the write, or its failure).
+    pub fn reserve_row_ids(&self, count: u64) -> RowIdReservation<'_> {
+        let mut unwritten = self.unwritten();
+        let first = self.next_row_id.fetch_add(count, Ordering::Relaxed);
+        unwritten.insert(first, count);
+        RowIdReservation { table: self, first }
+    }
+
+    /// Every row with a smaller row id is written (or was never going to be): the point up to
+    /// which a reader of "rows added since" can trust a scan.
+    pub fn written_row_ids(&self) -> u64 {
+        let unwritten = self.unwritten();
+        match unwritten.keys().next() {
+            Some(&first) => first,
+            None => self.next_row_id.load(Ordering::Relaxed),
+        }
+    }
+
+    fn unwritten(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, u64>> {
+        self.unwritten.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Row ids reserved by a writer; see [`StoredTable::reserve_row_ids`].
+#[derive(Debug)]
+pub struct RowIdReservation<'a> {
+    table: &'a StoredTable,
+    first: u64,
+}
+
+impl RowIdReservation<'_> {
+    /// The first reserved id.
+    pub fn first(&self) -> u64 {
+        self.first
+    }
+}
+
+impl Drop for RowIdReservation<'_> {
+    fn drop(&mut self) {
+        self.table.unwritten().remove(&self.first);
+    }
+}

@@ -1,0 +1,562 @@
+//! HNSW indexes over vector columns (`CREATE INDEX … USING hnsw (column)`), and `nearest`'s
+//! search through them.
+//!
+//! An index is its definition (RocksDB key `i`) and a graph over the rows indexed when it was
+//! last built or extended (key `h`: the graph, the row key of every point, the transform). Rows
+//! written after that are *pending*: kept in memory, searched exactly by every query, so a query
+//! always sees every row. Once [`EXTEND_AFTER`] rows are pending, a background thread adds them
+//! to a copy of the graph, stores it and swaps it in. After a restart, the first query of an index
+//! finds the pending rows again by scanning the table for keys the graph lacks.
+
+use crate::ann::hnsw::{Hnsw, HnswParams};
+use crate::ann::metric::{Metric, Transform};
+use crate::error::{Error, Result};
+use crate::schema::{ColumnType, TableDef};
+use crate::storage::{RowDecoder, Scan, Store, StoredTable, WriteSet, WrittenBatch, keys};
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::Float32Type;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Pending rows that start a background extension of the graph.
+pub const EXTEND_AFTER: usize = 1_000;
+/// `ef` of a search when the query does not give one.
+pub const DEFAULT_EF_SEARCH: usize = 100;
+
+/// An index as `CREATE INDEX` defined it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexDef {
+    /// Index name (normalised).
+    pub name: String,
+    /// The indexed table.
+    pub table: String,
+    /// The table's id: an index belongs to one incarnation of a table name.
+    pub table_id: u64,
+    /// The vector column.
+    pub column: String,
+    /// The distance it ranks by.
+    pub metric: Metric,
+    /// Links per point (HNSW's M; layer 0 has twice as many).
+    pub m: usize,
+    /// Candidates gathered when linking a point.
+    pub ef_construction: usize,
+}
+
+/// One index's state as `tastedb_indexes` shows it.
+#[derive(Debug, Clone)]
+pub struct IndexStatus {
+    /// The definition.
+    pub def: IndexDef,
+    /// Rows in the graph (None: not loaded since the server started).
+    pub indexed_rows: Option<u64>,
+    /// Rows searched exactly until the next extension (None: not loaded).
+    pub pending_rows: Option<u64>,
+}
+
+/// The graph of an index and what its points are.
+#[derive(Serialize, Deserialize)]
+struct Graph {
+    /// Length of the column's vectors (0 while no vector has been seen).
+    dim: usize,
+    transform: Transform,
+    hnsw: Hnsw,
+    /// Row key of each point, by point id.
+    keys: Vec<Vec<u8>>,
+}
+
+/// A loaded index: its graph, and the rows written since the graph was made.
+struct Loaded {
+    def: IndexDef,
+    graph: RwLock<Arc<Graph>>,
+    pending: Mutex<BTreeMap<Vec<u8>, Vec<f32>>>,
+    extending: AtomicBool,
+}
+
+/// Every vector index of the database.
+pub struct VectorIndexes {
+    store: Arc<Store>,
+    defs: RwLock<BTreeMap<String, IndexDef>>,
+    loaded: Mutex<HashMap<String, Arc<Loaded>>>,
+    /// Taken while an index's stored state changes (create, drop, store an extension).
+    writes: Mutex<()>,
+}
+
+impl std::fmt::Debug for VectorIndexes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VectorIndexes").finish()
+    }
+}
+
+/// One search hit: the row's key and the metric's distance.
+pub type Hit = (Vec<u8>, f64);
+
+impl VectorIndexes {
+    /// Reads the index definitions of `store`.
+    pub fn load(store: Arc<Store>) -> Result<Arc<VectorIndexes>> {
+        let stored: Vec<IndexDef> =
+            store.records(&keys::vector_index(""), "vector index definition")?;
+        let defs = stored
+            .into_iter()
+            .map(|def| (def.name.clone(), def))
+            .collect();
+        Ok(Arc::new(VectorIndexes {
+            store,
+            defs: RwLock::new(defs),
+            loaded: Mutex::new(HashMap::new()),
+            writes: Mutex::new(()),
+        }))
+    }
+
+    /// Creates and builds an index over the rows `table` has now; rows written meanwhile are
+    /// pending. False when it exists and `if_not_exists` is set.
+    pub fn create(
+        self: &Arc<Self>,
+        def: IndexDef,
+        table: &StoredTable,
+        if_not_exists: bool,
+    ) -> Result<bool> {
+        let _turn = lock(&self.writes);
+        if self.read_defs().contains_key(&def.name) {
+            if if_not_exists {
+                return Ok(false);
+            }
+            return Err(Error::DuplicateTable(def.name));
+        }
+        let column = column_index(&table.def, &def.column)?;
+        if self
+            .read_defs()
+            .values()
+            .any(|d| d.table_id == def.table_id && d.column == def.column)
+        {
+            return Err(Error::DuplicateObject(format!(
+                "column \"{}\" of \"{}\" already has an hnsw index",
+                def.column, def.table
+            )));
+        }
+        let loaded = Arc::new(Loaded {
+            def: def.clone(),
+            graph: RwLock::new(Arc::new(empty_graph(&def, &table.def, column))),
+            pending: Mutex::new(BTreeMap::new()),
+            extending: AtomicBool::new(false),
+        });
+        // Registered before the scan: rows written from now on reach `pending`.
+        lock(&self.loaded).insert(def.name.clone(), loaded.clone());
+        let built = scan_rows(&self.store, &table.def, column, &HashSet::new())
+            .and_then(|rows| build_graph(&def, &table.def, column, rows));
+        let graph = match built {
+            Ok(graph) => graph,
+            Err(e) => {
+                lock(&self.loaded).remove(&def.name);
+                return Err(e);
+            }
+        };
+        let mut write = WriteSet::default();
+        write.put(keys::vector_index(&def.name), to_json(&def)?);
+        write.put(keys::vector_graph(&def.name), encode_graph(&graph)?);
+        if let Err(e) = self.store.write(write) {
+            lock(&self.loaded).remove(&def.name);
+            return Err(e);
+        }
+        install(&loaded, graph);
+        self.write_defs().insert(def.name.clone(), def);
+        Ok(true)
+    }
+
+    /// Drops an index; false when it does not exist and `if_exists` is set.
+    pub fn drop_index(&self, name: &str, if_exists: bool) -> Result<bool> {
+        let _turn = lock(&self.writes);
+        if !self.read_defs().contains_key(name) {
+            if if_exists {
+                return Ok(false);
+            }
+            return Err(Error::UndefinedObject(format!(
+                "index \"{name}\" does not exist"
+            )));
+        }
+        let mut write = WriteSet::default();
+        write.delete(keys::vector_index(name));
+        write.delete(keys::vector_graph(name));
+        self.store.write(write)?;
+        self.write_defs().remove(name);
+        lock(&self.loaded).remove(name);
+        Ok(true)
+    }
+
+    /// Drops the indexes of the table with id `table_id` (the table was dropped).
+    pub fn drop_for_table(&self, table_id: u64) -> Result<()> {
+        let names: Vec<String> = self
+            .read_defs()
+            .values()
+            .filter(|d| d.table_id == table_id)
+            .map(|d| d.name.clone())
+            .collect();
+        for name in names {
+            self.drop_index(&name, true)?;
+        }
+        Ok(())
+    }
+
+    /// The index on `column` of `table`, if there is one.
+    pub fn for_column(&self, table: &TableDef, column: &str) -> Option<IndexDef> {
+        self.read_defs()
+            .values()
+            .find(|d| d.table_id == table.id && d.column == column)
+            .cloned()
+    }
+
+    /// Every index with its state.
+    pub fn list(&self) -> Vec<IndexStatus> {
+        let loaded = lock(&self.loaded);
+        self.read_defs()
+            .values()
+            .map(|def| {
+                let state = loaded.get(&def.name);
+                IndexStatus {
+                    def: def.clone(),
+                    indexed_rows: state.map(|l| read(&l.graph).keys.len() as u64),
+                    pending_rows: state.map(|l| lock(&l.pending).len() as u64),
+                }
+            })
+            .collect()
+    }
+
+    /// The `k` rows nearest to `query` by the index `def` of `table`, nearest first: the
+    /// graph searched with `ef` candidates, and every pending row exactly.
+    pub fn search(
+        self: &Arc<Self>,
+        def: &IndexDef,
+        table: &StoredTable,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+    ) -> Result<Vec<Hit>> {
+        let loaded = self.loaded(def, table)?;
+        let graph = read(&loaded.graph).clone();
+        if graph.dim != 0 && query.len() != graph.dim {
+            return Err(Error::DataException(format!(
+                "expected {} dimensions, not {}",
+                graph.dim,
+                query.len()
+            )));
+        }
+        let point = graph.transform.query(query);
+        let mut hits: Vec<Hit> = graph
+            .hnsw
+            .search(&point, k, ef)
+            .into_iter()
+            .filter_map(|(id, squared)| {
+                let key = graph.keys.get(id as usize)?.clone();
+                Some((key, graph.transform.distance(squared)))
+            })
+            .collect();
+        let cosine = def.metric == Metric::Cosine;
+        for (key, vector) in lock(&loaded.pending).iter() {
+            if vector.len() != query.len() || (cosine && vector.iter().all(|v| *v == 0.0)) {
+                continue;
+            }
+            hits.push((key.clone(), def.metric.distance(query, vector)));
+        }
+        hits.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        let mut seen = HashSet::new();
+        hits.retain(|(key, _)| seen.insert(key.clone()));
+        hits.truncate(k);
+        Ok(hits)
+    }
+
+    /// Queues the rows of a durable write to `table` for its loaded indexes, and starts an
+    /// extension of a graph when enough rows wait.
+    pub fn rows_written(self: &Arc<Self>, table: &TableDef, batches: &[WrittenBatch]) {
+        let targets: Vec<Arc<Loaded>> = lock(&self.loaded)
+            .values()
+            .filter(|l| l.def.table_id == table.id)
+            .cloned()
+            .collect();
+        for loaded in targets {
+            let Some(column) = table
+                .columns
+                .iter()
+                .position(|c| c.name == loaded.def.column)
+            else {
+                continue;
+            };
+            let waiting = {
+                let mut pending = lock(&loaded.pending);
+                for batch in batches {
+                    let Some(list) = batch
+                        .columns
+                        .get(column)
+                        .and_then(|c| c.as_list_opt::<i32>())
+                    else {
+                        continue;
+                    };
+                    let Some(values) = list.values().as_primitive_opt::<Float32Type>() else {
+                        continue;
+                    };
+                    let offsets = list.value_offsets();
+                    for row in (0..list.len()).filter(|&r| list.is_valid(r)) {
+                        let vector =
+                            &values.values()[offsets[row] as usize..offsets[row + 1] as usize];
+                        pending.insert(batch.keys.key(row), vector.to_vec());
+                    }
+                }
+                pending.len()
+            };
+            if waiting >= EXTEND_AFTER && !loaded.extending.swap(true, Ordering::AcqRel) {
+                let indexes = self.clone();
+                std::thread::spawn(move || {
+                    if let Err(e) = indexes.extend(&loaded) {
+                        tracing::warn!("extending index {} failed: {e}", loaded.def.name);
+                    }
+                    loaded.extending.store(false, Ordering::Release);
+                });
+            }
+        }
+    }
+
+    /// Adds the pending rows to a copy of the graph, stores it and swaps it in.
+    fn extend(&self, loaded: &Loaded) -> Result<()> {
+        let batch: Vec<(Vec<u8>, Vec<f32>)> = lock(&loaded.pending)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let old = read(&loaded.graph).clone();
+        // An index over a REAL[] column that was empty has no dimension yet: the first rows
+        // give it one.
+        let graph = match old.dim {
+            0 => rebuild(&loaded.def, 0, batch)?,
+            _ => extended(&old, &batch)?,
+        };
+        let _turn = lock(&self.writes);
+        if !self.read_defs().contains_key(&loaded.def.name) {
+            return Ok(());
+        }
+        let mut write = WriteSet::default();
+        write.put(keys::vector_graph(&loaded.def.name), encode_graph(&graph)?);
+        self.store.write(write)?;
+        install(loaded, graph);
+        Ok(())
+    }
+
+    /// The loaded state of `def`, reading its graph and finding its pending rows on first use.
+    fn loaded(&self, def: &IndexDef, table: &StoredTable) -> Result<Arc<Loaded>> {
+        if let Some(loaded) = lock(&self.loaded).get(&def.name) {
+            return Ok(loaded.clone());
+        }
+        let column = column_index(&table.def, &def.column)?;
+        let bytes = self
+            .store
+            .get(&keys::vector_graph(&def.name))?
+            .ok_or_else(|| Error::Corrupt(format!("index \"{}\" has no graph", def.name)))?;
+        let graph: Graph = postcard::from_bytes(&bytes)
+            .map_err(|e| Error::Corrupt(format!("index \"{}\": {e}", def.name)))?;
+        let indexed: HashSet<Vec<u8>> = graph.keys.iter().cloned().collect();
+        let loaded = Arc::new(Loaded {
+            def: def.clone(),
+            graph: RwLock::new(Arc::new(graph)),
+            pending: Mutex::new(BTreeMap::new()),
+            extending: AtomicBool::new(false),
+        });
+        {
+            let mut all = lock(&self.loaded);
+            if let Some(existing) = all.get(&def.name) {
+                return Ok(existing.clone());
+            }
+            all.insert(def.name.clone(), loaded.clone());
+        }
+        let missing = scan_rows(&self.store, &table.def, column, &indexed)?;
+        lock(&loaded.pending).extend(missing);
+        Ok(loaded)
+    }
+
+    fn read_defs(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, IndexDef>> {
+        self.defs.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_defs(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, IndexDef>> {
+        self.defs.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Checks that `name` is a vector column of `table` and returns its position.
+pub fn column_index(table: &TableDef, name: &str) -> Result<usize> {
+    let index = table
+        .columns
+        .iter()
+        .position(|c| c.name == name)
+        .ok_or_else(|| Error::UndefinedColumn(name.to_string()))?;
+    match table.columns[index].column_type {
+        ColumnType::Vector(_) => Ok(index),
+        other => Err(Error::DatatypeMismatch(format!(
+            "column \"{name}\" is {}, not a vector (REAL[])",
+            other.sql_name()
+        ))),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn to_json(def: &IndexDef) -> Result<Vec<u8>> {
+    serde_json::to_vec(def).map_err(|e| Error::Internal(format!("index definition: {e}")))
+}
+
+fn encode_graph(graph: &Graph) -> Result<Vec<u8>> {
+    postcard::to_stdvec(graph).map_err(|e| Error::Internal(format!("index encoding: {e}")))
+}
+
+/// Swaps in a new graph and drops the pending rows it now holds.
+fn install(loaded: &Loaded, graph: Graph) {
+    let indexed: HashSet<&Vec<u8>> = graph.keys.iter().collect();
+    let mut pending = lock(&loaded.pending);
+    pending.retain(|key, _| !indexed.contains(key));
+    drop(indexed);
+    *loaded.graph.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(graph);
+}
+
+fn params(def: &IndexDef) -> HnswParams {
+    HnswParams {
+        m: def.m,
+        ef_construction: def.ef_construction,
+        seed: 1,
+        distance: Transform::new(def.metric).graph_distance(),
+    }
+}
+
+fn empty_graph(def: &IndexDef, table: &TableDef, column: usize) -> Graph {
+    let dim = match table.columns[column].column_type {
+        ColumnType::Vector(Some(dim)) => dim as usize,
+        _ => 0,
+    };
+    Graph {
+        dim,
+        transform: Transform::new(def.metric),
+        hnsw: Hnsw::new(dim, params(def)),
+        keys: Vec::new(),
+    }
+}
+
+/// A graph of `rows` (key, vector); all vectors must have one length.
+fn build_graph(
+    def: &IndexDef,
+    table: &TableDef,
+    column: usize,
+    rows: Vec<(Vec<u8>, Vec<f32>)>,
+) -> Result<Graph> {
+    let dim = match (table.columns[column].column_type, rows.first()) {
+        (ColumnType::Vector(Some(dim)), _) => dim as usize,
+        (_, Some((_, first))) => first.len(),
+        _ => return Ok(empty_graph(def, table, column)),
+    };
+    if let Some((_, other)) = rows.iter().find(|(_, v)| v.len() != dim) {
+        return Err(Error::DataException(format!(
+            "column \"{}\" holds vectors of {dim} and of {} dimensions; an index needs one",
+            def.column,
+            other.len()
+        )));
+    }
+    rebuild(def, dim, rows)
+}
+
+/// A new graph of `rows` (vectors of `dim` values; others are left out).
+fn rebuild(def: &IndexDef, dim: usize, rows: Vec<(Vec<u8>, Vec<f32>)>) -> Result<Graph> {
+    let dim = if dim == 0 {
+        rows.first().map_or(0, |(_, v)| v.len())
+    } else {
+        dim
+    };
+    let rows: Vec<(Vec<u8>, Vec<f32>)> = rows.into_iter().filter(|(_, v)| v.len() == dim).collect();
+    let transform = Transform::new(def.metric);
+    let mut keys = Vec::with_capacity(rows.len());
+    let mut points = Vec::with_capacity(rows.len() * dim);
+    for (key, vector) in rows {
+        if let Some(point) = transform.point(&vector) {
+            points.extend_from_slice(&point);
+            keys.push(key);
+        }
+    }
+    let hnsw = Hnsw::build(dim, params(def), &points)
+        .map_err(|e| Error::Internal(format!("index build: {e}")))?;
+    Ok(Graph {
+        dim,
+        transform,
+        hnsw,
+        keys,
+    })
+}
+
+/// `old` with `rows` inserted (rows of another dimension are left out).
+fn extended(old: &Graph, rows: &[(Vec<u8>, Vec<f32>)]) -> Result<Graph> {
+    let mut hnsw = old.hnsw.clone();
+    let mut keys = old.keys.clone();
+    for (key, vector) in rows.iter().filter(|(_, v)| v.len() == old.dim) {
+        let Some(point) = old.transform.point(vector) else {
+            continue;
+        };
+        hnsw.insert(&point)
+            .map_err(|e| Error::Internal(format!("index extension: {e}")))?;
+        keys.push(key.clone());
+    }
+    Ok(Graph {
+        dim: old.dim,
+        transform: old.transform,
+        hnsw,
+        keys,
+    })
+}
+
+/// Every row of `table` with a vector in `column` whose key is not in `skip`.
+fn scan_rows(
+    store: &Store,
+    table: &TableDef,
+    column: usize,
+    skip: &HashSet<Vec<u8>>,
+) -> Result<Vec<(Vec<u8>, Vec<f32>)>> {
+    let prefix = keys::table_prefix(table.id);
+    let schema = Arc::new(table.schema().project(&[column])?);
+    let mut rows = Vec::new();
+    let mut decoder = RowDecoder::new(table, &[column], schema, SCAN_BATCH);
+    let mut batch_keys = Vec::with_capacity(SCAN_BATCH);
+    let mut take_batch = |decoder: &mut RowDecoder, batch_keys: &mut Vec<Vec<u8>>| {
+        let batch = decoder.finish()?;
+        let list = batch.column(0).as_list::<i32>();
+        let values = list.values().as_primitive::<Float32Type>().values();
+        let offsets = list.value_offsets();
+        for (row, key) in batch_keys.drain(..).enumerate() {
+            if list.is_valid(row) {
+                let vector = &values[offsets[row] as usize..offsets[row + 1] as usize];
+                rows.push((key, vector.to_vec()));
+            }
+        }
+        Ok::<_, Error>(())
+    };
+    store.scan(
+        &prefix,
+        &keys::table_end(table.id),
+        Scan::Bulk,
+        |key, value| {
+            let row_key = key.get(prefix.len()..).unwrap_or_default().to_vec();
+            if !skip.contains(&row_key) {
+                decoder.push(value)?;
+                batch_keys.push(row_key);
+            }
+            if decoder.len() >= SCAN_BATCH {
+                take_batch(&mut decoder, &mut batch_keys)?;
+            }
+            Ok(true)
+        },
+    )?;
+    if !decoder.is_empty() {
+        take_batch(&mut decoder, &mut batch_keys)?;
+    }
+    Ok(rows)
+}
+
+/// Rows decoded at a time when scanning a table for an index.
+const SCAN_BATCH: usize = 4096;

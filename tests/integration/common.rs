@@ -1,0 +1,122 @@
+//! Helpers shared by the wire-server tests: a server on `127.0.0.1:0` over a temporary data
+//! directory, and tokio-postgres clients for it.
+
+use std::net::SocketAddr;
+use tastedb::Engine;
+use tastedb::server::{AuthMode, ServeOptions, Server};
+use tokio::sync::oneshot;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+/// The admin password of servers from [`start`].
+pub const PASSWORD: &str = "s3cret pässword";
+
+/// A running server; dropping it shuts the server down.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A server with SCRAM authentication (user `tastedb`, [`PASSWORD`]).
+pub async fn start(max_connections: usize) -> Running {
+    start_with(AuthMode::Scram, max_connections).await
+}
+
+/// A server with the authentication `auth`.
+pub async fn start_with(auth: AuthMode, max_connections: usize) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine.users().set_password("tastedb", PASSWORD).unwrap();
+    let options = ServeOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        auth,
+        max_connections,
+        tls: None,
+        tls_required: false,
+    };
+    let server = Server::bind(engine, options).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        stop: Some(stop),
+        _dir: dir,
+    }
+}
+
+/// A client logged in as `user`.
+pub async fn connect_as(
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+) -> Result<Client, tokio_postgres::Error> {
+    let config = format!(
+        "host={} port={} user={user} password='{password}' dbname=tastedb",
+        addr.ip(),
+        addr.port()
+    );
+    let (client, connection) = tokio_postgres::connect(&config, NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// A client logged in as the admin user, with the (SQLSTATE, message) of every NOTICE the
+/// server sends it.
+pub async fn connect_with_notices(
+    addr: SocketAddr,
+) -> (
+    Client,
+    tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+) {
+    use futures::StreamExt;
+    let config = format!(
+        "host={} port={} user=tastedb password='{PASSWORD}' dbname=tastedb",
+        addr.ip(),
+        addr.port()
+    );
+    let (client, mut connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
+    let (sender, notices) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notice(notice) = message {
+                let _ = sender.send((
+                    notice.code().code().to_string(),
+                    notice.message().to_string(),
+                ));
+            }
+        }
+    });
+    (client, notices)
+}
+
+/// A client logged in as the admin user.
+pub async fn connect(addr: SocketAddr) -> Client {
+    connect_as(addr, "tastedb", PASSWORD).await.unwrap()
+}
+
+/// The rows among simple-query messages, as text.
+pub fn rows(messages: Vec<SimpleQueryMessage>) -> Vec<Vec<Option<String>>> {
+    messages
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_string))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}

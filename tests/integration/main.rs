@@ -1,0 +1,17 @@
+//! The integration tests, compiled into one binary (DataFusion's `core_integration.rs`
+//! pattern): every test binary links DataFusion and RocksDB again, so one binary builds and
+//! links once. Each module tests one area through public interfaces only.
+
+mod bi_tools;
+mod cli;
+mod common;
+mod crash;
+mod engine;
+mod features;
+mod models;
+mod psql;
+mod real_clients;
+mod server;
+mod sqllogic;
+mod vectors;
+mod wire_protocol;

@@ -1,0 +1,203 @@
+//! Models through the embedding API and the wire: a trained model is served after a restart
+//! without retraining, and TRAIN reports every iteration as a NOTICE.
+
+use crate::common::{connect_with_notices, start};
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use tastedb::Engine;
+
+const EVENTS: &str = "CREATE TABLE events (user_id BIGINT, item_id BIGINT, weight DOUBLE);
+    INSERT INTO events SELECT u, CASE WHEN u <= 10 THEN i ELSE i + 5 END, 1.0
+    FROM generate_series(1, 20) AS users(u) CROSS JOIN generate_series(1, 5) AS items(i)
+    WHERE i <> u % 5 + 1";
+
+fn ranking(batches: &[RecordBatch]) -> Vec<(i64, f64)> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let ids = b
+                .column(0)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            let scores = b
+                .column(1)
+                .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+            (0..b.num_rows())
+                .map(|i| (ids.value(i), scores.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn models_are_served_after_a_restart_with_integer_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let query = "SELECT item_id, score FROM recommend('recs', 5, 3)";
+    let before = {
+        let engine = Engine::open(dir.path()).unwrap();
+        engine.sql(EVENTS).await.unwrap();
+        engine
+            .sql("TRAIN MODEL recs USING als FROM events WITH (factors = 4, iterations = 10, regularization = 0.01, alpha = 10, seed = 7, holdout = 0)")
+            .await
+            .unwrap();
+        ranking(&engine.sql(query).await.unwrap())
+    };
+    assert_eq!(before.len(), 3);
+    assert_eq!(before[0].0, 1, "user 5 has not seen item 1 of their group");
+    let engine = Engine::open(dir.path()).unwrap();
+    assert_eq!(ranking(&engine.sql(query).await.unwrap()), before);
+    // the scalar form gives the same items, as BIGINT like the source column
+    let listed = engine
+        .sql("SELECT unnest(recommend_items('recs', 5, 3)) AS item_id")
+        .await
+        .unwrap();
+    let items: Vec<i64> = listed
+        .iter()
+        .flat_map(|b| {
+            let ids = b
+                .column(0)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            (0..b.num_rows()).map(|i| ids.value(i)).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(items, before.iter().map(|(id, _)| *id).collect::<Vec<_>>());
+    let versions = engine
+        .sql("SELECT count(*) FROM tastedb_model_versions WHERE model = 'recs'")
+        .await
+        .unwrap();
+    assert_eq!(
+        versions[0]
+            .column(0)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+            .value(0),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_reports_each_iteration_as_a_notice() {
+    let server = start(4).await;
+    let (client, mut notices) = connect_with_notices(server.addr).await;
+    client.batch_execute(EVENTS).await.unwrap();
+    let rows = client
+        .query(
+            "TRAIN MODEL recs USING als FROM events WITH (factors = 4, iterations = 4, \
+             regularization = 0.01, alpha = 10, seed = 7, holdout = 0.2)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, String>("model"), "recs");
+    assert_eq!(rows[0].get::<_, i64>("version"), 1);
+    let mut received = Vec::new();
+    while let Ok((_, message)) = notices.try_recv() {
+        received.push(message);
+    }
+    assert_eq!(received.len(), 4, "{received:?}");
+    assert!(
+        received[3].starts_with("als iteration 4/4: loss "),
+        "{received:?}"
+    );
+    let recommended = client
+        .query("SELECT item_id, rank FROM recommend('recs', 5, 2)", &[])
+        .await
+        .unwrap();
+    let ranks: Vec<i64> = recommended.iter().map(|r| r.get("rank")).collect();
+    assert_eq!(ranks, [1, 2]);
+    // the serving query of a driver: prepared once, parameters bound at every execution
+    let serving = client
+        .prepare("SELECT item_id, rank FROM recommend('recs', $1, $2)")
+        .await
+        .unwrap();
+    assert_eq!(
+        serving.params(),
+        [
+            tokio_postgres::types::Type::INT8,
+            tokio_postgres::types::Type::INT8
+        ]
+    );
+    let first: Vec<i64> = client
+        .query(&serving, &[&5i64, &2i64])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("item_id"))
+        .collect();
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0], 1, "user 5 has not seen item 1 of their group");
+    let three = client.query(&serving, &[&12i64, &3i64]).await.unwrap();
+    assert_eq!(three.len(), 3);
+    assert_eq!(three[0].get::<_, i64>("item_id"), 8);
+    let error = client.query(&serving, &[&5i64, &0i64]).await.unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(&tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE),
+        "{error:?}"
+    );
+}
+
+/// The prediction cache against no cache: two engines take the same seeded sequence of
+/// writes, retrains, version switches and `recommend` calls, one serving from its cache and
+/// one computing every answer; every answer must be the same.
+#[tokio::test]
+async fn cached_answers_equal_uncached_ones_through_writes_and_versions() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let cached = Engine::open(dirs[0].path()).unwrap();
+    let uncached = Engine::open(dirs[1].path()).unwrap();
+    uncached
+        .sql("SET tastedb.cache_ttl_seconds = 0")
+        .await
+        .unwrap();
+    let train = "TRAIN MODEL recs USING als FROM events \
+                 WITH (factors = 4, iterations = 5, seed = 3, threads = 1, holdout = 0)";
+    for engine in [&cached, &uncached] {
+        engine.sql(EVENTS).await.unwrap();
+        engine.sql(train).await.unwrap();
+    }
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = |n: u64| {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    };
+    let mut versions = 1;
+    for step in 0..300 {
+        let statement = match next(20) {
+            0..=3 => format!(
+                "INSERT INTO events VALUES ({}, {}, 1.0)",
+                1 + next(25),
+                1 + next(12)
+            ),
+            4 if versions < 4 => {
+                versions += 1;
+                train.to_string()
+            }
+            5 => format!("ALTER MODEL recs SET ACTIVE VERSION {}", 1 + next(versions)),
+            _ => format!(
+                "SELECT item_id, score FROM recommend('recs', {}, {})",
+                1 + next(25),
+                1 + next(6)
+            ),
+        };
+        let answers = [
+            cached.sql(&statement).await.unwrap(),
+            uncached.sql(&statement).await.unwrap(),
+        ];
+        if statement.starts_with("SELECT") {
+            assert_eq!(
+                ranking(&answers[0]),
+                ranking(&answers[1]),
+                "step {step}: {statement}"
+            );
+        }
+    }
+    let hits = cached
+        .sql("SELECT hits FROM tastedb_cache_stats")
+        .await
+        .unwrap();
+    let hits = hits[0]
+        .column(0)
+        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+        .value(0);
+    assert!(hits > 0, "the cached engine answered from its cache");
+}

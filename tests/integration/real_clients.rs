@@ -1,0 +1,55 @@
+//! Real Postgres clients against the server: psycopg 3 (PyPI) and pgJDBC (Debian's
+//! libpostgresql-jdbc-java), each driving a script in `tests/clients/` that exits non-zero on
+//! any mismatch. `.ci/setup` installs both.
+
+use crate::common::{PASSWORD, start};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+
+/// Runs `program` with `args` from the crate root, connected to `addr` as the admin user,
+/// and fails with its output unless it succeeds.
+async fn run_client(addr: SocketAddr, program: &'static str, args: &'static [&'static str]) {
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(program)
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("PGHOST", addr.ip().to_string())
+            .env("PGPORT", addr.port().to_string())
+            .env("PGUSER", "tastedb")
+            .env("PGPASSWORD", PASSWORD)
+            .env("PGDATABASE", "tastedb")
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| panic!("cannot run {program} (run `bash .ci/setup`): {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg3_parameters_executemany_and_copy() {
+    let server = start(8).await;
+    run_client(server.addr, "python3", &["tests/clients/psycopg_client.py"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgjdbc_metadata_and_prepared_statements() {
+    const JAR: &str = "/usr/share/java/postgresql.jar";
+    assert!(
+        Path::new(JAR).exists(),
+        "{JAR} is missing: run `bash .ci/setup`"
+    );
+    let server = start(8).await;
+    run_client(
+        server.addr,
+        "java",
+        &["-cp", JAR, "tests/clients/JdbcClient.java"],
+    )
+    .await;
+}

@@ -1,0 +1,485 @@
+//! The wire server through a real Postgres client (tokio-postgres): both query protocols,
+//! SQLSTATEs, SCRAM authentication and the connection limit.
+
+use crate::common::{PASSWORD, connect, connect_as, rows, start};
+use std::net::SocketAddr;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+#[tokio::test]
+async fn simple_protocol_runs_statements_and_reports_tags() {
+    let server = start(8).await;
+    let client = connect(server.addr).await;
+    client
+        .batch_execute(
+            "CREATE TABLE items (item_id TEXT PRIMARY KEY, title TEXT NOT NULL, views BIGINT);
+             INSERT INTO items VALUES ('i1', 'Alpha', 3), ('i2', 'Beta', NULL)",
+        )
+        .await
+        .unwrap();
+    let messages = client
+        .simple_query("INSERT INTO items VALUES ('i3', 'Gamma', 7); SELECT item_id, title, views FROM items ORDER BY item_id")
+        .await
+        .unwrap();
+    let inserted = messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::CommandComplete(n) => Some(*n),
+        _ => None,
+    });
+    assert_eq!(inserted, Some(1));
+    assert_eq!(
+        rows(messages),
+        vec![
+            vec![Some("i1".into()), Some("Alpha".into()), Some("3".into())],
+            vec![Some("i2".into()), Some("Beta".into()), None],
+            vec![Some("i3".into()), Some("Gamma".into()), Some("7".into())],
+        ]
+    );
+}
+
+#[tokio::test]
+async fn extended_protocol_binds_typed_parameters() {
+    let server = start(8).await;
+    let client = connect(server.addr).await;
+    client
+        .batch_execute("CREATE TABLE users (user_id BIGINT PRIMARY KEY, name TEXT, score DOUBLE, active BOOLEAN)")
+        .await
+        .unwrap();
+    let insert = client
+        .prepare("INSERT INTO users VALUES ($1, $2, $3, $4)")
+        .await
+        .unwrap();
+    for (id, name, score, active) in [(1i64, "ann", 0.5f64, true), (2, "bob", 1.5, false)] {
+        let n = client
+            .execute(&insert, &[&id, &name, &score, &active])
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    let row = client
+        .query_one(
+            "SELECT name, score, active FROM users WHERE user_id = $1",
+            &[&2i64],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "bob");
+    assert_eq!(row.get::<_, f64>(1), 1.5);
+    assert!(!row.get::<_, bool>(2));
+    let statement = client
+        .prepare("SELECT user_id, name FROM users WHERE score > $1")
+        .await
+        .unwrap();
+    assert_eq!(statement.columns().len(), 2);
+    assert_eq!(
+        statement.columns()[0].type_(),
+        &tokio_postgres::types::Type::INT8
+    );
+    let high: Vec<i64> = client
+        .query(&statement, &[&1.0f64])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(high, vec![2]);
+}
+
+#[tokio::test]
+async fn errors_carry_sqlstate_and_keep_the_connection() {
+    let server = start(8).await;
+    let client = connect(server.addr).await;
+    let error = client
+        .simple_query("SELECT * FROM missing")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::UNDEFINED_TABLE));
+    let error = client.simple_query("SELECT 1;\nSELEC 2").await.unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::SYNTAX_ERROR));
+    let position = error.as_db_error().and_then(|e| e.position()).cloned();
+    assert!(
+        matches!(
+            position,
+            Some(tokio_postgres::error::ErrorPosition::Original(11))
+        ),
+        "{position:?}"
+    );
+    client
+        .batch_execute("CREATE TABLE t (id BIGINT PRIMARY KEY)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let error = client
+        .execute("INSERT INTO t VALUES ($1)", &[&1i64])
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::UNIQUE_VIOLATION));
+    let error = client.query("SELECT nope FROM t", &[]).await.unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::UNDEFINED_COLUMN));
+    // the connection still works after every error
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn scram_rejects_wrong_passwords_and_unknown_users_alike() {
+    let server = start(8).await;
+    let wrong = connect_as(server.addr, "tastedb", "nope")
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Some(&SqlState::INVALID_PASSWORD));
+    let unknown = connect_as(server.addr, "mallory", PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Some(&SqlState::INVALID_PASSWORD));
+    connect(server.addr)
+        .await
+        .simple_query("SELECT 1")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn one_connection_over_the_limit_gets_53300() {
+    let server = start(2).await;
+    let first = connect(server.addr).await;
+    let second = connect(server.addr).await;
+    let third = connect_as(server.addr, "tastedb", PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(third.code(), Some(&SqlState::TOO_MANY_CONNECTIONS));
+    drop(first);
+    second.simple_query("SELECT 1").await.unwrap();
+    // the slot of a closed connection is free again
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(client) = connect_as(server.addr, "tastedb", PASSWORD).await {
+            again = Some(client);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(again.is_some(), "a freed slot was not reused");
+}
+
+async fn copy_in(
+    client: &Client,
+    statement: &str,
+    data: &str,
+) -> Result<u64, tokio_postgres::Error> {
+    use futures::SinkExt;
+    let sink = client.copy_in::<_, bytes::Bytes>(statement).await?;
+    futures::pin_mut!(sink);
+    // split the data so that rows cross CopyData messages
+    let middle = data.len() / 2;
+    let middle = (middle..=data.len())
+        .find(|&i| data.is_char_boundary(i))
+        .unwrap_or(data.len());
+    sink.send(bytes::Bytes::copy_from_slice(&data.as_bytes()[..middle]))
+        .await?;
+    sink.send(bytes::Bytes::copy_from_slice(&data.as_bytes()[middle..]))
+        .await?;
+    sink.finish().await
+}
+
+#[tokio::test]
+async fn copy_from_stdin_is_all_or_nothing() {
+    let server = start(8).await;
+    let client = connect(server.addr).await;
+    client
+        .batch_execute("CREATE TABLE events (user_id TEXT NOT NULL, item_id TEXT, weight DOUBLE, ts TIMESTAMP)")
+        .await
+        .unwrap();
+    let text = "u1\ti1\t1.5\t2024-01-01 10:00:00\nu2\t\\N\t2\t\\N\nu3\ttab\\there\t3\t2024-01-02 00:00:00\n";
+    assert_eq!(
+        copy_in(&client, "COPY events FROM STDIN", text)
+            .await
+            .unwrap(),
+        3
+    );
+    let csv = "user_id,item_id,weight\nu4,i4,4\nu5,,5\n";
+    let rows = copy_in(
+        &client,
+        "COPY events (user_id, item_id, weight) FROM STDIN (FORMAT csv, HEADER true)",
+        csv,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows, 2);
+    let item: String = client
+        .query_one("SELECT item_id FROM events WHERE user_id = 'u3'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(item, "tab\there");
+
+    // a value that is no number: 22P02, and none of the rows is inserted
+    let bad = "u6\ti6\t1\t\\N\nu7\ti7\theavy\t\\N\n";
+    let error = copy_in(&client, "COPY events FROM STDIN", bad)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(&SqlState::INVALID_TEXT_REPRESENTATION),
+        "{error:?}"
+    );
+    let message = error
+        .as_db_error()
+        .map(|e| e.message().to_string())
+        .unwrap_or_default();
+    assert!(message.contains("\"heavy\" (row 2)"), "{message}");
+    // a NULL in a NOT NULL column: 23502
+    let null = "\\N\ti8\t1\t\\N\n";
+    let error = copy_in(&client, "COPY events FROM STDIN", null)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::NOT_NULL_VIOLATION));
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 5);
+    // unknown tables fail before any data is sent
+    let error = copy_in(&client, "COPY missing FROM STDIN", "x\n")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::UNDEFINED_TABLE));
+}
+
+#[tokio::test]
+async fn transactions_and_settings_work_for_drivers() {
+    let server = start(8).await;
+    let mut client = connect(server.addr).await;
+    client
+        .batch_execute("CREATE TABLE t (id BIGINT PRIMARY KEY)")
+        .await
+        .unwrap();
+    // drivers wrap statements in transactions; each statement commits on its own
+    let transaction = client.transaction().await.unwrap();
+    transaction
+        .execute("INSERT INTO t VALUES ($1)", &[&1i64])
+        .await
+        .unwrap();
+    transaction.commit().await.unwrap();
+    client
+        .batch_execute("BEGIN; INSERT INTO t VALUES (2); COMMIT; START TRANSACTION; ROLLBACK")
+        .await
+        .unwrap();
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 2);
+
+    client
+        .batch_execute(
+            "SET application_name = 'recs-job'; SET extra_float_digits = 3; SET TIME ZONE 'UTC'",
+        )
+        .await
+        .unwrap();
+    let shown = rows(client.simple_query("SHOW application_name").await.unwrap());
+    assert_eq!(shown, vec![vec![Some("recs-job".to_string())]]);
+    let version: String = client
+        .query_one("SHOW server_version", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, "16.6");
+    let error = client
+        .simple_query("SHOW no_such_setting")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::UNDEFINED_OBJECT));
+    let version: String = client
+        .query_one("SELECT version()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(version.starts_with("PostgreSQL 16.6 (TasteDB"), "{version}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_clients_mixing_inserts_and_selects_lose_nothing() {
+    let server = start(32).await;
+    let setup = connect(server.addr).await;
+    setup
+        .batch_execute("CREATE TABLE hits (client BIGINT NOT NULL, n BIGINT NOT NULL)")
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    let tasks: Vec<_> = (0..16i64)
+        .map(|id| {
+            let addr = server.addr;
+            tokio::spawn(async move {
+                let client = connect(addr).await;
+                let insert = client
+                    .prepare("INSERT INTO hits VALUES ($1, $2)")
+                    .await
+                    .unwrap();
+                let mut acknowledged = 0u64;
+                while tokio::time::Instant::now() < deadline {
+                    client
+                        .execute(&insert, &[&id, &(acknowledged as i64)])
+                        .await
+                        .unwrap();
+                    acknowledged += 1;
+                    let mine: i64 = client
+                        .query_one("SELECT count(*) FROM hits WHERE client = $1", &[&id])
+                        .await
+                        .unwrap()
+                        .get(0);
+                    assert_eq!(mine as u64, acknowledged);
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    let mut acknowledged = 0;
+    for task in tasks {
+        acknowledged += task.await.unwrap();
+    }
+    let stored: i64 = setup
+        .query_one("SELECT count(*) FROM hits", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(acknowledged > 16);
+    assert_eq!(stored as u64, acknowledged);
+}
+
+/// Sends raw bytes on a fresh connection and reads until the server answers or closes.
+async fn send_raw(addr: SocketAddr, bytes: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = socket.write_all(bytes).await;
+    let mut buffer = [0u8; 1024];
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), socket.read(&mut buffer)).await;
+}
+
+fn startup_message() -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&196608u32.to_be_bytes()); // protocol 3.0
+    for part in ["user", "tastedb", "database", "tastedb"] {
+        body.extend_from_slice(part.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut message = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    message.extend_from_slice(&body);
+    message
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_end_only_their_own_connection() {
+    let server = start(8).await;
+    let survivor = connect(server.addr).await;
+    let mut huge_startup = (0x7fff_fff0u32).to_be_bytes().to_vec();
+    huge_startup.extend_from_slice(&[0u8; 16]);
+    let mut short_password = startup_message();
+    short_password.extend_from_slice(&[b'p', 0, 0, 0, 1]); // length below its own header
+    let mut unknown_type = startup_message();
+    unknown_type.extend_from_slice(&[b'!', 0, 0, 0, 8, 1, 2, 3, 4]);
+    let cases: Vec<Vec<u8>> = vec![
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        vec![0, 0, 0, 2],
+        huge_startup,
+        startup_message()[..10].to_vec(),
+        short_password,
+        unknown_type,
+        vec![0xff; 4096],
+    ];
+    for case in &cases {
+        send_raw(server.addr, case).await;
+    }
+    // the server still serves new and existing clients
+    survivor.simple_query("SELECT 1").await.unwrap();
+    connect(server.addr)
+        .await
+        .simple_query("SELECT 1")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn users_are_managed_in_sql() {
+    let server = start(8).await;
+    let admin = connect(server.addr).await;
+    admin
+        .batch_execute("CREATE USER analyst WITH PASSWORD 'first'")
+        .await
+        .unwrap();
+    let analyst = connect_as(server.addr, "analyst", "first").await.unwrap();
+    analyst.simple_query("SELECT 1").await.unwrap();
+    let error = admin
+        .batch_execute("CREATE USER analyst PASSWORD 'x'")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::DUPLICATE_OBJECT));
+    admin
+        .batch_execute("ALTER USER analyst PASSWORD 'second'")
+        .await
+        .unwrap();
+    let old = connect_as(server.addr, "analyst", "first")
+        .await
+        .unwrap_err();
+    assert_eq!(old.code(), Some(&SqlState::INVALID_PASSWORD));
+    connect_as(server.addr, "analyst", "second").await.unwrap();
+    admin.batch_execute("DROP USER analyst").await.unwrap();
+    let gone = connect_as(server.addr, "analyst", "second")
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Some(&SqlState::INVALID_PASSWORD));
+    let error = admin.batch_execute("DROP USER analyst").await.unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::UNDEFINED_OBJECT));
+    admin
+        .batch_execute("DROP USER IF EXISTS analyst")
+        .await
+        .unwrap();
+    let error = admin.batch_execute("DROP USER tastedb").await.unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::DEPENDENT_OBJECTS_STILL_EXIST));
+}
+
+async fn copy_out(client: &Client, statement: &str) -> String {
+    use futures::TryStreamExt;
+    let stream = client.copy_out(statement).await.unwrap();
+    let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
+    chunks
+        .iter()
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn copy_to_stdout_streams_text_and_csv() {
+    let server = start(8).await;
+    let client = connect(server.addr).await;
+    client
+        .batch_execute(
+            "CREATE TABLE items (item_id TEXT PRIMARY KEY, title TEXT, views BIGINT);
+             INSERT INTO items VALUES ('i1', 'tab\there', 3), ('i2', NULL, 4)",
+        )
+        .await
+        .unwrap();
+    let text = copy_out(&client, "COPY items TO STDOUT").await;
+    assert_eq!(text, "i1\ttab\\there\t3\ni2\t\\N\t4\n");
+    let csv = copy_out(
+        &client,
+        "COPY (SELECT item_id, views FROM items WHERE views > 3) TO STDOUT WITH (FORMAT csv, HEADER true)",
+    )
+    .await;
+    assert_eq!(csv, "item_id,views\ni2,4\n");
+    let columns = copy_out(
+        &client,
+        "COPY items (views, item_id) TO STDOUT (FORMAT csv)",
+    )
+    .await;
+    assert_eq!(columns, "3,i1\n4,i2\n");
+}

@@ -1,0 +1,360 @@
+//! Protocol details through real clients: every mapped type in text and binary format,
+//! NOTICE messages, and Bind messages that do not fit their statement.
+
+use crate::common::{connect, connect_with_notices, rows, start, start_with};
+use chrono::{NaiveDate, TimeZone, Utc};
+use std::net::SocketAddr;
+use tastedb::server::AuthMode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_postgres::types::{FromSql, Type};
+
+/// One value of every type the server maps, with Postgres' own name for it.
+const ALL_TYPES: &str = "SELECT CAST(1 AS SMALLINT) AS i2, CAST(2 AS INT) AS i4, \
+    CAST(3 AS BIGINT) AS i8, CAST(1.5 AS REAL) AS f4, CAST(2.25 AS DOUBLE) AS f8, \
+    true AS b, 'héllo' AS t, CAST('12.50' AS DECIMAL(10,2)) AS n, DATE '2024-02-29' AS d, \
+    TIMESTAMP '2024-02-29 13:14:15.123456' AS ts, \
+    arrow_cast('2024-02-29T13:14:15Z', 'Timestamp(Microsecond, Some(\"UTC\"))') AS tz, \
+    CAST('abc' AS BYTEA) AS by, [1, 2, 3] AS arr, make_array('a', NULL) AS tarr";
+
+#[tokio::test]
+async fn every_mapped_type_round_trips_in_text_format() {
+    let server = start(4).await;
+    let client = connect(server.addr).await;
+    let text = rows(client.simple_query(ALL_TYPES).await.unwrap());
+    let expected = [
+        "1",
+        "2",
+        "3",
+        "1.5",
+        "2.25",
+        "t",
+        "héllo",
+        "12.50",
+        "2024-02-29",
+        "2024-02-29 13:14:15.123456",
+        // Postgres would drop the zero fraction; clients parse both
+        "2024-02-29 13:14:15.000000+00",
+        "\\x616263",
+        "{1,2,3}",
+        "{a,NULL}",
+    ];
+    let expected: Vec<Option<String>> = expected.iter().map(|v| Some(v.to_string())).collect();
+    assert_eq!(text, vec![expected]);
+}
+
+/// The raw binary form of a NUMERIC (tokio-postgres has no decimal type of its own).
+struct RawNumeric(Vec<u8>);
+
+impl<'a> FromSql<'a> for RawNumeric {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawNumeric(raw.to_vec()))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        ty == &Type::NUMERIC
+    }
+}
+
+#[tokio::test]
+async fn every_mapped_type_round_trips_in_binary_format() {
+    let server = start(4).await;
+    let client = connect(server.addr).await;
+    let statement = client.prepare(ALL_TYPES).await.unwrap();
+    let types: Vec<&Type> = statement.columns().iter().map(|c| c.type_()).collect();
+    assert_eq!(
+        types,
+        [
+            &Type::INT2,
+            &Type::INT4,
+            &Type::INT8,
+            &Type::FLOAT4,
+            &Type::FLOAT8,
+            &Type::BOOL,
+            &Type::TEXT,
+            &Type::NUMERIC,
+            &Type::DATE,
+            &Type::TIMESTAMP,
+            &Type::TIMESTAMPTZ,
+            &Type::BYTEA,
+            &Type::INT8_ARRAY,
+            &Type::TEXT_ARRAY,
+        ]
+    );
+    let row = client.query_one(&statement, &[]).await.unwrap();
+    assert_eq!(row.get::<_, i16>("i2"), 1);
+    assert_eq!(row.get::<_, i32>("i4"), 2);
+    assert_eq!(row.get::<_, i64>("i8"), 3);
+    assert_eq!(row.get::<_, f32>("f4"), 1.5);
+    assert_eq!(row.get::<_, f64>("f8"), 2.25);
+    assert!(row.get::<_, bool>("b"));
+    assert_eq!(row.get::<_, String>("t"), "héllo");
+    // 12.50: 2 base-10000 digits (12, 5000), weight 0, positive, display scale 2
+    let numeric = row.get::<_, RawNumeric>("n").0;
+    assert_eq!(numeric, [0, 2, 0, 0, 0, 0, 0, 2, 0, 12, 0x13, 0x88]);
+    let date = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
+    assert_eq!(row.get::<_, NaiveDate>("d"), date);
+    let time = date.and_hms_micro_opt(13, 14, 15, 123_456).unwrap();
+    assert_eq!(row.get::<_, chrono::NaiveDateTime>("ts"), time);
+    let utc = Utc.with_ymd_and_hms(2024, 2, 29, 13, 14, 15).unwrap();
+    assert_eq!(row.get::<_, chrono::DateTime<Utc>>("tz"), utc);
+    assert_eq!(row.get::<_, Vec<u8>>("by"), b"abc");
+    assert_eq!(row.get::<_, Vec<i64>>("arr"), [1, 2, 3]);
+    assert_eq!(
+        row.get::<_, Vec<Option<String>>>("tarr"),
+        [Some("a".to_string()), None]
+    );
+}
+
+#[tokio::test]
+async fn typed_parameters_of_every_scalar_type_bind() {
+    let server = start(4).await;
+    let client = connect(server.addr).await;
+    client
+        .batch_execute(
+            "CREATE TABLE typed (id BIGINT PRIMARY KEY, small SMALLINT, medium INT, ratio REAL, \
+             flag BOOLEAN, day DATE, stamp TIMESTAMP, name TEXT)",
+        )
+        .await
+        .unwrap();
+    let day = NaiveDate::from_ymd_opt(2025, 12, 31).unwrap();
+    let at = day.and_hms_micro_opt(23, 59, 59, 999_999).unwrap();
+    let inserted = client
+        .execute(
+            "INSERT INTO typed VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[&7i64, &-2i16, &40_000i32, &0.25f32, &false, &day, &at, &"ü"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(inserted, 1);
+    let row = client
+        .query_one(
+            "SELECT small, medium, ratio, flag, day, stamp, name FROM typed WHERE id = $1 AND day = $2",
+            &[&7i64, &day],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i16>(0), -2);
+    assert_eq!(row.get::<_, i32>(1), 40_000);
+    assert_eq!(row.get::<_, f32>(2), 0.25);
+    assert!(!row.get::<_, bool>(3));
+    assert_eq!(row.get::<_, NaiveDate>(4), day);
+    assert_eq!(row.get::<_, chrono::NaiveDateTime>(5), at);
+    assert_eq!(row.get::<_, String>(6), "ü");
+}
+
+#[tokio::test]
+async fn notices_reach_the_client_as_statements_run() {
+    let server = start(4).await;
+    let (client, mut notices) = connect_with_notices(server.addr).await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id BIGINT); CREATE TABLE IF NOT EXISTS t (id BIGINT); \
+             DROP TABLE IF EXISTS missing; DROP USER IF EXISTS nobody",
+        )
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    for _ in 0..3 {
+        received.push(notices.recv().await.unwrap());
+    }
+    assert_eq!(
+        received,
+        [
+            (
+                "42P07".into(),
+                "relation \"t\" already exists, skipping".into()
+            ),
+            (
+                "00000".into(),
+                "table \"missing\" does not exist, skipping".into()
+            ),
+            (
+                "00000".into(),
+                "role \"nobody\" does not exist, skipping".into()
+            ),
+        ]
+    );
+    // a statement that skips nothing sends no notice
+    client
+        .batch_execute("DROP TABLE IF EXISTS t")
+        .await
+        .unwrap();
+    client.simple_query("SELECT 1").await.unwrap();
+    assert!(notices.try_recv().is_err());
+}
+
+/// A raw protocol-3 connection with trust authentication, for messages no driver would send.
+struct RawConnection {
+    socket: TcpStream,
+}
+
+impl RawConnection {
+    async fn open(addr: SocketAddr) -> RawConnection {
+        let mut body = 196608u32.to_be_bytes().to_vec(); // protocol 3.0
+        for part in ["user", "tastedb", "database", "tastedb"] {
+            body.extend_from_slice(part.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut startup = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+        startup.extend_from_slice(&body);
+        let mut connection = RawConnection {
+            socket: TcpStream::connect(addr).await.unwrap(),
+        };
+        connection.socket.write_all(&startup).await.unwrap();
+        connection.read_until_ready().await;
+        connection
+    }
+
+    async fn send(&mut self, kind: u8, body: &[u8]) {
+        let mut message = vec![kind];
+        message.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        message.extend_from_slice(body);
+        self.socket.write_all(&message).await.unwrap();
+    }
+
+    /// Reads messages up to ReadyForQuery; returns their type bytes and the SQLSTATE of any
+    /// ErrorResponse.
+    async fn read_until_ready(&mut self) -> (Vec<u8>, Vec<String>) {
+        let (mut kinds, mut codes) = (Vec::new(), Vec::new());
+        loop {
+            let kind = self.socket.read_u8().await.unwrap();
+            let length = self.socket.read_u32().await.unwrap() as usize;
+            let mut body = vec![0; length - 4];
+            self.socket.read_exact(&mut body).await.unwrap();
+            kinds.push(kind);
+            if kind == b'E' {
+                codes.extend(body.split(|b| *b == 0).filter_map(|field| {
+                    field
+                        .strip_prefix(b"C")
+                        .map(|code| String::from_utf8_lossy(code).into_owned())
+                }));
+            }
+            if kind == b'Z' {
+                return (kinds, codes);
+            }
+        }
+    }
+}
+
+/// A Bind body for the unnamed statement and portal.
+fn bind(parameter_formats: &[i16], parameters: &[&str], result_formats: &[i16]) -> Vec<u8> {
+    let mut body = vec![0, 0]; // portal "", statement ""
+    body.extend_from_slice(&(parameter_formats.len() as i16).to_be_bytes());
+    for format in parameter_formats {
+        body.extend_from_slice(&format.to_be_bytes());
+    }
+    body.extend_from_slice(&(parameters.len() as i16).to_be_bytes());
+    for parameter in parameters {
+        body.extend_from_slice(&(parameter.len() as i32).to_be_bytes());
+        body.extend_from_slice(parameter.as_bytes());
+    }
+    body.extend_from_slice(&(result_formats.len() as i16).to_be_bytes());
+    for format in result_formats {
+        body.extend_from_slice(&format.to_be_bytes());
+    }
+    body
+}
+
+#[tokio::test]
+async fn bind_messages_that_do_not_fit_get_08p01_and_the_connection_goes_on() {
+    let server = start_with(AuthMode::Trust, 4).await;
+    let mut connection = RawConnection::open(server.addr).await;
+    let parse = b"\0SELECT CAST($1 AS BIGINT) + 1 AS a, 2 AS b\0\0\0";
+    let bad_binds = [
+        bind(&[0, 0, 0], &["5"], &[]), // three parameter formats for one parameter
+        bind(&[], &["5"], &[0, 1, 0]), // three result formats for two columns
+        bind(&[], &["5", "6"], &[]),   // two parameters for one
+        bind(&[7], &["5"], &[]),       // no such format
+    ];
+    for bad in &bad_binds {
+        connection.send(b'P', parse).await;
+        connection.send(b'B', bad).await;
+        connection.send(b'E', b"\0\0\0\0\0").await;
+        connection.send(b'S', b"").await;
+        let (_, codes) = connection.read_until_ready().await;
+        assert_eq!(codes, ["08P01"]);
+    }
+    connection.send(b'P', parse).await;
+    connection.send(b'B', &bind(&[0], &["41"], &[0, 0])).await;
+    connection.send(b'E', b"\0\0\0\0\0").await;
+    connection.send(b'S', b"").await;
+    let (kinds, codes) = connection.read_until_ready().await;
+    assert!(codes.is_empty(), "{codes:?}");
+    assert!(kinds.contains(&b'D'), "no row in {kinds:?}");
+}
+
+#[tokio::test]
+async fn prepared_key_lookups_answer_like_any_query() {
+    let server = start(4).await;
+    let client = connect(server.addr).await;
+    client
+        .batch_execute(
+            "CREATE TABLE accounts (id BIGINT PRIMARY KEY, name TEXT NOT NULL, balance DOUBLE);
+             INSERT INTO accounts VALUES (1, 'ann', 10.5), (2, 'bob', NULL), (5, 'eve', -1);
+             CREATE TABLE pairs (a TEXT, b INT, v TEXT, PRIMARY KEY (a, b));
+             INSERT INTO pairs VALUES ('x', 1, 'x1'), ('x', 2, 'x2'), ('y', 1, 'y1')",
+        )
+        .await
+        .unwrap();
+    let by_id = client
+        .prepare("SELECT name, balance, id FROM accounts WHERE id = $1")
+        .await
+        .unwrap();
+    for id in 0..7i64 {
+        let prepared: Vec<(String, Option<f64>, i64)> = client
+            .query(&by_id, &[&id])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        let scanned: Vec<(String, Option<f64>, i64)> = client
+            .query(
+                "SELECT name, balance, id FROM accounts WHERE id + 0 = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        assert_eq!(prepared, scanned, "id {id}");
+        assert_eq!(prepared.len(), usize::from([1, 2, 5].contains(&id)));
+    }
+    assert!(
+        client
+            .query(&by_id, &[&None::<i64>])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let by_pair = client
+        .prepare("SELECT v FROM pairs WHERE b = $2 AND a = $1")
+        .await
+        .unwrap();
+    for (a, b, expected) in [("x", 2, Some("x2")), ("y", 1, Some("y1")), ("y", 2, None)] {
+        let found: Vec<String> = client
+            .query(&by_pair, &[&a, &b])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(found.first().map(String::as_str), expected);
+    }
+
+    // a table dropped and created again under the same name is read afresh
+    client
+        .batch_execute(
+            "DROP TABLE accounts;
+             CREATE TABLE accounts (id BIGINT PRIMARY KEY, name TEXT NOT NULL, balance DOUBLE);
+             INSERT INTO accounts VALUES (1, 'new ann', 0)",
+        )
+        .await
+        .unwrap();
+    let row = client.query_one(&by_id, &[&1i64]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "new ann");
+}
