@@ -1,11 +1,17 @@
 //! TasteDB embedded in a Rust program: create a table, insert events, query them, train a
-//! model and ask it for recommendations, then search a vector column through an HNSW index.
+//! model and ask it for recommendations (also through a prepared statement), then search a
+//! vector column through an HNSW index.
 //!
 //! Run with `cargo run --example embedded [DATA_DIR]`; without a directory it uses a fresh
 //! temporary one, so it can be run again and again.
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::common::{ParamValues, ScalarValue};
+use futures::TryStreamExt;
 use tastedb::Engine;
+use tastedb::engine::{self, Outcome};
+use tastedb::sql::notices::Notices;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -81,6 +87,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "recommended for u3:\n{}",
         pretty_format_batches(&recommended)?
     );
+
+    // A prepared statement: planned once, then run with a value for each user.
+    let statement = engine::parse("SELECT item_id, rank FROM recommend('demo', $1, 2)")?.remove(0);
+    let prepared = engine.prepare(statement).await?;
+    for user in ["u1", "u2"] {
+        let values = ParamValues::List(vec![ScalarValue::from(user).into()]);
+        let outcome = engine
+            .execute_prepared(&prepared, values, &Notices::tracing())
+            .await?;
+        let Outcome::Rows(stream) = outcome else {
+            return Err("a query returns rows".into());
+        };
+        let rows: Vec<RecordBatch> = stream.try_collect().await?;
+        println!("prepared, for {user}:\n{}", pretty_format_batches(&rows)?);
+    }
 
     // Vectors: a column of embeddings, an HNSW index over it, and the nearest rows to a query.
     engine

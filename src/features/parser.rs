@@ -130,11 +130,10 @@ fn create(parser: &mut Parser) -> Result<CreateFeatureView> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use crate::sql::words::parse_text;
 
     fn parse(sql: &str) -> Result<Option<FeatureStatement>> {
-        let mut parser = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?;
-        feature_statement(&mut parser)
+        parse_text(sql, feature_statement)
     }
 
     fn feature(sql: &str) -> FeatureStatement {

@@ -392,9 +392,9 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn encoding_round_trips_and_rejects_damage() {
-        let model = TrainedModel::new(
+    /// Two users, three items, two factors.
+    fn two_users_three_items() -> TrainedModel {
+        TrainedModel::new(
             vec!["u1".into(), "u2".into()],
             vec!["a".into(), "b".into(), "c".into()],
             Csr::from_triples(2, [(0, 1, 1.0), (1, 0, 2.0)].into_iter()),
@@ -404,7 +404,12 @@ mod tests {
                 users: vec![1.0, 0.0, 0.0, 1.0],
                 items: vec![0.5, 0.1, 0.9, 0.2, 0.3, 0.8],
             },
-        );
+        )
+    }
+
+    #[test]
+    fn encoding_round_trips_and_rejects_damage() {
+        let model = two_users_three_items();
         let bytes = model.encode();
         assert_eq!(TrainedModel::decode(&bytes).unwrap(), model);
         assert!(TrainedModel::decode(&bytes[..bytes.len() - 3]).is_err());
@@ -414,17 +419,7 @@ mod tests {
 
     #[test]
     fn damaged_encodings_are_corrupt_never_panic() {
-        let model = TrainedModel::new(
-            vec!["u1".into(), "u2".into()],
-            vec!["a".into(), "b".into(), "c".into()],
-            Csr::from_triples(2, [(0, 1, 1.0), (1, 0, 2.0)].into_iter()),
-            vec![1.0, 1.0, 0.0],
-            Scorer::Factors {
-                factors: 2,
-                users: vec![1.0, 0.0, 0.0, 1.0],
-                items: vec![0.5, 0.1, 0.9, 0.2, 0.3, 0.8],
-            },
-        );
+        let model = two_users_three_items();
         let good = model.encode();
         let mut state: u64 = 0x2545_F491_4F6C_DD1D;
         let mut next = || {

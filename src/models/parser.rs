@@ -169,11 +169,10 @@ fn option(option: SqlOption) -> Result<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use crate::sql::words::parse_text;
 
     fn parse(sql: &str) -> Result<Option<ModelStatement>> {
-        let mut parser = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?;
-        model_statement(&mut parser)
+        parse_text(sql, model_statement)
     }
 
     fn model(sql: &str) -> ModelStatement {

@@ -89,11 +89,10 @@ fn password_clause(parser: &mut Parser) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use crate::sql::words::parse_text;
 
     fn parsed(sql: &str) -> Result<Option<UserStatement>> {
-        let mut parser = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?;
-        user_statement(&mut parser)
+        parse_text(sql, user_statement)
     }
 
     #[test]

@@ -3,8 +3,16 @@
 
 use crate::error::{Error, Result};
 use datafusion::sql::sqlparser::ast::{Expr, UnaryOperator, Value};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
+
+/// Runs `parse` over `sql` in the PostgreSQL dialect (a statement family's parser, in tests
+/// and wherever one statement is parsed on its own).
+pub fn parse_text<T>(sql: &str, parse: fn(&mut Parser) -> Result<T>) -> Result<T> {
+    let mut parser = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?;
+    parse(&mut parser)
+}
 
 /// Consumes `tokens` tokens (words already matched by peeking).
 pub fn skip(parser: &mut Parser, tokens: usize) {

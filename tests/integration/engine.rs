@@ -1,14 +1,17 @@
-//! The embedding API: reopening, streaming, concurrent use, bulk inserts, and opening
-//! directories that cannot be used.
+//! The embedding API: reopening, streaming, concurrent use, bulk inserts, opening directories
+//! that cannot be used, typed outcomes and prepared statements.
 
 use datafusion::arrow::array::{
     Array, AsArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::common::{ParamValues, ScalarValue};
 use futures::StreamExt;
 use std::sync::Arc;
 use tastedb::Engine;
+use tastedb::engine::{self, Outcome};
+use tastedb::sql::notices::Notices;
 
 fn single_i64(batches: &[RecordBatch]) -> i64 {
     let batch = batches.iter().find(|b| b.num_rows() > 0).expect("a row");
@@ -288,4 +291,120 @@ async fn integer_results_keep_their_types() {
     let ints = column.as_any().downcast_ref::<Int64Array>().unwrap();
     assert_eq!(ints.null_count(), 1);
     assert_eq!(ints.value(1), 7);
+}
+
+/// Runs the one statement `sql` and returns its typed outcome.
+async fn outcome(engine: &Engine, sql: &str) -> tastedb::Result<Outcome> {
+    let mut statements = engine::parse(sql)?;
+    assert_eq!(statements.len(), 1, "{sql}");
+    engine
+        .execute(statements.remove(0), &Notices::tracing())
+        .await
+}
+
+#[tokio::test]
+async fn statements_report_typed_outcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let tag = |outcome: Outcome| match outcome {
+        Outcome::Done(tag) => tag.to_string(),
+        Outcome::Rows(stream) => panic!("rows {:?} where a tag was expected", stream.schema()),
+    };
+    let cases = [
+        (
+            "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT)",
+            "CREATE TABLE",
+        ),
+        ("INSERT INTO t VALUES (1, 'a'), (2, 'b')", "INSERT 0 2"),
+        ("CREATE TABLE u AS SELECT * FROM t", "SELECT 2"),
+        ("CREATE VIEW v AS SELECT id FROM t", "CREATE VIEW"),
+        ("SET datafusion.execution.batch_size = 1024", "SET"),
+        ("CREATE USER ann PASSWORD 'secret'", "CREATE ROLE"),
+        ("CREATE USER bob PASSWORD 'secret'", "CREATE ROLE"),
+        ("ALTER USER ann PASSWORD 'other'", "ALTER ROLE"),
+        ("DROP USER ann", "DROP ROLE"),
+        ("DROP VIEW v", "DROP VIEW"),
+        ("DROP TABLE u", "DROP TABLE"),
+    ];
+    for (sql, expected) in cases {
+        assert_eq!(tag(outcome(&engine, sql).await.unwrap()), expected, "{sql}");
+    }
+    // A query's rows come with their schema, also when there are none.
+    let Outcome::Rows(stream) = outcome(&engine, "SELECT name FROM t WHERE id > 5")
+        .await
+        .unwrap()
+    else {
+        panic!("a query returns rows");
+    };
+    assert_eq!(stream.schema().field(0).name(), "name");
+    let rows: Vec<RecordBatch> = stream.map(|b| b.unwrap()).collect().await;
+    assert_eq!(rows.iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
+    // A TasteDB statement that returns rows, and one that does not.
+    let Outcome::Rows(_) = outcome(&engine, "SHOW MODELS").await.unwrap() else {
+        panic!("SHOW MODELS returns rows");
+    };
+    assert_eq!(
+        outcome(&engine, "DROP MODEL IF EXISTS m")
+            .await
+            .map(tag)
+            .unwrap(),
+        "DROP MODEL"
+    );
+}
+
+#[tokio::test]
+async fn prepared_statements_run_with_parameters_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine
+        .sql(
+            "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT);
+             INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, 'three')",
+        )
+        .await
+        .unwrap();
+    let statement = engine::parse("SELECT name FROM t WHERE id = $1")
+        .unwrap()
+        .remove(0);
+    let prepared = engine.prepare(statement).await.unwrap();
+    assert_eq!(prepared.parameter_types(), [DataType::Int64]);
+    assert_eq!(prepared.rows_schema().unwrap().field(0).name(), "name");
+    for (id, expected) in [(2, Some("two")), (3, Some("three")), (9, None)] {
+        let values = ParamValues::List(vec![ScalarValue::Int64(Some(id)).into()]);
+        let Outcome::Rows(stream) = engine
+            .execute_prepared(&prepared, values, &Notices::tracing())
+            .await
+            .unwrap()
+        else {
+            panic!("a query returns rows");
+        };
+        let batches: Vec<RecordBatch> = stream.map(|b| b.unwrap()).collect().await;
+        let names: Vec<String> = batches
+            .iter()
+            .flat_map(|b| {
+                let column = b.column(0).as_string::<i32>();
+                (0..b.num_rows())
+                    .map(|i| column.value(i).to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(names, expected.into_iter().collect::<Vec<_>>(), "id {id}");
+    }
+    // A table dropped and created again since preparation: planned again, never stale.
+    engine
+        .sql("DROP TABLE t; CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT); INSERT INTO t VALUES (2, 'new')")
+        .await
+        .unwrap();
+    let values = ParamValues::List(vec![ScalarValue::Int64(Some(2)).into()]);
+    let outcome = engine
+        .execute_prepared(&prepared, values, &Notices::tracing())
+        .await
+        .unwrap();
+    let batches: Vec<RecordBatch> = outcome
+        .into_stream()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+        .await;
+    assert_eq!(batches[0].column(0).as_string::<i32>().value(0), "new");
 }
