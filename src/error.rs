@@ -43,6 +43,8 @@ pub mod sqlstate {
     pub const UNDEFINED_COLUMN: &str = "42703";
     /// Duplicate column.
     pub const DUPLICATE_COLUMN: &str = "42701";
+    /// Insufficient privilege.
+    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     /// Duplicate object (e.g. a user that exists).
     pub const DUPLICATE_OBJECT: &str = "42710";
     /// Dependent objects still exist.
@@ -100,6 +102,12 @@ pub enum Error {
     /// An object that does not exist (other than a table or column).
     #[error("{0}")]
     UndefinedObject(String),
+    /// An object in use that the statement would remove (e.g. the role of the session).
+    #[error("{0}")]
+    ObjectInUse(String),
+    /// The role running a statement may not do what it asks.
+    #[error("permission denied {0}")]
+    InsufficientPrivilege(String),
     /// A value that cannot be read as its column's type.
     #[error("{0}")]
     InvalidText(String),
@@ -201,6 +209,8 @@ impl Error {
             Error::UndefinedColumn(_) => UNDEFINED_COLUMN,
             Error::DuplicateColumn(_) => DUPLICATE_COLUMN,
             Error::UndefinedObject(_) => UNDEFINED_OBJECT,
+            Error::InsufficientPrivilege(_) => INSUFFICIENT_PRIVILEGE,
+            Error::ObjectInUse(_) => OBJECT_IN_USE,
             Error::DuplicateObject(_) => DUPLICATE_OBJECT,
             Error::DependentObjects(_) => DEPENDENT_OBJECTS_STILL_EXIST,
             Error::Syntax(_) => SYNTAX_ERROR,

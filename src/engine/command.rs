@@ -4,6 +4,7 @@
 
 use crate::engine::{Engine, Outcome};
 use crate::error::Result;
+use crate::roles::Actor;
 use crate::sql::notices::Notices;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -18,8 +19,19 @@ pub trait Command: std::fmt::Debug + Send + Sync {
     /// `None` when it returns a command tag only.
     fn rows_schema(&self) -> Option<SchemaRef>;
 
-    /// Runs it; its notices go to `notices`.
-    async fn execute(&self, engine: &Engine, notices: &Notices) -> Result<Outcome>;
+    /// Runs it in `cx`.
+    async fn execute(&self, cx: &Context<'_>) -> Result<Outcome>;
+}
+
+/// What a statement runs with: the engine, who runs it, and where its notices go.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    /// The engine.
+    pub engine: &'a Engine,
+    /// Who runs the statement.
+    pub actor: &'a Actor,
+    /// Where its notices go.
+    pub notices: &'a Notices,
 }
 
 /// A family's parser: one statement at the parser's position, or `None` (nothing consumed).

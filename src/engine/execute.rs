@@ -2,8 +2,9 @@
 //! stored-table statements run here, and everything else is planned and run by DataFusion;
 //! each gives an [`Outcome`] typed by what the statement is, not by the shape of its rows.
 
-use crate::engine::{CommandTag, Engine, Outcome, QUERY_SIGNATURES, Statement};
+use crate::engine::{CommandTag, Context, Engine, Outcome, QUERY_SIGNATURES, Statement};
 use crate::error::{Error, Result};
+use crate::roles::{Actor, FileAccess};
 use crate::sql::notices::Notices;
 use crate::sql::parser::{parse_query, query_statement};
 use datafusion::arrow::array::{RecordBatch, UInt64Array};
@@ -16,18 +17,42 @@ use datafusion::sql::sqlparser::ast::{ObjectType, Query, Statement as SqlStateme
 use futures::TryStreamExt;
 
 impl Engine {
-    /// Runs one statement; its notices go to `notices`.
+    /// Runs one statement as the embedding program (which may do everything); its notices go
+    /// to `notices`.
     pub async fn execute(&self, statement: Statement, notices: &Notices) -> Result<Outcome> {
+        self.execute_as(statement, &Actor::Embedder, notices).await
+    }
+
+    /// Runs one statement on behalf of `actor`; its notices go to `notices`.
+    pub async fn execute_as(
+        &self,
+        statement: Statement,
+        actor: &Actor,
+        notices: &Notices,
+    ) -> Result<Outcome> {
         match statement {
             Statement::CopyFrom(copy) => {
+                self.users().check_server_files(actor, FileAccess::Read)?;
                 let rows = self.copy_from_file(copy, |_| {}).await?;
                 Ok(Outcome::Done(CommandTag::counted("COPY", rows)))
             }
             Statement::CopyToStdout(_) => Err(Error::FeatureNotSupported(
                 "COPY TO STDOUT needs a client connection; use COPY … TO 'file' here".into(),
             )),
-            Statement::Command(command) => command.execute(self, notices).await,
-            Statement::DataFusion(statement) => self.execute_sql(*statement, notices).await,
+            Statement::Command(command) => {
+                let cx = Context {
+                    engine: self,
+                    actor,
+                    notices,
+                };
+                command.execute(&cx).await
+            }
+            Statement::DataFusion(statement) => {
+                if let Some(access) = server_file_access(&statement) {
+                    self.users().check_server_files(actor, access)?;
+                }
+                self.execute_sql(*statement, notices).await
+            }
         }
     }
 
@@ -104,6 +129,17 @@ impl Engine {
                 Ok(Outcome::done(command))
             }
         }
+    }
+}
+
+/// Whether `statement` reads or writes files on the server: DataFusion's external tables and
+/// `COPY … TO 'file'`, also under `EXPLAIN ANALYZE`, which runs its statement.
+fn server_file_access(statement: &DFStatement) -> Option<FileAccess> {
+    match statement {
+        DFStatement::CreateExternalTable(_) => Some(FileAccess::Read),
+        DFStatement::CopyTo(_) => Some(FileAccess::Write),
+        DFStatement::Explain(explain) => server_file_access(&explain.statement),
+        _ => None,
     }
 }
 

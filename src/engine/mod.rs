@@ -12,7 +12,7 @@ mod prepared;
 mod statement;
 mod tables;
 
-pub use command::{Command, Family};
+pub use command::{Command, Context, Family};
 pub use extensions::{FAMILIES, QUERY_SIGNATURES};
 pub use outcome::{CommandTag, Outcome};
 pub use prepared::Prepared;

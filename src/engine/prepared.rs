@@ -7,6 +7,7 @@ use crate::catalog::PointQuery;
 use crate::engine::{Engine, Outcome, Statement};
 use crate::error::{Error, Result};
 use crate::models::ranking_table;
+use crate::roles::Actor;
 use crate::sql::arguments::with_parameters;
 use crate::sql::notices::Notices;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -83,20 +84,35 @@ impl Engine {
         })
     }
 
-    /// Runs `prepared` with `values` for its parameters; notices go to `notices`. A table
-    /// created or dropped since it was prepared makes it planned again first.
+    /// Runs `prepared` with `values` for its parameters as the embedding program; notices go
+    /// to `notices`. A table created or dropped since it was prepared makes it planned again
+    /// first.
     pub async fn execute_prepared(
         &self,
         prepared: &Prepared,
         values: ParamValues,
         notices: &Notices,
     ) -> Result<Outcome> {
+        self.execute_prepared_as(prepared, values, &Actor::Embedder, notices)
+            .await
+    }
+
+    /// Like [`Engine::execute_prepared`], on behalf of `actor`.
+    pub async fn execute_prepared_as(
+        &self,
+        prepared: &Prepared,
+        values: ParamValues,
+        actor: &Actor,
+        notices: &Notices,
+    ) -> Result<Outcome> {
         if prepared.generation != self.catalog().generation() {
             let fresh = Box::pin(self.prepare(prepared.statement.clone())).await?;
-            return Box::pin(self.execute_prepared(&fresh, values, notices)).await;
+            return Box::pin(self.execute_prepared_as(&fresh, values, actor, notices)).await;
         }
         let Some(plan) = &prepared.plan else {
-            return self.execute(prepared.statement.clone(), notices).await;
+            return self
+                .execute_as(prepared.statement.clone(), actor, notices)
+                .await;
         };
         if let Some(point) = &prepared.point
             && let Some(batch) = point.run(self.catalog(), &values)?

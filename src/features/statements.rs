@@ -1,7 +1,7 @@
 //! Running the feature-store statements, and taking the spine queries of
 //! `historical_features` out of a statement before DataFusion plans it.
 
-use crate::engine::{Command, Engine, Outcome};
+use crate::engine::{Command, Context, Engine, Outcome};
 use crate::error::{Error, Result};
 use crate::features::parser::{CreateFeatureView, FeatureStatement};
 use crate::features::system_tables::{feature_views_batch, feature_views_schema};
@@ -10,7 +10,7 @@ use crate::features::{
     parse_ttl, write_latest,
 };
 use crate::schema::{ColumnDef, ColumnType, TableDef};
-use crate::sql::notices::{Notice, Notices};
+use crate::sql::notices::Notice;
 use crate::sql::parser::parse_query;
 use crate::storage::{ColumnValues, RowDecoder, Scan, StoredTable, WriteSet, encode_key, keys};
 use async_trait::async_trait;
@@ -36,7 +36,8 @@ impl Command for FeatureStatement {
         }
     }
 
-    async fn execute(&self, engine: &Engine, notices: &Notices) -> Result<Outcome> {
+    async fn execute(&self, cx: &Context<'_>) -> Result<Outcome> {
+        let (engine, notices) = (cx.engine, cx.notices);
         let views = engine.features();
         match self {
             FeatureStatement::Create(create) => {

@@ -2,7 +2,7 @@
 //! blocking thread (reporting every iteration as a notice) and registers a new version; the
 //! others read or change the registry.
 
-use crate::engine::{Command, Engine, Outcome};
+use crate::engine::{Command, Context, Engine, Outcome};
 use crate::error::{Error, Result};
 use crate::ml::model::Scorer;
 use crate::ml::{Algorithm, Interactions, TrainOptions, train};
@@ -34,7 +34,8 @@ impl Command for ModelStatement {
         }
     }
 
-    async fn execute(&self, engine: &Engine, notices: &Notices) -> Result<Outcome> {
+    async fn execute(&self, cx: &Context<'_>) -> Result<Outcome> {
+        let (engine, notices) = (cx.engine, cx.notices);
         let registry = engine.models();
         match self {
             ModelStatement::Train(train) => train_model(engine, train, notices).await,

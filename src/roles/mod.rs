@@ -1,15 +1,17 @@
-//! Roles: the users of the wire server (`CREATE USER`, `ALTER USER`, `DROP USER`) and their
-//! SCRAM secrets, stored beside the tables.
+//! Roles: the users of the wire server (`CREATE|ALTER|DROP ROLE`, also spelled `USER`), their
+//! attributes and SCRAM secrets, who runs a statement ([`Actor`]) and what a role may do.
 
 mod parser;
+mod privileges;
 mod users;
 
 pub use parser::UserStatement;
-pub use users::{SCRAM_ITERATIONS, StoredUser, Users};
+pub use privileges::{Actor, FileAccess};
+pub use users::{Attributes, RoleOptions, SCRAM_ITERATIONS, StoredUser, Users};
 
-use crate::engine::{Command, Engine, Family, Outcome};
+use crate::engine::{Command, Context, Family, Outcome};
 use crate::error::Result;
-use crate::sql::notices::{Notice, Notices};
+use crate::sql::notices::Notice;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use std::sync::Arc;
@@ -26,29 +28,40 @@ impl Command for UserStatement {
         None
     }
 
-    async fn execute(&self, engine: &Engine, notices: &Notices) -> Result<Outcome> {
-        let users = engine.users();
+    async fn execute(&self, cx: &Context<'_>) -> Result<Outcome> {
+        let users = cx.engine.users();
         match self {
             UserStatement::Create {
                 name,
-                password,
                 if_not_exists,
+                user,
+                options,
             } => {
-                if !users.create(name, password, *if_not_exists)? {
-                    notices.send(Notice::with_code(
+                users.check_create_role(cx.actor, options)?;
+                let defaults = Attributes {
+                    superuser: false,
+                    createrole: false,
+                    login: *user,
+                };
+                if !users.create(name, defaults, options, *if_not_exists)? {
+                    cx.notices.send(Notice::with_code(
                         "42710",
                         format!("role \"{name}\" already exists, skipping"),
                     ));
                 }
                 Ok(Outcome::done("CREATE ROLE"))
             }
-            UserStatement::Alter { name, password } => {
-                users.alter(name, password)?;
+            UserStatement::Alter { name, options } => {
+                users.check_alter_role(cx.actor, name, options)?;
+                users.alter(name, options)?;
                 Ok(Outcome::done("ALTER ROLE"))
             }
             UserStatement::Drop { name, if_exists } => {
+                if users.get(name)?.is_some() {
+                    users.check_drop_role(cx.actor, name)?;
+                }
                 if !users.drop_user(name, *if_exists)? {
-                    notices.send(Notice::info(format!(
+                    cx.notices.send(Notice::info(format!(
                         "role \"{name}\" does not exist, skipping"
                     )));
                 }

@@ -1,34 +1,37 @@
 //! Parsing of `CREATE USER`, `ALTER USER` and `DROP USER` (also spelled `ROLE`) in Postgres'
 //! syntax, which sqlparser reads the Snowflake way.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::roles::users::RoleOptions;
 use crate::sql::names;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
-/// A statement about the users of the wire server.
+/// A statement about roles.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserStatement {
-    /// `CREATE USER [IF NOT EXISTS] name [WITH] PASSWORD 'secret'`.
+    /// `CREATE USER|ROLE [IF NOT EXISTS] name [[WITH] option …]`.
     Create {
-        /// User name.
+        /// Role name.
         name: String,
-        /// The password.
-        password: String,
         /// `IF NOT EXISTS`.
         if_not_exists: bool,
+        /// `CREATE USER` (which may log in unless `NOLOGIN`), not `CREATE ROLE`.
+        user: bool,
+        /// The attributes and password given.
+        options: RoleOptions,
     },
-    /// `ALTER USER name [WITH] PASSWORD 'secret'`.
+    /// `ALTER USER|ROLE name [WITH] option …`.
     Alter {
-        /// User name.
+        /// Role name.
         name: String,
-        /// The new password.
-        password: String,
+        /// The attributes and password to change.
+        options: RoleOptions,
     },
-    /// `DROP USER [IF EXISTS] name`.
+    /// `DROP USER|ROLE [IF EXISTS] name`.
     Drop {
-        /// User name.
+        /// Role name.
         name: String,
         /// `IF EXISTS`.
         if_exists: bool,
@@ -43,8 +46,9 @@ pub fn user_statement(parser: &mut Parser) -> Result<Option<UserStatement>> {
         _ => None,
     };
     let verb = keyword(0);
-    let is_user = matches!(keyword(1), Some(Keyword::USER | Keyword::ROLE));
-    if !is_user || !matches!(verb, Some(Keyword::CREATE | Keyword::ALTER | Keyword::DROP)) {
+    let noun = keyword(1);
+    let is_role = matches!(noun, Some(Keyword::USER | Keyword::ROLE));
+    if !is_role || !matches!(verb, Some(Keyword::CREATE | Keyword::ALTER | Keyword::DROP)) {
         return Ok(None);
     }
     parser.next_token();
@@ -53,19 +57,22 @@ pub fn user_statement(parser: &mut Parser) -> Result<Option<UserStatement>> {
         Some(Keyword::CREATE) => {
             let if_not_exists =
                 parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
-            let name = names::ident(&parser.parse_identifier()?);
             UserStatement::Create {
-                password: password_clause(parser)?,
-                name,
+                name: names::ident(&parser.parse_identifier()?),
                 if_not_exists,
+                user: noun == Some(Keyword::USER),
+                options: role_options(parser)?,
             }
         }
         Some(Keyword::ALTER) => {
             let name = names::ident(&parser.parse_identifier()?);
-            UserStatement::Alter {
-                password: password_clause(parser)?,
-                name,
+            let options = role_options(parser)?;
+            if options == RoleOptions::default() {
+                return Err(Error::Syntax(format!(
+                    "ALTER ROLE {name} changes nothing: give an attribute or a PASSWORD"
+                )));
             }
+            UserStatement::Alter { name, options }
         }
         _ => {
             let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
@@ -78,12 +85,55 @@ pub fn user_statement(parser: &mut Parser) -> Result<Option<UserStatement>> {
     Ok(Some(statement))
 }
 
-/// `[WITH] [LOGIN] PASSWORD 'secret'`.
-fn password_clause(parser: &mut Parser) -> Result<String> {
+/// `[WITH] option …` up to the end of the statement: `[NO]SUPERUSER`, `[NO]CREATEROLE`,
+/// `[NO]LOGIN`, `[ENCRYPTED] PASSWORD 'secret' | NULL`.
+fn role_options(parser: &mut Parser) -> Result<RoleOptions> {
     let _ = parser.parse_keyword(Keyword::WITH);
-    let _ = parser.parse_keyword(Keyword::LOGIN);
-    parser.expect_keyword(Keyword::PASSWORD)?;
-    Ok(parser.parse_literal_string()?)
+    let mut options = RoleOptions::default();
+    loop {
+        let token = parser.peek_token();
+        let word = match &token.token {
+            Token::EOF | Token::SemiColon => return Ok(options),
+            Token::Word(w) => w.value.to_uppercase(),
+            other => {
+                return Err(Error::Syntax(format!(
+                    "expected a role option, found {other}"
+                )));
+            }
+        };
+        parser.next_token();
+        match word.as_str() {
+            "SUPERUSER" => options.superuser = Some(true),
+            "NOSUPERUSER" => options.superuser = Some(false),
+            "CREATEROLE" => options.createrole = Some(true),
+            "NOCREATEROLE" => options.createrole = Some(false),
+            "LOGIN" => options.login = Some(true),
+            "NOLOGIN" => options.login = Some(false),
+            "ENCRYPTED" | "PASSWORD" => {
+                if word == "ENCRYPTED" {
+                    parser.expect_keyword(Keyword::PASSWORD)?;
+                }
+                options.password = Some(if parser.parse_keyword(Keyword::NULL) {
+                    None
+                } else {
+                    Some(parser.parse_literal_string()?)
+                });
+            }
+            "INHERIT" | "NOINHERIT" | "CREATEDB" | "NOCREATEDB" | "REPLICATION"
+            | "NOREPLICATION" | "BYPASSRLS" | "NOBYPASSRLS" | "CONNECTION" | "VALID" | "IN"
+            | "ROLE" | "ADMIN" | "SYSID" => {
+                return Err(Error::FeatureNotSupported(format!(
+                    "role option {word} is not supported; TasteDB roles have SUPERUSER, \
+                     CREATEROLE, LOGIN and PASSWORD"
+                )));
+            }
+            other => {
+                return Err(Error::Syntax(format!(
+                    "expected a role option, found {other}"
+                )));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -96,20 +146,41 @@ mod tests {
     }
 
     #[test]
-    fn user_statements_use_postgres_syntax() {
+    fn role_statements_use_postgres_syntax() {
         assert_eq!(
             parsed("CREATE USER Ann WITH PASSWORD 'a b'").unwrap(),
             Some(UserStatement::Create {
                 name: "ann".into(),
-                password: "a b".into(),
-                if_not_exists: false
+                if_not_exists: false,
+                user: true,
+                options: RoleOptions {
+                    password: Some(Some("a b".into())),
+                    ..RoleOptions::default()
+                },
             })
         );
         assert_eq!(
-            parsed("ALTER ROLE ann PASSWORD 'c'").unwrap(),
+            parsed("CREATE ROLE IF NOT EXISTS admins WITH CREATEROLE NOLOGIN").unwrap(),
+            Some(UserStatement::Create {
+                name: "admins".into(),
+                if_not_exists: true,
+                user: false,
+                options: RoleOptions {
+                    createrole: Some(true),
+                    login: Some(false),
+                    ..RoleOptions::default()
+                },
+            })
+        );
+        assert_eq!(
+            parsed("ALTER ROLE ann NOSUPERUSER ENCRYPTED PASSWORD NULL").unwrap(),
             Some(UserStatement::Alter {
                 name: "ann".into(),
-                password: "c".into()
+                options: RoleOptions {
+                    superuser: Some(false),
+                    password: Some(None),
+                    ..RoleOptions::default()
+                },
             })
         );
         assert_eq!(
@@ -120,6 +191,14 @@ mod tests {
             })
         );
         assert_eq!(parsed("DROP TABLE ann").unwrap(), None);
-        assert_eq!(parsed("CREATE USER bob").unwrap_err().sqlstate(), "42601");
+        assert_eq!(parsed("ALTER USER bob").unwrap_err().sqlstate(), "42601");
+        assert_eq!(
+            parsed("CREATE USER bob PASSWORD").unwrap_err().sqlstate(),
+            "42601"
+        );
+        assert_eq!(
+            parsed("CREATE ROLE bob CREATEDB").unwrap_err().sqlstate(),
+            "0A000"
+        );
     }
 }

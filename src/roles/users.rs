@@ -1,4 +1,5 @@
-//! Users of the wire server and their SCRAM-SHA-256 secrets, stored in RocksDB beside the tables.
+//! Roles (users of the wire server), their attributes and SCRAM-SHA-256 secrets, stored in
+//! RocksDB beside the tables.
 
 use crate::error::{Error, Result};
 use crate::storage::{Scan, Store, WriteSet, keys};
@@ -9,14 +10,62 @@ use std::sync::{Arc, Mutex};
 /// PBKDF2 iterations of every stored secret (SCRAM sends one count for all users).
 pub const SCRAM_ITERATIONS: usize = 4096;
 
-/// What is stored for a user: a random salt and the SCRAM `SaltedPassword`. The password itself
-/// is never stored.
+/// What is stored for a role: its attributes, and for a password a random salt and the SCRAM
+/// `SaltedPassword` (empty when the role has no password). The password itself is never
+/// stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredUser {
     /// Random salt of the PBKDF2 derivation.
     pub salt: Vec<u8>,
     /// SCRAM `SaltedPassword`: PBKDF2-HMAC-SHA-256 of the password, [`SCRAM_ITERATIONS`] rounds.
     pub salted_password: Vec<u8>,
+    /// What the role may do beyond the privileges on objects.
+    #[serde(default = "Attributes::of_roles_stored_before_attributes")]
+    pub attributes: Attributes,
+}
+
+impl StoredUser {
+    /// Whether the role has a password to log in with.
+    pub fn has_password(&self) -> bool {
+        !self.salted_password.is_empty()
+    }
+}
+
+/// A role's attributes, as PostgreSQL's `rolsuper`, `rolcreaterole` and `rolcanlogin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attributes {
+    /// May do everything, without privilege checks.
+    pub superuser: bool,
+    /// May create, alter and drop roles that are not superusers.
+    pub createrole: bool,
+    /// May log in.
+    pub login: bool,
+}
+
+impl Attributes {
+    /// Roles stored before roles had attributes were created when every login could do
+    /// everything: they stay superusers (`ALTER ROLE … NOSUPERUSER` takes it away).
+    fn of_roles_stored_before_attributes() -> Attributes {
+        Attributes {
+            superuser: true,
+            createrole: true,
+            login: true,
+        }
+    }
+}
+
+/// What `CREATE ROLE` or `ALTER ROLE` sets; `None` leaves a value as it is (or at its default
+/// for a new role).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleOptions {
+    /// `SUPERUSER` / `NOSUPERUSER`.
+    pub superuser: Option<bool>,
+    /// `CREATEROLE` / `NOCREATEROLE`.
+    pub createrole: Option<bool>,
+    /// `LOGIN` / `NOLOGIN`.
+    pub login: Option<bool>,
+    /// `PASSWORD 'secret'`, or `PASSWORD NULL` (no password).
+    pub password: Option<Option<String>>,
 }
 
 /// The users of one data directory.
@@ -25,6 +74,17 @@ pub struct Users {
     store: Arc<Store>,
     /// Serialises CREATE/ALTER/DROP USER so that their existence checks hold.
     ddl: Arc<Mutex<()>>,
+}
+
+impl RoleOptions {
+    /// `attributes` with the ones these options set changed.
+    pub fn applied_to(&self, attributes: Attributes) -> Attributes {
+        Attributes {
+            superuser: self.superuser.unwrap_or(attributes.superuser),
+            createrole: self.createrole.unwrap_or(attributes.createrole),
+            login: self.login.unwrap_or(attributes.login),
+        }
+    }
 }
 
 fn missing(name: &str) -> Error {
@@ -40,17 +100,40 @@ impl Users {
         }
     }
 
-    /// Creates `name` or changes its password; durable when it returns.
+    /// Creates the administrator `name` (a superuser who can log in) or, when it exists,
+    /// changes its password; durable when it returns. Used by `tastedb serve --password`.
     pub fn set_password(&self, name: &str, password: &str) -> Result<()> {
-        if name.is_empty() || password.is_empty() {
+        let _ddl = self.ddl.lock().unwrap_or_else(|p| p.into_inner());
+        let attributes = match self.get(name)? {
+            Some(existing) => existing.attributes,
+            None => Attributes {
+                superuser: true,
+                createrole: true,
+                login: true,
+            },
+        };
+        self.put(name, attributes, Some(password))
+    }
+
+    /// Stores role `name` with `attributes` and `password` (`None`: no password).
+    fn put(&self, name: &str, attributes: Attributes, password: Option<&str>) -> Result<()> {
+        if name.is_empty() || password.is_some_and(str::is_empty) {
             return Err(Error::InvalidParameter(
-                "a user needs a non-empty name and password".into(),
+                "a role needs a non-empty name, and a password must not be empty".into(),
             ));
         }
-        let salt: [u8; 16] = rand::random();
+        let (salt, salted_password) = match password {
+            Some(password) => {
+                let salt: [u8; 16] = rand::random();
+                let secret = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
+                (salt.to_vec(), secret)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
         let user = StoredUser {
-            salt: salt.to_vec(),
-            salted_password: gen_salted_password(password, &salt, SCRAM_ITERATIONS),
+            salt,
+            salted_password,
+            attributes,
         };
         let json = serde_json::to_vec(&user).map_err(|e| Error::Internal(e.to_string()))?;
         let mut write = WriteSet::default();
@@ -70,24 +153,48 @@ impl Users {
         Ok(empty)
     }
 
-    /// Creates user `name`; 42710 when it exists. With `if_not_exists`, an existing user is
-    /// kept as it is and the result is false.
-    pub fn create(&self, name: &str, password: &str, if_not_exists: bool) -> Result<bool> {
+    /// Creates role `name` with `options` over `defaults`; 42710 when it exists. With
+    /// `if_not_exists`, an existing role is kept as it is and the result is false.
+    pub fn create(
+        &self,
+        name: &str,
+        defaults: Attributes,
+        options: &RoleOptions,
+        if_not_exists: bool,
+    ) -> Result<bool> {
         let _ddl = self.ddl.lock().unwrap_or_else(|p| p.into_inner());
         match self.get(name)? {
             Some(_) if if_not_exists => Ok(false),
             Some(_) => Err(Error::DuplicateObject(format!(
                 "role \"{name}\" already exists"
             ))),
-            None => self.set_password(name, password).map(|()| true),
+            None => {
+                let password = options.password.clone().flatten();
+                self.put(name, options.applied_to(defaults), password.as_deref())?;
+                Ok(true)
+            }
         }
     }
 
-    /// Changes the password of `name`; 42704 when it does not exist.
-    pub fn alter(&self, name: &str, password: &str) -> Result<()> {
+    /// Changes the attributes and password of `name` that `options` name; 42704 when it does
+    /// not exist.
+    pub fn alter(&self, name: &str, options: &RoleOptions) -> Result<()> {
         let _ddl = self.ddl.lock().unwrap_or_else(|p| p.into_inner());
-        self.get(name)?.ok_or_else(|| missing(name))?;
-        self.set_password(name, password)
+        let existing = self.get(name)?.ok_or_else(|| missing(name))?;
+        let attributes = options.applied_to(existing.attributes);
+        match &options.password {
+            Some(password) => self.put(name, attributes, password.as_deref()),
+            None => {
+                let user = StoredUser {
+                    attributes,
+                    ..existing
+                };
+                let json = serde_json::to_vec(&user).map_err(|e| Error::Internal(e.to_string()))?;
+                let mut write = WriteSet::default();
+                write.put(keys::user(name), json);
+                self.store.write(write)
+            }
+        }
     }
 
     /// Drops `name`; 42704 when it does not exist (with `if_exists` the result is false). The
@@ -136,5 +243,34 @@ impl Users {
                 .map(Some)
                 .map_err(|e| Error::Corrupt(format!("user {name}: {e}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_stored_before_attributes_stay_superusers() {
+        let legacy = r#"{"salt":[1,2],"salted_password":[3,4]}"#;
+        let user: StoredUser = serde_json::from_str(legacy).unwrap();
+        assert!(user.attributes.superuser && user.attributes.login);
+        let dir = tempfile::tempdir().unwrap();
+        let users = Users::new(Arc::new(Store::open(dir.path()).unwrap()));
+        users.set_password("admin", "pw").unwrap();
+        let created = RoleOptions {
+            password: Some(Some("x".into())),
+            ..RoleOptions::default()
+        };
+        let defaults = Attributes {
+            superuser: false,
+            createrole: false,
+            login: true,
+        };
+        assert!(users.create("bob", defaults, &created, false).unwrap());
+        assert!(users.get("admin").unwrap().unwrap().attributes.superuser);
+        let bob = users.get("bob").unwrap().unwrap();
+        assert_eq!(bob.attributes, defaults);
+        assert!(bob.has_password());
     }
 }

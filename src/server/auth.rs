@@ -21,10 +21,13 @@ impl AuthSource for UserAuth {
             )))
         })?;
         Ok(match stored {
-            Some(user) => Password::new(Some(user.salt), user.salted_password),
-            // An unknown user goes through the same exchange and fails at the same step as a
-            // wrong password, so the two cannot be told apart.
-            None => {
+            Some(user) if user.attributes.login && user.has_password() => {
+                Password::new(Some(user.salt), user.salted_password)
+            }
+            // An unknown role, or one that may not log in or has no password, goes through the
+            // same exchange and fails at the same step as a wrong password, so that none of
+            // them can be told apart.
+            _ => {
                 let salt: [u8; 16] = rand::random();
                 let secret: [u8; 32] = rand::random();
                 Password::new(Some(salt.to_vec()), secret.to_vec())

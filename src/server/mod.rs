@@ -181,6 +181,7 @@ impl PgWireServerHandlers for ConnectionHandlers {
         let mut scram = ScramAuth::new(Arc::new(auth::UserAuth(self.shared.users.clone())));
         scram.set_iterations(SCRAM_ITERATIONS);
         Arc::new(Startup {
+            users: self.shared.users.clone(),
             over_limit: self.over_limit,
             tls_required: self.shared.tls_required,
             auth: self.shared.auth,
@@ -197,6 +198,7 @@ fn server_parameters() -> DefaultServerParameterProvider {
 
 /// Checks the connection limit, then authenticates as the server is configured to.
 struct Startup {
+    users: Users,
     over_limit: bool,
     tls_required: bool,
     auth: AuthMode,
@@ -205,6 +207,25 @@ struct Startup {
 
 /// Trust authentication: pgwire's no-op startup.
 struct TrustStartup;
+
+impl Startup {
+    /// Under `--auth trust` a client logs in as the role it names, which must exist and may
+    /// log in; before any role exists, any name logs in as the superuser (loopback only).
+    fn check_trusted_login(&self, name: &str) -> PgWireResult<()> {
+        let refused = |e: Error| fatal(e.sqlstate(), &e.to_string());
+        if self.users.is_empty().map_err(refused)? {
+            return Ok(());
+        }
+        match self.users.get(name).map_err(refused)? {
+            Some(role) if role.attributes.login => Ok(()),
+            Some(_) => Err(fatal(
+                "28000",
+                &format!("role \"{name}\" is not permitted to log in"),
+            )),
+            None => Err(fatal("28000", &format!("role \"{name}\" does not exist"))),
+        }
+    }
+}
 
 impl NoopStartupHandler for TrustStartup {}
 
@@ -233,7 +254,13 @@ impl StartupHandler for Startup {
         }
         match self.auth {
             AuthMode::Scram => self.scram.on_startup(client, message).await,
-            AuthMode::Trust => TrustStartup.on_startup(client, message).await,
+            AuthMode::Trust => {
+                if let PgWireFrontendMessage::Startup(startup) = &message {
+                    let name = startup.parameters.get("user").cloned().unwrap_or_default();
+                    self.check_trusted_login(&name)?;
+                }
+                TrustStartup.on_startup(client, message).await
+            }
         }
     }
 }

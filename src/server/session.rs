@@ -4,6 +4,7 @@
 
 use crate::engine::{self, CommandTag, Engine, Outcome, Prepared, Statement};
 use crate::error::Error;
+use crate::roles::Actor;
 use crate::server::compat::rewrite_for_clients;
 use crate::server::errors::{error_info, to_pgwire};
 use crate::server::settings::{self, SessionStatement};
@@ -62,6 +63,16 @@ impl Session {
         &self.engine
     }
 
+    /// Who runs the statements of `client`'s connection: the role it logged in as, or, when
+    /// no role exists yet (a `--auth trust` server on loopback), the embedding superuser.
+    fn actor<C: ClientInfo>(&self, client: &C) -> Result<Actor, Error> {
+        if self.engine.users().is_empty()? {
+            return Ok(Actor::Embedder);
+        }
+        let name = client.metadata().get("user").cloned().unwrap_or_default();
+        Ok(Actor::Role(name))
+    }
+
     /// Runs one statement: a session statement or COPY TO STDOUT here, anything else on the
     /// engine.
     async fn run_statement<C>(
@@ -77,10 +88,11 @@ impl Session {
     {
         if let Statement::CopyToStdout(copy) = statement {
             let query = DFStatement::Statement(Box::new(SqlStatement::Query(copy.query)));
+            let actor = self.actor(client).map_err(|e| to_pgwire(&e, sql))?;
             let (notices, received) = Notices::channel();
-            let run = self
-                .engine
-                .execute(Statement::DataFusion(Box::new(query)), &notices);
+            let run =
+                self.engine
+                    .execute_as(Statement::DataFusion(Box::new(query)), &actor, &notices);
             let outcome = with_notices(client, received, run)
                 .await?
                 .and_then(Outcome::into_stream)
@@ -94,8 +106,9 @@ impl Session {
             }
             Some(other) => settings::run(client, other).map_err(|e| to_pgwire(&e, sql)),
             None => {
+                let actor = self.actor(client).map_err(|e| to_pgwire(&e, sql))?;
                 let (notices, received) = Notices::channel();
-                let run = self.engine.execute(statement, &notices);
+                let run = self.engine.execute_as(statement, &actor, &notices);
                 let outcome = with_notices(client, received, run).await?;
                 respond(outcome.map_err(|e| to_pgwire(&e, sql))?, format, sql)
             }
@@ -430,8 +443,11 @@ impl ExtendedQueryHandler for Session {
         };
         let types: Vec<Option<&DataType>> = prepared.parameter_types().iter().map(Some).collect();
         let values = deserialize_parameters(portal, &types)?;
+        let actor = self.actor(client).map_err(|e| to_pgwire(&e, sql))?;
         let (notices, received) = Notices::channel();
-        let run = self.engine.execute_prepared(prepared, values, &notices);
+        let run = self
+            .engine
+            .execute_prepared_as(prepared, values, &actor, &notices);
         let outcome = with_notices(client, received, run)
             .await?
             .map_err(|e| to_pgwire(&e, sql))?;

@@ -2,7 +2,7 @@
 //! and `DROP INDEX`: the vector indexes of `column_index`. Other index kinds are refused.
 
 use crate::ann::metric::Metric;
-use crate::engine::{Command, Engine, Outcome};
+use crate::engine::{Command, Context, Engine, Outcome};
 use crate::error::{Error, Result};
 use crate::sql::names;
 use crate::sql::notices::{Notice, Notices};
@@ -76,7 +76,8 @@ impl Command for IndexStatement {
         None
     }
 
-    async fn execute(&self, engine: &Engine, notices: &Notices) -> Result<Outcome> {
+    async fn execute(&self, cx: &Context<'_>) -> Result<Outcome> {
+        let (engine, notices) = (cx.engine, cx.notices);
         match self {
             IndexStatement::Create(create) => {
                 create_index(engine, create.as_ref().clone(), notices).await?;

@@ -329,6 +329,9 @@ async fn statements_report_typed_outcomes() {
     for (sql, expected) in cases {
         assert_eq!(tag(outcome(&engine, sql).await.unwrap()), expected, "{sql}");
     }
+    // The last role cannot be dropped: nobody could log in any more.
+    let last = outcome(&engine, "DROP USER bob").await.unwrap_err();
+    assert_eq!(last.sqlstate(), "2BP01");
     // A query's rows come with their schema, also when there are none.
     let Outcome::Rows(stream) = outcome(&engine, "SELECT name FROM t WHERE id > 5")
         .await

@@ -11,6 +11,7 @@ mod features;
 mod models;
 mod psql;
 mod real_clients;
+mod roles;
 mod server;
 mod sqllogic;
 mod vectors;

@@ -443,8 +443,9 @@ async fn users_are_managed_in_sql() {
         .batch_execute("DROP USER IF EXISTS analyst")
         .await
         .unwrap();
+    // as in PostgreSQL, the role of the session cannot be dropped
     let error = admin.batch_execute("DROP USER tastedb").await.unwrap_err();
-    assert_eq!(error.code(), Some(&SqlState::DEPENDENT_OBJECTS_STILL_EXIST));
+    assert_eq!(error.code(), Some(&SqlState::OBJECT_IN_USE));
 }
 
 async fn copy_out(client: &Client, statement: &str) -> String {
