@@ -102,6 +102,9 @@ pub enum Error {
     /// An object that does not exist (other than a table or column).
     #[error("{0}")]
     UndefinedObject(String),
+    /// A statement nested deeper than TasteDB plans (`engine::depth`).
+    #[error("statement too complex: {0}")]
+    StatementTooComplex(String),
     /// An object in use that the statement would remove (e.g. the role of the session).
     #[error("{0}")]
     ObjectInUse(String),
@@ -211,6 +214,7 @@ impl Error {
             Error::UndefinedObject(_) => UNDEFINED_OBJECT,
             Error::InsufficientPrivilege(_) => INSUFFICIENT_PRIVILEGE,
             Error::ObjectInUse(_) => OBJECT_IN_USE,
+            Error::StatementTooComplex(_) => STATEMENT_TOO_COMPLEX,
             Error::DuplicateObject(_) => DUPLICATE_OBJECT,
             Error::DependentObjects(_) => DEPENDENT_OBJECTS_STILL_EXIST,
             Error::Syntax(_) => SYNTAX_ERROR,

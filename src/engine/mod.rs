@@ -5,6 +5,7 @@
 //! session alike.
 
 mod command;
+pub mod depth;
 mod execute;
 mod extensions;
 mod outcome;

@@ -4,6 +4,7 @@
 //! dialect).
 
 use crate::engine::command::Command;
+use crate::engine::depth;
 use crate::engine::extensions::FAMILIES;
 use crate::error::{Error, Result};
 use crate::sql::parser::{
@@ -28,10 +29,15 @@ pub enum Statement {
     Command(Arc<dyn Command>),
 }
 
-/// Parses one or more `;`-separated statements.
+/// Parses one or more `;`-separated statements; a script nested deeper than
+/// `depth::MAX_DEPTH` is refused with `54001` before it is parsed.
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    depth::check(sql)?;
     let dialect = PostgreSqlDialect {};
-    let mut parser = DFParserBuilder::new(sql).with_dialect(&dialect).build()?;
+    let mut parser = DFParserBuilder::new(sql)
+        .with_dialect(&dialect)
+        .with_recursion_limit(depth::MAX_DEPTH)
+        .build()?;
     let mut statements = Vec::new();
     loop {
         let mut separated = statements.is_empty();

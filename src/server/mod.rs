@@ -10,7 +10,7 @@ mod session;
 mod settings;
 mod tls;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, depth};
 use crate::error::{Error, Result};
 use crate::roles::{SCRAM_ITERATIONS, Users};
 use async_trait::async_trait;
@@ -111,41 +111,68 @@ impl Server {
 
     /// Serves connections until `shutdown` completes; then stops accepting and returns. Every
     /// statement that returned to its client is durable (see `docs/durability.md`).
+    ///
+    /// Connections are served on a runtime of the server's own, whose threads have the stack
+    /// that statements nested up to `engine::depth::MAX_DEPTH` need, whatever runtime the
+    /// caller runs.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
-        let slots = Arc::new(Semaphore::new(self.options.max_connections));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("tastedb-session")
+            .thread_stack_size(depth::STATEMENT_STACK_BYTES)
+            .enable_all()
+            .build()?;
         let shared = Arc::new(Shared {
             session: Session::new(self.engine.clone()),
             users: self.engine.users().clone(),
             auth: self.options.auth,
             tls_required: self.options.tls_required,
         });
-        tokio::pin!(shutdown);
-        loop {
-            let accepted = tokio::select! {
-                _ = &mut shutdown => return Ok(()),
-                accepted = self.listener.accept() => accepted,
-            };
-            let (socket, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            };
-            let slot = slots.clone().try_acquire_owned().ok();
-            let handlers = ConnectionHandlers {
-                shared: shared.clone(),
-                over_limit: slot.is_none(),
-            };
-            let tls = self.tls.clone();
-            tokio::spawn(async move {
-                // A panic or error ends this connection only.
-                if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-                drop(slot);
-            });
-        }
+        let listener = self.listener.into_std()?;
+        let accepting = runtime.spawn(accept(
+            listener,
+            shared,
+            self.tls,
+            self.options.max_connections,
+        ));
+        let result = tokio::select! {
+            _ = shutdown => Ok(()),
+            ended = accepting => ended.map_err(|e| Error::Internal(format!("server stopped: {e}")))?,
+        };
+        runtime.shutdown_background();
+        result
+    }
+}
+
+/// Accepts connections on `listener` and serves each in a task of its own; a panic or error
+/// ends that connection only.
+async fn accept(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+    max_connections: usize,
+) -> Result<()> {
+    let listener = TcpListener::from_std(listener)?;
+    let slots = Arc::new(Semaphore::new(max_connections));
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let slot = slots.clone().try_acquire_owned().ok();
+        let handlers = ConnectionHandlers {
+            shared: shared.clone(),
+            over_limit: slot.is_none(),
+        };
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
     }
 }
 

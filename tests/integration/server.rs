@@ -484,3 +484,52 @@ async fn copy_to_stdout_streams_text_and_csv() {
     .await;
     assert_eq!(columns, "3,i1\n4,i2\n");
 }
+
+/// A statement nested as deep as ORMs write them is answered; one too deep for any stack is
+/// refused with 54001; neither takes the server down (it runs statements on threads with
+/// the stack `engine::depth` asks for, whatever runtime the test runs).
+#[tokio::test]
+async fn deep_statements_are_answered_or_refused_and_the_server_goes_on() {
+    let server = start(4).await;
+    let client = connect(server.addr).await;
+    client
+        .batch_execute("CREATE TABLE t (x BIGINT); INSERT INTO t VALUES (1), (1999), (5000)")
+        .await
+        .unwrap();
+    let chain = |op: &str, terms: usize| {
+        (0..terms)
+            .map(|i| format!("x = {i}"))
+            .collect::<Vec<_>>()
+            .join(&format!(" {op} "))
+    };
+    let ors = format!("SELECT count(*) FROM t WHERE {}", chain("OR", 2_000));
+    assert_eq!(
+        rows(client.simple_query(&ors).await.unwrap())[0][0].as_deref(),
+        Some("2")
+    );
+    let plus = format!("SELECT {} AS n", vec!["1"; 2_000].join(" + "));
+    assert_eq!(
+        rows(client.simple_query(&plus).await.unwrap())[0][0].as_deref(),
+        Some("2000")
+    );
+    let parens = format!("SELECT {}7{} AS n", "(".repeat(500), ")".repeat(500));
+    assert_eq!(
+        rows(client.simple_query(&parens).await.unwrap())[0][0].as_deref(),
+        Some("7")
+    );
+    for too_deep in [
+        format!("SELECT count(*) FROM t WHERE {}", chain("OR", 20_000)),
+        format!("SELECT {}", vec!["1"; 20_000].join(" + ")),
+    ] {
+        let error = client.simple_query(&too_deep).await.unwrap_err();
+        assert_eq!(error.code(), Some(&SqlState::STATEMENT_TOO_COMPLEX));
+        // also through the extended protocol
+        let error = client.prepare(&too_deep).await.unwrap_err();
+        assert_eq!(error.code(), Some(&SqlState::STATEMENT_TOO_COMPLEX));
+    }
+    let fresh = connect(server.addr).await;
+    assert_eq!(
+        rows(fresh.simple_query("SELECT count(*) FROM t").await.unwrap())[0][0].as_deref(),
+        Some("3")
+    );
+}
