@@ -121,6 +121,8 @@ impl Server {
             .thread_stack_size(depth::STATEMENT_STACK_BYTES)
             .enable_all()
             .build()?;
+        let sessions = runtime.handle().clone();
+        let _runtime = SessionRuntime(Some(runtime));
         let shared = Arc::new(Shared {
             session: Session::new(self.engine.clone()),
             users: self.engine.users().clone(),
@@ -128,18 +130,29 @@ impl Server {
             tls_required: self.options.tls_required,
         });
         let listener = self.listener.into_std()?;
-        let accepting = runtime.spawn(accept(
+        let accepting = sessions.spawn(accept(
             listener,
             shared,
             self.tls,
             self.options.max_connections,
         ));
-        let result = tokio::select! {
+        tokio::select! {
             _ = shutdown => Ok(()),
             ended = accepting => ended.map_err(|e| Error::Internal(format!("server stopped: {e}")))?,
-        };
-        runtime.shutdown_background();
-        result
+        }
+    }
+}
+
+/// The runtime connections are served on. It is shut down without waiting when the server
+/// stops, also when `Server::run` is dropped inside another runtime (where waiting is not
+/// allowed).
+struct SessionRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for SessionRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

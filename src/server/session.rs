@@ -64,13 +64,18 @@ impl Session {
     }
 
     /// Who runs the statements of `client`'s connection: the role it logged in as, or, when
-    /// no role exists yet (a `--auth trust` server on loopback), the embedding superuser.
-    fn actor<C: ClientInfo>(&self, client: &C) -> Result<Actor, Error> {
-        if self.engine.users().is_empty()? {
-            return Ok(Actor::Embedder);
+    /// no role existed at its first statement (a `--auth trust` server on loopback), the
+    /// embedding superuser. Decided once per connection.
+    fn actor<C: ClientInfo>(&self, client: &C) -> Result<Arc<Actor>, Error> {
+        if let Some(actor) = client.session_extensions().get::<Actor>() {
+            return Ok(actor);
         }
-        let name = client.metadata().get("user").cloned().unwrap_or_default();
-        Ok(Actor::Role(name))
+        let actor = if self.engine.users().is_empty()? {
+            Actor::Embedder
+        } else {
+            Actor::Role(client.metadata().get("user").cloned().unwrap_or_default())
+        };
+        Ok(client.session_extensions().get_or_insert_with(|| actor))
     }
 
     /// Runs one statement: a session statement or COPY TO STDOUT here, anything else on the
