@@ -45,6 +45,8 @@ pub mod sqlstate {
     pub const DUPLICATE_COLUMN: &str = "42701";
     /// Insufficient privilege.
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    /// A statement stopped by `statement_timeout` (or a cancel request).
+    pub const QUERY_CANCELED: &str = "57014";
     /// Duplicate object (e.g. a user that exists).
     pub const DUPLICATE_OBJECT: &str = "42710";
     /// Dependent objects still exist.
@@ -102,6 +104,9 @@ pub enum Error {
     /// An object that does not exist (other than a table or column).
     #[error("{0}")]
     UndefinedObject(String),
+    /// A statement stopped before it finished (`statement_timeout`).
+    #[error("canceling statement due to {0}")]
+    QueryCanceled(String),
     /// A statement nested deeper than TasteDB plans (`engine::depth`).
     #[error("statement too complex: {0}")]
     StatementTooComplex(String),
@@ -215,6 +220,7 @@ impl Error {
             Error::InsufficientPrivilege(_) => INSUFFICIENT_PRIVILEGE,
             Error::ObjectInUse(_) => OBJECT_IN_USE,
             Error::StatementTooComplex(_) => STATEMENT_TOO_COMPLEX,
+            Error::QueryCanceled(_) => QUERY_CANCELED,
             Error::DuplicateObject(_) => DUPLICATE_OBJECT,
             Error::DependentObjects(_) => DEPENDENT_OBJECTS_STILL_EXIST,
             Error::Syntax(_) => SYNTAX_ERROR,

@@ -8,6 +8,7 @@ mod copy;
 mod errors;
 mod session;
 mod settings;
+mod timeout;
 mod tls;
 
 use crate::engine::{Engine, depth};

@@ -8,7 +8,7 @@ use crate::roles::Actor;
 use crate::server::compat::rewrite_for_clients;
 use crate::server::errors::{error_info, to_pgwire};
 use crate::server::settings::{self, SessionStatement};
-use crate::server::{bind, copy};
+use crate::server::{bind, copy, timeout};
 use crate::sql::notices::{Notice, Notices};
 use crate::sql::parser::CopySourceKind;
 use arrow_pg::datatypes::df::deserialize_parameters;
@@ -34,6 +34,7 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::Instant;
 
 /// The query side of a connection.
 #[derive(Clone)]
@@ -91,6 +92,7 @@ impl Session {
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let deadline = timeout::deadline(client).map_err(|e| to_pgwire(&e, sql))?;
         if let Statement::CopyToStdout(copy) = statement {
             let query = DFStatement::Statement(Box::new(SqlStatement::Query(copy.query)));
             let actor = self.actor(client).map_err(|e| to_pgwire(&e, sql))?;
@@ -98,11 +100,11 @@ impl Session {
             let run =
                 self.engine
                     .execute_as(Statement::DataFusion(Box::new(query)), &actor, &notices);
-            let outcome = with_notices(client, received, run)
+            let outcome = with_notices(client, received, timeout::within(deadline, run))
                 .await?
                 .and_then(Outcome::into_stream)
                 .map_err(|e| to_pgwire(&e, sql))?;
-            return copy::copy_out(outcome, &copy.options, sql);
+            return copy::copy_out(timeout::until(deadline, outcome), &copy.options, sql);
         }
         match settings::session_statement(&statement) {
             Some(SessionStatement::Show(name)) => {
@@ -114,8 +116,14 @@ impl Session {
                 let actor = self.actor(client).map_err(|e| to_pgwire(&e, sql))?;
                 let (notices, received) = Notices::channel();
                 let run = self.engine.execute_as(statement, &actor, &notices);
-                let outcome = with_notices(client, received, run).await?;
-                respond(outcome.map_err(|e| to_pgwire(&e, sql))?, format, sql)
+                let outcome =
+                    with_notices(client, received, timeout::within(deadline, run)).await?;
+                respond(
+                    outcome.map_err(|e| to_pgwire(&e, sql))?,
+                    deadline,
+                    format,
+                    sql,
+                )
             }
         }
     }
@@ -157,10 +165,17 @@ where
     Ok(())
 }
 
-/// The response Postgres would send for `outcome`.
-fn respond(outcome: Outcome, format: &Format, sql: &str) -> PgWireResult<Response> {
+/// The response Postgres would send for `outcome`; rows stop streaming at `deadline`.
+fn respond(
+    outcome: Outcome,
+    deadline: Option<Instant>,
+    format: &Format,
+    sql: &str,
+) -> PgWireResult<Response> {
     match outcome {
-        Outcome::Rows(stream) => rows(stream, format, sql).map(Response::Query),
+        Outcome::Rows(stream) => {
+            rows(timeout::until(deadline, stream), format, sql).map(Response::Query)
+        }
         Outcome::Done(tag) => Ok(Response::Execution(wire_tag(&tag))),
     }
 }
@@ -448,15 +463,16 @@ impl ExtendedQueryHandler for Session {
         };
         let types: Vec<Option<&DataType>> = prepared.parameter_types().iter().map(Some).collect();
         let values = deserialize_parameters(portal, &types)?;
+        let deadline = timeout::deadline(client).map_err(|e| to_pgwire(&e, sql))?;
         let actor = self.actor(client).map_err(|e| to_pgwire(&e, sql))?;
         let (notices, received) = Notices::channel();
         let run = self
             .engine
             .execute_prepared_as(prepared, values, &actor, &notices);
-        let outcome = with_notices(client, received, run)
+        let outcome = with_notices(client, received, timeout::within(deadline, run))
             .await?
             .map_err(|e| to_pgwire(&e, sql))?;
-        respond(outcome, &portal.result_column_format, sql)
+        respond(outcome, deadline, &portal.result_column_format, sql)
     }
 }
 

@@ -8,6 +8,7 @@
 
 use crate::engine::Statement;
 use crate::error::Error;
+use crate::server::timeout;
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::execution::SendableRecordBatchStream;
@@ -119,6 +120,9 @@ pub fn run<C: ClientInfo>(client: &mut C, statement: SessionStatement) -> Result
         SessionStatement::Commit => Response::TransactionEnd(Tag::new("COMMIT")),
         SessionStatement::Rollback => Response::TransactionEnd(Tag::new("ROLLBACK")),
         SessionStatement::Set(name, value) => {
+            if name == timeout::SETTING {
+                timeout::parse(&value)?;
+            }
             client.metadata_mut().insert(name, value);
             Response::Execution(Tag::new("SET"))
         }

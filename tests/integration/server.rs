@@ -533,3 +533,50 @@ async fn deep_statements_are_answered_or_refused_and_the_server_goes_on() {
         Some("3")
     );
 }
+
+/// `statement_timeout` stops a runaway query in either protocol with 57014, and the
+/// connection goes on (a query that would run for hours otherwise; the outer limit only keeps
+/// a broken timeout from hanging the suite).
+#[tokio::test]
+async fn statement_timeout_stops_a_runaway_query() {
+    let server = start(4).await;
+    let client = connect(server.addr).await;
+    let runaway = "SELECT count(*) FROM generate_series(1, 100000000000)";
+    let limit = std::time::Duration::from_secs(60);
+    client
+        .batch_execute("SET statement_timeout = '300ms'")
+        .await
+        .unwrap();
+    let error = tokio::time::timeout(limit, client.simple_query(runaway))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error}");
+    let error = tokio::time::timeout(limit, client.query(runaway, &[]))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error}");
+    assert_eq!(
+        rows(client.simple_query("SELECT 1").await.unwrap()),
+        [[Some("1".to_string())]]
+    );
+    let shown = rows(client.simple_query("SHOW statement_timeout").await.unwrap());
+    assert_eq!(shown[0][0].as_deref(), Some("300ms"));
+    let error = client
+        .batch_execute("SET statement_timeout = 'soon'")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::INVALID_PARAMETER_VALUE));
+    client
+        .batch_execute("SET statement_timeout = 0")
+        .await
+        .unwrap();
+    let counted = rows(
+        client
+            .simple_query("SELECT count(*) FROM generate_series(1, 1000)")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(counted[0][0].as_deref(), Some("1000"));
+}
