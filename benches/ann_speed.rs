@@ -245,6 +245,7 @@ async fn main() {
         max_connections: 4,
         tls: None,
         tls_required: false,
+        statement_timeout: "0".into(),
     };
     let server = Server::bind(engine.clone(), options).await.expect("bind");
     let addr = server.local_addr().expect("address");

@@ -50,6 +50,10 @@ enum Command {
         /// Refuse clients that do not use TLS.
         #[arg(long, requires = "tls_cert")]
         tls_required: bool,
+        /// Stop statements running longer (57014) in sessions that do not set their own
+        /// statement_timeout: 0 for never, milliseconds, or 30s, 5min, …
+        #[arg(long, default_value = "0")]
+        statement_timeout: String,
     },
     /// Run SQL: from -c, from a file, or from standard input.
     Sql {
@@ -97,6 +101,7 @@ pub async fn run(args: Cli) -> Result<()> {
             tls_cert,
             tls_key,
             tls_required,
+            statement_timeout,
         } => {
             let options = ServeOptions {
                 listen,
@@ -104,6 +109,7 @@ pub async fn run(args: Cli) -> Result<()> {
                 max_connections,
                 tls: tls_cert.zip(tls_key),
                 tls_required,
+                statement_timeout,
             };
             serve::run(engine, options, password).await
         }

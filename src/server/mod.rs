@@ -55,6 +55,9 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Refuse clients that do not use TLS (needs `tls`).
     pub tls_required: bool,
+    /// The `statement_timeout` of every session until it sets its own (PostgreSQL's forms:
+    /// `0` for none, milliseconds, or `2s`, `1min`, …).
+    pub statement_timeout: String,
 }
 
 /// A bound, not yet running server.
@@ -82,6 +85,7 @@ impl Server {
                     .into(),
             ));
         }
+        timeout::parse(&options.statement_timeout)?;
         if options.tls_required && options.tls.is_none() {
             return Err(Error::InvalidParameter(
                 "--tls-required needs --tls-cert and --tls-key".into(),
@@ -125,7 +129,7 @@ impl Server {
         let sessions = runtime.handle().clone();
         let _runtime = SessionRuntime(Some(runtime));
         let shared = Arc::new(Shared {
-            session: Session::new(self.engine.clone()),
+            session: Session::new(self.engine.clone(), &self.options.statement_timeout),
             users: self.engine.users().clone(),
             auth: self.options.auth,
             tls_required: self.options.tls_required,

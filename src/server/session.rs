@@ -42,11 +42,17 @@ pub struct Session {
     engine: Engine,
     planner: Arc<Planner>,
     compat: Arc<PostgresCompatibilityParser>,
+    /// The server's `statement_timeout`, until a session sets its own.
+    statement_timeout: Arc<str>,
 }
 
+/// Marks a connection whose settings have their server defaults.
+struct DefaultsApplied;
+
 impl Session {
-    /// A session running statements on `engine`.
-    pub fn new(engine: Engine) -> Self {
+    /// A session running statements on `engine`, with `statement_timeout` until it sets its
+    /// own.
+    pub fn new(engine: Engine, statement_timeout: &str) -> Self {
         let compat = Arc::new(PostgresCompatibilityParser::new());
         let planner = Arc::new(Planner {
             engine: engine.clone(),
@@ -56,7 +62,25 @@ impl Session {
             engine,
             planner,
             compat,
+            statement_timeout: statement_timeout.into(),
         }
+    }
+
+    /// Once per connection: the server's defaults for the settings the client did not send
+    /// at startup, so that statements and `SHOW` see them.
+    fn apply_defaults<C: ClientInfo>(&self, client: &mut C) {
+        if client
+            .session_extensions()
+            .get::<DefaultsApplied>()
+            .is_some()
+        {
+            return;
+        }
+        client
+            .metadata_mut()
+            .entry(timeout::SETTING.to_string())
+            .or_insert_with(|| self.statement_timeout.to_string());
+        client.session_extensions().insert(DefaultsApplied);
     }
 
     /// The engine statements run on.
@@ -92,6 +116,7 @@ impl Session {
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.apply_defaults(client);
         let deadline = timeout::deadline(client).map_err(|e| to_pgwire(&e, sql))?;
         if let Statement::CopyToStdout(copy) = statement {
             let query = DFStatement::Statement(Box::new(SqlStatement::Query(copy.query)));
@@ -463,6 +488,7 @@ impl ExtendedQueryHandler for Session {
         };
         let types: Vec<Option<&DataType>> = prepared.parameter_types().iter().map(Some).collect();
         let values = deserialize_parameters(portal, &types)?;
+        self.apply_defaults(client);
         let deadline = timeout::deadline(client).map_err(|e| to_pgwire(&e, sql))?;
         let actor = self.actor(client).map_err(|e| to_pgwire(&e, sql))?;
         let (notices, received) = Notices::channel();

@@ -32,6 +32,11 @@ pub async fn start(max_connections: usize) -> Running {
 
 /// A server with the authentication `auth`.
 pub async fn start_with(auth: AuthMode, max_connections: usize) -> Running {
+    start_configured(auth, max_connections, "0").await
+}
+
+/// A server with the authentication `auth` and the default statement `timeout`.
+pub async fn start_configured(auth: AuthMode, max_connections: usize, timeout: &str) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(dir.path()).unwrap();
     engine.users().set_password("tastedb", PASSWORD).unwrap();
@@ -41,6 +46,7 @@ pub async fn start_with(auth: AuthMode, max_connections: usize) -> Running {
         max_connections,
         tls: None,
         tls_required: false,
+        statement_timeout: timeout.to_string(),
     };
     let server = Server::bind(engine, options).await.unwrap();
     let addr = server.local_addr().unwrap();

@@ -51,6 +51,7 @@ async fn serve(
         max_connections: 8,
         tls_required: tls.is_some(),
         tls,
+        statement_timeout: "0".into(),
     };
     let server = Server::bind(engine, options).await.unwrap();
     let port = server.local_addr().unwrap().port();

@@ -1,8 +1,9 @@
 //! The wire server through a real Postgres client (tokio-postgres): both query protocols,
 //! SQLSTATEs, SCRAM authentication and the connection limit.
 
-use crate::common::{PASSWORD, connect, connect_as, rows, start};
+use crate::common::{PASSWORD, connect, connect_as, rows, start, start_configured};
 use std::net::SocketAddr;
+use tastedb::server::AuthMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
@@ -572,6 +573,11 @@ async fn statement_timeout_stops_a_runaway_query() {
         .batch_execute("SET statement_timeout = 0")
         .await
         .unwrap();
+    assert_finishes(&client).await;
+}
+
+/// A short query runs to its end.
+async fn assert_finishes(client: &Client) {
     let counted = rows(
         client
             .simple_query("SELECT count(*) FROM generate_series(1, 1000)")
@@ -579,4 +585,26 @@ async fn statement_timeout_stops_a_runaway_query() {
             .unwrap(),
     );
     assert_eq!(counted[0][0].as_deref(), Some("1000"));
+}
+
+/// The server's `--statement-timeout` holds for sessions that do not set their own, and
+/// `SHOW` reports it.
+#[tokio::test]
+async fn the_server_default_statement_timeout_applies_until_a_session_sets_its_own() {
+    let server = start_configured(AuthMode::Scram, 4, "300ms").await;
+    let client = connect(server.addr).await;
+    let shown = rows(client.simple_query("SHOW statement_timeout").await.unwrap());
+    assert_eq!(shown[0][0].as_deref(), Some("300ms"));
+    let runaway = "SELECT count(*) FROM generate_series(1, 100000000000)";
+    let limit = std::time::Duration::from_secs(60);
+    let error = tokio::time::timeout(limit, client.query(runaway, &[]))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error}");
+    client
+        .batch_execute("SET statement_timeout = 0")
+        .await
+        .unwrap();
+    assert_finishes(&client).await;
 }
