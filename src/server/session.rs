@@ -337,9 +337,10 @@ impl Planner {
         };
         let with_client = matches!(&statement, Statement::CopyToStdout(_))
             || matches!(&statement, Statement::CopyFrom(copy) if copy.source == CopySourceKind::Stdin);
-        let prepared = match session.is_none() && !with_client {
-            true => Some(self.engine.prepare(statement.clone()).await?),
-            false => None,
+        let prepared = if session.is_none() && !with_client {
+            Some(self.engine.prepare(statement.clone()).await?)
+        } else {
+            None
         };
         Ok(Some(PreparedStatement {
             sql: sql.to_string(),
