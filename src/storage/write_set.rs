@@ -24,16 +24,6 @@ impl WriteSet {
         self.batch.delete_range(from, to);
     }
 
-    /// The number of writes gathered.
-    pub fn len(&self) -> usize {
-        self.batch.len()
-    }
-
-    /// Whether nothing was gathered.
-    pub fn is_empty(&self) -> bool {
-        self.batch.is_empty()
-    }
-
     pub(super) fn into_batch(self) -> WriteBatch {
         self.batch
     }
