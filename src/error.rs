@@ -45,6 +45,11 @@ pub mod sqlstate {
     pub const DUPLICATE_COLUMN: &str = "42701";
     /// Insufficient privilege.
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    /// A name PostgreSQL reserves (`public`, `pg_…` role names).
+    pub const RESERVED_NAME: &str = "42939";
+    /// A GRANT or REVOKE that cannot be done (a privilege the object does not have, a
+    /// membership that would make a circle).
+    pub const INVALID_GRANT_OPERATION: &str = "0LP01";
     /// A statement stopped by `statement_timeout` (or a cancel request).
     pub const QUERY_CANCELED: &str = "57014";
     /// Duplicate object (e.g. a user that exists).
@@ -116,6 +121,15 @@ pub enum Error {
     /// The role running a statement may not do what it asks.
     #[error("permission denied {0}")]
     InsufficientPrivilege(String),
+    /// A statement only the owner of an object may run (42501).
+    #[error("must be owner of {0}")]
+    MustBeOwner(String),
+    /// A name that is reserved (42939).
+    #[error("{0}")]
+    ReservedName(String),
+    /// A GRANT or REVOKE that cannot be done (0LP01).
+    #[error("{0}")]
+    InvalidGrantOperation(String),
     /// A value that cannot be read as its column's type.
     #[error("{0}")]
     InvalidText(String),
@@ -217,8 +231,10 @@ impl Error {
             Error::UndefinedColumn(_) => UNDEFINED_COLUMN,
             Error::DuplicateColumn(_) => DUPLICATE_COLUMN,
             Error::UndefinedObject(_) => UNDEFINED_OBJECT,
-            Error::InsufficientPrivilege(_) => INSUFFICIENT_PRIVILEGE,
+            Error::InsufficientPrivilege(_) | Error::MustBeOwner(_) => INSUFFICIENT_PRIVILEGE,
             Error::ObjectInUse(_) => OBJECT_IN_USE,
+            Error::ReservedName(_) => RESERVED_NAME,
+            Error::InvalidGrantOperation(_) => INVALID_GRANT_OPERATION,
             Error::StatementTooComplex(_) => STATEMENT_TOO_COMPLEX,
             Error::QueryCanceled(_) => QUERY_CANCELED,
             Error::DuplicateObject(_) => DUPLICATE_OBJECT,

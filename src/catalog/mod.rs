@@ -1,6 +1,8 @@
 //! The catalog: which tables exist and how they are defined. Definitions are stored in RocksDB
 //! next to the rows and cached in memory; DDL writes are synced like every other write.
 
+mod extra_schema;
+pub use extra_schema::ExtraSchema;
 mod point_query;
 mod provider;
 mod pushdown;

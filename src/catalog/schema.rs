@@ -5,6 +5,7 @@ use crate::catalog::system_tables::{self, SystemTables};
 use crate::catalog::{Catalog, StoredTableProvider};
 use crate::error::Error;
 use async_trait::async_trait;
+use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::common::{DataFusionError, Result};
 use std::collections::BTreeMap;
@@ -75,5 +76,35 @@ impl SchemaProvider for TasteSchema {
         self.catalog.get(name).is_some()
             || self.registered().contains_key(name)
             || system_tables::exists(&self.system, name)
+    }
+}
+
+impl TasteSchema {
+    /// Whether `name` is a table users made (stored, external or a view), which has an owner
+    /// and privileges, rather than a system table.
+    pub fn is_user_table(&self, name: &str) -> bool {
+        self.catalog.get(name).is_some() || self.registered().contains_key(name)
+    }
+}
+
+impl TasteSchema {
+    /// What the user table `name` is, in psql's words: `table` (stored), `view`, or `foreign
+    /// table` (an external table over files); `None` when there is no such table.
+    pub fn relation_type(&self, name: &str) -> Option<&'static str> {
+        if self.catalog.get(name).is_some() {
+            return Some("table");
+        }
+        let registered = self.registered();
+        let table = registered.get(name)?;
+        Some(if table.downcast_ref::<ViewTable>().is_some() {
+            "view"
+        } else {
+            "foreign table"
+        })
+    }
+
+    /// The names of the user tables: stored, external and views.
+    pub fn user_tables(&self) -> Vec<String> {
+        self.table_names()
     }
 }

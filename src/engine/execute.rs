@@ -2,9 +2,11 @@
 //! stored-table statements run here, and everything else is planned and run by DataFusion;
 //! each gives an [`Outcome`] typed by what the statement is, not by the shape of its rows.
 
+use crate::engine::access::{Access, function_access};
 use crate::engine::{CommandTag, Context, Engine, Outcome, QUERY_SIGNATURES, Statement};
 use crate::error::{Error, Result};
-use crate::roles::{Actor, FileAccess};
+use crate::roles::{Actor, FileAccess, Object, Privilege, Users, personalize};
+use crate::sql::names;
 use crate::sql::notices::Notices;
 use crate::sql::parser::{parse_query, query_statement};
 use datafusion::arrow::array::{RecordBatch, UInt64Array};
@@ -13,8 +15,9 @@ use datafusion::logical_expr::{
     DdlStatement, LogicalPlan, Statement as PlanStatement, TransactionConclusion, WriteOp,
 };
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{ObjectType, Query, Statement as SqlStatement};
+use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Query, Statement as SqlStatement};
 use futures::TryStreamExt;
+use std::future::Future;
 
 impl Engine {
     /// Runs one statement as the embedding program (which may do everything); its notices go
@@ -33,6 +36,8 @@ impl Engine {
         match statement {
             Statement::CopyFrom(copy) => {
                 self.users().check_server_files(actor, FileAccess::Read)?;
+                let table = Object::table(copy.table.clone());
+                self.users().check(actor, &table, Privilege::Insert)?;
                 let rows = self.copy_from_file(copy, |_| {}).await?;
                 Ok(Outcome::Done(CommandTag::counted("COPY", rows)))
             }
@@ -51,57 +56,151 @@ impl Engine {
                 if let Some(access) = server_file_access(&statement) {
                     self.users().check_server_files(actor, access)?;
                 }
-                self.execute_sql(*statement, notices).await
+                self.execute_sql(*statement, actor, notices).await
             }
         }
     }
 
-    async fn execute_sql(&self, statement: DFStatement, notices: &Notices) -> Result<Outcome> {
-        let DFStatement::Statement(sql) = statement else {
-            return self.run_datafusion(statement).await;
+    async fn execute_sql(
+        &self,
+        statement: DFStatement,
+        actor: &Actor,
+        notices: &Notices,
+    ) -> Result<Outcome> {
+        let sql = match statement {
+            DFStatement::Statement(sql) => sql,
+            DFStatement::CreateExternalTable(create) => {
+                let name = names::table_name(&create.name)?;
+                let created = DFStatement::CreateExternalTable(create);
+                return self
+                    .creating_table(&name, actor, self.run_datafusion(created, actor))
+                    .await;
+            }
+            other => return self.run_datafusion(other, actor).await,
         };
         match *sql {
-            SqlStatement::CreateTable(create) => self.create_table(create, notices).await,
+            SqlStatement::CreateTable(create) => self.create_table(create, actor, notices).await,
             SqlStatement::Drop {
                 object_type: ObjectType::Table,
                 if_exists,
                 names,
                 ..
-            } => self.drop_tables(&names, if_exists, notices),
-            SqlStatement::Insert(insert) => self.insert(insert).await,
+            } => self.drop_tables(&names, if_exists, actor, notices),
+            SqlStatement::Drop {
+                object_type: ObjectType::View,
+                ref names,
+                ..
+            } => {
+                let names = self.owned_tables(names, actor)?;
+                let outcome = self
+                    .run_datafusion(DFStatement::Statement(sql), actor)
+                    .await?;
+                for name in names {
+                    self.users().grants().dropped(&Object::table(name))?;
+                }
+                Ok(outcome)
+            }
+            SqlStatement::CreateView(ref view) => {
+                let name = names::table_name(&view.name)?;
+                if view.or_replace && self.is_user_table(&name) {
+                    self.users()
+                        .check_owner(actor, &Object::table(name.clone()))?;
+                }
+                let created = self.run_datafusion(DFStatement::Statement(sql), actor);
+                self.creating_table(&name, actor, created).await
+            }
+            SqlStatement::Insert(insert) => self.insert(insert, actor).await,
             other => {
-                self.run_datafusion(DFStatement::Statement(Box::new(other)))
+                self.run_datafusion(DFStatement::Statement(Box::new(other)), actor)
                     .await
             }
         }
     }
 
-    /// Plans `statement` with DataFusion and runs it.
-    pub(super) async fn run_datafusion(&self, statement: DFStatement) -> Result<Outcome> {
-        let plan = self.plan(statement).await?;
+    /// Runs `create`, which makes the table or view `name`; once it has, `actor` owns it.
+    async fn creating_table(
+        &self,
+        name: &str,
+        actor: &Actor,
+        create: impl Future<Output = Result<Outcome>>,
+    ) -> Result<Outcome> {
+        let existed = self.is_user_table(name);
+        let outcome = create.await?;
+        if !existed {
+            self.users()
+                .grants()
+                .created(Object::table(name), Users::owner_for(actor))?;
+        }
+        Ok(outcome)
+    }
+
+    /// The names of `tables` that exist, once `actor` is found to own each of them.
+    pub(super) fn owned_tables(&self, tables: &[ObjectName], actor: &Actor) -> Result<Vec<String>> {
+        let mut owned = Vec::new();
+        for table in tables {
+            let name = names::table_name(table)?;
+            if self.is_user_table(&name) {
+                self.users()
+                    .check_owner(actor, &Object::table(name.clone()))?;
+                owned.push(name);
+            }
+        }
+        Ok(owned)
+    }
+
+    /// Plans `statement` with DataFusion and runs it on behalf of `actor`.
+    pub(super) async fn run_datafusion(
+        &self,
+        statement: DFStatement,
+        actor: &Actor,
+    ) -> Result<Outcome> {
+        let (plan, _) = self.plan(statement, actor).await?;
         self.run_plan(plan).await
     }
 
-    /// DataFusion's logical plan of `statement` (placeholders `$n` stay unbound). Query
-    /// arguments of table functions are planned first (`sql::query_arguments`), and `SHOW
-    /// tastedb.*` reads the settings table.
-    pub(crate) async fn plan(&self, mut statement: DFStatement) -> Result<LogicalPlan> {
+    /// DataFusion's logical plan of `statement` (placeholders `$n` stay unbound), once
+    /// `actor` is found to hold what it needs, and that [`Access`] (to check again at each
+    /// run of a prepared plan). Query arguments of table functions are planned first
+    /// (`sql::query_arguments`), and `SHOW tastedb.*` reads the settings table. What
+    /// functions read is checked before planning, as some read while they are planned.
+    pub(crate) async fn plan(
+        &self,
+        mut statement: DFStatement,
+        actor: &Actor,
+    ) -> Result<(LogicalPlan, Access)> {
         if let Some(query) = show_tastedb_setting(&statement)? {
             statement = query_statement(query);
         }
+        if let (Actor::Role(role), DFStatement::Statement(sql)) = (actor, &mut statement) {
+            personalize(sql, role);
+        }
+        let mut access = function_access(&statement);
+        self.check_access(actor, &access)?;
         let state = self.session_context().state();
         let arguments = self
             .query_arguments()
             .extract(&state, QUERY_SIGNATURES, &mut statement)
             .await?;
-        let plan = state.statement_to_plan(statement).await;
+        let planned = async {
+            for token in &arguments {
+                if let Some(argument) = self.query_arguments().plan_of(token) {
+                    access.extend(self.plan_access(&argument)?);
+                }
+            }
+            self.check_access(actor, &access)?;
+            let plan = state.statement_to_plan(statement).await?;
+            access.extend(self.plan_access(&plan)?);
+            self.check_access(actor, &access)?;
+            Ok::<_, Error>(plan)
+        }
+        .await;
         self.query_arguments().forget(&arguments);
-        Ok(plan?)
+        Ok((planned?, access))
     }
 
-    /// The logical plan of `query`.
-    pub(crate) async fn plan_query(&self, query: Box<Query>) -> Result<LogicalPlan> {
-        self.plan(query_statement(query)).await
+    /// The logical plan of `query`, once `actor` is found to hold what it needs.
+    pub(crate) async fn plan_query(&self, query: Box<Query>, actor: &Actor) -> Result<LogicalPlan> {
+        Ok(self.plan(query_statement(query), actor).await?.0)
     }
 
     /// Runs a logical plan and streams its rows.

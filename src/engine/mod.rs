@@ -4,6 +4,7 @@
 //! ([`Prepared`]) are planned once and run with parameters, by embedded callers and the wire
 //! session alike.
 
+mod access;
 mod command;
 pub mod depth;
 mod execute;
@@ -13,6 +14,7 @@ mod prepared;
 mod statement;
 mod tables;
 
+pub use access::{Access, FUNCTION_OBJECTS, FunctionObject};
 pub use command::{Command, Context, Family};
 pub use extensions::{FAMILIES, QUERY_SIGNATURES};
 pub use outcome::{CommandTag, Outcome};
@@ -24,7 +26,7 @@ use crate::catalog::{Catalog, TasteSchema};
 use crate::error::{Error, Result};
 use crate::features::FeatureViews;
 use crate::models::{ModelRegistry, Serving, ServingCache};
-use crate::roles::Users;
+use crate::roles::{Actor, Object, PG_CATALOG, Privilege, RoleCatalog, RoleTables, Users};
 use crate::schema::TableDef;
 use crate::sql::config::TasteConfig;
 use crate::sql::names;
@@ -37,12 +39,9 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use futures::TryStreamExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-const PG_CATALOG: &str = "pg_catalog";
 
 /// An open TasteDB data directory. Cheap to clone; clones share everything, and an `Engine` can
 /// be used from many tasks and threads at once.
@@ -101,13 +100,17 @@ impl Engine {
         let query_arguments = Arc::new(QueryArguments::default());
         let cache = Arc::new(ServingCache::default());
         let indexes = VectorIndexes::load(catalog.store().clone())?;
+        let users = Users::load(catalog.store().clone())?;
+        let role_tables = Arc::new(RoleTables::new(users.clone()));
         let system_tables: Vec<Arc<dyn SystemTables>> = vec![
+            role_tables.clone(),
             models.clone(),
             cache.clone(),
             features.clone(),
             indexes.clone(),
         ];
         let schema = Arc::new(TasteSchema::new(catalog.clone(), system_tables));
+        role_tables.list_tables_of(&schema);
         let mut config = SessionConfig::new()
             .with_option_extension(TasteConfig::default())
             .with_information_schema(true)
@@ -119,8 +122,10 @@ impl Engine {
         database.register_schema(names::SCHEMA, schema.clone())?;
         ctx.register_catalog(names::CATALOG, Arc::new(database));
         // pg_catalog tables and functions that Postgres clients and BI tools query.
-        datafusion_pg_catalog::setup_pg_catalog(&ctx, names::CATALOG, EmptyContextProvider)
+        let roles = RoleCatalog(users.clone());
+        datafusion_pg_catalog::setup_pg_catalog(&ctx, names::CATALOG, roles)
             .map_err(|e| Error::from(*e))?;
+        crate::roles::register_catalog(&ctx, names::CATALOG, &users, schema.clone())?;
         let observed = cache.clone();
         catalog
             .store()
@@ -144,7 +149,7 @@ impl Engine {
         extensions::register_functions(&ctx, &catalog, serving, &features, &indexes);
         Ok(Engine {
             inner: Arc::new(EngineInner {
-                users: Users::new(catalog.store().clone()),
+                users,
                 ctx,
                 catalog,
                 schema,
@@ -168,10 +173,30 @@ impl Engine {
     /// gives its count as one `count` row when its command tag has one (INSERT, COPY), and no
     /// rows otherwise; [`Engine::execute`] gives the typed [`Outcome`].
     pub async fn sql_stream(&self, sql: &str) -> Result<SendableRecordBatchStream> {
+        self.sql_stream_as(&Actor::Embedder, sql).await
+    }
+
+    /// Like [`Engine::sql`], on behalf of the role `role`: with its privileges, owning what
+    /// it creates, as if it had logged in over the wire. 42704 when the role does not exist.
+    pub async fn sql_as(&self, role: &str, sql: &str) -> Result<Vec<RecordBatch>> {
+        if self.users().get(role)?.is_none() {
+            return Err(Error::UndefinedObject(format!(
+                "role \"{role}\" does not exist"
+            )));
+        }
+        let stream = self
+            .sql_stream_as(&Actor::Role(role.to_string()), sql)
+            .await?;
+        Ok(stream.try_collect().await?)
+    }
+
+    async fn sql_stream_as(&self, actor: &Actor, sql: &str) -> Result<SendableRecordBatchStream> {
         tracing::debug!(sql, "statement");
         let mut statements = parse(sql)?.into_iter().peekable();
         while let Some(statement) = statements.next() {
-            let outcome = self.execute(statement, &Notices::tracing()).await?;
+            let outcome = self
+                .execute_as(statement, actor, &Notices::tracing())
+                .await?;
             if statements.peek().is_none() {
                 return outcome.into_stream();
             }
@@ -235,10 +260,12 @@ impl Engine {
         .map_err(|e| Error::Internal(format!("insert task failed: {e}")))?
     }
 
-    /// Checks that `copy` can run (table, columns, format) and returns how many columns its
-    /// input has.
-    pub fn copy_input_width(&self, copy: &CopyFrom) -> Result<usize> {
+    /// Checks that `copy` can run on behalf of `actor` (table, INSERT privilege, columns,
+    /// format) and returns how many columns its input has.
+    pub fn copy_input_width(&self, copy: &CopyFrom, actor: &Actor) -> Result<usize> {
         let stored = self.stored_table(&copy.table)?;
+        let table = Object::table(copy.table.clone());
+        self.users().check(actor, &table, Privilege::Insert)?;
         crate::sql::copy_from::input_width(&stored.def, copy)
     }
 

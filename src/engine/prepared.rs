@@ -4,6 +4,7 @@
 //! extended protocol, and by embedded callers through [`Engine::prepare`].
 
 use crate::catalog::PointQuery;
+use crate::engine::access::Access;
 use crate::engine::{Engine, Outcome, Statement};
 use crate::error::{Error, Result};
 use crate::models::ranking_table;
@@ -29,6 +30,10 @@ pub struct Prepared {
     rows_schema: Option<SchemaRef>,
     /// A lookup by primary key, answered without planning at each execution.
     point: Option<PointQuery>,
+    /// What running it needs, checked against the caller at every execution.
+    access: Access,
+    /// The role it was prepared for (`None`: the embedding program).
+    prepared_by: Actor,
     /// The catalog generation the plan was made in; a CREATE or DROP since means planning
     /// again.
     generation: u64,
@@ -53,13 +58,22 @@ impl Prepared {
 }
 
 impl Engine {
-    /// Prepares `statement`: a query, INSERT, EXPLAIN or SHOW is planned now with its `$n`
-    /// parameters unbound; any other statement runs whole at [`Engine::execute_prepared`].
+    /// Prepares `statement` as the embedding program: a query, INSERT, EXPLAIN or SHOW is
+    /// planned now with its `$n` parameters unbound; any other statement runs whole at
+    /// [`Engine::execute_prepared`].
     pub async fn prepare(&self, statement: Statement) -> Result<Prepared> {
+        self.prepare_as(statement, &Actor::Embedder).await
+    }
+
+    /// Like [`Engine::prepare`], on behalf of `actor`, who must hold what it needs.
+    pub async fn prepare_as(&self, statement: Statement, actor: &Actor) -> Result<Prepared> {
         let generation = self.catalog().generation();
-        let plan = match &statement {
-            Statement::DataFusion(df) => self.plan_with_parameters(df).await?,
-            _ => None,
+        let (plan, access) = match &statement {
+            Statement::DataFusion(df) => match self.plan_with_parameters(df, actor).await? {
+                Some((plan, access)) => (Some(plan), access),
+                None => (None, Access::default()),
+            },
+            _ => (None, Access::default()),
         };
         let parameter_types = match &plan {
             Some(plan) => parameter_types(plan)?,
@@ -80,6 +94,8 @@ impl Engine {
             parameter_types,
             rows_schema,
             point,
+            access,
+            prepared_by: actor.clone(),
             generation,
         })
     }
@@ -105,8 +121,8 @@ impl Engine {
         actor: &Actor,
         notices: &Notices,
     ) -> Result<Outcome> {
-        if prepared.generation != self.catalog().generation() {
-            let fresh = Box::pin(self.prepare(prepared.statement.clone())).await?;
+        if prepared.generation != self.catalog().generation() || prepared.prepared_by != *actor {
+            let fresh = Box::pin(self.prepare_as(prepared.statement.clone(), actor)).await?;
             return Box::pin(self.execute_prepared_as(&fresh, values, actor, notices)).await;
         }
         let Some(plan) = &prepared.plan else {
@@ -114,6 +130,7 @@ impl Engine {
                 .execute_as(prepared.statement.clone(), actor, notices)
                 .await;
         };
+        self.check_access(actor, &prepared.access)?;
         if let Some(point) = &prepared.point
             && let Some(batch) = point.run(self.catalog(), &values)?
         {
@@ -128,16 +145,23 @@ impl Engine {
 impl Engine {
     /// The plan, with `$n` placeholders, of a statement that can take parameters (a query,
     /// INSERT, EXPLAIN, SHOW); `None` for one that runs whole at execution.
-    async fn plan_with_parameters(&self, statement: &DFStatement) -> Result<Option<LogicalPlan>> {
+    async fn plan_with_parameters(
+        &self,
+        statement: &DFStatement,
+        actor: &Actor,
+    ) -> Result<Option<(LogicalPlan, Access)>> {
         let planned = match statement {
             DFStatement::Statement(sql) => match sql.as_ref() {
-                SqlStatement::Insert(insert) => self.plan_insert(insert.clone()).await?.0,
+                SqlStatement::Insert(insert) => {
+                    let (plan, _, access) = self.plan_insert(insert.clone(), actor).await?;
+                    (plan, access)
+                }
                 SqlStatement::Query(_) | SqlStatement::ShowVariable { .. } => {
-                    self.plan(statement.clone()).await?
+                    self.plan(statement.clone(), actor).await?
                 }
                 _ => return Ok(None),
             },
-            DFStatement::Explain(_) => self.plan(statement.clone()).await?,
+            DFStatement::Explain(_) => self.plan(statement.clone(), actor).await?,
             _ => return Ok(None),
         };
         Ok(Some(planned))

@@ -2,8 +2,10 @@
 //! `CREATE TABLE` (also `AS SELECT`), `DROP TABLE` and `INSERT` (whose vector literals and
 //! NOT NULL errors need the table's definition).
 
+use crate::engine::access::Access;
 use crate::engine::{CommandTag, Engine, Outcome};
 use crate::error::{Error, Result};
+use crate::roles::{Actor, Object, Users};
 use crate::schema::TableDef;
 use crate::sql::create_table::{table_def, table_def_from_schema};
 use crate::sql::insert_values::{explain_not_null, vector_text_literals};
@@ -17,19 +19,21 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 impl Engine {
-    pub(super) async fn insert(&self, insert: Insert) -> Result<Outcome> {
-        let (plan, def) = self.plan_insert(insert.clone()).await?;
+    pub(super) async fn insert(&self, insert: Insert, actor: &Actor) -> Result<Outcome> {
+        let (plan, def, _) = self.plan_insert(insert.clone(), actor).await?;
         let result = self.run_plan(plan).await;
         result.map_err(|error| explain_not_null(error, &insert, def.as_ref()))
     }
 
     /// The plan of an INSERT: vector literals written as text are read as vectors first, and
     /// a NULL that DataFusion refuses in a NOT NULL column is reported as 23502 naming the
-    /// column and row. Also returns the definition of the stored table it writes, if any.
+    /// column and row. Also returns the definition of the stored table it writes, if any,
+    /// and what it needs from `actor`.
     pub(super) async fn plan_insert(
         &self,
         mut insert: Insert,
-    ) -> Result<(LogicalPlan, Option<TableDef>)> {
+        actor: &Actor,
+    ) -> Result<(LogicalPlan, Option<TableDef>, Access)> {
         let def = match &insert.table {
             TableObject::TableName(name) => names::table_name(name)
                 .ok()
@@ -41,8 +45,8 @@ impl Engine {
             vector_text_literals(&mut insert, def)?;
         }
         let statement = DFStatement::Statement(Box::new(SqlStatement::Insert(insert.clone())));
-        match self.plan(statement).await {
-            Ok(plan) => Ok((plan, def)),
+        match self.plan(statement, actor).await {
+            Ok((plan, access)) => Ok((plan, def, access)),
             Err(error) => Err(explain_not_null(error, &insert, def.as_ref())),
         }
     }
@@ -50,6 +54,7 @@ impl Engine {
     pub(super) async fn create_table(
         &self,
         create: CreateTable,
+        actor: &Actor,
         notices: &Notices,
     ) -> Result<Outcome> {
         let name = names::table_name(&create.name)?;
@@ -65,11 +70,14 @@ impl Engine {
                 Err(Error::DuplicateTable(name))
             };
         }
+        let owner = Users::owner_for(actor);
         let Some(query) = create.query.clone() else {
-            if !self
+            if self
                 .catalog()
                 .create(table_def(&create)?, create.if_not_exists)?
             {
+                self.users().grants().created(Object::table(&name), owner)?;
+            } else {
                 notices.send(Notice::with_code(
                     "42P07",
                     format!("relation \"{name}\" already exists, skipping"),
@@ -77,12 +85,8 @@ impl Engine {
             }
             return Ok(Outcome::done("CREATE TABLE"));
         };
-        let ctx = self.session_context();
-        let plan = ctx
-            .state()
-            .statement_to_plan(DFStatement::Statement(Box::new(SqlStatement::Query(query))))
-            .await?;
-        let frame = ctx.execute_logical_plan(plan).await?;
+        let plan = self.plan_query(query, actor).await?;
+        let frame = self.session_context().execute_logical_plan(plan).await?;
         let def = if create.columns.is_empty() {
             table_def_from_schema(&create, frame.schema().as_arrow())?
         } else {
@@ -90,12 +94,14 @@ impl Engine {
         };
         let batches = frame.collect().await?;
         self.catalog().create(def, false)?;
+        self.users().grants().created(Object::table(&name), owner)?;
         let inserted = self.insert_batches(&name, batches).await;
         match inserted {
             Ok(rows) => Ok(Outcome::Done(CommandTag::counted("SELECT", rows))),
             Err(error) => {
                 // CREATE TABLE … AS is one statement: without its rows, no table either.
                 self.catalog().drop_table(&name, true)?;
+                self.users().grants().dropped(&Object::table(&name))?;
                 Err(error)
             }
         }
@@ -105,13 +111,16 @@ impl Engine {
         &self,
         table_names: &[ObjectName],
         if_exists: bool,
+        actor: &Actor,
         notices: &Notices,
     ) -> Result<Outcome> {
+        self.owned_tables(table_names, actor)?;
         for object_name in table_names {
             let name = names::table_name(object_name)?;
             if let Some(table) = self.catalog().get(&name) {
                 self.indexes().drop_for_table(table.def.id)?;
             }
+            self.users().grants().dropped(&Object::table(&name))?;
             if self.catalog().drop_table(&name, true)? {
                 continue;
             }

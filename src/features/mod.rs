@@ -18,8 +18,9 @@ pub use online::OnlineFeatures;
 pub use parser::{CreateFeatureView, FeatureStatement};
 pub use ttl::parse_ttl;
 
-use crate::engine::{Command, Family};
+use crate::engine::{Command, Family, FunctionObject};
 use crate::error::{Error, Result};
+use crate::roles::ObjectKind;
 use crate::schema::TableDef;
 use crate::sql::query_arguments::QueryArguments;
 use crate::storage::{Store, WriteSet, keys};
@@ -232,3 +233,15 @@ pub fn now_micros() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
 }
+
+/// The feature functions, which read the feature view their first argument names.
+pub const FUNCTION_OBJECTS: &[FunctionObject] = &[
+    FunctionObject {
+        function: "online_features",
+        kind: ObjectKind::FeatureView,
+    },
+    FunctionObject {
+        function: "historical_features",
+        kind: ObjectKind::FeatureView,
+    },
+];

@@ -9,6 +9,7 @@ use crate::features::{
     FeatureRows, FeatureView, MaterializeMode, Materialized, SourceMark, latest_rows, now_micros,
     parse_ttl, write_latest,
 };
+use crate::roles::{Actor, Object, Users};
 use crate::schema::{ColumnDef, ColumnType, TableDef};
 use crate::sql::notices::Notice;
 use crate::sql::parser::parse_query;
@@ -39,10 +40,14 @@ impl Command for FeatureStatement {
     async fn execute(&self, cx: &Context<'_>) -> Result<Outcome> {
         let (engine, notices) = (cx.engine, cx.notices);
         let views = engine.features();
+        let users = engine.users();
         match self {
             FeatureStatement::Create(create) => {
-                let view = define_feature_view(engine, create.clone()).await?;
-                if !views.create(view, create.if_not_exists)? {
+                let view = define_feature_view(engine, create.clone(), cx.actor).await?;
+                if views.create(view, create.if_not_exists)? {
+                    let object = Object::feature_view(&create.name);
+                    users.grants().created(object, Users::owner_for(cx.actor))?;
+                } else {
                     notices.send(Notice::with_code(
                         "42710",
                         format!("feature view \"{}\" already exists, skipping", create.name),
@@ -51,7 +56,13 @@ impl Command for FeatureStatement {
                 Ok(Outcome::done("CREATE FEATURE VIEW"))
             }
             FeatureStatement::Drop { name, if_exists } => {
-                if !views.drop_view(name, *if_exists)? {
+                let object = Object::feature_view(name);
+                if views.get(name).is_ok() {
+                    users.check_owner(cx.actor, &object)?;
+                }
+                let dropped = views.drop_view(name, *if_exists)?;
+                users.grants().dropped(&object)?;
+                if !dropped {
                     notices.send(Notice::info(format!(
                         "feature view \"{name}\" does not exist, skipping"
                     )));
@@ -59,16 +70,24 @@ impl Command for FeatureStatement {
                 Ok(Outcome::done("DROP FEATURE VIEW"))
             }
             FeatureStatement::Show => Outcome::batch(feature_views_batch(&views.list())?),
-            FeatureStatement::Materialize { name } => materialize(engine, name).await,
+            FeatureStatement::Materialize { name } => {
+                views.get(name)?;
+                users.check_owner(cx.actor, &Object::feature_view(name))?;
+                materialize(engine, name, cx.actor).await
+            }
         }
     }
 }
 
 /// Checks a CREATE FEATURE VIEW against its definition's planned columns.
-async fn define_feature_view(engine: &Engine, create: CreateFeatureView) -> Result<FeatureView> {
+async fn define_feature_view(
+    engine: &Engine,
+    create: CreateFeatureView,
+    actor: &Actor,
+) -> Result<FeatureView> {
     let ttl_micros = create.ttl.as_deref().map(parse_ttl).transpose()?;
     let definition = create.query.to_string();
-    let plan = engine.plan_query(create.query).await?;
+    let plan = engine.plan_query(create.query, actor).await?;
     let mut columns = Vec::new();
     for field in plan.schema().fields() {
         if columns.iter().any(|c: &ColumnDef| &c.name == field.name()) {
@@ -140,12 +159,12 @@ async fn define_feature_view(engine: &Engine, create: CreateFeatureView) -> Resu
 /// MATERIALIZE FEATURE VIEW: incrementally when the definition reads one stored table
 /// without primary key that has the entity column and an earlier run left a mark in it,
 /// otherwise in full.
-async fn materialize(engine: &Engine, name: &str) -> Result<Outcome> {
+async fn materialize(engine: &Engine, name: &str, actor: &Actor) -> Result<Outcome> {
     let started = Instant::now();
     let _one_at_a_time = engine.features().materializing().lock().await;
     let view = engine.features().get(name)?;
     let definition = parse_query(&view.definition)?;
-    let plan = engine.plan_query(definition).await?;
+    let plan = engine.plan_query(definition, actor).await?;
     let returned: Vec<&String> = plan.schema().fields().iter().map(|f| f.name()).collect();
     let declared: Vec<&String> = view.columns.columns.iter().map(|c| &c.name).collect();
     if returned != declared {

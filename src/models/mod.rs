@@ -19,7 +19,8 @@ pub use ranking_table::{RANKING_SIGNATURES, Ranked, Serving, ServingCache};
 pub use recommend::register_functions;
 pub use registry::ModelRegistry;
 
-use crate::engine::{Command, Family};
+use crate::engine::{Command, Family, FunctionObject};
+use crate::roles::ObjectKind;
 use std::sync::Arc;
 
 /// The model statements.
@@ -27,3 +28,23 @@ pub const STATEMENTS: Family = Family {
     name: "models",
     parse: |parser| Ok(parser::model_statement(parser)?.map(|s| Arc::new(s) as Arc<dyn Command>)),
 };
+
+/// The serving functions, which read the model their first argument names (SELECT on it).
+pub const FUNCTION_OBJECTS: &[FunctionObject] = &[
+    FunctionObject {
+        function: "recommend",
+        kind: ObjectKind::Model,
+    },
+    FunctionObject {
+        function: "similar_items",
+        kind: ObjectKind::Model,
+    },
+    FunctionObject {
+        function: "predict",
+        kind: ObjectKind::Model,
+    },
+    FunctionObject {
+        function: "recommend_items",
+        kind: ObjectKind::Model,
+    },
+];

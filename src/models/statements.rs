@@ -10,7 +10,8 @@ use crate::models::item_index::ItemIndex;
 use crate::models::parser::{ModelStatement, TrainModel, TrainSource};
 use crate::models::registry::{Dependencies, IdType, LogLine, ModelVersion};
 use crate::models::system_tables::{models_batch, models_schema, versions_batch, versions_schema};
-use crate::sql::notices::{Notice, Notices};
+use crate::roles::{Actor, Object, Privilege, Users};
+use crate::sql::notices::Notice;
 use crate::sql::parser::parse_query;
 use async_trait::async_trait;
 use datafusion::arrow::array::{
@@ -37,10 +38,17 @@ impl Command for ModelStatement {
     async fn execute(&self, cx: &Context<'_>) -> Result<Outcome> {
         let (engine, notices) = (cx.engine, cx.notices);
         let registry = engine.models();
+        let users = engine.users();
         match self {
-            ModelStatement::Train(train) => train_model(engine, train, notices).await,
+            ModelStatement::Train(train) => train_model(cx, train).await,
             ModelStatement::Drop { name, if_exists } => {
-                if !registry.drop_model(name, *if_exists)? {
+                let object = Object::model(name);
+                if registry.get(name).is_ok() {
+                    users.check_owner(cx.actor, &object)?;
+                }
+                let dropped = registry.drop_model(name, *if_exists)?;
+                users.grants().dropped(&object)?;
+                if !dropped {
                     notices.send(Notice::info(format!(
                         "model \"{name}\" does not exist, skipping"
                     )));
@@ -50,6 +58,7 @@ impl Command for ModelStatement {
             ModelStatement::Show => Outcome::batch(models_batch(&registry.models())?),
             ModelStatement::Evaluate { name } => {
                 let entry = registry.get(name)?;
+                users.check(cx.actor, &Object::model(name), Privilege::Select)?;
                 let active = entry.active().cloned().into_iter().collect::<Vec<_>>();
                 if active.first().is_some_and(|v| v.metrics.is_none()) {
                     notices.send(Notice::info(format!(
@@ -59,6 +68,8 @@ impl Command for ModelStatement {
                 Outcome::batch(versions_batch(&active, &entry.record)?)
             }
             ModelStatement::SetActiveVersion { name, version } => {
+                registry.get(name)?;
+                users.check(cx.actor, &Object::model(name), Privilege::Train)?;
                 registry.set_active(name, *version)?;
                 Ok(Outcome::done("ALTER MODEL"))
             }
@@ -67,15 +78,18 @@ impl Command for ModelStatement {
 }
 
 /// TRAIN MODEL: reads the source, trains on a blocking thread (a notice per iteration),
-/// builds the item graphs of factor models, and registers the new version.
-async fn train_model(
-    engine: &Engine,
-    statement: &TrainModel,
-    notices: &Notices,
-) -> Result<Outcome> {
+/// builds the item graphs of factor models, and registers the new version. Training a model
+/// that exists takes its TRAIN privilege; whoever trains a new one owns it.
+async fn train_model(cx: &Context<'_>, statement: &TrainModel) -> Result<Outcome> {
+    let (engine, notices) = (cx.engine, cx.notices);
+    let object = Object::model(&statement.name);
+    let existed = engine.models().get(&statement.name).is_ok();
+    if existed {
+        engine.users().check(cx.actor, &object, Privilege::Train)?;
+    }
     let algorithm = Algorithm::named(&statement.algorithm)?;
     let options = TrainOptions::parse(algorithm, &statement.options)?;
-    let (batches, tables, watermarks) = training_rows(engine, &statement.source).await?;
+    let (batches, tables, watermarks) = training_rows(engine, &statement.source, cx.actor).await?;
     let (data, user_type, item_type) = interactions(&batches, &options)?;
     let progress_notices = notices.clone();
     let total = match algorithm {
@@ -138,6 +152,10 @@ async fn train_model(
     };
     let registry = engine.models();
     let number = registry.add_version(version, outcome.model, index, options.activate)?;
+    if !existed {
+        let owner = Users::owner_for(cx.actor);
+        engine.users().grants().created(object, owner)?;
+    }
     let entry = registry.get(&statement.name)?;
     let trained: Vec<_> = entry
         .versions
@@ -153,6 +171,7 @@ async fn train_model(
 async fn training_rows(
     engine: &Engine,
     source: &TrainSource,
+    actor: &Actor,
 ) -> Result<(Vec<RecordBatch>, Vec<String>, BTreeMap<String, u64>)> {
     let query = match source {
         TrainSource::Table(name) => {
@@ -160,7 +179,7 @@ async fn training_rows(
         }
         TrainSource::Query(query) => query.clone(),
     };
-    let plan = engine.plan_query(query).await?;
+    let plan = engine.plan_query(query, actor).await?;
     let mut tables = Vec::new();
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node {

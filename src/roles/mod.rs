@@ -1,25 +1,39 @@
 //! Roles: the users of the wire server (`CREATE|ALTER|DROP ROLE`, also spelled `USER`), their
 //! attributes and SCRAM secrets, who runs a statement ([`Actor`]) and what a role may do.
 
+mod catalog;
+mod grant;
+mod grants;
 mod parser;
 mod privileges;
+mod tables;
 mod users;
 
+pub use catalog::{PG_CATALOG, RoleCatalog, personalize, register as register_catalog};
+pub use grant::{GrantStatement, Granted};
+pub use grants::{Acl, Grants, Object, ObjectKind, PUBLIC, Privilege};
 pub use parser::UserStatement;
-pub use privileges::{Actor, FileAccess};
+pub use privileges::{Actor, FileAccess, PREDEFINED_ROLES};
+pub use tables::RoleTables;
 pub use users::{Attributes, RoleOptions, SCRAM_ITERATIONS, StoredUser, Users};
 
 use crate::engine::{Command, Context, Family, Outcome};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::sql::notices::Notice;
+use crate::sql::timeouts;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use std::sync::Arc;
 
-/// The role statements.
+/// The role statements: CREATE/ALTER/DROP ROLE (or USER), GRANT and REVOKE.
 pub const STATEMENTS: Family = Family {
     name: "roles",
-    parse: |parser| Ok(parser::user_statement(parser)?.map(|s| Arc::new(s) as Arc<dyn Command>)),
+    parse: |parser| {
+        if let Some(statement) = parser::user_statement(parser)? {
+            return Ok(Some(Arc::new(statement)));
+        }
+        Ok(grant::grant_statement(parser)?.map(|s| Arc::new(s) as Arc<dyn Command>))
+    },
 };
 
 #[async_trait]
@@ -54,6 +68,29 @@ impl Command for UserStatement {
             UserStatement::Alter { name, options } => {
                 users.check_alter_role(cx.actor, name, options)?;
                 users.alter(name, options)?;
+                Ok(Outcome::done("ALTER ROLE"))
+            }
+            UserStatement::SetDefault {
+                name,
+                parameter,
+                value,
+            } => {
+                if users.get(name)?.is_none() {
+                    return Err(users::missing(name));
+                }
+                if *cx.actor != Actor::Role(name.clone()) {
+                    users.check_alter_role(cx.actor, name, &RoleOptions::default())?;
+                }
+                if !timeouts::TIMEOUTS.contains(&parameter.as_str()) {
+                    return Err(Error::FeatureNotSupported(format!(
+                        "\"{parameter}\" cannot be a role default; these can: {}",
+                        timeouts::TIMEOUTS.join(", ")
+                    )));
+                }
+                if let Some(value) = value {
+                    timeouts::parse(parameter, value)?;
+                }
+                users.set_default(name, parameter, value.as_deref())?;
                 Ok(Outcome::done("ALTER ROLE"))
             }
             UserStatement::Drop { name, if_exists } => {

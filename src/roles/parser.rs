@@ -29,6 +29,16 @@ pub enum UserStatement {
         /// The attributes and password to change.
         options: RoleOptions,
     },
+    /// `ALTER USER|ROLE name SET parameter {TO|=} value` (`Some`) or `… RESET parameter`
+    /// (`None`): the role's default for a session setting.
+    SetDefault {
+        /// Role name.
+        name: String,
+        /// The setting's name.
+        parameter: String,
+        /// Its value, or `None` to remove the role's default.
+        value: Option<String>,
+    },
     /// `DROP USER|ROLE [IF EXISTS] name`.
     Drop {
         /// Role name.
@@ -66,6 +76,9 @@ pub fn user_statement(parser: &mut Parser) -> Result<Option<UserStatement>> {
         }
         Some(Keyword::ALTER) => {
             let name = names::ident(&parser.parse_identifier()?);
+            if let Some(statement) = set_default(parser, &name)? {
+                return Ok(Some(statement));
+            }
             let options = role_options(parser)?;
             if options == RoleOptions::default() {
                 return Err(Error::Syntax(format!(
@@ -83,6 +96,37 @@ pub fn user_statement(parser: &mut Parser) -> Result<Option<UserStatement>> {
         }
     };
     Ok(Some(statement))
+}
+
+/// `SET parameter {TO|=} value` or `RESET parameter` after `ALTER ROLE name`; `None` when
+/// neither follows.
+fn set_default(parser: &mut Parser, name: &str) -> Result<Option<UserStatement>> {
+    let value = if parser.parse_keyword(Keyword::SET) {
+        true
+    } else if parser.parse_keyword(Keyword::RESET) {
+        false
+    } else {
+        return Ok(None);
+    };
+    let parameter = names::ident(&parser.parse_identifier()?);
+    let value = if value {
+        if !parser.consume_token(&Token::Eq) {
+            parser.expect_keyword(Keyword::TO)?;
+        }
+        let token = parser.next_token();
+        Some(match token.token {
+            Token::SingleQuotedString(text) | Token::Number(text, _) => text,
+            Token::Word(word) => word.value,
+            other => return Err(Error::Syntax(format!("expected a value, found {other}"))),
+        })
+    } else {
+        None
+    };
+    Ok(Some(UserStatement::SetDefault {
+        name: name.to_string(),
+        parameter,
+        value,
+    }))
 }
 
 /// `[WITH] option …` up to the end of the statement: `[NO]SUPERUSER`, `[NO]CREATEROLE`,
@@ -188,6 +232,22 @@ mod tests {
             Some(UserStatement::Drop {
                 name: "ann".into(),
                 if_exists: true
+            })
+        );
+        assert_eq!(
+            parsed("ALTER ROLE ann SET statement_timeout = '5s'").unwrap(),
+            Some(UserStatement::SetDefault {
+                name: "ann".into(),
+                parameter: "statement_timeout".into(),
+                value: Some("5s".into()),
+            })
+        );
+        assert_eq!(
+            parsed("ALTER USER ann RESET Statement_Timeout").unwrap(),
+            Some(UserStatement::SetDefault {
+                name: "ann".into(),
+                parameter: "statement_timeout".into(),
+                value: None,
             })
         );
         assert_eq!(parsed("DROP TABLE ann").unwrap(), None);

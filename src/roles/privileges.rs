@@ -1,8 +1,11 @@
-//! Who runs a statement ([`Actor`]) and what a role may do beyond its privileges on objects:
-//! its attributes decide who may manage roles, and only superusers reach the server's files.
+//! Who runs a statement ([`Actor`]) and what it may do: privileges on objects (its own, its
+//! roles' and PUBLIC's), ownership, role attributes (who may manage roles) and the predefined
+//! roles that reach the server's files.
 
 use crate::error::{Error, Result};
+use crate::roles::grants::{Object, PUBLIC, Privilege};
 use crate::roles::users::{Attributes, RoleOptions, Users};
+use std::collections::BTreeSet;
 
 /// Who runs a statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,40 +27,143 @@ pub enum FileAccess {
     Write,
 }
 
+/// The predefined roles a superuser may grant: they admit their members to the server's files
+/// and to cancelling other roles' statements.
+pub const PREDEFINED_ROLES: &[&str] = &[READ_SERVER_FILES, WRITE_SERVER_FILES, SIGNAL_BACKEND];
+/// Members may read files on the server.
+pub const READ_SERVER_FILES: &str = "pg_read_server_files";
+/// Members may write files on the server.
+pub const WRITE_SERVER_FILES: &str = "pg_write_server_files";
+/// Members may cancel the statements of roles that are not superusers.
+pub const SIGNAL_BACKEND: &str = "pg_signal_backend";
+
 impl Users {
     /// The attributes of `actor` now; a role that no longer exists has none.
     pub fn attributes_of(&self, actor: &Actor) -> Result<Attributes> {
-        let all = Attributes {
-            superuser: true,
-            createrole: true,
-            login: true,
-        };
         Ok(match actor {
-            Actor::Embedder => all,
-            Actor::Role(name) => self.get(name)?.map_or(
-                Attributes {
-                    superuser: false,
-                    createrole: false,
-                    login: false,
-                },
-                |role| role.attributes,
-            ),
+            Actor::Embedder => Attributes {
+                superuser: true,
+                createrole: true,
+                login: true,
+            },
+            Actor::Role(name) => self
+                .read()
+                .get(name)
+                .map_or(Attributes::default(), |role| role.attributes),
         })
     }
 
-    /// Ok when `actor` may read or write files on the server: superusers only (PostgreSQL
-    /// also admits members of `pg_read_server_files` / `pg_write_server_files`).
-    pub fn check_server_files(&self, actor: &Actor, access: FileAccess) -> Result<()> {
-        if self.attributes_of(actor)?.superuser {
+    /// Whether `actor` is a superuser now.
+    pub fn is_superuser(&self, actor: &Actor) -> bool {
+        match actor {
+            Actor::Embedder => true,
+            Actor::Role(name) => self
+                .read()
+                .get(name)
+                .is_some_and(|role| role.attributes.superuser),
+        }
+    }
+
+    /// The roles whose privileges `role` has: itself and the roles it is a member of,
+    /// directly or through other roles.
+    pub fn roles_of(&self, role: &str) -> BTreeSet<String> {
+        let roles = self.read();
+        let mut found = BTreeSet::from([role.to_string()]);
+        let mut next = vec![role.to_string()];
+        while let Some(current) = next.pop() {
+            for parent in roles
+                .get(&current)
+                .map(|r| &r.member_of)
+                .into_iter()
+                .flatten()
+            {
+                if found.insert(parent.clone()) {
+                    next.push(parent.clone());
+                }
+            }
+        }
+        found
+    }
+
+    /// Whether role `role` (with its memberships and PUBLIC's grants) holds `privilege` on
+    /// `object`; superusers and the owner hold every privilege.
+    pub fn has_privilege(&self, role: &str, object: &Object, privilege: Privilege) -> bool {
+        if self.is_superuser(&Actor::Role(role.to_string())) {
+            return true;
+        }
+        let roles = self.roles_of(role);
+        self.grants().with_acl(object, |acl| {
+            let Some(acl) = acl else { return false };
+            acl.owner
+                .as_ref()
+                .is_some_and(|owner| roles.contains(owner))
+                || acl.grants.iter().any(|(grantee, privileges)| {
+                    (grantee == PUBLIC || roles.contains(grantee))
+                        && privileges.contains(&privilege)
+                })
+        })
+    }
+
+    /// Ok when `actor` holds `privilege` on `object`; 42501 otherwise.
+    pub fn check(&self, actor: &Actor, object: &Object, privilege: Privilege) -> Result<()> {
+        match actor {
+            Actor::Embedder => Ok(()),
+            Actor::Role(role) if self.has_privilege(role, object, privilege) => Ok(()),
+            Actor::Role(_) => Err(Error::InsufficientPrivilege(format!("for {object}"))),
+        }
+    }
+
+    /// Ok when `actor` owns `object` (is a superuser, the owner or a member of the owning
+    /// role): what ALTER, DROP, GRANT and REVOKE on it take; 42501 otherwise.
+    pub fn check_owner(&self, actor: &Actor, object: &Object) -> Result<()> {
+        if self.is_superuser(actor) {
             return Ok(());
         }
-        let what = match access {
-            FileAccess::Read => "to read files on the server (COPY FROM a file, external tables)",
-            FileAccess::Write => "to write files on the server (COPY TO a file)",
+        if let Actor::Role(role) = actor
+            && let Some(owner) = self.grants().acl(object).owner
+            && self.roles_of(role).contains(&owner)
+        {
+            return Ok(());
+        }
+        Err(Error::MustBeOwner(object.to_string()))
+    }
+
+    /// The role that becomes the owner of what `actor` creates (`None`: superusers).
+    pub fn owner_for(actor: &Actor) -> Option<&str> {
+        match actor {
+            Actor::Embedder => None,
+            Actor::Role(name) => Some(name),
+        }
+    }
+
+    /// Ok when `actor` may read or write files on the server: superusers and members of
+    /// `pg_read_server_files` / `pg_write_server_files`.
+    pub fn check_server_files(&self, actor: &Actor, access: FileAccess) -> Result<()> {
+        let (role, what) = match access {
+            FileAccess::Read => (
+                READ_SERVER_FILES,
+                "to read files on the server (COPY FROM a file, external tables)",
+            ),
+            FileAccess::Write => (
+                WRITE_SERVER_FILES,
+                "to write files on the server (COPY TO a file)",
+            ),
         };
+        if self.is_superuser(actor) || self.is_member(actor, role) {
+            return Ok(());
+        }
         Err(Error::InsufficientPrivilege(format!(
-            "{what}: only superusers may; COPY … FROM STDIN and TO STDOUT go through the client"
+            "{what}: only superusers and members of {role} may; COPY … FROM STDIN and TO \
+             STDOUT go through the client"
         )))
+    }
+
+    /// Whether `actor` is a member of `role`, directly or through other roles.
+    pub fn is_member(&self, actor: &Actor, role: &str) -> bool {
+        match actor {
+            Actor::Embedder => true,
+            Actor::Role(name) => self.roles_of(name).contains(role),
+        }
     }
 
     /// Ok when `actor` may create a role with `options`: a superuser, or a role with

@@ -2,18 +2,20 @@
 //! RocksDB beside the tables.
 
 use crate::error::{Error, Result};
+use crate::roles::grants::Grants;
 use crate::storage::{Scan, Store, WriteSet, keys};
 use pgwire::api::auth::sasl::scram::gen_salted_password;
 use serde::{Deserialize, Serialize};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 /// PBKDF2 iterations of every stored secret (SCRAM sends one count for all users).
 pub const SCRAM_ITERATIONS: usize = 4096;
 
-/// What is stored for a role: its attributes, and for a password a random salt and the SCRAM
-/// `SaltedPassword` (empty when the role has no password). The password itself is never
-/// stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What is stored for a role: its attributes, the roles it is a member of, its session
+/// defaults, and for a password a random salt and the SCRAM `SaltedPassword` (empty when the
+/// role has no password). The password itself is never stored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StoredUser {
     /// Random salt of the PBKDF2 derivation.
     pub salt: Vec<u8>,
@@ -22,6 +24,12 @@ pub struct StoredUser {
     /// What the role may do beyond the privileges on objects.
     #[serde(default = "Attributes::of_roles_stored_before_attributes")]
     pub attributes: Attributes,
+    /// The roles it is a member of (`GRANT role TO this`), whose privileges it has.
+    #[serde(default)]
+    pub member_of: BTreeSet<String>,
+    /// Its session defaults (`ALTER ROLE … SET name = value`), by parameter name.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
 }
 
 impl StoredUser {
@@ -29,10 +37,32 @@ impl StoredUser {
     pub fn has_password(&self) -> bool {
         !self.salted_password.is_empty()
     }
+
+    /// This role with `password` (`None`: no password), under a new random salt.
+    fn with_password(self, password: Option<&str>) -> Result<StoredUser> {
+        let (salt, salted_password) = match password {
+            Some("") => {
+                return Err(Error::InvalidParameter(
+                    "a password must not be empty".into(),
+                ));
+            }
+            Some(password) => {
+                let salt: [u8; 16] = rand::random();
+                let secret = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
+                (salt.to_vec(), secret)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        Ok(StoredUser {
+            salt,
+            salted_password,
+            ..self
+        })
+    }
 }
 
 /// A role's attributes, as PostgreSQL's `rolsuper`, `rolcreaterole` and `rolcanlogin`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attributes {
     /// May do everything, without privilege checks.
     pub superuser: bool,
@@ -68,11 +98,16 @@ pub struct RoleOptions {
     pub password: Option<Option<String>>,
 }
 
-/// The users of one data directory.
+/// The users of one data directory, and the ownership and privileges of its objects. Roles
+/// are kept in memory (read at every privilege check) and written through to the store.
 #[derive(Debug, Clone)]
 pub struct Users {
     store: Arc<Store>,
-    /// Serialises CREATE/ALTER/DROP USER so that their existence checks hold.
+    /// Every stored role, by name.
+    roles: Arc<RwLock<BTreeMap<String, StoredUser>>>,
+    /// Ownership and privileges of tables, models and feature views.
+    grants: Arc<Grants>,
+    /// Serialises CREATE/ALTER/DROP USER and GRANT/REVOKE so that their checks hold.
     ddl: Arc<Mutex<()>>,
 }
 
@@ -87,70 +122,87 @@ impl RoleOptions {
     }
 }
 
-fn missing(name: &str) -> Error {
+pub(super) fn missing(name: &str) -> Error {
     Error::UndefinedObject(format!("role \"{name}\" does not exist"))
 }
 
 impl Users {
-    /// The users stored in `store`.
-    pub fn new(store: Arc<Store>) -> Self {
-        Users {
+    /// The users and grants stored in `store`.
+    pub fn load(store: Arc<Store>) -> Result<Self> {
+        let mut roles = BTreeMap::new();
+        let prefix = keys::user("");
+        store.scan(
+            &prefix,
+            &keys::prefix_end(&prefix),
+            Scan::Cached,
+            |key, value| {
+                let name = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default());
+                let user = serde_json::from_slice(value)
+                    .map_err(|e| Error::Corrupt(format!("user {name}: {e}")))?;
+                roles.insert(name.into_owned(), user);
+                Ok(true)
+            },
+        )?;
+        Ok(Users {
+            grants: Arc::new(Grants::load(store.clone())?),
             store,
+            roles: Arc::new(RwLock::new(roles)),
             ddl: Arc::new(Mutex::new(())),
-        }
+        })
+    }
+
+    /// Ownership and privileges of the objects.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
+    /// Holds the lock that serialises changes of roles and grants.
+    pub(super) fn lock_ddl(&self) -> MutexGuard<'_, ()> {
+        self.ddl.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, StoredUser>> {
+        self.roles.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Creates the administrator `name` (a superuser who can log in) or, when it exists,
     /// changes its password; durable when it returns. Used by `tastedb serve --password`.
     pub fn set_password(&self, name: &str, password: &str) -> Result<()> {
-        let _ddl = self.ddl.lock().unwrap_or_else(|p| p.into_inner());
-        let attributes = match self.get(name)? {
-            Some(existing) => existing.attributes,
-            None => Attributes {
+        let _ddl = self.lock_ddl();
+        let existing = self.get(name)?;
+        let user = StoredUser {
+            attributes: Attributes {
                 superuser: true,
                 createrole: true,
                 login: true,
             },
+            ..StoredUser::default()
         };
-        self.put(name, attributes, Some(password))
+        let user = existing.unwrap_or(user).with_password(Some(password))?;
+        self.put(name, user)
     }
 
-    /// Stores role `name` with `attributes` and `password` (`None`: no password).
-    fn put(&self, name: &str, attributes: Attributes, password: Option<&str>) -> Result<()> {
-        if name.is_empty() || password.is_some_and(str::is_empty) {
+    /// Stores role `name` as `user`, durably, then in memory.
+    pub(super) fn put(&self, name: &str, user: StoredUser) -> Result<()> {
+        if name.is_empty() {
             return Err(Error::InvalidParameter(
-                "a role needs a non-empty name, and a password must not be empty".into(),
+                "a role needs a non-empty name".into(),
             ));
         }
-        let (salt, salted_password) = match password {
-            Some(password) => {
-                let salt: [u8; 16] = rand::random();
-                let secret = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
-                (salt.to_vec(), secret)
-            }
-            None => (Vec::new(), Vec::new()),
-        };
-        let user = StoredUser {
-            salt,
-            salted_password,
-            attributes,
-        };
         let json = serde_json::to_vec(&user).map_err(|e| Error::Internal(e.to_string()))?;
         let mut write = WriteSet::default();
         write.put(keys::user(name), json);
-        self.store.write(write)
+        self.store.write(write)?;
+        self.roles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), user);
+        Ok(())
     }
 
     /// True when no user exists yet.
     pub fn is_empty(&self) -> Result<bool> {
-        let prefix = keys::user("");
-        let mut empty = true;
-        self.store
-            .scan(&prefix, &keys::prefix_end(&prefix), Scan::Cached, |_, _| {
-                empty = false;
-                Ok(false)
-            })?;
-        Ok(empty)
+        Ok(self.read().is_empty())
     }
 
     /// Creates role `name` with `options` over `defaults`; 42710 when it exists. With
@@ -162,7 +214,8 @@ impl Users {
         options: &RoleOptions,
         if_not_exists: bool,
     ) -> Result<bool> {
-        let _ddl = self.ddl.lock().unwrap_or_else(|p| p.into_inner());
+        check_role_name(name)?;
+        let _ddl = self.lock_ddl();
         match self.get(name)? {
             Some(_) if if_not_exists => Ok(false),
             Some(_) => Err(Error::DuplicateObject(format!(
@@ -170,7 +223,12 @@ impl Users {
             ))),
             None => {
                 let password = options.password.clone().flatten();
-                self.put(name, options.applied_to(defaults), password.as_deref())?;
+                let user = StoredUser {
+                    attributes: options.applied_to(defaults),
+                    ..StoredUser::default()
+                }
+                .with_password(password.as_deref())?;
+                self.put(name, user)?;
                 Ok(true)
             }
         }
@@ -179,28 +237,35 @@ impl Users {
     /// Changes the attributes and password of `name` that `options` name; 42704 when it does
     /// not exist.
     pub fn alter(&self, name: &str, options: &RoleOptions) -> Result<()> {
-        let _ddl = self.ddl.lock().unwrap_or_else(|p| p.into_inner());
+        let _ddl = self.lock_ddl();
         let existing = self.get(name)?.ok_or_else(|| missing(name))?;
-        let attributes = options.applied_to(existing.attributes);
-        match &options.password {
-            Some(password) => self.put(name, attributes, password.as_deref()),
-            None => {
-                let user = StoredUser {
-                    attributes,
-                    ..existing
-                };
-                let json = serde_json::to_vec(&user).map_err(|e| Error::Internal(e.to_string()))?;
-                let mut write = WriteSet::default();
-                write.put(keys::user(name), json);
-                self.store.write(write)
-            }
+        let mut user = StoredUser {
+            attributes: options.applied_to(existing.attributes),
+            ..existing
+        };
+        if let Some(password) = &options.password {
+            user = user.with_password(password.as_deref())?;
         }
+        self.put(name, user)
     }
 
-    /// Drops `name`; 42704 when it does not exist (with `if_exists` the result is false). The
-    /// last user cannot be dropped: nobody could log in with a password any more.
+    /// Sets (`Some`) or removes (`None`) the session default `parameter` of role `name`
+    /// (`ALTER ROLE name SET parameter = value`, `… RESET parameter`).
+    pub fn set_default(&self, name: &str, parameter: &str, value: Option<&str>) -> Result<()> {
+        let _ddl = self.lock_ddl();
+        let mut user = self.get(name)?.ok_or_else(|| missing(name))?;
+        match value {
+            Some(value) => user.config.insert(parameter.to_string(), value.to_string()),
+            None => user.config.remove(parameter),
+        };
+        self.put(name, user)
+    }
+
+    /// Drops `name`; 42704 when it does not exist (with `if_exists` the result is false).
+    /// Refused (2BP01) while it owns objects, and for the last user, as nobody could log in
+    /// with a password any more. Its privileges and memberships go with it.
     pub fn drop_user(&self, name: &str, if_exists: bool) -> Result<bool> {
-        let _ddl = self.ddl.lock().unwrap_or_else(|p| p.into_inner());
+        let _ddl = self.lock_ddl();
         if self.get(name)?.is_none() {
             return if if_exists {
                 Ok(false)
@@ -208,42 +273,59 @@ impl Users {
                 Err(missing(name))
             };
         }
-        if self.names()?.len() == 1 {
+        if self.read().len() == 1 {
             return Err(Error::DependentObjects(format!(
                 "cannot drop \"{name}\": it is the last user"
             )));
         }
+        let owned = self.grants.owned_by(name);
+        if !owned.is_empty() {
+            let list: Vec<String> = owned.iter().map(|o| format!("owner of {o}")).collect();
+            return Err(Error::DependentObjects(format!(
+                "role \"{name}\" cannot be dropped because some objects depend on it: {}",
+                list.join(", ")
+            )));
+        }
+        self.grants.remove_grantee(name)?;
+        let members: Vec<(String, StoredUser)> = self
+            .read()
+            .iter()
+            .filter(|(_, user)| user.member_of.contains(name))
+            .map(|(member, user)| (member.clone(), user.clone()))
+            .collect();
+        for (member, mut user) in members {
+            user.member_of.remove(name);
+            self.put(&member, user)?;
+        }
         let mut write = WriteSet::default();
         write.delete(keys::user(name));
-        self.store.write(write).map(|()| true)
+        self.store.write(write)?;
+        self.roles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        Ok(true)
     }
 
     /// Names of all users, sorted.
     pub fn names(&self) -> Result<Vec<String>> {
-        let prefix = keys::user("");
-        let mut names = Vec::new();
-        self.store.scan(
-            &prefix,
-            &keys::prefix_end(&prefix),
-            Scan::Cached,
-            |key, _| {
-                let name = key.get(prefix.len()..).unwrap_or_default();
-                names.push(String::from_utf8_lossy(name).into_owned());
-                Ok(true)
-            },
-        )?;
-        Ok(names)
+        Ok(self.read().keys().cloned().collect())
     }
 
-    /// The stored secret of `name`.
+    /// The stored role `name`.
     pub fn get(&self, name: &str) -> Result<Option<StoredUser>> {
-        match self.store.get(&keys::user(name))? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::Corrupt(format!("user {name}: {e}"))),
-        }
+        Ok(self.read().get(name).cloned())
     }
+}
+
+/// 42939 for the names PostgreSQL reserves: `public` and names starting with `pg_`.
+fn check_role_name(name: &str) -> Result<()> {
+    if name == "public" || name.starts_with("pg_") {
+        return Err(Error::ReservedName(format!(
+            "role name \"{name}\" is reserved"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -256,7 +338,7 @@ mod tests {
         let user: StoredUser = serde_json::from_str(legacy).unwrap();
         assert!(user.attributes.superuser && user.attributes.login);
         let dir = tempfile::tempdir().unwrap();
-        let users = Users::new(Arc::new(Store::open(dir.path()).unwrap()));
+        let users = Users::load(Arc::new(Store::open(dir.path()).unwrap())).unwrap();
         users.set_password("admin", "pw").unwrap();
         let created = RoleOptions {
             password: Some(Some("x".into())),

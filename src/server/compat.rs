@@ -3,6 +3,7 @@
 //! `COLLATE`, `::regclass` casts, and whole catalog queries it knows by heart.
 
 use crate::engine::Statement;
+use crate::server::psql_describe;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     Expr, Statement as SqlStatement, Value, ValueWithSpan, visit_expressions_mut,
@@ -16,6 +17,11 @@ pub fn rewrite_for_clients(
     query: &str,
     mut statements: Vec<Statement>,
 ) -> Vec<Statement> {
+    if let Some(answer) = psql_describe::substitute(query)
+        && let Ok(parsed) = crate::engine::parse(&answer)
+    {
+        return parsed;
+    }
     let mut named_functions = false;
     for statement in &mut statements {
         named_functions |= name_regproc_literals(statement);

@@ -5,6 +5,7 @@
 
 use crate::engine::Engine;
 use crate::error::Error;
+use crate::roles::Actor;
 use crate::server::errors::to_pgwire;
 use crate::sql::parser::{CopyFormat, CopyFrom, CopyOptions};
 use arrow_pg::datatypes::arrow_schema_to_pg_fields;
@@ -39,8 +40,9 @@ pub fn begin<C: ClientInfo>(
     engine: &Engine,
     client: &C,
     copy: CopyFrom,
+    actor: &Actor,
 ) -> Result<Response, Error> {
-    let width = engine.copy_input_width(&copy)?;
+    let width = engine.copy_input_width(&copy, actor)?;
     let pending = client
         .session_extensions()
         .get_or_insert_with(PendingCopy::default);

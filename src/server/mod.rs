@@ -6,6 +6,7 @@ mod bind;
 mod compat;
 mod copy;
 mod errors;
+mod psql_describe;
 mod session;
 mod settings;
 mod timeout;

@@ -66,8 +66,9 @@ impl Session {
         }
     }
 
-    /// Once per connection: the server's defaults for the settings the client did not send
-    /// at startup, so that statements and `SHOW` see them.
+    /// Once per connection: for the settings the client did not send at startup, its role's
+    /// defaults (`ALTER ROLE … SET`), then the server's, so that statements and `SHOW` see
+    /// them.
     fn apply_defaults<C: ClientInfo>(&self, client: &mut C) {
         if client
             .session_extensions()
@@ -75,6 +76,12 @@ impl Session {
             .is_some()
         {
             return;
+        }
+        let role = client.metadata().get("user").cloned().unwrap_or_default();
+        if let Ok(Some(stored)) = self.engine.users().get(&role) {
+            for (name, value) in stored.config {
+                client.metadata_mut().entry(name).or_insert(value);
+            }
         }
         client
             .metadata_mut()
@@ -88,19 +95,8 @@ impl Session {
         &self.engine
     }
 
-    /// Who runs the statements of `client`'s connection: the role it logged in as, or, when
-    /// no role existed at its first statement (a `--auth trust` server on loopback), the
-    /// embedding superuser. Decided once per connection.
     fn actor<C: ClientInfo>(&self, client: &C) -> Result<Arc<Actor>, Error> {
-        if let Some(actor) = client.session_extensions().get::<Actor>() {
-            return Ok(actor);
-        }
-        let actor = if self.engine.users().is_empty()? {
-            Actor::Embedder
-        } else {
-            Actor::Role(client.metadata().get("user").cloned().unwrap_or_default())
-        };
-        Ok(client.session_extensions().get_or_insert_with(|| actor))
+        actor_of(&self.engine, client)
     }
 
     /// Runs one statement: a session statement or COPY TO STDOUT here, anything else on the
@@ -256,7 +252,10 @@ impl SimpleQueryHandler for Session {
                 && copy.source == CopySourceKind::Stdin
             {
                 // The data follows as CopyData messages; nothing after COPY runs in this batch.
-                match copy::begin(&self.engine, client, copy.clone()) {
+                let begun = self
+                    .actor(client)
+                    .and_then(|actor| copy::begin(&self.engine, client, copy.clone(), &actor));
+                match begun {
                     Ok(response) => responses.push(response),
                     Err(e) => responses.push(Response::Error(Box::new(error_info(&e, query)))),
                 }
@@ -313,6 +312,21 @@ impl PreparedStatement {
     }
 }
 
+/// Who runs the statements of `client`'s connection: the role it logged in as, or, when no
+/// role existed at its first statement (a `--auth trust` server on loopback), the embedding
+/// superuser. Decided once per connection.
+fn actor_of<C: ClientInfo>(engine: &Engine, client: &C) -> Result<Arc<Actor>, Error> {
+    if let Some(actor) = client.session_extensions().get::<Actor>() {
+        return Ok(actor);
+    }
+    let actor = if engine.users().is_empty()? {
+        Actor::Embedder
+    } else {
+        Actor::Role(client.metadata().get("user").cloned().unwrap_or_default())
+    };
+    Ok(client.session_extensions().get_or_insert_with(|| actor))
+}
+
 /// Parses and plans statements for the extended protocol.
 pub struct Planner {
     engine: Engine,
@@ -320,7 +334,7 @@ pub struct Planner {
 }
 
 impl Planner {
-    async fn prepare(&self, sql: &str) -> Result<Option<PreparedStatement>, Error> {
+    async fn prepare(&self, sql: &str, actor: &Actor) -> Result<Option<PreparedStatement>, Error> {
         let mut statements = rewrite_for_clients(&self.compat, sql, engine::parse(sql)?);
         if statements.len() > 1 {
             return Err(Error::Syntax(
@@ -338,7 +352,7 @@ impl Planner {
         let with_client = matches!(&statement, Statement::CopyToStdout(_))
             || matches!(&statement, Statement::CopyFrom(copy) if copy.source == CopySourceKind::Stdin);
         let prepared = if session.is_none() && !with_client {
-            Some(self.engine.prepare(statement.clone()).await?)
+            Some(self.engine.prepare_as(statement.clone(), actor).await?)
         } else {
             None
         };
@@ -357,14 +371,18 @@ impl QueryParser for Planner {
 
     async fn parse_sql<C>(
         &self,
-        _client: &C,
+        client: &C,
         sql: &str,
         _types: &[Option<Type>],
     ) -> PgWireResult<Option<PreparedStatement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        self.prepare(sql).await.map_err(|e| to_pgwire(&e, sql))
+        let prepared = async {
+            let actor = actor_of(&self.engine, client)?;
+            self.prepare(sql, &actor).await
+        };
+        prepared.await.map_err(|e| to_pgwire(&e, sql))
     }
 
     fn get_parameter_types(&self, statement: &PreparedStatement) -> PgWireResult<Vec<Type>> {
@@ -475,7 +493,9 @@ impl ExtendedQueryHandler for Session {
         let sql = statement.sql.as_str();
         let Some(prepared) = &statement.prepared else {
             if let Statement::CopyFrom(copy) = &statement.statement {
-                return copy::begin(&self.engine, client, copy.clone())
+                return self
+                    .actor(client)
+                    .and_then(|actor| copy::begin(&self.engine, client, copy.clone(), &actor))
                     .map_err(|e| to_pgwire(&e, sql));
             }
             return self

@@ -4,6 +4,7 @@
 //! stopped writes nothing: each statement commits in one write at its end.
 
 use crate::error::{Error, Result};
+use crate::sql::timeouts;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream};
@@ -16,33 +17,11 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 /// The setting's name.
-pub const SETTING: &str = "statement_timeout";
+pub const SETTING: &str = timeouts::STATEMENT_TIMEOUT;
 
-/// A duration in PostgreSQL's forms: milliseconds as a number, or a number with one of the
-/// units `ms`, `s`, `min`, `h`, `d`; 0 turns the timeout off (`None`). Anything else is 22023.
+/// A `statement_timeout` value: a duration, or `None` when 0 turns it off; 22023 otherwise.
 pub fn parse(value: &str) -> Result<Option<Duration>> {
-    let text = value.trim().to_ascii_lowercase();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let scale = match unit.trim() {
-        "" | "ms" => 1.0,
-        "s" => 1e3,
-        "min" => 60e3,
-        "h" => 3_600e3,
-        "d" => 86_400e3,
-        _ => f64::NAN,
-    };
-    let millis = number.parse::<f64>().map(|n| n * scale);
-    match millis {
-        Ok(ms) if (0.0..2_147_483_648.0).contains(&ms) => {
-            Ok((ms >= 1.0).then(|| Duration::from_millis(ms as u64)))
-        }
-        _ => Err(Error::InvalidParameter(format!(
-            "invalid value for parameter \"{SETTING}\": \"{value}\""
-        ))),
-    }
+    timeouts::parse(SETTING, value)
 }
 
 /// When a statement of `client`'s session that starts now must have finished, if ever.

@@ -14,6 +14,7 @@ pub mod names;
 pub mod notices;
 pub mod parser;
 pub mod query_arguments;
+pub mod timeouts;
 pub mod words;
 
 pub(crate) use functions::register as register_functions;

@@ -70,6 +70,11 @@ impl QueryArguments {
         self.lock().insert(token.to_string(), (plan, sql));
     }
 
+    /// A copy of the plan of `token`.
+    pub fn plan_of(&self, token: &str) -> Option<LogicalPlan> {
+        self.lock().get(token).map(|(plan, _)| plan.clone())
+    }
+
     /// Takes the plan and text of `token` out.
     pub fn take(&self, token: &str) -> Option<(LogicalPlan, String)> {
         self.lock().remove(token)

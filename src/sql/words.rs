@@ -21,6 +21,19 @@ pub fn skip(parser: &mut Parser, tokens: usize) {
     }
 }
 
+/// Consumes the words `expected` (any case) when they come next, and says whether they did;
+/// for words sqlparser has no keyword for (`MODEL`, `FEATURE`).
+pub fn parse_words(parser: &mut Parser, expected: &[&str]) -> bool {
+    let all = expected.iter().enumerate().all(|(i, word)| {
+        matches!(&parser.peek_nth_token_ref(i).token,
+            Token::Word(w) if w.value.eq_ignore_ascii_case(word))
+    });
+    if all {
+        skip(parser, expected.len());
+    }
+    all
+}
+
 /// Consumes the word `expected` (any case), or fails with 42601.
 pub fn expect_word(parser: &mut Parser, expected: &str) -> Result<()> {
     let token = parser.next_token();

@@ -14,6 +14,7 @@
 //! | `o`    | feature view name, 0, entity key (`key_codec`) | latest feature row (`row_codec`) |
 //! | `i`    | vector index name (UTF-8)     | `IndexDef` as JSON            |
 //! | `h`    | vector index name (UTF-8)     | the index's graph, row keys and transform (postcard) |
+//! | `g`    | object kind (`t`/`m`/`f`), object name | owner and privileges (`roles::grants`) as JSON |
 
 const META: u8 = b'm';
 const CATALOG: u8 = b'c';
@@ -27,6 +28,7 @@ const FEATURE_VIEW: u8 = b'w';
 const ONLINE_FEATURES: u8 = b'o';
 const VECTOR_INDEX: u8 = b'i';
 const VECTOR_GRAPH: u8 = b'h';
+const ACL: u8 = b'g';
 
 /// Key of a vector index's definition; `vector_index("")` is the prefix of all of them.
 pub fn vector_index(name: &str) -> Vec<u8> {
@@ -36,6 +38,12 @@ pub fn vector_index(name: &str) -> Vec<u8> {
 /// Key of a vector index's graph.
 pub fn vector_graph(name: &str) -> Vec<u8> {
     prefixed(VECTOR_GRAPH, name.as_bytes())
+}
+
+/// Key of an object's owner and privileges; `rest` is the object's kind tag and name, and
+/// `acl(&[])` is the prefix of all of them.
+pub fn acl(rest: &[u8]) -> Vec<u8> {
+    prefixed(ACL, rest)
 }
 
 /// Key of a meta entry.

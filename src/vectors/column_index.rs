@@ -206,6 +206,11 @@ impl VectorIndexes {
             .cloned()
     }
 
+    /// The definition of the index `name`.
+    pub fn get(&self, name: &str) -> Option<IndexDef> {
+        self.read_defs().get(name).cloned()
+    }
+
     /// Every index with its state.
     pub fn list(&self) -> Vec<IndexStatus> {
         let loaded = lock(&self.loaded);

@@ -11,7 +11,8 @@ pub use column_index::VectorIndexes;
 pub use nearest::Nearest;
 
 use crate::catalog::Catalog;
-use crate::engine::{Command, Family};
+use crate::engine::{Command, Family, FunctionObject};
+use crate::roles::ObjectKind;
 use datafusion::prelude::SessionContext;
 use std::sync::Arc;
 
@@ -34,3 +35,9 @@ pub fn register_functions(
         Arc::new(Nearest::new(catalog.clone(), indexes.clone())),
     );
 }
+
+/// `nearest`, which reads the table its first argument names.
+pub const FUNCTION_OBJECTS: &[FunctionObject] = &[FunctionObject {
+    function: "nearest",
+    kind: ObjectKind::Table,
+}];

@@ -4,6 +4,7 @@
 use crate::ann::metric::Metric;
 use crate::engine::{Command, Context, Engine, Outcome};
 use crate::error::{Error, Result};
+use crate::roles::Object;
 use crate::sql::names;
 use crate::sql::notices::{Notice, Notices};
 use crate::sql::words::literal_text;
@@ -80,10 +81,23 @@ impl Command for IndexStatement {
         let (engine, notices) = (cx.engine, cx.notices);
         match self {
             IndexStatement::Create(create) => {
+                let table = names::table_name(&create.table_name)?;
+                if engine.catalog().get(&table).is_some() {
+                    engine
+                        .users()
+                        .check_owner(cx.actor, &Object::table(table))?;
+                }
                 create_index(engine, create.as_ref().clone(), notices).await?;
                 Ok(Outcome::done("CREATE INDEX"))
             }
             IndexStatement::Drop { names, if_exists } => {
+                for name in names {
+                    if let Some(def) = engine.indexes().get(&names::table_name(name)?) {
+                        engine
+                            .users()
+                            .check_owner(cx.actor, &Object::table(def.table))?;
+                    }
+                }
                 drop_indexes(engine, names, *if_exists, notices)?;
                 Ok(Outcome::done("DROP INDEX"))
             }

@@ -9,6 +9,7 @@ mod crash;
 mod engine;
 mod features;
 mod models;
+mod privileges;
 mod psql;
 mod real_clients;
 mod roles;

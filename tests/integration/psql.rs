@@ -146,6 +146,36 @@ async fn psql_lists_and_describes_tables_and_points_at_errors() {
         err.contains("ERROR:") && err.contains("LINE 1:") && err.contains('^'),
         "{err}"
     );
+
+    // \du and \dp show roles, memberships and privileges as PostgreSQL's psql shows them.
+    let (ok, out, err) = run(vec![
+        "-c",
+        "CREATE ROLE readers; CREATE USER bob; GRANT readers TO bob",
+        "-c",
+        "GRANT SELECT ON events TO bob; GRANT SELECT, INSERT ON events TO PUBLIC",
+        "-c",
+        "\\du",
+        "-c",
+        "\\dp events",
+    ])
+    .await
+    .unwrap();
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(" bob       |                        | {readers}"),
+        "{out}"
+    );
+    assert!(out.contains(" readers   | Cannot login"), "{out}");
+    assert!(
+        out.contains(" tastedb   | Superuser, Create role |"),
+        "{out}"
+    );
+    assert!(
+        out.contains("public | events | table | tastedb=arwdDxt/tastedb+")
+            && out.contains("bob=r/tastedb")
+            && out.contains("=ar/tastedb"),
+        "{out}"
+    );
     let _ = stop.send(());
 }
 

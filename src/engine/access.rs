@@ -1,0 +1,264 @@
+//! What a statement needs to be allowed to run ([`Access`]), found in its plan and text, and
+//! the check of it against who runs it. A plan needs SELECT on each table or view it scans and
+//! the write privilege of its INSERT/UPDATE/DELETE/TRUNCATE; what a view reads is checked as
+//! the view's owner (PostgreSQL's rule); the objects functions read (a model for `recommend`,
+//! a feature view, the table of `nearest`) are named by their first argument
+//! ([`FUNCTION_OBJECTS`]), and the queries given to functions as arguments are plans like
+//! any other.
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::roles::{Actor, Object, ObjectKind, Privilege};
+use crate::sql::names;
+use datafusion::catalog::view::ViewTable;
+use datafusion::common::TableReference;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::{LogicalPlan, WriteOp};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, TableFactor,
+    Value, Visit, Visitor,
+};
+use std::ops::ControlFlow;
+
+/// A function whose first argument names an object it reads.
+#[derive(Debug, Clone, Copy)]
+pub struct FunctionObject {
+    /// The function's name (a table or scalar function).
+    pub function: &'static str,
+    /// The kind of object its first argument names.
+    pub kind: ObjectKind,
+}
+
+/// Every function that reads an object named by its first argument, from the feature
+/// folders' lists.
+pub const FUNCTION_OBJECTS: &[&[FunctionObject]] = &[
+    crate::models::FUNCTION_OBJECTS,
+    crate::features::FUNCTION_OBJECTS,
+    crate::vectors::FUNCTION_OBJECTS,
+];
+
+/// What a statement needs, to be checked each time it runs (a prepared statement is checked
+/// at every execution, so that a REVOKE applies at once).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    needs: Vec<Need>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Need {
+    /// `privilege` on `object`, held by the caller or, for what a view reads, by the owner of
+    /// the view `through`.
+    Privilege {
+        object: Object,
+        privilege: Privilege,
+        through: Option<Object>,
+    },
+    /// Something only a superuser may do, and why.
+    Superuser(String),
+}
+
+impl Access {
+    fn push(&mut self, need: Need) {
+        if !self.needs.contains(&need) {
+            self.needs.push(need);
+        }
+    }
+
+    /// Adds what `other` needs.
+    pub fn extend(&mut self, other: Access) {
+        for need in other.needs {
+            self.push(need);
+        }
+    }
+}
+
+impl Engine {
+    /// Ok when `actor` may do everything `access` lists; 42501 otherwise.
+    pub fn check_access(&self, actor: &Actor, access: &Access) -> Result<()> {
+        let users = self.users();
+        if users.is_superuser(actor) {
+            return Ok(());
+        }
+        for need in &access.needs {
+            match need {
+                Need::Privilege {
+                    object,
+                    privilege,
+                    through: None,
+                } => users.check(actor, object, *privilege)?,
+                Need::Privilege {
+                    object,
+                    privilege,
+                    through: Some(view),
+                } => {
+                    let owner = match users.grants().acl(view).owner {
+                        Some(owner) => Actor::Role(owner),
+                        None => Actor::Embedder,
+                    };
+                    users.check(&owner, object, *privilege)?
+                }
+                Need::Superuser(what) => {
+                    return Err(Error::InsufficientPrivilege(format!(
+                        "{what}: only superusers may"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What `plan` needs: SELECT on the tables and views it scans (what views read, as their
+    /// owners), and the privilege of the write it makes.
+    pub(crate) fn plan_access(&self, plan: &LogicalPlan) -> Result<Access> {
+        let mut access = Access::default();
+        self.collect_plan(plan, None, &mut access)?;
+        Ok(access)
+    }
+
+    fn collect_plan(
+        &self,
+        plan: &LogicalPlan,
+        through: Option<&Object>,
+        access: &mut Access,
+    ) -> Result<()> {
+        let mut views = Vec::new();
+        plan.apply_with_subqueries(|node| {
+            match node {
+                LogicalPlan::TableScan(scan) => {
+                    if let Some(object) = self.user_table(&scan.table_name) {
+                        if let Ok(provider) = source_as_provider(&scan.source)
+                            && let Some(view) = provider.downcast_ref::<ViewTable>()
+                        {
+                            views.push((object.clone(), view.logical_plan().clone()));
+                        }
+                        access.push(need(object, Privilege::Select, through));
+                    }
+                }
+                LogicalPlan::Dml(dml) => {
+                    if let Some(object) = self.user_table(&dml.table_name) {
+                        access.push(need(object, write_privilege(&dml.op), through));
+                    }
+                }
+                _ => {}
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        for (view, plan) in views {
+            self.collect_plan(&plan, Some(&view), access)?;
+        }
+        Ok(())
+    }
+
+    /// The user table (not a system table) `reference` names in TasteDB's schema.
+    fn user_table(&self, reference: &TableReference) -> Option<Object> {
+        let ours = reference.schema().is_none_or(|s| s == names::SCHEMA)
+            && reference.catalog().is_none_or(|c| c == names::CATALOG);
+        (ours && self.schema().is_user_table(reference.table()))
+            .then(|| Object::table(reference.table()))
+    }
+
+    /// Whether `name` is a table, view or external table users made.
+    pub fn is_user_table(&self, name: &str) -> bool {
+        self.schema().is_user_table(name)
+    }
+}
+
+fn need(object: Object, privilege: Privilege, through: Option<&Object>) -> Need {
+    Need::Privilege {
+        object,
+        privilege,
+        through: through.cloned(),
+    }
+}
+
+fn write_privilege(op: &WriteOp) -> Privilege {
+    match op {
+        WriteOp::Update => Privilege::Update,
+        WriteOp::Delete => Privilege::Delete,
+        WriteOp::Truncate => Privilege::Truncate,
+        _ => Privilege::Insert,
+    }
+}
+
+/// What the functions `statement` calls read: SELECT on the object each names by its first
+/// argument; a name that is not a constant needs a superuser.
+pub(crate) fn function_access(statement: &DFStatement) -> Access {
+    let mut finder = FunctionFinder::default();
+    if let DFStatement::Statement(sql) = statement {
+        let _ = sql.visit(&mut finder);
+    }
+    finder.access
+}
+
+#[derive(Default)]
+struct FunctionFinder {
+    access: Access,
+}
+
+impl FunctionFinder {
+    fn found(&mut self, name: &ObjectName, args: &[FunctionArg]) {
+        let function = name
+            .0
+            .last()
+            .and_then(|part| part.as_ident())
+            .map(|ident| ident.value.to_lowercase())
+            .unwrap_or_default();
+        let Some(reads) = FUNCTION_OBJECTS
+            .iter()
+            .flat_map(|list| list.iter())
+            .find(|f| f.function == function)
+        else {
+            return;
+        };
+        let named = match args.first() {
+            Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(value)))) => {
+                match &value.value {
+                    Value::SingleQuotedString(name) => Some(name.clone()),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        self.access.push(match named {
+            Some(name) => Need::Privilege {
+                object: Object {
+                    kind: reads.kind,
+                    name,
+                },
+                privilege: Privilege::Select,
+                through: None,
+            },
+            None => Need::Superuser(format!(
+                "to call {function}() with a {} name that is not a constant",
+                reads.kind.word()
+            )),
+        });
+    }
+}
+
+impl Visitor for FunctionFinder {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table {
+            name,
+            args: Some(args),
+            ..
+        } = factor
+        {
+            self.found(name, &args.args);
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &SqlExpr) -> ControlFlow<()> {
+        if let SqlExpr::Function(function) = expr
+            && let FunctionArguments::List(list) = &function.args
+        {
+            self.found(&function.name, &list.args);
+        }
+        ControlFlow::Continue(())
+    }
+}
