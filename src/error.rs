@@ -70,6 +70,7 @@ pub mod sqlstate {
     pub const INVALID_TABLE_DEFINITION: &str = "42P16";
     /// Out of memory / resources.
     pub const OUT_OF_MEMORY: &str = "53200";
+    pub const DISK_FULL: &str = "53100";
     /// Statement too complex (recursion limit of the parser).
     pub const STATEMENT_TOO_COMPLEX: &str = "54001";
     /// Object in use (data directory locked by another process).
@@ -202,6 +203,10 @@ pub enum Error {
     /// Failure reported by the storage engine (`storage` converts RocksDB's errors).
     #[error("storage error: {0}")]
     Storage(String),
+    /// A write failed for lack of space on the data directory's file system: nothing of it
+    /// was kept; reads go on, and writes work again once space is freed.
+    #[error("could not write to the data directory: no space left on device ({0})")]
+    DiskFull(String),
     /// Stored bytes that do not decode: a bug or disk corruption.
     #[error("corrupt data: {0}")]
     Corrupt(String),
@@ -236,6 +241,7 @@ impl Error {
             Error::ReservedName(_) => RESERVED_NAME,
             Error::InvalidGrantOperation(_) => INVALID_GRANT_OPERATION,
             Error::StatementTooComplex(_) => STATEMENT_TOO_COMPLEX,
+            Error::DiskFull(_) => DISK_FULL,
             Error::QueryCanceled(_) => QUERY_CANCELED,
             Error::DuplicateObject(_) => DUPLICATE_OBJECT,
             Error::DependentObjects(_) => DEPENDENT_OBJECTS_STILL_EXIST,
@@ -357,10 +363,15 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
             .first()
             .map(datafusion_sqlstate)
             .unwrap_or(INTERNAL_ERROR),
-        DataFusionError::External(inner) => match inner.downcast_ref::<ArrowError>() {
-            Some(arrow) => arrow_sqlstate(arrow),
-            None => INTERNAL_ERROR,
-        },
+        DataFusionError::External(inner) => {
+            if let Some(arrow) = inner.downcast_ref::<ArrowError>() {
+                arrow_sqlstate(arrow)
+            } else if let Some(datafusion) = inner.downcast_ref::<DataFusionError>() {
+                datafusion_sqlstate(datafusion)
+            } else {
+                INTERNAL_ERROR
+            }
+        }
         _ => INTERNAL_ERROR,
     }
 }

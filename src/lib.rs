@@ -5,6 +5,8 @@
 //! layers below (`catalog`, `storage`, `schema`, and the pure `ml` and `ann`).
 
 pub mod ann;
+pub mod backups;
+pub mod blocking;
 pub mod catalog;
 pub mod engine;
 pub mod error;
@@ -18,5 +20,5 @@ pub mod sql;
 pub mod storage;
 pub mod vectors;
 
-pub use engine::{CommandTag, Engine, Outcome};
+pub use engine::{CommandTag, Engine, EngineOptions, Outcome};
 pub use error::{Error, Result};

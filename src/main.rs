@@ -36,6 +36,18 @@ async fn command() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // A panic fails its statement (XX000) and everything else goes on (`server::stop`); the
+    // log gets one line for it.
+    std::panic::set_hook(Box::new(|panic| {
+        let location = panic.location().map(|l| l.to_string()).unwrap_or_default();
+        let message = panic
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(%location, "panic: {}", message.replace('\n', " "));
+    }));
     let args = cli::Cli::parse();
     match cli::run(args).await {
         Ok(()) => ExitCode::SUCCESS,

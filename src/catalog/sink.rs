@@ -1,12 +1,13 @@
 //! The write side of a stored table: DataFusion's `DataSinkExec` hands INSERT rows to this sink.
 
+use crate::blocking;
 use crate::error::Error;
 use crate::storage::StoredTable;
 use crate::storage::{Store, writer};
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::Result;
 use datafusion::datasource::sink::DataSink;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
@@ -56,9 +57,12 @@ impl DataSink for StoredInsertSink {
         let batches: Vec<RecordBatch> = data.try_collect().await?;
         let store = self.store.clone();
         let table = self.table.clone();
-        tokio::task::spawn_blocking(move || writer::insert(&store, &table, &batches))
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?
-            .map_err(Error::into_datafusion)
+        // A statement stopped before its write begins writes nothing.
+        blocking::run("the insert", move |stopped| {
+            stopped.check()?;
+            writer::insert(&store, &table, &batches)
+        })
+        .await
+        .map_err(Error::into_datafusion)
     }
 }

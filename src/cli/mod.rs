@@ -21,6 +21,10 @@ pub struct Cli {
         global = true
     )]
     data: PathBuf,
+    /// Memory that all statements together may use before they spill to temporary files or
+    /// fail with SQLSTATE 53200: 4GB, 512MB, … or a share of the machine's memory such as 25%.
+    #[arg(long, default_value = "50%", global = true)]
+    memory_limit: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,8 +40,17 @@ enum Command {
         #[arg(long, default_value = "scram-sha-256")]
         auth: String,
         /// Password of the admin user `tastedb`, created at the first start.
-        #[arg(long, env = "TASTEDB_PASSWORD", hide_env_values = true)]
+        #[arg(
+            long,
+            env = "TASTEDB_PASSWORD",
+            hide_env_values = true,
+            conflicts_with = "password_file"
+        )]
         password: Option<String>,
+        /// A file whose first line is that password (kept out of the process list and the
+        /// environment).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
         /// Connections served at once; one more is refused with SQLSTATE 53300.
         #[arg(long, default_value_t = 100)]
         max_connections: usize,
@@ -70,6 +83,23 @@ enum Command {
         #[arg(long, short = 'q')]
         quiet: bool,
     },
+    /// Back up the data directory into a backup directory (incremental: files earlier backups
+    /// there hold are not copied again). A directory a running server holds is backed up by
+    /// that server: run `BACKUP TO 'dir'` there.
+    Backup {
+        /// The backup directory (created if missing).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup as the data directory, which must not exist or be empty.
+    Restore {
+        /// The backup directory.
+        #[arg(long)]
+        from: PathBuf,
+        /// The backup to restore (`backup_id`); the latest by default.
+        #[arg(long)]
+        backup: Option<u32>,
+    },
     /// Import a CSV or Parquet file into an existing table, all rows or none.
     Import {
         /// Target table.
@@ -91,12 +121,16 @@ enum Command {
 
 /// Runs the subcommand `args` asks for.
 pub async fn run(args: Cli) -> Result<()> {
-    let engine = Engine::open(&args.data)?;
+    let engine_options = tastedb::EngineOptions {
+        memory_limit: tastedb::engine::memory::parse_size(&args.memory_limit)?,
+    };
+    let open = || Engine::open_with(&args.data, &engine_options);
     match args.command {
         Command::Serve {
             listen,
             auth,
             password,
+            password_file,
             max_connections,
             tls_cert,
             tls_key,
@@ -111,7 +145,34 @@ pub async fn run(args: Cli) -> Result<()> {
                 tls_required,
                 statement_timeout,
             };
-            serve::run(engine, options, password).await
+            let password = match password_file {
+                Some(file) => Some(serve::read_password_file(&file)?),
+                None => password,
+            };
+            serve::run(open()?, options, password).await
+        }
+        Command::Backup { to } => {
+            let store = open()?.catalog().store().clone();
+            let info = store.backup(&to)?;
+            eprintln!(
+                "backup {} of {} in {}: {} files, {} bytes",
+                info.id,
+                args.data.display(),
+                to.display(),
+                info.files,
+                info.bytes
+            );
+            Ok(())
+        }
+        Command::Restore { from, backup } => {
+            let info = tastedb::storage::backup::restore(&from, &args.data, backup)?;
+            eprintln!(
+                "restored backup {} of {} into {}",
+                info.id,
+                from.display(),
+                args.data.display()
+            );
+            Ok(())
         }
         Command::Sql {
             command,
@@ -120,7 +181,7 @@ pub async fn run(args: Cli) -> Result<()> {
             quiet,
         } => {
             let output = sql::Output { timing, quiet };
-            sql::run(&engine, command, file, output).await
+            sql::run(&open()?, command, file, output).await
         }
         Command::Import {
             table,
@@ -134,7 +195,7 @@ pub async fn run(args: Cli) -> Result<()> {
                 header,
                 delimiter,
             };
-            import::run(&engine, &table, &file, options).await
+            import::run(&open()?, &table, &file, options).await
         }
     }
 }

@@ -53,3 +53,22 @@ pub fn auth_mode(name: &str) -> Result<AuthMode> {
         ))),
     }
 }
+
+/// The password in the first line of `file` (`--password-file`); an empty or unreadable file
+/// is an error.
+pub fn read_password_file(file: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot read --password-file {}: {e}", file.display()),
+        ))
+    })?;
+    let password = text.lines().next().unwrap_or_default().to_string();
+    if password.is_empty() {
+        return Err(Error::InvalidParameter(format!(
+            "--password-file {} is empty",
+            file.display()
+        )));
+    }
+    Ok(password)
+}

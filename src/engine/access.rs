@@ -8,7 +8,7 @@
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::roles::{Actor, Object, ObjectKind, Privilege};
+use crate::roles::{Actor, Object, ObjectKind, Privilege, SIGNAL_BACKEND};
 use crate::sql::names;
 use datafusion::catalog::view::ViewTable;
 use datafusion::common::TableReference;
@@ -57,6 +57,9 @@ enum Need {
     },
     /// Something only a superuser may do, and why.
     Superuser(String),
+    /// Cancelling the statement of session `pid` (`pg_cancel_backend`): its own role, a
+    /// member of `pg_signal_backend` for a role that is not a superuser, or a superuser.
+    Cancel(i32),
 }
 
 impl Access {
@@ -104,9 +107,27 @@ impl Engine {
                         "{what}: only superusers may"
                     )));
                 }
+                Need::Cancel(pid) => self.check_cancel(actor, *pid)?,
             }
         }
         Ok(())
+    }
+
+    fn check_cancel(&self, actor: &Actor, pid: i32) -> Result<()> {
+        let Some(target) = self.activity().role_of(pid) else {
+            return Ok(());
+        };
+        let users = self.users();
+        let target_is_superuser = users.is_superuser(&Actor::Role(target.clone()));
+        let allowed = *actor == Actor::Role(target)
+            || (users.is_member(actor, SIGNAL_BACKEND) && !target_is_superuser);
+        if allowed {
+            return Ok(());
+        }
+        Err(Error::InsufficientPrivilege(format!(
+            "to cancel query of process {pid}: only its own role, members of {SIGNAL_BACKEND} \
+             (for roles that are not superusers) and superusers may"
+        )))
     }
 
     /// What `plan` needs: SELECT on the tables and views it scans (what views read, as their
@@ -126,6 +147,9 @@ impl Engine {
         let mut views = Vec::new();
         plan.apply_with_subqueries(|node| {
             match node {
+                LogicalPlan::TableScan(scan) if scan.table_name.table() == "pg_stat_activity" => {
+                    access.push(Need::Superuser("to read pg_stat_activity".into()));
+                }
                 LogicalPlan::TableScan(scan) => {
                     if let Some(object) = self.user_table(&scan.table_name) {
                         if let Ok(provider) = source_as_provider(&scan.source)
@@ -257,6 +281,25 @@ impl Visitor for FunctionFinder {
         if let SqlExpr::Function(function) = expr
             && let FunctionArguments::List(list) = &function.args
         {
+            if function
+                .name
+                .to_string()
+                .to_lowercase()
+                .ends_with("pg_cancel_backend")
+            {
+                self.access.push(match list.args.first() {
+                    Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(value)))) => {
+                        match &value.value {
+                            Value::Number(pid, _) => match pid.parse() {
+                                Ok(pid) => Need::Cancel(pid),
+                                Err(_) => Need::Superuser("to cancel that process".into()),
+                            },
+                            _ => Need::Superuser("to cancel a process not named by number".into()),
+                        }
+                    }
+                    _ => Need::Superuser("to cancel a process not named by number".into()),
+                });
+            }
             self.found(&function.name, &list.args);
         }
         ControlFlow::Continue(())

@@ -16,6 +16,7 @@ pub const FAMILIES: &[Family] = &[
     crate::models::STATEMENTS,
     crate::features::STATEMENTS,
     crate::vectors::STATEMENTS,
+    crate::backups::STATEMENTS,
 ];
 
 /// The table functions that take a query as an argument, planned before their statement.

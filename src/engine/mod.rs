@@ -5,16 +5,19 @@
 //! session alike.
 
 mod access;
+mod activity;
 mod command;
 pub mod depth;
 mod execute;
 mod extensions;
+pub mod memory;
 mod outcome;
 mod prepared;
 mod statement;
 mod tables;
 
 pub use access::{Access, FUNCTION_OBJECTS, FunctionObject};
+pub use activity::{Activity, CancelBackend, Connected, Connection, Running};
 pub use command::{Command, Context, Family};
 pub use extensions::{FAMILIES, QUERY_SIGNATURES};
 pub use outcome::{CommandTag, Outcome};
@@ -22,11 +25,11 @@ pub use prepared::Prepared;
 pub use statement::{Statement, parse};
 
 use crate::catalog::system_tables::SystemTables;
-use crate::catalog::{Catalog, TasteSchema};
+use crate::catalog::{Catalog, ExtraSchema, TasteSchema};
 use crate::error::{Error, Result};
 use crate::features::FeatureViews;
 use crate::models::{ModelRegistry, Serving, ServingCache};
-use crate::roles::{Actor, Object, PG_CATALOG, Privilege, RoleCatalog, RoleTables, Users};
+use crate::roles::{Actor, Object, Privilege, RoleCatalog, RoleTables, Users};
 use crate::schema::TableDef;
 use crate::sql::config::TasteConfig;
 use crate::sql::names;
@@ -38,6 +41,7 @@ use crate::vectors::VectorIndexes;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::TryStreamExt;
 use std::path::{Path, PathBuf};
@@ -62,6 +66,7 @@ pub struct Engine {
 struct EngineInner {
     ctx: SessionContext,
     users: Users,
+    activity: Arc<Activity>,
     catalog: Arc<Catalog>,
     schema: Arc<TasteSchema>,
     models: Arc<ModelRegistry>,
@@ -88,11 +93,32 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// How an [`Engine`] runs.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Bytes that all statements together may hold in memory before they spill or fail with
+    /// 53200 ([`memory`]); half the machine's memory by default.
+    pub memory_limit: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            memory_limit: memory::default_limit(),
+        }
+    }
+}
+
 impl Engine {
     /// Opens the data directory `dir`, creating it if it does not exist or is empty. Fails with
     /// a clear error when another process holds it, when it cannot be written, or when it is
     /// not a TasteDB directory.
     pub fn open(dir: impl AsRef<Path>) -> Result<Engine> {
+        Engine::open_with(dir, &EngineOptions::default())
+    }
+
+    /// Like [`Engine::open`], with `options`.
+    pub fn open_with(dir: impl AsRef<Path>, options: &EngineOptions) -> Result<Engine> {
         let store = Arc::new(Store::open(dir.as_ref())?);
         let catalog = Arc::new(Catalog::load(store)?);
         let models = Arc::new(ModelRegistry::load(catalog.store().clone())?);
@@ -117,15 +143,20 @@ impl Engine {
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(names::CATALOG, names::SCHEMA);
         config.options_mut().sql_parser.dialect = "PostgreSQL".parse()?;
-        let ctx = SessionContext::new_with_config(config);
+        let ctx =
+            SessionContext::new_with_config_rt(config, memory::runtime(options.memory_limit)?);
         let database = MemoryCatalogProvider::new();
         database.register_schema(names::SCHEMA, schema.clone())?;
         ctx.register_catalog(names::CATALOG, Arc::new(database));
         // pg_catalog tables and functions that Postgres clients and BI tools query.
-        let roles = RoleCatalog(users.clone());
-        datafusion_pg_catalog::setup_pg_catalog(&ctx, names::CATALOG, roles)
+        datafusion_pg_catalog::setup_pg_catalog(&ctx, names::CATALOG, RoleCatalog(users.clone()))
             .map_err(|e| Error::from(*e))?;
-        crate::roles::register_catalog(&ctx, names::CATALOG, &users, schema.clone())?;
+        crate::roles::register_catalog(&ctx, &users, schema.clone());
+        let activity = Arc::new(Activity::default());
+        let pg_catalog: Vec<Arc<dyn SystemTables>> =
+            vec![Arc::new(RoleCatalog(users.clone())), activity.clone()];
+        add_to_pg_catalog(&ctx, pg_catalog)?;
+        ctx.register_udf(ScalarUDF::from(CancelBackend::new(activity.clone())));
         let observed = cache.clone();
         catalog
             .store()
@@ -150,6 +181,7 @@ impl Engine {
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 users,
+                activity,
                 ctx,
                 catalog,
                 schema,
@@ -252,12 +284,12 @@ impl Engine {
     ) -> Result<u64> {
         let stored = self.stored_table(table)?;
         let store = self.inner.catalog.store().clone();
-        tokio::task::spawn_blocking(move || {
+        crate::blocking::run("the load", move |stopped| {
             let batches = load(&stored.def)?;
+            stopped.check()?;
             writer::insert(&store, &stored, &batches)
         })
         .await
-        .map_err(|e| Error::Internal(format!("insert task failed: {e}")))?
     }
 
     /// Checks that `copy` can run on behalf of `actor` (table, INSERT privilege, columns,
@@ -277,6 +309,11 @@ impl Engine {
     /// The DataFusion session behind the engine, for registering functions or tables.
     pub fn session_context(&self) -> &SessionContext {
         &self.inner.ctx
+    }
+
+    /// The sessions of the wire server and their running statements.
+    pub fn activity(&self) -> &Arc<Activity> {
+        &self.inner.activity
     }
 
     /// The users of the wire server, stored in this data directory.
@@ -318,4 +355,19 @@ impl Engine {
     fn query_arguments(&self) -> &Arc<QueryArguments> {
         &self.inner.query_arguments
     }
+}
+
+/// The schema of PostgreSQL's catalog tables.
+const PG_CATALOG: &str = "pg_catalog";
+
+/// Adds the tables of `extra` (`pg_user`, `pg_stat_activity`) to the `pg_catalog` schema that
+/// datafusion-pg-catalog set up in `ctx`, which takes no registrations of its own.
+fn add_to_pg_catalog(ctx: &SessionContext, extra: Vec<Arc<dyn SystemTables>>) -> Result<()> {
+    let database = ctx
+        .catalog(names::CATALOG)
+        .ok_or_else(|| Error::Internal("the catalog is missing".into()))?;
+    if let Some(pg_catalog) = database.schema(PG_CATALOG) {
+        database.register_schema(PG_CATALOG, Arc::new(ExtraSchema::new(pg_catalog, extra)))?;
+    }
+    Ok(())
 }

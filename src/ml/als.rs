@@ -16,6 +16,7 @@ use pulp::{Simd, WithSimd};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
+use std::ops::ControlFlow;
 
 /// ALS hyper-parameters.
 #[derive(Debug, Clone, Copy)]
@@ -44,12 +45,12 @@ pub struct Factors {
 }
 
 /// Trains on `ratings` (users × items, summed weights); `on_iteration(iteration, loss)` runs
-/// after every pass. Call inside the rayon pool that should do the work.
+/// after every pass, and training ends early when it answers `Break`. Call inside the rayon pool that should do the work.
 pub fn train(
     ratings: &Csr,
     items: usize,
     params: &AlsParams,
-    mut on_iteration: impl FnMut(usize, f64),
+    mut on_iteration: impl FnMut(usize, f64) -> ControlFlow<()>,
 ) -> Factors {
     let k = params.factors;
     let mut rng = StdRng::seed_from_u64(params.seed);
@@ -66,7 +67,9 @@ pub fn train(
         let item_terms = solve_side(&by_item, &mut factors.items, &factors.users, params, true);
         let user_norms = f64::from(kernels::dot(&factors.users, &factors.users));
         let loss = (item_terms + f64::from(params.regularization) * user_norms) / cells;
-        on_iteration(iteration, loss);
+        if on_iteration(iteration, loss).is_break() {
+            break;
+        }
     }
     factors
 }
@@ -225,10 +228,35 @@ mod tests {
             seed: 7,
         };
         let mut losses = Vec::new();
-        let factors = train(&two_groups(), 10, &params, |_, loss| losses.push(loss));
+        let factors = train(&two_groups(), 10, &params, |_, loss| {
+            losses.push(loss);
+            ControlFlow::Continue(())
+        });
         assert_eq!(losses.len(), 10);
         assert!(losses[9] < losses[0], "{losses:?}");
         assert_missing_items_rank_first(&factors, 2);
+    }
+
+    #[test]
+    fn break_ends_training_after_that_iteration() {
+        let params = AlsParams {
+            factors: 4,
+            iterations: 10,
+            regularization: 0.01,
+            alpha: 10.0,
+            cg_steps: 3,
+            seed: 7,
+        };
+        let mut seen = Vec::new();
+        train(&two_groups(), 10, &params, |iteration, _| {
+            seen.push(iteration);
+            if iteration == 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!(seen, [1, 2, 3]);
     }
 
     /// The loss taken from CG's residual equals Σ over all cells of c·(p − x·y)² plus λ times
@@ -245,7 +273,10 @@ mod tests {
         };
         let ratings = two_groups();
         let mut reported = 0.0;
-        let factors = train(&ratings, 10, &params, |_, loss| reported = loss);
+        let factors = train(&ratings, 10, &params, |_, loss| {
+            reported = loss;
+            ControlFlow::Continue(())
+        });
         let k = params.factors;
         let mut total = 0f64;
         for u in 0..20 {

@@ -7,6 +7,7 @@ use crate::ml::interactions::Csr;
 use crate::ml::kernels::dot;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::ops::ControlFlow;
 
 /// BPR hyper-parameters.
 #[derive(Debug, Clone, Copy)]
@@ -24,12 +25,12 @@ pub struct BprParams {
 }
 
 /// Trains on the positive pairs of `ratings`; `on_iteration(pass, loss)` gets the mean BPR
-/// loss −ln σ(x_uij) of each pass. The factors have `params.factors + 1` columns.
+/// loss −ln σ(x_uij) of each pass (`Break` ends training early). The factors have `params.factors + 1` columns.
 pub fn train(
     ratings: &Csr,
     items: usize,
     params: &BprParams,
-    mut on_iteration: impl FnMut(usize, f64),
+    mut on_iteration: impl FnMut(usize, f64) -> ControlFlow<()>,
 ) -> Factors {
     let k = params.factors + 1;
     let mut rng = StdRng::seed_from_u64(params.seed);
@@ -97,7 +98,9 @@ pub fn train(
                 item_factors[j + d] += lr * (-z * xu - reg * item_factors[j + d]);
             }
         }
-        on_iteration(pass, loss / positives.len() as f64);
+        if on_iteration(pass, loss / positives.len() as f64).is_break() {
+            break;
+        }
     }
     Factors {
         users,
@@ -120,7 +123,10 @@ mod tests {
             seed: 3,
         };
         let mut losses = Vec::new();
-        let factors = train(&two_groups(), 10, &params, |_, loss| losses.push(loss));
+        let factors = train(&two_groups(), 10, &params, |_, loss| {
+            losses.push(loss);
+            ControlFlow::Continue(())
+        });
         assert!(losses[199] < losses[0], "{:?}", (losses[0], losses[199]));
         assert_missing_items_rank_first(&factors, 5);
     }

@@ -16,7 +16,7 @@ pub use interactions::{Interactions, Split};
 pub use metrics::Metrics;
 pub use model::{Scorer, TrainedModel};
 pub use options::{Algorithm, TrainOptions};
-pub use train::{Progress, TrainOutcome, train};
+pub use train::{Progress, TrainOutcome, model_bytes, train};
 
 /// Data and a check shared by the algorithms' tests.
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::ml::metrics::{Metrics, evaluate};
 use crate::ml::model::{Scorer, TrainedModel};
 use crate::ml::options::{Algorithm, TrainOptions};
 use crate::ml::popularity::item_popularity;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 /// One line of the training curve.
@@ -36,11 +37,14 @@ pub struct TrainOutcome {
     pub seconds: f64,
 }
 
-/// Trains `options.algorithm` on `data`, calling `progress` after every iteration.
+/// Trains `options.algorithm` on `data`, calling `progress` after every iteration of the
+/// final fit. `stopped` is asked between iterations: once it answers true (its statement was
+/// stopped), training ends with 57014.
 pub fn train(
     data: &Interactions,
     options: &TrainOptions,
     mut progress: impl FnMut(&Progress) + Send,
+    stopped: &(dyn Fn() -> bool + Sync),
 ) -> Result<TrainOutcome> {
     if data.pairs.is_empty() {
         return Err(Error::InvalidParameter(
@@ -59,7 +63,10 @@ pub fn train(
         let (train_pairs, holdout) =
             data.split(options.holdout, options.split_by_time, options.seed);
         let split = Split::new(users, items, &train_pairs, &holdout);
-        let model = pool.install(|| fit(data, &split, options, &mut |_| {}))?;
+        let model = pool.install(|| fit(data, &split, options, &mut |_| go_on(stopped)))?;
+        if stopped() {
+            return Err(stopped_early());
+        }
         let metrics = evaluate(&model, &split.holdout, options.k);
         if !options.refit {
             let log = Vec::new();
@@ -86,8 +93,12 @@ pub fn train(
             };
             progress(&line);
             log.push(line);
+            go_on(stopped)
         })
     })?;
+    if stopped() {
+        return Err(stopped_early());
+    }
     Ok(TrainOutcome {
         model,
         metrics,
@@ -96,16 +107,35 @@ pub fn train(
     })
 }
 
-/// Refuses a model whose factors would not fit in `max_memory_mb`.
-fn check_memory(data: &Interactions, options: &TrainOptions) -> Result<()> {
+fn go_on(stopped: &dyn Fn() -> bool) -> ControlFlow<()> {
+    if stopped() {
+        ControlFlow::Break(())
+    } else {
+        ControlFlow::Continue(())
+    }
+}
+
+fn stopped_early() -> Error {
+    Error::QueryCanceled("its statement was stopped during training".into())
+}
+
+/// The bytes the model trained on `data` with `options` holds: its factors, or its item-item
+/// matrices.
+pub fn model_bytes(data: &Interactions, options: &TrainOptions) -> u64 {
     let vectors = (data.users.len() + data.items.len()) as u64;
     let items = data.items.len() as u64;
-    let bytes = match options.algorithm {
+    match options.algorithm {
         Algorithm::Als | Algorithm::Bpr => vectors * (options.factors as u64 + 1) * 4,
         Algorithm::Popularity => items * 4,
         // the co-occurrence matrix, its inverse and the weights
         Algorithm::Ease | Algorithm::ItemKnn => items * items * 4 * 3,
-    };
+    }
+}
+
+/// Refuses a model whose factors would not fit in `max_memory_mb`.
+fn check_memory(data: &Interactions, options: &TrainOptions) -> Result<()> {
+    let items = data.items.len() as u64;
+    let bytes = model_bytes(data, options);
     let limit = options.max_memory_mb * 1024 * 1024;
     if bytes > limit {
         return Err(Error::ProgramLimitExceeded(format!(
@@ -125,22 +155,26 @@ fn fit(
     data: &Interactions,
     split: &Split,
     options: &TrainOptions,
-    on_iteration: &mut dyn FnMut((usize, f64)),
+    on_iteration: &mut dyn FnMut((usize, f64)) -> ControlFlow<()>,
 ) -> Result<TrainedModel> {
     let popularity = item_popularity(&split.train, split.items);
     let scorer = match options.algorithm {
         Algorithm::Popularity => {
-            on_iteration((1, 0.0));
+            let _ = on_iteration((1, 0.0));
             Scorer::Popularity(popularity.clone())
         }
         Algorithm::Ease => {
-            on_iteration((1, 0.0));
             let g = item_item::cooccurrence(&split.train, split.items);
+            if on_iteration((1, 0.0)).is_break() {
+                return Err(stopped_early());
+            }
             Scorer::ItemItem(item_item::ease(g, options.lambda)?)
         }
         Algorithm::ItemKnn => {
-            on_iteration((1, 0.0));
             let g = item_item::cooccurrence(&split.train, split.items);
+            if on_iteration((1, 0.0)).is_break() {
+                return Err(stopped_early());
+            }
             Scorer::ItemItem(item_item::knn(&g, options.neighbors, options.shrink))
         }
         Algorithm::Bpr => {

@@ -2,10 +2,11 @@
 //! blocking thread (reporting every iteration as a notice) and registers a new version; the
 //! others read or change the registry.
 
+use crate::blocking;
 use crate::engine::{Command, Context, Engine, Outcome};
 use crate::error::{Error, Result};
 use crate::ml::model::Scorer;
-use crate::ml::{Algorithm, Interactions, TrainOptions, train};
+use crate::ml::{Algorithm, Interactions, TrainOptions, model_bytes, train};
 use crate::models::item_index::ItemIndex;
 use crate::models::parser::{ModelStatement, TrainModel, TrainSource};
 use crate::models::registry::{Dependencies, IdType, LogLine, ModelVersion};
@@ -20,6 +21,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Schema, SchemaRef, TimeUnit};
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::logical_expr::LogicalPlan;
 use futures::TryStreamExt;
 use std::collections::BTreeMap;
@@ -91,6 +93,11 @@ async fn train_model(cx: &Context<'_>, statement: &TrainModel) -> Result<Outcome
     let options = TrainOptions::parse(algorithm, &statement.options)?;
     let (batches, tables, watermarks) = training_rows(engine, &statement.source, cx.actor).await?;
     let (data, user_type, item_type) = interactions(&batches, &options)?;
+    // The model's parameters count against the engine's memory budget while it trains.
+    let pool = engine.session_context().runtime_env().memory_pool.clone();
+    let reservation =
+        MemoryConsumer::new(format!("TRAIN MODEL {}", statement.name)).register(&pool);
+    reservation.try_grow(usize::try_from(model_bytes(&data, &options)).unwrap_or(usize::MAX))?;
     let progress_notices = notices.clone();
     let total = match algorithm {
         Algorithm::Als | Algorithm::Bpr => options.iterations,
@@ -98,14 +105,19 @@ async fn train_model(cx: &Context<'_>, statement: &TrainModel) -> Result<Outcome
     };
     let algorithm_name = algorithm.name();
     let training_options = options.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let outcome = train(&data, &training_options, |line| {
-            progress_notices.send(Notice::info(format!(
-                "{algorithm_name} iteration {}/{total}: loss {:.6} ({:.2} s)",
-                line.iteration, line.loss, line.seconds
-            )));
-        });
-        let outcome = outcome?;
+    let (outcome, data, index) = blocking::run("training", move |stopped| {
+        let outcome = train(
+            &data,
+            &training_options,
+            |line| {
+                progress_notices.send(Notice::info(format!(
+                    "{algorithm_name} iteration {}/{total}: loss {:.6} ({:.2} s)",
+                    line.iteration, line.loss, line.seconds
+                )));
+            },
+            &|| stopped.is_set(),
+        )?;
+        stopped.check()?;
         // Every factor model version gets HNSW graphs over its items, stored with it;
         // serving uses them while the model has more items than tastedb.ann_threshold.
         let index = match &outcome.model.scorer {
@@ -116,9 +128,7 @@ async fn train_model(cx: &Context<'_>, statement: &TrainModel) -> Result<Outcome
         };
         Ok::<_, Error>((outcome, data, index))
     })
-    .await
-    .map_err(|e| Error::Internal(format!("training task failed: {e}")))?;
-    let (outcome, data, index) = outcome?;
+    .await?;
     let version = ModelVersion {
         model: statement.name.clone(),
         version: 0,

@@ -3,8 +3,8 @@
 //! session's own name wherever a statement says `current_user`, `session_user`, `user` or
 //! `current_role`.
 
+use crate::catalog::TasteSchema;
 use crate::catalog::system_tables::{self, SystemTables};
-use crate::catalog::{ExtraSchema, TasteSchema};
 use crate::error::{Error, Result};
 use crate::roles::grants::{Object, Privilege};
 use crate::roles::privileges::PREDEFINED_ROLES;
@@ -298,30 +298,13 @@ pub fn personalize(statement: &mut Statement, role: &str) {
     });
 }
 
-/// Adds `pg_user` to the `pg_catalog` schema of `catalog` in `ctx`, and registers
-/// `has_table_privilege` over `users`; `tables` says whether a table exists.
-pub fn register(
-    ctx: &SessionContext,
-    catalog: &str,
-    users: &Users,
-    tables: Arc<TasteSchema>,
-) -> Result<()> {
-    let database = ctx
-        .catalog(catalog)
-        .ok_or_else(|| Error::Internal(format!("catalog {catalog} is missing")))?;
-    if let Some(pg_catalog) = database.schema(PG_CATALOG) {
-        let extra: Vec<Arc<dyn SystemTables>> = vec![Arc::new(RoleCatalog(users.clone()))];
-        database.register_schema(PG_CATALOG, Arc::new(ExtraSchema::new(pg_catalog, extra)))?;
-    }
+/// Registers `has_table_privilege` over `users` and the tables of `tables` on `ctx`.
+pub fn register(ctx: &SessionContext, users: &Users, tables: Arc<TasteSchema>) {
     ctx.register_udf(ScalarUDF::from(HasTablePrivilege::new(
         users.clone(),
         tables,
     )));
-    Ok(())
 }
-
-/// The schema of PostgreSQL's catalog tables.
-pub const PG_CATALOG: &str = "pg_catalog";
 
 #[cfg(test)]
 mod tests {

@@ -6,16 +6,18 @@ mod grant;
 mod grants;
 mod parser;
 mod privileges;
+mod secret;
 mod tables;
 mod users;
 
-pub use catalog::{PG_CATALOG, RoleCatalog, personalize, register as register_catalog};
+pub use catalog::{RoleCatalog, personalize, register as register_catalog};
 pub use grant::{GrantStatement, Granted};
 pub use grants::{Acl, Grants, Object, ObjectKind, PUBLIC, Privilege};
 pub use parser::UserStatement;
-pub use privileges::{Actor, FileAccess, PREDEFINED_ROLES};
+pub use privileges::{Actor, FileAccess, PREDEFINED_ROLES, SIGNAL_BACKEND};
+pub use secret::{SCRAM_ITERATIONS, ScramSecret};
 pub use tables::RoleTables;
-pub use users::{Attributes, RoleOptions, SCRAM_ITERATIONS, StoredUser, Users};
+pub use users::{Attributes, RoleOptions, StoredUser, Users};
 
 use crate::engine::{Command, Context, Family, Outcome};
 use crate::error::{Error, Result};

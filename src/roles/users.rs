@@ -3,24 +3,26 @@
 
 use crate::error::{Error, Result};
 use crate::roles::grants::Grants;
+use crate::roles::secret::ScramSecret;
 use crate::storage::{Scan, Store, WriteSet, keys};
-use pgwire::api::auth::sasl::scram::gen_salted_password;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
-/// PBKDF2 iterations of every stored secret (SCRAM sends one count for all users).
-pub const SCRAM_ITERATIONS: usize = 4096;
-
 /// What is stored for a role: its attributes, the roles it is a member of, its session
-/// defaults, and for a password a random salt and the SCRAM `SaltedPassword` (empty when the
-/// role has no password). The password itself is never stored.
+/// defaults, and for a password its SCRAM-SHA-256 verifier (as PostgreSQL stores it: salt,
+/// iterations, `StoredKey`, `ServerKey`). The password itself is never stored.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StoredUser {
-    /// Random salt of the PBKDF2 derivation.
-    pub salt: Vec<u8>,
-    /// SCRAM `SaltedPassword`: PBKDF2-HMAC-SHA-256 of the password, [`SCRAM_ITERATIONS`] rounds.
-    pub salted_password: Vec<u8>,
+    /// The password's verifier; `None` when the role has no password.
+    #[serde(default)]
+    pub secret: Option<ScramSecret>,
+    /// How secrets were stored before: the salt and SCRAM `SaltedPassword` (4096 rounds),
+    /// enough to log in. Read only to replace them with a verifier when the directory opens.
+    #[serde(default, rename = "salt", skip_serializing)]
+    legacy_salt: Vec<u8>,
+    #[serde(default, rename = "salted_password", skip_serializing)]
+    legacy_salted_password: Vec<u8>,
     /// What the role may do beyond the privileges on objects.
     #[serde(default = "Attributes::of_roles_stored_before_attributes")]
     pub attributes: Attributes,
@@ -35,31 +37,45 @@ pub struct StoredUser {
 impl StoredUser {
     /// Whether the role has a password to log in with.
     pub fn has_password(&self) -> bool {
-        !self.salted_password.is_empty()
+        self.secret.is_some()
     }
 
     /// This role with `password` (`None`: no password), under a new random salt.
     fn with_password(self, password: Option<&str>) -> Result<StoredUser> {
-        let (salt, salted_password) = match password {
+        let secret = match password {
             Some("") => {
                 return Err(Error::InvalidParameter(
                     "a password must not be empty".into(),
                 ));
             }
-            Some(password) => {
-                let salt: [u8; 16] = rand::random();
-                let secret = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
-                (salt.to_vec(), secret)
-            }
-            None => (Vec::new(), Vec::new()),
+            Some(password) => Some(ScramSecret::new(password)),
+            None => None,
         };
-        Ok(StoredUser {
-            salt,
-            salted_password,
-            ..self
+        Ok(StoredUser { secret, ..self })
+    }
+
+    /// The role as stored before verifiers, with its `SaltedPassword` replaced by the
+    /// verifier derived from it; `None` when there is nothing to migrate.
+    fn migrated(&self) -> Option<StoredUser> {
+        if self.legacy_salted_password.is_empty() {
+            return None;
+        }
+        let secret = ScramSecret::from_salted_password(
+            &self.legacy_salted_password,
+            self.legacy_salt.clone(),
+            LEGACY_ITERATIONS,
+        );
+        Some(StoredUser {
+            secret: Some(secret),
+            legacy_salt: Vec::new(),
+            legacy_salted_password: Vec::new(),
+            ..self.clone()
         })
     }
 }
+
+/// The PBKDF2 rounds of secrets stored before verifiers.
+const LEGACY_ITERATIONS: u32 = 4096;
 
 /// A role's attributes, as PostgreSQL's `rolsuper`, `rolcreaterole` and `rolcanlogin`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,12 +159,38 @@ impl Users {
                 Ok(true)
             },
         )?;
-        Ok(Users {
+        let users = Users {
             grants: Arc::new(Grants::load(store.clone())?),
             store,
             roles: Arc::new(RwLock::new(roles)),
             ddl: Arc::new(Mutex::new(())),
-        })
+        };
+        users.migrate_secrets()?;
+        Ok(users)
+    }
+
+    /// Replaces every stored `SaltedPassword` (enough to log in) by its verifier, in one
+    /// durable write: the same passwords keep working.
+    fn migrate_secrets(&self) -> Result<()> {
+        let migrated: Vec<(String, StoredUser)> = self
+            .read()
+            .iter()
+            .filter_map(|(name, user)| user.migrated().map(|user| (name.clone(), user)))
+            .collect();
+        if migrated.is_empty() {
+            return Ok(());
+        }
+        let mut write = WriteSet::default();
+        for (name, user) in &migrated {
+            let json = serde_json::to_vec(user).map_err(|e| Error::Internal(e.to_string()))?;
+            write.put(keys::user(name), json);
+        }
+        self.store.write(write)?;
+        let mut roles = self.roles.write().unwrap_or_else(|p| p.into_inner());
+        for (name, user) in migrated {
+            roles.insert(name, user);
+        }
+        Ok(())
     }
 
     /// Ownership and privileges of the objects.
@@ -331,6 +373,30 @@ fn check_role_name(name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A directory whose roles hold `SaltedPassword`s opens with verifiers derived from them,
+    /// rewritten so that no `SaltedPassword` stays on disk.
+    #[test]
+    fn salted_passwords_are_replaced_by_verifiers_at_open() {
+        use pgwire::api::auth::sasl::scram::gen_salted_password;
+        let dir = tempfile::tempdir().unwrap();
+        let salt = vec![7u8; 16];
+        let salted = gen_salted_password("old secret", &salt, 4096);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let legacy = serde_json::json!({ "salt": salt, "salted_password": salted });
+            let mut write = WriteSet::default();
+            write.put(keys::user("old"), serde_json::to_vec(&legacy).unwrap());
+            store.write(write).unwrap();
+        }
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let users = Users::load(store.clone()).unwrap();
+        let expected = ScramSecret::from_salted_password(&salted, salt, 4096);
+        assert_eq!(users.get("old").unwrap().unwrap().secret, Some(expected));
+        let raw = store.get(&keys::user("old")).unwrap().unwrap();
+        let raw = String::from_utf8(raw).unwrap();
+        assert!(!raw.contains("salted_password"), "{raw}");
+    }
 
     #[test]
     fn roles_stored_before_attributes_stay_superusers() {

@@ -6,13 +6,46 @@ use crate::engine::Statement;
 use crate::server::psql_describe;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    Expr, Statement as SqlStatement, Value, ValueWithSpan, visit_expressions_mut,
+    Expr, Ident, ObjectName, Statement as SqlStatement, Value, ValueWithSpan,
+    visit_expressions_mut, visit_relations_mut,
 };
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use std::ops::ControlFlow;
 
 /// Rewrites the SELECTs among `statements`, parsed from `query`; other statements are kept.
+/// Unqualified names of the `pg_catalog` tables TasteDB adds are qualified in every statement.
 pub fn rewrite_for_clients(
+    compat: &PostgresCompatibilityParser,
+    query: &str,
+    statements: Vec<Statement>,
+) -> Vec<Statement> {
+    let mut rewritten = rewrite_queries(compat, query, statements);
+    rewritten.iter_mut().for_each(qualify_added_catalog_tables);
+    rewritten
+}
+
+/// The tables TasteDB adds to `pg_catalog` (`datafusion-pg-catalog` qualifies only its own).
+const ADDED_CATALOG_TABLES: &[&str] = &["pg_stat_activity", "pg_user"];
+
+fn qualify_added_catalog_tables(statement: &mut Statement) {
+    let Statement::DataFusion(df) = statement else {
+        return;
+    };
+    let DFStatement::Statement(sql) = df.as_mut() else {
+        return;
+    };
+    let _ = visit_relations_mut(sql.as_mut(), |name| {
+        if let [part] = name.0.as_slice()
+            && let Some(ident) = part.as_ident()
+            && ADDED_CATALOG_TABLES.contains(&ident.value.to_ascii_lowercase().as_str())
+        {
+            *name = ObjectName::from(vec![Ident::new("pg_catalog"), ident.clone()]);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+fn rewrite_queries(
     compat: &PostgresCompatibilityParser,
     query: &str,
     mut statements: Vec<Statement>,

@@ -1,12 +1,15 @@
 //! COPY over the wire. `COPY table FROM STDIN`: the query handler answers CopyInResponse and
 //! parks the statement in the connection; CopyData is gathered here and inserted at CopyDone as
-//! one atomic statement, so a bad row inserts nothing. `COPY … TO STDOUT`: the query's rows are
+//! one atomic statement, so a bad row inserts nothing. A COPY cancelled or timed out while its
+//! data arrives fails at the next CopyData (the rest is discarded, as PostgreSQL does) and
+//! inserts nothing. `COPY … TO STDOUT`: the query's rows are
 //! streamed as CopyData in text or csv format.
 
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::roles::Actor;
 use crate::server::errors::to_pgwire;
+use crate::server::stop::Stop;
 use crate::sql::parser::{CopyFormat, CopyFrom, CopyOptions};
 use arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use arrow_pg::encoder::encode_value;
@@ -27,26 +30,31 @@ use std::sync::{Arc, Mutex};
 
 /// A COPY FROM STDIN waiting for its data, kept in the connection's extensions.
 #[derive(Default)]
-struct PendingCopy(Mutex<Option<(CopyFrom, Vec<u8>)>>);
+struct PendingCopy(Mutex<Option<Copying>>);
+
+/// The statement, what stops it, and the data so far.
+type Copying = (CopyFrom, Stop, Vec<u8>);
 
 impl PendingCopy {
-    fn take(&self) -> Option<(CopyFrom, Vec<u8>)> {
+    fn take(&self) -> Option<Copying> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 
-/// Starts `copy` on `client`'s connection: checks the table and columns, then asks for data.
+/// Starts `copy` on `client`'s connection: checks the table and columns, then asks for data;
+/// `stop` stops it.
 pub fn begin<C: ClientInfo>(
     engine: &Engine,
     client: &C,
     copy: CopyFrom,
     actor: &Actor,
+    stop: Stop,
 ) -> Result<Response, Error> {
     let width = engine.copy_input_width(&copy, actor)?;
     let pending = client
         .session_extensions()
         .get_or_insert_with(PendingCopy::default);
-    *pending.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((copy, Vec::new()));
+    *pending.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((copy, stop, Vec::new()));
     Ok(Response::CopyIn(CopyResponse::new(
         0,
         width,
@@ -152,7 +160,12 @@ impl CopyHandler for CopyIn {
     {
         let pending = pending(client);
         let mut slot = pending.0.lock().unwrap_or_else(|p| p.into_inner());
-        let (_, data) = slot.as_mut().ok_or_else(no_copy)?;
+        let (copy, stop, data) = slot.as_mut().ok_or_else(no_copy)?;
+        if let Some(stopped) = stop.stopped() {
+            let statement = format!("COPY {} FROM STDIN", copy.table);
+            slot.take();
+            return Err(to_pgwire(&stopped, &statement));
+        }
         data.extend_from_slice(&copy_data.data);
         Ok(())
     }
@@ -163,11 +176,10 @@ impl CopyHandler for CopyIn {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let (copy, data) = pending(client).take().ok_or_else(no_copy)?;
+        let (copy, stop, data) = pending(client).take().ok_or_else(no_copy)?;
         let statement = format!("COPY {} FROM STDIN", copy.table);
-        let rows = self
-            .engine
-            .copy_from_bytes(copy, data)
+        let rows = stop
+            .within(self.engine.copy_from_bytes(copy, data))
             .await
             .map_err(|e| to_pgwire(&e, &statement))?;
         let tag = Tag::new("COPY").with_rows(rows as usize);

@@ -1,28 +1,32 @@
 //! The Postgres wire-protocol server (`tastedb serve`): pgwire on tokio, one task per
 //! connection, every statement run by the shared [`Engine`].
 
-mod auth;
 mod bind;
 mod compat;
 mod copy;
 mod errors;
 mod psql_describe;
+mod scram;
 mod session;
 mod settings;
+mod stop;
 mod timeout;
 mod tls;
 
-use crate::engine::{Engine, depth};
+use crate::engine::{Activity, Connection, Engine, depth};
 use crate::error::{Error, Result};
-use crate::roles::{SCRAM_ITERATIONS, Users};
+use crate::roles::Users;
 use async_trait::async_trait;
 use futures::Sink;
 use pgwire::api::auth::noop::NoopStartupHandler;
-use pgwire::api::auth::sasl::SASLAuthStartupHandler;
-use pgwire::api::auth::sasl::scram::ScramAuth;
 use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
-use pgwire::api::{ClientInfo, PgWireServerHandlers};
+use pgwire::api::cancel::CancelHandler;
+use pgwire::api::{
+    ClientInfo, PgWireConnectionState, PgWireServerHandlers, PidSecretKeyGenerator,
+    RandomPidSecretKeyGenerator,
+};
 use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::TlsAcceptor;
 use session::{Session, fatal};
@@ -132,6 +136,9 @@ impl Server {
         let shared = Arc::new(Shared {
             session: Session::new(self.engine.clone(), &self.options.statement_timeout),
             users: self.engine.users().clone(),
+            activity: self.engine.activity().clone(),
+            pids: Arc::new(RandomPidSecretKeyGenerator::default()),
+            impostor_key: Arc::new(rand::random()),
             auth: self.options.auth,
             tls_required: self.options.tls_required,
         });
@@ -198,6 +205,11 @@ async fn accept(
 struct Shared {
     session: Session,
     users: Users,
+    activity: Arc<Activity>,
+    /// Process ids and secret keys for every connection, so that a CancelRequest names one.
+    pids: Arc<RandomPidSecretKeyGenerator>,
+    /// Makes the SCRAM salts of roles that do not exist, stable while the server runs.
+    impostor_key: Arc<[u8; 32]>,
     auth: AuthMode,
     tls_required: bool,
 }
@@ -224,15 +236,39 @@ impl PgWireServerHandlers for ConnectionHandlers {
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         let parameters = Arc::new(server_parameters());
         // SCRAM keeps the state of one login, so every connection gets its own handler.
-        let mut scram = ScramAuth::new(Arc::new(auth::UserAuth(self.shared.users.clone())));
-        scram.set_iterations(SCRAM_ITERATIONS);
+        let scram = scram::ScramLogin::new(
+            self.shared.users.clone(),
+            parameters,
+            self.shared.pids.clone(),
+            self.shared.impostor_key.clone(),
+        );
         Arc::new(Startup {
             users: self.shared.users.clone(),
+            activity: self.shared.activity.clone(),
             over_limit: self.over_limit,
             tls_required: self.shared.tls_required,
             auth: self.shared.auth,
-            scram: SASLAuthStartupHandler::new(parameters).with_scram(scram),
+            scram,
+            trust: TrustStartup(self.shared.pids.clone()),
         })
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        Arc::new(Cancel(self.shared.activity.clone()))
+    }
+}
+
+/// Answers the protocol's CancelRequest: cancels the statement that the named session is
+/// running, when the secret key matches (otherwise nothing happens, as in PostgreSQL).
+struct Cancel(Arc<Activity>);
+
+#[async_trait]
+impl CancelHandler for Cancel {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        let matched = self
+            .0
+            .cancel(request.pid, Some(&request.secret_key.to_bytes()));
+        tracing::debug!(pid = request.pid, matched, "cancel request");
     }
 }
 
@@ -245,14 +281,16 @@ fn server_parameters() -> DefaultServerParameterProvider {
 /// Checks the connection limit, then authenticates as the server is configured to.
 struct Startup {
     users: Users,
+    activity: Arc<Activity>,
     over_limit: bool,
     tls_required: bool,
     auth: AuthMode,
-    scram: SASLAuthStartupHandler<DefaultServerParameterProvider>,
+    scram: scram::ScramLogin,
+    trust: TrustStartup,
 }
 
-/// Trust authentication: pgwire's no-op startup.
-struct TrustStartup;
+/// Trust authentication: pgwire's no-op startup, with the server's process ids.
+struct TrustStartup(Arc<RandomPidSecretKeyGenerator>);
 
 impl Startup {
     /// Under `--auth trust` a client logs in as the role it names, which must exist and may
@@ -273,7 +311,11 @@ impl Startup {
     }
 }
 
-impl NoopStartupHandler for TrustStartup {}
+impl NoopStartupHandler for TrustStartup {
+    fn pid_secret_key_generator(&self) -> &dyn PidSecretKeyGenerator {
+        self.0.as_ref()
+    }
+}
 
 #[async_trait]
 impl StartupHandler for Startup {
@@ -299,14 +341,35 @@ impl StartupHandler for Startup {
             }
         }
         match self.auth {
-            AuthMode::Scram => self.scram.on_startup(client, message).await,
+            AuthMode::Scram => self.scram.on_startup(client, message).await?,
             AuthMode::Trust => {
                 if let PgWireFrontendMessage::Startup(startup) = &message {
                     let name = startup.parameters.get("user").cloned().unwrap_or_default();
                     self.check_trusted_login(&name)?;
                 }
-                TrustStartup.on_startup(client, message).await
+                self.trust.on_startup(client, message).await?
             }
         }
+        if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            self.register(client);
+        }
+        Ok(())
+    }
+}
+
+impl Startup {
+    /// A logged-in connection joins `pg_stat_activity` (and can be cancelled) until it ends.
+    fn register<C: ClientInfo>(&self, client: &C) {
+        let (pid, secret) = client.pid_and_secret_key();
+        let metadata = client.metadata();
+        let text = |key: &str| metadata.get(key).cloned().unwrap_or_default();
+        let connected = self.activity.connect(Connection {
+            pid,
+            secret: secret.to_bytes().to_vec(),
+            role: text("user"),
+            client_addr: client.socket_addr().ip().to_string(),
+            application_name: text("application_name"),
+        });
+        client.session_extensions().insert(connected);
     }
 }

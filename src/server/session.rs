@@ -8,6 +8,7 @@ use crate::roles::Actor;
 use crate::server::compat::rewrite_for_clients;
 use crate::server::errors::{error_info, to_pgwire};
 use crate::server::settings::{self, SessionStatement};
+use crate::server::stop::{self, Stop};
 use crate::server::{bind, copy, timeout};
 use crate::sql::notices::{Notice, Notices};
 use crate::sql::parser::CopySourceKind;
@@ -19,7 +20,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
-use futures::{Sink, SinkExt, StreamExt, stream};
+use futures::{FutureExt, Sink, SinkExt, StreamExt, stream};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_describe_response};
 use pgwire::api::results::{DescribePortalResponse, FieldInfo, QueryResponse, Response, Tag};
@@ -30,11 +31,12 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::ParameterDescription;
 use pgwire::messages::extendedquery::{Bind, BindComplete, Describe, TARGET_TYPE_BYTE_STATEMENT};
+use pgwire::messages::response::TransactionStatus;
 use std::fmt::Debug;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::time::Instant;
 
 /// The query side of a connection.
 #[derive(Clone)]
@@ -99,6 +101,34 @@ impl Session {
         actor_of(&self.engine, client)
     }
 
+    /// `sql` starts running for `client`: shown in `pg_stat_activity` until it ends, and
+    /// stopped by the session's `statement_timeout` or a cancel. A session that sat in a
+    /// transaction block for longer than its `idle_in_transaction_session_timeout` is ended
+    /// instead (FATAL 25P03), as PostgreSQL ends it; TasteDB ends it when its next message
+    /// arrives, as its open block holds nothing that others wait for.
+    fn start<C: ClientInfo>(&self, client: &C, sql: &str) -> PgWireResult<Stop> {
+        let (pid, _) = client.pid_and_secret_key();
+        let in_block = matches!(
+            client.transaction_status(),
+            TransactionStatus::Transaction | TransactionStatus::Error
+        );
+        if in_block
+            && let Some(limit) = timeout::idle_limit(client)
+            && self
+                .engine
+                .activity()
+                .idle_for(pid)
+                .is_some_and(|idle| idle > limit)
+        {
+            return Err(fatal(
+                "25P03",
+                "terminating connection due to idle-in-transaction timeout",
+            ));
+        }
+        let deadline = timeout::deadline(client).map_err(|e| to_pgwire(&e, sql))?;
+        Ok(Stop::new(deadline, self.engine.activity().begin(pid, sql)))
+    }
+
     /// Runs one statement: a session statement or COPY TO STDOUT here, anything else on the
     /// engine.
     async fn run_statement<C>(
@@ -113,7 +143,7 @@ impl Session {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.apply_defaults(client);
-        let deadline = timeout::deadline(client).map_err(|e| to_pgwire(&e, sql))?;
+        let stop = self.start(client, sql)?;
         if let Statement::CopyToStdout(copy) = statement {
             let query = DFStatement::Statement(Box::new(SqlStatement::Query(copy.query)));
             let actor = self.actor(client).map_err(|e| to_pgwire(&e, sql))?;
@@ -121,11 +151,11 @@ impl Session {
             let run =
                 self.engine
                     .execute_as(Statement::DataFusion(Box::new(query)), &actor, &notices);
-            let outcome = with_notices(client, received, timeout::within(deadline, run))
+            let outcome = with_notices(client, received, stop.within(run))
                 .await?
                 .and_then(Outcome::into_stream)
                 .map_err(|e| to_pgwire(&e, sql))?;
-            return copy::copy_out(timeout::until(deadline, outcome), &copy.options, sql);
+            return copy::copy_out(stop.until(outcome), &copy.options, sql);
         }
         match settings::session_statement(&statement) {
             Some(SessionStatement::Show(name)) => {
@@ -137,14 +167,8 @@ impl Session {
                 let actor = self.actor(client).map_err(|e| to_pgwire(&e, sql))?;
                 let (notices, received) = Notices::channel();
                 let run = self.engine.execute_as(statement, &actor, &notices);
-                let outcome =
-                    with_notices(client, received, timeout::within(deadline, run)).await?;
-                respond(
-                    outcome.map_err(|e| to_pgwire(&e, sql))?,
-                    deadline,
-                    format,
-                    sql,
-                )
+                let outcome = with_notices(client, received, stop.within(run)).await?;
+                respond(outcome.map_err(|e| to_pgwire(&e, sql))?, &stop, format, sql)
             }
         }
     }
@@ -186,17 +210,10 @@ where
     Ok(())
 }
 
-/// The response Postgres would send for `outcome`; rows stop streaming at `deadline`.
-fn respond(
-    outcome: Outcome,
-    deadline: Option<Instant>,
-    format: &Format,
-    sql: &str,
-) -> PgWireResult<Response> {
+/// The response Postgres would send for `outcome`; rows stop streaming when `stop` says.
+fn respond(outcome: Outcome, stop: &Stop, format: &Format, sql: &str) -> PgWireResult<Response> {
     match outcome {
-        Outcome::Rows(stream) => {
-            rows(timeout::until(deadline, stream), format, sql).map(Response::Query)
-        }
+        Outcome::Rows(stream) => rows(stop.until(stream), format, sql).map(Response::Query),
         Outcome::Done(tag) => Ok(Response::Execution(wire_tag(&tag))),
     }
 }
@@ -252,9 +269,11 @@ impl SimpleQueryHandler for Session {
                 && copy.source == CopySourceKind::Stdin
             {
                 // The data follows as CopyData messages; nothing after COPY runs in this batch.
-                let begun = self
-                    .actor(client)
-                    .and_then(|actor| copy::begin(&self.engine, client, copy.clone(), &actor));
+                self.apply_defaults(client);
+                let stop = self.start(client, query)?;
+                let begun = self.actor(client).and_then(|actor| {
+                    copy::begin(&self.engine, client, copy.clone(), &actor, stop)
+                });
                 match begun {
                     Ok(response) => responses.push(response),
                     Err(e) => responses.push(Response::Error(Box::new(error_info(&e, query)))),
@@ -266,7 +285,8 @@ impl SimpleQueryHandler for Session {
                 .await;
             match result {
                 Ok(response) => responses.push(response),
-                Err(PgWireError::UserError(info)) => {
+                // A FATAL error ends the connection (pgwire closes it after sending it).
+                Err(PgWireError::UserError(info)) if info.severity != "FATAL" => {
                     responses.push(Response::Error(info));
                     break;
                 }
@@ -382,7 +402,11 @@ impl QueryParser for Planner {
             let actor = actor_of(&self.engine, client)?;
             self.prepare(sql, &actor).await
         };
-        prepared.await.map_err(|e| to_pgwire(&e, sql))
+        AssertUnwindSafe(prepared)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Err(stop::panicked(panic.as_ref())))
+            .map_err(|e| to_pgwire(&e, sql))
     }
 
     fn get_parameter_types(&self, statement: &PreparedStatement) -> PgWireResult<Vec<Type>> {
@@ -493,9 +517,11 @@ impl ExtendedQueryHandler for Session {
         let sql = statement.sql.as_str();
         let Some(prepared) = &statement.prepared else {
             if let Statement::CopyFrom(copy) = &statement.statement {
+                self.apply_defaults(client);
+                let stop = self.start(client, sql)?;
                 return self
                     .actor(client)
-                    .and_then(|actor| copy::begin(&self.engine, client, copy.clone(), &actor))
+                    .and_then(|actor| copy::begin(&self.engine, client, copy.clone(), &actor, stop))
                     .map_err(|e| to_pgwire(&e, sql));
             }
             return self
@@ -510,16 +536,16 @@ impl ExtendedQueryHandler for Session {
         let types: Vec<Option<&DataType>> = prepared.parameter_types().iter().map(Some).collect();
         let values = deserialize_parameters(portal, &types)?;
         self.apply_defaults(client);
-        let deadline = timeout::deadline(client).map_err(|e| to_pgwire(&e, sql))?;
+        let stop = self.start(client, sql)?;
         let actor = self.actor(client).map_err(|e| to_pgwire(&e, sql))?;
         let (notices, received) = Notices::channel();
         let run = self
             .engine
             .execute_prepared_as(prepared, values, &actor, &notices);
-        let outcome = with_notices(client, received, timeout::within(deadline, run))
+        let outcome = with_notices(client, received, stop.within(run))
             .await?
             .map_err(|e| to_pgwire(&e, sql))?;
-        respond(outcome, deadline, &portal.result_column_format, sql)
+        respond(outcome, &stop, &portal.result_column_format, sql)
     }
 }
 

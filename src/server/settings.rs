@@ -8,7 +8,6 @@
 
 use crate::engine::Statement;
 use crate::error::Error;
-use crate::server::timeout;
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::execution::SendableRecordBatchStream;
@@ -120,8 +119,8 @@ pub fn run<C: ClientInfo>(client: &mut C, statement: SessionStatement) -> Result
         SessionStatement::Commit => Response::TransactionEnd(Tag::new("COMMIT")),
         SessionStatement::Rollback => Response::TransactionEnd(Tag::new("ROLLBACK")),
         SessionStatement::Set(name, value) => {
-            if name == timeout::SETTING {
-                timeout::parse(&value)?;
+            if crate::sql::timeouts::TIMEOUTS.contains(&name.as_str()) {
+                crate::sql::timeouts::parse(&name, &value)?;
             }
             client.metadata_mut().insert(name, value);
             Response::Execution(Tag::new("SET"))

@@ -3,6 +3,7 @@
 //! table share. This is the only module that knows RocksDB: the rest of TasteDB reads through
 //! [`Store`] and writes [`WriteSet`]s.
 
+pub mod backup;
 mod key_codec;
 pub mod keys;
 pub mod reader;

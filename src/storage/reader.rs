@@ -31,7 +31,8 @@ pub fn scan(
     let mut options = ReadOptions::default();
     options.set_iterate_upper_bound(keys::table_end(shape.table.id));
     options.fill_cache(false);
-    let mut iter = store.db().raw_iterator_opt(options);
+    let db = store.db();
+    let mut iter = db.raw_iterator_opt(options);
     iter.seek(keys::table_prefix(shape.table.id));
     let batch_size = shape.batch_size.max(1);
     let mut decoder = RowDecoder::new(
@@ -76,7 +77,8 @@ pub fn lookup(store: &Store, shape: &ReadShape, row_keys: &[Vec<u8>]) -> Result<
 
 /// The highest row id stored for a table without primary key, if it has rows.
 pub fn last_row_id(store: &Store, table_id: u64) -> Result<Option<u64>> {
-    let mut iter = store.db().raw_iterator();
+    let db = store.db();
+    let mut iter = db.raw_iterator();
     iter.seek_for_prev(keys::table_end(table_id));
     let prefix = keys::table_prefix(table_id);
     let last = match iter.key() {

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// Name of the marker file at the top of every data directory.
@@ -17,7 +18,8 @@ pub const MARKER_FILE: &str = "TASTEDB";
 /// Version of the on-disk format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 const MARKER_PREFIX: &str = "TasteDB data directory, format ";
-const ROCKSDB_DIR: &str = "rocksdb";
+/// The database inside a data directory.
+pub(super) const ROCKSDB_DIR: &str = "rocksdb";
 
 /// Told about the rows of every durable write to a table (e.g. to drop cached answers or to
 /// queue rows for a vector index).
@@ -55,10 +57,19 @@ impl RowKeys {
 
 /// An open data directory. Every write through [`Store::write`] is durable when it returns.
 pub struct Store {
-    db: DB,
+    /// The database; replaced by a fresh handle when it recovers from a full disk.
+    db: RwLock<Arc<DB>>,
+    /// Set when a write failed for lack of space: RocksDB then refuses every write until the
+    /// database is opened again (its C API has no `Resume`), which [`Store::write`] does once
+    /// there is space again.
+    disk_full: AtomicBool,
     dir: PathBuf,
     observers: RwLock<Vec<RowsWritten>>,
 }
+
+/// Free bytes the data directory's file system needs before writes are tried again after
+/// it was full.
+const FREE_BYTES_TO_RESUME: u64 = 4 << 20;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,27 +81,22 @@ impl Store {
     /// Opens the data directory `dir`, creating it when it does not exist or is empty.
     pub fn open(dir: &Path) -> Result<Store> {
         prepare_directory(dir)?;
-        let mut options = Options::default();
-        options.create_if_missing(true);
-        options.set_compression_type(DBCompressionType::Lz4);
-        options.set_max_background_jobs(2);
-        options.set_keep_log_file_num(4);
-        let db = DB::open(&options, dir.join(ROCKSDB_DIR)).map_err(|e| open_error(dir, e))?;
         Ok(Store {
-            db,
+            db: RwLock::new(Arc::new(open_db(dir)?)),
+            disk_full: AtomicBool::new(false),
             dir: dir.to_path_buf(),
             observers: RwLock::new(Vec::new()),
         })
     }
 
     /// The RocksDB database, for the readers of this module.
-    pub(super) fn db(&self) -> &DB {
-        &self.db
+    pub(super) fn db(&self) -> Arc<DB> {
+        self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The value stored under `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get(key)?)
+        Ok(self.db().get(key)?)
     }
 
     /// The values stored under `keys`, in the same order, read in one batch.
@@ -98,7 +104,7 @@ impl Store {
         &self,
         keys: impl IntoIterator<Item = K>,
     ) -> Result<Vec<Option<Vec<u8>>>> {
-        self.db
+        self.db()
             .multi_get(keys)
             .into_iter()
             .map(|value| value.map_err(Error::from))
@@ -118,7 +124,8 @@ impl Store {
         let mut options = ReadOptions::default();
         options.set_iterate_upper_bound(to.to_vec());
         options.fill_cache(kind == Scan::Cached);
-        let mut iter = self.db.raw_iterator_opt(options);
+        let db = self.db();
+        let mut iter = db.raw_iterator_opt(options);
         iter.seek(from);
         while let Some((key, value)) = iter.key().zip(iter.value()) {
             if !visit(key, value)? {
@@ -160,11 +167,58 @@ impl Store {
 
     /// Applies `batch` atomically and returns once it is in the synced write-ahead log.
     /// RocksDB groups concurrent synced writers into one WAL write and one fsync.
+    ///
+    /// A write that fails for lack of space is `53100` and writes nothing; the writes after it
+    /// fail the same way until there is space again, when the database is reopened (reads go
+    /// on meanwhile).
     pub fn write(&self, writes: WriteSet) -> Result<()> {
+        if self.disk_full.load(Ordering::Acquire) {
+            self.resume_after_disk_full()?;
+        }
         let mut options = WriteOptions::default();
         options.set_sync(true);
-        self.db.write_opt(writes.into_batch(), &options)?;
-        Ok(())
+        let written = self.db().write_opt(writes.into_batch(), &options);
+        written.map_err(|e| {
+            let error = Error::from(e);
+            if matches!(error, Error::DiskFull(_)) {
+                self.disk_full.store(true, Ordering::Release);
+            }
+            error
+        })
+    }
+
+    /// After a write failed for lack of space: once the file system has room again and no
+    /// read holds the old handle, reopens the database (RocksDB replays its log: every
+    /// acknowledged write is kept, the failed one is not). 53100 until then.
+    fn resume_after_disk_full(&self) -> Result<()> {
+        let still_full = |why: &str| Error::DiskFull(format!("writes resume once {why}"));
+        let free = rustix::fs::statvfs(&self.dir)
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+            .unwrap_or(0);
+        if free < FREE_BYTES_TO_RESUME {
+            return Err(still_full(
+                "space is freed on the data directory's file system",
+            ));
+        }
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        if !self.disk_full.load(Ordering::Acquire) {
+            return Ok(()); // another writer reopened it meanwhile
+        }
+        if Arc::strong_count(&slot) > 1 {
+            return Err(still_full("the reads running now have finished"));
+        }
+        // Close the old handle before opening the directory again (RocksDB locks it).
+        let placeholder = Arc::new(open_read_only(&self.dir)?);
+        drop(std::mem::replace(&mut *slot, placeholder));
+        match open_db(&self.dir) {
+            Ok(db) => {
+                *slot = Arc::new(db);
+                self.disk_full.store(false, Ordering::Release);
+                tracing::warn!(dir = %self.dir.display(), "writes resumed after the disk was full");
+                Ok(())
+            }
+            Err(e) => Err(still_full(&format!("the data directory opens again ({e})"))),
+        }
     }
 
     /// Calls `observer` after every durable write of table rows from now on.
@@ -215,8 +269,35 @@ pub enum Scan {
 
 impl From<rocksdb::Error> for Error {
     fn from(e: rocksdb::Error) -> Error {
-        Error::Storage(e.to_string())
+        let text = e.to_string();
+        if text.contains("No space left on device") || text.contains("Disk quota exceeded") {
+            Error::DiskFull(text)
+        } else {
+            Error::Storage(text)
+        }
     }
+}
+
+fn options() -> Options {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.set_compression_type(DBCompressionType::Lz4);
+    options.set_max_background_jobs(2);
+    options.set_keep_log_file_num(4);
+    options
+}
+
+fn open_db(dir: &Path) -> Result<DB> {
+    DB::open(&options(), dir.join(ROCKSDB_DIR)).map_err(|e| open_error(dir, e))
+}
+
+/// A read-only handle, which serves reads while the writable one is reopened.
+fn open_read_only(dir: &Path) -> Result<DB> {
+    Ok(DB::open_for_read_only(
+        &options(),
+        dir.join(ROCKSDB_DIR),
+        false,
+    )?)
 }
 
 /// Checks that `dir` is a TasteDB data directory, or makes it one when it is new or empty.
@@ -241,6 +322,12 @@ fn prepare_directory(dir: &Path) -> Result<()> {
         }
     }
     fs::create_dir_all(dir).map_err(|e| io_context(dir, "cannot create", e))?;
+    write_marker(dir)
+}
+
+/// Writes the marker file that makes `dir` a data directory of this format, durably.
+pub(super) fn write_marker(dir: &Path) -> Result<()> {
+    let marker = dir.join(MARKER_FILE);
     let mut file = fs::File::create(&marker).map_err(|e| io_context(dir, "cannot write to", e))?;
     file.write_all(format!("{MARKER_PREFIX}{FORMAT_VERSION}\n").as_bytes())
         .and_then(|_| file.sync_all())

@@ -10,6 +10,7 @@
 
 use crate::ann::hnsw::{Hnsw, HnswParams};
 use crate::ann::metric::{Metric, Transform};
+use crate::blocking::Stopped;
 use crate::error::{Error, Result};
 use crate::schema::{ColumnType, TableDef};
 use crate::storage::{RowDecoder, Scan, Store, StoredTable, WriteSet, WrittenBatch, keys};
@@ -110,12 +111,14 @@ impl VectorIndexes {
     }
 
     /// Creates and builds an index over the rows `table` has now; rows written meanwhile are
-    /// pending. False when it exists and `if_not_exists` is set.
+    /// pending. False when it exists and `if_not_exists` is set. Nothing is stored when
+    /// `stopped` is set before the build ends.
     pub fn create(
         self: &Arc<Self>,
         def: IndexDef,
         table: &StoredTable,
         if_not_exists: bool,
+        stopped: &Stopped,
     ) -> Result<bool> {
         let _turn = lock(&self.writes);
         if self.read_defs().contains_key(&def.name) {
@@ -144,7 +147,11 @@ impl VectorIndexes {
         // Registered before the scan: rows written from now on reach `pending`.
         lock(&self.loaded).insert(def.name.clone(), loaded.clone());
         let built = scan_rows(&self.store, &table.def, column, &HashSet::new())
-            .and_then(|rows| build_graph(&def, &table.def, column, rows));
+            .and_then(|rows| {
+                stopped.check()?;
+                build_graph(&def, &table.def, column, rows)
+            })
+            .and_then(|graph| stopped.check().map(|()| graph));
         let graph = match built {
             Ok(graph) => graph,
             Err(e) => {

@@ -2,6 +2,7 @@
 //! and `DROP INDEX`: the vector indexes of `column_index`. Other index kinds are refused.
 
 use crate::ann::metric::Metric;
+use crate::blocking;
 use crate::engine::{Command, Context, Engine, Outcome};
 use crate::error::{Error, Result};
 use crate::roles::Object;
@@ -109,7 +110,7 @@ impl Command for IndexStatement {
 async fn create_index(engine: &Engine, create: CreateIndex, notices: &Notices) -> Result<()> {
     let if_not_exists = create.if_not_exists;
     let engine = engine.clone();
-    let (def, created) = tokio::task::spawn_blocking(move || {
+    let (def, created) = blocking::run("the index build", move |stopped| {
         let table_name = names::table_name(&create.table_name)?;
         let table = engine
             .catalog()
@@ -119,11 +120,10 @@ async fn create_index(engine: &Engine, create: CreateIndex, notices: &Notices) -
         column_index(&table.def, &def.column)?;
         let created = engine
             .indexes()
-            .create(def.clone(), &table, if_not_exists)?;
+            .create(def.clone(), &table, if_not_exists, stopped)?;
         Ok::<_, Error>((def, created))
     })
-    .await
-    .map_err(|e| Error::Internal(format!("index build stopped: {e}")))??;
+    .await?;
     if !created {
         notices.send(Notice::info(format!(
             "relation \"{}\" already exists, skipping",

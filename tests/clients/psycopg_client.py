@@ -1,9 +1,11 @@
 """psycopg 3 against a running TasteDB server: typed parameters, executemany, COPY in and
-out, and errors with their SQLSTATE. Connection settings come from PGHOST, PGPORT, PGUSER,
+out, errors with their SQLSTATE, and cancel(). Connection settings come from PGHOST, PGPORT, PGUSER,
 PGPASSWORD and PGDATABASE. Exits non-zero on the first mismatch."""
 
 import datetime
 import sys
+import threading
+import time
 
 import psycopg
 from psycopg import errors
@@ -71,7 +73,26 @@ def main():
         conn.commit()
         check("row committed in a block",
               conn.execute("SELECT user_id FROM py_events WHERE id = 500").fetchone(), ("tx",))
+    check_cancel()
     print("psycopg: all checks passed")
+
+
+def check_cancel():
+    """conn.cancel() (the protocol's CancelRequest) stops a runaway query with
+    QueryCanceled within a second; the connection goes on."""
+    with psycopg.connect(autocommit=True) as conn:
+        timer = threading.Timer(0.5, conn.cancel)
+        timer.start()
+        started = time.monotonic()
+        try:
+            conn.execute("SELECT count(*) FROM generate_series(1, 100000000000)")
+            sys.exit("runaway query was not cancelled")
+        except errors.QueryCanceled as e:
+            check("cancel message", str(e).strip(), "canceling statement due to user request")
+        elapsed = time.monotonic() - started
+        if elapsed > 10:
+            sys.exit(f"cancel took {elapsed:.1f} s")
+        check("query after cancel", conn.execute("SELECT 1").fetchone(), (1,))
 
 
 if __name__ == "__main__":

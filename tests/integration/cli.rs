@@ -135,3 +135,62 @@ fn a_directory_held_by_another_process_is_refused() {
         "{stderr}"
     );
 }
+
+/// `tastedb serve --password-file` creates the admin from the file's first line; a failed
+/// login is logged with the client's address; a panic-free SIGTERM stops the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_takes_the_admin_password_from_a_file_and_logs_failed_logins() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("password");
+    std::fs::write(&password_file, "from a file\nignored line\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tastedb"))
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--password-file"])
+        .arg(&password_file)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tastedb serve starts");
+    let (lines_out, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_out.send(line);
+        }
+    });
+    let addr = loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.recv())
+            .await
+            .expect("the server starts within a minute")
+            .expect("the server prints where it listens");
+        if let Some(rest) = line.strip_prefix("TasteDB listening on ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let client = crate::common::connect_as(addr, "tastedb", "from a file")
+        .await
+        .expect("the file's first line is the password");
+    let one = client.query_one("SELECT 1", &[]).await.unwrap();
+    assert_eq!(one.get::<_, i64>(0), 1);
+    let refused = crate::common::connect_as(addr, "tastedb", "ignored line")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code().map(|c| c.code()), Some("28P01"), "{refused}");
+    let logged = loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.recv())
+            .await
+            .expect("the failed login is logged")
+            .expect("stderr stays open");
+        if line.contains("password authentication failed") {
+            break line;
+        }
+    };
+    assert!(
+        logged.contains("127.0.0.1") && logged.contains("tastedb"),
+        "{logged}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

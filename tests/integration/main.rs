@@ -2,12 +2,17 @@
 //! pattern): every test binary links DataFusion and RocksDB again, so one binary builds and
 //! links once. Each module tests one area through public interfaces only.
 
+mod backup;
 mod bi_tools;
+mod cancel;
 mod cli;
 mod common;
 mod crash;
+mod disk_full;
 mod engine;
 mod features;
+mod fuzz;
+mod memory;
 mod models;
 mod privileges;
 mod psql;

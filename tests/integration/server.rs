@@ -608,3 +608,36 @@ async fn the_server_default_statement_timeout_applies_until_a_session_sets_its_o
         .unwrap();
     assert_finishes(&client).await;
 }
+
+/// `idle_in_transaction_session_timeout`: a session that sits in a transaction block longer
+/// is ended with FATAL 25P03; idle outside a block, or with the setting off, it goes on.
+#[tokio::test]
+async fn a_session_idle_in_a_transaction_block_is_ended() {
+    let server = start(4).await;
+    let client = connect(server.addr).await;
+    client
+        .batch_execute("SET idle_in_transaction_session_timeout = '200ms'")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_finishes(&client).await; // idle, but not in a block
+    client.batch_execute("BEGIN").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let error = client.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("25P03"), "{error}");
+    assert!(
+        client.simple_query("SELECT 1").await.is_err(),
+        "the connection is closed"
+    );
+    let error = connect(server.addr)
+        .await
+        .batch_execute("SET idle_in_transaction_session_timeout = 'later'")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::INVALID_PARAMETER_VALUE));
+    // off: a block may stay open
+    let client = connect(server.addr).await;
+    client.batch_execute("BEGIN").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_finishes(&client).await;
+}

@@ -191,6 +191,13 @@ struct RawConnection {
 
 impl RawConnection {
     async fn open(addr: SocketAddr) -> RawConnection {
+        let mut connection = RawConnection::start(addr).await;
+        connection.read_until_ready().await;
+        connection
+    }
+
+    /// Sends the startup message, nothing more.
+    async fn start(addr: SocketAddr) -> RawConnection {
         let mut body = 196608u32.to_be_bytes().to_vec(); // protocol 3.0
         for part in ["user", "tastedb", "database", "tastedb"] {
             body.extend_from_slice(part.as_bytes());
@@ -203,8 +210,16 @@ impl RawConnection {
             socket: TcpStream::connect(addr).await.unwrap(),
         };
         connection.socket.write_all(&startup).await.unwrap();
-        connection.read_until_ready().await;
         connection
+    }
+
+    /// Reads one message: its type and body.
+    async fn read_message(&mut self) -> (u8, Vec<u8>) {
+        let kind = self.socket.read_u8().await.unwrap();
+        let length = self.socket.read_u32().await.unwrap() as usize;
+        let mut body = vec![0; length - 4];
+        self.socket.read_exact(&mut body).await.unwrap();
+        (kind, body)
     }
 
     async fn send(&mut self, kind: u8, body: &[u8]) {
@@ -234,6 +249,93 @@ impl RawConnection {
             if kind == b'Z' {
                 return (kinds, codes);
             }
+        }
+    }
+}
+
+/// A SASLInitialResponse body: mechanism, then the length-prefixed client-first message.
+fn sasl_initial(mechanism: &str, client_first: &str) -> Vec<u8> {
+    let mut body = mechanism.as_bytes().to_vec();
+    body.push(0);
+    body.extend_from_slice(&(client_first.len() as i32).to_be_bytes());
+    body.extend_from_slice(client_first.as_bytes());
+    body
+}
+
+/// Malformed SCRAM messages, before any login, are each a FATAL 08P01 (never a panic), and
+/// the server serves the next client.
+#[tokio::test]
+async fn malformed_sasl_messages_get_08p01_and_the_server_goes_on() {
+    let server = start(8).await;
+    let mut length_too_long = sasl_initial("SCRAM-SHA-256", "n,,n=,r=abc");
+    length_too_long.truncate(length_too_long.len() - 2);
+    let initial = [
+        b"SCRAM-SHA-256\0\0\0".to_vec(), // the length cut short
+        b"SCRAM-SHA-256".to_vec(),       // no NUL after the mechanism
+        length_too_long,
+        sasl_initial("SCRAM-SHA-1", "n,,n=,r=abc"),
+        sasl_initial("SCRAM-SHA-256", "p=tls-server-end-point,,n=,r=abc"),
+        sasl_initial("SCRAM-SHA-256", "n,,n=,"),
+        sasl_initial("SCRAM-SHA-256", "garbage"),
+    ];
+    for body in &initial {
+        assert_eq!(
+            sasl_exchange(server.addr, body, None).await,
+            "08P01",
+            "{body:?}"
+        );
+    }
+    let good = sasl_initial("SCRAM-SHA-256", "n,,n=,r=abc");
+    for last in [
+        b"c=biws,r=abc,p=AAAA".to_vec(),        // not the server's nonce
+        b"c=eSws,r=abc,p=AAAA".to_vec(),        // wrong binding flag
+        b"c=biws,r=abc".to_vec(),               // no proof
+        b"c=biws,r=abc,p=not base64!".to_vec(), // undecodable proof
+        vec![0xff, 0xfe],                       // not UTF-8
+    ] {
+        assert_eq!(
+            sasl_exchange(server.addr, &good, Some(&last)).await,
+            "08P01",
+            "{last:?}"
+        );
+    }
+    let client = connect(server.addr).await;
+    assert_eq!(
+        rows(client.simple_query("SELECT 1").await.unwrap())[0][0].as_deref(),
+        Some("1")
+    );
+}
+
+/// Runs a SCRAM login with `initial` and, when the server answers it, `last` as the
+/// client-final message (the server nonce it sent is kept as given); the SQLSTATE of the
+/// error that ends the connection.
+async fn sasl_exchange(addr: SocketAddr, initial: &[u8], last: Option<&[u8]>) -> String {
+    let mut connection = RawConnection::start(addr).await;
+    let (kind, body) = connection.read_message().await;
+    assert_eq!(
+        (kind, &body[..4]),
+        (b'R', &10i32.to_be_bytes()[..]),
+        "SASL offered"
+    );
+    connection.send(b'p', initial).await;
+    let mut sent_last = false;
+    loop {
+        let (kind, body) = connection.read_message().await;
+        match kind {
+            b'E' => {
+                let fields = body.split(|b| *b == 0);
+                let code = fields
+                    .filter_map(|f| f.strip_prefix(b"C"))
+                    .map(|c| String::from_utf8_lossy(c).into_owned())
+                    .next();
+                return code.unwrap_or_default();
+            }
+            b'R' if !sent_last => {
+                let last = last.expect("the server continued the exchange");
+                connection.send(b'p', last).await;
+                sent_last = true;
+            }
+            other => panic!("unexpected message {}", other as char),
         }
     }
 }
