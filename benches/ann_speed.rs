@@ -50,7 +50,7 @@ fn exact_top10(items: &[f32], query: &[f32], dim: usize) -> Vec<u32> {
 
 fn tastedb_side(items: &[f32], queries: &[f32], dim: usize) -> Side {
     let started = Instant::now();
-    let index = ItemIndex::build(items, dim, 1).expect("index");
+    let index = ItemIndex::build(items, dim, 1, &Default::default()).expect("index");
     let build_seconds = started.elapsed().as_secs_f64();
     let exact: Vec<Vec<u32>> = queries
         .chunks_exact(dim)

@@ -61,6 +61,9 @@ impl Default for HnswParams {
     }
 }
 
+/// How many points [`Hnsw::build_unless`] inserts between two questions whether to stop.
+pub const STOP_CHECK_POINTS: usize = 1024;
+
 /// Why vectors were not added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HnswError {
@@ -74,6 +77,8 @@ pub enum HnswError {
     },
     /// The index already holds `u32::MAX` points.
     Full,
+    /// The build was told to stop before it ended.
+    Stopped,
 }
 
 impl fmt::Display for HnswError {
@@ -83,6 +88,7 @@ impl fmt::Display for HnswError {
                 write!(f, "vector length {found} does not fit dimension {expected}")
             }
             HnswError::Full => write!(f, "the index holds the most points it can"),
+            HnswError::Stopped => write!(f, "the build was stopped"),
         }
     }
 }
@@ -138,6 +144,17 @@ impl Hnsw {
     /// An index of the row-major `vectors`, `dim` values per point, inserted in order on the
     /// current thread: the same input and parameters give the same graph.
     pub fn build(dim: usize, params: HnswParams, vectors: &[f32]) -> Result<Hnsw, HnswError> {
+        Hnsw::build_unless(dim, params, vectors, &|| false)
+    }
+
+    /// [`Hnsw::build`], asking `stopped` every [`STOP_CHECK_POINTS`] points and giving up
+    /// with [`HnswError::Stopped`] once it answers true.
+    pub fn build_unless(
+        dim: usize,
+        params: HnswParams,
+        vectors: &[f32],
+        stopped: &dyn Fn() -> bool,
+    ) -> Result<Hnsw, HnswError> {
         let mut index = Hnsw::new(dim, params);
         if vectors.is_empty() {
             return Ok(index);
@@ -152,7 +169,10 @@ impl Hnsw {
         index.vectors.reserve_exact(vectors.len());
         index.layer0.reserve_exact(n * index.stride0());
         index.upper.reserve_exact(n);
-        for row in vectors.chunks_exact(dim) {
+        for (i, row) in vectors.chunks_exact(dim).enumerate() {
+            if i % STOP_CHECK_POINTS == 0 && stopped() {
+                return Err(HnswError::Stopped);
+            }
             index.insert(row)?;
         }
         Ok(index)
@@ -921,6 +941,10 @@ mod tests {
         assert!(index.search(&[1.0, 2.0], 5, 10).is_empty(), "wrong length");
         assert!(index.search(&[1.0, 2.0, 3.0], 0, 10).is_empty(), "k = 0");
         assert_eq!(index.search(&[1.0, 2.0, 3.0], 5, 0), vec![(0, 0.0)]);
+        assert_eq!(
+            Hnsw::build_unless(1, params(), &[0.0; 3000], &|| true).err(),
+            Some(HnswError::Stopped)
+        );
         assert!(Hnsw::build(3, params(), &[0.0; 7]).is_err());
         assert!(Hnsw::build(0, params(), &[0.0; 3]).is_err());
         let tiny = HnswParams {

@@ -2,8 +2,9 @@
 //! product (for `recommend`, built and searched with the inner product itself), one by cosine
 //! (for `similar_items`).
 
-use crate::ann::hnsw::{Hnsw, HnswParams};
+use crate::ann::hnsw::{Hnsw, HnswError, HnswParams};
 use crate::ann::metric::{Metric, Transform};
+use crate::blocking::Stopped;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +25,13 @@ struct ItemGraph {
 }
 
 impl ItemGraph {
-    fn build(metric: Metric, items: &[f32], factors: usize, seed: u64) -> Result<ItemGraph> {
+    fn build(
+        metric: Metric,
+        items: &[f32],
+        factors: usize,
+        seed: u64,
+        stopped: &Stopped,
+    ) -> Result<ItemGraph> {
         let transform = Transform::new(metric);
         let mut points = Vec::with_capacity(items.len());
         let mut ids = Vec::new();
@@ -40,8 +47,12 @@ impl ItemGraph {
             seed,
             distance: transform.graph_distance(),
         };
-        let hnsw = Hnsw::build(factors, params, &points)
-            .map_err(|e| Error::Internal(format!("item index: {e}")))?;
+        let hnsw = Hnsw::build_unless(factors, params, &points, &|| stopped.is_set()).map_err(
+            |e| match e {
+                HnswError::Stopped => Error::QueryCanceled("its statement was stopped".into()),
+                other => Error::Internal(format!("item index: {other}")),
+            },
+        )?;
         Ok(ItemGraph {
             transform,
             hnsw,
@@ -77,12 +88,12 @@ impl std::fmt::Debug for ItemIndex {
 
 impl ItemIndex {
     /// Builds both graphs over `items` (row-major, `factors` per item), deterministically from
-    /// `seed`, side by side on the current rayon pool.
-    pub fn build(items: &[f32], factors: usize, seed: u64) -> Result<ItemIndex> {
+    /// `seed`, side by side on the current rayon pool; 57014 once `stopped` is set.
+    pub fn build(items: &[f32], factors: usize, seed: u64, stopped: &Stopped) -> Result<ItemIndex> {
         // The two graphs are independent: one per core when there are two.
         let (by_inner_product, by_cosine) = rayon::join(
-            || ItemGraph::build(Metric::Dot, items, factors, seed),
-            || ItemGraph::build(Metric::Cosine, items, factors, seed),
+            || ItemGraph::build(Metric::Dot, items, factors, seed, stopped),
+            || ItemGraph::build(Metric::Cosine, items, factors, seed, stopped),
         );
         Ok(ItemIndex {
             factors,
@@ -136,7 +147,7 @@ mod tests {
         let (n, k) = (600, 8);
         let mut rng = StdRng::seed_from_u64(5);
         let items: Vec<f32> = (0..n * k).map(|_| rng.random::<f32>() - 0.5).collect();
-        let index = ItemIndex::build(&items, k, 1).unwrap();
+        let index = ItemIndex::build(&items, k, 1, &Stopped::default()).unwrap();
         let mut hits = 0;
         for q in 0..50 {
             let query: Vec<f32> = (0..k).map(|_| rng.random::<f32>() - 0.5).collect();

@@ -121,9 +121,12 @@ async fn train_model(cx: &Context<'_>, statement: &TrainModel) -> Result<Outcome
         // Every factor model version gets HNSW graphs over its items, stored with it;
         // serving uses them while the model has more items than tastedb.ann_threshold.
         let index = match &outcome.model.scorer {
-            Scorer::Factors { factors, items, .. } => {
-                Some(ItemIndex::build(items, *factors, training_options.seed)?)
-            }
+            Scorer::Factors { factors, items, .. } => Some(ItemIndex::build(
+                items,
+                *factors,
+                training_options.seed,
+                stopped,
+            )?),
             _ => None,
         };
         Ok::<_, Error>((outcome, data, index))

@@ -8,7 +8,7 @@
 //! to a copy of the graph, stores it and swaps it in. After a restart, the first query of an index
 //! finds the pending rows again by scanning the table for keys the graph lacks.
 
-use crate::ann::hnsw::{Hnsw, HnswParams};
+use crate::ann::hnsw::{Hnsw, HnswError, HnswParams};
 use crate::ann::metric::{Metric, Transform};
 use crate::blocking::Stopped;
 use crate::error::{Error, Result};
@@ -149,7 +149,7 @@ impl VectorIndexes {
         let built = scan_rows(&self.store, &table.def, column, &HashSet::new())
             .and_then(|rows| {
                 stopped.check()?;
-                build_graph(&def, &table.def, column, rows)
+                build_graph(&def, &table.def, column, rows, stopped)
             })
             .and_then(|graph| stopped.check().map(|()| graph));
         let graph = match built {
@@ -337,7 +337,8 @@ impl VectorIndexes {
         // An index over a REAL[] column that was empty has no dimension yet: the first rows
         // give it one.
         let graph = match old.dim {
-            0 => rebuild(&loaded.def, 0, batch)?,
+            // the background extension runs for no statement: nothing stops it
+            0 => rebuild(&loaded.def, 0, batch, &Stopped::default())?,
             _ => extended(&old, &batch)?,
         };
         let _turn = lock(&self.writes);
@@ -460,6 +461,7 @@ fn build_graph(
     table: &TableDef,
     column: usize,
     rows: Vec<(Vec<u8>, Vec<f32>)>,
+    stopped: &Stopped,
 ) -> Result<Graph> {
     let dim = match (table.columns[column].column_type, rows.first()) {
         (ColumnType::Vector(Some(dim)), _) => dim as usize,
@@ -473,11 +475,17 @@ fn build_graph(
             other.len()
         )));
     }
-    rebuild(def, dim, rows)
+    rebuild(def, dim, rows, stopped)
 }
 
-/// A new graph of `rows` (vectors of `dim` values; others are left out).
-fn rebuild(def: &IndexDef, dim: usize, rows: Vec<(Vec<u8>, Vec<f32>)>) -> Result<Graph> {
+/// A new graph of `rows` (vectors of `dim` values; others are left out); 57014 once `stopped`
+/// is set.
+fn rebuild(
+    def: &IndexDef,
+    dim: usize,
+    rows: Vec<(Vec<u8>, Vec<f32>)>,
+    stopped: &Stopped,
+) -> Result<Graph> {
     let dim = if dim == 0 {
         rows.first().map_or(0, |(_, v)| v.len())
     } else {
@@ -493,8 +501,12 @@ fn rebuild(def: &IndexDef, dim: usize, rows: Vec<(Vec<u8>, Vec<f32>)>) -> Result
             keys.push(key);
         }
     }
-    let hnsw = Hnsw::build(dim, params(def), &points)
-        .map_err(|e| Error::Internal(format!("index build: {e}")))?;
+    let hnsw = Hnsw::build_unless(dim, params(def), &points, &|| stopped.is_set()).map_err(
+        |e| match e {
+            HnswError::Stopped => Error::QueryCanceled("its statement was stopped".into()),
+            other => Error::Internal(format!("index build: {other}")),
+        },
+    )?;
     Ok(Graph {
         dim,
         transform,

@@ -193,11 +193,17 @@ struct Acknowledged {
     backup: bool,
 }
 
-/// Runs the workload on `addr` until the server dies; what was acknowledged.
-async fn workload(addr: std::net::SocketAddr, backup_dir: std::path::PathBuf) -> Acknowledged {
+/// Runs the workload on `clients` (one per role of the workload, connected before the
+/// clock starts) until the server dies; what was acknowledged.
+async fn workload(
+    clients: Vec<tokio_postgres::Client>,
+    backup_dir: std::path::PathBuf,
+) -> Acknowledged {
+    let mut clients = clients.into_iter();
+    let mut next = || clients.next().expect("a client for every role");
     let mut tasks = Vec::new();
     for inserter in 0..INSERTERS {
-        let client = client(addr).await;
+        let client = next();
         tasks.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             for batch in 0.. {
@@ -214,7 +220,7 @@ async fn workload(addr: std::net::SocketAddr, backup_dir: std::path::PathBuf) ->
         }));
     }
     for _ in 0..TRAINERS {
-        let client = client(addr).await;
+        let client = next();
         tasks.push(tokio::spawn(async move {
             let mut versions: Vec<i64> = Vec::new();
             let train =
@@ -231,7 +237,7 @@ async fn workload(addr: std::net::SocketAddr, backup_dir: std::path::PathBuf) ->
         }));
     }
     for _ in 0..READERS {
-        let client = client(addr).await;
+        let client = next();
         tasks.push(tokio::spawn(async move {
             while client
                 .simple_query("SELECT count(*) FROM acks; SELECT * FROM tastedb_models")
@@ -241,7 +247,7 @@ async fn workload(addr: std::net::SocketAddr, backup_dir: std::path::PathBuf) ->
             (None, Vec::new(), false)
         }));
     }
-    let client = client(addr).await;
+    let client = next();
     tasks.push(tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let sql = format!("BACKUP TO '{}'", backup_dir.display());
@@ -370,7 +376,11 @@ async fn a_killed_server_keeps_every_acknowledged_write() {
                 .unwrap();
         }
         let (mut server, addr) = serve(&data).await;
-        let load = tokio::spawn(workload(addr, backups.clone()));
+        let mut clients = Vec::new();
+        for _ in 0..INSERTERS as usize + TRAINERS + READERS + 1 {
+            clients.push(client(addr).await);
+        }
+        let load = tokio::spawn(workload(clients, backups.clone()));
         let kill_after = Duration::from_millis(800 + next_random(&mut seed) % 2500);
         tokio::time::sleep(kill_after).await;
         server.kill().unwrap(); // SIGKILL
@@ -379,6 +389,15 @@ async fn a_killed_server_keeps_every_acknowledged_write() {
             .await
             .expect("clients see the server die")
             .unwrap();
+        let inserts: usize = acknowledged.inserts.iter().map(Vec::len).sum();
+        assert!(
+            inserts > 0,
+            "run {run}: nothing was acknowledged before the kill"
+        );
+        eprintln!(
+            "run {run}: killed after {kill_after:?}: {inserts} inserts, versions {:?}, backup {}",
+            acknowledged.versions, acknowledged.backup
+        );
         check(run, &data, Some(&acknowledged)).await;
         if acknowledged.backup {
             let restored = dir.path().join("restored");
