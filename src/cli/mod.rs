@@ -152,7 +152,18 @@ pub async fn run(args: Cli) -> Result<()> {
             serve::run(open()?, options, password).await
         }
         Command::Backup { to } => {
-            let store = open()?.catalog().store().clone();
+            let engine = match open() {
+                Err(tastedb::Error::DirectoryLocked { path }) => {
+                    return Err(tastedb::Error::ObjectInUse(format!(
+                        "data directory {} is held by a running server: back it up online \
+                         there with BACKUP TO '{}'",
+                        path.display(),
+                        to.display()
+                    )));
+                }
+                opened => opened?,
+            };
+            let store = engine.catalog().store().clone();
             let info = store.backup(&to)?;
             eprintln!(
                 "backup {} of {} in {}: {} files, {} bytes",
