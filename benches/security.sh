@@ -48,7 +48,7 @@ serve() {
   echo "the server did not start" >&2; cat "$work/serve.log" >&2; exit 1
 }
 stop() { kill "$taste_pid"; wait "$taste_pid" 2>/dev/null || true; taste_pid=""; }
-as() { local role=$1; shift; PGPASSWORD=$2 psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U "$role" -d tastedb "${@:3}"; }
+as() { local role=$1 password=$2; shift 2; PGPASSWORD=$password psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U "$role" -d tastedb "$@"; }
 admin() { as tastedb "$PASSWORD" "$@"; }
 
 events_csv() { # $1 rows, $2 seed: deterministic power-law-ish events
@@ -63,7 +63,7 @@ events_csv 1000000 42 > "$work/events.csv"
 admin -c "CREATE TABLE users (user_id BIGINT PRIMARY KEY, name TEXT, score DOUBLE PRECISION)" \
   -c "CREATE TABLE events (user_id TEXT, item_id TEXT, weight DOUBLE PRECISION)" >/dev/null
 admin -c "\\copy users FROM '$work/users.csv' CSV" -c "\\copy events FROM '$work/events.csv' CSV" >/dev/null
-admin -c "TRAIN MODEL m USING als FROM events WITH (factors = 32, iterations = 5, holdout = 0)" >/dev/null
+admin -c "TRAIN MODEL m USING als FROM events WITH (factors = 32, iterations = 5, holdout = 0)" >/dev/null 2>&1
 admin -c "CREATE USER reader PASSWORD 'reader'" -c "GRANT SELECT ON users TO reader" \
   -c "GRANT SELECT ON MODEL m TO reader" >/dev/null
 cat > "$work/point.sql" <<SQL
@@ -92,7 +92,7 @@ serve "$work/soak-data"
 admin -c "CREATE TABLE users (user_id BIGINT PRIMARY KEY, name TEXT, score DOUBLE PRECISION)" \
   -c "CREATE TABLE events (user_id TEXT, item_id TEXT, weight DOUBLE PRECISION)" >/dev/null
 admin -c "\\copy users FROM '$work/users.csv' CSV" -c "\\copy events FROM '$work/events.csv' CSV" >/dev/null
-admin -c "TRAIN MODEL m USING als FROM events WITH (factors = 32, iterations = 5, holdout = 0)" >/dev/null
+admin -c "TRAIN MODEL m USING als FROM events WITH (factors = 32, iterations = 5, holdout = 0)" >/dev/null 2>&1
 cat > "$work/soak_insert.sql" <<'SQL'
 \set u random(1, 100000)
 \set i random(1, 20000)
@@ -110,12 +110,12 @@ rss_log="$work/rss.log"
 rss_pid=$!
 (cd "$work" && PGPASSWORD=$PASSWORD pgbench -n -M prepared -c 16 -j 2 -T "$SOAK_SECONDS" \
   -f point.sql@4 -f recommend.sql@4 -f soak_insert.sql@1 -f soak_aggregate.sql@1 \
-  --log --log-prefix=soak -h 127.0.0.1 -p "$PORT" -U tastedb tastedb > soak.out 2>&1) || true
+  --log --log-prefix=soaklog -h 127.0.0.1 -p "$PORT" -U tastedb tastedb > soak.out 2>&1) || true
 kill "$rss_pid" 2>/dev/null || true
 soak_tx=$(awk '/number of transactions actually processed/ { print $NF }' "$work/soak.out")
-soak_failed=$(awk '/number of failed transactions/ { print $5 }' "$work/soak.out")
+soak_failed=$(awk '/number of failed transactions/ { print $5; exit }' "$work/soak.out")
 soak_aborted=$(grep -c "client [0-9]* aborted" "$work/soak.out" || true)
-soak_p99=$(cat "$work"/soak.* 2>/dev/null | awk '{ print $3 }' | sort -n | awk '{ v[NR] = $1 } END { if (NR) printf "%.1f", v[int(NR * 0.99)] / 1000 }')
+soak_p99=$(cat "$work"/soaklog.* 2>/dev/null | awk '{ print $3 }' | sort -n | awk '{ v[NR] = $1 } END { if (NR) printf "%.1f", v[int(NR * 0.99)] / 1000 }')
 soak_rss=$(sort -n "$rss_log" | tail -1)
 stop
 
