@@ -90,8 +90,12 @@ async fn a_cancel_request_stops_the_running_statement_and_the_session_goes_on() 
         client.cancel_token().cancel_query(NoTls).await.unwrap();
         assert_cancelled(&running.await.unwrap());
     }
-    // a cancel that arrives while nothing runs is ignored, and stops nothing later
+    // a cancel that arrives while nothing runs is ignored, and stops nothing later. The
+    // request travels on a connection of its own and tokio-postgres does not wait for the
+    // server to read it: give it time to arrive before the next statement (PostgreSQL has the
+    // same race: a late cancel may hit the statement after the one it was meant for).
     client.cancel_token().cancel_query(NoTls).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let counted = client
         .simple_query("SELECT count(*) FROM generate_series(1, 1000)")
         .await
