@@ -13,8 +13,8 @@ use std::sync::Arc;
 /// The share of the machine's memory that statements may use unless told otherwise.
 pub const DEFAULT_FRACTION: f64 = 0.5;
 
-/// When the machine's memory cannot be read: the budget.
-const FALLBACK_BYTES: usize = 4 << 30;
+/// The machine's memory when it cannot be read.
+const ASSUMED_MACHINE_BYTES: usize = 8 << 30;
 
 /// Parses a memory size as PostgreSQL writes them (`512MB`, `4GB`, `1TB`, `64kB`, a number of
 /// bytes) or a share of the machine's memory (`50%`); 22023 otherwise.
@@ -69,7 +69,7 @@ fn machine_memory() -> usize {
                 .and_then(|kb| kb.trim().parse::<usize>().ok())
                 .map(|kb| kb * 1024)
         });
-    total.unwrap_or(2 * FALLBACK_BYTES)
+    total.unwrap_or(ASSUMED_MACHINE_BYTES)
 }
 
 /// A runtime whose statements share `limit` bytes, spilling to the system's temporary
