@@ -39,6 +39,7 @@ struct Backend {
     /// When its last statement ended (or it connected).
     idle_since: std::time::Instant,
     cancel: CancellationToken,
+    end: CancellationToken,
 }
 
 /// A session's place in [`Activity`]: dropping it (when the connection ends) removes it.
@@ -97,6 +98,8 @@ pub struct Connection {
     pub client_addr: String,
     /// The client's `application_name`.
     pub application_name: String,
+    /// Fired to end the connection (see [`Activity::end_when_idle`]).
+    pub end: CancellationToken,
 }
 
 impl Activity {
@@ -120,6 +123,7 @@ impl Activity {
                 statement: 0,
                 idle_since: std::time::Instant::now(),
                 cancel: CancellationToken::new(),
+                end: connection.end,
             },
         );
         Connected {
@@ -168,12 +172,38 @@ impl Activity {
         }
     }
 
-    /// How long session `pid` has run nothing; `None` while it runs a statement or when it
-    /// does not exist.
-    pub fn idle_for(&self, pid: i32) -> Option<std::time::Duration> {
-        let sessions = self.lock();
-        let backend = sessions.get(&pid)?;
-        (!backend.running).then(|| backend.idle_since.elapsed())
+    /// PostgreSQL's `idle_in_transaction_session_timeout`, armed after a statement that leaves
+    /// session `pid` in a transaction block: once the session has run nothing for `limit`
+    /// after that statement ends, its connection's `end` token fires, unless it starts another
+    /// statement first.
+    pub fn end_when_idle(self: &Arc<Self>, pid: i32, limit: std::time::Duration) {
+        let Some(armed_at) = self.lock().get(&pid).map(|b| b.statement) else {
+            return;
+        };
+        let activity = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut wait = limit;
+            loop {
+                tokio::time::sleep(wait).await;
+                let Some(activity) = activity.upgrade() else {
+                    return;
+                };
+                let sessions = activity.lock();
+                let backend = match sessions.get(&pid) {
+                    Some(backend) if backend.statement == armed_at => backend,
+                    _ => return,
+                };
+                let idle = match backend.running {
+                    true => std::time::Duration::ZERO,
+                    false => backend.idle_since.elapsed(),
+                };
+                if idle >= limit {
+                    backend.end.cancel();
+                    return;
+                }
+                wait = limit - idle;
+            }
+        });
     }
 
     /// The role of session `pid`.

@@ -4,6 +4,7 @@
 mod bind;
 mod compat;
 mod copy;
+mod ending;
 mod errors;
 mod psql_describe;
 mod scram;
@@ -17,6 +18,7 @@ use crate::engine::{Activity, Connection, Engine, depth};
 use crate::error::{Error, Result};
 use crate::roles::Users;
 use async_trait::async_trait;
+use ending::Ending;
 use futures::Sink;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
@@ -188,14 +190,21 @@ async fn accept(
             }
         };
         let slot = slots.clone().try_acquire_owned().ok();
+        let ending = Ending::new(&socket);
         let handlers = ConnectionHandlers {
             shared: shared.clone(),
             over_limit: slot.is_none(),
+            ending: ending.clone(),
         };
         let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            tokio::select! {
+                served = pgwire::tokio::process_socket(socket, tls, handlers) => {
+                    if let Err(e) = served {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                () = ending.fired() => ending.goodbye().await,
             }
             drop(slot);
         });
@@ -218,6 +227,7 @@ struct Shared {
 struct ConnectionHandlers {
     shared: Arc<Shared>,
     over_limit: bool,
+    ending: Arc<Ending>,
 }
 
 impl PgWireServerHandlers for ConnectionHandlers {
@@ -245,6 +255,7 @@ impl PgWireServerHandlers for ConnectionHandlers {
         Arc::new(Startup {
             users: self.shared.users.clone(),
             activity: self.shared.activity.clone(),
+            ending: self.ending.clone(),
             over_limit: self.over_limit,
             tls_required: self.shared.tls_required,
             auth: self.shared.auth,
@@ -282,6 +293,7 @@ fn server_parameters() -> DefaultServerParameterProvider {
 struct Startup {
     users: Users,
     activity: Arc<Activity>,
+    ending: Arc<Ending>,
     over_limit: bool,
     tls_required: bool,
     auth: AuthMode,
@@ -369,6 +381,7 @@ impl Startup {
             role: text("user"),
             client_addr: client.socket_addr().ip().to_string(),
             application_name: text("application_name"),
+            end: self.ending.token(client.is_secure()),
         });
         client.session_extensions().insert(connected);
     }

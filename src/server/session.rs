@@ -102,31 +102,31 @@ impl Session {
     }
 
     /// `sql` starts running for `client`: shown in `pg_stat_activity` until it ends, and
-    /// stopped by the session's `statement_timeout` or a cancel. A session that sat in a
-    /// transaction block for longer than its `idle_in_transaction_session_timeout` is ended
-    /// instead (FATAL 25P03), as PostgreSQL ends it; TasteDB ends it when its next message
-    /// arrives, as its open block holds nothing that others wait for.
+    /// stopped by the session's `statement_timeout` or a cancel.
     fn start<C: ClientInfo>(&self, client: &C, sql: &str) -> PgWireResult<Stop> {
         let (pid, _) = client.pid_and_secret_key();
-        let in_block = matches!(
-            client.transaction_status(),
-            TransactionStatus::Transaction | TransactionStatus::Error
-        );
-        if in_block
-            && let Some(limit) = timeout::idle_limit(client)
-            && self
-                .engine
-                .activity()
-                .idle_for(pid)
-                .is_some_and(|idle| idle > limit)
-        {
-            return Err(fatal(
-                "25P03",
-                "terminating connection due to idle-in-transaction timeout",
-            ));
-        }
         let deadline = timeout::deadline(client).map_err(|e| to_pgwire(&e, sql))?;
         Ok(Stop::new(deadline, self.engine.activity().begin(pid, sql)))
+    }
+
+    /// After `responses` to a message of `client`'s: when they leave its session in a
+    /// transaction block, its `idle_in_transaction_session_timeout` (if set) starts counting,
+    /// and ends the connection with FATAL 25P03 if no statement comes in time.
+    fn arm_idle_timeout<'r, C: ClientInfo>(
+        &self,
+        client: &C,
+        responses: impl IntoIterator<Item = &'r Response>,
+    ) {
+        let before = !matches!(client.transaction_status(), TransactionStatus::Idle);
+        let in_block = responses.into_iter().fold(before, |in_block, r| match r {
+            Response::TransactionStart(_) => true,
+            Response::TransactionEnd(_) => false,
+            _ => in_block,
+        });
+        if in_block && let Some(limit) = timeout::idle_limit(client) {
+            let (pid, _) = client.pid_and_secret_key();
+            self.engine.activity().end_when_idle(pid, limit);
+        }
     }
 
     /// Runs one statement: a session statement or COPY TO STDOUT here, anything else on the
@@ -293,6 +293,7 @@ impl SimpleQueryHandler for Session {
                 Err(other) => return Err(other),
             }
         }
+        self.arm_idle_timeout(client, &responses);
         Ok(responses)
     }
 }
@@ -506,6 +507,25 @@ impl ExtendedQueryHandler for Session {
         client: &mut C,
         portal: &Portal<PreparedStatement>,
         _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = PreparedStatement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let response = self.execute_portal(client, portal).await;
+        self.arm_idle_timeout(client, response.as_ref().ok());
+        response
+    }
+}
+
+impl Session {
+    /// Runs the statement bound in `portal` (the extended protocol's Execute).
+    async fn execute_portal<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<PreparedStatement>,
     ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,

@@ -204,6 +204,7 @@ mod tests {
             role: "bob".into(),
             client_addr: "127.0.0.1".into(),
             application_name: String::new(),
+            end: tokio_util::sync::CancellationToken::new(),
         });
         let running = stop(&activity, None);
         assert!(!activity.cancel(7, Some(&[9, 9, 9, 9])), "wrong key");

@@ -610,25 +610,50 @@ async fn the_server_default_statement_timeout_applies_until_a_session_sets_its_o
 }
 
 /// `idle_in_transaction_session_timeout`: a session that sits in a transaction block longer
-/// is ended with FATAL 25P03; idle outside a block, or with the setting off, it goes on.
+/// is ended by the server with FATAL 25P03 while its client waits (so its connection slot is
+/// free again); idle outside a block, running a statement longer than the limit, or with the
+/// setting off, it goes on.
 #[tokio::test]
 async fn a_session_idle_in_a_transaction_block_is_ended() {
     let server = start(4).await;
-    let client = connect(server.addr).await;
-    client
-        .batch_execute("SET idle_in_transaction_session_timeout = '200ms'")
-        .await
-        .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    assert_finishes(&client).await; // idle, but not in a block
-    client.batch_execute("BEGIN").await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    let error = client.simple_query("SELECT 1").await.unwrap_err();
-    assert_eq!(error.code().map(|c| c.code()), Some("25P03"), "{error}");
-    assert!(
-        client.simple_query("SELECT 1").await.is_err(),
-        "the connection is closed"
+    let config = format!(
+        "host={} port={} user=tastedb password='{PASSWORD}' dbname=tastedb",
+        server.addr.ip(),
+        server.addr.port()
     );
+    let limit = std::time::Duration::from_millis(300);
+    for extended in [false, true] {
+        let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let connection = tokio::spawn(connection);
+        client
+            .batch_execute("SET idle_in_transaction_session_timeout = '300ms'")
+            .await
+            .unwrap();
+        tokio::time::sleep(limit * 2).await;
+        assert_finishes(&client).await; // idle, but not in a block
+        client.batch_execute("BEGIN").await.unwrap();
+        // a statement that runs longer than the limit is not idle
+        let long = "SELECT count(*) FROM generate_series(1, 30000000)";
+        let started = std::time::Instant::now();
+        match extended {
+            false => drop(client.simple_query(long).await.unwrap()),
+            true => drop(client.query(long, &[]).await.unwrap()),
+        }
+        assert!(
+            started.elapsed() > limit,
+            "the statement ran {:?}",
+            started.elapsed()
+        );
+        let ended = tokio::time::timeout(limit * 10, connection)
+            .await
+            .expect("the server ends the connection while the client waits")
+            .unwrap();
+        let error = ended.unwrap_err();
+        assert_eq!(error.code().map(|c| c.code()), Some("25P03"), "{error}");
+        assert!(client.simple_query("SELECT 1").await.is_err(), "closed");
+    }
     let error = connect(server.addr)
         .await
         .batch_execute("SET idle_in_transaction_session_timeout = 'later'")
@@ -638,6 +663,20 @@ async fn a_session_idle_in_a_transaction_block_is_ended() {
     // off: a block may stay open
     let client = connect(server.addr).await;
     client.batch_execute("BEGIN").await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    tokio::time::sleep(limit * 2).await;
     assert_finishes(&client).await;
+    // the ended sessions are gone (the one that set 'later' leaves when its client is dropped)
+    let mut sessions = 0;
+    for _ in 0..50 {
+        let row = client
+            .query_one("SELECT count(*) FROM pg_stat_activity", &[])
+            .await
+            .unwrap();
+        sessions = row.get::<_, i64>(0);
+        if sessions == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(sessions, 1);
 }
