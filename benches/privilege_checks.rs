@@ -2,7 +2,9 @@
 //! noise of `benches/security.sh`'s pgbench figures does not hide a few per cent): a prepared
 //! point SELECT and a prepared `recommend` executed as the embedding superuser (no checks) and
 //! as a role holding only SELECT (checked at every execution), in interleaved blocks; prints
-//! microseconds per execution and the ratio.
+//! microseconds per execution and the ratio. The prediction cache is off, so that both sides
+//! compute every ranking (with it, whichever side runs second would be served the first
+//! side's answers).
 //!
 //!   cargo bench --bench privilege_checks
 
@@ -48,7 +50,8 @@ async fn main() {
              INSERT INTO ev SELECT (value * 7919) % 5000, (value * 104729) % 2000 FROM generate_series(1, 200000);
              TRAIN MODEL m USING als FROM ev WITH (factors = 32, iterations = 3, holdout = 0);
              CREATE USER reader PASSWORD 'reader';
-             GRANT SELECT ON users TO reader; GRANT SELECT ON MODEL m TO reader;",
+             GRANT SELECT ON users TO reader; GRANT SELECT ON MODEL m TO reader;
+             SET tastedb.cache_ttl_seconds = 0;",
         )
         .await
         .expect("setup");
