@@ -28,7 +28,7 @@ use crate::catalog::system_tables::SystemTables;
 use crate::catalog::{Catalog, ExtraSchema, TasteSchema};
 use crate::error::{Error, Result};
 use crate::features::FeatureViews;
-use crate::models::{ModelRegistry, Serving, ServingCache};
+use crate::models::{ModelRegistry, Serving, ServingCache, ServingLive};
 use crate::roles::{Actor, Object, Privilege, RoleCatalog, RoleTables, Users};
 use crate::schema::TableDef;
 use crate::sql::config::TasteConfig;
@@ -157,11 +157,19 @@ impl Engine {
             vec![Arc::new(RoleCatalog(users.clone())), activity.clone()];
         add_to_pg_catalog(&ctx, pg_catalog)?;
         ctx.register_udf(ScalarUDF::from(CancelBackend::new(activity.clone())));
-        let observed = cache.clone();
+        let live = Arc::new(ServingLive::new(
+            catalog.clone(),
+            models.clone(),
+            cache.clone(),
+        ));
+        // Weak: the store holds its observers, and the deltas hold the store.
+        let observed = Arc::downgrade(&live);
         catalog
             .store()
             .on_rows_written(Arc::new(move |table, batches| {
-                observed.rows_written(table, batches)
+                if let Some(live) = observed.upgrade() {
+                    live.rows_written(table, batches)
+                }
             }));
         // Weak: the store holds its observers, and the indexes hold the store.
         let indexed = Arc::downgrade(&indexes);
@@ -176,6 +184,7 @@ impl Engine {
             registry: models.clone(),
             cache,
             inputs: query_arguments.clone(),
+            live,
         };
         extensions::register_functions(&ctx, &catalog, serving, &features, &indexes);
         Ok(Engine {

@@ -75,7 +75,7 @@ pub fn train(
 }
 
 /// Confidence and preference of a summed weight.
-fn confidence(weight: f32, alpha: f32) -> (f32, f32) {
+pub(crate) fn confidence(weight: f32, alpha: f32) -> (f32, f32) {
     (
         1.0 + alpha * weight.abs(),
         if weight > 0.0 { 1.0 } else { 0.0 },
@@ -83,7 +83,7 @@ fn confidence(weight: f32, alpha: f32) -> (f32, f32) {
 }
 
 /// YᵀY for `y` (n × k, row-major), as a k × k row-major matrix.
-fn gram(y: &[f32], k: usize) -> Vec<f32> {
+pub(crate) fn gram(y: &[f32], k: usize) -> Vec<f32> {
     let n = y.len() / k;
     let y = MatRef::from_row_major_slice(y, n, k);
     let mut g = Mat::<f32>::zeros(k, k);

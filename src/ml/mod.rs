@@ -3,6 +3,7 @@
 
 pub mod als;
 pub mod bpr;
+pub mod fold_in;
 pub mod interactions;
 pub mod item_item;
 pub mod kernels;

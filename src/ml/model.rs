@@ -2,9 +2,10 @@
 //! algorithm's parameters; scoring and top-k ranking; a compact binary form for storage.
 
 use crate::error::{Error, Result};
+use crate::ml::fold_in::FoldIn;
 use crate::ml::interactions::Csr;
 use crate::ml::kernels::{dot, dot_rows};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 /// What an algorithm learned.
@@ -106,53 +107,108 @@ impl TrainedModel {
 
     /// The score of one item for user index `user` (popularity for `None`).
     pub fn score(&self, user: Option<usize>, item: usize) -> f32 {
-        match (&self.scorer, user) {
-            (
-                Scorer::Factors {
-                    factors,
-                    users,
-                    items,
-                },
-                Some(u),
-            ) => dot(
-                &users[u * factors..(u + 1) * factors],
-                &items[item * factors..(item + 1) * factors],
-            ),
-            (Scorer::Popularity(scores), _) => scores[item],
-            (Scorer::ItemItem(weights), Some(u)) => {
-                let n = self.item_ids.len();
-                self.liked(u).map(|i| weights[i * n + item]).sum()
-            }
-            (_, None) => self.popularity[item],
-        }
+        self.score_for(&self.profile(user).taste, item)
     }
 
     /// Scores of every item for user index `user`, or the popularity for an unknown user.
     pub fn scores(&self, user: Option<usize>) -> Vec<f32> {
-        match (&self.scorer, user) {
-            (
-                Scorer::Factors {
-                    factors,
-                    users,
-                    items,
-                },
-                Some(u),
-            ) => {
-                let mut scores = Vec::with_capacity(items.len() / factors);
-                dot_rows(&users[u * factors..(u + 1) * factors], items, &mut scores);
+        self.scores_for(&self.profile(user).taste)
+    }
+
+    /// User index `user` as the version was trained with them (an unknown user for `None`).
+    pub fn profile(&self, user: Option<usize>) -> Profile {
+        let Some(u) = user else {
+            return Profile {
+                seen: Vec::new(),
+                taste: Taste::Popular,
+            };
+        };
+        let taste = match &self.scorer {
+            Scorer::Factors { factors, users, .. } => {
+                Taste::Vector(users[u * factors..(u + 1) * factors].to_vec())
+            }
+            Scorer::Popularity(_) => Taste::Liked(Vec::new()),
+            Scorer::ItemItem(_) => Taste::Liked(self.liked(u).collect()),
+        };
+        Profile {
+            seen: self.seen.row(u).0.to_vec(),
+            taste,
+        }
+    }
+
+    /// User index `user` (or a user the version does not know, for `None`) with the
+    /// interactions `newer` (item index, weight) added to those the version was trained with:
+    /// every one of them is seen, and the taste comes from all of them — a factor vector
+    /// folded in with `fold` (see [`crate::ml::fold_in`]), or the liked items.
+    pub fn profile_with(
+        &self,
+        user: Option<usize>,
+        newer: &[(usize, f32)],
+        fold: Option<&FoldIn>,
+    ) -> Profile {
+        let mut weights: BTreeMap<usize, f32> = BTreeMap::new();
+        if let Some(u) = user {
+            let (items, values) = self.seen.row(u);
+            for (&i, &w) in items.iter().zip(values) {
+                *weights.entry(i as usize).or_default() += w;
+            }
+        }
+        for &(i, w) in newer {
+            *weights.entry(i).or_default() += w;
+        }
+        let liked = || weights.iter().filter(|(_, w)| **w > 0.0).map(|(i, _)| *i);
+        let taste = match (&self.scorer, fold) {
+            (Scorer::Factors { factors, items, .. }, Some(fold)) => Taste::Vector(
+                fold.solve(
+                    weights
+                        .iter()
+                        .map(|(&i, &w)| (&items[i * factors..(i + 1) * factors], w)),
+                ),
+            ),
+            (Scorer::Factors { .. }, None) => self.profile(user).taste,
+            (Scorer::Popularity(_), _) => Taste::Liked(Vec::new()),
+            (Scorer::ItemItem(_), _) => Taste::Liked(liked().collect()),
+        };
+        Profile {
+            seen: weights.keys().map(|&i| i as u32).collect(),
+            taste,
+        }
+    }
+
+    /// The score of one item for `taste`.
+    pub fn score_for(&self, taste: &Taste, item: usize) -> f32 {
+        match (&self.scorer, taste) {
+            (Scorer::Factors { factors, items, .. }, Taste::Vector(x)) => {
+                dot(x, &items[item * factors..(item + 1) * factors])
+            }
+            (Scorer::Popularity(scores), _) => scores[item],
+            (Scorer::ItemItem(weights), Taste::Liked(liked)) => {
+                let n = self.item_ids.len();
+                liked.iter().map(|i| weights[i * n + item]).sum()
+            }
+            _ => self.popularity[item],
+        }
+    }
+
+    /// Scores of every item for `taste`.
+    pub fn scores_for(&self, taste: &Taste) -> Vec<f32> {
+        match (&self.scorer, taste) {
+            (Scorer::Factors { items, .. }, Taste::Vector(x)) => {
+                let mut scores = Vec::with_capacity(self.item_ids.len());
+                dot_rows(x, items, &mut scores);
                 scores
             }
             (Scorer::Popularity(scores), _) => scores.clone(),
-            (Scorer::ItemItem(weights), Some(u)) => {
+            (Scorer::ItemItem(weights), Taste::Liked(liked)) => {
                 let n = self.item_ids.len();
                 let mut scores = vec![0f32; n];
-                for i in self.liked(u) {
+                for i in liked {
                     let row = &weights[i * n..(i + 1) * n];
                     scores.iter_mut().zip(row).for_each(|(s, b)| *s += b);
                 }
                 scores
             }
-            (_, None) => self.popularity.clone(),
+            _ => self.popularity.clone(),
         }
     }
 
@@ -169,14 +225,33 @@ impl TrainedModel {
     /// The `k` best items for user index `user` (popularity for `None`), excluding the
     /// user's seen items: (item index, score), best first.
     pub fn recommend(&self, user: Option<usize>, k: usize) -> Vec<(usize, f32)> {
-        let mut scores = self.scores(user);
-        if let Some(u) = user {
-            for &item in self.seen.row(u).0 {
-                scores[item as usize] = f32::NEG_INFINITY;
-            }
+        let profile = self.profile(user);
+        let mut scores = self.scores_for(&profile.taste);
+        for &item in &profile.seen {
+            scores[item as usize] = f32::NEG_INFINITY;
         }
         top_k(&scores, k)
     }
+}
+
+/// Whom a ranking is for: the items they interacted with and how items score for them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    /// Item indexes the user interacted with, ascending: never recommended to them.
+    pub seen: Vec<u32>,
+    /// How items score for them.
+    pub taste: Taste,
+}
+
+/// How items score for one user.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Taste {
+    /// By popularity: a user the model knows nothing about.
+    Popular,
+    /// By inner product with this factor vector.
+    Vector(Vec<f32>),
+    /// By the item–item weights of these liked items (for popularity models, as popular).
+    Liked(Vec<usize>),
 }
 
 /// The `k` highest finite scores, best first; ties go to the lower index.

@@ -1,16 +1,10 @@
 //! The prediction cache: `recommend` answers in memory, keyed by model, active version, user,
-//! k and options. An entry is never served stale with respect to the two events that change
-//! the answer: a new active version (entries carry the version they were computed for, and a
-//! model's entries go when another version is seen) and new rows for the user in a table the
-//! model was trained from (`Store` tells the cache about every write). TTL and size are
-//! settings (`tastedb.cache_ttl_seconds`, `tastedb.cache_max_entries`).
+//! k and options. An answer is never served after a write that would change it: a new active
+//! version (entries carry the version they were computed for, and a model's entries go when
+//! another version is seen), and new events of the user in the model's live source (the live
+//! delta tells the cache which users a write changed, before the write is acknowledged). TTL
+//! and size are settings (`tastedb.cache_ttl_seconds`, `tastedb.cache_max_entries`).
 
-use crate::schema::TableDef;
-use crate::storage::WrittenBatch;
-use datafusion::arrow::array::Array;
-use datafusion::arrow::array::AsArray;
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,18 +23,6 @@ pub struct CacheKey {
     pub options: String,
 }
 
-/// How a model's answers depend on tables.
-#[derive(Debug, Clone)]
-pub struct ModelSource {
-    /// The version the cached answers were computed with: its number and creation time (a
-    /// model dropped and trained again starts at version 1 again).
-    pub version: (u32, i64),
-    /// Tables the model was trained from.
-    pub tables: HashSet<String>,
-    /// The user-id column in those tables.
-    pub user_column: String,
-}
-
 struct Entry<V> {
     value: V,
     stored: Instant,
@@ -49,7 +31,9 @@ struct Entry<V> {
 
 struct Inner<V> {
     entries: HashMap<CacheKey, Entry<V>>,
-    models: HashMap<String, ModelSource>,
+    /// The version each model's entries were computed with: number and creation time (a
+    /// model dropped and trained again starts at version 1 again).
+    models: HashMap<String, (u32, i64)>,
     clock: u64,
     /// Counts invalidations: an answer computed before one is not stored after it.
     epoch: u64,
@@ -104,17 +88,10 @@ impl<V: Clone> Default for PredictionCache<V> {
 impl<V: Clone> PredictionCache<V> {
     /// The cached answer for `key` computed with `version` (number, creation time), if
     /// fresh within `ttl`; the ticket goes to [`PredictionCache::put`] with the answer computed
-    /// on a miss. Entries of other versions of the model are dropped first; `source` describes
-    /// the model when the cache sees this version for the first time.
-    pub fn get(
-        &self,
-        key: &CacheKey,
-        version: (u32, i64),
-        source: impl FnOnce() -> ModelSource,
-        ttl: Duration,
-    ) -> (Option<V>, Ticket) {
+    /// on a miss. Entries of other versions of the model are dropped first.
+    pub fn get(&self, key: &CacheKey, version: (u32, i64), ttl: Duration) -> (Option<V>, Ticket) {
         let mut inner = self.lock();
-        self.switch_version(&mut inner, &key.model, version, source);
+        self.switch_version(&mut inner, &key.model, version);
         let ticket = Ticket { epoch: inner.epoch };
         inner.clock += 1;
         let clock = inner.clock;
@@ -169,45 +146,18 @@ impl<V: Clone> PredictionCache<V> {
         );
     }
 
-    /// Drops the answers of users with new rows in `table` (rows shaped like `def`), for
-    /// every model trained from it.
-    pub fn rows_written(&self, def: &TableDef, batches: &[WrittenBatch]) {
+    /// Drops `model`'s answers for `users`, whose events changed.
+    pub fn users_changed(&self, model: &str, users: &HashSet<String>) {
         let mut inner = self.lock();
-        let affected: Vec<(String, usize)> = inner
-            .models
-            .iter()
-            .filter(|(_, s)| s.tables.contains(&def.name))
-            .filter_map(|(model, s)| {
-                let column = def.columns.iter().position(|c| c.name == s.user_column)?;
-                Some((model.clone(), column))
-            })
-            .collect();
-        for (model, column) in affected {
-            let mut users = HashSet::new();
-            for batch in batches {
-                let Some(values) = batch.columns.get(column) else {
-                    continue;
-                };
-                let Ok(text) = cast(values, &DataType::Utf8) else {
-                    continue;
-                };
-                let text = text.as_string::<i32>();
-                for row in 0..text.len() {
-                    if text.is_valid(row) {
-                        users.insert(text.value(row).to_string());
-                    }
-                }
-            }
-            let before = inner.entries.len();
-            inner
-                .entries
-                .retain(|key, _| key.model != model || !users.contains(&key.user));
-            let dropped = (before - inner.entries.len()) as u64;
-            self.stats
-                .invalidations
-                .fetch_add(dropped, Ordering::Relaxed);
-            inner.epoch += 1;
-        }
+        let before = inner.entries.len();
+        inner
+            .entries
+            .retain(|key, _| key.model != model || !users.contains(&key.user));
+        let dropped = (before - inner.entries.len()) as u64;
+        self.stats
+            .invalidations
+            .fetch_add(dropped, Ordering::Relaxed);
+        inner.epoch += 1;
     }
 
     /// Entries now held.
@@ -220,14 +170,8 @@ impl<V: Clone> PredictionCache<V> {
         self.len() == 0
     }
 
-    fn switch_version(
-        &self,
-        inner: &mut Inner<V>,
-        model: &str,
-        version: (u32, i64),
-        source: impl FnOnce() -> ModelSource,
-    ) {
-        let current = inner.models.get(model).map(|s| s.version);
+    fn switch_version(&self, inner: &mut Inner<V>, model: &str, version: (u32, i64)) {
+        let current = inner.models.get(model).copied();
         if current == Some(version) {
             return;
         }
@@ -240,9 +184,7 @@ impl<V: Clone> PredictionCache<V> {
                 .fetch_add(dropped, Ordering::Relaxed);
             inner.epoch += 1;
         }
-        let mut source = source();
-        source.version = version;
-        inner.models.insert(model.to_string(), source);
+        inner.models.insert(model.to_string(), version);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner<V>> {

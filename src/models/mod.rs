@@ -4,7 +4,9 @@
 //! in `crate::ml`, pure of SQL and storage.
 
 pub mod cache;
+mod events;
 pub mod item_index;
+mod live;
 mod parser;
 mod ranking;
 pub mod ranking_table;
@@ -15,7 +17,7 @@ mod statements;
 mod system_tables;
 
 pub use parser::{ModelStatement, TrainModel, TrainSource};
-pub use ranking_table::{RANKING_SIGNATURES, Ranked, Serving, ServingCache};
+pub use ranking_table::{RANKING_SIGNATURES, Ranked, Serving, ServingCache, ServingLive};
 pub use recommend::register_functions;
 pub use registry::ModelRegistry;
 

@@ -47,31 +47,23 @@ fn search_wider(
 use crate::error::{Error, Result};
 use crate::ml::TrainedModel;
 use crate::ml::kernels::dot;
-use crate::ml::model::{Scorer, top_k};
+use crate::ml::model::{Profile, Scorer, Taste, top_k};
 
-/// The `k` best items for user index `user` (popularity for `None`) among the items that
-/// `eligible` allows (all when `None`), the user's seen items excluded: (item, score).
+/// The `k` best items for `profile` among the items that `eligible` allows (all when
+/// `None`), the profile's seen items excluded: (item, score).
 pub fn recommend(
     trained: &TrainedModel,
-    user: Option<usize>,
+    profile: &Profile,
     k: usize,
     index: Option<&ItemIndex>,
     eligible: Option<&[bool]>,
 ) -> Vec<(usize, f32)> {
-    let seen: &[u32] = user.map_or(&[], |u| trained.seen.row(u).0);
+    let seen = &profile.seen;
     let allowed =
         |i: usize| seen.binary_search(&(i as u32)).is_err() && eligible.is_none_or(|e| e[i]);
-    if let (
-        Some(index),
-        Some(u),
-        Scorer::Factors {
-            factors,
-            users,
-            items,
-        },
-    ) = (index, user, &trained.scorer)
+    if let (Some(index), Taste::Vector(x), Scorer::Factors { factors, items, .. }) =
+        (index, &profile.taste, &trained.scorer)
     {
-        let x = &users[u * factors..(u + 1) * factors];
         let found = search_wider(
             k,
             k + seen.len(),
@@ -83,7 +75,7 @@ pub fn recommend(
             return ranked;
         }
     }
-    let mut scores = trained.scores(user);
+    let mut scores = trained.scores_for(&profile.taste);
     for (i, score) in scores.iter_mut().enumerate() {
         if !allowed(i) {
             *score = f32::NEG_INFINITY;

@@ -8,9 +8,10 @@
 use crate::error::{Error, Result};
 use crate::ml::TrainedModel;
 use crate::models::ModelRegistry;
-use crate::models::cache::{CacheKey, ModelSource, PredictionCache};
+use crate::models::cache::{CacheKey, PredictionCache};
+use crate::models::live::Live;
 use crate::models::ranking;
-use crate::models::registry::{IdType, ModelVersion};
+use crate::models::registry::IdType;
 use crate::sql::arguments::{self, Arg};
 use crate::sql::config::TasteConfig;
 use crate::sql::query_arguments::{QueryArguments, QuerySignature, run_plan};
@@ -74,16 +75,24 @@ pub struct Serving {
     pub cache: Arc<ServingCache>,
     /// Query arguments planned ahead (filters), by token.
     pub inputs: Arc<QueryArguments>,
+    /// The events written since each model's active version was trained.
+    pub live: Arc<ServingLive>,
 }
 
 /// The cache of `recommend` answers.
 pub type ServingCache = PredictionCache<Arc<Ranked>>;
 
-/// A computed ranking: (item index, score), best first, and whether the user was unknown.
+/// The live deltas behind `recommend` answers.
+pub type ServingLive = Live<Arc<Ranked>>;
+
+/// A computed ranking: (item index, score), best first; whether the user was unknown and
+/// had no events (popularity), and whether their events newer than the version were folded
+/// in.
 #[derive(Debug)]
 pub struct Ranked {
     items: Vec<(usize, f32)>,
     cold_start: bool,
+    folded_in: bool,
 }
 
 /// A candidate filter: the query whose first column lists the eligible item ids.
@@ -219,18 +228,29 @@ impl RankingTable {
         };
         match self.ranking {
             Ranking::Recommend => {
+                let delta = self.serving.live.delta(state, &version, &trained).await?;
                 let compute = || {
                     let user = trained.user_index(&id);
+                    let newer: Vec<(usize, f32)> = delta
+                        .newer(&id)
+                        .into_iter()
+                        .filter_map(|(item, weight)| Some((trained.item_index(&item)?, weight)))
+                        .collect();
+                    let profile = match newer.is_empty() {
+                        true => trained.profile(user),
+                        false => trained.profile_with(user, &newer, delta.fold()),
+                    };
                     let items = ranking::recommend(
                         &trained,
-                        user,
+                        &profile,
                         k,
                         index.as_deref(),
                         eligible.as_deref(),
                     );
                     Arc::new(Ranked {
                         items,
-                        cold_start: user.is_none(),
+                        cold_start: user.is_none() && newer.is_empty(),
+                        folded_in: !newer.is_empty(),
                     })
                 };
                 let ranked = if config.cache_ttl_seconds == 0 {
@@ -249,7 +269,7 @@ impl RankingTable {
                     };
                     let ttl = Duration::from_secs(config.cache_ttl_seconds);
                     let stamp = (version.version, version.created_micros);
-                    match cache.get(&key, stamp, || model_source(&version), ttl) {
+                    match cache.get(&key, stamp, ttl) {
                         (Some(found), _) => found,
                         (None, ticket) => {
                             let ranked = compute();
@@ -258,8 +278,14 @@ impl RankingTable {
                         }
                     }
                 };
-                let cold = vec![ranked.cold_start; ranked.items.len()];
-                batch(&self.schema, &trained, &ranked.items, item_type, Some(cold))
+                let flags = (ranked.cold_start, ranked.folded_in);
+                batch(
+                    &self.schema,
+                    &trained,
+                    &ranked.items,
+                    item_type,
+                    Some(flags),
+                )
             }
             Ranking::SimilarItems => {
                 let ranked = ranking::similar(
@@ -300,15 +326,6 @@ async fn eligible_items(
         }
     }
     Ok(eligible)
-}
-
-/// What a version recorded at TRAIN about its source, for cache invalidation.
-fn model_source(version: &ModelVersion) -> ModelSource {
-    ModelSource {
-        version: (version.version, version.created_micros),
-        tables: version.depends_on.tables.iter().cloned().collect(),
-        user_column: version.depends_on.user_column.clone(),
-    }
 }
 
 #[async_trait]
@@ -353,7 +370,7 @@ pub fn parameter_types(plan: &LogicalPlan) -> HashMap<String, DataType> {
     types
 }
 
-fn schema(item_type: IdType, cold_start: bool) -> SchemaRef {
+fn schema(item_type: IdType, user_flags: bool) -> SchemaRef {
     let id_type = match item_type {
         IdType::Text => DataType::Utf8,
         IdType::BigInt => DataType::Int64,
@@ -363,8 +380,9 @@ fn schema(item_type: IdType, cold_start: bool) -> SchemaRef {
         Field::new("score", DataType::Float64, false),
         Field::new("rank", DataType::Int64, false),
     ];
-    if cold_start {
+    if user_flags {
         fields.push(Field::new("cold_start", DataType::Boolean, false));
+        fields.push(Field::new("folded_in", DataType::Boolean, false));
     }
     Arc::new(Schema::new(fields))
 }
@@ -383,7 +401,7 @@ fn batch(
     model: &TrainedModel,
     ranked: &[(usize, f32)],
     item_type: IdType,
-    cold_start: Option<Vec<bool>>,
+    user_flags: Option<(bool, bool)>,
 ) -> Result<RecordBatch> {
     let ids = StringArray::from_iter_values(ranked.iter().map(|(i, _)| &model.item_ids[*i]));
     let ids: ArrayRef = match item_type {
@@ -397,8 +415,10 @@ fn batch(
         )),
         Arc::new(Int64Array::from_iter_values(1..=ranked.len() as i64)),
     ];
-    if let Some(cold) = cold_start {
-        columns.push(Arc::new(BooleanArray::from(cold)));
+    if let Some((cold_start, folded_in)) = user_flags {
+        for flag in [cold_start, folded_in] {
+            columns.push(Arc::new(BooleanArray::from(vec![flag; ranked.len()])));
+        }
     }
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }

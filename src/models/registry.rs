@@ -258,6 +258,13 @@ impl ModelRegistry {
         Ok(true)
     }
 
+    /// The number and creation time of `name`'s active version, if it has one.
+    pub fn active_stamp(&self, name: &str) -> Option<(u32, i64)> {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        let version = models.get(name)?.active()?;
+        Some((version.version, version.created_micros))
+    }
+
     /// The active version of `name` with its trained parameters.
     pub fn active(&self, name: &str) -> Result<(ModelVersion, Arc<TrainedModel>)> {
         let entry = self.get(name)?;

@@ -7,6 +7,7 @@ use crate::engine::{Command, Context, Engine, Outcome};
 use crate::error::{Error, Result};
 use crate::ml::model::Scorer;
 use crate::ml::{Algorithm, Interactions, TrainOptions, model_bytes, train};
+use crate::models::events::EventColumns;
 use crate::models::item_index::ItemIndex;
 use crate::models::parser::{ModelStatement, TrainModel, TrainSource};
 use crate::models::registry::{Dependencies, IdType, LogLine, ModelVersion};
@@ -15,11 +16,8 @@ use crate::roles::{Actor, Object, Privilege, Users};
 use crate::sql::notices::Notice;
 use crate::sql::parser::parse_query;
 use async_trait::async_trait;
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float64Type, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::logical_expr::LogicalPlan;
@@ -223,110 +221,15 @@ fn interactions(
             "the training data is empty: the source returned no rows".into(),
         ));
     };
-    let user = required(&schema, &options.user_column, "user_column")?;
-    let item = required(&schema, &options.item_column, "item_column")?;
-    let weight = optional(
-        &schema,
-        options.weight_column.as_deref(),
-        "weight",
-        "weight_column",
-    )?;
-    let time = optional(&schema, options.time_column.as_deref(), "ts", "time_column")?;
-    let event_type = match &options.event_weights {
-        Some(_) => Some(required(&schema, "event_type", "event_weights")?),
-        None => None,
-    };
-    let user_type = id_type(&schema, user, &options.user_column)?;
-    let item_type = id_type(&schema, item, &options.item_column)?;
+    let columns = EventColumns::find(&schema, options)?;
+    let (user_type, item_type) = columns.id_types(&schema, options)?;
     let mut data = Interactions::default();
     for batch in batches {
-        let users = text_column(batch.column(user))?;
-        let items = text_column(batch.column(item))?;
-        let weights = match weight {
-            Some(i) => Some(cast(batch.column(i), &DataType::Float64)?),
-            None => None,
-        };
-        let weights = weights.as_ref().map(|w| w.as_primitive::<Float64Type>());
-        let times = match time {
-            Some(i) => Some(cast(
-                batch.column(i),
-                &DataType::Timestamp(TimeUnit::Microsecond, None),
-            )?),
-            None => None,
-        };
-        let times = times
-            .as_ref()
-            .and_then(|t| t.as_any().downcast_ref::<TimestampMicrosecondArray>());
-        let types = match event_type {
-            Some(i) => Some(text_column(batch.column(i))?),
-            None => None,
-        };
-        for row in 0..batch.num_rows() {
-            if users.is_null(row) || items.is_null(row) {
-                continue;
-            }
-            let mut value = match weights {
-                Some(w) if w.is_valid(row) => w.value(row) as f32,
-                _ => 1.0,
-            };
-            if let (Some(types), Some(map)) = (&types, &options.event_weights) {
-                match types
-                    .is_valid(row)
-                    .then(|| map.get(types.value(row)))
-                    .flatten()
-                {
-                    Some(w) => value = *w,
-                    None => continue,
-                }
-            }
-            if !value.is_finite() {
-                return Err(Error::InvalidParameter(format!(
-                    "weight of row {} is {value}; weights must be finite",
-                    data.events + 1
-                )));
-            }
-            let at = times
-                .filter(|t| t.is_valid(row))
-                .map_or(0, |t| t.value(row));
-            data.add(users.value(row), items.value(row), value, at);
-        }
+        columns.for_each(batch, options, |e| {
+            data.add(e.user, e.item, e.weight, e.time)
+        })?;
     }
     Ok((data, user_type, item_type))
-}
-
-fn required(schema: &Schema, name: &str, option: &str) -> Result<usize> {
-    schema.index_of(name).map_err(|_| {
-        Error::UndefinedColumn(format!(
-            "column \"{name}\" does not exist in the training source (set it with {option} = '…')"
-        ))
-    })
-}
-
-fn optional(
-    schema: &Schema,
-    given: Option<&str>,
-    default: &str,
-    option: &str,
-) -> Result<Option<usize>> {
-    match given {
-        Some(name) => required(schema, name, option).map(Some),
-        None => Ok(schema.index_of(default).ok()),
-    }
-}
-
-fn id_type(schema: &Schema, index: usize, name: &str) -> Result<IdType> {
-    match schema.field(index).data_type() {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(IdType::Text),
-        t if t.is_integer() => Ok(IdType::BigInt),
-        other => Err(Error::DatatypeMismatch(format!(
-            "column \"{name}\" is {other}; ids must be text or integers"
-        ))),
-    }
-}
-
-fn text_column(array: &ArrayRef) -> Result<StringArray> {
-    let text = cast(array, &DataType::Utf8)?;
-    Ok(text.as_string::<i32>().clone())
 }
 
 fn now_micros() -> i64 {

@@ -58,6 +58,43 @@ pub fn scan(
     Ok(())
 }
 
+/// Reads the rows of a table without primary key whose row id is at least `first`, in row-id
+/// order and from one consistent snapshot, handing each batch of all columns (nullable, as
+/// [`TableDef::input_schema`]) with its rows' ids to `emit`.
+pub fn scan_from_row_id(
+    store: &Store,
+    table: &TableDef,
+    first: u64,
+    mut emit: impl FnMut(Vec<u64>, RecordBatch) -> Result<()>,
+) -> Result<()> {
+    const BATCH: usize = 8192;
+    let mut options = ReadOptions::default();
+    options.set_iterate_upper_bound(keys::table_end(table.id));
+    options.fill_cache(false);
+    let db = store.db();
+    let mut iter = db.raw_iterator_opt(options);
+    iter.seek(keys::row(table.id, &keys::row_id(first)));
+    let projection: Vec<usize> = (0..table.columns.len()).collect();
+    let mut decoder = RowDecoder::new(table, &projection, table.input_schema(), BATCH);
+    let mut ids = Vec::with_capacity(BATCH);
+    while let Some((key, value)) = iter.key().zip(iter.value()) {
+        let Some(id) = keys::parse_row_id(key) else {
+            break;
+        };
+        decoder.push(value)?;
+        ids.push(id);
+        if decoder.len() >= BATCH {
+            emit(std::mem::take(&mut ids), decoder.finish()?)?;
+        }
+        iter.next();
+    }
+    iter.status()?;
+    if !decoder.is_empty() {
+        emit(ids, decoder.finish()?)?;
+    }
+    Ok(())
+}
+
 /// Reads the rows with the given row keys (absent keys are skipped) as one batch.
 pub fn lookup(store: &Store, shape: &ReadShape, row_keys: &[Vec<u8>]) -> Result<RecordBatch> {
     let mut decoder = RowDecoder::new(

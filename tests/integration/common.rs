@@ -14,7 +14,7 @@ pub const PASSWORD: &str = "s3cret pässword";
 pub struct Running {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Running {
@@ -38,7 +38,32 @@ pub async fn start_with(auth: AuthMode, max_connections: usize) -> Running {
 /// A server with the authentication `auth` and the default statement `timeout`.
 pub async fn start_configured(auth: AuthMode, max_connections: usize, timeout: &str) -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path()).unwrap();
+    let mut running = serve(dir.path(), auth, max_connections, timeout).await;
+    running._dir = Some(dir);
+    running
+}
+
+/// A server with SCRAM authentication over the data directory `dir`, which outlives it.
+pub async fn start_in(dir: &std::path::Path) -> Running {
+    serve(dir, AuthMode::Scram, 8, "0").await
+}
+
+async fn serve(
+    dir: &std::path::Path,
+    auth: AuthMode,
+    max_connections: usize,
+    timeout: &str,
+) -> Running {
+    // A server just stopped over the same directory may still be letting go of it.
+    let mut engine = Engine::open(dir);
+    for _ in 0..50 {
+        if engine.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        engine = Engine::open(dir);
+    }
+    let engine = engine.unwrap();
     engine.users().set_password("tastedb", PASSWORD).unwrap();
     let options = ServeOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -57,7 +82,7 @@ pub async fn start_configured(auth: AuthMode, max_connections: usize, timeout: &
     Running {
         addr,
         stop: Some(stop),
-        _dir: dir,
+        _dir: None,
     }
 }
 

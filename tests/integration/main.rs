@@ -11,6 +11,7 @@ mod crash;
 mod disk_full;
 mod engine;
 mod features;
+mod freshness;
 mod fuzz;
 mod memory;
 mod models;
