@@ -129,11 +129,12 @@ impl<V: Clone> Live<V> {
         if let Some(delta) = current() {
             return Ok(delta);
         }
-        let source = live_source(state, &self.catalog, version).await?;
+        let options = options(version)?;
+        let source = live_source(state, &self.catalog, version, &options).await?;
         let delta = Arc::new(Delta {
             stamp,
             model: version.model.clone(),
-            fold: fold_in(version, trained)?,
+            fold: fold_in(trained, &options),
             source,
             state: Mutex::new(DeltaState::default()),
         });
@@ -289,6 +290,7 @@ async fn live_source(
     state: &dyn Session,
     catalog: &Catalog,
     version: &ModelVersion,
+    options: &TrainOptions,
 ) -> Result<Option<LiveSource>> {
     let [table] = version.depends_on.tables.as_slice() else {
         return Ok(None);
@@ -313,13 +315,12 @@ async fn live_source(
     let Some(steps) = steps(state, &plan, table) else {
         return Ok(None);
     };
-    let options = options(version)?;
-    let columns = EventColumns::find(plan.schema().as_arrow(), &options)?;
+    let columns = EventColumns::find(plan.schema().as_arrow(), options)?;
     Ok(Some(LiveSource {
         table: table.clone(),
         steps,
         columns,
-        options,
+        options: options.clone(),
     }))
 }
 
@@ -370,17 +371,16 @@ fn steps(state: &SessionState, plan: &LogicalPlan, table: &str) -> Option<Vec<St
 }
 
 /// The fold-in of a factor model (ALS's own step; BPR's vectors projected the same way).
-fn fold_in(version: &ModelVersion, trained: &TrainedModel) -> Result<Option<FoldIn>> {
+fn fold_in(trained: &TrainedModel, options: &TrainOptions) -> Option<FoldIn> {
     let Scorer::Factors { factors, items, .. } = &trained.scorer else {
-        return Ok(None);
+        return None;
     };
-    let options = options(version)?;
-    Ok(Some(FoldIn::new(
+    Some(FoldIn::new(
         items,
         *factors,
         options.regularization,
         options.alpha,
-    )))
+    ))
 }
 
 /// The options `version` was trained with.

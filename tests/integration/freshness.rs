@@ -107,21 +107,25 @@ async fn recommendations_see_every_acknowledged_write_also_after_a_restart() {
     check_fresh_answers(&client, false).await;
 }
 
+/// A server with the events of [`EVENTS`] and `sql` run on it, and a client of it.
+async fn server_with(sql: &str) -> (crate::common::Running, Client) {
+    let server = start(16).await;
+    let client = connect(server.addr).await;
+    client.batch_execute(EVENTS).await.unwrap();
+    client.batch_execute(sql).await.unwrap();
+    (server, client)
+}
+
 /// A source query that filters and projects one table is live through the same filter: an
 /// event it leaves out changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filtered_source_query_is_live_through_its_filter() {
-    let server = start(4).await;
-    let client = connect(server.addr).await;
-    client.batch_execute(EVENTS).await.unwrap();
-    client
-        .batch_execute(
-            "TRAIN MODEL bought USING als FROM (SELECT user_id AS who, item_id FROM ev \
+    let (_server, client) = server_with(
+        "TRAIN MODEL bought USING als FROM (SELECT user_id AS who, item_id FROM ev \
              WHERE kind = 'buy') WITH (user_column = 'who', factors = 2, iterations = 20, \
              regularization = 0.1, alpha = 10, seed = 7, holdout = 0)",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let before = recommend(&client, "bought", "a1", 3).await;
     insert(&client, "a1", &before[0].0, "view").await;
     assert_eq!(
@@ -137,20 +141,15 @@ async fn a_filtered_source_query_is_live_through_its_filter() {
 /// A source that is not live (here a join) serves the snapshot it was trained on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_join_source_serves_its_snapshot() {
-    let server = start(4).await;
-    let client = connect(server.addr).await;
-    client.batch_execute(EVENTS).await.unwrap();
-    client
-        .batch_execute(
-            "CREATE TABLE shop (item_id TEXT, open BOOLEAN);
+    let (_server, client) = server_with(
+        "CREATE TABLE shop (item_id TEXT, open BOOLEAN);
              INSERT INTO shop SELECT 'x' || i, true FROM generate_series(1, 5) AS s(i);
              INSERT INTO shop SELECT 'y' || i, true FROM generate_series(1, 5) AS s(i);
              TRAIN MODEL joined USING als FROM (SELECT ev.user_id, ev.item_id FROM ev \
              JOIN shop ON ev.item_id = shop.item_id WHERE shop.open) WITH (factors = 2, \
              iterations = 20, regularization = 0.1, alpha = 10, seed = 7, holdout = 0)",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let before = recommend(&client, "joined", "a1", 3).await;
     insert(&client, "a1", &before[0].0, "buy").await;
     assert_eq!(recommend(&client, "joined", "a1", 3).await, before);
@@ -160,10 +159,7 @@ async fn a_join_source_serves_its_snapshot() {
 /// user (cached or not) contains the item.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_never_see_an_item_they_already_interacted_with() {
-    let server = start(16).await;
-    let client = connect(server.addr).await;
-    client.batch_execute(EVENTS).await.unwrap();
-    client.batch_execute(TRAIN).await.unwrap();
+    let (server, _client) = server_with(TRAIN).await;
     let mut tasks = Vec::new();
     for writer in 0..4 {
         let addr: SocketAddr = server.addr;
