@@ -149,4 +149,35 @@ mod tests {
             assert!(gap < 0.02 * size, "user {u}: {x:?} vs {trained:?}");
         }
     }
+
+    /// The same for an item against the final user factors: training's last step is the item
+    /// step, so a new item's vector is what training would have given it.
+    #[test]
+    fn folding_in_a_trained_item_reproduces_the_training_item_step() {
+        let params = AlsParams {
+            factors: 4,
+            iterations: 30,
+            regularization: 0.1,
+            alpha: 4.0,
+            cg_steps: 4,
+            seed: 3,
+        };
+        let ratings = two_groups();
+        let factors = train(&ratings, 10, &params, |_, _| ControlFlow::Continue(()));
+        let fold = FoldIn::new(&factors.users, 4, params.regularization, params.alpha);
+        let by_item = ratings.transpose(10);
+        for i in 0..10 {
+            let (users, weights) = by_item.row(i);
+            let y = fold.solve(
+                users
+                    .iter()
+                    .zip(weights)
+                    .map(|(&u, &w)| (&factors.users[u as usize * 4..u as usize * 4 + 4], w)),
+            );
+            let trained = &factors.items[i * 4..i * 4 + 4];
+            let gap: f32 = y.iter().zip(trained).map(|(a, b)| (a - b).abs()).sum();
+            let size: f32 = trained.iter().map(|v| v.abs()).sum();
+            assert!(gap < 0.02 * size, "item {i}: {y:?} vs {trained:?}");
+        }
+    }
 }

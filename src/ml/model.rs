@@ -139,12 +139,15 @@ impl TrainedModel {
     /// User index `user` (or a user the version does not know, for `None`) with the
     /// interactions `newer` (item index, weight) added to those the version was trained with:
     /// every one of them is seen, and the taste comes from all of them — a factor vector
-    /// folded in with `fold` (see [`crate::ml::fold_in`]), or the liked items.
+    /// folded in with `fold` (see [`crate::ml::fold_in`]), or the liked items. Item indexes
+    /// past the model's items name rows of `more_items`, vectors of items the version was not
+    /// trained with (row-major, as the model's own).
     pub fn profile_with(
         &self,
         user: Option<usize>,
         newer: &[(usize, f32)],
         fold: Option<&FoldIn>,
+        more_items: &[f32],
     ) -> Profile {
         let mut weights: BTreeMap<usize, f32> = BTreeMap::new();
         if let Some(u) = user {
@@ -158,21 +161,36 @@ impl TrainedModel {
         }
         let liked = || weights.iter().filter(|(_, w)| **w > 0.0).map(|(i, _)| *i);
         let taste = match (&self.scorer, fold) {
-            (Scorer::Factors { factors, items, .. }, Some(fold)) => Taste::Vector(
+            (Scorer::Factors { .. }, Some(fold)) => Taste::Vector(
                 fold.solve(
                     weights
                         .iter()
-                        .map(|(&i, &w)| (&items[i * factors..(i + 1) * factors], w)),
+                        .filter_map(|(&i, &w)| Some((self.item_row(i, more_items)?, w))),
                 ),
             ),
             (Scorer::Factors { .. }, None) => self.profile(user).taste,
             (Scorer::Popularity(_), _) => Taste::Liked(Vec::new()),
-            (Scorer::ItemItem(_), _) => Taste::Liked(liked().collect()),
+            (Scorer::ItemItem(_), _) => {
+                Taste::Liked(liked().filter(|&i| i < self.item_ids.len()).collect())
+            }
         };
         Profile {
             seen: weights.keys().map(|&i| i as u32).collect(),
             taste,
         }
+    }
+
+    /// The factor vector of item index `item` — a row of `more_items` past the model's own
+    /// items (see [`TrainedModel::profile_with`]); `None` for models without factors.
+    pub fn item_row<'a>(&'a self, item: usize, more_items: &'a [f32]) -> Option<&'a [f32]> {
+        let Scorer::Factors { factors, items, .. } = &self.scorer else {
+            return None;
+        };
+        let (rows, at) = match item.checked_sub(self.item_ids.len()) {
+            None => (items.as_slice(), item),
+            Some(at) => (more_items, at),
+        };
+        rows.get(at * factors..(at + 1) * factors)
     }
 
     /// The score of one item for `taste`.

@@ -2,7 +2,8 @@
 //! k and options. An answer is never served after a write that would change it: a new active
 //! version (entries carry the version they were computed for, and a model's entries go when
 //! another version is seen), and new events of the user in the model's live source (the live
-//! delta tells the cache which users a write changed, before the write is acknowledged). TTL
+//! delta tells the cache which users a write changed, before the write is acknowledged, or
+//! that it changed an item the version was not trained with, which any answer may hold). TTL
 //! and size are settings (`tastedb.cache_ttl_seconds`, `tastedb.cache_max_entries`).
 
 use std::collections::{HashMap, HashSet};
@@ -153,6 +154,18 @@ impl<V: Clone> PredictionCache<V> {
         inner
             .entries
             .retain(|key, _| key.model != model || !users.contains(&key.user));
+        let dropped = (before - inner.entries.len()) as u64;
+        self.stats
+            .invalidations
+            .fetch_add(dropped, Ordering::Relaxed);
+        inner.epoch += 1;
+    }
+
+    /// Drops all of `model`'s answers: a write changed what any user may be recommended.
+    pub fn model_changed(&self, model: &str) {
+        let mut inner = self.lock();
+        let before = inner.entries.len();
+        inner.entries.retain(|key, _| key.model != model);
         let dropped = (before - inner.entries.len()) as u64;
         self.stats
             .invalidations

@@ -7,6 +7,7 @@ use crate::ann::metric::{Metric, Transform};
 use crate::blocking::Stopped;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 
 /// Candidates a first search keeps (HNSW's `ef`); `recommend` and `similar_items` search
 /// wider when seen items or a filter leave fewer than k of them.
@@ -16,7 +17,7 @@ const M: usize = 16;
 const EF_CONSTRUCTION: usize = 200;
 
 /// One graph and what its points are.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct ItemGraph {
     transform: Transform,
     hnsw: Hnsw,
@@ -60,18 +61,48 @@ impl ItemGraph {
         })
     }
 
+    fn empty(metric: Metric, factors: usize, seed: u64) -> ItemGraph {
+        let transform = Transform::new(metric);
+        let params = HnswParams {
+            m: M,
+            ef_construction: EF_CONSTRUCTION,
+            seed,
+            distance: transform.graph_distance(),
+        };
+        ItemGraph {
+            transform,
+            hnsw: Hnsw::new(factors, params),
+            items: Vec::new(),
+        }
+    }
+
+    fn insert(&mut self, item: u32, vector: &[f32]) -> Result<()> {
+        if let Some(point) = self.transform.point(vector) {
+            self.hnsw
+                .insert(&point)
+                .map_err(|e| Error::Internal(format!("item index: {e}")))?;
+            self.items.push(item);
+        }
+        Ok(())
+    }
+
+    /// Item indexes of the points nearest `query`, each item once (an item inserted again
+    /// has several points).
     fn search(&self, query: &[f32], ef: usize) -> Vec<u32> {
         let point = self.transform.query(query);
+        let mut found = HashSet::new();
         self.hnsw
             .search(&point, ef, ef)
             .into_iter()
             .filter_map(|(id, _)| self.items.get(id as usize).copied())
+            .filter(|item| found.insert(*item))
             .collect()
     }
 }
 
-/// The two graphs of one model version.
-#[derive(Serialize, Deserialize)]
+/// The two graphs of one model version (or of the items added to it since, see
+/// [`ItemIndex::insert`]).
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ItemIndex {
     factors: usize,
     by_inner_product: ItemGraph,
@@ -100,6 +131,23 @@ impl ItemIndex {
             by_inner_product: by_inner_product?,
             by_cosine: by_cosine?,
         })
+    }
+
+    /// Graphs without items, for items to be inserted one by one.
+    pub fn empty(factors: usize, seed: u64) -> ItemIndex {
+        ItemIndex {
+            factors,
+            by_inner_product: ItemGraph::empty(Metric::Dot, factors, seed),
+            by_cosine: ItemGraph::empty(Metric::Cosine, factors, seed),
+        }
+    }
+
+    /// Adds item index `item` with factor vector `vector` to both graphs. HNSW has no update
+    /// or delete: an item whose vector changed is inserted again, and searches return each
+    /// item once (callers score candidates with the item's current vector).
+    pub fn insert(&mut self, item: u32, vector: &[f32]) -> Result<()> {
+        self.by_inner_product.insert(item, vector)?;
+        self.by_cosine.insert(item, vector)
     }
 
     /// Up to `ef` item indexes, approximately the best by inner product with `query`, best

@@ -3,7 +3,8 @@
 //! row-id watermark — read from storage when the delta is first needed (also after a restart),
 //! then kept current by every acknowledged write — so that `recommend` excludes the items a
 //! user interacted with since, and folds their current events into their taste (see
-//! [`crate::ml::fold_in`]).
+//! [`crate::ml::fold_in`]); items the version was not trained with get vectors of their own
+//! (see [`crate::models::new_items`]).
 //!
 //! A source is live when it reads one stored table without primary key (row ids are what tell
 //! new rows from old) through filters and projections only: the table itself, or a query such
@@ -16,6 +17,7 @@ use crate::ml::fold_in::FoldIn;
 use crate::ml::{Algorithm, Scorer, TrainOptions, TrainedModel};
 use crate::models::cache::PredictionCache;
 use crate::models::events::EventColumns;
+use crate::models::new_items::NewItems;
 use crate::models::registry::{ModelRegistry, ModelVersion};
 use crate::schema::TableDef;
 use crate::storage::{RowKeys, WrittenBatch, reader};
@@ -26,8 +28,8 @@ use datafusion::catalog::Session;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_expr::PhysicalExpr;
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 /// The live deltas of an engine's models.
 pub struct Live<V> {
@@ -55,9 +57,13 @@ pub struct Delta {
     /// The version: its number and creation time.
     stamp: (u32, i64),
     model: String,
+    trained: Arc<TrainedModel>,
     /// `None` when the source is not live: the version serves its snapshot.
     source: Option<LiveSource>,
+    /// Folds users in against the item factors.
     fold: Option<FoldIn>,
+    /// Folds new items in against the user factors, built when the first one appears.
+    item_fold: OnceLock<Option<FoldIn>>,
     state: Mutex<DeltaState>,
 }
 
@@ -75,6 +81,21 @@ struct DeltaState {
     applied: HashSet<u64>,
     /// Newer events by user id: (item id, weight).
     users: HashMap<String, Vec<(String, f32)>>,
+    /// Newer events on items the version does not know, by item id: summed weight by user
+    /// index (users the version does not know have no vector to fold an item in against).
+    item_events: HashMap<String, BTreeMap<usize, f32>>,
+    /// New items whose vectors are older than their events.
+    stale_items: HashSet<String>,
+    new_items: Option<Arc<NewItems>>,
+}
+
+/// What counting some rows changed.
+#[derive(Default)]
+struct Changes {
+    /// The users with new events.
+    users: HashSet<String>,
+    /// Whether a new item's vector changed (any user's answer may).
+    items: bool,
 }
 
 /// One step of a source query over a batch of table rows.
@@ -109,7 +130,7 @@ impl<V: Clone> Live<V> {
         &self,
         state: &dyn Session,
         version: &ModelVersion,
-        trained: &TrainedModel,
+        trained: &Arc<TrainedModel>,
     ) -> Result<Arc<Delta>> {
         let stamp = (version.version, version.created_micros);
         let slot = lock(&self.slots)
@@ -134,7 +155,9 @@ impl<V: Clone> Live<V> {
         let delta = Arc::new(Delta {
             stamp,
             model: version.model.clone(),
+            trained: trained.clone(),
             fold: fold_in(trained, &options),
+            item_fold: OnceLock::new(),
             source,
             state: Mutex::new(DeltaState::default()),
         });
@@ -174,16 +197,20 @@ impl<V: Clone> Live<V> {
             if delta.source.as_ref().is_none_or(|s| s.table != table.name) {
                 continue;
             }
-            let mut changed = HashSet::new();
+            let mut changed = Changes::default();
             for batch in batches {
                 if let RowKeys::RowIds { first } = batch.keys {
                     let rows = batch.columns.first().map_or(0, |c| c.len()) as u64;
                     let ids: Vec<u64> = (first..first + rows).collect();
-                    changed.extend(delta.apply(&ids, &batch.columns, table));
+                    let more = delta.apply(&ids, &batch.columns, table);
+                    changed.users.extend(more.users);
+                    changed.items |= more.items;
                 }
             }
-            if !changed.is_empty() {
-                self.cache.users_changed(&delta.model, &changed);
+            if changed.items {
+                self.cache.model_changed(&delta.model);
+            } else if !changed.users.is_empty() {
+                self.cache.users_changed(&delta.model, &changed.users);
             }
         }
     }
@@ -209,9 +236,66 @@ impl Delta {
             .unwrap_or_default()
     }
 
-    /// Counts the rows `ids` (columns of `table`) not counted yet; the users they changed.
-    fn apply(&self, ids: &[u64], columns: &[ArrayRef], table: &TableDef) -> HashSet<String> {
-        let mut changed = HashSet::new();
+    /// The items the version was not trained with that users it knows have interacted with
+    /// since, their vectors current (empty for models without factors).
+    pub fn new_items(&self) -> Arc<NewItems> {
+        let mut state = lock(&self.state);
+        let state = &mut *state;
+        let factors = match &self.trained.scorer {
+            Scorer::Factors { factors, .. } => *factors,
+            _ => 0,
+        };
+        let new = state
+            .new_items
+            .get_or_insert_with(|| Arc::new(NewItems::new(factors, self.trained.item_ids.len())));
+        if state.stale_items.is_empty() {
+            return new.clone();
+        }
+        let Some(fold) = self.item_fold() else {
+            return new.clone();
+        };
+        let new_now = Arc::make_mut(new);
+        let users = match &self.trained.scorer {
+            Scorer::Factors { users, .. } => users.as_slice(),
+            _ => &[],
+        };
+        for item in state.stale_items.drain() {
+            let Some(events) = state.item_events.get(&item) else {
+                continue;
+            };
+            let vector = fold.solve(
+                events
+                    .iter()
+                    .filter_map(|(&u, &w)| Some((users.get(u * factors..(u + 1) * factors)?, w))),
+            );
+            if let Err(e) = new_now.set(&item, &vector) {
+                tracing::warn!(model = %self.model, "new item {item} not indexed: {e}");
+            }
+        }
+        new.clone()
+    }
+
+    /// The fold-in of new items against the user factors, built on first use.
+    fn item_fold(&self) -> Option<&FoldIn> {
+        self.item_fold
+            .get_or_init(|| {
+                let Scorer::Factors { factors, users, .. } = &self.trained.scorer else {
+                    return None;
+                };
+                let options = &self.source.as_ref()?.options;
+                Some(FoldIn::new(
+                    users,
+                    *factors,
+                    options.regularization,
+                    options.alpha,
+                ))
+            })
+            .as_ref()
+    }
+
+    /// Counts the rows `ids` (columns of `table`) not counted yet; what they changed.
+    fn apply(&self, ids: &[u64], columns: &[ArrayRef], table: &TableDef) -> Changes {
+        let mut changed = Changes::default();
         let Some(source) = &self.source else {
             return changed;
         };
@@ -242,13 +326,27 @@ impl Delta {
         if let Err(e) = read {
             tracing::warn!(model = %self.model, "new rows not counted live: {e}");
         }
+        let factors = matches!(self.trained.scorer, Scorer::Factors { .. });
         for (user, item, weight) in added {
+            if factors
+                && self.trained.item_index(&item).is_none()
+                && let Some(u) = self.trained.user_index(&user)
+            {
+                *state
+                    .item_events
+                    .entry(item.clone())
+                    .or_default()
+                    .entry(u)
+                    .or_default() += weight;
+                state.stale_items.insert(item.clone());
+                changed.items = true;
+            }
             state
                 .users
                 .entry(user.clone())
                 .or_default()
                 .push((item, weight));
-            changed.insert(user);
+            changed.users.insert(user);
         }
         changed
     }

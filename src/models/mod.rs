@@ -7,6 +7,7 @@ pub mod cache;
 mod events;
 pub mod item_index;
 mod live;
+mod new_items;
 mod parser;
 mod ranking;
 pub mod ranking_table;

@@ -5,6 +5,7 @@
 //! to [`MAX_EF`], and after that the ranking is computed exactly over the eligible items.
 
 use crate::models::item_index::{EF_SEARCH, ItemIndex};
+use crate::models::new_items::NewItems;
 use std::iter::successors;
 
 /// The widest graph search before exact ranking takes over.
@@ -49,33 +50,58 @@ use crate::ml::TrainedModel;
 use crate::ml::kernels::dot;
 use crate::ml::model::{Profile, Scorer, Taste, top_k};
 
-/// The `k` best items for `profile` among the items that `eligible` allows (all when
-/// `None`), the profile's seen items excluded: (item, score).
+/// Whether `eligible` (all items when `None`) allows item index `i`.
+fn is_eligible(eligible: Option<&[bool]>, i: usize) -> bool {
+    eligible.is_none_or(|e| e.get(i).copied().unwrap_or(false))
+}
+
+/// The item indexes `index` and the new items' graph find for `search`, each once.
+fn search_both(
+    index: &ItemIndex,
+    new: &NewItems,
+    search: impl Fn(&ItemIndex) -> Vec<u32>,
+) -> Vec<u32> {
+    let mut found = search(index);
+    if !new.is_empty() {
+        found.extend(search(new.graph()));
+    }
+    found
+}
+
+/// The `k` best items for `profile` among the model's items and `new` ones that `eligible`
+/// allows (all when `None`), the profile's seen items excluded: (item, score).
 pub fn recommend(
     trained: &TrainedModel,
+    new: &NewItems,
     profile: &Profile,
     k: usize,
     index: Option<&ItemIndex>,
     eligible: Option<&[bool]>,
 ) -> Vec<(usize, f32)> {
     let seen = &profile.seen;
-    let allowed =
-        |i: usize| seen.binary_search(&(i as u32)).is_err() && eligible.is_none_or(|e| e[i]);
-    if let (Some(index), Taste::Vector(x), Scorer::Factors { factors, items, .. }) =
-        (index, &profile.taste, &trained.scorer)
-    {
+    let allowed = |i: usize| seen.binary_search(&(i as u32)).is_err() && is_eligible(eligible, i);
+    let score = |x: &[f32], i: usize| {
+        trained
+            .item_row(i, new.vectors())
+            .map_or(0.0, |y| dot(x, y))
+    };
+    if let (Some(index), Taste::Vector(x)) = (index, &profile.taste) {
         let found = search_wider(
             k,
             k + seen.len(),
-            |ef| index.by_inner_product(x, ef),
+            |ef| search_both(index, new, |graph| graph.by_inner_product(x, ef)),
             allowed,
-            |i| dot(x, &items[i * factors..(i + 1) * factors]),
+            |i| score(x, i),
         );
         if let Some(ranked) = found {
             return ranked;
         }
     }
     let mut scores = trained.scores_for(&profile.taste);
+    if let Taste::Vector(x) = &profile.taste {
+        let first = trained.item_ids.len();
+        scores.extend((first..first + new.len()).map(|i| score(x, i)));
+    }
     for (i, score) in scores.iter_mut().enumerate() {
         if !allowed(i) {
             *score = f32::NEG_INFINITY;
@@ -84,36 +110,39 @@ pub fn recommend(
     top_k(&scores, k)
 }
 
-/// The `k` items most similar in cosine to item `item` among those `eligible` allows.
+/// The `k` items most similar in cosine to item `item` among the model's items and `new` ones
+/// that `eligible` allows.
+#[allow(clippy::too_many_arguments)]
 pub fn similar(
     model: &str,
     algorithm: &str,
     trained: &TrainedModel,
+    new: &NewItems,
     item: &str,
     k: usize,
     index: Option<&ItemIndex>,
     eligible: Option<&[bool]>,
 ) -> Result<Vec<(usize, f32)>> {
-    let Some(target) = trained.item_index(item) else {
-        return Err(Error::InvalidParameter(format!(
-            "item \"{item}\" is not known to model \"{model}\""
-        )));
-    };
-    let Scorer::Factors { factors, items, .. } = &trained.scorer else {
+    if !matches!(trained.scorer, Scorer::Factors { .. }) {
         return Err(Error::FeatureNotSupported(format!(
             "model \"{model}\" ({algorithm}) has no item vectors; similar_items needs a factor \
              model such as als"
         )));
+    }
+    let Some(target) = trained.item_index(item).or_else(|| new.index(item)) else {
+        return Err(Error::InvalidParameter(format!(
+            "item \"{item}\" is not known to model \"{model}\""
+        )));
     };
-    let row = |i: usize| &items[i * factors..(i + 1) * factors];
+    let row = |i: usize| trained.item_row(i, new.vectors()).unwrap_or(&[]);
     let norm = |v: &[f32]| dot(v, v).sqrt().max(1e-10);
     let cosine = |i: usize| dot(row(target), row(i)) / (norm(row(target)) * norm(row(i)));
-    let allowed = |i: usize| i != target && eligible.is_none_or(|e| e[i]);
+    let allowed = |i: usize| i != target && is_eligible(eligible, i);
     if let Some(index) = index {
         let found = search_wider(
             k,
             k + 1,
-            |ef| index.by_cosine(row(target), ef),
+            |ef| search_both(index, new, |graph| graph.by_cosine(row(target), ef)),
             allowed,
             cosine,
         );
@@ -121,7 +150,7 @@ pub fn similar(
             return Ok(ranked);
         }
     }
-    let scores: Vec<f32> = (0..trained.item_ids.len())
+    let scores: Vec<f32> = (0..trained.item_ids.len() + new.len())
         .map(|i| {
             if allowed(i) {
                 cosine(i)

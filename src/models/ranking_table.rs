@@ -10,6 +10,7 @@ use crate::ml::TrainedModel;
 use crate::models::ModelRegistry;
 use crate::models::cache::{CacheKey, PredictionCache};
 use crate::models::live::Live;
+use crate::models::new_items::NewItems;
 use crate::models::ranking;
 use crate::models::registry::IdType;
 use crate::sql::arguments::{self, Arg};
@@ -222,26 +223,31 @@ impl RankingTable {
             true => registry.item_index(&self.model, version.version)?,
             false => None,
         };
+        let delta = self.serving.live.delta(state, &version, &trained).await?;
+        let new = delta.new_items();
         let eligible = match &self.filter {
-            Some(filter) => Some(eligible_items(state, &filter.plan, &trained).await?),
+            Some(filter) => Some(eligible_items(state, &filter.plan, &trained, &new).await?),
             None => None,
         };
         match self.ranking {
             Ranking::Recommend => {
-                let delta = self.serving.live.delta(state, &version, &trained).await?;
                 let compute = || {
                     let user = trained.user_index(&id);
                     let newer: Vec<(usize, f32)> = delta
                         .newer(&id)
                         .into_iter()
-                        .filter_map(|(item, weight)| Some((trained.item_index(&item)?, weight)))
+                        .filter_map(|(item, weight)| {
+                            let index = trained.item_index(&item).or_else(|| new.index(&item));
+                            Some((index?, weight))
+                        })
                         .collect();
                     let profile = match newer.is_empty() {
                         true => trained.profile(user),
-                        false => trained.profile_with(user, &newer, delta.fold()),
+                        false => trained.profile_with(user, &newer, delta.fold(), new.vectors()),
                     };
                     let items = ranking::recommend(
                         &trained,
+                        &new,
                         &profile,
                         k,
                         index.as_deref(),
@@ -282,6 +288,7 @@ impl RankingTable {
                 batch(
                     &self.schema,
                     &trained,
+                    &new,
                     &ranked.items,
                     item_type,
                     Some(flags),
@@ -292,25 +299,27 @@ impl RankingTable {
                     &self.model,
                     &version.algorithm,
                     &trained,
+                    &new,
                     &id,
                     k,
                     index.as_deref(),
                     eligible.as_deref(),
                 )?;
-                batch(&self.schema, &trained, &ranked, item_type, None)
+                batch(&self.schema, &trained, &new, &ranked, item_type, None)
             }
         }
     }
 }
 
-/// Which items of `trained` the filter query's first column names.
+/// Which items of `trained` and `new` the filter query's first column names.
 async fn eligible_items(
     state: &dyn Session,
     plan: &LogicalPlan,
     trained: &TrainedModel,
+    new: &NewItems,
 ) -> Result<Vec<bool>> {
     let batches = run_plan(state, plan).await?;
-    let mut eligible = vec![false; trained.item_ids.len()];
+    let mut eligible = vec![false; trained.item_ids.len() + new.len()];
     for batch in &batches {
         let Some(column) = batch.columns().first() else {
             continue;
@@ -319,7 +328,9 @@ async fn eligible_items(
         let ids = ids.as_string::<i32>();
         for row in 0..ids.len() {
             if ids.is_valid(row)
-                && let Some(i) = trained.item_index(ids.value(row))
+                && let Some(i) = trained
+                    .item_index(ids.value(row))
+                    .or_else(|| new.index(ids.value(row)))
             {
                 eligible[i] = true;
             }
@@ -399,11 +410,16 @@ fn count(function: &str, value: &ScalarValue) -> Result<usize> {
 fn batch(
     schema: &SchemaRef,
     model: &TrainedModel,
+    new: &NewItems,
     ranked: &[(usize, f32)],
     item_type: IdType,
     user_flags: Option<(bool, bool)>,
 ) -> Result<RecordBatch> {
-    let ids = StringArray::from_iter_values(ranked.iter().map(|(i, _)| &model.item_ids[*i]));
+    let ids =
+        StringArray::from_iter_values(ranked.iter().map(|&(i, _)| match model.item_ids.get(i) {
+            Some(id) => id.as_str(),
+            None => new.id(i).unwrap_or_default(),
+        }));
     let ids: ArrayRef = match item_type {
         IdType::Text => Arc::new(ids),
         IdType::BigInt => cast(&ids, &DataType::Int64)?,

@@ -1,6 +1,7 @@
 //! Freshness over the wire: `recommend` sees every acknowledged write — an item the user just
 //! interacted with is gone from their next answer, a user the model never saw gets a
-//! personalised list after their first events — also after a restart and with writers and
+//! personalised list after their first events, an item it never saw is recommended and has
+//! neighbours once users interact with it — also after a restart and with writers and
 //! readers at once; a source that is not live serves its snapshot.
 
 use crate::common::{PASSWORD, connect, start, start_in};
@@ -90,6 +91,47 @@ async fn check_fresh_answers(client: &Client, first: bool) {
         ["y3", "y4", "y5"],
         "{personal:?}"
     );
+    // an item the model never saw, bought by three of group B: b4 (who misses y5) is
+    // recommended it, and it has group B's items as its neighbours
+    if first {
+        let before = recommend(client, "m", "b4", 2).await;
+        assert!(!items(&before).contains(&"y9"), "{before:?}");
+        for user in ["b1", "b2", "b3"] {
+            insert(client, user, "y9", "buy").await;
+        }
+    }
+    // exactly, then through the HNSW graphs (the new items' own beside the version's)
+    for threshold in [10_000, 0] {
+        client
+            .batch_execute(&format!("SET tastedb.ann_threshold = {threshold}"))
+            .await
+            .unwrap();
+        let mut with_new = recommend(client, "m", "b4", 2).await;
+        with_new.sort();
+        assert_eq!(items(&with_new), ["y5", "y9"], "{with_new:?}");
+        let similar: Vec<String> = client
+            .query(
+                "SELECT item_id FROM similar_items('m', 'y9', 3) ORDER BY rank",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert!(similar.iter().all(|i| i.starts_with('y')), "{similar:?}");
+        let from_known: Vec<String> = client
+            .query(
+                "SELECT item_id FROM similar_items('m', 'y1', 5) ORDER BY rank",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert!(from_known.contains(&"y9".to_string()), "{from_known:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
