@@ -9,11 +9,13 @@ pub mod item_index;
 mod live;
 mod new_items;
 mod parser;
+mod policy;
 mod ranking;
 pub mod ranking_table;
 mod recommend;
 mod recommend_items;
 pub mod registry;
+mod retrain;
 mod statements;
 mod system_tables;
 
@@ -21,6 +23,7 @@ pub use parser::{ModelStatement, TrainModel, TrainSource};
 pub use ranking_table::{RANKING_SIGNATURES, Ranked, Serving, ServingCache, ServingLive};
 pub use recommend::register_functions;
 pub use registry::ModelRegistry;
+pub use retrain::run_policies;
 
 use crate::engine::{Command, Family, FunctionObject};
 use crate::roles::ObjectKind;

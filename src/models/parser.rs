@@ -1,6 +1,7 @@
 //! Parsing of the model statements: `TRAIN MODEL`, `DROP MODEL`, `SHOW MODELS`,
-//! `EVALUATE MODEL` and `ALTER MODEL … SET ACTIVE VERSION`. Their words are not sqlparser
-//! keywords, so the statement start is matched by text.
+//! `EVALUATE MODEL`, `ALTER MODEL … SET ACTIVE VERSION` and `ALTER MODEL … SET | RESET (…)`
+//! (the retraining policy). Their words are not sqlparser keywords, so the statement start is
+//! matched by text.
 
 use crate::error::{Error, Result};
 use crate::sql::names;
@@ -35,6 +36,20 @@ pub enum ModelStatement {
         name: String,
         /// The version to serve.
         version: u32,
+    },
+    /// `ALTER MODEL name SET (option = value, …)`: the retraining policy.
+    SetOptions {
+        /// Model name.
+        name: String,
+        /// Options as (name, literal text).
+        options: Vec<(String, String)>,
+    },
+    /// `ALTER MODEL name RESET (option, …)`.
+    ResetOptions {
+        /// Model name.
+        name: String,
+        /// Option names.
+        options: Vec<String>,
     },
 }
 
@@ -103,6 +118,21 @@ pub fn model_statement(parser: &mut Parser) -> Result<Option<ModelStatement>> {
         ("alter", "model") => {
             skip(parser, 2);
             let name = model_name(parser)?;
+            if parser.parse_keyword(Keyword::RESET) {
+                parser.expect_token(&Token::LParen)?;
+                let options = parser.parse_comma_separated(|p| p.parse_identifier())?;
+                parser.expect_token(&Token::RParen)?;
+                let options = options.iter().map(|o| o.value.to_lowercase()).collect();
+                return Ok(Some(ModelStatement::ResetOptions { name, options }));
+            }
+            if parser.peek_nth_token_ref(1).token == Token::LParen {
+                let options = parser
+                    .parse_options(Keyword::SET)?
+                    .into_iter()
+                    .map(option)
+                    .collect::<Result<_>>()?;
+                return Ok(Some(ModelStatement::SetOptions { name, options }));
+            }
             parser.expect_keyword(Keyword::SET)?;
             expect_word(parser, "active")?;
             parser.expect_keyword(Keyword::VERSION)?;
@@ -208,6 +238,23 @@ mod tests {
             ModelStatement::SetActiveVersion {
                 name: "recs".into(),
                 version: 2
+            }
+        );
+        assert_eq!(
+            model("ALTER MODEL recs SET (retrain_every = '1 hour', promote = 'if_better')"),
+            ModelStatement::SetOptions {
+                name: "recs".into(),
+                options: vec![
+                    ("retrain_every".into(), "1 hour".into()),
+                    ("promote".into(), "if_better".into())
+                ]
+            }
+        );
+        assert_eq!(
+            model("ALTER MODEL recs RESET (Retrain_Every)"),
+            ModelStatement::ResetOptions {
+                name: "recs".into(),
+                options: vec!["retrain_every".into()]
             }
         );
         assert_eq!(model("show models"), ModelStatement::Show);

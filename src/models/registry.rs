@@ -5,6 +5,7 @@
 use crate::error::{Error, Result};
 use crate::ml::{Metrics, TrainedModel};
 use crate::models::item_index::ItemIndex;
+use crate::models::policy::RetrainPolicy;
 use crate::sql::names;
 use crate::storage::keys::VersionPart;
 use crate::storage::{Store, WriteSet, keys};
@@ -72,6 +73,12 @@ pub struct ModelVersion {
     /// What the version was trained from, recorded at TRAIN.
     #[serde(default)]
     pub depends_on: Dependencies,
+    /// What started the training: `TRAIN`, or the retraining policy's trigger.
+    #[serde(default)]
+    pub trigger: String,
+    /// Whether the version was made active when it was trained, and why.
+    #[serde(default)]
+    pub promotion: String,
 }
 
 /// What a version's answers depend on, recorded when it is trained: the relations its source
@@ -98,6 +105,9 @@ pub struct ModelRecord {
     pub active_version: Option<u32>,
     /// The number the next version gets.
     pub next_version: u32,
+    /// When it is retrained and which new versions become active.
+    #[serde(default)]
+    pub policy: RetrainPolicy,
 }
 
 /// A model with all its versions, oldest first.
@@ -130,6 +140,19 @@ pub struct ModelRegistry {
     indexes: Mutex<LoadedIndexes>,
     /// Serialises registry writes.
     write: Mutex<()>,
+    /// Policy runs that failed since the model's last successful one.
+    failures: Mutex<HashMap<String, RetrainFailure>>,
+}
+
+/// Policy runs of one model that failed in a row.
+#[derive(Debug, Clone)]
+pub struct RetrainFailure {
+    /// How many.
+    pub count: u32,
+    /// The last one's error.
+    pub error: String,
+    /// When the next run may start.
+    pub retry_at: std::time::Instant,
 }
 
 impl ModelRegistry {
@@ -150,6 +173,7 @@ impl ModelRegistry {
             loaded: Mutex::new(HashMap::new()),
             indexes: Mutex::new(HashMap::new()),
             write: Mutex::new(()),
+            failures: Mutex::new(HashMap::new()),
         })
     }
 
@@ -179,6 +203,7 @@ impl ModelRegistry {
                 name: name.clone(),
                 active_version: None,
                 next_version: 1,
+                policy: RetrainPolicy::default(),
             },
             versions: Vec::new(),
         });
@@ -231,6 +256,59 @@ impl ModelRegistry {
         Ok(())
     }
 
+    /// Sets `name`'s retraining policy.
+    pub fn set_policy(&self, name: &str, policy: RetrainPolicy) -> Result<()> {
+        let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entry = self.get(name)?;
+        entry.record.policy = policy;
+        let mut batch = WriteSet::default();
+        batch.put(keys::model(name), to_json(&entry.record)?);
+        self.store.write(batch)?;
+        self.models
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), entry);
+        self.failures().remove(name);
+        Ok(())
+    }
+
+    /// Records the outcome of a policy run of `name`: `Ok` forgets earlier failures; an error
+    /// is counted and the next run waits `backoff(count)`.
+    pub fn retrain_ended(
+        &self,
+        name: &str,
+        outcome: std::result::Result<(), String>,
+        backoff: impl Fn(u32) -> std::time::Duration,
+    ) {
+        let mut failures = self.failures();
+        match outcome {
+            Ok(()) => {
+                failures.remove(name);
+            }
+            Err(error) => {
+                let count = failures.get(name).map_or(0, |f| f.count) + 1;
+                let retry_at = std::time::Instant::now() + backoff(count);
+                failures.insert(
+                    name.to_string(),
+                    RetrainFailure {
+                        count,
+                        error,
+                        retry_at,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The policy runs of `name` that failed in a row, if the last one did.
+    pub fn retrain_failure(&self, name: &str) -> Option<RetrainFailure> {
+        self.failures().get(name).cloned()
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, RetrainFailure>> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Drops `name` with all its versions. Returns false, changing nothing, when it does not
     /// exist and `if_exists` is set.
     pub fn drop_model(&self, name: &str, if_exists: bool) -> Result<bool> {
@@ -255,6 +333,7 @@ impl ModelRegistry {
             .remove(name);
         self.loaded().retain(|(model, _), _| model != name);
         self.indexes().retain(|(model, _), _| model != name);
+        self.failures().remove(name);
         Ok(true)
     }
 

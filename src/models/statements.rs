@@ -10,7 +10,8 @@ use crate::ml::{Algorithm, Interactions, TrainOptions, model_bytes, train};
 use crate::models::events::EventColumns;
 use crate::models::item_index::ItemIndex;
 use crate::models::parser::{ModelStatement, TrainModel, TrainSource};
-use crate::models::registry::{Dependencies, IdType, LogLine, ModelVersion};
+use crate::models::policy::{Promote, RetrainPolicy};
+use crate::models::registry::{Dependencies, IdType, LogLine, ModelEntry, ModelVersion};
 use crate::models::system_tables::{models_batch, models_schema, versions_batch, versions_schema};
 use crate::roles::{Actor, Object, Privilege, Users};
 use crate::sql::notices::Notice;
@@ -31,7 +32,10 @@ impl Command for ModelStatement {
         match self {
             ModelStatement::Show => Some(models_schema()),
             ModelStatement::Train(_) | ModelStatement::Evaluate { .. } => Some(versions_schema()),
-            ModelStatement::Drop { .. } | ModelStatement::SetActiveVersion { .. } => None,
+            ModelStatement::Drop { .. }
+            | ModelStatement::SetActiveVersion { .. }
+            | ModelStatement::SetOptions { .. }
+            | ModelStatement::ResetOptions { .. } => None,
         }
     }
 
@@ -40,7 +44,7 @@ impl Command for ModelStatement {
         let registry = engine.models();
         let users = engine.users();
         match self {
-            ModelStatement::Train(train) => train_model(cx, train).await,
+            ModelStatement::Train(train) => train_model(cx, train, Start::Statement).await,
             ModelStatement::Drop { name, if_exists } => {
                 let object = Object::model(name);
                 if registry.get(name).is_ok() {
@@ -55,7 +59,7 @@ impl Command for ModelStatement {
                 }
                 Ok(Outcome::done("DROP MODEL"))
             }
-            ModelStatement::Show => Outcome::batch(models_batch(&registry.models())?),
+            ModelStatement::Show => Outcome::batch(models_batch(registry)?),
             ModelStatement::Evaluate { name } => {
                 let entry = registry.get(name)?;
                 users.check(cx.actor, &Object::model(name), Privilege::Select)?;
@@ -73,14 +77,65 @@ impl Command for ModelStatement {
                 registry.set_active(name, *version)?;
                 Ok(Outcome::done("ALTER MODEL"))
             }
+            ModelStatement::SetOptions { name, options } => {
+                let entry = registry.get(name)?;
+                users.check(cx.actor, &Object::model(name), Privilege::Train)?;
+                let policy = entry.record.policy.set(options)?;
+                set_policy(cx, &entry, policy)
+            }
+            ModelStatement::ResetOptions { name, options } => {
+                let entry = registry.get(name)?;
+                users.check(cx.actor, &Object::model(name), Privilege::Train)?;
+                let policy = entry.record.policy.reset(options)?;
+                set_policy(cx, &entry, policy)
+            }
         }
     }
+}
+
+/// Stores `policy` for `entry`'s model, to run as the role that set it, after checking that
+/// the model's newest version can follow it.
+fn set_policy(cx: &Context<'_>, entry: &ModelEntry, mut policy: RetrainPolicy) -> Result<Outcome> {
+    let name = &entry.record.name;
+    let newest = entry.versions.last();
+    if policy.after_events.is_some() && newest.is_none_or(|v| v.depends_on.watermarks.is_empty()) {
+        return Err(Error::FeatureNotSupported(format!(
+            "retrain_after_events counts the rows written to a source table without primary \
+             key, and the source of model \"{name}\" has none"
+        )));
+    }
+    if policy.promote == Promote::IfBetter && newest.is_some_and(|v| v.metrics.is_none()) {
+        return Err(Error::InvalidParameter(format!(
+            "promote = 'if_better' compares holdout metrics, and model \"{name}\" is trained \
+             with holdout = 0"
+        )));
+    }
+    policy.run_as = Users::owner_for(cx.actor).map(str::to_string);
+    cx.engine.models().set_policy(name, policy)?;
+    Ok(Outcome::done("ALTER MODEL"))
+}
+
+/// What started a training run, which decides whether its version becomes active.
+pub enum Start<'a> {
+    /// A `TRAIN MODEL` statement: its `activate` option decides.
+    Statement,
+    /// The model's retraining policy, for the reason given.
+    Policy {
+        /// Why the run is due, in words.
+        trigger: String,
+        /// The policy (its `promote` decides).
+        policy: &'a RetrainPolicy,
+    },
 }
 
 /// TRAIN MODEL: reads the source, trains on a blocking thread (a notice per iteration),
 /// builds the item graphs of factor models, and registers the new version. Training a model
 /// that exists takes its TRAIN privilege; whoever trains a new one owns it.
-async fn train_model(cx: &Context<'_>, statement: &TrainModel) -> Result<Outcome> {
+pub async fn train_model(
+    cx: &Context<'_>,
+    statement: &TrainModel,
+    start: Start<'_>,
+) -> Result<Outcome> {
     let (engine, notices) = (cx.engine, cx.notices);
     let object = Object::model(&statement.name);
     let existed = engine.models().get(&statement.name).is_ok();
@@ -130,6 +185,26 @@ async fn train_model(cx: &Context<'_>, statement: &TrainModel) -> Result<Outcome
         Ok::<_, Error>((outcome, data, index))
     })
     .await?;
+    let active = engine
+        .models()
+        .get(&statement.name)
+        .ok()
+        .and_then(|entry| entry.active().cloned());
+    let (activate, trigger, promotion) = match start {
+        Start::Statement => {
+            let activate = options.activate || active.is_none();
+            let promotion = match activate {
+                true => "promoted: TRAIN",
+                false => "not promoted: activate = false",
+            };
+            (activate, "TRAIN".to_string(), promotion.to_string())
+        }
+        Start::Policy { trigger, policy } => {
+            let active = active.as_ref().map(|v| (v.version, v.metrics.as_ref()));
+            let (activate, promotion) = policy.decide(outcome.metrics.as_ref(), active);
+            (activate, trigger, promotion)
+        }
+    };
     let version = ModelVersion {
         model: statement.name.clone(),
         version: 0,
@@ -151,6 +226,8 @@ async fn train_model(cx: &Context<'_>, statement: &TrainModel) -> Result<Outcome
             item_column: options.item_column.clone(),
             watermarks,
         },
+        trigger,
+        promotion,
         log: outcome
             .log
             .iter()
@@ -162,7 +239,7 @@ async fn train_model(cx: &Context<'_>, statement: &TrainModel) -> Result<Outcome
             .collect(),
     };
     let registry = engine.models();
-    let number = registry.add_version(version, outcome.model, index, options.activate)?;
+    let number = registry.add_version(version, outcome.model, index, activate)?;
     if !existed {
         let owner = Users::owner_for(cx.actor);
         engine.users().grants().created(object, owner)?;

@@ -24,7 +24,7 @@ impl SystemTables for ModelRegistry {
 
     fn rows(&self, name: &str) -> Option<Result<RecordBatch>> {
         Some(match name {
-            "tastedb_models" => models_batch(&self.models()),
+            "tastedb_models" => models_batch(self),
             "tastedb_model_versions" => all_versions_batch(&self.models()),
             "tastedb_training_log" => log_batch(&self.models()),
             _ => return None,
@@ -42,9 +42,14 @@ impl SystemTables for ServingCache {
     }
 }
 
-/// One row per model: name, active version, number of versions, and the active version's
-/// algorithm, sizes, NDCG and training time.
-pub fn models_batch(models: &[ModelEntry]) -> Result<RecordBatch> {
+/// One row per model: name, active version, number of versions, the active version's
+/// algorithm, sizes, NDCG and training time, and the retraining policy with its failed runs.
+pub fn models_batch(registry: &ModelRegistry) -> Result<RecordBatch> {
+    let models = registry.models();
+    let failures: Vec<_> = models
+        .iter()
+        .map(|m| registry.retrain_failure(&m.record.name))
+        .collect();
     let schema = models_schema();
     let active: Vec<Option<&ModelVersion>> = models.iter().map(ModelEntry::active).collect();
     let columns: Vec<ArrayRef> = vec![
@@ -76,6 +81,17 @@ pub fn models_batch(models: &[ModelEntry]) -> Result<RecordBatch> {
         Arc::new(TimestampMicrosecondArray::from_iter(
             active.iter().map(|v| v.map(|v| v.created_micros)),
         )),
+        Arc::new(StringArray::from_iter(
+            models.iter().map(|m| m.record.policy.describe()),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            failures
+                .iter()
+                .map(|f| f.as_ref().map_or(0, |f| i64::from(f.count))),
+        )),
+        Arc::new(StringArray::from_iter(
+            failures.iter().map(|f| f.as_ref().map(|f| f.error.clone())),
+        )),
     ];
     Ok(RecordBatch::try_new(schema, columns)?)
 }
@@ -91,6 +107,9 @@ pub fn models_schema() -> SchemaRef {
         Field::new("items", DataType::Int64, true),
         Field::new("ndcg_at_k", DataType::Float64, true),
         Field::new("trained_at", timestamp_type(), true),
+        Field::new("retrain_policy", DataType::Utf8, true),
+        Field::new("retrain_failures", DataType::Int64, false),
+        Field::new("retrain_error", DataType::Utf8, true),
     ]))
 }
 
@@ -129,6 +148,8 @@ pub fn versions_schema() -> SchemaRef {
         Field::new("coverage", DataType::Float64, true),
         Field::new("evaluated_users", DataType::Int64, true),
         Field::new("created_at", timestamp_type(), false),
+        Field::new("trigger", DataType::Utf8, false),
+        Field::new("promotion", DataType::Utf8, false),
     ]))
 }
 
@@ -177,6 +198,8 @@ fn versions_rows(rows: &[(&ModelVersion, &ModelRecord)]) -> Result<RecordBatch> 
         Arc::new(TimestampMicrosecondArray::from_iter_values(
             rows.iter().map(|(v, _)| v.created_micros),
         )),
+        text(|v| v.trigger.clone()),
+        text(|v| v.promotion.clone()),
     ];
     Ok(RecordBatch::try_new(schema, columns)?)
 }

@@ -121,8 +121,9 @@ impl Server {
         Ok(self.listener.local_addr()?)
     }
 
-    /// Serves connections until `shutdown` completes; then stops accepting and returns. Every
-    /// statement that returned to its client is durable (see `docs/durability.md`).
+    /// Serves connections, and runs the models' retraining policies, until `shutdown`
+    /// completes; then stops accepting and returns. Every statement that returned to its
+    /// client is durable (see `docs/durability.md`).
     ///
     /// Connections are served on a runtime of the server's own, whose threads have the stack
     /// that statements nested up to `engine::depth::MAX_DEPTH` need, whatever runtime the
@@ -135,6 +136,8 @@ impl Server {
             .build()?;
         let sessions = runtime.handle().clone();
         let _runtime = SessionRuntime(Some(runtime));
+        // Models retrain on their policies while the server runs (the runtime ends them).
+        sessions.spawn(crate::models::run_policies(self.engine.clone()));
         let shared = Arc::new(Shared {
             session: Session::new(self.engine.clone(), &self.options.statement_timeout),
             users: self.engine.users().clone(),

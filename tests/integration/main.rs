@@ -18,6 +18,7 @@ mod models;
 mod privileges;
 mod psql;
 mod real_clients;
+mod retraining;
 mod roles;
 mod server;
 mod sqllogic;
