@@ -5,8 +5,9 @@
 //! with confidence c = 1 + alpha·|w| and preference p = 1 for a positive weight, else 0.
 
 use crate::ml::als;
+use faer::linalg::matmul::matmul;
 use faer::linalg::solvers::Solve;
-use faer::{Mat, Side};
+use faer::{Accum, Mat, MatRef, Par, Side};
 
 /// The fixed side of a fold-in: its Gram matrix YᵀY (computed once) and the step's
 /// hyper-parameters.
@@ -37,24 +38,25 @@ impl FoldIn {
     /// when there are none (as ALS's own step gives a row without interactions).
     pub fn solve<'a>(&self, interactions: impl IntoIterator<Item = (&'a [f32], f32)>) -> Vec<f32> {
         let k = self.factors;
-        let mut a = Mat::<f64>::from_fn(k, k, |r, c| f64::from(self.base[r * k + c]));
+        // The rows scaled by √(c−1), so that A = YᵀY + λI + SᵀS is one matrix product.
+        let mut scaled = Vec::new();
         let mut b = Mat::<f64>::zeros(k, 1);
-        let mut any = false;
         for (y, weight) in interactions {
-            any = true;
             let (c, p) = als::confidence(weight, self.alpha);
             let (c, p) = (f64::from(c), f64::from(p));
-            for r in 0..k {
-                let yr = f64::from(y[r]);
-                b[(r, 0)] += c * p * yr;
-                for col in 0..k {
-                    a[(r, col)] += (c - 1.0) * yr * f64::from(y[col]);
-                }
+            let root = (c - 1.0).max(0.0).sqrt();
+            for (r, &yr) in y.iter().enumerate().take(k) {
+                b[(r, 0)] += c * p * f64::from(yr);
+                scaled.push(root * f64::from(yr));
             }
         }
-        if !any {
+        let rows = scaled.len() / k.max(1);
+        if rows == 0 {
             return vec![0.0; k];
         }
+        let s = MatRef::from_row_major_slice(&scaled, rows, k);
+        let mut a = Mat::<f64>::from_fn(k, k, |r, c| f64::from(self.base[r * k + c]));
+        matmul(a.as_mut(), Accum::Add, s.transpose(), s, 1.0, Par::Seq);
         // A is symmetric positive definite for λ > 0; without regularisation it may be
         // singular, and then no vector is better than none.
         match a.llt(Side::Lower) {
