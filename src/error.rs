@@ -81,6 +81,14 @@ pub mod sqlstate {
     pub const INTERNAL_ERROR: &str = "XX000";
     /// Data corrupted.
     pub const DATA_CORRUPTED: &str = "XX001";
+    /// A statement that needs a transaction block outside one.
+    pub const NO_ACTIVE_SQL_TRANSACTION: &str = "25P01";
+    /// A statement that cannot run inside a transaction block inside one.
+    pub const ACTIVE_SQL_TRANSACTION: &str = "25001";
+    /// A savepoint that does not exist.
+    pub const INVALID_SAVEPOINT_SPECIFICATION: &str = "3B001";
+    /// A prepared statement that does not exist.
+    pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
 }
 
 /// Every error TasteDB returns. [`Error::sqlstate`] gives the Postgres code.
@@ -213,6 +221,18 @@ pub enum Error {
     /// An error of the query engine, classified by [`Error::sqlstate`].
     #[error("{0}")]
     Query(DataFusionError),
+    /// A statement that only runs inside a transaction block, outside one.
+    #[error("{0} can only be used in transaction blocks")]
+    NoActiveTransaction(String),
+    /// A statement that cannot run inside a transaction block, inside one.
+    #[error("{0} cannot run inside a transaction block")]
+    ActiveTransaction(String),
+    /// A savepoint that does not exist.
+    #[error("savepoint \"{0}\" does not exist")]
+    UndefinedSavepoint(String),
+    /// A prepared statement that does not exist.
+    #[error("prepared statement \"{0}\" does not exist")]
+    UndefinedPreparedStatement(String),
     /// A bug in TasteDB.
     #[error("internal error: {0}")]
     Internal(String),
@@ -236,6 +256,10 @@ impl Error {
             Error::UndefinedColumn(_) => UNDEFINED_COLUMN,
             Error::DuplicateColumn(_) => DUPLICATE_COLUMN,
             Error::UndefinedObject(_) => UNDEFINED_OBJECT,
+            Error::NoActiveTransaction(_) => NO_ACTIVE_SQL_TRANSACTION,
+            Error::ActiveTransaction(_) => ACTIVE_SQL_TRANSACTION,
+            Error::UndefinedSavepoint(_) => INVALID_SAVEPOINT_SPECIFICATION,
+            Error::UndefinedPreparedStatement(_) => INVALID_SQL_STATEMENT_NAME,
             Error::InsufficientPrivilege(_) | Error::MustBeOwner(_) => INSUFFICIENT_PRIVILEGE,
             Error::ObjectInUse(_) => OBJECT_IN_USE,
             Error::ReservedName(_) => RESERVED_NAME,

@@ -13,9 +13,11 @@ use crate::sql::arguments::with_parameters;
 use crate::sql::notices::Notices;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ParamValues;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::{Cast, Expr, LogicalPlan, TryCast};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A statement prepared to run many times.
@@ -168,13 +170,16 @@ impl Engine {
     }
 }
 
-/// The types of `$1…$n`: DataFusion's inference, then those of table-function arguments
-/// (`recommend('m', $1, $2)`), then TEXT.
+/// The types of `$1…$n`: DataFusion's inference (from the columns they are compared with or
+/// inserted into), then the types they are cast to (`$1::float8`, as PostgreSQL infers
+/// them), then those of table-function arguments (`recommend('m', $1, $2)`), then TEXT.
 fn parameter_types(plan: &LogicalPlan) -> Result<Vec<DataType>, Error> {
     let found = plan.get_parameter_types()?;
+    let cast = cast_parameter_types(plan);
     let in_functions = ranking_table::parameter_types(plan);
     let count = found
         .keys()
+        .chain(cast.keys())
         .chain(in_functions.keys())
         .filter_map(|id| id.strip_prefix('$')?.parse::<usize>().ok())
         .max()
@@ -186,8 +191,31 @@ fn parameter_types(plan: &LogicalPlan) -> Result<Vec<DataType>, Error> {
                 .get(&id)
                 .cloned()
                 .flatten()
+                .or_else(|| cast.get(&id).cloned())
                 .or_else(|| in_functions.get(&id).cloned())
                 .unwrap_or(DataType::Utf8)
         })
         .collect())
+}
+
+/// The type each `$n` is first cast to in `plan` (subqueries included).
+fn cast_parameter_types(plan: &LogicalPlan) -> HashMap<String, DataType> {
+    let mut types = HashMap::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                let (Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field })) = e
+                else {
+                    return Ok(TreeNodeRecursion::Continue);
+                };
+                if let Expr::Placeholder(placeholder) = expr.as_ref() {
+                    types
+                        .entry(placeholder.id.clone())
+                        .or_insert_with(|| field.data_type().clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    types
 }

@@ -4,9 +4,11 @@
 
 use crate::engine::Statement;
 use crate::server::psql_describe;
+use crate::sql::parser::parse_query;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    Expr, Ident, ObjectName, Statement as SqlStatement, Value, ValueWithSpan,
+    Expr, FunctionArguments, GroupByExpr, Ident, ObjectName, OrderBy, OrderByKind, Query,
+    SelectItem, SetExpr, Statement as SqlStatement, TableFactor, Value, ValueWithSpan,
     visit_expressions_mut, visit_relations_mut,
 };
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
@@ -21,6 +23,8 @@ pub fn rewrite_for_clients(
 ) -> Vec<Statement> {
     let mut rewritten = rewrite_queries(compat, query, statements);
     rewritten.iter_mut().for_each(qualify_added_catalog_tables);
+    rewritten.iter_mut().for_each(array_subqueries);
+    rewritten.iter_mut().for_each(aggregate_catalog_lookups);
     rewritten
 }
 
@@ -124,4 +128,125 @@ fn name_regproc_literals(statement: &mut Statement) -> bool {
         ControlFlow::<()>::Continue(())
     });
     found
+}
+
+/// Replaces PostgreSQL's `ARRAY(subquery)` (psql's `\d+` and `\du` use it), which DataFusion
+/// does not know, by a scalar subquery of `array_agg`: `ARRAY(SELECT x FROM t ORDER BY y)`
+/// becomes `(SELECT array_agg(x ORDER BY y) FROM t)` (DataFusion does not keep a derived
+/// table's order), any other `(SELECT array_agg(value) FROM (subquery) AS array_subquery(value))`.
+fn array_subqueries(statement: &mut Statement) {
+    let Statement::DataFusion(df) = statement else {
+        return;
+    };
+    let DFStatement::Statement(sql) = df.as_mut() else {
+        return;
+    };
+    let _ = visit_expressions_mut(sql.as_mut(), |expr| {
+        if let Expr::Function(function) = expr
+            && function.name.to_string().eq_ignore_ascii_case("array")
+            && let FunctionArguments::Subquery(query) = &function.args
+        {
+            let aggregated = ordered_array_agg(query).or_else(|| {
+                parse_query(&format!(
+                    "SELECT array_agg(array_subquery.value) FROM ({query}) AS array_subquery(value)"
+                ))
+                .ok()
+            });
+            if let Some(aggregated) = aggregated {
+                *expr = Expr::Subquery(aggregated);
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `SELECT x FROM … ORDER BY y` as `SELECT array_agg(x ORDER BY y) FROM …`, when the query
+/// is one plain SELECT of one value (`ORDER BY 1` and the value's alias name the value).
+fn ordered_array_agg(query: &Query) -> Option<Box<Query>> {
+    let Some(OrderBy {
+        kind: OrderByKind::Expressions(order),
+        ..
+    }) = &query.order_by
+    else {
+        return None;
+    };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let (value, alias) = match select.projection.as_slice() {
+        [SelectItem::UnnamedExpr(value)] => (value, None),
+        [SelectItem::ExprWithAlias { expr, alias }] => (expr, Some(alias)),
+        _ => return None,
+    };
+    if query.with.is_some()
+        || query.limit_clause.is_some()
+        || query.fetch.is_some()
+        || select.distinct.is_some()
+        || select.group_by != GroupByExpr::Expressions(vec![], vec![])
+        || select.having.is_some()
+    {
+        return None;
+    }
+    let keys: Vec<String> = order
+        .iter()
+        .map(|key| {
+            let names_value = match &key.expr {
+                Expr::Value(v) => v.value.to_string() == "1",
+                Expr::Identifier(ident) => alias.is_some_and(|a| a.value == ident.value),
+                _ => false,
+            };
+            let mut key = key.clone();
+            if names_value {
+                key.expr = value.clone();
+            }
+            key.to_string()
+        })
+        .collect();
+    let mut select = select.clone();
+    select.projection = vec![SelectItem::UnnamedExpr(
+        parse_expr(&format!("array_agg({value} ORDER BY {})", keys.join(", "))).ok()?,
+    )];
+    let mut aggregated = query.clone();
+    aggregated.body = Box::new(SetExpr::Select(select));
+    aggregated.order_by = None;
+    Some(Box::new(aggregated))
+}
+
+/// Wraps the value of a scalar subquery that only reads `pg_catalog` tables in
+/// `first_value(…)`: DataFusion plans a correlated scalar subquery only when it aggregates,
+/// and the catalog lookups of SQLAlchemy's reflection (a column's default from `pg_attrdef`,
+/// its comment from `pg_description`) return at most one row.
+fn aggregate_catalog_lookups(statement: &mut Statement) {
+    let Statement::DataFusion(df) = statement else {
+        return;
+    };
+    let DFStatement::Statement(sql) = df.as_mut() else {
+        return;
+    };
+    let _ = visit_expressions_mut(sql.as_mut(), |expr| {
+        if let Expr::Subquery(query) = expr
+            && let SetExpr::Select(select) = query.body.as_mut()
+            && let [SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. }] =
+                select.projection.as_mut_slice()
+            && select.group_by == GroupByExpr::Expressions(vec![], vec![])
+            && !select.from.is_empty()
+            && select.from.iter().all(|from| {
+                from.joins.is_empty()
+                    && matches!(&from.relation, TableFactor::Table { name, .. }
+                        if name.to_string().to_ascii_lowercase().starts_with("pg_catalog."))
+            })
+            && let Ok(wrapped) = parse_expr(&format!("first_value({value})"))
+        {
+            *value = wrapped;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+fn parse_expr(text: &str) -> Result<Expr, datafusion::sql::sqlparser::parser::ParserError> {
+    datafusion::sql::sqlparser::parser::Parser::new(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+    )
+    .try_with_sql(text)?
+    .parse_expr()
 }

@@ -17,6 +17,25 @@ pub fn to_pgwire(error: &Error, sql: &str) -> PgWireError {
     PgWireError::UserError(Box::new(error_info(error, sql)))
 }
 
+/// Logs a failed statement as PostgreSQL's server log does (`ERROR: … STATEMENT: …`): at
+/// WARN, with the SQLSTATE, the message, the statement's first 500 characters and the client's
+/// address.
+pub fn log_failure<C: pgwire::api::ClientInfo>(client: &C, info: &ErrorInfo, sql: &str) {
+    let statement: String = sql.chars().take(500).collect();
+    let cut = if statement.len() < sql.len() {
+        " …"
+    } else {
+        ""
+    };
+    tracing::warn!(
+        client = %client.socket_addr(),
+        sqlstate = %info.code,
+        "{}: {} (statement: {statement}{cut})",
+        info.severity,
+        info.message
+    );
+}
+
 /// The 1-based character position that sqlparser's "… at Line: L, Column: C" points to.
 fn syntax_position(sql: &str, message: &str) -> Option<usize> {
     let location = message.rsplit(" at Line: ").next()?;

@@ -13,6 +13,7 @@ mod settings;
 mod stop;
 mod timeout;
 mod tls;
+mod transaction_block;
 
 use crate::engine::{Activity, Connection, Engine, depth};
 use crate::error::{Error, Result};

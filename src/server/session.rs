@@ -6,9 +6,10 @@ use crate::engine::{self, CommandTag, Engine, Outcome, Prepared, Statement};
 use crate::error::Error;
 use crate::roles::Actor;
 use crate::server::compat::rewrite_for_clients;
-use crate::server::errors::{error_info, to_pgwire};
+use crate::server::errors::{error_info, log_failure, to_pgwire};
 use crate::server::settings::{self, SessionStatement};
 use crate::server::stop::{self, Stop};
+use crate::server::transaction_block::{self, BlockStatement, PreparedNames, block_statement};
 use crate::server::{bind, copy, timeout};
 use crate::sql::notices::{Notice, Notices};
 use crate::sql::parser::CopySourceKind;
@@ -24,13 +25,15 @@ use futures::{FutureExt, Sink, SinkExt, StreamExt, stream};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_describe_response};
 use pgwire::api::results::{DescribePortalResponse, FieldInfo, QueryResponse, Response, Tag};
-use pgwire::api::stmt::QueryParser;
+use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::ParameterDescription;
-use pgwire::messages::extendedquery::{Bind, BindComplete, Describe, TARGET_TYPE_BYTE_STATEMENT};
+use pgwire::messages::extendedquery::{
+    Bind, BindComplete, Describe, Parse, ParseComplete, TARGET_TYPE_BYTE_STATEMENT,
+};
 use pgwire::messages::response::TransactionStatus;
 use std::fmt::Debug;
 use std::future::Future;
@@ -139,11 +142,22 @@ impl Session {
         sql: &str,
     ) -> PgWireResult<Response>
     where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::PortalStore: PortalStore,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.apply_defaults(client);
         let stop = self.start(client, sql)?;
+        if let Some(block) = block_statement(&statement) {
+            let answer = match block {
+                BlockStatement::Deallocate(name) => {
+                    self.deallocate(client, name, statement, &stop).await
+                }
+                BlockStatement::DiscardAll => discard_all(client),
+                other => transaction_block::run(client, other),
+            };
+            return answer.map_err(|e| to_pgwire(&e, sql));
+        }
         if let Statement::CopyToStdout(copy) = statement {
             let query = DFStatement::Statement(Box::new(SqlStatement::Query(copy.query)));
             let actor = self.actor(client).map_err(|e| to_pgwire(&e, sql))?;
@@ -260,7 +274,11 @@ impl SimpleQueryHandler for Session {
     {
         let statements = match engine::parse(query) {
             Ok(statements) => rewrite_for_clients(&self.compat, query, statements),
-            Err(e) => return Ok(vec![Response::Error(Box::new(error_info(&e, query)))]),
+            Err(e) => {
+                let info = error_info(&e, query);
+                log_failure(client, &info, query);
+                return Ok(vec![Response::Error(Box::new(info))]);
+            }
         };
         let mut responses = Vec::with_capacity(statements.len());
         // Statements run one by one; the first failure ends the batch, as in Postgres.
@@ -276,7 +294,11 @@ impl SimpleQueryHandler for Session {
                 });
                 match begun {
                     Ok(response) => responses.push(response),
-                    Err(e) => responses.push(Response::Error(Box::new(error_info(&e, query)))),
+                    Err(e) => {
+                        let info = error_info(&e, query);
+                        log_failure(client, &info, query);
+                        responses.push(Response::Error(Box::new(info)));
+                    }
                 }
                 break;
             }
@@ -287,6 +309,7 @@ impl SimpleQueryHandler for Session {
                 Ok(response) => responses.push(response),
                 // A FATAL error ends the connection (pgwire closes it after sending it).
                 Err(PgWireError::UserError(info)) if info.severity != "FATAL" => {
+                    log_failure(client, &info, query);
                     responses.push(Response::Error(info));
                     break;
                 }
@@ -366,13 +389,14 @@ impl Planner {
             return Ok(None);
         };
         let session = settings::session_statement(&statement);
+        let block = block_statement(&statement);
         let show_schema = match &session {
             Some(SessionStatement::Show(name)) => Some(Arc::new(settings::show_schema(name))),
             _ => None,
         };
         let with_client = matches!(&statement, Statement::CopyToStdout(_))
             || matches!(&statement, Statement::CopyFrom(copy) if copy.source == CopySourceKind::Stdin);
-        let prepared = if session.is_none() && !with_client {
+        let prepared = if session.is_none() && block.is_none() && !with_client {
             Some(self.engine.prepare_as(statement.clone(), actor).await?)
         } else {
             None
@@ -468,6 +492,31 @@ impl ExtendedQueryHandler for Session {
         self._on_describe(client, message).await
     }
 
+    /// pgwire's own Parse, recording the statement's name for `DEALLOCATE ALL`.
+    async fn on_parse<C>(&self, client: &mut C, message: Parse) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = PreparedStatement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message
+            .name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NAME.to_owned());
+        match StoredStatement::parse(client, &message, self.query_parser()).await? {
+            Some(statement) => client.portal_store().put_statement(Arc::new(statement)),
+            None => client.portal_store().put_empty_statement(&name),
+        }
+        if name != DEFAULT_NAME {
+            PreparedNames::of(client).add(&name);
+        }
+        client
+            .send(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
+            .await?;
+        Ok(())
+    }
+
     /// pgwire's own Bind handling, with [`bind::check`] first.
     async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
     where
@@ -515,12 +564,51 @@ impl ExtendedQueryHandler for Session {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let response = self.execute_portal(client, portal).await;
+        if let Err(PgWireError::UserError(info)) = &response {
+            log_failure(client, info, &portal.statement.statement.sql);
+        }
         self.arm_idle_timeout(client, response.as_ref().ok());
         response
     }
 }
 
 impl Session {
+    /// `DEALLOCATE name` (a statement of the connection's, else one SQL `PREPARE` made, which
+    /// the engine holds) or `DEALLOCATE ALL` (the connection's statements).
+    async fn deallocate<C>(
+        &self,
+        client: &mut C,
+        name: Option<String>,
+        statement: Statement,
+        stop: &Stop,
+    ) -> Result<Response, Error>
+    where
+        C: ClientInfo + ClientPortalStore,
+        C::PortalStore: PortalStore,
+    {
+        let names = PreparedNames::of(client);
+        let Some(name) = name else {
+            for name in names.take() {
+                client.portal_store().rm_statement(&name);
+            }
+            return Ok(Response::Execution(Tag::new("DEALLOCATE ALL")));
+        };
+        if names.remove(&name) {
+            client.portal_store().rm_statement(&name);
+            return Ok(Response::Execution(Tag::new("DEALLOCATE")));
+        }
+        let actor = self.actor(client)?;
+        let notices = Notices::tracing();
+        let run = self.engine.execute_as(statement, &actor, &notices);
+        match stop.within(run).await {
+            Ok(_) => Ok(Response::Execution(Tag::new("DEALLOCATE"))),
+            Err(e) if e.to_string().contains("does not exist") => {
+                Err(Error::UndefinedPreparedStatement(name))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Runs the statement bound in `portal` (the extended protocol's Execute).
     async fn execute_portal<C>(
         &self,
@@ -576,4 +664,21 @@ pub fn fatal(code: &str, message: &str) -> PgWireError {
         code.into(),
         message.into(),
     )))
+}
+
+/// `DISCARD ALL`: closes the connection's prepared statements and portals; refused inside a
+/// transaction block, as in PostgreSQL.
+fn discard_all<C>(client: &mut C) -> Result<Response, Error>
+where
+    C: ClientInfo + ClientPortalStore,
+    C::PortalStore: PortalStore,
+{
+    if client.transaction_status() != TransactionStatus::Idle {
+        return Err(Error::ActiveTransaction("DISCARD ALL".into()));
+    }
+    for name in PreparedNames::of(client).take() {
+        client.portal_store().rm_statement(&name);
+    }
+    client.portal_store().clear_portals();
+    Ok(Response::Execution(Tag::new("DISCARD ALL")))
 }

@@ -1,10 +1,7 @@
 //! Session statements a Postgres driver sends that are about the connection, not the data:
-//! `BEGIN`/`COMMIT`/`ROLLBACK`, `SET` and `SHOW` of the usual parameters.
-//!
-//! TasteDB commits every statement on its own (autocommit); transaction statements are
-//! accepted so that drivers which wrap statements in BEGIN … COMMIT work, and ROLLBACK cannot
-//! undo a statement that already returned (`docs/server.md`). `SET` of a Postgres parameter is
-//! kept per connection; `SET datafusion.…` and `SHOW datafusion.…` go to the engine.
+//! `SET` and `SHOW` of the usual parameters (transaction blocks are
+//! [`crate::server::transaction_block`]'s). `SET` of a Postgres parameter is kept per
+//! connection; `SET datafusion.…` and `SHOW datafusion.…` go to the engine.
 
 use crate::engine::Statement;
 use crate::error::Error;
@@ -23,12 +20,6 @@ use std::sync::Arc;
 /// A statement about the connection.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionStatement {
-    /// `BEGIN` / `START TRANSACTION`.
-    Begin,
-    /// `COMMIT` / `END`.
-    Commit,
-    /// `ROLLBACK` / `ABORT`.
-    Rollback,
     /// `SET name = value` of a Postgres parameter.
     Set(String, String),
     /// `SHOW name` of a Postgres parameter.
@@ -44,9 +35,6 @@ pub fn session_statement(statement: &Statement) -> Option<SessionStatement> {
         return None;
     };
     match sql.as_ref() {
-        SqlStatement::StartTransaction { .. } => Some(SessionStatement::Begin),
-        SqlStatement::Commit { .. } => Some(SessionStatement::Commit),
-        SqlStatement::Rollback { .. } => Some(SessionStatement::Rollback),
         SqlStatement::Set(Set::SingleAssignment {
             variable, values, ..
         }) => {
@@ -115,9 +103,6 @@ fn value_text(expr: &Expr) -> String {
 /// Runs a session statement for `client`.
 pub fn run<C: ClientInfo>(client: &mut C, statement: SessionStatement) -> Result<Response, Error> {
     Ok(match statement {
-        SessionStatement::Begin => Response::TransactionStart(Tag::new("BEGIN")),
-        SessionStatement::Commit => Response::TransactionEnd(Tag::new("COMMIT")),
-        SessionStatement::Rollback => Response::TransactionEnd(Tag::new("ROLLBACK")),
         SessionStatement::Set(name, value) => {
             if crate::sql::timeouts::TIMEOUTS.contains(&name.as_str()) {
                 crate::sql::timeouts::parse(&name, &value)?;

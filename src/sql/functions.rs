@@ -13,7 +13,10 @@ pub fn register(ctx: &SessionContext) {
     // `array_distance` as pgvector users know it.
     let l2 = datafusion::functions_nested::distance::array_distance_udf();
     ctx.register_udf(l2.as_ref().clone().with_aliases(["l2_distance"]));
-    for udf in function_catalog() {
+    for udf in function_catalog()
+        .into_iter()
+        .chain(crate::sql::catalog_functions::functions())
+    {
         ctx.register_udf(udf);
     }
 }
@@ -35,10 +38,10 @@ fn version() -> ScalarUDF {
     )
 }
 
-/// The `pg_proc` helpers psql's `\df` calls, missing from datafusion-pg-catalog. Every
-/// function is visible (there is one schema); TasteDB keeps no SQL text of signatures, so
+/// The `pg_proc` helpers psql's `\df` calls and `pg_type_is_visible` (SQLAlchemy's column
+/// reflection), missing from datafusion-pg-catalog. Every function and type is visible (there is one schema); TasteDB keeps no SQL text of signatures, so
 /// those are NULL.
-fn function_catalog() -> [ScalarUDF; 3] {
+fn function_catalog() -> [ScalarUDF; 4] {
     let constant = |name: &str, value: ScalarValue| {
         let data_type = value.data_type();
         create_udf(
@@ -51,6 +54,7 @@ fn function_catalog() -> [ScalarUDF; 3] {
     };
     [
         constant("pg_function_is_visible", ScalarValue::Boolean(Some(true))),
+        constant("pg_type_is_visible", ScalarValue::Boolean(Some(true))),
         constant("pg_get_function_result", ScalarValue::Utf8(None)),
         constant("pg_get_function_arguments", ScalarValue::Utf8(None)),
     ]

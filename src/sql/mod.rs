@@ -4,6 +4,7 @@
 //! for Postgres clients.
 
 pub mod arguments;
+mod catalog_functions;
 pub mod config;
 pub mod copy_from;
 mod copy_text;

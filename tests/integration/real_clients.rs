@@ -1,6 +1,6 @@
-//! Real Postgres clients against the server: psycopg 3 (PyPI) and pgJDBC (Debian's
-//! libpostgresql-jdbc-java), each driving a script in `tests/clients/` that exits non-zero on
-//! any mismatch. `.ci/setup` installs both.
+//! Real Postgres clients against the server: psycopg 3, SQLAlchemy 2 and pandas (PyPI) and
+//! pgJDBC (Debian's libpostgresql-jdbc-java), each driving a script in `tests/clients/` that
+//! exits non-zero on any mismatch. `.ci/setup` installs them.
 
 use crate::common::{PASSWORD, start};
 use std::net::SocketAddr;
@@ -36,6 +36,20 @@ async fn run_client(addr: SocketAddr, program: &'static str, args: &'static [&'s
 async fn psycopg3_parameters_executemany_and_copy() {
     let server = start(8).await;
     run_client(server.addr, "python3", &["tests/clients/psycopg_client.py"]).await;
+}
+
+/// SQLAlchemy 2 + psycopg 3 and pandas: savepoints, DEALLOCATE ALL after psycopg's prepared
+/// statements, typed parameters in casts, the catalog helpers drivers call, `to_sql` and
+/// `read_sql` (the same script passes against PostgreSQL 15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_stack_sqlalchemy_pandas_savepoints_and_casts() {
+    let server = start(8).await;
+    run_client(
+        server.addr,
+        "python3",
+        &["tests/clients/python_stack_client.py"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

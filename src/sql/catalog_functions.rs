@@ -1,0 +1,151 @@
+//! PostgreSQL's catalog helper functions that drivers call while they connect or reflect,
+//! missing from DataFusion and datafusion-pg-catalog: `to_regtype` (psycopg's type lookup,
+//! which SQLAlchemy runs at connect), `pg_get_serial_sequence` (SQLAlchemy's column
+//! reflection) and `pg_size_pretty` (psql's `\dt+`).
+
+use datafusion::arrow::array::{Array, AsArray, Int32Array, Int64Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
+use std::sync::Arc;
+
+/// The functions of this module.
+pub fn functions() -> [ScalarUDF; 3] {
+    [to_regtype(), pg_get_serial_sequence(), pg_size_pretty()]
+}
+
+/// The OIDs of PostgreSQL's built-in types by the names `to_regtype` accepts for them.
+const TYPES: &[(&[&str], i32)] = &[
+    (&["bool", "boolean"], 16),
+    (&["bytea"], 17),
+    (&["char", "\"char\""], 18),
+    (&["name"], 19),
+    (&["int8", "bigint"], 20),
+    (&["int2", "smallint"], 21),
+    (&["int4", "int", "integer"], 23),
+    (&["text"], 25),
+    (&["oid"], 26),
+    (&["json"], 114),
+    (&["float4", "real"], 700),
+    (&["float8", "double precision"], 701),
+    (&["bpchar", "character"], 1042),
+    (&["varchar", "character varying"], 1043),
+    (&["date"], 1082),
+    (&["time", "time without time zone"], 1083),
+    (&["timestamp", "timestamp without time zone"], 1114),
+    (&["timestamptz", "timestamp with time zone"], 1184),
+    (&["interval"], 1186),
+    (&["numeric", "decimal"], 1700),
+    (&["uuid"], 2950),
+    (&["jsonb"], 3802),
+    (&["_bool", "boolean[]", "bool[]"], 1000),
+    (&["_int2", "smallint[]", "int2[]"], 1005),
+    (&["_int4", "integer[]", "int4[]", "int[]"], 1007),
+    (&["_text", "text[]"], 1009),
+    (&["_varchar", "character varying[]", "varchar[]"], 1015),
+    (&["_int8", "bigint[]", "int8[]"], 1016),
+    (&["_float4", "real[]", "float4[]"], 1021),
+    (&["_float8", "double precision[]", "float8[]"], 1022),
+];
+
+/// The OID of type `name` (case and `pg_catalog.` ignored), if it is one TasteDB knows.
+fn type_oid(name: &str) -> Option<i32> {
+    let name = name.trim().to_ascii_lowercase();
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+    TYPES
+        .iter()
+        .find(|(names, _)| names.contains(&name))
+        .map(|(_, oid)| *oid)
+}
+
+/// `to_regtype(text)`: the type's OID, NULL for a type that does not exist (such as
+/// `hstore`, which has no extension here).
+fn to_regtype() -> ScalarUDF {
+    create_udf(
+        "to_regtype",
+        vec![DataType::Utf8],
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let names = ColumnarValue::values_to_arrays(args)?;
+            let names = names[0].as_string::<i32>();
+            let oids: Int32Array = names.iter().map(|n| n.and_then(type_oid)).collect();
+            Ok(ColumnarValue::Array(Arc::new(oids)))
+        }),
+    )
+}
+
+/// `pg_get_serial_sequence(table, column)`: NULL, as for every column without a sequence
+/// (TasteDB has no sequences).
+fn pg_get_serial_sequence() -> ScalarUDF {
+    create_udf(
+        "pg_get_serial_sequence",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
+    )
+}
+
+/// `pg_size_pretty(bigint)`: bytes in PostgreSQL's words ("12 kB"): bytes below 10 kB, then
+/// the largest unit that keeps the number below 20,480, rounded half away from zero.
+fn pg_size_pretty() -> ScalarUDF {
+    create_udf(
+        "pg_size_pretty",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let sizes = ColumnarValue::values_to_arrays(args)?;
+            let sizes: &Int64Array = sizes[0].as_primitive::<Int64Type>();
+            let texts: StringArray = (0..sizes.len())
+                .map(|i| sizes.is_valid(i).then(|| size_pretty(sizes.value(i))))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(texts)))
+        }),
+    )
+}
+
+/// PostgreSQL 15's `pg_size_pretty` (src/backend/utils/adt/dbsize.c), for one size.
+fn size_pretty(bytes: i64) -> String {
+    const LIMIT: i64 = 10 * 1024;
+    const LIMIT2: i64 = LIMIT * 2 - 1;
+    if bytes.abs() < LIMIT {
+        return format!("{bytes} bytes");
+    }
+    let half_rounded = |x: i64| (x + if x < 0 { -1 } else { 1 }) / 2;
+    // one extra bit is kept for rounding
+    let mut size = bytes >> 9;
+    for unit in ["kB", "MB", "GB", "TB"] {
+        if half_rounded(size).abs() < LIMIT2 {
+            return format!("{} {unit}", half_rounded(size));
+        }
+        size >>= 10;
+    }
+    format!("{} PB", half_rounded(size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Figures printed by PostgreSQL 15's `SELECT pg_size_pretty(n::bigint)`.
+    #[test]
+    fn sizes_read_as_postgresql_prints_them() {
+        for (bytes, text) in [
+            (0, "0 bytes"),
+            (10_239, "10239 bytes"),
+            (10_240, "10 kB"),
+            (1_000_000, "977 kB"),
+            (20_970_496, "20 MB"),
+            (1_073_741_824, "1024 MB"),
+            (-10_240, "-10 kB"),
+            (i64::MAX, "8192 PB"),
+        ] {
+            assert_eq!(size_pretty(bytes), text, "{bytes}");
+        }
+        assert_eq!(type_oid("Double Precision"), Some(701));
+        assert_eq!(type_oid("pg_catalog.int4"), Some(23));
+        assert_eq!(type_oid("hstore"), None);
+    }
+}

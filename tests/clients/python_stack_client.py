@@ -1,0 +1,158 @@
+"""The Python data stack against a server: SQLAlchemy 2 with psycopg 3 (its recommended
+URL), psycopg's own transactions and prepared statements, typed parameters in casts, the
+catalog helpers drivers call, and pandas. Connection from the PG* environment variables.
+
+Runs the same against PostgreSQL 15 (every expectation here was checked there) and TasteDB;
+exits non-zero on the first mismatch.
+
+    PGHOST=127.0.0.1 PGPORT=5433 PGUSER=tastedb PGPASSWORD=… PGDATABASE=tastedb \\
+        python3 tests/clients/python_stack_client.py
+"""
+
+import datetime
+import os
+import sys
+
+import pandas as pd
+import psycopg
+import sqlalchemy as sa
+from psycopg import errors
+
+
+def check(label, got, expected):
+    if got != expected:
+        print(f"{label}: got {got!r}, expected {expected!r}")
+        sys.exit(1)
+
+
+def fails_with(label, error_class, run):
+    try:
+        run()
+    except error_class:
+        return
+    except Exception as e:  # noqa: BLE001 - the wrong class is the failure reported
+        print(f"{label}: {type(e).__name__} {e}, expected {error_class.__name__}")
+        sys.exit(1)
+    print(f"{label}: no error, expected {error_class.__name__}")
+    sys.exit(1)
+
+
+def url():
+    env = os.environ
+    return sa.engine.URL.create(
+        "postgresql+psycopg",
+        username=env["PGUSER"],
+        password=env.get("PGPASSWORD"),
+        host=env["PGHOST"],
+        port=int(env["PGPORT"]),
+        database=env["PGDATABASE"],
+    )
+
+
+def psycopg_paths():
+    with psycopg.connect(autocommit=True) as conn:
+        # typed parameters in casts: the server describes $1 in the cast's type
+        check(
+            "casts",
+            conn.execute(
+                "SELECT %s::float8 * 2, %s::int8 + 1, %s::timestamp",
+                (1.25, 41, datetime.datetime(2026, 1, 3, 12)),
+            ).fetchone(),
+            (2.5, 42, datetime.datetime(2026, 1, 3, 12)),
+        )
+        # the type lookup psycopg (and SQLAlchemy at connect) runs
+        check("to_regtype", conn.execute("SELECT to_regtype('int4')::int").fetchone(), (23,))
+        check("to_regtype unknown", conn.execute("SELECT to_regtype('hstore')").fetchone(), (None,))
+        check(
+            "pg_size_pretty",
+            conn.execute("SELECT pg_size_pretty(%s::int8), pg_size_pretty(20970496::int8)", (10240,)).fetchone(),
+            ("10 kB", "20 MB"),
+        )
+        check(
+            "array(subquery)",
+            conn.execute("SELECT ARRAY(SELECT x FROM (VALUES (3), (1), (2)) AS v(x) ORDER BY x)").fetchone(),
+            ([1, 2, 3],),
+        )
+        # savepoints outside a block, unknown prepared statements, DISCARD ALL inside one
+        fails_with("SAVEPOINT outside a block", errors.NoActiveSqlTransaction, lambda: conn.execute("SAVEPOINT s"))
+        fails_with("DEALLOCATE unknown", errors.InvalidSqlStatementName, lambda: conn.execute("DEALLOCATE nope"))
+        conn.execute("DISCARD ALL")
+    with psycopg.connect() as conn:
+        # psycopg prepares a query on its 5th run, then sends DEALLOCATE ALL after ROLLBACK
+        for n in range(8):
+            check("prepared", conn.execute("SELECT %s::int8 + 1", (n,)).fetchone(), (n + 1,))
+        conn.rollback()
+        for n in range(8):
+            check("prepared again", conn.execute("SELECT %s::int8 * 2", (n,)).fetchone(), (2 * n,))
+        conn.execute("DEALLOCATE ALL")
+        check("after DEALLOCATE ALL", conn.execute("SELECT %s::int8 * 2", (4,)).fetchone(), (8,))
+        # nested transactions are savepoints
+        with conn.transaction():
+            with conn.transaction():
+                conn.execute("SELECT 1")
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT 1")
+                    raise RuntimeError("roll back to the savepoint")
+            except RuntimeError:
+                pass
+        conn.execute("BEGIN")
+        fails_with("DISCARD ALL in a block", errors.ActiveSqlTransaction, lambda: conn.execute("DISCARD ALL"))
+        conn.rollback()
+        conn.execute("SAVEPOINT a")
+        fails_with("RELEASE unknown", errors.InvalidSavepointSpecification, lambda: conn.execute("RELEASE SAVEPOINT b"))
+        conn.rollback()
+        conn.execute("SAVEPOINT a")
+        conn.execute("SAVEPOINT b")
+        conn.execute("RELEASE SAVEPOINT a")
+        fails_with("released with a", errors.InvalidSavepointSpecification, lambda: conn.execute("ROLLBACK TO SAVEPOINT b"))
+        conn.rollback()
+
+
+def sqlalchemy_and_pandas():
+    engine = sa.create_engine(url())
+    with engine.connect() as conn:
+        check("sqlalchemy select", conn.execute(sa.text("SELECT CAST(:x AS BIGINT) + 1"), {"x": 1}).scalar(), 2)
+        conn.execute(sa.text("DROP TABLE IF EXISTS stack_t"))
+        conn.commit()
+    with engine.begin() as conn:
+        nested = conn.begin_nested()
+        conn.execute(sa.text("SELECT 1"))
+        nested.rollback()
+        with conn.begin_nested():
+            conn.execute(sa.text("SELECT 2"))
+    frame = pd.DataFrame(
+        {
+            "a": [1, 2, 3],
+            "b": [1.5, 2.5, float("inf")],
+            "c": ["x", "y", None],
+            "d": pd.to_datetime(["2026-01-01 00:00:00", "2026-01-02 03:04:05", "2026-01-03 00:00:00"]),
+        }
+    )
+    frame.to_sql("stack_t", engine, index=False)
+    back = pd.read_sql("SELECT a, b, c, d FROM stack_t ORDER BY a", engine)
+    check("to_sql round trip", back.to_dict("list"), frame.to_dict("list"))
+    chunks = [len(c) for c in pd.read_sql("SELECT a FROM stack_t ORDER BY a", engine, chunksize=2)]
+    check("chunksize", chunks, [2, 1])
+    with engine.begin() as conn:
+        recent = conn.execute(
+            sa.text("SELECT count(*) FROM stack_t WHERE d >= :since"),
+            {"since": datetime.datetime(2026, 1, 2)},
+        ).scalar()
+    check("datetime parameter", recent, 2)
+    with engine.connect() as conn:
+        check(
+            "pg_get_serial_sequence",
+            conn.execute(sa.text("SELECT pg_get_serial_sequence('stack_t', 'a')")).scalar(),
+            None,
+        )
+
+
+def main():
+    psycopg_paths()
+    sqlalchemy_and_pandas()
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
