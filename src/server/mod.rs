@@ -11,6 +11,7 @@ mod scram;
 mod session;
 mod settings;
 mod stop;
+mod text_format;
 mod timeout;
 mod tls;
 mod transaction_block;

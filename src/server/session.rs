@@ -10,7 +10,7 @@ use crate::server::errors::{error_info, log_failure, to_pgwire};
 use crate::server::settings::{self, SessionStatement};
 use crate::server::stop::{self, Stop};
 use crate::server::transaction_block::{self, BlockStatement, PreparedNames, block_statement};
-use crate::server::{bind, copy, timeout};
+use crate::server::{bind, copy, text_format, timeout};
 use crate::sql::notices::{Notice, Notices};
 use crate::sql::parser::CopySourceKind;
 use arrow_pg::datatypes::df::deserialize_parameters;
@@ -254,9 +254,12 @@ fn rows(
     let encoder_fields = fields.clone();
     let sql = sql.to_string();
     let data = stream.flat_map(move |batch| {
+        let batch = batch
+            .map_err(Error::from)
+            .and_then(|b| Ok(text_format::postgres_text(b, &encoder_fields)?));
         let rows: Vec<PgWireResult<_>> = match batch {
             Ok(batch) => encode_recordbatch(encoder_fields.clone(), batch).collect(),
-            Err(e) => vec![Err(to_pgwire(&Error::from(e), &sql))],
+            Err(e) => vec![Err(to_pgwire(&e, &sql))],
         };
         stream::iter(rows)
     });
