@@ -3,7 +3,7 @@
 //! `COLLATE`, `::regclass` casts, and whole catalog queries it knows by heart.
 
 use crate::engine::Statement;
-use crate::server::psql_describe;
+use crate::server::{column_names, psql_describe};
 use crate::sql::parser::parse_query;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
@@ -25,6 +25,9 @@ pub fn rewrite_for_clients(
     rewritten.iter_mut().for_each(qualify_added_catalog_tables);
     rewritten.iter_mut().for_each(array_subqueries);
     rewritten.iter_mut().for_each(aggregate_catalog_lookups);
+    rewritten
+        .iter_mut()
+        .for_each(column_names::name_like_postgres);
     rewritten
 }
 

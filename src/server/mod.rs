@@ -2,6 +2,7 @@
 //! connection, every statement run by the shared [`Engine`].
 
 mod bind;
+mod column_names;
 mod compat;
 mod copy;
 mod ending;

@@ -60,6 +60,9 @@ def psycopg_paths():
             ).fetchone(),
             (2.5, 42, datetime.datetime(2026, 1, 3, 12)),
         )
+        # output column names by PostgreSQL's rules
+        cursor = conn.execute("SELECT 1, count(*), 2::float8, 3::float8 AS x, CASE WHEN true THEN 1 END")
+        check("column names", [c.name for c in cursor.description], ["?column?", "count", "float8", "x", "case"])
         # the type lookup psycopg (and SQLAlchemy at connect) runs
         check("to_regtype", conn.execute("SELECT to_regtype('int4')::int").fetchone(), (23,))
         check("to_regtype unknown", conn.execute("SELECT to_regtype('hstore')").fetchone(), (None,))
