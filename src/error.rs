@@ -89,6 +89,10 @@ pub mod sqlstate {
     pub const INVALID_SAVEPOINT_SPECIFICATION: &str = "3B001";
     /// A prepared statement that does not exist.
     pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
+    /// A cursor that does not exist.
+    pub const INVALID_CURSOR_NAME: &str = "34000";
+    /// A cursor name already in use.
+    pub const DUPLICATE_CURSOR: &str = "42P03";
 }
 
 /// Every error TasteDB returns. [`Error::sqlstate`] gives the Postgres code.
@@ -233,6 +237,12 @@ pub enum Error {
     /// A prepared statement that does not exist.
     #[error("prepared statement \"{0}\" does not exist")]
     UndefinedPreparedStatement(String),
+    /// A cursor that is not open.
+    #[error("cursor \"{0}\" does not exist")]
+    UndefinedCursor(String),
+    /// A cursor name already in use.
+    #[error("cursor \"{0}\" already exists")]
+    DuplicateCursor(String),
     /// A bug in TasteDB.
     #[error("internal error: {0}")]
     Internal(String),
@@ -260,6 +270,8 @@ impl Error {
             Error::ActiveTransaction(_) => ACTIVE_SQL_TRANSACTION,
             Error::UndefinedSavepoint(_) => INVALID_SAVEPOINT_SPECIFICATION,
             Error::UndefinedPreparedStatement(_) => INVALID_SQL_STATEMENT_NAME,
+            Error::UndefinedCursor(_) => INVALID_CURSOR_NAME,
+            Error::DuplicateCursor(_) => DUPLICATE_CURSOR,
             Error::InsufficientPrivilege(_) | Error::MustBeOwner(_) => INSUFFICIENT_PRIVILEGE,
             Error::ObjectInUse(_) => OBJECT_IN_USE,
             Error::ReservedName(_) => RESERVED_NAME,

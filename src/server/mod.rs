@@ -5,6 +5,7 @@ mod bind;
 mod column_names;
 mod compat;
 mod copy;
+mod cursors;
 mod ending;
 mod errors;
 mod psql_describe;

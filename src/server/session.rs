@@ -6,6 +6,7 @@ use crate::engine::{self, CommandTag, Engine, Outcome, Prepared, Statement};
 use crate::error::Error;
 use crate::roles::Actor;
 use crate::server::compat::rewrite_for_clients;
+use crate::server::cursors::{CursorStatement, Cursors, cursor_statement};
 use crate::server::errors::{error_info, log_failure, to_pgwire};
 use crate::server::settings::{self, SessionStatement};
 use crate::server::stop::{self, Stop};
@@ -18,6 +19,7 @@ use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
@@ -32,7 +34,8 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::ParameterDescription;
 use pgwire::messages::extendedquery::{
-    Bind, BindComplete, Describe, Parse, ParseComplete, TARGET_TYPE_BYTE_STATEMENT,
+    Bind, BindComplete, Describe, Parse, ParseComplete, TARGET_TYPE_BYTE_PORTAL,
+    TARGET_TYPE_BYTE_STATEMENT,
 };
 use pgwire::messages::response::TransactionStatus;
 use std::fmt::Debug;
@@ -148,7 +151,17 @@ impl Session {
     {
         self.apply_defaults(client);
         let stop = self.start(client, sql)?;
+        if let Some(cursor) = cursor_statement(&statement) {
+            let answer = match cursor {
+                Ok(cursor) => self.run_cursor(client, cursor, format, sql, &stop).await,
+                Err(e) => Err(e),
+            };
+            return answer.map_err(|e| to_pgwire(&e, sql));
+        }
         if let Some(block) = block_statement(&statement) {
+            if matches!(block, BlockStatement::Commit | BlockStatement::Rollback) {
+                Cursors::of(client).block_ended();
+            }
             let answer = match block {
                 BlockStatement::Deallocate(name) => {
                     self.deallocate(client, name, statement, &stop).await
@@ -308,6 +321,18 @@ impl SimpleQueryHandler for Session {
             let result = self
                 .run_statement(client, statement, &Format::UnifiedText, query)
                 .await;
+            // Statements later in the batch see the block this one opened or ended (pgwire
+            // sets the status from the responses only once the batch is done).
+            let status = client.transaction_status();
+            match &result {
+                Ok(Response::TransactionStart(_)) => {
+                    client.set_transaction_status(status.to_in_transaction_state())
+                }
+                Ok(Response::TransactionEnd(_)) => {
+                    client.set_transaction_status(status.to_idle_state())
+                }
+                _ => {}
+            }
             match result {
                 Ok(response) => responses.push(response),
                 // A FATAL error ends the connection (pgwire closes it after sending it).
@@ -393,13 +418,14 @@ impl Planner {
         };
         let session = settings::session_statement(&statement);
         let block = block_statement(&statement);
+        let cursor = cursor_statement(&statement);
         let show_schema = match &session {
             Some(SessionStatement::Show(name)) => Some(Arc::new(settings::show_schema(name))),
             _ => None,
         };
         let with_client = matches!(&statement, Statement::CopyToStdout(_))
             || matches!(&statement, Statement::CopyFrom(copy) if copy.source == CopySourceKind::Stdin);
-        let prepared = if session.is_none() && block.is_none() && !with_client {
+        let prepared = if session.is_none() && block.is_none() && cursor.is_none() && !with_client {
             Some(self.engine.prepare_as(statement.clone(), actor).await?)
         } else {
             None
@@ -428,7 +454,15 @@ impl QueryParser for Planner {
     {
         let prepared = async {
             let actor = actor_of(&self.engine, client)?;
-            self.prepare(sql, &actor).await
+            let mut prepared = self.prepare(sql, &actor).await?;
+            // a FETCH describes its rows by the cursor's columns
+            if let Some(statement) = &mut prepared
+                && let Some(Ok(CursorStatement::Fetch { name, .. })) =
+                    cursor_statement(&statement.statement)
+            {
+                statement.show_schema = Cursors::of(client).schema(&name);
+            }
+            Ok(prepared)
         };
         AssertUnwindSafe(prepared)
             .catch_unwind()
@@ -491,6 +525,14 @@ impl ExtendedQueryHandler for Session {
                 .await?;
             let rows = DescribePortalResponse::new(described.fields);
             return send_describe_response(client, &rows).await;
+        }
+        // a SQL cursor is a portal too (psycopg describes its named cursors so)
+        if message.target_type == TARGET_TYPE_BYTE_PORTAL
+            && client.portal_store().get_portal(name).is_none()
+            && let Some(schema) = Cursors::of(client).schema(name)
+        {
+            let fields = arrow_schema_to_pg_fields(&schema, &Format::UnifiedText, None)?;
+            return send_describe_response(client, &DescribePortalResponse::new(fields)).await;
         }
         self._on_describe(client, message).await
     }
@@ -609,6 +651,49 @@ impl Session {
                 Err(Error::UndefinedPreparedStatement(name))
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Runs a cursor statement (see [`crate::server::cursors`]).
+    async fn run_cursor<C: ClientInfo>(
+        &self,
+        client: &mut C,
+        statement: CursorStatement,
+        format: &Format,
+        sql: &str,
+        stop: &Stop,
+    ) -> Result<Response, Error> {
+        let cursors = Cursors::of(client);
+        match statement {
+            CursorStatement::Declare { name, query, hold } => {
+                if !hold && client.transaction_status() == TransactionStatus::Idle {
+                    return Err(Error::NoActiveTransaction("DECLARE CURSOR".into()));
+                }
+                let query = DFStatement::Statement(Box::new(SqlStatement::Query(query)));
+                let actor = self.actor(client)?;
+                let notices = Notices::tracing();
+                let run = self.engine.execute_as(
+                    Statement::DataFusion(Box::new(query)),
+                    &actor,
+                    &notices,
+                );
+                let stream = stop.within(run).await?.into_stream()?;
+                cursors.declare(&name, stream, hold)?;
+                Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
+            }
+            CursorStatement::Fetch { name, count } => {
+                let batch = stop.within(cursors.fetch(&name, count)).await?;
+                let schema = batch.schema();
+                let stream = MemoryStream::try_new(vec![batch], schema, None)?;
+                let mut response = rows(Box::pin(stream), format, sql)
+                    .map_err(|e| Error::Internal(format!("FETCH: {e}")))?;
+                response.set_command_tag("FETCH");
+                Ok(Response::Query(response))
+            }
+            CursorStatement::Close(name) => {
+                cursors.close(name.as_deref())?;
+                Ok(Response::Execution(Tag::new("CLOSE CURSOR")))
+            }
         }
     }
 

@@ -78,6 +78,11 @@ def psycopg_paths():
         )
         # savepoints outside a block, unknown prepared statements, DISCARD ALL inside one
         fails_with("SAVEPOINT outside a block", errors.NoActiveSqlTransaction, lambda: conn.execute("SAVEPOINT s"))
+        fails_with(
+            "DECLARE outside a block",
+            errors.NoActiveSqlTransaction,
+            lambda: conn.execute("DECLARE c CURSOR FOR SELECT 1"),
+        )
         fails_with("DEALLOCATE unknown", errors.InvalidSqlStatementName, lambda: conn.execute("DEALLOCATE nope"))
         conn.execute("DISCARD ALL")
     with psycopg.connect() as conn:
@@ -99,6 +104,19 @@ def psycopg_paths():
                     raise RuntimeError("roll back to the savepoint")
             except RuntimeError:
                 pass
+        # named (server-side) cursors: DECLARE, FETCH FORWARD n, CLOSE
+        with conn.cursor(name="stack_cursor") as cursor:
+            cursor.execute("SELECT x FROM generate_series(1, 5) AS s(x) ORDER BY x")
+            check("cursor fetchmany", cursor.fetchmany(2), [(1,), (2,)])
+            check("cursor fetchone", cursor.fetchone(), (3,))
+            check("cursor fetchall", cursor.fetchall(), [(4,), (5,)])
+        fails_with("FETCH unknown", errors.InvalidCursorName, lambda: conn.execute("FETCH 1 FROM nope"))
+        conn.rollback()
+        conn.execute("DECLARE c CURSOR FOR SELECT 1")
+        fails_with("DECLARE twice", errors.DuplicateCursor, lambda: conn.execute("DECLARE c CURSOR FOR SELECT 2"))
+        conn.rollback()
+        fails_with("cursor gone with its block", errors.InvalidCursorName, lambda: conn.execute("FETCH 1 FROM c"))
+        conn.rollback()
         conn.execute("BEGIN")
         fails_with("DISCARD ALL in a block", errors.ActiveSqlTransaction, lambda: conn.execute("DISCARD ALL"))
         conn.rollback()

@@ -179,6 +179,29 @@ async fn psql_lists_and_describes_tables_and_points_at_errors() {
     let _ = stop.send(());
 }
 
+/// A cursor and a savepoint in one transaction block sent as one query: psql prints exactly
+/// what it prints against PostgreSQL 15 (captured there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_runs_cursors_and_savepoints_as_postgresql_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, stop) = serve(dir.path(), None).await;
+    let args: Vec<String> = [
+        "-c",
+        "begin; declare c cursor for select x from generate_series(1,3) as s(x) order by x; \
+         fetch 2 from c; fetch all from c; close c; savepoint a; release a; commit;",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || psql(port, &args))
+        .await
+        .unwrap();
+    assert!(ok, "{err}");
+    let postgres = "BEGIN\nDECLARE CURSOR\n x \n---\n 1\n 2\n(2 rows)\n\n x \n---\n 3\n(1 row)\n\n\
+                    CLOSE CURSOR\nSAVEPOINT\nRELEASE\nCOMMIT\n";
+    assert_eq!(out, postgres);
+    let _ = stop.send(());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_is_used_and_can_be_required() {
     let dir = tempfile::tempdir().unwrap();
