@@ -127,7 +127,7 @@ pub fn show_rows<C: ClientInfo>(
         .find(|(key, _)| key.eq_ignore_ascii_case(name))
         .map(|(_, value)| value.clone());
     let value = set
-        .or_else(|| default_value(name).map(str::to_string))
+        .or_else(|| crate::sql::default_setting(name).map(str::to_string))
         .ok_or_else(|| {
             Error::UndefinedObject(format!("unrecognized configuration parameter \"{name}\""))
         })?;
@@ -142,25 +142,4 @@ pub fn show_rows<C: ClientInfo>(
 /// The schema of `SHOW name`: one text column called `name`.
 pub fn show_schema(name: &str) -> Schema {
     Schema::new(vec![Field::new(name, DataType::Utf8, false)])
-}
-
-fn default_value(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "server_version" => "16.6",
-        "server_version_num" => "160006",
-        "server_encoding" | "client_encoding" => "UTF8",
-        "datestyle" => "ISO, MDY",
-        "intervalstyle" => "postgres",
-        "timezone" => "UTC",
-        "standard_conforming_strings" | "integer_datetimes" => "on",
-        "transaction_isolation" | "default_transaction_isolation" => "read committed",
-        "transaction_read_only" | "default_transaction_read_only" => "off",
-        "max_identifier_length" => "63",
-        "search_path" => "\"$user\", public",
-        "application_name" => "",
-        "extra_float_digits" => "1",
-        "lc_collate" | "lc_ctype" => "en_US.UTF-8",
-        "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => "0",
-        _ => return None,
-    })
 }

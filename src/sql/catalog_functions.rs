@@ -1,8 +1,10 @@
 //! PostgreSQL's catalog helper functions that drivers call while they connect or reflect,
 //! missing from DataFusion and datafusion-pg-catalog: `to_regtype` (psycopg's type lookup,
 //! which SQLAlchemy runs at connect), `pg_get_serial_sequence` (SQLAlchemy's column
-//! reflection) and `pg_size_pretty` (psql's `\dt+`).
+//! reflection), `pg_size_pretty` (psql's `\dt+`), and `current_setting` / `set_config`
+//! (asyncpg's type introspection).
 
+use crate::error::Error;
 use datafusion::arrow::array::{Array, AsArray, Int32Array, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::ScalarValue;
@@ -10,8 +12,57 @@ use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf}
 use std::sync::Arc;
 
 /// The functions of this module.
-pub fn functions() -> [ScalarUDF; 3] {
-    [to_regtype(), pg_get_serial_sequence(), pg_size_pretty()]
+pub fn functions() -> [ScalarUDF; 5] {
+    [
+        to_regtype(),
+        pg_get_serial_sequence(),
+        pg_size_pretty(),
+        current_setting(),
+        set_config(),
+    ]
+}
+
+/// `current_setting(name)`: the parameter's server default (a connection's own `SET` values
+/// are answered by `SHOW`, which the session handles); 42704 for a name TasteDB does not know.
+fn current_setting() -> ScalarUDF {
+    create_udf(
+        "current_setting",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let names = ColumnarValue::values_to_arrays(args)?;
+            let names = names[0].as_string::<i32>();
+            let values = (0..names.len())
+                .map(|i| {
+                    if names.is_null(i) {
+                        return Ok(None);
+                    }
+                    let name = names.value(i).to_ascii_lowercase();
+                    default_setting(&name).map(Some).ok_or_else(|| {
+                        Error::UndefinedObject(format!(
+                            "unrecognized configuration parameter \"{name}\""
+                        ))
+                        .into_datafusion()
+                    })
+                })
+                .collect::<datafusion::common::Result<StringArray>>()?;
+            Ok(ColumnarValue::Array(Arc::new(values)))
+        }),
+    )
+}
+
+/// `set_config(name, value, is_local)`: returns `value`, as PostgreSQL does, without changing
+/// the connection's setting (use `SET`); drivers call it to turn off features TasteDB does not
+/// have (asyncpg's `jit`).
+fn set_config() -> ScalarUDF {
+    create_udf(
+        "set_config",
+        vec![DataType::Utf8, DataType::Utf8, DataType::Boolean],
+        DataType::Utf8,
+        Volatility::Volatile,
+        Arc::new(|args: &[ColumnarValue]| Ok(args[1].clone())),
+    )
 }
 
 /// The OIDs of PostgreSQL's built-in types by the names `to_regtype` accepts for them.
@@ -123,6 +174,30 @@ fn size_pretty(bytes: i64) -> String {
         size >>= 10;
     }
     format!("{} PB", half_rounded(size))
+}
+
+/// The value a connection shows for PostgreSQL parameter `name` until it sets its own.
+pub fn default_setting(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "server_version" => "16.6",
+        "server_version_num" => "160006",
+        "server_encoding" | "client_encoding" => "UTF8",
+        "datestyle" => "ISO, MDY",
+        "intervalstyle" => "postgres",
+        "timezone" => "UTC",
+        "standard_conforming_strings" | "integer_datetimes" => "on",
+        "transaction_isolation" | "default_transaction_isolation" => "read committed",
+        "transaction_read_only" | "default_transaction_read_only" => "off",
+        "max_identifier_length" => "63",
+        "search_path" => "\"$user\", public",
+        "application_name" => "",
+        "extra_float_digits" => "1",
+        "lc_collate" | "lc_ctype" => "en_US.UTF-8",
+        "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => "0",
+        // no JIT compiler: asyncpg asks for it and turns it off while it introspects types
+        "jit" => "off",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -19,3 +19,5 @@ pub mod timeouts;
 pub mod words;
 
 pub(crate) use functions::register as register_functions;
+
+pub use catalog_functions::default_setting;

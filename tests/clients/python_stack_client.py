@@ -63,6 +63,15 @@ def psycopg_paths():
         # output column names by PostgreSQL's rules
         cursor = conn.execute("SELECT 1, count(*), 2::float8, 3::float8 AS x, CASE WHEN true THEN 1 END")
         check("column names", [c.name for c in cursor.description], ["?column?", "count", "float8", "x", "case"])
+        # asyncpg's first introspection query
+        check(
+            "current_setting, set_config",
+            conn.execute(
+                "SELECT current_setting('standard_conforming_strings'), set_config('jit', 'off', false)"
+            ).fetchone(),
+            ("on", "off"),
+        )
+        fails_with("unknown setting", errors.UndefinedObject, lambda: conn.execute("SELECT current_setting('nope')"))
         # the type lookup psycopg (and SQLAlchemy at connect) runs
         check("to_regtype", conn.execute("SELECT to_regtype('int4')::int").fetchone(), (23,))
         check("to_regtype unknown", conn.execute("SELECT to_regtype('hstore')").fetchone(), (None,))
