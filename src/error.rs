@@ -93,6 +93,8 @@ pub mod sqlstate {
     pub const INVALID_CURSOR_NAME: &str = "34000";
     /// A cursor name already in use.
     pub const DUPLICATE_CURSOR: &str = "42P03";
+    /// A prepared statement name already in use.
+    pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
 }
 
 /// Every error TasteDB returns. [`Error::sqlstate`] gives the Postgres code.
@@ -243,6 +245,12 @@ pub enum Error {
     /// A cursor name already in use.
     #[error("cursor \"{0}\" already exists")]
     DuplicateCursor(String),
+    /// EXECUTE with more or fewer arguments than its statement has parameters.
+    #[error("wrong number of parameters for prepared statement \"{0}\"")]
+    WrongParameterCount(String),
+    /// A prepared statement name already in use.
+    #[error("prepared statement \"{0}\" already exists")]
+    DuplicatePreparedStatement(String),
     /// A bug in TasteDB.
     #[error("internal error: {0}")]
     Internal(String),
@@ -272,6 +280,8 @@ impl Error {
             Error::UndefinedPreparedStatement(_) => INVALID_SQL_STATEMENT_NAME,
             Error::UndefinedCursor(_) => INVALID_CURSOR_NAME,
             Error::DuplicateCursor(_) => DUPLICATE_CURSOR,
+            Error::DuplicatePreparedStatement(_) => DUPLICATE_PREPARED_STATEMENT,
+            Error::WrongParameterCount(_) => SYNTAX_ERROR,
             Error::InsufficientPrivilege(_) | Error::MustBeOwner(_) => INSUFFICIENT_PRIVILEGE,
             Error::ObjectInUse(_) => OBJECT_IN_USE,
             Error::ReservedName(_) => RESERVED_NAME,

@@ -12,6 +12,7 @@ mod psql_describe;
 mod scram;
 mod session;
 mod settings;
+mod sql_prepare;
 mod stop;
 mod text_format;
 mod timeout;

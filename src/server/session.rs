@@ -9,6 +9,7 @@ use crate::server::compat::rewrite_for_clients;
 use crate::server::cursors::{CursorStatement, Cursors, cursor_statement};
 use crate::server::errors::{error_info, log_failure, to_pgwire};
 use crate::server::settings::{self, SessionStatement};
+use crate::server::sql_prepare::{SqlPrepare, SqlPrepared, sql_prepare};
 use crate::server::stop::{self, Stop};
 use crate::server::transaction_block::{self, BlockStatement, PreparedNames, block_statement};
 use crate::server::{bind, copy, text_format, timeout};
@@ -18,12 +19,13 @@ use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use datafusion::sql::sqlparser::ast::{Expr, Statement as SqlStatement};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
-use futures::{FutureExt, Sink, SinkExt, StreamExt, stream};
+use futures::{FutureExt, Sink, SinkExt, StreamExt, TryStreamExt, stream};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_describe_response};
 use pgwire::api::results::{DescribePortalResponse, FieldInfo, QueryResponse, Response, Tag};
@@ -151,6 +153,11 @@ impl Session {
     {
         self.apply_defaults(client);
         let stop = self.start(client, sql)?;
+        if let Some(sql_prepare) = sql_prepare(&statement) {
+            return self
+                .run_sql_prepare(client, sql_prepare, format, sql, &stop)
+                .await;
+        }
         if let Some(cursor) = cursor_statement(&statement) {
             let answer = match cursor {
                 Ok(cursor) => self.run_cursor(client, cursor, format, sql, &stop).await,
@@ -163,9 +170,7 @@ impl Session {
                 Cursors::of(client).block_ended();
             }
             let answer = match block {
-                BlockStatement::Deallocate(name) => {
-                    self.deallocate(client, name, statement, &stop).await
-                }
+                BlockStatement::Deallocate(name) => self.deallocate(client, name),
                 BlockStatement::DiscardAll => discard_all(client),
                 other => transaction_block::run(client, other),
             };
@@ -419,13 +424,16 @@ impl Planner {
         let session = settings::session_statement(&statement);
         let block = block_statement(&statement);
         let cursor = cursor_statement(&statement);
+        let sql_prepared = sql_prepare(&statement);
         let show_schema = match &session {
             Some(SessionStatement::Show(name)) => Some(Arc::new(settings::show_schema(name))),
             _ => None,
         };
         let with_client = matches!(&statement, Statement::CopyToStdout(_))
             || matches!(&statement, Statement::CopyFrom(copy) if copy.source == CopySourceKind::Stdin);
-        let prepared = if session.is_none() && block.is_none() && cursor.is_none() && !with_client {
+        let by_session =
+            session.is_some() || block.is_some() || cursor.is_some() || sql_prepared.is_some();
+        let prepared = if !by_session && !with_client {
             Some(self.engine.prepare_as(statement.clone(), actor).await?)
         } else {
             None
@@ -618,15 +626,9 @@ impl ExtendedQueryHandler for Session {
 }
 
 impl Session {
-    /// `DEALLOCATE name` (a statement of the connection's, else one SQL `PREPARE` made, which
-    /// the engine holds) or `DEALLOCATE ALL` (the connection's statements).
-    async fn deallocate<C>(
-        &self,
-        client: &mut C,
-        name: Option<String>,
-        statement: Statement,
-        stop: &Stop,
-    ) -> Result<Response, Error>
+    /// `DEALLOCATE name` (a statement the connection prepared, by Parse or SQL `PREPARE`) or
+    /// `DEALLOCATE ALL` (all of them).
+    fn deallocate<C>(&self, client: &mut C, name: Option<String>) -> Result<Response, Error>
     where
         C: ClientInfo + ClientPortalStore,
         C::PortalStore: PortalStore,
@@ -636,22 +638,102 @@ impl Session {
             for name in names.take() {
                 client.portal_store().rm_statement(&name);
             }
+            SqlPrepared::of(client).clear();
             return Ok(Response::Execution(Tag::new("DEALLOCATE ALL")));
         };
         if names.remove(&name) {
             client.portal_store().rm_statement(&name);
             return Ok(Response::Execution(Tag::new("DEALLOCATE")));
         }
-        let actor = self.actor(client)?;
-        let notices = Notices::tracing();
-        let run = self.engine.execute_as(statement, &actor, &notices);
-        match stop.within(run).await {
-            Ok(_) => Ok(Response::Execution(Tag::new("DEALLOCATE"))),
-            Err(e) if e.to_string().contains("does not exist") => {
-                Err(Error::UndefinedPreparedStatement(name))
-            }
-            Err(e) => Err(e),
+        if SqlPrepared::of(client).remove(&name) {
+            return Ok(Response::Execution(Tag::new("DEALLOCATE")));
         }
+        Err(Error::UndefinedPreparedStatement(name))
+    }
+
+    /// Runs a SQL PREPARE or EXECUTE (see [`crate::server::sql_prepare`]).
+    async fn run_sql_prepare<C: ClientInfo>(
+        &self,
+        client: &mut C,
+        statement: SqlPrepare,
+        format: &Format,
+        sql: &str,
+        stop: &Stop,
+    ) -> PgWireResult<Response> {
+        let error = |e: Error| to_pgwire(&e, sql);
+        let actor = self.actor(client).map_err(error)?;
+        let statements = SqlPrepared::of(client);
+        let notices = Notices::tracing();
+        match statement {
+            SqlPrepare::Prepare { name, statement } => {
+                let inner = Statement::DataFusion(Box::new(DFStatement::Statement(statement)));
+                let prepared = self.engine.prepare_as(inner, &actor).await.map_err(error)?;
+                statements.add(&name, prepared).map_err(error)?;
+                Ok(Response::Execution(Tag::new("PREPARE")))
+            }
+            SqlPrepare::Execute { name, arguments } => {
+                let prepared = statements.get(&name).map_err(error)?;
+                let types = prepared.parameter_types();
+                if arguments.len() != types.len() {
+                    return Err(error(Error::WrongParameterCount(name)));
+                }
+                let values = self
+                    .argument_values(&arguments, types, &actor, stop)
+                    .await
+                    .map_err(error)?;
+                let run = self.engine.execute_prepared_as(
+                    &prepared,
+                    ParamValues::from(values),
+                    &actor,
+                    &notices,
+                );
+                let outcome = stop.within(run).await.map_err(error)?;
+                respond(outcome, stop, format, sql)
+            }
+        }
+    }
+
+    /// The values of EXECUTE's `arguments`, cast to the parameters' `types`.
+    async fn argument_values(
+        &self,
+        arguments: &[Expr],
+        types: &[DataType],
+        actor: &Actor,
+        stop: &Stop,
+    ) -> Result<Vec<ScalarValue>, Error> {
+        if arguments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let select = arguments
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut parsed = engine::parse(&format!("SELECT {select}"))?;
+        let Some(query) = parsed.pop() else {
+            return Err(Error::Syntax("EXECUTE needs its arguments".into()));
+        };
+        let notices = Notices::tracing();
+        let run = async {
+            let stream = self
+                .engine
+                .execute_as(query, actor, &notices)
+                .await?
+                .into_stream()?;
+            Ok::<_, Error>(stream.try_collect::<Vec<_>>().await?)
+        };
+        let batches = stop.within(run).await?;
+        let row = batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .ok_or_else(|| Error::Internal("EXECUTE arguments gave no row".into()))?;
+        row.columns()
+            .iter()
+            .zip(types)
+            .map(|(column, data_type)| {
+                Ok(ScalarValue::try_from_array(column, 0)?.cast_to(data_type)?)
+            })
+            .collect()
     }
 
     /// Runs a cursor statement (see [`crate::server::cursors`]).
@@ -767,6 +849,8 @@ where
     for name in PreparedNames::of(client).take() {
         client.portal_store().rm_statement(&name);
     }
+    SqlPrepared::of(client).clear();
+    Cursors::of(client).close(None)?;
     client.portal_store().clear_portals();
     Ok(Response::Execution(Tag::new("DISCARD ALL")))
 }

@@ -74,6 +74,52 @@ async fn floats_and_timestamps_read_as_postgresql_prints_them() {
     assert_eq!(text, vec![expected]);
 }
 
+/// SQL PREPARE / EXECUTE / DEALLOCATE belong to the connection, take `$n` in table
+/// functions, and fail with PostgreSQL's SQLSTATEs (checked against PostgreSQL 15).
+#[tokio::test]
+async fn sql_prepared_statements_belong_to_their_connection() {
+    let server = start(4).await;
+    let client = connect(server.addr).await;
+    let other = connect(server.addr).await;
+    client
+        .batch_execute(
+            "CREATE TABLE ev (user_id TEXT, item_id TEXT);
+             INSERT INTO ev VALUES ('u1', 'a'), ('u1', 'b'), ('u2', 'a'), ('u2', 'c'), ('u3', 'b');
+             TRAIN MODEL m USING popularity FROM ev WITH (holdout = 0)",
+        )
+        .await
+        .unwrap();
+    let answer = |sql: &'static str| {
+        let client = &client;
+        async move { rows(client.simple_query(sql).await.unwrap()) }
+    };
+    assert_eq!(
+        answer("PREPARE p(int) AS SELECT $1 + 1 AS n; EXECUTE p(41)").await,
+        [[Some("42".to_string())]]
+    );
+    assert_eq!(
+        answer(
+            "PREPARE r(text) AS SELECT item_id FROM recommend('m', $1, 5) ORDER BY rank; \
+             EXECUTE r('u3')"
+        )
+        .await,
+        [[Some("a".to_string())], [Some("c".to_string())]]
+    );
+    let code = |e: tokio_postgres::Error| e.code().unwrap().code().to_string();
+    for (connection, sql, state) in [
+        (&client, "PREPARE p AS SELECT 1", "42P05"),
+        (&client, "EXECUTE p(1, 2)", "42601"),
+        (&other, "EXECUTE p(1)", "26000"),
+        (&client, "DEALLOCATE nope", "26000"),
+    ] {
+        let error = connection.batch_execute(sql).await.unwrap_err();
+        assert_eq!(code(error), state, "{sql}");
+    }
+    client.batch_execute("DEALLOCATE p").await.unwrap();
+    let error = client.batch_execute("EXECUTE p(1)").await.unwrap_err();
+    assert_eq!(code(error), "26000");
+}
+
 /// The raw binary form of a NUMERIC (tokio-postgres has no decimal type of its own).
 struct RawNumeric(Vec<u8>);
 
