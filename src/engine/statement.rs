@@ -11,6 +11,7 @@ use crate::sql::parser::{
     CopyFrom, CopyToStdout, copy_from, copy_to_stdout, is_copy_from, is_copy_to_stdout,
 };
 use datafusion::sql::parser::{DFParser, DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::tokenizer::Token;
 use std::sync::Arc;
@@ -27,6 +28,31 @@ pub enum Statement {
     CopyToStdout(CopyToStdout),
     /// A statement of one of TasteDB's statement families.
     Command(Arc<dyn Command>),
+}
+
+impl Statement {
+    /// The SQL statement, when this is one DataFusion plans (not a DataFusion extension such
+    /// as `CREATE EXTERNAL TABLE`).
+    pub fn sql(&self) -> Option<&SqlStatement> {
+        match self {
+            Statement::DataFusion(df) => match df.as_ref() {
+                DFStatement::Statement(sql) => Some(sql),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// [`Statement::sql`], to rewrite.
+    pub fn sql_mut(&mut self) -> Option<&mut SqlStatement> {
+        match self {
+            Statement::DataFusion(df) => match df.as_mut() {
+                DFStatement::Statement(sql) => Some(sql),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 /// Parses one or more `;`-separated statements; a script nested deeper than

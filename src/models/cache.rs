@@ -163,14 +163,7 @@ impl<V: Clone> PredictionCache<V> {
 
     /// Drops all of `model`'s answers: a write changed what any user may be recommended.
     pub fn model_changed(&self, model: &str) {
-        let mut inner = self.lock();
-        let before = inner.entries.len();
-        inner.entries.retain(|key, _| key.model != model);
-        let dropped = (before - inner.entries.len()) as u64;
-        self.stats
-            .invalidations
-            .fetch_add(dropped, Ordering::Relaxed);
-        inner.epoch += 1;
+        self.drop_model(&mut self.lock(), model);
     }
 
     /// Entries now held.
@@ -189,15 +182,20 @@ impl<V: Clone> PredictionCache<V> {
             return;
         }
         if current.is_some() {
-            let before = inner.entries.len();
-            inner.entries.retain(|key, _| key.model != model);
-            let dropped = (before - inner.entries.len()) as u64;
-            self.stats
-                .invalidations
-                .fetch_add(dropped, Ordering::Relaxed);
-            inner.epoch += 1;
+            self.drop_model(inner, model);
         }
         inner.models.insert(model.to_string(), version);
+    }
+
+    /// Drops `model`'s entries as invalidated.
+    fn drop_model(&self, inner: &mut Inner<V>, model: &str) {
+        let before = inner.entries.len();
+        inner.entries.retain(|key, _| key.model != model);
+        let dropped = (before - inner.entries.len()) as u64;
+        self.stats
+            .invalidations
+            .fetch_add(dropped, Ordering::Relaxed);
+        inner.epoch += 1;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner<V>> {

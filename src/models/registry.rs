@@ -246,13 +246,18 @@ impl ModelRegistry {
             )));
         }
         entry.record.active_version = Some(version);
+        self.store_record(entry)
+    }
+
+    /// Stores `entry`'s changed record and keeps the entry (the caller holds `self.write`).
+    fn store_record(&self, entry: ModelEntry) -> Result<()> {
         let mut batch = WriteSet::default();
-        batch.put(keys::model(name), to_json(&entry.record)?);
+        batch.put(keys::model(&entry.record.name), to_json(&entry.record)?);
         self.store.write(batch)?;
         self.models
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), entry);
+            .insert(entry.record.name.clone(), entry);
         Ok(())
     }
 
@@ -261,13 +266,7 @@ impl ModelRegistry {
         let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let mut entry = self.get(name)?;
         entry.record.policy = policy;
-        let mut batch = WriteSet::default();
-        batch.put(keys::model(name), to_json(&entry.record)?);
-        self.store.write(batch)?;
-        self.models
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), entry);
+        self.store_record(entry)?;
         self.failures().remove(name);
         Ok(())
     }

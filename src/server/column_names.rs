@@ -6,7 +6,6 @@
 //! unique names in a projection.
 
 use crate::engine::Statement;
-use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     DataType, Expr, Ident, SelectItem, SetExpr, Statement as SqlStatement,
 };
@@ -14,13 +13,10 @@ use std::collections::HashMap;
 
 /// Gives the unnamed items of `statement`'s outermost SELECT PostgreSQL's names.
 pub fn name_like_postgres(statement: &mut Statement) {
-    let Statement::DataFusion(df) = statement else {
+    let Some(sql) = statement.sql_mut() else {
         return;
     };
-    let DFStatement::Statement(sql) = df.as_mut() else {
-        return;
-    };
-    let SqlStatement::Query(query) = sql.as_mut() else {
+    let SqlStatement::Query(query) = sql else {
         return;
     };
     let mut body = query.body.as_mut();
@@ -124,13 +120,7 @@ mod tests {
     fn names(sql: &str) -> Vec<String> {
         let mut statements = crate::engine::parse(sql).unwrap();
         name_like_postgres(&mut statements[0]);
-        let Statement::DataFusion(df) = &statements[0] else {
-            panic!("a query");
-        };
-        let DFStatement::Statement(sql) = df.as_ref() else {
-            panic!("a query");
-        };
-        let SqlStatement::Query(query) = sql.as_ref() else {
+        let Some(SqlStatement::Query(query)) = statements[0].sql() else {
             panic!("a query");
         };
         let SetExpr::Select(select) = query.body.as_ref() else {

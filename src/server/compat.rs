@@ -35,13 +35,10 @@ pub fn rewrite_for_clients(
 const ADDED_CATALOG_TABLES: &[&str] = &["pg_stat_activity", "pg_user"];
 
 fn qualify_added_catalog_tables(statement: &mut Statement) {
-    let Statement::DataFusion(df) = statement else {
+    let Some(sql) = statement.sql_mut() else {
         return;
     };
-    let DFStatement::Statement(sql) = df.as_mut() else {
-        return;
-    };
-    let _ = visit_relations_mut(sql.as_mut(), |name| {
+    let _ = visit_relations_mut(sql, |name| {
         if let [part] = name.0.as_slice()
             && let Some(ident) = part.as_ident()
             && ADDED_CATALOG_TABLES.contains(&ident.value.to_ascii_lowercase().as_str())
@@ -90,8 +87,7 @@ fn rewrite_queries(
 }
 
 fn is_select(statement: &Statement) -> bool {
-    matches!(statement, Statement::DataFusion(df)
-        if matches!(df.as_ref(), DFStatement::Statement(sql) if matches!(sql.as_ref(), SqlStatement::Query(_))))
+    matches!(statement.sql(), Some(SqlStatement::Query(_)))
 }
 
 fn wrap(statement: SqlStatement) -> Statement {
@@ -105,14 +101,11 @@ fn wrap(statement: SqlStatement) -> Statement {
 /// `pg_proc.oid` subquery, which then cannot be compared with those names (DBeaver's start-up
 /// query does exactly that).
 fn name_regproc_literals(statement: &mut Statement) -> bool {
-    let Statement::DataFusion(df) = statement else {
-        return false;
-    };
-    let DFStatement::Statement(sql) = df.as_mut() else {
+    let Some(sql) = statement.sql_mut() else {
         return false;
     };
     let mut found = false;
-    let _ = visit_expressions_mut(sql.as_mut(), |expr| {
+    let _ = visit_expressions_mut(sql, |expr| {
         if let Expr::Cast {
             expr: operand,
             data_type,
@@ -138,13 +131,10 @@ fn name_regproc_literals(statement: &mut Statement) -> bool {
 /// becomes `(SELECT array_agg(x ORDER BY y) FROM t)` (DataFusion does not keep a derived
 /// table's order), any other `(SELECT array_agg(value) FROM (subquery) AS array_subquery(value))`.
 fn array_subqueries(statement: &mut Statement) {
-    let Statement::DataFusion(df) = statement else {
+    let Some(sql) = statement.sql_mut() else {
         return;
     };
-    let DFStatement::Statement(sql) = df.as_mut() else {
-        return;
-    };
-    let _ = visit_expressions_mut(sql.as_mut(), |expr| {
+    let _ = visit_expressions_mut(sql, |expr| {
         if let Expr::Function(function) = expr
             && function.name.to_string().eq_ignore_ascii_case("array")
             && let FunctionArguments::Subquery(query) = &function.args
@@ -220,13 +210,10 @@ fn ordered_array_agg(query: &Query) -> Option<Box<Query>> {
 /// and the catalog lookups of SQLAlchemy's reflection (a column's default from `pg_attrdef`,
 /// its comment from `pg_description`) return at most one row.
 fn aggregate_catalog_lookups(statement: &mut Statement) {
-    let Statement::DataFusion(df) = statement else {
+    let Some(sql) = statement.sql_mut() else {
         return;
     };
-    let DFStatement::Statement(sql) = df.as_mut() else {
-        return;
-    };
-    let _ = visit_expressions_mut(sql.as_mut(), |expr| {
+    let _ = visit_expressions_mut(sql, |expr| {
         if let Expr::Subquery(query) = expr
             && let SetExpr::Select(select) = query.body.as_mut()
             && let [SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. }] =

@@ -11,7 +11,6 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     CloseCursor, FetchDirection, Query, Statement as SqlStatement, Value,
 };
@@ -45,13 +44,8 @@ pub enum CursorStatement {
 
 /// Recognises a cursor statement; `Err` for a form TasteDB does not offer.
 pub fn cursor_statement(statement: &Statement) -> Option<Result<CursorStatement>> {
-    let Statement::DataFusion(df) = statement else {
-        return None;
-    };
-    let DFStatement::Statement(sql) = df.as_ref() else {
-        return None;
-    };
-    Some(match sql.as_ref() {
+    let sql = statement.sql()?;
+    Some(match sql {
         SqlStatement::Declare { stmts } => declare(stmts),
         SqlStatement::Fetch {
             name, direction, ..

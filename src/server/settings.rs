@@ -9,7 +9,6 @@ use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::memory::MemoryStream;
-use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     Expr, Ident, Set, Statement as SqlStatement, TransactionMode, Value,
 };
@@ -28,13 +27,8 @@ pub enum SessionStatement {
 
 /// Recognises a session statement; `datafusion.*` settings are left to the engine.
 pub fn session_statement(statement: &Statement) -> Option<SessionStatement> {
-    let Statement::DataFusion(df) = statement else {
-        return None;
-    };
-    let DFStatement::Statement(sql) = df.as_ref() else {
-        return None;
-    };
-    match sql.as_ref() {
+    let sql = statement.sql()?;
+    match sql {
         SqlStatement::Set(Set::SingleAssignment {
             variable, values, ..
         }) => {

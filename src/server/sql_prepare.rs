@@ -7,7 +7,6 @@
 
 use crate::engine::{Prepared, Statement};
 use crate::error::{Error, Result};
-use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{Expr, Statement as SqlStatement};
 use pgwire::api::ClientInfo;
 use std::collections::HashMap;
@@ -34,13 +33,8 @@ pub enum SqlPrepare {
 
 /// Recognises a SQL PREPARE or EXECUTE.
 pub fn sql_prepare(statement: &Statement) -> Option<SqlPrepare> {
-    let Statement::DataFusion(df) = statement else {
-        return None;
-    };
-    let DFStatement::Statement(sql) = df.as_ref() else {
-        return None;
-    };
-    match sql.as_ref() {
+    let sql = statement.sql()?;
+    match sql {
         SqlStatement::Prepare {
             name, statement, ..
         } => Some(SqlPrepare::Prepare {

@@ -49,7 +49,7 @@ pub fn postgres_text(batch: RecordBatch, fields: &[FieldInfo]) -> Result<RecordB
 fn as_text(column: &ArrayRef) -> Option<ArrayRef> {
     let strings: StringArray = match column.data_type() {
         DataType::Float64 => map(column, |a, i| {
-            float_text(a.as_primitive::<Float64Type>().value(i), 15)
+            float_text(a.as_primitive::<Float64Type>().value(i))
         }),
         DataType::Float32 => map(column, |a, i| {
             let v = a.as_primitive::<Float32Type>().value(i);
@@ -88,28 +88,30 @@ fn map(column: &ArrayRef, text: impl Fn(&ArrayRef, usize) -> String) -> StringAr
         .collect()
 }
 
-/// A `float8` as PostgreSQL prints it; `precision` is the type's decimal digits (15).
-fn float_text(value: f64, precision: i32) -> String {
-    if value.is_nan() {
-        return "NaN".into();
-    }
-    if value.is_infinite() {
-        return if value > 0.0 { "Infinity" } else { "-Infinity" }.into();
-    }
-    let scientific = format!("{value:e}");
-    shortest(value.to_string(), &scientific, precision)
+/// A `float8` as PostgreSQL prints it (15 decimal digits).
+fn float_text(value: f64) -> String {
+    special(value).map_or_else(
+        || shortest(value.to_string(), &format!("{value:e}"), 15),
+        str::to_string,
+    )
 }
 
 /// A `float4` as PostgreSQL prints it (its own shortest digits, 6 decimal digits).
 fn float32_text(value: f32) -> String {
-    if value.is_nan() {
-        return "NaN".into();
+    special(f64::from(value)).map_or_else(
+        || shortest(value.to_string(), &format!("{value:e}"), 6),
+        str::to_string,
+    )
+}
+
+/// PostgreSQL's words for the values that are not numbers.
+fn special(value: f64) -> Option<&'static str> {
+    match value {
+        v if v.is_nan() => Some("NaN"),
+        f64::INFINITY => Some("Infinity"),
+        f64::NEG_INFINITY => Some("-Infinity"),
+        _ => None,
     }
-    if value.is_infinite() {
-        return if value > 0.0 { "Infinity" } else { "-Infinity" }.into();
-    }
-    let scientific = format!("{value:e}");
-    shortest(value.to_string(), &scientific, 6)
 }
 
 /// The fixed form when the decimal exponent is in [-4, precision), else the scientific one
@@ -173,7 +175,7 @@ mod tests {
             (f64::NAN, "NaN"),
             (1.25e100, "1.25e+100"),
         ] {
-            assert_eq!(float_text(value, 15), text, "{value}");
+            assert_eq!(float_text(value), text, "{value}");
         }
         for (value, text) in [
             (1.5f32, "1.5"),

@@ -8,7 +8,6 @@
 
 use crate::engine::Statement;
 use crate::error::{Error, Result};
-use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{DiscardObject, Statement as SqlStatement};
 use pgwire::api::ClientInfo;
 use pgwire::api::results::{Response, Tag};
@@ -39,13 +38,8 @@ pub enum BlockStatement {
 
 /// Recognises a transaction-block statement.
 pub fn block_statement(statement: &Statement) -> Option<BlockStatement> {
-    let Statement::DataFusion(df) = statement else {
-        return None;
-    };
-    let DFStatement::Statement(sql) = df.as_ref() else {
-        return None;
-    };
-    Some(match sql.as_ref() {
+    let sql = statement.sql()?;
+    Some(match sql {
         SqlStatement::StartTransaction { .. } => BlockStatement::Begin,
         SqlStatement::Commit { .. } => BlockStatement::Commit,
         SqlStatement::Rollback {

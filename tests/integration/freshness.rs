@@ -37,6 +37,20 @@ async fn recommend(client: &Client, model: &str, user: &str, k: i64) -> Vec<(Str
         .collect()
 }
 
+/// The items of `similar_items('m', item, k)`, best first.
+async fn similar(client: &Client, item: &str, k: i64) -> Vec<String> {
+    client
+        .query(
+            "SELECT item_id FROM similar_items('m', $1, $2) ORDER BY rank",
+            &[&item, &k],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
 fn items(ranked: &[(String, bool, bool)]) -> Vec<&str> {
     ranked.iter().map(|(item, _, _)| item.as_str()).collect()
 }
@@ -109,27 +123,9 @@ async fn check_fresh_answers(client: &Client, first: bool) {
         let mut with_new = recommend(client, "m", "b4", 2).await;
         with_new.sort();
         assert_eq!(items(&with_new), ["y5", "y9"], "{with_new:?}");
-        let similar: Vec<String> = client
-            .query(
-                "SELECT item_id FROM similar_items('m', 'y9', 3) ORDER BY rank",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        assert!(similar.iter().all(|i| i.starts_with('y')), "{similar:?}");
-        let from_known: Vec<String> = client
-            .query(
-                "SELECT item_id FROM similar_items('m', 'y1', 5) ORDER BY rank",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        let of_new = similar(client, "y9", 3).await;
+        assert!(of_new.iter().all(|i| i.starts_with('y')), "{of_new:?}");
+        let from_known = similar(client, "y1", 5).await;
         assert!(from_known.contains(&"y9".to_string()), "{from_known:?}");
     }
 }
