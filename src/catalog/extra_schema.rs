@@ -1,6 +1,8 @@
 //! A schema with a few tables added to another's: how `pg_catalog` gets `pg_user`, which
-//! datafusion-pg-catalog does not have and whose schema takes no registrations.
+//! datafusion-pg-catalog does not have and whose schema takes no registrations, and the
+//! tables of [`IndexCatalog`] in place of its own.
 
+use crate::catalog::pg_indexes::{self, IndexCatalog};
 use crate::catalog::system_tables::{self, SystemTables};
 use crate::error::Error;
 use async_trait::async_trait;
@@ -13,12 +15,22 @@ use std::sync::Arc;
 pub struct ExtraSchema {
     inner: Arc<dyn SchemaProvider>,
     extra: Vec<Arc<dyn SystemTables>>,
+    indexes: Arc<IndexCatalog>,
 }
 
 impl ExtraSchema {
-    /// `inner` with the system tables of `extra` added.
-    pub fn new(inner: Arc<dyn SchemaProvider>, extra: Vec<Arc<dyn SystemTables>>) -> Self {
-        ExtraSchema { inner, extra }
+    /// `inner` with the system tables of `extra` added, and those of `indexes` in place of
+    /// `inner`'s.
+    pub fn new(
+        inner: Arc<dyn SchemaProvider>,
+        extra: Vec<Arc<dyn SystemTables>>,
+        indexes: Arc<IndexCatalog>,
+    ) -> Self {
+        ExtraSchema {
+            inner,
+            extra,
+            indexes,
+        }
     }
 }
 
@@ -26,6 +38,11 @@ impl ExtraSchema {
 impl SchemaProvider for ExtraSchema {
     fn table_names(&self) -> Vec<String> {
         let mut names = self.inner.table_names();
+        names.extend(
+            (pg_indexes::TABLES.iter())
+                .filter(|name| !self.inner.table_exist(name))
+                .map(|name| name.to_string()),
+        );
         names.extend(
             self.extra
                 .iter()
@@ -35,6 +52,11 @@ impl SchemaProvider for ExtraSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if let Some(table) =
+            (self.indexes.table(name, &self.inner).await).map_err(Error::into_datafusion)?
+        {
+            return Ok(Some(table));
+        }
         match system_tables::table(&self.extra, name) {
             Some(table) => table.map(Some).map_err(Error::into_datafusion),
             None => self.inner.table(name).await,
@@ -42,6 +64,8 @@ impl SchemaProvider for ExtraSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        system_tables::exists(&self.extra, name) || self.inner.table_exist(name)
+        system_tables::exists(&self.extra, name)
+            || pg_indexes::TABLES.contains(&name)
+            || self.inner.table_exist(name)
     }
 }

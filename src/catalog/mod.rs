@@ -3,6 +3,7 @@
 
 mod extra_schema;
 pub use extra_schema::ExtraSchema;
+pub mod pg_indexes;
 mod point_query;
 mod provider;
 mod pushdown;
@@ -119,6 +120,16 @@ impl Catalog {
         self.write_tables().remove(name);
         self.generation.fetch_add(1, Ordering::Release);
         Ok(true)
+    }
+
+    /// Bytes on disk of the rows of table `name` (see [`Store::approximate_size`]).
+    pub fn table_size(&self, name: &str) -> Option<i64> {
+        let table = self.get(name)?;
+        let (from, to) = (
+            keys::table_prefix(table.def.id),
+            keys::table_end(table.def.id),
+        );
+        i64::try_from(self.store.approximate_size(&from, &to)).ok()
     }
 
     /// The store the tables live in.

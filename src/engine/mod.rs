@@ -24,6 +24,7 @@ pub use outcome::{CommandTag, Outcome};
 pub use prepared::Prepared;
 pub use statement::{Statement, parse};
 
+use crate::catalog::pg_indexes::{IndexCatalog, ListIndexes};
 use crate::catalog::system_tables::SystemTables;
 use crate::catalog::{Catalog, ExtraSchema, TasteSchema};
 use crate::error::{Error, Result};
@@ -155,7 +156,14 @@ impl Engine {
         let activity = Arc::new(Activity::default());
         let pg_catalog: Vec<Arc<dyn SystemTables>> =
             vec![Arc::new(RoleCatalog(users.clone())), activity.clone()];
-        add_to_pg_catalog(&ctx, pg_catalog)?;
+        let index_catalog = IndexCatalog::new(
+            catalog.clone(),
+            vec![catalog.clone(), indexes.clone() as Arc<dyn ListIndexes>],
+        );
+        add_to_pg_catalog(&ctx, pg_catalog, index_catalog.clone())?;
+        for function in index_catalog.functions() {
+            ctx.register_udf(function);
+        }
         ctx.register_udf(ScalarUDF::from(CancelBackend::new(activity.clone())));
         let live = Arc::new(ServingLive::new(
             catalog.clone(),
@@ -369,14 +377,22 @@ impl Engine {
 /// The schema of PostgreSQL's catalog tables.
 const PG_CATALOG: &str = "pg_catalog";
 
-/// Adds the tables of `extra` (`pg_user`, `pg_stat_activity`) to the `pg_catalog` schema that
-/// datafusion-pg-catalog set up in `ctx`, which takes no registrations of its own.
-fn add_to_pg_catalog(ctx: &SessionContext, extra: Vec<Arc<dyn SystemTables>>) -> Result<()> {
+/// Adds the tables of `extra` (`pg_user`, `pg_stat_activity`) and of `indexes` to the
+/// `pg_catalog` schema that datafusion-pg-catalog set up in `ctx`, which takes no
+/// registrations of its own.
+fn add_to_pg_catalog(
+    ctx: &SessionContext,
+    extra: Vec<Arc<dyn SystemTables>>,
+    indexes: Arc<IndexCatalog>,
+) -> Result<()> {
     let database = ctx
         .catalog(names::CATALOG)
         .ok_or_else(|| Error::Internal("the catalog is missing".into()))?;
     if let Some(pg_catalog) = database.schema(PG_CATALOG) {
-        database.register_schema(PG_CATALOG, Arc::new(ExtraSchema::new(pg_catalog, extra)))?;
+        database.register_schema(
+            PG_CATALOG,
+            Arc::new(ExtraSchema::new(pg_catalog, extra, indexes)),
+        )?;
     }
     Ok(())
 }

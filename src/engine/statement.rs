@@ -90,6 +90,11 @@ fn parse_one(parser: &mut DFParser) -> Result<Statement> {
             return Ok(Statement::Command(command));
         }
     }
+    if let Some(fetch) = crate::sql::parser::fetch_next(&mut parser.parser) {
+        return Ok(Statement::DataFusion(Box::new(DFStatement::Statement(
+            Box::new(fetch),
+        ))));
+    }
     if is_copy_to_stdout(&parser.parser) {
         let statement = parser.parser.parse_statement()?;
         return copy_to_stdout(statement).map(Statement::CopyToStdout);

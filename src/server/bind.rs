@@ -2,6 +2,8 @@
 //! by column without checking their count (a short list panics the connection's task), so
 //! the counts are checked here first and a bad message gets Postgres' 08P01.
 
+use bytes::Bytes;
+use datafusion::arrow::datatypes::DataType;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::extendedquery::Bind;
 
@@ -44,4 +46,56 @@ fn protocol_violation(message: String) -> PgWireError {
         "08P01".into(),
         message,
     )))
+}
+/// Days from 2000-01-01 (PostgreSQL's binary date epoch) to 9999-12-31 and to 0001-01-01.
+const DAYS_TO_LAST_DATE: i32 = 2_921_939;
+const DAYS_TO_FIRST_DATE: i32 = -730_119;
+
+/// Reads the binary date infinities that asyncpg sends for `date.max` and `date.min` as
+/// 9999-12-31 and 0001-01-01, the dates asyncpg reads those back as: TasteDB's dates (Arrow
+/// Date32) have no infinity.
+pub fn finite_dates(bind: &mut Bind, types: &[DataType]) {
+    for (i, data_type) in types.iter().enumerate() {
+        let binary = match bind.parameter_format_codes.as_slice() {
+            [] => false,
+            [all] => *all == 1,
+            codes => codes.get(i) == Some(&1),
+        };
+        if *data_type != DataType::Date32 || !binary {
+            continue;
+        }
+        if let Some(Some(bytes)) = bind.parameters.get_mut(i) {
+            let days = match bytes.as_ref() {
+                [0x7f, 0xff, 0xff, 0xff] => DAYS_TO_LAST_DATE,
+                [0x80, 0, 0, 0] => DAYS_TO_FIRST_DATE,
+                _ => continue,
+            };
+            *bytes = Bytes::copy_from_slice(&days.to_be_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_infinities_become_the_first_and_last_dates() {
+        let epoch = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap();
+        let days = |y, m, d| (chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap() - epoch).num_days();
+        assert_eq!(days(9999, 12, 31), i64::from(DAYS_TO_LAST_DATE));
+        assert_eq!(days(1, 1, 1), i64::from(DAYS_TO_FIRST_DATE));
+        let infinity = Some(Bytes::from_static(&[0x7f, 0xff, 0xff, 0xff]));
+        let mut bind = Bind::new(
+            None,
+            None,
+            vec![1],
+            vec![infinity.clone(), infinity.clone()],
+            vec![],
+        );
+        finite_dates(&mut bind, &[DataType::Date32, DataType::Int32]);
+        let last = DAYS_TO_LAST_DATE.to_be_bytes();
+        assert_eq!(bind.parameters[0].as_deref(), Some(&last[..]));
+        assert_eq!(bind.parameters[1], infinity);
+    }
 }

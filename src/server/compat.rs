@@ -3,7 +3,7 @@
 //! `COLLATE`, `::regclass` casts, and whole catalog queries it knows by heart.
 
 use crate::engine::Statement;
-use crate::server::{column_names, psql_describe};
+use crate::server::{asyncpg_types, column_names, psql_describe, set_returning};
 use crate::sql::parser::parse_query;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
@@ -23,6 +23,7 @@ pub fn rewrite_for_clients(
 ) -> Vec<Statement> {
     let mut rewritten = rewrite_queries(compat, query, statements);
     rewritten.iter_mut().for_each(qualify_added_catalog_tables);
+    rewritten.iter_mut().for_each(set_returning::rewrite);
     rewritten.iter_mut().for_each(array_subqueries);
     rewritten.iter_mut().for_each(aggregate_catalog_lookups);
     rewritten
@@ -32,7 +33,7 @@ pub fn rewrite_for_clients(
 }
 
 /// The tables TasteDB adds to `pg_catalog` (`datafusion-pg-catalog` qualifies only its own).
-const ADDED_CATALOG_TABLES: &[&str] = &["pg_stat_activity", "pg_user"];
+const ADDED_CATALOG_TABLES: &[&str] = &["pg_indexes", "pg_stat_activity", "pg_user"];
 
 fn qualify_added_catalog_tables(statement: &mut Statement) {
     let Some(sql) = statement.sql_mut() else {
@@ -52,13 +53,15 @@ fn qualify_added_catalog_tables(statement: &mut Statement) {
 fn rewrite_queries(
     compat: &PostgresCompatibilityParser,
     query: &str,
-    mut statements: Vec<Statement>,
+    statements: Vec<Statement>,
 ) -> Vec<Statement> {
-    if let Some(answer) = psql_describe::substitute(query)
-        && let Ok(parsed) = crate::engine::parse(&answer)
-    {
-        return parsed;
-    }
+    let substituted = psql_describe::substitute(query)
+        .or_else(|| asyncpg_types::substitute(query))
+        .and_then(|answer| Some((crate::engine::parse(&answer).ok()?, answer)));
+    let (query, mut statements) = match &substituted {
+        Some((parsed, answer)) => (answer.as_str(), parsed.clone()),
+        None => (query, statements),
+    };
     let mut named_functions = false;
     for statement in &mut statements {
         named_functions |= name_regproc_literals(statement);
@@ -233,7 +236,10 @@ fn aggregate_catalog_lookups(statement: &mut Statement) {
     });
 }
 
-fn parse_expr(text: &str) -> Result<Expr, datafusion::sql::sqlparser::parser::ParserError> {
+/// `text` parsed as one PostgreSQL expression.
+pub(super) fn parse_expr(
+    text: &str,
+) -> Result<Expr, datafusion::sql::sqlparser::parser::ParserError> {
     datafusion::sql::sqlparser::parser::Parser::new(
         &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
     )

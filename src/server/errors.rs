@@ -20,7 +20,7 @@ pub fn to_pgwire(error: &Error, sql: &str) -> PgWireError {
 /// Logs a failed statement as PostgreSQL's server log does (`ERROR: … STATEMENT: …`): at
 /// WARN, with the SQLSTATE, the message, the statement's first 500 characters and the client's
 /// address.
-pub fn log_failure<C: pgwire::api::ClientInfo>(client: &C, info: &ErrorInfo, sql: &str) {
+pub fn log_failure(client: std::net::SocketAddr, info: &ErrorInfo, sql: &str) {
     let statement: String = sql.chars().take(500).collect();
     let cut = if statement.len() < sql.len() {
         " …"
@@ -28,7 +28,7 @@ pub fn log_failure<C: pgwire::api::ClientInfo>(client: &C, info: &ErrorInfo, sql
         ""
     };
     tracing::warn!(
-        client = %client.socket_addr(),
+        client = %client,
         sqlstate = %info.code,
         "{}: {} (statement: {statement}{cut})",
         info.severity,

@@ -1,6 +1,7 @@
 //! The Postgres wire-protocol server (`tastedb serve`): pgwire on tokio, one task per
 //! connection, every statement run by the shared [`Engine`].
 
+mod asyncpg_types;
 mod bind;
 mod column_names;
 mod compat;
@@ -11,6 +12,7 @@ mod errors;
 mod psql_describe;
 mod scram;
 mod session;
+mod set_returning;
 mod settings;
 mod sql_prepare;
 mod stop;

@@ -1,7 +1,9 @@
 //! psql's `\du` and `\dp` (also `\z`) queries, answered from TasteDB's role tables: psql builds
 //! them on `pg_auth_members` and `pg_class.relacl`, which the pg_catalog TasteDB serves does
 //! not fill. The query psql sends is recognised by its text (psql 10 to 17 send these
-//! shapes), and a name pattern (`\du bob`, `\dp t*`) is kept.
+//! shapes), and a name pattern (`\du bob`, `\dp t*`) is kept. `\d+`'s table query loses
+//! the options of the table's TOAST table (TasteDB has none), a correlated `unnest` that
+//! DataFusion cannot run.
 
 /// The query that answers psql's `\du` or `\dp` in `query`, if it is one of them.
 pub fn substitute(query: &str) -> Option<String> {
@@ -26,6 +28,11 @@ pub fn substitute(query: &str) -> Option<String> {
              access_privileges AS \"Access privileges\", '' AS \"Column privileges\", \
              '' AS \"Policies\" FROM tastedb_privileges{pattern} ORDER BY 1, 2"
         ));
+    }
+    let toast =
+        "c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x)";
+    if query.contains(toast) {
+        return Some(query.replace(toast, "c.reloptions"));
     }
     None
 }

@@ -42,6 +42,7 @@ use pgwire::messages::extendedquery::{
 use pgwire::messages::response::TransactionStatus;
 use std::fmt::Debug;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -168,6 +169,17 @@ impl Session {
         if let Some(block) = block_statement(&statement) {
             if matches!(block, BlockStatement::Commit | BlockStatement::Rollback) {
                 Cursors::of(client).block_ended();
+                if client.transaction_status() == TransactionStatus::Idle {
+                    // PostgreSQL's answer to COMMIT or ROLLBACK outside a block
+                    let warning = ErrorInfo::new(
+                        "WARNING".into(),
+                        crate::error::sqlstate::NO_ACTIVE_SQL_TRANSACTION.into(),
+                        "there is no transaction in progress".into(),
+                    );
+                    client
+                        .send(PgWireBackendMessage::NoticeResponse(warning.into()))
+                        .await?;
+                }
             }
             let answer = match block {
                 BlockStatement::Deallocate(name) => self.deallocate(client, name),
@@ -192,7 +204,7 @@ impl Session {
         match settings::session_statement(&statement) {
             Some(SessionStatement::Show(name)) => {
                 let stream = settings::show_rows(client, &name).map_err(|e| to_pgwire(&e, sql))?;
-                rows(stream, format, sql).map(Response::Query)
+                rows(stream, format, sql, client.socket_addr()).map(Response::Query)
             }
             Some(other) => settings::run(client, other).map_err(|e| to_pgwire(&e, sql)),
             None => {
@@ -200,7 +212,13 @@ impl Session {
                 let (notices, received) = Notices::channel();
                 let run = self.engine.execute_as(statement, &actor, &notices);
                 let outcome = with_notices(client, received, stop.within(run)).await?;
-                respond(outcome.map_err(|e| to_pgwire(&e, sql))?, &stop, format, sql)
+                respond(
+                    outcome.map_err(|e| to_pgwire(&e, sql))?,
+                    &stop,
+                    format,
+                    sql,
+                    client.socket_addr(),
+                )
             }
         }
     }
@@ -243,9 +261,15 @@ where
 }
 
 /// The response Postgres would send for `outcome`; rows stop streaming when `stop` says.
-fn respond(outcome: Outcome, stop: &Stop, format: &Format, sql: &str) -> PgWireResult<Response> {
+fn respond(
+    outcome: Outcome,
+    stop: &Stop,
+    format: &Format,
+    sql: &str,
+    client: SocketAddr,
+) -> PgWireResult<Response> {
     match outcome {
-        Outcome::Rows(stream) => rows(stop.until(stream), format, sql).map(Response::Query),
+        Outcome::Rows(stream) => rows(stop.until(stream), format, sql, client).map(Response::Query),
         Outcome::Done(tag) => Ok(Response::Execution(wire_tag(&tag))),
     }
 }
@@ -262,11 +286,13 @@ fn wire_tag(tag: &CommandTag) -> Tag {
     }
 }
 
-/// A row-description plus a stream of encoded rows; an error mid-stream keeps its SQLSTATE.
+/// A row-description plus a stream of encoded rows; an error mid-stream keeps its SQLSTATE
+/// and is logged as `client`'s.
 fn rows(
     stream: SendableRecordBatchStream,
     format: &Format,
     sql: &str,
+    client: SocketAddr,
 ) -> PgWireResult<QueryResponse> {
     let fields = Arc::new(arrow_schema_to_pg_fields(&stream.schema(), format, None)?);
     let encoder_fields = fields.clone();
@@ -277,7 +303,11 @@ fn rows(
             .and_then(|b| Ok(text_format::postgres_text(b, &encoder_fields)?));
         let rows: Vec<PgWireResult<_>> = match batch {
             Ok(batch) => encode_recordbatch(encoder_fields.clone(), batch).collect(),
-            Err(e) => vec![Err(to_pgwire(&e, &sql))],
+            Err(e) => {
+                let info = error_info(&e, &sql);
+                log_failure(client, &info, &sql);
+                vec![Err(PgWireError::UserError(Box::new(info)))]
+            }
         };
         stream::iter(rows)
     });
@@ -297,7 +327,7 @@ impl SimpleQueryHandler for Session {
             Ok(statements) => rewrite_for_clients(&self.compat, query, statements),
             Err(e) => {
                 let info = error_info(&e, query);
-                log_failure(client, &info, query);
+                log_failure(client.socket_addr(), &info, query);
                 return Ok(vec![Response::Error(Box::new(info))]);
             }
         };
@@ -317,7 +347,7 @@ impl SimpleQueryHandler for Session {
                     Ok(response) => responses.push(response),
                     Err(e) => {
                         let info = error_info(&e, query);
-                        log_failure(client, &info, query);
+                        log_failure(client.socket_addr(), &info, query);
                         responses.push(Response::Error(Box::new(info)));
                     }
                 }
@@ -342,7 +372,7 @@ impl SimpleQueryHandler for Session {
                 Ok(response) => responses.push(response),
                 // A FATAL error ends the connection (pgwire closes it after sending it).
                 Err(PgWireError::UserError(info)) if info.severity != "FATAL" => {
-                    log_failure(client, &info, query);
+                    log_failure(client.socket_addr(), &info, query);
                     responses.push(Response::Error(info));
                     break;
                 }
@@ -557,7 +587,11 @@ impl ExtendedQueryHandler for Session {
             .name
             .clone()
             .unwrap_or_else(|| DEFAULT_NAME.to_owned());
-        match StoredStatement::parse(client, &message, self.query_parser()).await? {
+        let parsed = StoredStatement::parse(client, &message, self.query_parser()).await;
+        if let Err(PgWireError::UserError(info)) = &parsed {
+            log_failure(client.socket_addr(), info, &message.query);
+        }
+        match parsed? {
             Some(statement) => client.portal_store().put_statement(Arc::new(statement)),
             None => client.portal_store().put_empty_statement(&name),
         }
@@ -571,7 +605,7 @@ impl ExtendedQueryHandler for Session {
     }
 
     /// pgwire's own Bind handling, with [`bind::check`] first.
-    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    async fn on_bind<C>(&self, client: &mut C, mut message: Bind) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = PreparedStatement>,
@@ -588,6 +622,7 @@ impl ExtendedQueryHandler for Session {
                     .len()
                     .max(prepared.parameter_types().len());
                 bind::check(&message, shown_name, parameters, prepared.column_count())?;
+                bind::finite_dates(&mut message, prepared.parameter_types());
                 let portal = Portal::try_new(&message, statement)?;
                 client.portal_store().put_portal(Arc::new(portal));
             }
@@ -618,7 +653,7 @@ impl ExtendedQueryHandler for Session {
     {
         let response = self.execute_portal(client, portal).await;
         if let Err(PgWireError::UserError(info)) = &response {
-            log_failure(client, info, &portal.statement.statement.sql);
+            log_failure(client.socket_addr(), info, &portal.statement.statement.sql);
         }
         self.arm_idle_timeout(client, response.as_ref().ok());
         response
@@ -688,7 +723,7 @@ impl Session {
                     &notices,
                 );
                 let outcome = stop.within(run).await.map_err(error)?;
-                respond(outcome, stop, format, sql)
+                respond(outcome, stop, format, sql, client.socket_addr())
             }
         }
     }
@@ -767,7 +802,7 @@ impl Session {
                 let batch = stop.within(cursors.fetch(&name, count)).await?;
                 let schema = batch.schema();
                 let stream = MemoryStream::try_new(vec![batch], schema, None)?;
-                let mut response = rows(Box::pin(stream), format, sql)
+                let mut response = rows(Box::pin(stream), format, sql, client.socket_addr())
                     .map_err(|e| Error::Internal(format!("FETCH: {e}")))?;
                 response.set_command_tag("FETCH");
                 Ok(Response::Query(response))
@@ -823,7 +858,13 @@ impl Session {
         let outcome = with_notices(client, received, stop.within(run))
             .await?
             .map_err(|e| to_pgwire(&e, sql))?;
-        respond(outcome, &stop, &portal.result_column_format, sql)
+        respond(
+            outcome,
+            &stop,
+            &portal.result_column_format,
+            sql,
+            client.socket_addr(),
+        )
     }
 }
 

@@ -1,25 +1,68 @@
 //! PostgreSQL's catalog helper functions that drivers call while they connect or reflect,
 //! missing from DataFusion and datafusion-pg-catalog: `to_regtype` (psycopg's type lookup,
 //! which SQLAlchemy runs at connect), `pg_get_serial_sequence` (SQLAlchemy's column
-//! reflection), `pg_size_pretty` (psql's `\dt+`), and `current_setting` / `set_config`
-//! (asyncpg's type introspection).
+//! reflection), `pg_size_pretty` and `obj_description` (psql's `\dt+`), and
+//! `current_setting` / `set_config` (asyncpg's type introspection).
 
 use crate::error::Error;
 use datafusion::arrow::array::{Array, AsArray, Int32Array, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, create_udf,
+};
 use std::sync::Arc;
 
 /// The functions of this module.
-pub fn functions() -> [ScalarUDF; 5] {
-    [
+pub fn functions() -> Vec<ScalarUDF> {
+    let mut functions = vec![
         to_regtype(),
         pg_get_serial_sequence(),
         pg_size_pretty(),
         current_setting(),
         set_config(),
-    ]
+    ];
+    functions.push(crate::sql::expand_array::expand_array());
+    functions.extend(
+        ["obj_description", "col_description", "shobj_description"]
+            .map(|name| ScalarUDF::new_from_impl(NoComment::new(name))),
+    );
+    functions
+}
+
+/// `obj_description`, `col_description`, `shobj_description`: NULL, the answer for an object
+/// without a comment (TasteDB has no `COMMENT ON`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NoComment {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl NoComment {
+    fn new(name: &'static str) -> Self {
+        NoComment {
+            name,
+            signature: Signature::variadic_any(Volatility::Stable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for NoComment {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, _: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
+    }
 }
 
 /// `current_setting(name)`: the parameter's server default (a connection's own `SET` values

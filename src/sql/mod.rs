@@ -9,6 +9,7 @@ pub mod config;
 pub mod copy_from;
 mod copy_text;
 pub mod create_table;
+mod expand_array;
 mod functions;
 pub mod insert_values;
 pub mod names;

@@ -6,8 +6,8 @@ use crate::error::{Error, Result};
 use crate::sql::names;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Query,
-    Statement as SqlStatement,
+    CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, FetchDirection,
+    FetchPosition, Query, Statement as SqlStatement,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -261,6 +261,45 @@ fn format_named(name: &str) -> Result<CopyFormat> {
 fn single_byte(c: char) -> Result<u8> {
     u8::try_from(c).ok().filter(u8::is_ascii).ok_or_else(|| {
         Error::InvalidParameter("COPY delimiter must be a single ASCII character".into())
+    })
+}
+
+/// `FETCH [FROM | IN] cursor` without a direction, which PostgreSQL reads as `FETCH NEXT` and
+/// sqlparser refuses: consumed and answered as that statement when `parser` is at one.
+pub fn fetch_next(parser: &mut Parser) -> Option<SqlStatement> {
+    let word = |n: usize| {
+        let token = parser.peek_nth_token(n);
+        match token.token {
+            Token::Word(word) => Some((word, token.span)),
+            _ => None,
+        }
+    };
+    let ends = |n: usize| {
+        matches!(
+            parser.peek_nth_token(n).token,
+            Token::SemiColon | Token::EOF
+        )
+    };
+    if word(0)?.0.keyword != Keyword::FETCH {
+        return None;
+    }
+    let (position, name_at) = match word(1)?.0.keyword {
+        Keyword::FROM => (FetchPosition::From, 2),
+        Keyword::IN => (FetchPosition::In, 2),
+        _ => (FetchPosition::From, 1),
+    };
+    let (name, span) = word(name_at)?;
+    if !ends(name_at + 1) {
+        return None;
+    }
+    for _ in 0..=name_at {
+        parser.next_token();
+    }
+    Some(SqlStatement::Fetch {
+        name: name.into_ident(span),
+        direction: FetchDirection::Next,
+        position,
+        into: None,
     })
 }
 

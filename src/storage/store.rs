@@ -160,6 +160,17 @@ impl Store {
         Ok(records)
     }
 
+    /// Bytes on disk (compressed, in SST files) of the keys from `from` to `to`; writes still
+    /// in the memtable are not counted (RocksDB's C API estimates only flushed data here).
+    pub fn approximate_size(&self, from: &[u8], to: &[u8]) -> u64 {
+        let range = rocksdb::Range::new(from, to);
+        self.db()
+            .get_approximate_sizes(&[range])
+            .first()
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir

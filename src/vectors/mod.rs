@@ -41,3 +41,24 @@ pub const FUNCTION_OBJECTS: &[FunctionObject] = &[FunctionObject {
     function: "nearest",
     kind: ObjectKind::Table,
 }];
+
+impl crate::catalog::pg_indexes::ListIndexes for VectorIndexes {
+    fn indexes(&self) -> Vec<crate::catalog::pg_indexes::IndexInfo> {
+        (self.list().into_iter())
+            .map(|status| status.def)
+            .map(|def| crate::catalog::pg_indexes::IndexInfo {
+                columns: vec![def.column.clone()],
+                primary: false,
+                unique: false,
+                method: "hnsw",
+                options: vec![
+                    ("metric".into(), def.metric.name().into()),
+                    ("m".into(), def.m.to_string()),
+                    ("ef_construction".into(), def.ef_construction.to_string()),
+                ],
+                name: def.name,
+                table: def.table,
+            })
+            .collect()
+    }
+}

@@ -1,5 +1,5 @@
 // pgJDBC (Debian's libpostgresql-jdbc-java) against a running TasteDB server: metadata calls
-// (getTables, getColumns, getPrimaryKeys), a prepared statement with typed parameters, a batch,
+// (getTables, getColumns, getPrimaryKeys, getIndexInfo), a prepared statement with typed parameters, a batch,
 // and an error's SQLSTATE. Run as a single-file program:
 //   java -cp /usr/share/java/postgresql.jar tests/clients/JdbcClient.java
 // with PGHOST, PGPORT, PGUSER and PGPASSWORD set. Exits non-zero on the first mismatch.
@@ -20,7 +20,7 @@ public class JdbcClient {
         try (Connection conn = DriverManager.getConnection(url, System.getenv("PGUSER"), System.getenv("PGPASSWORD"))) {
             try (Statement st = conn.createStatement()) {
                 st.execute("DROP TABLE IF EXISTS jdbc_items");
-                st.execute("CREATE TABLE jdbc_items (item_id BIGINT PRIMARY KEY, title TEXT NOT NULL, price DOUBLE, added DATE)");
+                st.execute("CREATE TABLE jdbc_items (item_id BIGINT PRIMARY KEY, title TEXT NOT NULL, price DOUBLE PRECISION, added DATE)");
             }
 
             DatabaseMetaData meta = conn.getMetaData();
@@ -35,6 +35,16 @@ public class JdbcClient {
                 while (rs.next()) columns.add(rs.getString("COLUMN_NAME") + ":" + rs.getString("IS_NULLABLE"));
             }
             check("getColumns", columns, List.of("item_id:NO", "title:NO", "price:YES", "added:YES"));
+            List<String> keys = new ArrayList<>();
+            try (ResultSet rs = meta.getPrimaryKeys(null, "public", "jdbc_items")) {
+                while (rs.next()) keys.add(rs.getString("COLUMN_NAME") + ":" + rs.getShort("KEY_SEQ") + ":" + rs.getString("PK_NAME"));
+            }
+            check("getPrimaryKeys", keys, List.of("item_id:1:jdbc_items_pkey"));
+            List<String> indexes = new ArrayList<>();
+            try (ResultSet rs = meta.getIndexInfo(null, "public", "jdbc_items", false, false)) {
+                while (rs.next()) indexes.add(rs.getString("INDEX_NAME") + ":" + rs.getString("COLUMN_NAME") + ":" + rs.getBoolean("NON_UNIQUE") + ":" + rs.getShort("ORDINAL_POSITION"));
+            }
+            check("getIndexInfo", indexes, List.of("jdbc_items_pkey:item_id:false:1"));
 
             try (PreparedStatement insert = conn.prepareStatement("INSERT INTO jdbc_items VALUES (?, ?, ?, ?)")) {
                 for (int i = 1; i <= 5; i++) {

@@ -1,6 +1,6 @@
 """The Python data stack against a server: SQLAlchemy 2 with psycopg 3 (its recommended
 URL), psycopg's own transactions and prepared statements, typed parameters in casts, the
-catalog helpers drivers call, and pandas. Connection from the PG* environment variables.
+catalog helpers drivers call, SQLAlchemy's reflection, and pandas. Connection from the PG* environment variables.
 
 Runs the same against PostgreSQL 15 (every expectation here was checked there) and TasteDB;
 exits non-zero on the first mismatch.
@@ -178,9 +178,41 @@ def sqlalchemy_and_pandas():
         )
 
 
+def reflection():
+    """SQLAlchemy's inspector and autoload, and the pandas paths built on them."""
+    engine = sa.create_engine(url())
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS stack_r"))
+        conn.execute(sa.text("CREATE TABLE stack_r (k TEXT, n BIGINT NOT NULL, x DOUBLE PRECISION, PRIMARY KEY (n, k))"))
+        conn.execute(sa.text("INSERT INTO stack_r VALUES ('a', 1, 0.5), ('b', 2, NULL)"))
+    inspector = sa.inspect(engine)
+    check(
+        "get_pk_constraint",
+        inspector.get_pk_constraint("stack_r"),
+        {"constrained_columns": ["n", "k"], "name": "stack_r_pkey", "comment": None, "dialect_options": {"postgresql_include": []}},
+    )
+    check("get_indexes", inspector.get_indexes("stack_r"), [])
+    check("get_unique_constraints", inspector.get_unique_constraints("stack_r"), [])
+    check("get_foreign_keys", inspector.get_foreign_keys("stack_r"), [])
+    columns = [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns("stack_r")]
+    check("get_columns", columns, [("k", "TEXT", False), ("n", "BIGINT", False), ("x", "DOUBLE PRECISION", True)])
+    table = sa.Table("stack_r", sa.MetaData(), autoload_with=engine)
+    check("autoload primary key", [c.name for c in table.primary_key.columns], ["n", "k"])
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(table.c.k).where(table.c.n == 2)).all()
+    check("select through the reflected table", rows, [("b",)])
+    back = pd.read_sql_table("stack_r", engine)
+    check("read_sql_table", sorted(back["k"].tolist()), ["a", "b"])
+    replacement = pd.DataFrame({"k": ["z"], "v": [7]})
+    replacement.to_sql("stack_r", engine, index=False, if_exists="replace")
+    replacement.to_sql("stack_r", engine, index=False, if_exists="append")
+    check("to_sql replace then append", pd.read_sql_table("stack_r", engine).to_dict("list"), {"k": ["z", "z"], "v": [7, 7]})
+
+
 def main():
     psycopg_paths()
     sqlalchemy_and_pandas()
+    reflection()
     print("ok")
 
 

@@ -139,7 +139,7 @@ fn a_directory_held_by_another_process_is_refused() {
 /// `tastedb serve --password-file` creates the admin from the file's first line; a failed
 /// login is logged with the client's address; a panic-free SIGTERM stops the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_takes_the_admin_password_from_a_file_and_logs_failed_logins() {
+async fn serve_takes_the_admin_password_from_a_file_and_logs_failed_logins_and_statements() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let password_file = dir.path().join("password");
@@ -191,6 +191,29 @@ async fn serve_takes_the_admin_password_from_a_file_and_logs_failed_logins() {
         logged.contains("127.0.0.1") && logged.contains("tastedb"),
         "{logged}"
     );
+    // failed statements are logged with their SQLSTATE and text: one that fails at Parse
+    // (extended protocol), one whose rows fail while they stream
+    let missing = client.query("SELECT * FROM no_such_table", &[]).await;
+    assert!(missing.is_err());
+    let streamed = client
+        .simple_query("SELECT 1 / (x - 1) FROM (VALUES (1)) AS t(x)")
+        .await;
+    assert!(streamed.is_err());
+    for (sqlstate, text) in [("42P01", "no_such_table"), ("22012", "1 / (x - 1)")] {
+        loop {
+            let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.recv())
+                .await
+                .unwrap_or_else(|_| panic!("the failed {text} is logged"))
+                .expect("stderr stays open");
+            if line.contains(sqlstate) && line.contains(text) {
+                assert!(
+                    line.contains("WARN") && line.contains("127.0.0.1"),
+                    "{line}"
+                );
+                break;
+            }
+        }
+    }
     child.kill().unwrap();
     child.wait().unwrap();
 }

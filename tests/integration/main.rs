@@ -21,6 +21,7 @@ mod real_clients;
 mod retraining;
 mod roles;
 mod server;
+mod side_by_side;
 mod sqllogic;
 mod vectors;
 mod wire_protocol;

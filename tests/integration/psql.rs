@@ -5,7 +5,7 @@ use std::process::Command;
 use tastedb::Engine;
 use tastedb::server::{AuthMode, ServeOptions, Server};
 
-const PASSWORD: &str = "psql-test";
+pub(crate) const PASSWORD: &str = "psql-test";
 
 /// Runs psql with `args` against `port`; returns (success, stdout, stderr).
 fn psql(port: u16, args: &[String]) -> (bool, String, String) {
@@ -39,7 +39,7 @@ fn psql_with_ssl(port: u16, sslmode: &str, args: &[String]) -> (bool, String, St
 }
 
 /// Starts a server on a fresh data directory; returns its port and the sender that stops it.
-async fn serve(
+pub(crate) async fn serve(
     dir: &Path,
     tls: Option<(PathBuf, PathBuf)>,
 ) -> (u16, tokio::sync::oneshot::Sender<()>) {

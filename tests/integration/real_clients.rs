@@ -1,4 +1,5 @@
-//! Real Postgres clients against the server: psycopg 3, SQLAlchemy 2 and pandas (PyPI) and
+//! Real Postgres clients against the server: psycopg 3, SQLAlchemy 2, pandas and asyncpg (PyPI),
+//! node-postgres with pg-copy-streams (npm) and
 //! pgJDBC (Debian's libpostgresql-jdbc-java), each driving a script in `tests/clients/` that
 //! exits non-zero on any mismatch. `.ci/setup` installs them.
 
@@ -66,4 +67,20 @@ async fn pgjdbc_metadata_and_prepared_statements() {
         &["-cp", JAR, "tests/clients/JdbcClient.java"],
     )
     .await;
+}
+
+/// node-postgres and pg-copy-streams (npm): parameters, parsed types, named prepared
+/// statements, COPY both ways, SQLSTATEs (the same script passes against PostgreSQL 15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_postgres_queries_types_and_copy_streams() {
+    let server = start(8).await;
+    run_client(server.addr, "node", &["tests/clients/node_client.js"]).await;
+}
+
+/// asyncpg (PyPI): binary parameters, dates to 9999-12-31, prepared statements, SQLSTATEs
+/// (the same script passes against PostgreSQL 15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asyncpg_binary_parameters_dates_and_prepared_statements() {
+    let server = start(8).await;
+    run_client(server.addr, "python3", &["tests/clients/asyncpg_client.py"]).await;
 }
