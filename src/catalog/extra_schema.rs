@@ -1,6 +1,6 @@
 //! A schema with a few tables added to another's: how `pg_catalog` gets `pg_user`, which
-//! datafusion-pg-catalog does not have and whose schema takes no registrations, and the
-//! tables of [`IndexCatalog`] in place of its own.
+//! datafusion-pg-catalog does not have and whose schema takes no registrations, and TasteDB's
+//! own `pg_roles` and the tables of [`IndexCatalog`] in place of its.
 
 use crate::catalog::pg_indexes::{self, IndexCatalog};
 use crate::catalog::system_tables::{self, SystemTables};
@@ -44,9 +44,10 @@ impl SchemaProvider for ExtraSchema {
                 .map(|name| name.to_string()),
         );
         names.extend(
-            self.extra
-                .iter()
-                .flat_map(|e| e.names().iter().map(|n| n.to_string())),
+            (self.extra.iter())
+                .flat_map(|e| e.names().iter())
+                .filter(|name| !self.inner.table_exist(name))
+                .map(|name| name.to_string()),
         );
         names
     }

@@ -44,6 +44,9 @@ impl Engine {
             Statement::CopyToStdout(_) => Err(Error::FeatureNotSupported(
                 "COPY TO STDOUT needs a client connection; use COPY … TO 'file' here".into(),
             )),
+            Statement::Move(_) => Err(Error::FeatureNotSupported(
+                "MOVE moves a cursor, and cursors belong to connections to `tastedb serve`".into(),
+            )),
             Statement::Command(command) => {
                 let cx = Context {
                     engine: self,

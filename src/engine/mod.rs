@@ -30,7 +30,7 @@ use crate::catalog::{Catalog, ExtraSchema, TasteSchema};
 use crate::error::{Error, Result};
 use crate::features::FeatureViews;
 use crate::models::{ModelRegistry, Serving, ServingCache, ServingLive};
-use crate::roles::{Actor, Object, Privilege, RoleCatalog, RoleTables, Users};
+use crate::roles::{Actor, Object, Privilege, RoleCatalog, RoleOids, RoleTables, Users};
 use crate::schema::TableDef;
 use crate::sql::config::TasteConfig;
 use crate::sql::names;
@@ -154,11 +154,17 @@ impl Engine {
             .map_err(|e| Error::from(*e))?;
         crate::roles::register_catalog(&ctx, &users, schema.clone());
         let activity = Arc::new(Activity::default());
-        let pg_catalog: Vec<Arc<dyn SystemTables>> =
-            vec![Arc::new(RoleCatalog(users.clone())), activity.clone()];
+        let role_oids = Arc::new(RoleOids(users.clone()));
+        ctx.register_udf(role_oids.get_userbyid());
+        let pg_catalog: Vec<Arc<dyn SystemTables>> = vec![
+            Arc::new(RoleCatalog(users.clone())),
+            role_oids.clone(),
+            activity.clone(),
+        ];
         let index_catalog = IndexCatalog::new(
             catalog.clone(),
             vec![catalog.clone(), indexes.clone() as Arc<dyn ListIndexes>],
+            role_oids,
         );
         add_to_pg_catalog(&ctx, pg_catalog, index_catalog.clone())?;
         for function in index_catalog.functions() {

@@ -28,6 +28,8 @@ pub enum Statement {
     CopyToStdout(CopyToStdout),
     /// A statement of one of TasteDB's statement families.
     Command(Arc<dyn Command>),
+    /// `MOVE …`, held as the FETCH it moves like (cursors belong to server connections).
+    Move(Box<SqlStatement>),
 }
 
 impl Statement {
@@ -89,6 +91,9 @@ fn parse_one(parser: &mut DFParser) -> Result<Statement> {
         if let Some(command) = (family.parse)(&mut parser.parser)? {
             return Ok(Statement::Command(command));
         }
+    }
+    if let Some(moved) = crate::sql::parser::move_statement(&mut parser.parser) {
+        return Ok(Statement::Move(Box::new(moved?)));
     }
     if let Some(fetch) = crate::sql::parser::fetch_next(&mut parser.parser) {
         return Ok(Statement::DataFusion(Box::new(DFStatement::Statement(

@@ -1,5 +1,5 @@
-//! The roles as Postgres clients read them: `pg_roles` (through datafusion-pg-catalog's
-//! context provider), `pg_user`, `has_table_privilege(role, table, privilege)`, and the
+//! The roles as Postgres clients read them: datafusion-pg-catalog's context provider (its
+//! `pg_roles` is `owners`'s now), `pg_user`, `has_table_privilege(role, table, privilege)`, and the
 //! session's own name wherever a statement says `current_user`, `session_user`, `user` or
 //! `current_role`.
 
@@ -110,7 +110,9 @@ impl RoleCatalog {
         ];
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(users.iter().map(|(n, _)| n))),
-            Arc::new(Int32Array::from(vec![0; rows])),
+            Arc::new(Int32Array::from_iter_values(
+                users.iter().map(|(n, _)| crate::roles::role_oid(n)),
+            )),
             flag(&|_| false),
             flag(&|u| u.attributes.superuser),
             flag(&|_| false),

@@ -4,6 +4,7 @@
 mod catalog;
 mod grant;
 mod grants;
+mod owners;
 mod parser;
 mod privileges;
 mod secret;
@@ -13,6 +14,7 @@ mod users;
 pub use catalog::{RoleCatalog, personalize, register as register_catalog};
 pub use grant::{GrantStatement, Granted};
 pub use grants::{Acl, Grants, Object, ObjectKind, PUBLIC, Privilege};
+pub use owners::{RoleOids, role_oid};
 pub use parser::UserStatement;
 pub use privileges::{Actor, FileAccess, PREDEFINED_ROLES, SIGNAL_BACKEND};
 pub use secret::{SCRAM_ITERATIONS, ScramSecret};

@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::roles::Actor;
 use crate::server::errors::to_pgwire;
 use crate::server::stop::Stop;
+use crate::server::text_format;
 use crate::sql::parser::{CopyFormat, CopyFrom, CopyOptions};
 use arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use arrow_pg::encoder::encode_value;
@@ -24,7 +25,7 @@ use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyTextOptions};
 use pgwire::api::results::{CopyResponse, Response, Tag};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
-use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyOutResponse};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
@@ -51,12 +52,13 @@ pub fn begin<C: ClientInfo>(
     stop: Stop,
 ) -> Result<Response, Error> {
     let width = engine.copy_input_width(&copy, actor)?;
+    let format = i8::from(copy.options.format == Some(CopyFormat::Binary));
     let pending = client
         .session_extensions()
         .get_or_insert_with(PendingCopy::default);
     *pending.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((copy, stop, Vec::new()));
     Ok(Response::CopyIn(CopyResponse::new(
-        0,
+        format,
         width,
         futures::stream::empty(),
     )))
@@ -97,14 +99,19 @@ pub fn copy_out(
     let columns = fields.len();
     let sql = sql.to_string();
     let data = stream.flat_map(move |batch| {
+        // floats and timestamps as PostgreSQL prints them
+        let batch = batch
+            .map_err(Error::from)
+            .and_then(|batch| Ok(text_format::postgres_text(batch, &fields)?));
         let rows: Vec<PgWireResult<CopyData>> = match batch {
-            Err(e) => vec![Err(to_pgwire(&Error::from(e), &sql))],
+            Err(e) => vec![Err(to_pgwire(&e, &sql))],
             Ok(batch) => (0..batch.num_rows())
                 .map(|row| {
+                    let batch_schema = batch.schema();
                     let columns = batch
                         .columns()
                         .iter()
-                        .zip(schema.fields())
+                        .zip(batch_schema.fields())
                         .zip(fields.iter());
                     for ((column, field), pg_field) in columns {
                         encode_value(&mut encoder, column, row, field, pg_field)?;
@@ -122,6 +129,62 @@ pub fn copy_out(
         futures::stream::iter(rows)
     });
     Ok(Response::CopyOut(CopyResponse::new(0, columns, data)))
+}
+
+/// Sends the rows of `stream` to `client` as binary COPY data and answers the `COPY n` tag.
+/// It sends the messages itself because pgwire counts every CopyData but the trailer as a
+/// row, and an empty result still sends the header.
+pub async fn send_binary<C>(
+    client: &mut C,
+    mut stream: SendableRecordBatchStream,
+    sql: &str,
+) -> PgWireResult<Response>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let schema = stream.schema();
+    let fields = Arc::new(arrow_schema_to_pg_fields(
+        &schema,
+        &Format::UnifiedBinary,
+        None,
+    )?);
+    let columns = fields.len();
+    let width = i16::try_from(columns).unwrap_or(i16::MAX);
+    let start = CopyOutResponse::new(1, width, vec![1; columns]);
+    client
+        .send(PgWireBackendMessage::CopyOutResponse(start))
+        .await?;
+    let mut encoder = CopyEncoder::new_binary(fields.clone());
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| to_pgwire(&Error::from(e), sql))?;
+        for row in 0..batch.num_rows() {
+            let columns = batch
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .zip(fields.iter());
+            for ((column, field), pg_field) in columns {
+                encode_value(&mut encoder, column, row, field, pg_field)?;
+            }
+            let data = encoder.take_copy();
+            client.feed(PgWireBackendMessage::CopyData(data)).await?;
+            rows += 1;
+        }
+    }
+    if rows == 0 {
+        let mut header = b"PGCOPY\n\xff\r\n\0".to_vec();
+        header.extend_from_slice(&[0; 8]); // flags, header extension length
+        let header = CopyData::new(header.into());
+        client.feed(PgWireBackendMessage::CopyData(header)).await?;
+    }
+    let trailer = CopyEncoder::finish_copy_binary();
+    client.feed(PgWireBackendMessage::CopyData(trailer)).await?;
+    client
+        .send(PgWireBackendMessage::CopyDone(CopyDone::new()))
+        .await?;
+    Ok(Response::Execution(Tag::new("COPY").with_rows(rows)))
 }
 
 /// Receives the data of a COPY FROM STDIN.

@@ -1,5 +1,6 @@
 //! SQL cursors of a connection: `DECLARE name [NO SCROLL] CURSOR [WITH HOLD] FOR query`,
-//! `FETCH [NEXT | n | FORWARD [n | ALL] | ALL] [FROM | IN] name` and `CLOSE name | ALL`, as
+//! `FETCH [NEXT | n | FORWARD [n | ALL] | ALL] [FROM | IN] name`, `MOVE` (the same forms; the
+//! rows are skipped) and `CLOSE name | ALL`, as
 //! psycopg's named cursors and pandas' `chunksize` use them. A cursor is the query's row
 //! stream, read as far as FETCH asks; cursors scan forward only (`FETCH BACKWARD`, `PRIOR`,
 //! `ABSOLUTE` … are `0A000`). Without `WITH HOLD` a cursor needs a transaction block and
@@ -38,12 +39,29 @@ pub enum CursorStatement {
         /// Rows asked for.
         count: Option<usize>,
     },
+    /// `MOVE … name`: a FETCH whose rows are skipped and counted.
+    Move {
+        /// Cursor name.
+        name: String,
+        /// Rows to skip.
+        count: Option<usize>,
+    },
     /// `CLOSE name`, or `CLOSE ALL` (`None`).
     Close(Option<String>),
 }
 
 /// Recognises a cursor statement; `Err` for a form TasteDB does not offer.
 pub fn cursor_statement(statement: &Statement) -> Option<Result<CursorStatement>> {
+    if let Statement::Move(fetch) = statement
+        && let SqlStatement::Fetch {
+            name, direction, ..
+        } = fetch.as_ref()
+    {
+        return Some(fetch_count(direction).map(|count| CursorStatement::Move {
+            name: name.value.clone(),
+            count,
+        }));
+    }
     let sql = statement.sql()?;
     Some(match sql {
         SqlStatement::Declare { stmts } => declare(stmts),

@@ -5,6 +5,7 @@
 use crate::engine::{self, CommandTag, Engine, Outcome, Prepared, Statement};
 use crate::error::Error;
 use crate::roles::Actor;
+use crate::server::asyncpg_types;
 use crate::server::compat::rewrite_for_clients;
 use crate::server::cursors::{CursorStatement, Cursors, cursor_statement};
 use crate::server::errors::{error_info, log_failure, to_pgwire};
@@ -14,7 +15,7 @@ use crate::server::stop::{self, Stop};
 use crate::server::transaction_block::{self, BlockStatement, PreparedNames, block_statement};
 use crate::server::{bind, copy, text_format, timeout};
 use crate::sql::notices::{Notice, Notices};
-use crate::sql::parser::CopySourceKind;
+use crate::sql::parser::{CopyFormat, CopySourceKind};
 use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
@@ -199,6 +200,9 @@ impl Session {
                 .await?
                 .and_then(Outcome::into_stream)
                 .map_err(|e| to_pgwire(&e, sql))?;
+            if copy.options.format == Some(CopyFormat::Binary) {
+                return copy::send_binary(client, stop.until(outcome), sql).await;
+            }
             return copy::copy_out(stop.until(outcome), &copy.options, sql);
         }
         match settings::session_statement(&statement) {
@@ -510,6 +514,9 @@ impl QueryParser for Planner {
     }
 
     fn get_parameter_types(&self, statement: &PreparedStatement) -> PgWireResult<Vec<Type>> {
+        if asyncpg_types::is_introspection(&statement.sql) {
+            return Ok(asyncpg_types::parameter_types());
+        }
         statement
             .parameter_types()
             .iter()
@@ -807,6 +814,12 @@ impl Session {
                 response.set_command_tag("FETCH");
                 Ok(Response::Query(response))
             }
+            CursorStatement::Move { name, count } => {
+                let skipped = stop.within(cursors.fetch(&name, count)).await?;
+                Ok(Response::Execution(
+                    Tag::new("MOVE").with_rows(skipped.num_rows()),
+                ))
+            }
             CursorStatement::Close(name) => {
                 cursors.close(name.as_deref())?;
                 Ok(Response::Execution(Tag::new("CLOSE CURSOR")))
@@ -847,7 +860,11 @@ impl Session {
                 .await;
         };
         let types: Vec<Option<&DataType>> = prepared.parameter_types().iter().map(Some).collect();
-        let values = deserialize_parameters(portal, &types)?;
+        let values = if asyncpg_types::is_introspection(sql) {
+            asyncpg_types::parameters(portal)?
+        } else {
+            deserialize_parameters(portal, &types)?
+        };
         self.apply_defaults(client);
         let stop = self.start(client, sql)?;
         let actor = self.actor(client).map_err(|e| to_pgwire(&e, sql))?;

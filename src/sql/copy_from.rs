@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::schema::TableDef;
+use crate::sql::copy_binary::read_binary;
 use crate::sql::copy_text::read_text;
 use crate::sql::parser::{CopyFormat, CopyFrom};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
@@ -17,7 +18,7 @@ use std::sync::Arc;
 
 const BATCH_SIZE: usize = 8192;
 const PARQUET_FROM_CLIENT: &str =
-    "COPY FROM STDIN takes text or csv; load Parquet with COPY FROM 'file'";
+    "COPY FROM STDIN takes text, csv or binary; load Parquet with COPY FROM 'file'";
 
 /// Reads the whole file named by `copy` into full-width rows of `table` (columns the COPY does
 /// not list are NULL). `progress` is called with the fraction of the file read so far, 0 to 1.
@@ -51,12 +52,16 @@ pub fn load(
             let delimiter = copy.options.delimiter.unwrap_or(b'\t');
             read_text(&data, &file_schema, copy.options.header, delimiter)?
         }
+        CopyFormat::Binary => {
+            let data = std::fs::read(path).map_err(|e| open_error(path, e))?;
+            read_binary(&data, &file_schema)?
+        }
     };
     widen_all(&input_schema, &listed, batches)
 }
 
-/// Reads COPY data that arrived from a client (`COPY … FROM STDIN`), in text (the default) or
-/// CSV format, into full-width rows of `table`.
+/// Reads COPY data that arrived from a client (`COPY … FROM STDIN`), in text (the default),
+/// CSV or binary format, into full-width rows of `table`.
 pub fn load_bytes(table: &TableDef, copy: &CopyFrom, data: &[u8]) -> Result<Vec<RecordBatch>> {
     let listed = listed_columns(table, &copy.columns)?;
     let input_schema = table.input_schema();
@@ -67,6 +72,7 @@ pub fn load_bytes(table: &TableDef, copy: &CopyFrom, data: &[u8]) -> Result<Vec<
             let delimiter = copy.options.delimiter.unwrap_or(b'\t');
             read_text(data, &file_schema, copy.options.header, delimiter)?
         }
+        CopyFormat::Binary => read_binary(data, &file_schema)?,
         CopyFormat::Parquet => return Err(Error::FeatureNotSupported(PARQUET_FROM_CLIENT.into())),
     };
     widen_all(&input_schema, &listed, batches)

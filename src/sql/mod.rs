@@ -6,6 +6,7 @@
 pub mod arguments;
 mod catalog_functions;
 pub mod config;
+mod copy_binary;
 pub mod copy_from;
 mod copy_text;
 pub mod create_table;

@@ -54,6 +54,8 @@ pub enum CopyFormat {
     Text,
     /// Apache Parquet.
     Parquet,
+    /// PostgreSQL's binary COPY format.
+    Binary,
 }
 
 /// Options of a COPY.
@@ -252,8 +254,9 @@ fn format_named(name: &str) -> Result<CopyFormat> {
         "csv" => Ok(CopyFormat::Csv),
         "text" => Ok(CopyFormat::Text),
         "parquet" => Ok(CopyFormat::Parquet),
+        "binary" => Ok(CopyFormat::Binary),
         other => Err(Error::InvalidParameter(format!(
-            "COPY format \"{other}\" not recognized; use csv, text or parquet"
+            "COPY format \"{other}\" not recognized; use csv, text, binary or parquet"
         ))),
     }
 }
@@ -267,32 +270,47 @@ fn single_byte(c: char) -> Result<u8> {
 /// `FETCH [FROM | IN] cursor` without a direction, which PostgreSQL reads as `FETCH NEXT` and
 /// sqlparser refuses: consumed and answered as that statement when `parser` is at one.
 pub fn fetch_next(parser: &mut Parser) -> Option<SqlStatement> {
+    match parser.peek_token().token {
+        Token::Word(word) if word.keyword == Keyword::FETCH => next_from(parser, 1),
+        _ => None,
+    }
+}
+
+/// `MOVE [direction] [FROM | IN] cursor` (which sqlparser does not know), consumed and
+/// answered as the FETCH it moves like, when `parser` is at one.
+pub fn move_statement(parser: &mut Parser) -> Option<Result<SqlStatement>> {
+    match parser.peek_token().token {
+        Token::Word(word) if word.value.eq_ignore_ascii_case("move") => {}
+        _ => return None,
+    }
+    parser.next_token();
+    Some(match next_from(parser, 0) {
+        Some(fetch) => Ok(fetch),
+        None => parser.parse_fetch_statement().map_err(Error::from),
+    })
+}
+
+/// `[FROM | IN] cursor` and the statement's end, `start` tokens ahead: consumed with those
+/// `start` tokens, as `FETCH NEXT FROM cursor`.
+fn next_from(parser: &mut Parser, start: usize) -> Option<SqlStatement> {
     let word = |n: usize| {
-        let token = parser.peek_nth_token(n);
+        let token = parser.peek_nth_token(start + n);
         match token.token {
             Token::Word(word) => Some((word, token.span)),
             _ => None,
         }
     };
-    let ends = |n: usize| {
-        matches!(
-            parser.peek_nth_token(n).token,
-            Token::SemiColon | Token::EOF
-        )
-    };
-    if word(0)?.0.keyword != Keyword::FETCH {
-        return None;
-    }
-    let (position, name_at) = match word(1)?.0.keyword {
-        Keyword::FROM => (FetchPosition::From, 2),
-        Keyword::IN => (FetchPosition::In, 2),
-        _ => (FetchPosition::From, 1),
+    let (position, name_at) = match word(0)?.0.keyword {
+        Keyword::FROM => (FetchPosition::From, 1),
+        Keyword::IN => (FetchPosition::In, 1),
+        _ => (FetchPosition::From, 0),
     };
     let (name, span) = word(name_at)?;
-    if !ends(name_at + 1) {
+    let end = parser.peek_nth_token(start + name_at + 1).token;
+    if !matches!(end, Token::SemiColon | Token::EOF) {
         return None;
     }
-    for _ in 0..=name_at {
+    for _ in 0..start + name_at + 1 {
         parser.next_token();
     }
     Some(SqlStatement::Fetch {

@@ -224,11 +224,16 @@ impl VectorIndexes {
         self.read_defs()
             .values()
             .map(|def| {
-                let state = loaded.get(&def.name);
+                // pending first, and the graph under it: `install` swaps the graph while it
+                // holds the pending rows, so the two counts are of one moment
+                let counts = loaded.get(&def.name).map(|l| {
+                    let pending = lock(&l.pending);
+                    (read(&l.graph).keys.len() as u64, pending.len() as u64)
+                });
                 IndexStatus {
                     def: def.clone(),
-                    indexed_rows: state.map(|l| read(&l.graph).keys.len() as u64),
-                    pending_rows: state.map(|l| lock(&l.pending).len() as u64),
+                    indexed_rows: counts.map(|(indexed, _)| indexed),
+                    pending_rows: counts.map(|(_, pending)| pending),
                 }
             })
             .collect()

@@ -1,4 +1,5 @@
-//! Real Postgres clients against the server: psycopg 3, SQLAlchemy 2, pandas and asyncpg (PyPI),
+//! Real Postgres clients against the server: psycopg 3, psycopg2, SQLAlchemy 2, pandas and
+//! asyncpg (PyPI),
 //! node-postgres with pg-copy-streams (npm) and
 //! pgJDBC (Debian's libpostgresql-jdbc-java), each driving a script in `tests/clients/` that
 //! exits non-zero on any mismatch. `.ci/setup` installs them.
@@ -83,4 +84,17 @@ async fn node_postgres_queries_types_and_copy_streams() {
 async fn asyncpg_binary_parameters_dates_and_prepared_statements() {
     let server = start(8).await;
     run_client(server.addr, "python3", &["tests/clients/asyncpg_client.py"]).await;
+}
+
+/// psycopg2 and SQLAlchemy's `postgresql+psycopg2` dialect: parameters, `copy_expert` both
+/// ways, its implicit transactions, SQLSTATEs, reflection (passes against PostgreSQL 15 too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg2_and_its_sqlalchemy_dialect() {
+    let server = start(8).await;
+    run_client(
+        server.addr,
+        "python3",
+        &["tests/clients/psycopg2_client.py"],
+    )
+    .await;
 }

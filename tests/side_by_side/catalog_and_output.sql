@@ -20,8 +20,13 @@ SELECT CAST(-0.0 AS DOUBLE PRECISION) AS negzero;
 
 \d+ sbs_items
 
--- differs: owners. TasteDB shows every relation's owner as "postgres" (datafusion-pg-catalog's pg_get_userbyid and relowner), not the role that created it.
 \di
+
+\dt
+
+SELECT r.rolname, r.rolsuper, r.rolcanlogin FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE c.relname = 'sbs_items';
+
+SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE relname IN ('sbs_items', 'sbs_items_pkey') ORDER BY relname;
 
 SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'sbs_items';
 
@@ -39,6 +44,16 @@ ROLLBACK TO SAVEPOINT a;
 RELEASE SAVEPOINT a;
 COMMIT;
 
+COPY (SELECT item_id, title, price, added FROM sbs_items ORDER BY item_id) TO STDOUT;
+
+COPY (SELECT item_id, price, added FROM sbs_items ORDER BY item_id) TO STDOUT WITH (FORMAT csv, HEADER true);
+
+COPY (SELECT CAST('Infinity' AS DOUBLE PRECISION), CAST('-0' AS DOUBLE PRECISION), CAST(1e20 AS DOUBLE PRECISION), CAST(0.1 AS REAL)) TO STDOUT;
+
+PREPARE typed(int, text) AS SELECT $1 + 1 AS next, $2 || '!' AS shout;
+EXECUTE typed(41, 'hi');
+DEALLOCATE typed;
+
 PREPARE by_id(bigint) AS SELECT title FROM sbs_items WHERE item_id = $1;
 EXECUTE by_id(2);
 DEALLOCATE by_id;
@@ -52,12 +67,18 @@ FETCH c;
 CLOSE c;
 COMMIT;
 
--- differs: MOVE. TasteDB has no MOVE (sqlparser does not parse it); FETCH skips rows instead.
 BEGIN;
 DECLARE c CURSOR FOR SELECT item_id FROM sbs_items ORDER BY item_id;
 MOVE c;
 FETCH c;
+MOVE FORWARD ALL IN c;
+FETCH c;
+MOVE 5 FROM c;
+CLOSE c;
 COMMIT;
+
+-- differs: IS [NOT] DISTINCT FROM binds looser than AND in TasteDB's parser (sqlparser takes a whole expression on its right), so this reads as 1 IS NOT DISTINCT FROM (1 AND false); parenthesise.
+SELECT 1 IS NOT DISTINCT FROM 1 AND false AS answer;
 
 SELECT * FROM no_such_table;
 

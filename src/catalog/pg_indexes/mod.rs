@@ -1,6 +1,6 @@
 //! Indexes and constraints as PostgreSQL's catalog shows them: `pg_index`, `pg_constraint`,
 //! `pg_indexes`, index rows in `pg_class` (and `hnsw` in `pg_am`), `pg_get_indexdef`,
-//! `pg_get_constraintdef` and the relation size functions. psql's `\d`, `\di`, `\d+`, `\dt+`,
+//! `pg_get_constraintdef` and the relation size functions; `relowner` from the roles. psql's `\d`, `\di`, `\d+`, `\dt+`,
 //! SQLAlchemy's reflection and pgJDBC's `DatabaseMetaData` read them.
 //!
 //! datafusion-pg-catalog numbers tables itself, in the order its `pg_class` first meets them,
@@ -46,13 +46,13 @@ pub struct IndexInfo {
 impl IndexInfo {
     /// Its OID: the same for the same table and index name, in every query.
     pub fn oid(&self) -> i32 {
-        hashed_oid(&["index", &self.table, &self.name])
+        stable_oid(&["index", &self.table, &self.name])
     }
 
     /// The OID of the constraint it enforces (primary keys only, so far).
     fn constraint_oid(&self) -> Option<i32> {
         self.primary
-            .then(|| hashed_oid(&["constraint", &self.table, &self.name]))
+            .then(|| stable_oid(&["constraint", &self.table, &self.name]))
     }
 
     /// `CREATE … INDEX` as `pg_get_indexdef` prints it.
@@ -116,6 +116,12 @@ impl ListIndexes for Catalog {
     }
 }
 
+/// Who owns each table (the roles know; `pg_class.relowner` shows it).
+pub trait RelationOwners: Send + Sync + std::fmt::Debug {
+    /// The OID of the role that owns the table `table`.
+    fn owner_oid(&self, table: &str) -> Option<i32>;
+}
+
 /// What an OID of this module's tables stands for, as of the last query that read them.
 #[derive(Debug, Clone)]
 enum Relation {
@@ -129,6 +135,7 @@ enum Relation {
 pub struct IndexCatalog {
     catalog: Arc<Catalog>,
     sources: Vec<Arc<dyn ListIndexes>>,
+    owners: Arc<dyn RelationOwners>,
     relations: RwLock<HashMap<i32, Relation>>,
 }
 
@@ -143,11 +150,16 @@ pub const TABLES: &[&str] = &[
 
 impl IndexCatalog {
     /// The tables and functions over the indexes of `sources`; table sizes come from
-    /// `catalog`.
-    pub fn new(catalog: Arc<Catalog>, sources: Vec<Arc<dyn ListIndexes>>) -> Arc<Self> {
+    /// `catalog`, owners from `owners`.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        sources: Vec<Arc<dyn ListIndexes>>,
+        owners: Arc<dyn RelationOwners>,
+    ) -> Arc<Self> {
         Arc::new(IndexCatalog {
             catalog,
             sources,
+            owners,
             relations: RwLock::new(HashMap::new()),
         })
     }
@@ -200,6 +212,7 @@ impl IndexCatalog {
             table_oids: &table_oids,
             indexes: &indexes,
             catalog: &self.catalog,
+            owners: self.owners.as_ref(),
         };
         match name {
             "pg_class" => tables::pg_class(&classes, &catalog),
@@ -270,8 +283,9 @@ fn table_oids(classes: &RecordBatch, schema_oid: i32) -> Result<HashMap<String, 
 }
 
 /// An OID from `parts`, in 2^30..2^31: above those datafusion-pg-catalog hands out (counting
-/// up from 16384) and below `i32::MAX`, as OIDs travel as int4 here.
-fn hashed_oid(parts: &[&str]) -> i32 {
+/// up from 16384) and below `i32::MAX`, as OIDs travel as int4 here. The same parts give the
+/// same OID in every query and after a restart.
+pub fn stable_oid(parts: &[&str]) -> i32 {
     // FNV-1a: stable across builds and platforms, unlike std's hasher.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
@@ -329,6 +343,8 @@ mod tests {
     #[test]
     fn oids_are_stable_distinct_and_above_the_counted_range() {
         let oid = index(true).oid();
+        assert_eq!(stable_oid(&["a", "b"]), stable_oid(&["a", "b"]));
+        assert_ne!(stable_oid(&["ab"]), stable_oid(&["a", "b"]));
         assert_eq!(oid, index(true).oid());
         assert!(oid >= 1 << 30);
         assert_ne!(Some(oid), index(true).constraint_oid());

@@ -1,6 +1,6 @@
 //! The rows of `pg_class`, `pg_am`, `pg_index`, `pg_constraint` and `pg_indexes`.
 
-use super::{IndexInfo, hashed_oid};
+use super::{IndexInfo, RelationOwners, stable_oid};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::sql::names;
@@ -23,6 +23,8 @@ pub struct Indexed<'a> {
     pub indexes: &'a [IndexInfo],
     /// The tables' definitions (column numbers).
     pub catalog: &'a Catalog,
+    /// Who owns the tables.
+    pub owners: &'a dyn RelationOwners,
 }
 
 impl Indexed<'_> {
@@ -51,7 +53,7 @@ const HEAP_ACCESS_METHOD: i32 = 2;
 fn access_method_oid(method: &str) -> i32 {
     match method {
         "btree" => 403,
-        other => hashed_oid(&["access method", other]),
+        other => stable_oid(&["access method", other]),
     }
 }
 
@@ -95,8 +97,10 @@ pub fn pg_class(classes: &RecordBatch, indexed: &Indexed) -> Result<RecordBatch>
         .map(|i| Some(had_index.value(i) || indexed_tables.contains(&oids.value(i))))
         .collect();
     let tables = classes.num_rows();
+    let row_index =
+        |row: usize, tables: usize| row.checked_sub(tables).and_then(|i| indexes.get(i));
     let reloptions = (0..all.num_rows()).map(|row| {
-        let index = row.checked_sub(tables).and_then(|i| indexes.get(i));
+        let index = row_index(row, tables);
         match index {
             Some(index) if !index.options.is_empty() => text_array(
                 index
@@ -118,10 +122,25 @@ pub fn pg_class(classes: &RecordBatch, indexed: &Indexed) -> Result<RecordBatch>
             _ => Some(methods.value(i)),
         })
         .collect();
+    // TasteDB's tables and their indexes belong to the role that created the table
+    let names = strings(&all, "relname")?;
+    let namespaces = column(&all, "relnamespace")?.as_primitive::<Int32Type>();
+    let owners = column(&all, "relowner")?.as_primitive::<Int32Type>();
+    let relowner: Int32Array = (0..all.num_rows())
+        .map(|i| {
+            let table = match row_index(i, tables) {
+                Some(index) => Some(index.table.as_str()),
+                None => (namespaces.value(i) == indexed.schema_oid).then(|| names.value(i)),
+            };
+            let owner = table.and_then(|t| indexed.owners.owner_oid(t));
+            Some(owner.unwrap_or(owners.value(i)))
+        })
+        .collect();
     let mut columns: Vec<ArrayRef> = all.columns().to_vec();
     for (name, replaced) in [
         ("relhasindex", Arc::new(has_index) as ArrayRef),
         ("relam", Arc::new(relam)),
+        ("relowner", Arc::new(relowner)),
     ] {
         if let Ok(i) = schema.index_of(name) {
             columns[i] = replaced;
