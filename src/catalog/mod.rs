@@ -11,10 +11,12 @@ mod scan;
 mod schema;
 mod sink;
 pub mod system_tables;
+mod views;
 
 pub use point_query::PointQuery;
 pub use provider::StoredTableProvider;
 pub use schema::TasteSchema;
+pub use views::StoredView;
 
 use crate::error::{Error, Result};
 use crate::schema::TableDef;

@@ -2,6 +2,7 @@
 //! stored-table statements run here, and everything else is planned and run by DataFusion;
 //! each gives an [`Outcome`] typed by what the statement is, not by the shape of its rows.
 
+use crate::catalog::StoredView;
 use crate::engine::access::{Access, function_access};
 use crate::engine::{CommandTag, Context, Engine, Outcome, QUERY_SIGNATURES, Statement};
 use crate::error::{Error, Result};
@@ -99,6 +100,7 @@ impl Engine {
                     .run_datafusion(DFStatement::Statement(sql), actor)
                     .await?;
                 for name in names {
+                    self.catalog().forget_view(&name)?;
                     self.users().grants().dropped(&Object::table(name))?;
                 }
                 Ok(outcome)
@@ -109,8 +111,22 @@ impl Engine {
                     self.users()
                         .check_owner(actor, &Object::table(name.clone()))?;
                 }
+                // stored as OR REPLACE, so defining it again at the next start cannot clash
+                let stored = (!view.materialized).then(|| {
+                    let mut definition = view.clone();
+                    definition.or_replace = true;
+                    definition.if_not_exists = false;
+                    StoredView {
+                        name: name.clone(),
+                        definition: SqlStatement::CreateView(definition).to_string(),
+                    }
+                });
                 let created = self.run_datafusion(DFStatement::Statement(sql), actor);
-                self.creating_table(&name, actor, created).await
+                let outcome = self.creating_table(&name, actor, created).await?;
+                if let Some(view) = stored {
+                    self.catalog().save_view(&view)?;
+                }
+                Ok(outcome)
             }
             SqlStatement::Insert(insert) => self.insert(insert, actor).await,
             other => {

@@ -26,7 +26,7 @@ pub use statement::{Statement, parse};
 
 use crate::catalog::pg_indexes::{IndexCatalog, ListIndexes};
 use crate::catalog::system_tables::SystemTables;
-use crate::catalog::{Catalog, ExtraSchema, TasteSchema};
+use crate::catalog::{Catalog, ExtraSchema, StoredView, TasteSchema};
 use crate::error::{Error, Result};
 use crate::features::FeatureViews;
 use crate::models::{ModelRegistry, Serving, ServingCache, ServingLive};
@@ -201,6 +201,8 @@ impl Engine {
             live,
         };
         extensions::register_functions(&ctx, &catalog, serving, &features, &indexes);
+        let stored_views = catalog.stored_views()?;
+        define_views(&ctx, stored_views);
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 users,
@@ -377,6 +379,28 @@ impl Engine {
 
     fn query_arguments(&self) -> &Arc<QueryArguments> {
         &self.inner.query_arguments
+    }
+}
+
+/// Defines the stored views in `ctx` again. A view may read another, so views are defined
+/// until no more can be; one that cannot (a table it reads was dropped) is logged and stays
+/// stored, to come back once what it reads exists again at a later start.
+fn define_views(ctx: &SessionContext, mut views: Vec<StoredView>) {
+    loop {
+        let before = views.len();
+        // planning a view needs no runtime: the futures of its tables' lookups are ready
+        views.retain(|view| futures::executor::block_on(ctx.sql(&view.definition)).is_err());
+        if views.is_empty() || views.len() == before {
+            break;
+        }
+    }
+    for view in views {
+        let error = futures::executor::block_on(ctx.sql(&view.definition)).err();
+        tracing::warn!(
+            "view {} is stored but cannot be defined: {}",
+            view.name,
+            error.map(|e| e.to_string()).unwrap_or_default()
+        );
     }
 }
 

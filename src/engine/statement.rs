@@ -81,7 +81,11 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
                 "expected end of statement, found {next}"
             )));
         }
-        statements.push(parse_one(&mut parser)?);
+        let mut statement = parse_one(&mut parser)?;
+        if let Some(sql) = statement.sql_mut() {
+            crate::sql::precedence::regroup_distinct_from(sql);
+        }
+        statements.push(statement);
     }
     Ok(statements)
 }

@@ -15,7 +15,7 @@ use datafusion::catalog::SchemaProvider;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    CreateTable, Insert, ObjectName, Statement as SqlStatement, TableObject,
+    CreateTable, CreateTableOptions, Insert, ObjectName, Statement as SqlStatement, TableObject,
 };
 
 impl Engine {
@@ -69,6 +69,18 @@ impl Engine {
             } else {
                 Err(Error::DuplicateTable(name))
             };
+        }
+        if let CreateTableOptions::With(options) = &create.table_options
+            && !options.is_empty()
+        {
+            let names: Vec<String> = options.iter().map(|o| o.to_string()).collect();
+            notices.send(Notice::with_code(
+                "00000",
+                format!(
+                    "storage parameters do not apply to TasteDB's tables and are ignored: {}",
+                    names.join(", ")
+                ),
+            ));
         }
         let owner = Users::owner_for(actor);
         let Some(query) = create.query.clone() else {

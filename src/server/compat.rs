@@ -23,6 +23,12 @@ pub fn rewrite_for_clients(
 ) -> Vec<Statement> {
     let mut rewritten = rewrite_queries(compat, query, statements);
     rewritten.iter_mut().for_each(qualify_added_catalog_tables);
+    // the whole-query rewrites parse the text again, as sqlparser groups it
+    for statement in &mut rewritten {
+        if let Some(sql) = statement.sql_mut() {
+            crate::sql::precedence::regroup_distinct_from(sql);
+        }
+    }
     rewritten.iter_mut().for_each(set_returning::rewrite);
     rewritten.iter_mut().for_each(array_subqueries);
     rewritten.iter_mut().for_each(aggregate_catalog_lookups);

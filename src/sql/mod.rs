@@ -16,6 +16,7 @@ pub mod insert_values;
 pub mod names;
 pub mod notices;
 pub mod parser;
+pub mod precedence;
 pub mod query_arguments;
 pub mod timeouts;
 pub mod words;

@@ -29,6 +29,7 @@ const ONLINE_FEATURES: u8 = b'o';
 const VECTOR_INDEX: u8 = b'i';
 const VECTOR_GRAPH: u8 = b'h';
 const ACL: u8 = b'g';
+const VIEW: u8 = b'e';
 
 /// Key of a vector index's definition; `vector_index("")` is the prefix of all of them.
 pub fn vector_index(name: &str) -> Vec<u8> {
@@ -137,6 +138,16 @@ pub fn online_range(view: &str) -> (Vec<u8>, Vec<u8>) {
     let mut end = prefixed(ONLINE_FEATURES, view.as_bytes());
     end.push(1);
     (start, end)
+}
+
+/// Key of the stored definition of view `name`.
+pub fn view(name: &str) -> Vec<u8> {
+    prefixed(VIEW, name.as_bytes())
+}
+
+/// Prefix of every stored view definition.
+pub fn view_prefix() -> Vec<u8> {
+    vec![VIEW]
 }
 
 /// Prefix shared by every row of a table.

@@ -86,8 +86,8 @@ async def main():
     check("binary COPY of that output back in", await conn.copy_to_table("apg_copy", source=out, format="binary"), "COPY 4")
     same = await conn.fetchval(
         "SELECT count(*) FROM apg_items i JOIN apg_copy c ON c.id = i.id "
-        "WHERE (c.title IS NOT DISTINCT FROM i.title) AND (c.price IS NOT DISTINCT FROM i.price) "
-        "AND (c.day IS NOT DISTINCT FROM i.day) AND (c.ts IS NOT DISTINCT FROM i.ts)"
+        "WHERE c.title IS NOT DISTINCT FROM i.title AND c.price IS NOT DISTINCT FROM i.price "
+        "AND c.day IS NOT DISTINCT FROM i.day AND c.ts IS NOT DISTINCT FROM i.ts"
     )
     check("round trip", same, 4)
     try:

@@ -77,8 +77,7 @@ MOVE 5 FROM c;
 CLOSE c;
 COMMIT;
 
--- differs: IS [NOT] DISTINCT FROM binds looser than AND in TasteDB's parser (sqlparser takes a whole expression on its right), so this reads as 1 IS NOT DISTINCT FROM (1 AND false); parenthesise.
-SELECT 1 IS NOT DISTINCT FROM 1 AND false AS answer;
+SELECT 1 IS NOT DISTINCT FROM 1 AND false AS answer, 2 IS DISTINCT FROM 3 AND true OR false AS other;
 
 SELECT * FROM no_such_table;
 
