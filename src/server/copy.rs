@@ -15,6 +15,7 @@ use crate::sql::parser::{CopyFormat, CopyFrom, CopyOptions};
 use arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use arrow_pg::encoder::encode_value;
 use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
 use futures::{Sink, SinkExt};
@@ -22,7 +23,7 @@ use pgwire::api::ClientInfo;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyTextOptions};
-use pgwire::api::results::{CopyResponse, Response, Tag};
+use pgwire::api::results::{CopyResponse, FieldInfo, Response, Tag};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyOutResponse};
@@ -107,16 +108,7 @@ pub fn copy_out(
             Err(e) => vec![Err(to_pgwire(&e, &sql))],
             Ok(batch) => (0..batch.num_rows())
                 .map(|row| {
-                    let batch_schema = batch.schema();
-                    let columns = batch
-                        .columns()
-                        .iter()
-                        .zip(batch_schema.fields())
-                        .zip(fields.iter());
-                    for ((column, field), pg_field) in columns {
-                        encode_value(&mut encoder, column, row, field, pg_field)?;
-                    }
-                    let mut data = encoder.take_copy();
+                    let mut data = encode_row(&mut encoder, &batch, row, &fields)?;
                     if let Some(header) = header.take() {
                         let mut bytes = header;
                         bytes.extend_from_slice(&data.data);
@@ -160,15 +152,7 @@ where
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| to_pgwire(&Error::from(e), sql))?;
         for row in 0..batch.num_rows() {
-            let columns = batch
-                .columns()
-                .iter()
-                .zip(schema.fields())
-                .zip(fields.iter());
-            for ((column, field), pg_field) in columns {
-                encode_value(&mut encoder, column, row, field, pg_field)?;
-            }
-            let data = encoder.take_copy();
+            let data = encode_row(&mut encoder, &batch, row, &fields)?;
             client.feed(PgWireBackendMessage::CopyData(data)).await?;
             rows += 1;
         }
@@ -185,6 +169,21 @@ where
         .send(PgWireBackendMessage::CopyDone(CopyDone::new()))
         .await?;
     Ok(Response::Execution(Tag::new("COPY").with_rows(rows)))
+}
+
+/// Row `row` of `batch` as one CopyData message of `encoder`'s format.
+fn encode_row(
+    encoder: &mut CopyEncoder,
+    batch: &RecordBatch,
+    row: usize,
+    fields: &[FieldInfo],
+) -> PgWireResult<CopyData> {
+    let schema = batch.schema();
+    let columns = batch.columns().iter().zip(schema.fields()).zip(fields);
+    for ((column, field), pg_field) in columns {
+        encode_value(encoder, column, row, field, pg_field)?;
+    }
+    Ok(encoder.take_copy())
 }
 
 /// Receives the data of a COPY FROM STDIN.

@@ -8,7 +8,9 @@
 
 use super::compat::parse_expr;
 use crate::engine::Statement;
-use datafusion::sql::sqlparser::ast::{AccessExpr, Expr, FunctionArguments, visit_expressions_mut};
+use datafusion::sql::sqlparser::ast::{
+    AccessExpr, Expr, Function, FunctionArg, FunctionArguments, visit_expressions_mut,
+};
 use std::ops::ControlFlow;
 
 /// Rewrites the forms above in `statement`.
@@ -30,20 +32,10 @@ pub fn rewrite(statement: &mut Statement) {
 fn replacement(expr: &Expr) -> Option<String> {
     match expr {
         Expr::Function(function) => {
-            let name = function
-                .name
-                .0
-                .last()?
-                .as_ident()?
-                .value
-                .to_ascii_lowercase();
-            let args = function.args.to_string();
+            let (name, args) = name_and_args(function)?;
             match name.as_str() {
                 "generate_subscripts" => {
-                    let FunctionArguments::List(list) = &function.args else {
-                        return None;
-                    };
-                    let [array, dimension] = &list.args[..] else {
+                    let [array, dimension] = args else {
                         return None;
                     };
                     Some(format!(
@@ -51,7 +43,7 @@ fn replacement(expr: &Expr) -> Option<String> {
                          generate_series(1, CAST(cardinality({array}) AS BIGINT)) END)"
                     ))
                 }
-                "_pg_expandarray" => Some(format!("unnest(_pg_expandarray{args})")),
+                "_pg_expandarray" => Some(format!("unnest(_pg_expandarray{})", function.args)),
                 _ => None,
             }
         }
@@ -76,6 +68,21 @@ fn replacement(expr: &Expr) -> Option<String> {
     }
 }
 
+/// A call's unqualified name (lower case) and its argument list.
+fn name_and_args(function: &Function) -> Option<(String, &[FunctionArg])> {
+    let name = function
+        .name
+        .0
+        .last()?
+        .as_ident()?
+        .value
+        .to_ascii_lowercase();
+    let FunctionArguments::List(list) = &function.args else {
+        return None;
+    };
+    Some((name, &list.args))
+}
+
 /// `a` of `_pg_expandarray(a)`, before or after it was unnested.
 fn expanded_array(expr: &Expr) -> Option<String> {
     let text = expr.to_string();
@@ -88,17 +95,8 @@ fn expanded_array(expr: &Expr) -> Option<String> {
     let Expr::Function(function) = expr else {
         return None;
     };
-    let name = function
-        .name
-        .0
-        .last()?
-        .as_ident()?
-        .value
-        .to_ascii_lowercase();
-    let FunctionArguments::List(list) = &function.args else {
-        return None;
-    };
-    match (name.as_str(), &list.args[..]) {
+    let (name, args) = name_and_args(function)?;
+    match (name.as_str(), args) {
         ("_pg_expandarray", [array]) => Some(array.to_string()),
         _ => None,
     }

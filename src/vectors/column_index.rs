@@ -250,6 +250,9 @@ impl VectorIndexes {
         ef: usize,
     ) -> Result<Vec<Hit>> {
         let loaded = self.loaded(def, table)?;
+        // pending first, and the graph under it: `install` swaps the graph while it holds the
+        // pending rows, so no row is in neither (a row moves from one to the other at once)
+        let pending = lock(&loaded.pending);
         let graph = read(&loaded.graph).clone();
         if graph.dim != 0 && query.len() != graph.dim {
             return Err(Error::DataException(format!(
@@ -269,7 +272,7 @@ impl VectorIndexes {
             })
             .collect();
         let cosine = def.metric == Metric::Cosine;
-        for (key, vector) in lock(&loaded.pending).iter() {
+        for (key, vector) in pending.iter() {
             if vector.len() != query.len() || (cosine && vector.iter().all(|v| *v == 0.0)) {
                 continue;
             }
