@@ -129,9 +129,11 @@ impl SystemTables for RoleOids {
 impl RelationOwners for RoleOids {
     fn owner_oid(&self, table: &str) -> Option<i32> {
         let owner = self.0.grants().acl(&Object::table(table)).owner;
-        owner
-            .or_else(|| self.first_superuser())
-            .map(|o| role_oid(&o))
+        owner.map(|o| role_oid(&o))
+    }
+
+    fn default_owner_oid(&self) -> Option<i32> {
+        self.first_superuser().map(|o| role_oid(&o))
     }
 }
 

@@ -118,8 +118,11 @@ impl ListIndexes for Catalog {
 
 /// Who owns each table (the roles know; `pg_class.relowner` shows it).
 pub trait RelationOwners: Send + Sync + std::fmt::Debug {
-    /// The OID of the role that owns the table `table`.
+    /// The OID of the role recorded as the owner of the table `table`, if one is.
     fn owner_oid(&self, table: &str) -> Option<i32>;
+
+    /// The OID of the role that owns the tables with no recorded owner.
+    fn default_owner_oid(&self) -> Option<i32>;
 }
 
 /// What an OID of this module's tables stands for, as of the last query that read them.

@@ -126,14 +126,15 @@ pub fn pg_class(classes: &RecordBatch, indexed: &Indexed) -> Result<RecordBatch>
     let names = strings(&all, "relname")?;
     let namespaces = column(&all, "relnamespace")?.as_primitive::<Int32Type>();
     let owners = column(&all, "relowner")?.as_primitive::<Int32Type>();
+    let default_owner = indexed.owners.default_owner_oid();
     let relowner: Int32Array = (0..all.num_rows())
         .map(|i| {
             let table = match row_index(i, tables) {
                 Some(index) => Some(index.table.as_str()),
                 None => (namespaces.value(i) == indexed.schema_oid).then(|| names.value(i)),
             };
-            let owner = table.and_then(|t| indexed.owners.owner_oid(t));
-            Some(owner.unwrap_or(owners.value(i)))
+            let owner = table.map(|t| indexed.owners.owner_oid(t).or(default_owner));
+            Some(owner.flatten().unwrap_or(owners.value(i)))
         })
         .collect();
     let mut columns: Vec<ArrayRef> = all.columns().to_vec();
