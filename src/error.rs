@@ -95,6 +95,12 @@ pub mod sqlstate {
     pub const DUPLICATE_CURSOR: &str = "42P03";
     /// A prepared statement name already in use.
     pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
+    /// A transaction that cannot commit under its isolation level.
+    pub const SERIALIZATION_FAILURE: &str = "40001";
+    /// An object not in the state the statement needs.
+    pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
+    /// A statement inside a transaction block that an earlier error aborted.
+    pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
 }
 
 /// Every error TasteDB returns. [`Error::sqlstate`] gives the Postgres code.
@@ -251,6 +257,15 @@ pub enum Error {
     /// A prepared statement name already in use.
     #[error("prepared statement \"{0}\" already exists")]
     DuplicatePreparedStatement(String),
+    /// A transaction whose writes clash with a transaction that committed after it began.
+    #[error("could not serialize access due to concurrent update: {0}")]
+    SerializationFailure(String),
+    /// A statement in a transaction block that an earlier error aborted.
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    InFailedTransaction,
+    /// An object not in the state the statement needs (e.g. changing the rows of a view).
+    #[error("{0}")]
+    ObjectNotInPrerequisiteState(String),
     /// A bug in TasteDB.
     #[error("internal error: {0}")]
     Internal(String),
@@ -308,6 +323,9 @@ impl Error {
             Error::Corrupt(_) => DATA_CORRUPTED,
             Error::Query(e) => datafusion_sqlstate(e),
             Error::Internal(_) => INTERNAL_ERROR,
+            Error::SerializationFailure(_) => SERIALIZATION_FAILURE,
+            Error::InFailedTransaction => IN_FAILED_SQL_TRANSACTION,
+            Error::ObjectNotInPrerequisiteState(_) => OBJECT_NOT_IN_PREREQUISITE_STATE,
         }
     }
 

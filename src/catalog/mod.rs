@@ -7,6 +7,7 @@ pub mod pg_indexes;
 mod point_query;
 mod provider;
 mod pushdown;
+mod row_keys;
 mod scan;
 mod schema;
 mod sink;
@@ -14,7 +15,8 @@ pub mod system_tables;
 mod views;
 
 pub use point_query::PointQuery;
-pub use provider::StoredTableProvider;
+pub use provider::{ROW_KEY_COLUMN, StoredTableProvider};
+pub use row_keys::{ROW_KEYS_FUNCTION, RowKeys};
 pub use schema::TasteSchema;
 pub use views::StoredView;
 

@@ -12,6 +12,7 @@ use crate::catalog::pushdown::point_keys;
 use crate::error::Result;
 use crate::schema::TableDef;
 use crate::sql::names;
+use crate::storage::Transaction;
 use crate::storage::reader::{self, ReadShape};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -83,7 +84,12 @@ impl PointQuery {
     /// Reads the row the parameters `values` select; `None` when the table is not the one
     /// prepared any more, or a value's type differs from its key column's (the general path
     /// then decides).
-    pub fn run(&self, catalog: &Catalog, values: &ParamValues) -> Result<Option<RecordBatch>> {
+    pub fn run(
+        &self,
+        catalog: &Catalog,
+        values: &ParamValues,
+        txn: Option<&Transaction>,
+    ) -> Result<Option<RecordBatch>> {
         let Some(stored) = catalog.get(&self.table) else {
             return Ok(None);
         };
@@ -116,6 +122,8 @@ impl PointQuery {
             projection: &self.projection,
             schema: self.schema.clone(),
             batch_size: keys.len(),
+            row_keys_at: None,
+            txn,
         };
         reader::lookup(catalog.store(), &shape, &keys).map(Some)
     }

@@ -2,8 +2,8 @@
 
 use crate::error::Error;
 use crate::storage::Store;
-use crate::storage::StoredTable;
 use crate::storage::reader::{self, ReadShape};
+use crate::storage::{StoredTable, Transaction};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::Result;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -27,12 +27,15 @@ pub struct StoredScanExec {
     projection: Vec<usize>,
     /// `Some` for point reads of these row keys, `None` for a full scan.
     keys: Option<Arc<Vec<Vec<u8>>>>,
+    /// Where each row's key goes in the output (`ctid` of `tastedb_row_keys`), if asked.
+    row_keys_at: Option<usize>,
     limit: Option<usize>,
     properties: Arc<PlanProperties>,
 }
 
 impl StoredScanExec {
-    /// A scan of `projection` of `table`; `keys` turns it into point reads.
+    /// A scan of `projection` of `table`; `keys` turns it into point reads, `row_keys_at`
+    /// adds each row's key at that output position.
     pub fn new(
         store: Arc<Store>,
         table: Arc<StoredTable>,
@@ -40,6 +43,7 @@ impl StoredScanExec {
         schema: SchemaRef,
         keys: Option<Vec<Vec<u8>>>,
         limit: Option<usize>,
+        row_keys_at: Option<usize>,
     ) -> Self {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(schema),
@@ -52,6 +56,7 @@ impl StoredScanExec {
             table,
             projection,
             keys: keys.map(Arc::new),
+            row_keys_at,
             limit,
             properties: Arc::new(properties),
         }
@@ -135,12 +140,17 @@ impl ExecutionPlan for StoredScanExec {
         let keys = self.keys.clone();
         let limit = self.limit;
         let batch_size = context.session_config().batch_size();
+        let row_keys_at = self.row_keys_at;
+        // inside a transaction block, the scan sees its snapshot and its writes
+        let txn = context.session_config().get_extension::<Transaction>();
         builder.spawn_blocking(move || {
             let shape = ReadShape {
                 table: &table.def,
                 projection: &projection,
                 schema,
                 batch_size,
+                row_keys_at,
+                txn: txn.as_deref(),
             };
             let read = match keys {
                 Some(keys) => reader::lookup(&store, &shape, &keys).map(|batch| {

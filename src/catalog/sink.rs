@@ -1,9 +1,10 @@
-//! The write side of a stored table: DataFusion's `DataSinkExec` hands INSERT rows to this sink.
+//! The write side of a stored table: DataFusion's `DataSinkExec` hands INSERT rows to this sink
+//! (written at once, or by the statement's transaction at its COMMIT).
 
 use crate::blocking;
 use crate::error::Error;
-use crate::storage::StoredTable;
 use crate::storage::{Store, writer};
+use crate::storage::{StoredTable, Transaction};
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -51,16 +52,17 @@ impl DataSink for StoredInsertSink {
     async fn write_all(
         &self,
         data: SendableRecordBatchStream,
-        _context: &Arc<TaskContext>,
+        context: &Arc<TaskContext>,
     ) -> Result<u64> {
         // The whole statement is one atomic write, so its rows are gathered first.
         let batches: Vec<RecordBatch> = data.try_collect().await?;
         let store = self.store.clone();
         let table = self.table.clone();
+        let txn = context.session_config().get_extension::<Transaction>();
         // A statement stopped before its write begins writes nothing.
         blocking::run("the insert", move |stopped| {
             stopped.check()?;
-            writer::insert(&store, &table, &batches)
+            writer::insert(&store, &table, &batches, txn.as_deref())
         })
         .await
         .map_err(Error::into_datafusion)

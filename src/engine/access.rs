@@ -6,6 +6,7 @@
 //! ([`FUNCTION_OBJECTS`]), and the queries given to functions as arguments are plans like
 //! any other.
 
+use crate::catalog::StoredTableProvider;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::roles::{Actor, Object, ObjectKind, Privilege, SIGNAL_BACKEND};
@@ -67,6 +68,15 @@ impl Access {
         if !self.needs.contains(&need) {
             self.needs.push(need);
         }
+    }
+
+    /// Adds that the caller needs `privilege` on `object`.
+    pub fn require(&mut self, object: Object, privilege: Privilege) {
+        self.push(Need::Privilege {
+            object,
+            privilege,
+            through: None,
+        });
     }
 
     /// Adds what `other` needs.
@@ -151,7 +161,12 @@ impl Engine {
                     access.push(Need::Superuser("to read pg_stat_activity".into()));
                 }
                 LogicalPlan::TableScan(scan) => {
-                    if let Some(object) = self.user_table(&scan.table_name) {
+                    // `tastedb_row_keys('t')` reads `t` under the function's name
+                    let stored = source_as_provider(&scan.source).ok().and_then(|p| {
+                        let provider = p.downcast_ref::<StoredTableProvider>()?;
+                        Some(Object::table(provider.table().def.name.clone()))
+                    });
+                    if let Some(object) = stored.or_else(|| self.user_table(&scan.table_name)) {
                         if let Ok(provider) = source_as_provider(&scan.source)
                             && let Some(view) = provider.downcast_ref::<ViewTable>()
                         {

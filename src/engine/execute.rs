@@ -4,6 +4,7 @@
 
 use crate::catalog::StoredView;
 use crate::engine::access::{Access, function_access};
+use crate::engine::transaction::current;
 use crate::engine::{CommandTag, Context, Engine, Outcome, QUERY_SIGNATURES, Statement};
 use crate::error::{Error, Result};
 use crate::roles::{Actor, FileAccess, Object, Privilege, Users, personalize};
@@ -11,6 +12,7 @@ use crate::sql::names;
 use crate::sql::notices::Notices;
 use crate::sql::parser::{parse_query, query_statement};
 use datafusion::arrow::array::{RecordBatch, UInt64Array};
+use datafusion::dataframe::DataFrame;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{
     DdlStatement, LogicalPlan, Statement as PlanStatement, TransactionConclusion, WriteOp,
@@ -129,7 +131,11 @@ impl Engine {
                 Ok(outcome)
             }
             SqlStatement::Insert(insert) => self.insert(insert, actor).await,
+            SqlStatement::Truncate(truncate) => self.truncate(&truncate, actor).await,
             other => {
+                if let Some(modification) = self.modification_of(&other)? {
+                    return self.modify(modification, actor).await;
+                }
                 self.run_datafusion(DFStatement::Statement(Box::new(other)), actor)
                     .await
             }
@@ -227,6 +233,12 @@ impl Engine {
         &self,
         plan: LogicalPlan,
     ) -> Result<SendableRecordBatchStream> {
+        // a write or a query in a transaction runs with it; definitions change the engine's
+        // own session, so they go through it
+        if current().is_some() && !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)) {
+            let frame = DataFrame::new(self.statement_state(), plan);
+            return Ok(frame.execute_stream().await?);
+        }
         let frame = self.session_context().execute_logical_plan(plan).await?;
         Ok(frame.execute_stream().await?)
     }

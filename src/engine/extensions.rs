@@ -35,6 +35,10 @@ pub(super) fn register_functions(
     indexes: &Arc<VectorIndexes>,
 ) {
     crate::sql::register_functions(ctx);
+    ctx.register_udtf(
+        crate::catalog::ROW_KEYS_FUNCTION,
+        Arc::new(crate::catalog::RowKeys::new(catalog.clone())),
+    );
     crate::models::register_functions(ctx, serving.clone());
     crate::features::register_functions(ctx, features, &serving.inputs);
     crate::vectors::register_functions(ctx, catalog, indexes);

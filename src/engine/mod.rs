@@ -11,10 +11,12 @@ pub mod depth;
 mod execute;
 mod extensions;
 pub mod memory;
+mod modify;
 mod outcome;
 mod prepared;
 mod statement;
 mod tables;
+pub mod transaction;
 
 pub use access::{Access, FUNCTION_OBJECTS, FunctionObject};
 pub use activity::{Activity, CancelBackend, Connected, Connection, Running};
@@ -37,7 +39,7 @@ use crate::sql::names;
 use crate::sql::notices::Notices;
 use crate::sql::parser::{CopyFrom, CopySourceKind};
 use crate::sql::query_arguments::QueryArguments;
-use crate::storage::{Store, StoredTable, writer};
+use crate::storage::{Store, StoredTable, TableChange, writer};
 use crate::vectors::VectorIndexes;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
@@ -180,18 +182,24 @@ impl Engine {
         let observed = Arc::downgrade(&live);
         catalog
             .store()
-            .on_rows_written(Arc::new(move |table, batches| {
+            .on_rows_changed(Arc::new(move |table, change| {
                 if let Some(live) = observed.upgrade() {
-                    live.rows_written(table, batches)
+                    match change {
+                        TableChange::Written(batches) => live.rows_written(table, batches),
+                        TableChange::Removed(_) => live.rows_removed(table),
+                    }
                 }
             }));
         // Weak: the store holds its observers, and the indexes hold the store.
         let indexed = Arc::downgrade(&indexes);
         catalog
             .store()
-            .on_rows_written(Arc::new(move |table, batches| {
+            .on_rows_changed(Arc::new(move |table, change| {
                 if let Some(indexes) = indexed.upgrade() {
-                    indexes.rows_written(table, batches)
+                    match change {
+                        TableChange::Written(batches) => indexes.rows_written(table, batches),
+                        TableChange::Removed(keys) => indexes.rows_removed(table, keys),
+                    }
                 }
             }));
         let serving = Serving {
@@ -309,10 +317,11 @@ impl Engine {
     ) -> Result<u64> {
         let stored = self.stored_table(table)?;
         let store = self.inner.catalog.store().clone();
+        let txn = transaction::current();
         crate::blocking::run("the load", move |stopped| {
             let batches = load(&stored.def)?;
             stopped.check()?;
-            writer::insert(&store, &stored, &batches)
+            writer::insert(&store, &stored, &batches, txn.as_deref())
         })
         .await
     }

@@ -15,6 +15,14 @@ pub enum Outcome {
     Rows(SendableRecordBatchStream),
     /// A statement that returns no rows, by its command tag (`CREATE TABLE`, `INSERT 0 3`).
     Done(CommandTag),
+    /// A write that returns rows (`UPDATE … RETURNING`): its command, and the rows, whose
+    /// number is its count.
+    Returned {
+        /// The command, e.g. `UPDATE`.
+        command: String,
+        /// The rows RETURNING gives, one per row written.
+        rows: RecordBatch,
+    },
 }
 
 impl std::fmt::Debug for Outcome {
@@ -22,6 +30,11 @@ impl std::fmt::Debug for Outcome {
         match self {
             Outcome::Rows(stream) => f.debug_tuple("Rows").field(&stream.schema()).finish(),
             Outcome::Done(tag) => f.debug_tuple("Done").field(tag).finish(),
+            Outcome::Returned { command, rows } => f
+                .debug_struct("Returned")
+                .field("command", command)
+                .field("rows", &rows.num_rows())
+                .finish(),
         }
     }
 }
@@ -87,6 +100,10 @@ impl Outcome {
     pub fn into_stream(self) -> Result<SendableRecordBatchStream> {
         match self {
             Outcome::Rows(stream) => Ok(stream),
+            Outcome::Returned { rows, .. } => {
+                let schema = rows.schema();
+                Ok(Box::pin(MemoryStream::try_new(vec![rows], schema, None)?))
+            }
             Outcome::Done(CommandTag {
                 rows: Some(rows), ..
             }) => {

@@ -5,6 +5,8 @@
 
 use crate::catalog::PointQuery;
 use crate::engine::access::Access;
+use crate::engine::modify::Modification;
+use crate::engine::transaction::current;
 use crate::engine::{Engine, Outcome, Statement};
 use crate::error::{Error, Result};
 use crate::models::ranking_table;
@@ -32,6 +34,8 @@ pub struct Prepared {
     rows_schema: Option<SchemaRef>,
     /// A lookup by primary key, answered without planning at each execution.
     point: Option<PointQuery>,
+    /// For UPDATE and DELETE: the writes the rows found by `plan` become.
+    modification: Option<Modification>,
     /// What running it needs, checked against the caller at every execution.
     access: Access,
     /// The role it was prepared for (`None`: the embedding program).
@@ -70,11 +74,21 @@ impl Engine {
     /// Like [`Engine::prepare`], on behalf of `actor`, who must hold what it needs.
     pub async fn prepare_as(&self, statement: Statement, actor: &Actor) -> Result<Prepared> {
         let generation = self.catalog().generation();
-        let (plan, access) = match &statement {
-            Statement::DataFusion(df) => match self.plan_with_parameters(df, actor).await? {
-                Some((plan, access)) => (Some(plan), access),
-                None => (None, Access::default()),
-            },
+        let modification = match statement.sql() {
+            Some(sql) => self.modification_of(sql)?,
+            None => None,
+        };
+        let (plan, access) = match (&statement, &modification) {
+            (_, Some(modification)) => {
+                let (plan, access) = self.plan_modification(modification, actor).await?;
+                (Some(plan), access)
+            }
+            (Statement::DataFusion(df), None) => {
+                match self.plan_with_parameters(df, actor).await? {
+                    Some((plan, access)) => (Some(plan), access),
+                    None => (None, Access::default()),
+                }
+            }
             _ => (None, Access::default()),
         };
         let parameter_types = match &plan {
@@ -83,9 +97,13 @@ impl Engine {
         };
         let point = plan
             .as_ref()
+            .filter(|_| modification.is_none())
             .and_then(|plan| PointQuery::recognise(self.catalog(), plan));
         let rows_schema = match (&plan, &statement) {
             (Some(LogicalPlan::Dml(_)), _) => None,
+            (Some(plan), _) if modification.is_some() => {
+                modification.as_ref().and_then(|m| m.returning_schema(plan))
+            }
             (Some(plan), _) => Some(Arc::new(plan.schema().as_arrow().clone())),
             (None, Statement::Command(command)) => command.rows_schema(),
             (None, _) => None,
@@ -96,6 +114,7 @@ impl Engine {
             parameter_types,
             rows_schema,
             point,
+            modification,
             access,
             prepared_by: actor.clone(),
             generation,
@@ -134,11 +153,14 @@ impl Engine {
         };
         self.check_access(actor, &prepared.access)?;
         if let Some(point) = &prepared.point
-            && let Some(batch) = point.run(self.catalog(), &values)?
+            && let Some(batch) = point.run(self.catalog(), &values, current().as_deref())?
         {
             return Outcome::batch(batch);
         }
         let bound = plan.clone().with_param_values(values.clone())?;
+        if let Some(modification) = &prepared.modification {
+            return with_parameters(values, self.run_modification(modification, bound)).await;
+        }
         // table functions read their parameters while the plan is turned into a physical one
         with_parameters(values, self.run_plan(bound)).await
     }

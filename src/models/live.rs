@@ -216,6 +216,25 @@ impl<V: Clone> Live<V> {
     }
 }
 
+impl<V: Clone> Live<V> {
+    /// After rows of `table` were removed or changed: the deltas over it are read again from
+    /// storage when next needed, and the answers of their models are dropped from the cache
+    /// (what a user's removed events changed is not known without reading them again).
+    pub fn rows_removed(&self, table: &TableDef) {
+        let slots: Vec<Arc<Slot>> = lock(&self.slots).values().cloned().collect();
+        for slot in slots {
+            let Some(delta) = read(&slot.delta).clone() else {
+                continue;
+            };
+            let reads_table = delta.source.as_ref().is_some_and(|s| s.table == table.name);
+            if reads_table || self.registry.active_stamp(&delta.model) != Some(delta.stamp) {
+                *write(&slot.delta) = None;
+                self.cache.model_changed(&delta.model);
+            }
+        }
+    }
+}
+
 impl Delta {
     /// Whether the version's source is live (see the module documentation).
     pub fn is_live(&self) -> bool {

@@ -6,11 +6,13 @@
 //! streamed as CopyData in text or csv format.
 
 use crate::engine::Engine;
+use crate::engine::transaction::maybe_within;
 use crate::error::Error;
 use crate::roles::Actor;
 use crate::server::errors::to_pgwire;
 use crate::server::stop::Stop;
 use crate::server::text_format;
+use crate::server::transaction_block::Block;
 use crate::sql::parser::{CopyFormat, CopyFrom, CopyOptions};
 use arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use arrow_pg::encoder::encode_value;
@@ -240,10 +242,14 @@ impl CopyHandler for CopyIn {
     {
         let (copy, stop, data) = pending(client).take().ok_or_else(no_copy)?;
         let statement = format!("COPY {} FROM STDIN", copy.table);
-        let rows = stop
-            .within(self.engine.copy_from_bytes(copy, data))
+        let block = Block::of(client);
+        let load = self.engine.copy_from_bytes(copy, data);
+        let rows = maybe_within(block.transaction(), stop.within(load))
             .await
-            .map_err(|e| to_pgwire(&e, &statement))?;
+            .map_err(|e| {
+                block.failed();
+                to_pgwire(&e, &statement)
+            })?;
         let tag = Tag::new("COPY").with_rows(rows as usize);
         client
             .send(PgWireBackendMessage::CommandComplete(tag.into()))

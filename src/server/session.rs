@@ -2,6 +2,7 @@
 //! statements through the [`Engine`] and translating its typed [`Outcome`]s to pgwire: rows
 //! encoded with `arrow-pg`, or a command tag.
 
+use crate::engine::transaction::maybe_within;
 use crate::engine::{self, CommandTag, Engine, Outcome, Prepared, Statement};
 use crate::error::Error;
 use crate::roles::Actor;
@@ -12,7 +13,9 @@ use crate::server::errors::{error_info, log_failure, to_pgwire};
 use crate::server::settings::{self, SessionStatement};
 use crate::server::sql_prepare::{SqlPrepare, SqlPrepared, sql_prepare};
 use crate::server::stop::{self, Stop};
-use crate::server::transaction_block::{self, BlockStatement, PreparedNames, block_statement};
+use crate::server::transaction_block::{
+    self, Block, BlockStatement, PreparedNames, block_statement,
+};
 use crate::server::{bind, copy, text_format, timeout};
 use crate::sql::notices::{Notice, Notices};
 use crate::sql::parser::{CopyFormat, CopySourceKind};
@@ -139,9 +142,35 @@ impl Session {
         }
     }
 
+    /// Runs one statement in the connection's transaction block, if one is open: refused
+    /// with 25P02 when the block failed, and failing it when it fails.
+    async fn run_statement<C>(
+        &self,
+        client: &mut C,
+        statement: Statement,
+        format: &Format,
+        sql: &str,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::PortalStore: PortalStore,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let block = Block::of(client);
+        let txn = block.transaction();
+        let result = match block.check(block_statement(&statement).as_ref()) {
+            Ok(()) => maybe_within(txn, self.run_one(client, statement, format, sql)).await,
+            Err(e) => Err(to_pgwire(&e, sql)),
+        };
+        if result.is_err() {
+            block.failed();
+        }
+        result
+    }
+
     /// Runs one statement: a session statement or COPY TO STDOUT here, anything else on the
     /// engine.
-    async fn run_statement<C>(
+    async fn run_one<C>(
         &self,
         client: &mut C,
         statement: Statement,
@@ -185,7 +214,7 @@ impl Session {
             let answer = match block {
                 BlockStatement::Deallocate(name) => self.deallocate(client, name),
                 BlockStatement::DiscardAll => discard_all(client),
-                other => transaction_block::run(client, other),
+                other => transaction_block::run(client, &self.engine, other),
             };
             return answer.map_err(|e| to_pgwire(&e, sql));
         }
@@ -208,7 +237,7 @@ impl Session {
         match settings::session_statement(&statement) {
             Some(SessionStatement::Show(name)) => {
                 let stream = settings::show_rows(client, &name).map_err(|e| to_pgwire(&e, sql))?;
-                rows(stream, format, sql, client.socket_addr()).map(Response::Query)
+                rows(stream, format, sql, recipient(client)).map(Response::Query)
             }
             Some(other) => settings::run(client, other).map_err(|e| to_pgwire(&e, sql)),
             None => {
@@ -221,7 +250,7 @@ impl Session {
                     &stop,
                     format,
                     sql,
-                    client.socket_addr(),
+                    recipient(client),
                 )
             }
         }
@@ -264,17 +293,42 @@ where
     Ok(())
 }
 
+/// Whom a statement's rows go to: the client's address (errors are logged as its) and its
+/// transaction block (which an error mid-stream fails).
+struct Recipient {
+    addr: SocketAddr,
+    block: Arc<Block>,
+}
+
+fn recipient<C: ClientInfo>(client: &C) -> Recipient {
+    Recipient {
+        addr: client.socket_addr(),
+        block: Block::of(client),
+    }
+}
+
 /// The response Postgres would send for `outcome`; rows stop streaming when `stop` says.
 fn respond(
     outcome: Outcome,
     stop: &Stop,
     format: &Format,
     sql: &str,
-    client: SocketAddr,
+    client: Recipient,
 ) -> PgWireResult<Response> {
     match outcome {
         Outcome::Rows(stream) => rows(stop.until(stream), format, sql, client).map(Response::Query),
         Outcome::Done(tag) => Ok(Response::Execution(wire_tag(&tag))),
+        Outcome::Returned {
+            command,
+            rows: batch,
+        } => {
+            let schema = batch.schema();
+            let stream = MemoryStream::try_new(vec![batch], schema, None)
+                .map_err(|e| to_pgwire(&Error::from(e), sql))?;
+            let mut response = rows(Box::pin(stream), format, sql, client)?;
+            response.set_command_tag(&command);
+            Ok(Response::Query(response))
+        }
     }
 }
 
@@ -290,13 +344,13 @@ fn wire_tag(tag: &CommandTag) -> Tag {
     }
 }
 
-/// A row-description plus a stream of encoded rows; an error mid-stream keeps its SQLSTATE
-/// and is logged as `client`'s.
+/// A row-description plus a stream of encoded rows; an error mid-stream keeps its SQLSTATE,
+/// is logged as `client`'s and fails its block.
 fn rows(
     stream: SendableRecordBatchStream,
     format: &Format,
     sql: &str,
-    client: SocketAddr,
+    client: Recipient,
 ) -> PgWireResult<QueryResponse> {
     let fields = Arc::new(arrow_schema_to_pg_fields(&stream.schema(), format, None)?);
     let encoder_fields = fields.clone();
@@ -309,7 +363,8 @@ fn rows(
             Ok(batch) => encode_recordbatch(encoder_fields.clone(), batch).collect(),
             Err(e) => {
                 let info = error_info(&e, &sql);
-                log_failure(client, &info, &sql);
+                log_failure(client.addr, &info, &sql);
+                client.block.failed();
                 vec![Err(PgWireError::UserError(Box::new(info)))]
             }
         };
@@ -357,6 +412,7 @@ impl SimpleQueryHandler for Session {
                 }
                 break;
             }
+            let commits = block_statement(&statement) == Some(BlockStatement::Commit);
             let result = self
                 .run_statement(client, statement, &Format::UnifiedText, query)
                 .await;
@@ -375,6 +431,12 @@ impl SimpleQueryHandler for Session {
             match result {
                 Ok(response) => responses.push(response),
                 // A FATAL error ends the connection (pgwire closes it after sending it).
+                // a COMMIT that fails ends the block: alone in its query, the connection is
+                // idle after it (pgwire would call it a failed block in a list of responses)
+                Err(PgWireError::UserError(info)) if commits && responses.is_empty() => {
+                    log_failure(client.socket_addr(), &info, query);
+                    return Err(PgWireError::UserError(info));
+                }
                 Err(PgWireError::UserError(info)) if info.severity != "FATAL" => {
                     log_failure(client.socket_addr(), &info, query);
                     responses.push(Response::Error(info));
@@ -506,11 +568,22 @@ impl QueryParser for Planner {
             }
             Ok(prepared)
         };
-        AssertUnwindSafe(prepared)
+        let prepared = AssertUnwindSafe(prepared)
             .catch_unwind()
             .await
-            .unwrap_or_else(|panic| Err(stop::panicked(panic.as_ref())))
-            .map_err(|e| to_pgwire(&e, sql))
+            .unwrap_or_else(|panic| Err(stop::panicked(panic.as_ref())));
+        let block = Block::of(client);
+        let checked = prepared.and_then(|statement| {
+            let kind = statement
+                .as_ref()
+                .and_then(|s| block_statement(&s.statement));
+            block.check(kind.as_ref())?;
+            Ok(statement)
+        });
+        if checked.is_err() {
+            block.failed();
+        }
+        checked.map_err(|e| to_pgwire(&e, sql))
     }
 
     fn get_parameter_types(&self, statement: &PreparedStatement) -> PgWireResult<Vec<Type>> {
@@ -658,7 +731,15 @@ impl ExtendedQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let response = self.execute_portal(client, portal).await;
+        let block = Block::of(client);
+        let statement = &portal.statement.statement;
+        let response = match block.check(block_statement(&statement.statement).as_ref()) {
+            Ok(()) => maybe_within(block.transaction(), self.execute_portal(client, portal)).await,
+            Err(e) => Err(to_pgwire(&e, &statement.sql)),
+        };
+        if response.is_err() {
+            block.failed();
+        }
         if let Err(PgWireError::UserError(info)) = &response {
             log_failure(client.socket_addr(), info, &portal.statement.statement.sql);
         }
@@ -730,7 +811,7 @@ impl Session {
                     &notices,
                 );
                 let outcome = stop.within(run).await.map_err(error)?;
-                respond(outcome, stop, format, sql, client.socket_addr())
+                respond(outcome, stop, format, sql, recipient(client))
             }
         }
     }
@@ -809,7 +890,7 @@ impl Session {
                 let batch = stop.within(cursors.fetch(&name, count)).await?;
                 let schema = batch.schema();
                 let stream = MemoryStream::try_new(vec![batch], schema, None)?;
-                let mut response = rows(Box::pin(stream), format, sql, client.socket_addr())
+                let mut response = rows(Box::pin(stream), format, sql, recipient(client))
                     .map_err(|e| Error::Internal(format!("FETCH: {e}")))?;
                 response.set_command_tag("FETCH");
                 Ok(Response::Query(response))
@@ -880,7 +961,7 @@ impl Session {
             &stop,
             &portal.result_column_format,
             sql,
-            client.socket_addr(),
+            recipient(client),
         )
     }
 }

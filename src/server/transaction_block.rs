@@ -1,13 +1,13 @@
-//! The statements of a transaction block, answered from the connection's state as PostgreSQL
-//! answers them: `BEGIN`, `COMMIT`, `ROLLBACK`, `SAVEPOINT`, `RELEASE [SAVEPOINT]` and
-//! `ROLLBACK TO [SAVEPOINT]`, and `DEALLOCATE` / `DISCARD ALL` of the connection's prepared
-//! statements. Writes are not transactional yet (each statement commits on its own, see
-//! docs/server.md), so savepoints are names kept in order: drivers that wrap work in nested
-//! transactions (psycopg's `conn.transaction()`, SQLAlchemy's `begin_nested()`) get the answers
-//! and errors PostgreSQL gives, without a rollback undoing writes.
+//! The statements of a transaction block, answered as PostgreSQL answers them: `BEGIN` opens
+//! the connection's [`Block`] (an engine transaction, `docs/transactions.md`), `COMMIT` commits
+//! it (40001 when a concurrent commit wrote the same rows), `ROLLBACK` discards it,
+//! `SAVEPOINT`, `RELEASE [SAVEPOINT]` and `ROLLBACK TO [SAVEPOINT]` mark and undo parts of it;
+//! after a failed statement the block refuses everything but those with 25P02. Also
+//! `DEALLOCATE` / `DISCARD ALL` of the connection's prepared statements.
 
-use crate::engine::Statement;
+use crate::engine::{Engine, Statement};
 use crate::error::{Error, Result};
+use crate::storage::Transaction;
 use datafusion::sql::sqlparser::ast::{DiscardObject, Statement as SqlStatement};
 use pgwire::api::ClientInfo;
 use pgwire::api::results::{Response, Tag};
@@ -60,9 +60,49 @@ pub fn block_statement(statement: &Statement) -> Option<BlockStatement> {
     })
 }
 
-/// The savepoints of a connection's open transaction block, oldest first.
+/// A connection's open transaction block, if any.
 #[derive(Default)]
-struct Savepoints(Mutex<Vec<String>>);
+pub struct Block(Mutex<BlockState>);
+
+#[derive(Default)]
+struct BlockState {
+    txn: Option<Arc<Transaction>>,
+    /// A statement failed: only COMMIT, ROLLBACK and ROLLBACK TO run until the block ends.
+    failed: bool,
+}
+
+impl Block {
+    /// `client`'s block.
+    pub fn of<C: ClientInfo>(client: &C) -> Arc<Block> {
+        client
+            .session_extensions()
+            .get_or_insert_with(Block::default)
+    }
+
+    /// The transaction of the open block.
+    pub fn transaction(&self) -> Option<Arc<Transaction>> {
+        lock(&self.0).txn.clone()
+    }
+
+    /// A statement failed: an open block is aborted.
+    pub fn failed(&self) {
+        let mut state = lock(&self.0);
+        state.failed = state.txn.is_some();
+    }
+
+    /// 25P02 when the block is aborted and `statement` does not end it or go back to a
+    /// savepoint.
+    pub fn check(&self, statement: Option<&BlockStatement>) -> Result<()> {
+        let ends = matches!(
+            statement,
+            Some(BlockStatement::Commit | BlockStatement::Rollback | BlockStatement::RollbackTo(_))
+        );
+        if lock(&self.0).failed && !ends {
+            return Err(Error::InFailedTransaction);
+        }
+        Ok(())
+    }
+}
 
 /// The names of the statements a connection prepared (Parse messages and SQL `PREPARE`),
 /// which `DEALLOCATE ALL` and `DISCARD ALL` close.
@@ -94,57 +134,60 @@ impl PreparedNames {
 }
 
 /// Answers `statement` (not `Deallocate` or `DiscardAll`, which need the connection's
-/// statements) for `client`.
-pub fn run<C: ClientInfo>(client: &C, statement: BlockStatement) -> Result<Response> {
-    let in_block = client.transaction_status() != TransactionStatus::Idle;
-    let savepoints = client
-        .session_extensions()
-        .get_or_insert_with(Savepoints::default);
-    let mut names = lock(&savepoints.0);
+/// statements) for `client`; `engine` begins the transactions.
+pub fn run<C: ClientInfo>(
+    client: &mut C,
+    engine: &Engine,
+    statement: BlockStatement,
+) -> Result<Response> {
+    let block = Block::of(client);
+    let mut state = lock(&block.0);
     let execution = |tag: &str| Ok(Response::Execution(Tag::new(tag)));
-    let rollback = matches!(statement, BlockStatement::Rollback);
-    let releasing = matches!(statement, BlockStatement::Release(_));
+    let in_block = |state: &BlockState, what: &str| {
+        state
+            .txn
+            .clone()
+            .ok_or_else(|| Error::NoActiveTransaction(what.into()))
+    };
     match statement {
         BlockStatement::Begin => {
-            names.clear();
+            if state.txn.is_none() {
+                state.txn = Some(engine.begin());
+                state.failed = false;
+            }
             Ok(Response::TransactionStart(Tag::new("BEGIN")))
         }
-        BlockStatement::Commit | BlockStatement::Rollback => {
-            names.clear();
+        BlockStatement::Rollback => {
+            *state = BlockState::default();
+            Ok(Response::TransactionEnd(Tag::new("ROLLBACK")))
+        }
+        BlockStatement::Commit => {
+            let ended = std::mem::take(&mut *state);
             // PostgreSQL ends a failed block with ROLLBACK whatever was asked
-            let failed = client.transaction_status() == TransactionStatus::Error;
-            let tag = if rollback || failed {
-                "ROLLBACK"
-            } else {
-                "COMMIT"
-            };
-            Ok(Response::TransactionEnd(Tag::new(tag)))
+            if ended.failed {
+                return Ok(Response::TransactionEnd(Tag::new("ROLLBACK")));
+            }
+            if let Some(txn) = ended.txn
+                && let Err(error) = txn.commit()
+            {
+                // the block is over either way: the error leaves the connection idle
+                client.set_transaction_status(TransactionStatus::Idle);
+                return Err(error);
+            }
+            Ok(Response::TransactionEnd(Tag::new("COMMIT")))
         }
         BlockStatement::Savepoint(name) => {
-            if !in_block {
-                return Err(Error::NoActiveTransaction("SAVEPOINT".into()));
-            }
-            names.push(name);
+            in_block(&state, "SAVEPOINT")?.savepoint(&name);
             execution("SAVEPOINT")
         }
-        BlockStatement::Release(name) | BlockStatement::RollbackTo(name) => {
-            let what = match releasing {
-                true => "RELEASE SAVEPOINT",
-                false => "ROLLBACK TO SAVEPOINT",
-            };
-            if !in_block {
-                return Err(Error::NoActiveTransaction(what.into()));
-            }
-            // the newest savepoint of that name; later ones go, and RELEASE takes it too
-            let at = names
-                .iter()
-                .rposition(|n| *n == name)
-                .ok_or(Error::UndefinedSavepoint(name))?;
-            names.truncate(if releasing { at } else { at + 1 });
-            execution(match releasing {
-                true => "RELEASE",
-                false => "ROLLBACK",
-            })
+        BlockStatement::Release(name) => {
+            in_block(&state, "RELEASE SAVEPOINT")?.release(&name)?;
+            execution("RELEASE")
+        }
+        BlockStatement::RollbackTo(name) => {
+            in_block(&state, "ROLLBACK TO SAVEPOINT")?.rollback_to(&name)?;
+            state.failed = false;
+            execution("ROLLBACK")
         }
         BlockStatement::Deallocate(_) | BlockStatement::DiscardAll => Err(Error::Internal(
             "DEALLOCATE and DISCARD are answered by the session".into(),

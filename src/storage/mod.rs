@@ -6,16 +6,21 @@
 pub mod backup;
 mod key_codec;
 pub mod keys;
+pub mod modify;
 pub mod reader;
 mod row_codec;
 mod store;
 mod tables;
+pub mod transaction;
 pub mod vector_values;
 mod write_set;
 pub mod writer;
 
 pub use key_codec::encode_key;
 pub use row_codec::{ColumnValues, RowDecoder, encode_row};
-pub use store::{FORMAT_VERSION, MARKER_FILE, RowKeys, RowsWritten, Scan, Store, WrittenBatch};
+pub use store::{
+    FORMAT_VERSION, MARKER_FILE, RowKeys, RowsChanged, Scan, Store, TableChange, WrittenBatch,
+};
 pub use tables::{RowIdReservation, StoredTable};
+pub use transaction::{Change, Transaction};
 pub use write_set::WriteSet;

@@ -3,10 +3,11 @@
 use crate::error::Result;
 use crate::schema::TableDef;
 use crate::storage::row_codec::RowDecoder;
-use crate::storage::{Store, keys};
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use crate::storage::{Store, Transaction, keys};
+use datafusion::arrow::array::{BinaryArray, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use rocksdb::ReadOptions;
+use std::sync::Arc;
 
 /// What a read returns: which columns, in which schema, in batches of how many rows.
 pub struct ReadShape<'a> {
@@ -14,10 +15,16 @@ pub struct ReadShape<'a> {
     pub table: &'a TableDef,
     /// Indexes of the table columns to return, in output order.
     pub projection: &'a [usize],
-    /// Schema of the output batches (the projected table schema).
+    /// Schema of the output batches (the projected table schema, plus the row keys' column
+    /// when `row_keys_at` is set).
     pub schema: SchemaRef,
     /// Maximum rows per batch.
     pub batch_size: usize,
+    /// Where in the output each row's key (binary, without the table prefix) goes, if asked.
+    pub row_keys_at: Option<usize>,
+    /// The transaction whose view the read sees (its snapshot and own writes); the latest
+    /// committed rows when `None`.
+    pub txn: Option<&'a Transaction>,
 }
 
 /// Scans every row of the table in key order, handing each full batch to `emit`; stops early
@@ -28,34 +35,106 @@ pub fn scan(
     limit: Option<usize>,
     mut emit: impl FnMut(RecordBatch) -> bool,
 ) -> Result<()> {
-    let mut options = ReadOptions::default();
-    options.set_iterate_upper_bound(keys::table_end(shape.table.id));
-    options.fill_cache(false);
-    let db = store.db();
-    let mut iter = db.raw_iterator_opt(options);
-    iter.seek(keys::table_prefix(shape.table.id));
     let batch_size = shape.batch_size.max(1);
-    let mut decoder = RowDecoder::new(
-        shape.table,
-        shape.projection,
-        shape.schema.clone(),
-        batch_size,
-    );
+    let mut batches = Batches::new(shape, batch_size);
     let mut remaining = limit.unwrap_or(usize::MAX);
-    while remaining > 0 {
-        let Some(value) = iter.value() else { break };
-        decoder.push(value)?;
-        remaining -= 1;
-        if decoder.len() >= batch_size && !emit(decoder.finish()?) {
-            return Ok(());
+    let from = keys::table_prefix(shape.table.id);
+    let to = keys::table_end(shape.table.id);
+    let mut stopped = false;
+    let mut visit = |key: &[u8], value: &[u8]| {
+        if remaining == 0 {
+            return Ok(false);
         }
-        iter.next();
+        batches.push(key, value)?;
+        remaining -= 1;
+        if batches.len() >= batch_size && !emit(batches.finish()?) {
+            stopped = true;
+            return Ok(false);
+        }
+        Ok(true)
+    };
+    match shape.txn {
+        Some(txn) => txn.scan(&from, &to, visit)?,
+        None => {
+            let mut options = ReadOptions::default();
+            options.set_iterate_upper_bound(to);
+            options.fill_cache(false);
+            let db = store.db();
+            let mut iter = db.raw_iterator_opt(options);
+            iter.seek(&from);
+            while let Some((key, value)) = iter.key().zip(iter.value()) {
+                if !visit(key, value)? {
+                    break;
+                }
+                iter.next();
+            }
+            iter.status()?;
+        }
     }
-    iter.status()?;
-    if !decoder.is_empty() {
-        emit(decoder.finish()?);
+    if !stopped && !batches.is_empty() {
+        emit(batches.finish()?);
     }
     Ok(())
+}
+
+/// Decoded rows waiting to be emitted, with their keys when the shape asks for them.
+struct Batches<'a> {
+    decoder: RowDecoder,
+    shape: &'a ReadShape<'a>,
+    prefix_len: usize,
+    keys: Vec<Vec<u8>>,
+}
+
+impl<'a> Batches<'a> {
+    fn new(shape: &'a ReadShape<'a>, capacity: usize) -> Self {
+        let schema = match shape.row_keys_at {
+            Some(at) => {
+                let mut fields = shape.schema.fields().to_vec();
+                fields.remove(at);
+                Arc::new(Schema::new(fields))
+            }
+            None => shape.schema.clone(),
+        };
+        Batches {
+            decoder: RowDecoder::new(shape.table, shape.projection, schema, capacity),
+            shape,
+            prefix_len: keys::table_prefix(shape.table.id).len(),
+            keys: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.decoder.push(value)?;
+        if self.shape.row_keys_at.is_some() {
+            self.keys
+                .push(key.get(self.prefix_len..).unwrap_or_default().to_vec());
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.decoder.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.decoder.is_empty()
+    }
+
+    fn finish(&mut self) -> Result<RecordBatch> {
+        let batch = self.decoder.finish()?;
+        let Some(at) = self.shape.row_keys_at else {
+            return Ok(batch);
+        };
+        let row_keys = BinaryArray::from_iter_values(self.keys.drain(..));
+        let mut columns = batch.columns().to_vec();
+        columns.insert(at, Arc::new(row_keys));
+        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        Ok(RecordBatch::try_new_with_options(
+            self.shape.schema.clone(),
+            columns,
+            &options,
+        )?)
+    }
 }
 
 /// Reads the rows of a table without primary key whose row id is at least `first`, in row-id
@@ -97,19 +176,21 @@ pub fn scan_from_row_id(
 
 /// Reads the rows with the given row keys (absent keys are skipped) as one batch.
 pub fn lookup(store: &Store, shape: &ReadShape, row_keys: &[Vec<u8>]) -> Result<RecordBatch> {
-    let mut decoder = RowDecoder::new(
-        shape.table,
-        shape.projection,
-        shape.schema.clone(),
-        row_keys.len(),
-    );
-    let full_keys = row_keys.iter().map(|k| keys::row(shape.table.id, k));
-    for value in store.db().multi_get(full_keys) {
-        if let Some(bytes) = value? {
-            decoder.push(&bytes)?;
+    let mut batches = Batches::new(shape, row_keys.len());
+    let full_keys: Vec<Vec<u8>> = row_keys
+        .iter()
+        .map(|k| keys::row(shape.table.id, k))
+        .collect();
+    let values = match shape.txn {
+        Some(txn) => txn.multi_get(&full_keys)?,
+        None => store.multi_get(&full_keys)?,
+    };
+    for (key, value) in full_keys.iter().zip(values) {
+        if let Some(bytes) = value {
+            batches.push(key, &bytes)?;
         }
     }
-    decoder.finish()
+    batches.finish()
 }
 
 /// The highest row id stored for a table without primary key, if it has rows.

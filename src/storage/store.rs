@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::schema::TableDef;
 use crate::storage::keys;
+use crate::storage::transaction::CommitLog;
 use crate::storage::write_set::WriteSet;
 use datafusion::arrow::array::ArrayRef;
 use rocksdb::{DB, DBCompressionType, Options, ReadOptions, WriteOptions};
@@ -11,7 +12,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Name of the marker file at the top of every data directory.
 pub const MARKER_FILE: &str = "TASTEDB";
@@ -21,9 +22,18 @@ const MARKER_PREFIX: &str = "TasteDB data directory, format ";
 /// The database inside a data directory.
 pub(super) const ROCKSDB_DIR: &str = "rocksdb";
 
-/// Told about the rows of every durable write to a table (e.g. to drop cached answers or to
+/// Told about the rows of every durable change to a table (e.g. to drop cached answers or to
 /// queue rows for a vector index).
-pub type RowsWritten = Arc<dyn Fn(&TableDef, &[WrittenBatch]) + Send + Sync>;
+pub type RowsChanged = Arc<dyn Fn(&TableDef, TableChange<'_>) + Send + Sync>;
+
+/// A durable change to the rows of a table.
+#[derive(Clone, Copy)]
+pub enum TableChange<'a> {
+    /// Rows written: inserted, or the new versions of updated rows.
+    Written(&'a [WrittenBatch]),
+    /// Rows removed, by row key: deleted, or the old versions of updated rows.
+    Removed(&'a [Vec<u8>]),
+}
 
 /// Rows of one durable write: the columns as stored (the table's types, every column) and the
 /// row keys they were stored under.
@@ -64,7 +74,8 @@ pub struct Store {
     /// there is space again.
     disk_full: AtomicBool,
     dir: PathBuf,
-    observers: RwLock<Vec<RowsWritten>>,
+    observers: RwLock<Vec<RowsChanged>>,
+    commits: Mutex<CommitLog>,
 }
 
 /// Free bytes the data directory's file system needs before writes are tried again after
@@ -86,6 +97,7 @@ impl Store {
             disk_full: AtomicBool::new(false),
             dir: dir.to_path_buf(),
             observers: RwLock::new(Vec::new()),
+            commits: Mutex::new(CommitLog::default()),
         })
     }
 
@@ -232,24 +244,67 @@ impl Store {
         }
     }
 
-    /// Calls `observer` after every durable write of table rows from now on.
-    pub fn on_rows_written(&self, observer: RowsWritten) {
+    /// Calls `observer` after every durable change of table rows from now on.
+    pub fn on_rows_changed(&self, observer: RowsChanged) {
         self.observers
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .push(observer);
     }
 
-    /// Tells the observers that `batches` (rows of `table`) are durable.
-    pub fn rows_written(&self, table: &TableDef, batches: &[WrittenBatch]) {
+    /// Tells the observers that `change` (to rows of `table`) is durable.
+    pub fn rows_changed(&self, table: &TableDef, change: TableChange<'_>) {
         for observer in self
             .observers
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
         {
-            observer(table, batches);
+            observer(table, change);
         }
+    }
+
+    /// The number of the last commit of checked keys (see [`Store::commit_checked`]).
+    pub fn last_commit(&self) -> u64 {
+        self.commit_log().last()
+    }
+
+    /// Applies `writes` like [`Store::write`] unless a commit numbered after `start` wrote one
+    /// of `checked` (then 40001 and nothing is written); records that this commit wrote them.
+    /// Commits of checked keys take turns, so that no two that clash both pass the check.
+    pub fn commit_checked(
+        &self,
+        writes: WriteSet,
+        checked: Vec<Vec<u8>>,
+        start: u64,
+    ) -> Result<()> {
+        let mut log = self.commit_log();
+        if let Some(key) = log.conflict(&checked, start) {
+            return Err(Error::SerializationFailure(format!(
+                "a transaction that committed meanwhile wrote the same row (key {})",
+                String::from_utf8_lossy(key).escape_debug()
+            )));
+        }
+        self.write(writes)?;
+        log.committed(checked);
+        Ok(())
+    }
+
+    /// A transaction begins: its start number, and the database to take its snapshot of
+    /// (taken while no checked commit is under way, so it holds every commit up to the start).
+    pub(super) fn open_transaction(&self) -> (u64, Arc<DB>, std::sync::MutexGuard<'_, CommitLog>) {
+        let mut log = self.commit_log();
+        let start = log.open();
+        (start, self.db(), log)
+    }
+
+    /// A transaction that started at `start` ended.
+    pub(super) fn close_transaction(&self, start: u64) {
+        self.commit_log().close(start);
+    }
+
+    fn commit_log(&self) -> std::sync::MutexGuard<'_, CommitLog> {
+        self.commits.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Reads a big-endian u64 meta counter, 0 when absent.

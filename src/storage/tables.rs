@@ -3,8 +3,8 @@
 
 use crate::schema::TableDef;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A stored table: its definition plus the state its writers share.
 #[derive(Debug)]
@@ -32,11 +32,14 @@ impl StoredTable {
 
     /// Reserves `count` consecutive row ids for rows about to be written; the reservation
     /// counts as unwritten until it is dropped (after the write, or its failure).
-    pub fn reserve_row_ids(&self, count: u64) -> RowIdReservation<'_> {
+    pub fn reserve_row_ids(self: &Arc<Self>, count: u64) -> RowIdReservation {
         let mut unwritten = self.unwritten();
         let first = self.next_row_id.fetch_add(count, Ordering::Relaxed);
         unwritten.insert(first, count);
-        RowIdReservation { table: self, first }
+        RowIdReservation {
+            table: self.clone(),
+            first,
+        }
     }
 
     /// Every row with a smaller row id is written (or was never going to be): the point up to
@@ -56,19 +59,19 @@ impl StoredTable {
 
 /// Row ids reserved by a writer; see [`StoredTable::reserve_row_ids`].
 #[derive(Debug)]
-pub struct RowIdReservation<'a> {
-    table: &'a StoredTable,
+pub struct RowIdReservation {
+    table: Arc<StoredTable>,
     first: u64,
 }
 
-impl RowIdReservation<'_> {
+impl RowIdReservation {
     /// The first reserved id.
     pub fn first(&self) -> u64 {
         self.first
     }
 }
 
-impl Drop for RowIdReservation<'_> {
+impl Drop for RowIdReservation {
     fn drop(&mut self) {
         self.table.unwritten().remove(&self.first);
     }

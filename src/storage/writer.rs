@@ -5,29 +5,40 @@ use crate::schema::{ColumnType, TableDef};
 use crate::storage::key_codec::encode_key;
 use crate::storage::row_codec::{ColumnValues, encode_row};
 use crate::storage::vector_values::conform_vectors;
-use crate::storage::{RowKeys, Store, StoredTable, WriteSet, WrittenBatch, keys};
+use crate::storage::{
+    Change, RowKeys, Store, StoredTable, TableChange, Transaction, WriteSet, WrittenBatch, keys,
+};
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::util::display::array_value_to_string;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// Inserts all rows of `batches` into `table` as one atomic, synced write: either every row is
-/// durable when this returns `Ok`, or none is written. Returns the number of rows.
+/// durable when this returns `Ok`, or none is written. Returns the number of rows. Inside a
+/// transaction (`txn`), the rows are written at its COMMIT instead.
 ///
 /// Columns are matched by position and cast to the table's types. Errors name the 1-based row
 /// within the statement: a value that does not convert, a NULL in a NOT NULL column, a
 /// duplicate primary key (against stored rows and earlier rows of the same statement).
-pub fn insert(store: &Store, table: &StoredTable, batches: &[RecordBatch]) -> Result<u64> {
+pub fn insert(
+    store: &Store,
+    table: &Arc<StoredTable>,
+    batches: &[RecordBatch],
+    txn: Option<&Transaction>,
+) -> Result<u64> {
     let def = &table.def;
-    // Rows with a primary key are checked for duplicates, and that check must see every
-    // earlier write to the table: writers of one keyed table take turns.
-    let _turn = def.has_primary_key().then(|| {
+    // Outside a transaction, rows with a primary key are checked for duplicates, and that
+    // check must see every earlier write to the table: writers of one keyed table take turns.
+    let _turn = (def.has_primary_key() && txn.is_none()).then(|| {
         table
             .write_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     });
+    let start = store.last_commit();
     let mut write = WriteSet::default();
+    let mut checked = Vec::new();
     let mut seen_keys = HashSet::new();
     let mut rows_before: u64 = 0;
     let mut encoded = Vec::with_capacity(256);
@@ -46,17 +57,20 @@ pub fn insert(store: &Store, table: &StoredTable, batches: &[RecordBatch]) -> Re
             .map(|(array, column)| ColumnValues::new(column.column_type, array))
             .collect::<Result<Vec<_>>>()?;
         let row_keys = if def.has_primary_key() {
-            RowKeys::Keys(primary_keys(
-                store,
-                def,
-                &columns,
-                rows_before,
-                &mut seen_keys,
-            )?)
+            let keys = primary_keys(def, &columns, rows_before, &mut seen_keys)?;
+            check_absent(store, txn, def, &columns, &keys, rows_before)?;
+            RowKeys::Keys(keys)
         } else {
-            let reservation = table.reserve_row_ids(batch.num_rows() as u64);
-            let first = reservation.first();
-            reservations.push(reservation);
+            let count = batch.num_rows() as u64;
+            let first = match txn {
+                Some(txn) => txn.reserve_row_ids(table, count),
+                None => {
+                    let reservation = table.reserve_row_ids(count);
+                    let first = reservation.first();
+                    reservations.push(reservation);
+                    first
+                }
+            };
             RowKeys::RowIds { first }
         };
         for row in 0..batch.num_rows() {
@@ -69,7 +83,15 @@ pub fn insert(store: &Store, table: &StoredTable, batches: &[RecordBatch]) -> Re
             }
             encoded.clear();
             encode_row(&values, row, &mut encoded);
-            write.put(&key, &encoded);
+            match txn {
+                Some(txn) => txn.put(key.clone(), encoded.clone(), !def.has_primary_key()),
+                None => {
+                    write.put(&key, &encoded);
+                    if def.has_primary_key() {
+                        checked.push(key.clone());
+                    }
+                }
+            }
         }
         drop(values);
         written.push(WrittenBatch {
@@ -78,15 +100,34 @@ pub fn insert(store: &Store, table: &StoredTable, batches: &[RecordBatch]) -> Re
         });
         rows_before += batch.num_rows() as u64;
     }
-    if rows_before > 0 {
-        store.write(write)?;
-        store.rows_written(def, &written);
+    if rows_before == 0 {
+        return Ok(0);
+    }
+    match txn {
+        Some(txn) => {
+            for batch in written {
+                txn.record(Change::Written(def.clone(), batch));
+            }
+        }
+        None => {
+            if checked.is_empty() {
+                store.write(write)?;
+            } else {
+                store.commit_checked(write, checked, start)?;
+            }
+            drop(reservations);
+            store.rows_changed(def, TableChange::Written(&written));
+        }
     }
     Ok(rows_before)
 }
 
 /// Casts the columns of `batch` to the table's types, naming the first value that does not fit.
-fn conform(def: &TableDef, batch: &RecordBatch, rows_before: u64) -> Result<Vec<ArrayRef>> {
+pub(super) fn conform(
+    def: &TableDef,
+    batch: &RecordBatch,
+    rows_before: u64,
+) -> Result<Vec<ArrayRef>> {
     if batch.num_columns() != def.columns.len() {
         return Err(Error::DatatypeMismatch(format!(
             "table \"{}\" has {} columns but the rows have {}",
@@ -140,7 +181,7 @@ fn first_unconvertible(
     (row, value)
 }
 
-fn check_not_null(def: &TableDef, columns: &[ArrayRef], rows_before: u64) -> Result<()> {
+pub(super) fn check_not_null(def: &TableDef, columns: &[ArrayRef], rows_before: u64) -> Result<()> {
     for (array, column) in columns.iter().zip(&def.columns) {
         if column.nullable || array.null_count() == 0 {
             continue;
@@ -155,8 +196,8 @@ fn check_not_null(def: &TableDef, columns: &[ArrayRef], rows_before: u64) -> Res
     Ok(())
 }
 
-fn primary_keys(
-    store: &Store,
+/// The encoded primary keys of the rows, none repeated within the statement.
+pub(super) fn primary_keys(
     def: &TableDef,
     columns: &[ArrayRef],
     rows_before: u64,
@@ -171,23 +212,45 @@ fn primary_keys(
     let row_keys = (0..num_rows)
         .map(|row| encode_key(&key_columns, row))
         .collect::<Result<Vec<_>>>()?;
-    let duplicate = |row: usize| Error::UniqueViolation {
-        table: def.name.clone(),
-        key: render_key(def, columns, row),
-        row: rows_before + row as u64 + 1,
-    };
     for (row, key) in row_keys.iter().enumerate() {
         if !seen.insert(key.clone()) {
-            return Err(duplicate(row));
-        }
-    }
-    let stored = store.multi_get(row_keys.iter().map(|k| keys::row(def.id, k)))?;
-    for (row, found) in stored.into_iter().enumerate() {
-        if found.is_some() {
-            return Err(duplicate(row));
+            return Err(duplicate(def, columns, row, rows_before));
         }
     }
     Ok(row_keys)
+}
+
+/// Checks that no row is stored (or written by `txn`) under any of `row_keys`.
+fn check_absent(
+    store: &Store,
+    txn: Option<&Transaction>,
+    def: &TableDef,
+    columns: &[ArrayRef],
+    row_keys: &[Vec<u8>],
+    rows_before: u64,
+) -> Result<()> {
+    let full: Vec<Vec<u8>> = row_keys.iter().map(|k| keys::row(def.id, k)).collect();
+    let stored = match txn {
+        Some(txn) => txn.multi_get(&full)?,
+        None => store.multi_get(&full)?,
+    };
+    match stored.iter().position(Option::is_some) {
+        Some(row) => Err(duplicate(def, columns, row, rows_before)),
+        None => Ok(()),
+    }
+}
+
+pub(super) fn duplicate(
+    def: &TableDef,
+    columns: &[ArrayRef],
+    row: usize,
+    rows_before: u64,
+) -> Error {
+    Error::UniqueViolation {
+        table: def.name.clone(),
+        key: render_key(def, columns, row),
+        row: rows_before + row as u64 + 1,
+    }
 }
 
 fn render_key(def: &TableDef, columns: &[ArrayRef], row: usize) -> String {

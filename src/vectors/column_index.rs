@@ -67,12 +67,27 @@ struct Graph {
     keys: Vec<Vec<u8>>,
 }
 
-/// A loaded index: its graph, and the rows written since the graph was made.
+/// A loaded index: its graph, the rows written since the graph was made, and the points of
+/// the graph whose rows were removed or changed since (HNSW cannot remove a point: searches
+/// pass over them).
 struct Loaded {
     def: IndexDef,
     graph: RwLock<Arc<Graph>>,
     pending: Mutex<BTreeMap<Vec<u8>, Vec<f32>>>,
+    dead: Mutex<HashSet<u32>>,
     extending: AtomicBool,
+}
+
+impl Loaded {
+    fn new(def: IndexDef, graph: Graph) -> Loaded {
+        Loaded {
+            def,
+            graph: RwLock::new(Arc::new(graph)),
+            pending: Mutex::new(BTreeMap::new()),
+            dead: Mutex::new(HashSet::new()),
+            extending: AtomicBool::new(false),
+        }
+    }
 }
 
 /// Every vector index of the database.
@@ -89,6 +104,9 @@ impl std::fmt::Debug for VectorIndexes {
         f.debug_struct("VectorIndexes").finish()
     }
 }
+
+/// A row of an indexed table: its key and vector.
+type Row = (Vec<u8>, Vec<f32>);
 
 /// One search hit: the row's key and the metric's distance.
 pub type Hit = (Vec<u8>, f64);
@@ -138,12 +156,10 @@ impl VectorIndexes {
                 def.column, def.table
             )));
         }
-        let loaded = Arc::new(Loaded {
-            def: def.clone(),
-            graph: RwLock::new(Arc::new(empty_graph(&def, &table.def, column))),
-            pending: Mutex::new(BTreeMap::new()),
-            extending: AtomicBool::new(false),
-        });
+        let loaded = Arc::new(Loaded::new(
+            def.clone(),
+            empty_graph(&def, &table.def, column),
+        ));
         // Registered before the scan: rows written from now on reach `pending`.
         lock(&self.loaded).insert(def.name.clone(), loaded.clone());
         let built = scan_rows(&self.store, &table.def, column, &HashSet::new())
@@ -254,6 +270,7 @@ impl VectorIndexes {
         // pending rows, so no row is in neither (a row moves from one to the other at once)
         let pending = lock(&loaded.pending);
         let graph = read(&loaded.graph).clone();
+        let dead = lock(&loaded.dead).clone();
         if graph.dim != 0 && query.len() != graph.dim {
             return Err(Error::DataException(format!(
                 "expected {} dimensions, not {}",
@@ -262,10 +279,12 @@ impl VectorIndexes {
             )));
         }
         let point = graph.transform.query(query);
+        let wanted = k + dead.len();
         let mut hits: Vec<Hit> = graph
             .hnsw
-            .search(&point, k, ef)
+            .search(&point, wanted, ef.max(wanted))
             .into_iter()
+            .filter(|(id, _)| !dead.contains(id))
             .filter_map(|(id, squared)| {
                 let key = graph.keys.get(id as usize)?.clone();
                 Some((key, graph.transform.distance(squared)))
@@ -335,6 +354,28 @@ impl VectorIndexes {
         }
     }
 
+    /// Forgets rows of `table` that were removed (or changed: their new versions follow as
+    /// written rows): their pending vectors, and their points in the graphs.
+    pub fn rows_removed(&self, table: &TableDef, row_keys: &[Vec<u8>]) {
+        let removed: HashSet<&[u8]> = row_keys.iter().map(Vec::as_slice).collect();
+        let targets: Vec<Arc<Loaded>> = lock(&self.loaded)
+            .values()
+            .filter(|l| l.def.table_id == table.id)
+            .cloned()
+            .collect();
+        for loaded in targets {
+            let mut pending = lock(&loaded.pending);
+            pending.retain(|key, _| !removed.contains(key.as_slice()));
+            let graph = read(&loaded.graph).clone();
+            let mut dead = lock(&loaded.dead);
+            for (id, key) in graph.keys.iter().enumerate() {
+                if removed.contains(key.as_slice()) {
+                    dead.insert(id as u32);
+                }
+            }
+        }
+    }
+
     /// Adds the pending rows to a copy of the graph, stores it and swaps it in.
     fn extend(&self, loaded: &Loaded) -> Result<()> {
         let batch: Vec<(Vec<u8>, Vec<f32>)> = lock(&loaded.pending)
@@ -346,7 +387,11 @@ impl VectorIndexes {
         // give it one.
         let graph = match old.dim {
             // the background extension runs for no statement: nothing stops it
-            0 => rebuild(&loaded.def, 0, batch, &Stopped::default())?,
+            0 => {
+                let graph = rebuild(&loaded.def, 0, batch, &Stopped::default())?;
+                lock(&loaded.dead).clear();
+                graph
+            }
             _ => extended(&old, &batch)?,
         };
         let _turn = lock(&self.writes);
@@ -372,13 +417,7 @@ impl VectorIndexes {
             .ok_or_else(|| Error::Corrupt(format!("index \"{}\" has no graph", def.name)))?;
         let graph: Graph = postcard::from_bytes(&bytes)
             .map_err(|e| Error::Corrupt(format!("index \"{}\": {e}", def.name)))?;
-        let indexed: HashSet<Vec<u8>> = graph.keys.iter().cloned().collect();
-        let loaded = Arc::new(Loaded {
-            def: def.clone(),
-            graph: RwLock::new(Arc::new(graph)),
-            pending: Mutex::new(BTreeMap::new()),
-            extending: AtomicBool::new(false),
-        });
+        let loaded = Arc::new(Loaded::new(def.clone(), graph));
         {
             let mut all = lock(&self.loaded);
             if let Some(existing) = all.get(&def.name) {
@@ -386,8 +425,13 @@ impl VectorIndexes {
             }
             all.insert(def.name.clone(), loaded.clone());
         }
-        let missing = scan_rows(&self.store, &table.def, column, &indexed)?;
+        // the rows the graph lacks, or has with another vector, are pending; its points of
+        // rows that are gone or changed are dead
+        let rows = scan_rows(&self.store, &table.def, column, &HashSet::new())?;
+        let graph = read(&loaded.graph).clone();
+        let (missing, dead) = reconcile(&graph, rows);
         lock(&loaded.pending).extend(missing);
+        lock(&loaded.dead).extend(dead);
         Ok(loaded)
     }
 
@@ -433,8 +477,37 @@ fn encode_graph(graph: &Graph) -> Result<Vec<u8>> {
 }
 
 /// Swaps in a new graph and drops the pending rows it now holds.
+/// The rows (key, vector) that `graph` does not hold as they are, and its points that hold no
+/// row as it is now.
+fn reconcile(graph: &Graph, rows: Vec<(Vec<u8>, Vec<f32>)>) -> (Vec<Row>, Vec<u32>) {
+    // a key's newest point is the one that may be current
+    let newest: HashMap<&[u8], u32> = (graph.keys.iter().enumerate())
+        .map(|(id, key)| (key.as_slice(), id as u32))
+        .collect();
+    let mut current = HashSet::new();
+    let mut missing = Vec::new();
+    for (key, vector) in rows {
+        let point = graph.transform.point(&vector);
+        match newest.get(key.as_slice()) {
+            Some(&id) if point.as_deref() == graph.hnsw.vector(id) => {
+                current.insert(id);
+            }
+            _ => missing.push((key, vector)),
+        }
+    }
+    let dead = (0..graph.keys.len() as u32)
+        .filter(|id| !current.contains(id))
+        .collect();
+    (missing, dead)
+}
+
 fn install(loaded: &Loaded, graph: Graph) {
-    let indexed: HashSet<&Vec<u8>> = graph.keys.iter().collect();
+    let dead = lock(&loaded.dead);
+    let indexed: HashSet<&Vec<u8>> = (graph.keys.iter().enumerate())
+        .filter(|(id, _)| !dead.contains(&(*id as u32)))
+        .map(|(_, key)| key)
+        .collect();
+    drop(dead);
     let mut pending = lock(&loaded.pending);
     pending.retain(|key, _| !indexed.contains(key));
     drop(indexed);

@@ -389,6 +389,7 @@ async fn statements_report_typed_outcomes() {
     let tag = |outcome: Outcome| match outcome {
         Outcome::Done(tag) => tag.to_string(),
         Outcome::Rows(stream) => panic!("rows {:?} where a tag was expected", stream.schema()),
+        Outcome::Returned { command, .. } => panic!("rows of {command} where a tag was expected"),
     };
     let cases = [
         (

@@ -232,3 +232,28 @@ async fn concurrent_writers_never_see_an_item_they_already_interacted_with() {
         task.await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_users_new_events_forgets_them_at_once() {
+    let (_server, client) = server_with(TRAIN).await;
+    // answered (and cached) before and after the events
+    assert_eq!(recommend(&client, "m", "a1", 3).await[0].0, "x2");
+    insert(&client, "a1", "x2", "buy").await;
+    insert(&client, "newcomer", "y1", "buy").await;
+    assert!(!items(&recommend(&client, "m", "a1", 3).await).contains(&"x2"));
+    let personal = recommend(&client, "m", "newcomer", 3).await;
+    assert!(personal.iter().all(|(_, cold, _)| !cold), "{personal:?}");
+    client
+        .batch_execute(
+            "DELETE FROM ev WHERE user_id = 'newcomer' OR (user_id = 'a1' AND item_id = 'x2')",
+        )
+        .await
+        .unwrap();
+    let again = recommend(&client, "m", "a1", 3).await;
+    assert_eq!(again[0].0, "x2", "{again:?}");
+    let forgotten = recommend(&client, "m", "newcomer", 3).await;
+    assert!(
+        forgotten.iter().all(|(_, cold, folded)| *cold && !folded),
+        "{forgotten:?}"
+    );
+}

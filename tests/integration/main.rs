@@ -23,5 +23,6 @@ mod roles;
 mod server;
 mod side_by_side;
 mod sqllogic;
+mod transactions;
 mod vectors;
 mod wire_protocol;

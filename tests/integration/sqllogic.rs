@@ -49,6 +49,7 @@ impl AsyncDB for Embedded {
                     rows_output(&batches)
                 }
                 Outcome::Done(tag) => DBOutput::StatementComplete(tag.rows.unwrap_or(0)),
+                Outcome::Returned { rows, .. } => rows_output(&[rows]),
             });
         }
         Ok(last.unwrap_or(DBOutput::StatementComplete(0)))

@@ -152,3 +152,70 @@ async fn graph_is_extended_in_the_background_and_pending_rows_survive_a_restart(
     let recall = recall_at_10(&engine, &mut rng, 20).await;
     assert!(recall >= 0.95, "recall@10 {recall} after restart");
 }
+
+/// The ids `nearest` returns for `query`, nearest first.
+async fn nearest_ids(engine: &Engine, query: &str, k: usize) -> Vec<i64> {
+    let batches = engine
+        .sql(&format!(
+            "SELECT id FROM nearest('items', 'v', '{query}', {k})"
+        ))
+        .await
+        .unwrap();
+    int64s(&batches, 0)
+}
+
+#[tokio::test]
+async fn updated_and_deleted_rows_leave_the_index_also_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(5);
+    let far = format!("[{}]", ["-1"; DIM].join(", "));
+    let near = format!("[{}]", ["1"; DIM].join(", "));
+    {
+        let engine = Engine::open(dir.path()).unwrap();
+        engine
+            .sql("CREATE TABLE items (id BIGINT PRIMARY KEY, v REAL[8])")
+            .await
+            .unwrap();
+        insert_rows(&engine, &mut rng, 0, 300).await;
+        engine
+            .sql(&format!(
+                "INSERT INTO items VALUES (1000, '{near}'), (1001, '{near}')"
+            ))
+            .await
+            .unwrap();
+        engine
+            .sql("CREATE INDEX items_v ON items USING hnsw (v)")
+            .await
+            .unwrap();
+        assert_eq!(nearest_ids(&engine, &near, 2).await, vec![1000, 1001]);
+        // row 1000 moves away, row 1001 goes: neither is the nearest any more
+        engine
+            .sql(&format!("UPDATE items SET v = '{far}' WHERE id = 1000"))
+            .await
+            .unwrap();
+        engine
+            .sql("DELETE FROM items WHERE id = 1001")
+            .await
+            .unwrap();
+        let found = nearest_ids(&engine, &near, 5).await;
+        assert_eq!(found.len(), 5);
+        assert!(
+            !found.contains(&1000) && !found.contains(&1001),
+            "{found:?}"
+        );
+        assert_eq!(nearest_ids(&engine, &far, 1).await, vec![1000]);
+    }
+    // after a restart the graph still holds both points: the table says which are current
+    let engine = Engine::open(dir.path()).unwrap();
+    let found = nearest_ids(&engine, &near, 5).await;
+    assert!(
+        !found.contains(&1000) && !found.contains(&1001),
+        "{found:?}"
+    );
+    assert_eq!(nearest_ids(&engine, &far, 1).await, vec![1000]);
+    assert_eq!(
+        index_counts(&engine).await,
+        (302, 1),
+        "the moved row is pending"
+    );
+}

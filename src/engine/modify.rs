@@ -1,0 +1,451 @@
+//! UPDATE, DELETE and TRUNCATE of stored tables. UPDATE and DELETE run as a query over
+//! `tastedb_row_keys(table)` that finds their rows (each row's key and, for UPDATE, its new
+//! values; RETURNING's values after them), then as writes in the statement's transaction: the
+//! connection's block, or one of their own that commits at the end (retried when a concurrent
+//! commit wrote the same rows, as PostgreSQL re-reads a row that changed under an UPDATE).
+
+use crate::catalog::{ROW_KEY_COLUMN, ROW_KEYS_FUNCTION};
+use crate::engine::transaction::{current, within};
+use crate::engine::{CommandTag, Engine, Outcome};
+use crate::error::{Error, Result};
+use crate::roles::{Actor, Object, Privilege};
+use crate::schema::{ColumnType, TableDef};
+use crate::sql::names;
+use crate::sql::parser::parse_query;
+use crate::storage::{StoredTable, Transaction, modify};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser::ast::{
+    AssignmentTarget, Delete, Expr as SqlExpr, FromTable, Query, SelectItem,
+    Statement as SqlStatement, TableFactor, TableWithJoins, Truncate, Update, UpdateTableFromKind,
+};
+use futures::TryStreamExt;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Times a statement that commits on its own is run again after a 40001.
+const RETRIES: usize = 20;
+
+/// What an UPDATE or DELETE changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Update,
+    Delete,
+}
+
+/// An UPDATE or DELETE as the query that finds its rows.
+#[derive(Debug, Clone)]
+pub struct Modification {
+    kind: Kind,
+    table: String,
+    /// Columns `ctid`, then (UPDATE) the new value of every table column, then RETURNING's.
+    query: Box<Query>,
+    /// RETURNING's column names, when it has RETURNING.
+    returning: Option<Vec<String>>,
+    /// The first of RETURNING's columns in the query's rows.
+    returned_from: usize,
+}
+
+impl Modification {
+    /// The query finding the rows of `update`.
+    pub fn update(update: &Update, def: &TableDef) -> Result<Modification> {
+        let alias = target_alias(&update.table)?;
+        let mut values: Vec<Option<String>> = vec![None; def.columns.len()];
+        for assignment in &update.assignments {
+            let AssignmentTarget::ColumnName(name) = &assignment.target else {
+                return Err(Error::FeatureNotSupported(
+                    "UPDATE … SET (a, b) = … is not supported; assign each column".into(),
+                ));
+            };
+            let column = name
+                .0
+                .last()
+                .and_then(|part| part.as_ident())
+                .map(names::ident)
+                .unwrap_or_default();
+            let index = def
+                .columns
+                .iter()
+                .position(|c| c.name == column)
+                .ok_or_else(|| Error::UndefinedColumn(column.clone()))?;
+            if values[index].is_some() {
+                return Err(Error::Syntax(format!(
+                    "multiple assignments to same column \"{column}\""
+                )));
+            }
+            values[index] = Some(match def.columns[index].column_type {
+                ColumnType::Vector(_) => format!("({})", assignment.value),
+                other => format!("CAST(({}) AS {})", assignment.value, other.sql_name()),
+            });
+        }
+        let columns: Vec<String> = def
+            .columns
+            .iter()
+            .zip(values)
+            .map(|(column, value)| {
+                let name = quote(&column.name);
+                let value = value.unwrap_or_else(|| format!("{alias}.{name}"));
+                format!("{value} AS {name}")
+            })
+            .collect();
+        let from = match &update.from {
+            Some(UpdateTableFromKind::BeforeSet(tables))
+            | Some(UpdateTableFromKind::AfterSet(tables)) => joined(tables),
+            None => String::new(),
+        };
+        let mut sql = format!(
+            "SELECT {alias}.{ROW_KEY_COLUMN} AS {ROW_KEY_COLUMN}, {} FROM {}{from}{}",
+            columns.join(", "),
+            row_keys_of(def, &alias),
+            filter(&update.selection),
+        );
+        let mut returned = Vec::new();
+        if let Some(items) = &update.returning {
+            let (exprs, names) = returning(items, def, &alias);
+            sql = format!("SELECT *, {exprs} FROM ({sql}) AS {alias}");
+            returned = names;
+        }
+        Ok(Modification {
+            kind: Kind::Update,
+            table: def.name.clone(),
+            query: parse_query(&sql)?,
+            returning: update.returning.is_some().then_some(returned),
+            returned_from: 1 + def.columns.len(),
+        })
+    }
+
+    /// The query finding the rows of `delete`.
+    pub fn delete(delete: &Delete, def: &TableDef) -> Result<Modification> {
+        let target = match &delete.from {
+            FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables) => {
+                single_table(tables)?
+            }
+        };
+        let alias = target_alias(target)?;
+        let using = delete.using.as_deref().map(joined).unwrap_or_default();
+        let (returning, returned) = match &delete.returning {
+            Some(items) => {
+                let (exprs, names) = returning(items, def, &alias);
+                (format!(", {exprs}"), Some(names))
+            }
+            None => (String::new(), None),
+        };
+        let sql = format!(
+            "SELECT {alias}.{ROW_KEY_COLUMN} AS {ROW_KEY_COLUMN}{returning} FROM {}{using}{}",
+            row_keys_of(def, &alias),
+            filter(&delete.selection),
+        );
+        Ok(Modification {
+            kind: Kind::Delete,
+            table: def.name.clone(),
+            query: parse_query(&sql)?,
+            returning: returned,
+            returned_from: 1,
+        })
+    }
+
+    /// The query that finds the rows.
+    pub fn query(&self) -> &Query {
+        &self.query
+    }
+
+    /// The privilege it needs on its table.
+    pub fn privilege(&self) -> Privilege {
+        match self.kind {
+            Kind::Update => Privilege::Update,
+            Kind::Delete => Privilege::Delete,
+        }
+    }
+
+    /// The schema of RETURNING's rows, given the plan of the query; `None` without RETURNING.
+    pub fn returning_schema(&self, plan: &LogicalPlan) -> Option<SchemaRef> {
+        let names = self.returning.as_ref()?;
+        let schema = plan.schema().as_arrow();
+        let fields = (schema.fields().iter().skip(self.returned_from))
+            .zip(names)
+            .map(|(field, name)| field.as_ref().clone().with_name(name))
+            .collect::<Vec<_>>();
+        Some(Arc::new(Schema::new(fields)))
+    }
+}
+
+/// The name of the table an UPDATE or DELETE changes.
+pub fn target_table(table: &TableWithJoins) -> Result<String> {
+    match &table.relation {
+        TableFactor::Table { name, .. } => names::table_name(name),
+        other => Err(Error::FeatureNotSupported(format!(
+            "cannot change rows of {other}"
+        ))),
+    }
+}
+
+/// The one table of a DELETE's FROM.
+pub fn single_table(tables: &[TableWithJoins]) -> Result<&TableWithJoins> {
+    match tables {
+        [table] if table.joins.is_empty() => Ok(table),
+        _ => Err(Error::FeatureNotSupported(
+            "DELETE removes rows of one table; name others in USING".into(),
+        )),
+    }
+}
+
+fn target_alias(table: &TableWithJoins) -> Result<String> {
+    if !table.joins.is_empty() {
+        return Err(Error::FeatureNotSupported(
+            "UPDATE changes rows of one table; name others in FROM".into(),
+        ));
+    }
+    match &table.relation {
+        TableFactor::Table {
+            alias: Some(alias), ..
+        } => Ok(alias.name.to_string()),
+        TableFactor::Table { .. } => Ok(quote(&target_table(table)?)),
+        other => Err(Error::FeatureNotSupported(format!(
+            "cannot change rows of {other}"
+        ))),
+    }
+}
+
+fn row_keys_of(def: &TableDef, alias: &str) -> String {
+    format!(
+        "{ROW_KEYS_FUNCTION}('{}') AS {alias}",
+        def.name.replace('\'', "''")
+    )
+}
+
+fn joined(tables: &[TableWithJoins]) -> String {
+    tables.iter().map(|t| format!(", {t}")).collect()
+}
+
+fn filter(selection: &Option<datafusion::sql::sqlparser::ast::Expr>) -> String {
+    selection
+        .as_ref()
+        .map(|e| format!(" WHERE {e}"))
+        .unwrap_or_default()
+}
+
+/// RETURNING's items, `*` standing for the table's columns: each aliased apart (a query's
+/// columns need distinct names, and UPDATE's rows already have the table's), and the names
+/// PostgreSQL gives them.
+fn returning(items: &[SelectItem], def: &TableDef, alias: &str) -> (String, Vec<String>) {
+    let mut exprs = Vec::new();
+    let mut names = Vec::new();
+    for item in items {
+        match item {
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                for column in &def.columns {
+                    exprs.push(format!("{alias}.{}", quote(&column.name)));
+                    names.push(column.name.clone());
+                }
+            }
+            SelectItem::ExprWithAlias { expr, alias } => {
+                exprs.push(expr.to_string());
+                names.push(names::ident(alias));
+            }
+            SelectItem::UnnamedExpr(expr) => {
+                exprs.push(expr.to_string());
+                names.push(output_name(expr));
+            }
+            other => {
+                exprs.push(other.to_string());
+                names.push("?column?".into());
+            }
+        }
+    }
+    let aliased: Vec<String> = (exprs.iter().enumerate())
+        .map(|(i, expr)| format!("{expr} AS \"{RETURNED_PREFIX}{i}\""))
+        .collect();
+    (aliased.join(", "), names)
+}
+
+/// The name PostgreSQL gives a column computed by `expr`.
+fn output_name(expr: &SqlExpr) -> String {
+    match expr {
+        SqlExpr::Identifier(ident) => names::ident(ident),
+        SqlExpr::CompoundIdentifier(parts) => parts.last().map(names::ident).unwrap_or_default(),
+        SqlExpr::Function(function) => (function.name.0.last())
+            .and_then(|part| part.as_ident())
+            .map(names::ident)
+            .unwrap_or_default(),
+        SqlExpr::Cast { expr, .. } | SqlExpr::Nested(expr) => output_name(expr),
+        _ => "?column?".into(),
+    }
+}
+
+/// Prefix of the names RETURNING's values have in the query.
+const RETURNED_PREFIX: &str = "tastedb_returned_";
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl Engine {
+    /// The modification `statement` makes, when it is an UPDATE or DELETE (of a stored
+    /// table: other relations cannot be changed, 55000).
+    pub(super) fn modification_of(&self, statement: &SqlStatement) -> Result<Option<Modification>> {
+        let (target, build): (_, fn(&SqlStatement, &TableDef) -> Result<Modification>) =
+            match statement {
+                SqlStatement::Update(update) => (&update.table, |s, def| match s {
+                    SqlStatement::Update(update) => Modification::update(update, def),
+                    _ => Err(Error::Internal("not an UPDATE".into())),
+                }),
+                SqlStatement::Delete(delete) => match &delete.from {
+                    FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables) => {
+                        (single_table(tables)?, |s, def| match s {
+                            SqlStatement::Delete(delete) => Modification::delete(delete, def),
+                            _ => Err(Error::Internal("not a DELETE".into())),
+                        })
+                    }
+                },
+                _ => return Ok(None),
+            };
+        let name = target_table(target)?;
+        match self.catalog().get(&name) {
+            Some(table) => build(statement, &table.def).map(Some),
+            None if self.is_user_table(&name) => Err(Error::ObjectNotInPrerequisiteState(format!(
+                "cannot change rows of \"{name}\": only stored tables can be changed"
+            ))),
+            None => Err(Error::UndefinedTable(name)),
+        }
+    }
+
+    /// Runs an UPDATE or DELETE found to need `modification` on behalf of `actor`.
+    pub(super) async fn modify(
+        &self,
+        modification: Modification,
+        actor: &Actor,
+    ) -> Result<Outcome> {
+        let (plan, _) = self.plan_modification(&modification, actor).await?;
+        self.run_modification(&modification, plan).await
+    }
+
+    /// The plan of `modification`'s query, once `actor` may change its table.
+    pub(super) async fn plan_modification(
+        &self,
+        modification: &Modification,
+        actor: &Actor,
+    ) -> Result<(LogicalPlan, crate::engine::Access)> {
+        let table = Object::table(modification.table.clone());
+        self.users()
+            .check(actor, &table, modification.privilege())?;
+        let query = Box::new(modification.query().clone());
+        let (plan, mut access) = self
+            .plan(crate::sql::parser::query_statement(query), actor)
+            .await?;
+        access.require(table, modification.privilege());
+        Ok((plan, access))
+    }
+
+    /// Runs the (bound) plan of `modification` and writes what it found: in the current
+    /// transaction, or in one of its own committed at the end.
+    pub(super) async fn run_modification(
+        &self,
+        modification: &Modification,
+        plan: LogicalPlan,
+    ) -> Result<Outcome> {
+        let table = self.stored_table(&modification.table)?;
+        if let Some(txn) = current() {
+            return self.find_and_write(modification, &table, plan, &txn).await;
+        }
+        let mut attempt = 0;
+        loop {
+            let txn = self.begin();
+            let run = self.find_and_write(modification, &table, plan.clone(), &txn);
+            let outcome = within(txn.clone(), run).await?;
+            match txn.commit() {
+                Err(Error::SerializationFailure(_)) if attempt < RETRIES => attempt += 1,
+                Err(error) => return Err(error),
+                Ok(()) => return Ok(outcome),
+            }
+        }
+    }
+
+    async fn find_and_write(
+        &self,
+        modification: &Modification,
+        table: &Arc<StoredTable>,
+        plan: LogicalPlan,
+        txn: &Arc<Transaction>,
+    ) -> Result<Outcome> {
+        let schema = Arc::new(plan.schema().as_arrow().clone());
+        let found: Vec<RecordBatch> = self.execute_plan(plan.clone()).await?.try_collect().await?;
+        let found = datafusion::arrow::compute::concat_batches(&schema, &found)?;
+        let (row_keys, rows) = distinct_rows(&found)?;
+        let found = take_record_batch(&found, &rows)?;
+        let count = match modification.kind {
+            Kind::Delete => modify::delete(txn, table, row_keys),
+            Kind::Update => {
+                let columns = found
+                    .columns()
+                    .get(1..modification.returned_from)
+                    .ok_or_else(|| Error::Internal("the new rows lack columns".into()))?;
+                // as computed: the writer casts them to the table's types
+                let fields: Vec<Field> = (table.def.columns.iter().zip(columns))
+                    .map(|(column, array)| {
+                        Field::new(&column.name, array.data_type().clone(), true)
+                    })
+                    .collect();
+                let new_rows =
+                    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.to_vec())?;
+                modify::update(txn, table, row_keys, &new_rows)?
+            }
+        };
+        let command = match modification.kind {
+            Kind::Update => "UPDATE",
+            Kind::Delete => "DELETE",
+        };
+        let Some(schema) = modification.returning_schema(&plan) else {
+            return Ok(Outcome::Done(CommandTag::counted(command, count)));
+        };
+        let returned = found.columns()[modification.returned_from..].to_vec();
+        Ok(Outcome::Returned {
+            command: command.into(),
+            rows: RecordBatch::try_new(schema, returned)?,
+        })
+    }
+
+    /// Runs `TRUNCATE`: every row of each table removed, in the current transaction or at once.
+    pub(super) async fn truncate(&self, truncate: &Truncate, actor: &Actor) -> Result<Outcome> {
+        let mut tables = Vec::new();
+        for target in &truncate.table_names {
+            let name = names::table_name(&target.name)?;
+            self.users()
+                .check(actor, &Object::table(name.clone()), Privilege::Truncate)?;
+            tables.push(self.stored_table(&name)?);
+        }
+        let (txn, own) = match current() {
+            Some(txn) => (txn, false),
+            None => (self.begin(), true),
+        };
+        for table in &tables {
+            modify::truncate(&txn, table)?;
+        }
+        if own {
+            txn.commit()?;
+        }
+        Ok(Outcome::done("TRUNCATE TABLE"))
+    }
+}
+
+/// The row keys (first column) of `found`, each once (an UPDATE … FROM can match a row more
+/// than once; PostgreSQL then also changes it once), and the rows that hold them.
+fn distinct_rows(found: &RecordBatch) -> Result<(Vec<Vec<u8>>, UInt32Array)> {
+    let keys = found
+        .columns()
+        .first()
+        .and_then(|c| c.as_binary_opt::<i32>())
+        .ok_or_else(|| Error::Internal("the rows to change come without their keys".into()))?;
+    let mut seen = HashSet::new();
+    let mut row_keys = Vec::new();
+    let mut rows = Vec::new();
+    for row in 0..keys.len() {
+        let key = keys.value(row);
+        if seen.insert(key) {
+            row_keys.push(key.to_vec());
+            rows.push(row as u32);
+        }
+    }
+    Ok((row_keys, UInt32Array::from(rows)))
+}

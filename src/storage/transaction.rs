@@ -1,0 +1,347 @@
+//! [`Transaction`]: one snapshot to read from, writes kept until COMMIT, and write-write
+//! conflicts found at COMMIT — snapshot isolation, first committer wins (`docs/transactions.md`).
+//!
+//! RocksDB's own `OptimisticTransactionDB` would do this too, but it is another database type
+//! (every read, backup and write path would change with it), and it cannot say which rows of a
+//! table a block added for the observers of writes; the overlay here is a sorted map of the
+//! block's writes merged into snapshot reads, and [`CommitLog`] finds the conflicts.
+
+use crate::error::{Error, Result};
+use crate::schema::TableDef;
+use crate::storage::store::{Store, TableChange};
+use crate::storage::{RowIdReservation, StoredTable, WriteSet, WrittenBatch};
+use rocksdb::{DB, ReadOptions, Snapshot};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// Keys remembered by the commit log before those that no open transaction can clash with are
+/// forgotten.
+const FORGET_AFTER: usize = 100_000;
+
+/// The commits that wrote keys which transactions check at COMMIT: the last commit number of
+/// each such key, and the commit number each open transaction started after.
+#[derive(Default)]
+pub(super) struct CommitLog {
+    last: u64,
+    written: HashMap<Vec<u8>, u64>,
+    /// Start number → open transactions that started there.
+    open: BTreeMap<u64, usize>,
+}
+
+impl CommitLog {
+    /// The last commit number.
+    pub(super) fn last(&self) -> u64 {
+        self.last
+    }
+
+    /// Registers a transaction starting now; its start number.
+    pub(super) fn open(&mut self) -> u64 {
+        *self.open.entry(self.last).or_default() += 1;
+        self.last
+    }
+
+    /// Forgets a transaction that started at `start`.
+    pub(super) fn close(&mut self, start: u64) {
+        if let Some(count) = self.open.get_mut(&start) {
+            *count -= 1;
+            if *count == 0 {
+                self.open.remove(&start);
+            }
+        }
+    }
+
+    /// The first of `keys` that a commit after `start` wrote.
+    pub(super) fn conflict<'k>(&self, keys: &'k [Vec<u8>], start: u64) -> Option<&'k [u8]> {
+        keys.iter()
+            .find(|key| self.written.get(*key).is_some_and(|&at| at > start))
+            .map(Vec::as_slice)
+    }
+
+    /// Records a commit that wrote `keys`.
+    pub(super) fn committed(&mut self, keys: Vec<Vec<u8>>) {
+        self.last += 1;
+        let at = self.last;
+        self.written.extend(keys.into_iter().map(|key| (key, at)));
+        if self.written.len() > FORGET_AFTER {
+            match self.open.keys().next().copied() {
+                Some(oldest) => self.written.retain(|_, at| *at > oldest),
+                None => self.written.clear(),
+            }
+        }
+    }
+}
+
+/// A RocksDB snapshot that keeps its database open.
+struct OwnedSnapshot {
+    // Declared before `db`, so dropped before it.
+    snapshot: Snapshot<'static>,
+    _db: Arc<DB>,
+}
+
+impl OwnedSnapshot {
+    fn new(db: Arc<DB>) -> OwnedSnapshot {
+        let snapshot = db.snapshot();
+        // SAFETY: the snapshot borrows the database that `_db` keeps alive, and is dropped
+        // before it (field order); the `DB` never moves, being behind an `Arc`.
+        let snapshot = unsafe { std::mem::transmute::<Snapshot<'_>, Snapshot<'static>>(snapshot) };
+        OwnedSnapshot { snapshot, _db: db }
+    }
+}
+
+/// One row change a transaction made, told to the store's observers once it commits.
+pub enum Change {
+    /// Rows written (inserted, or the new versions of updated rows).
+    Written(TableDef, WrittenBatch),
+    /// Rows removed, by row key (deleted, or the old versions of updated rows).
+    Removed(TableDef, Vec<Vec<u8>>),
+}
+
+/// What a transaction has written but not committed.
+#[derive(Default)]
+struct Pending {
+    /// Full keys → new value, `None` for a deletion.
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Keys that no commit after the start may have written: all but rows under fresh row ids.
+    checked: BTreeSet<Vec<u8>>,
+    changes: Vec<Change>,
+    reservations: Vec<RowIdReservation>,
+    savepoints: Vec<Savepoint>,
+}
+
+struct Savepoint {
+    name: String,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    checked: BTreeSet<Vec<u8>>,
+    changes: usize,
+}
+
+/// A transaction: reads see the snapshot it began with plus its own writes; COMMIT writes
+/// everything in one synced write, or nothing with 40001 when a transaction that committed
+/// after this one began wrote one of the same keys. Dropping it without COMMIT discards it.
+pub struct Transaction {
+    store: Arc<Store>,
+    start: u64,
+    snapshot: OwnedSnapshot,
+    pending: Mutex<Pending>,
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("start", &self.start)
+            .finish()
+    }
+}
+
+impl Transaction {
+    /// Begins a transaction on `store`.
+    pub fn begin(store: &Arc<Store>) -> Transaction {
+        let (start, db, log) = store.open_transaction();
+        let snapshot = OwnedSnapshot::new(db);
+        drop(log);
+        Transaction {
+            store: store.clone(),
+            start,
+            snapshot,
+            pending: Mutex::new(Pending::default()),
+        }
+    }
+
+    /// The value of `key` as this transaction sees it.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(value) = self.lock().writes.get(key) {
+            return Ok(value.clone());
+        }
+        Ok(self.snapshot.snapshot.get(key)?)
+    }
+
+    /// The values of `keys` as this transaction sees them, in order.
+    pub fn multi_get<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut values: Vec<Option<Option<Vec<u8>>>> = {
+            let pending = self.lock();
+            keys.iter()
+                .map(|key| pending.writes.get(key.as_ref()).cloned())
+                .collect()
+        };
+        let unwritten: Vec<&[u8]> = keys
+            .iter()
+            .zip(&values)
+            .filter(|(_, own)| own.is_none())
+            .map(|(key, _)| key.as_ref())
+            .collect();
+        let mut stored = self.snapshot.snapshot.multi_get(unwritten).into_iter();
+        for value in values.iter_mut().filter(|v| v.is_none()) {
+            *value = Some(stored.next().transpose()?.flatten());
+        }
+        Ok(values.into_iter().map(Option::flatten).collect())
+    }
+
+    /// Calls `visit` with every key and value from `from` (included) to `to` (excluded) that
+    /// this transaction sees, in key order, until it returns false.
+    pub fn scan(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let own: Vec<(Vec<u8>, Option<Vec<u8>>)> = self
+            .lock()
+            .writes
+            .range(from.to_vec()..to.to_vec())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut own = own.into_iter().peekable();
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(to.to_vec());
+        options.fill_cache(false);
+        options.set_snapshot(&self.snapshot.snapshot);
+        let db = &self.snapshot._db;
+        let mut iter = db.raw_iterator_opt(options);
+        iter.seek(from);
+        loop {
+            let stored = iter.key().zip(iter.value());
+            let take_own = match (stored, own.peek()) {
+                (None, None) => break,
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+                (Some((key, _)), Some((own_key, _))) => own_key.as_slice() <= key,
+            };
+            if take_own {
+                let Some((key, value)) = own.next() else {
+                    break;
+                };
+                if iter.key() == Some(key.as_slice()) {
+                    iter.next(); // written over by this transaction
+                }
+                if let Some(value) = value
+                    && !visit(&key, &value)?
+                {
+                    return Ok(());
+                }
+            } else if let Some((key, value)) = stored {
+                if !visit(key, value)? {
+                    return Ok(());
+                }
+                iter.next();
+            }
+        }
+        Ok(iter.status()?)
+    }
+
+    /// Stores `value` under `key` at COMMIT. `fresh` keys (rows under row ids reserved by this
+    /// transaction) cannot clash with another transaction and are not checked.
+    pub fn put(&self, key: Vec<u8>, value: Vec<u8>, fresh: bool) {
+        let mut pending = self.lock();
+        if !fresh {
+            pending.checked.insert(key.clone());
+        }
+        pending.writes.insert(key, Some(value));
+    }
+
+    /// Deletes `key` at COMMIT.
+    pub fn delete(&self, key: Vec<u8>) {
+        let mut pending = self.lock();
+        pending.checked.insert(key.clone());
+        pending.writes.insert(key, None);
+    }
+
+    /// Tells the store's observers about `change` once the transaction commits.
+    pub fn record(&self, change: Change) {
+        self.lock().changes.push(change);
+    }
+
+    /// Reserves `count` row ids of `table` until the transaction ends; the first.
+    pub fn reserve_row_ids(&self, table: &Arc<StoredTable>, count: u64) -> u64 {
+        let reservation = table.reserve_row_ids(count);
+        let first = reservation.first();
+        self.lock().reservations.push(reservation);
+        first
+    }
+
+    /// Whether the transaction has written nothing.
+    pub fn is_empty(&self) -> bool {
+        self.lock().writes.is_empty()
+    }
+
+    /// `SAVEPOINT name`: what `rollback_to(name)` returns to.
+    pub fn savepoint(&self, name: &str) {
+        let mut pending = self.lock();
+        let savepoint = Savepoint {
+            name: name.to_string(),
+            writes: pending.writes.clone(),
+            checked: pending.checked.clone(),
+            changes: pending.changes.len(),
+        };
+        pending.savepoints.push(savepoint);
+    }
+
+    /// `ROLLBACK TO SAVEPOINT name`: undoes the writes made since, keeps the savepoint.
+    pub fn rollback_to(&self, name: &str) -> Result<()> {
+        let mut pending = self.lock();
+        let at = savepoint_position(&pending, name)?;
+        pending.savepoints.truncate(at + 1);
+        let saved = &pending.savepoints[at];
+        let (writes, checked, changes) =
+            (saved.writes.clone(), saved.checked.clone(), saved.changes);
+        pending.writes = writes;
+        pending.checked = checked;
+        pending.changes.truncate(changes);
+        Ok(())
+    }
+
+    /// `RELEASE SAVEPOINT name`: forgets it and the savepoints after it, keeping the writes.
+    pub fn release(&self, name: &str) -> Result<()> {
+        let mut pending = self.lock();
+        let at = savepoint_position(&pending, name)?;
+        pending.savepoints.truncate(at);
+        Ok(())
+    }
+
+    /// Writes everything in one synced write; 40001 (and nothing written) when a transaction
+    /// that committed after this one began wrote one of the same keys.
+    pub fn commit(&self) -> Result<()> {
+        let pending = std::mem::take(&mut *self.lock());
+        if pending.writes.is_empty() {
+            return Ok(());
+        }
+        let mut write = WriteSet::default();
+        for (key, value) in &pending.writes {
+            match value {
+                Some(value) => write.put(key, value),
+                None => write.delete(key),
+            }
+        }
+        let checked: Vec<Vec<u8>> = pending.checked.into_iter().collect();
+        self.store.commit_checked(write, checked, self.start)?;
+        drop(pending.reservations);
+        for change in &pending.changes {
+            match change {
+                Change::Written(table, batch) => self
+                    .store
+                    .rows_changed(table, TableChange::Written(std::slice::from_ref(batch))),
+                Change::Removed(table, keys) => {
+                    self.store.rows_changed(table, TableChange::Removed(keys))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        self.store.close_transaction(self.start);
+    }
+}
+
+fn savepoint_position(pending: &Pending, name: &str) -> Result<usize> {
+    pending
+        .savepoints
+        .iter()
+        .rposition(|s| s.name == name)
+        .ok_or_else(|| Error::UndefinedSavepoint(name.to_string()))
+}

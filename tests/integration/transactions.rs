@@ -1,0 +1,251 @@
+//! Transaction blocks over the wire: atomic COMMIT, ROLLBACK and savepoints that undo writes,
+//! one snapshot per block plus its own writes, 40001 for the second of two blocks writing one
+//! row, 25P02 after a failed statement, and catalog statements inside a block.
+
+use crate::common::{connect, rows, start, start_in};
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+async fn scalar(client: &Client, sql: &str) -> String {
+    let messages = client.simple_query(sql).await.unwrap();
+    rows(messages)[0][0].clone().unwrap_or_default()
+}
+
+async fn setup(client: &Client) {
+    client
+        .batch_execute(
+            "CREATE TABLE accounts (id BIGINT PRIMARY KEY, balance DOUBLE NOT NULL);
+             INSERT INTO accounts VALUES (1, 100), (2, 100);
+             CREATE TABLE history (id BIGINT, delta DOUBLE)",
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn rollback_and_savepoints_undo_writes_and_commit_keeps_them() {
+    let server = start(8).await;
+    let client = connect(server.addr).await;
+    setup(&client).await;
+    client
+        .batch_execute(
+            "BEGIN;
+             UPDATE accounts SET balance = balance - 30 WHERE id = 1;
+             INSERT INTO history VALUES (1, -30);
+             ROLLBACK",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar(&client, "SELECT balance FROM accounts WHERE id = 1").await,
+        "100"
+    );
+    assert_eq!(scalar(&client, "SELECT count(*) FROM history").await, "0");
+
+    client
+        .batch_execute(
+            "BEGIN;
+             UPDATE accounts SET balance = balance - 30 WHERE id = 1;
+             SAVEPOINT before_delete;
+             DELETE FROM accounts;
+             INSERT INTO history VALUES (9, 9)",
+        )
+        .await
+        .unwrap();
+    // the block sees its own writes
+    assert_eq!(scalar(&client, "SELECT count(*) FROM accounts").await, "0");
+    client
+        .batch_execute(
+            "ROLLBACK TO SAVEPOINT before_delete; INSERT INTO history VALUES (1, -30); COMMIT",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar(&client, "SELECT balance FROM accounts WHERE id = 1").await,
+        "70"
+    );
+    assert_eq!(scalar(&client, "SELECT count(*) FROM accounts").await, "2");
+    assert_eq!(
+        scalar(&client, "SELECT sum(delta) FROM history").await,
+        "-30"
+    );
+}
+
+#[tokio::test]
+async fn a_block_reads_one_snapshot_and_the_second_writer_of_a_row_gets_40001() {
+    let server = start(8).await;
+    let first = connect(server.addr).await;
+    let second = connect(server.addr).await;
+    setup(&first).await;
+    first.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(
+        scalar(&first, "SELECT balance FROM accounts WHERE id = 1").await,
+        "100"
+    );
+    // a commit made after the block began is not seen by it
+    second
+        .batch_execute("UPDATE accounts SET balance = 500 WHERE id = 2")
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar(&first, "SELECT balance FROM accounts WHERE id = 2").await,
+        "100"
+    );
+    // both write row 1; the first to commit wins
+    second
+        .batch_execute("BEGIN; UPDATE accounts SET balance = 1 WHERE id = 1")
+        .await
+        .unwrap();
+    first
+        .batch_execute("UPDATE accounts SET balance = 2 WHERE id = 1")
+        .await
+        .unwrap();
+    second.batch_execute("COMMIT").await.unwrap();
+    let error = first.batch_execute("COMMIT").await.unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE));
+    // the failed COMMIT ended the block: the connection goes on outside one
+    assert_eq!(
+        scalar(&first, "SELECT balance FROM accounts WHERE id = 1").await,
+        "1"
+    );
+    assert_eq!(
+        scalar(&first, "SELECT balance FROM accounts WHERE id = 2").await,
+        "500"
+    );
+    // blocks writing different rows both commit
+    first
+        .batch_execute("BEGIN; UPDATE accounts SET balance = 3 WHERE id = 1")
+        .await
+        .unwrap();
+    second
+        .batch_execute("BEGIN; UPDATE accounts SET balance = 4 WHERE id = 2")
+        .await
+        .unwrap();
+    first.batch_execute("COMMIT").await.unwrap();
+    second.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        scalar(&first, "SELECT sum(balance) FROM accounts").await,
+        "7"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_statement_aborts_the_block_until_rollback() {
+    let server = start(8).await;
+    let client = connect(server.addr).await;
+    setup(&client).await;
+    client
+        .batch_execute("BEGIN; INSERT INTO history VALUES (1, 1)")
+        .await
+        .unwrap();
+    let error = client
+        .batch_execute("INSERT INTO accounts VALUES (1, 0)")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::UNIQUE_VIOLATION));
+    for sql in [
+        "SELECT 1",
+        "INSERT INTO history VALUES (2, 2)",
+        "SAVEPOINT s",
+    ] {
+        let error = client.batch_execute(sql).await.unwrap_err();
+        assert_eq!(
+            error.code(),
+            Some(&SqlState::IN_FAILED_SQL_TRANSACTION),
+            "{sql}"
+        );
+    }
+    // an error while rows stream (division by zero) aborts the block too
+    let messages = client.simple_query("COMMIT").await.unwrap();
+    assert!(
+        messages
+            .iter()
+            .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::CommandComplete(_))),
+        "COMMIT of a failed block answers ROLLBACK"
+    );
+    assert_eq!(scalar(&client, "SELECT count(*) FROM history").await, "0");
+    client.batch_execute("BEGIN").await.unwrap();
+    let error = client.simple_query("SELECT 1 / 0").await.unwrap_err();
+    assert!(error.code().is_some());
+    let error = client.batch_execute("SELECT 1").await.unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION));
+    client.batch_execute("ROLLBACK").await.unwrap();
+
+    // ROLLBACK TO a savepoint recovers the block, keeping what came before it
+    client
+        .batch_execute("BEGIN; INSERT INTO history VALUES (1, 1); SAVEPOINT s")
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO accounts VALUES (2, 0)")
+        .await
+        .unwrap_err();
+    client
+        .batch_execute("ROLLBACK TO SAVEPOINT s; INSERT INTO history VALUES (2, 2); COMMIT")
+        .await
+        .unwrap();
+    assert_eq!(scalar(&client, "SELECT sum(delta) FROM history").await, "3");
+}
+
+#[tokio::test]
+async fn prepared_writes_join_the_block_and_commits_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let server = start_in(dir.path()).await;
+        let client = connect(server.addr).await;
+        setup(&client).await;
+        let update = client
+            .prepare("UPDATE accounts SET balance = balance + $1 WHERE id = $2")
+            .await
+            .unwrap();
+        let insert = client
+            .prepare("INSERT INTO history VALUES ($1, $2)")
+            .await
+            .unwrap();
+        client.batch_execute("BEGIN").await.unwrap();
+        for (id, delta) in [(1i64, 5.0f64), (2, -5.0), (1, 1.0)] {
+            assert_eq!(client.execute(&update, &[&delta, &id]).await.unwrap(), 1);
+            client.execute(&insert, &[&id, &delta]).await.unwrap();
+        }
+        // the prepared key lookup sees the block's writes
+        let row = client
+            .query_one("SELECT balance FROM accounts WHERE id = $1", &[&1i64])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, f64>(0), 106.0);
+        client.batch_execute("COMMIT").await.unwrap();
+        // rolled back: never seen again
+        client
+            .batch_execute("BEGIN; DELETE FROM history; UPDATE accounts SET balance = 0; ROLLBACK")
+            .await
+            .unwrap();
+    }
+    let server = start_in(dir.path()).await;
+    let client = connect(server.addr).await;
+    assert_eq!(
+        scalar(&client, "SELECT sum(balance) FROM accounts").await,
+        "201"
+    );
+    assert_eq!(scalar(&client, "SELECT count(*) FROM history").await, "3");
+}
+
+#[tokio::test]
+async fn catalog_statements_in_a_block_take_effect_at_once() {
+    let server = start(8).await;
+    let client = connect(server.addr).await;
+    setup(&client).await;
+    client
+        .batch_execute(
+            "BEGIN;
+             CREATE TABLE made_in_block (x BIGINT);
+             INSERT INTO made_in_block VALUES (1);
+             ROLLBACK",
+        )
+        .await
+        .unwrap();
+    // the table stays (definitions are not transactional); its row went with the block
+    assert_eq!(
+        scalar(&client, "SELECT count(*) FROM made_in_block").await,
+        "0"
+    );
+}
