@@ -167,13 +167,14 @@ pub enum Error {
         /// 1-based row number within the statement's input; 0 when unknown.
         row: u64,
     },
-    /// A primary key that exists already (in the table or earlier in the same statement).
+    /// A primary key or unique index value that exists already (in the table or earlier in
+    /// the same statement).
     #[error(
-        "duplicate key value violates unique constraint \"{table}_pkey\": key ({key}) already exists (row {row})"
+        "duplicate key value violates unique constraint \"{constraint}\": key ({key}) already exists (row {row})"
     )]
     UniqueViolation {
-        /// Table name.
-        table: String,
+        /// The primary key (`table_pkey`) or unique index.
+        constraint: String,
         /// The key, rendered as text.
         key: String,
         /// 1-based row number within the statement's input.

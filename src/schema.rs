@@ -200,6 +200,23 @@ pub struct TableDef {
     pub columns: Vec<ColumnDef>,
     /// Indexes into `columns` of the primary key, in key order; empty when the table has none.
     pub primary_key: Vec<usize>,
+    /// Secondary (btree) indexes, maintained with every write of a row.
+    #[serde(default)]
+    pub indexes: Vec<SecondaryIndex>,
+}
+
+/// A secondary index of a stored table (`CREATE [UNIQUE] INDEX name ON t (columns)`): an entry
+/// per row under the row's values of `columns` (storage key prefix `x`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondaryIndex {
+    /// Index name (normalised), unique among relations.
+    pub name: String,
+    /// Number within the table, part of the entries' keys; never reused in the table.
+    pub id: u32,
+    /// Indexes into the table's columns, in index order.
+    pub columns: Vec<usize>,
+    /// Whether two rows may not share values (rows with a NULL among them never clash).
+    pub unique: bool,
 }
 
 impl TableDef {

@@ -10,6 +10,7 @@ mod pushdown;
 mod row_keys;
 mod scan;
 mod schema;
+mod secondary;
 mod sink;
 pub mod system_tables;
 mod views;
@@ -120,6 +121,8 @@ impl Catalog {
             keys::table_prefix(table.def.id),
             keys::table_end(table.def.id),
         );
+        let (from, to) = keys::table_indexes_range(table.def.id);
+        write.delete_range(from, to);
         self.store.write(write)?;
         self.write_tables().remove(name);
         self.generation.fetch_add(1, Ordering::Release);
@@ -141,6 +144,11 @@ impl Catalog {
         &self.store
     }
 
+    /// The lock CREATE and DROP statements take turns on.
+    fn ddl(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.ddl.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn read_tables(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<StoredTable>>> {
         self.tables.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -152,7 +160,9 @@ impl Catalog {
 
 /// Rejects a stored definition that the rest of the code could not rely on.
 fn check_definition(def: &TableDef) -> Result<()> {
-    let keys_valid = def.primary_key.iter().all(|&i| i < def.columns.len());
+    let keys_valid = (def.primary_key.iter())
+        .chain(def.indexes.iter().flat_map(|i| &i.columns))
+        .all(|&i| i < def.columns.len());
     if def.columns.is_empty() || !keys_valid {
         return Err(Error::Corrupt(format!(
             "catalog entry of table {} has no columns or a bad primary key",

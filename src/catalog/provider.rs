@@ -2,7 +2,7 @@
 //! pushdown, and INSERT through [`StoredInsertSink`].
 
 use crate::catalog::pushdown;
-use crate::catalog::scan::StoredScanExec;
+use crate::catalog::scan::{Reach, StoredScanExec};
 use crate::catalog::sink::StoredInsertSink;
 use crate::error::Error;
 use crate::storage::Store;
@@ -97,7 +97,9 @@ impl TableProvider for StoredTableProvider {
         Ok(filters
             .iter()
             .map(|filter| {
-                if pushdown::constrains_key(&self.table.def, filter) {
+                let def = &self.table.def;
+                if pushdown::constrains_key(def, filter) || pushdown::constrains_index(def, filter)
+                {
                     TableProviderFilterPushDown::Inexact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -123,14 +125,20 @@ impl TableProvider for StoredTableProvider {
             .into_iter()
             .filter(|&i| i != key_column)
             .collect();
-        let keys =
-            pushdown::point_keys(&self.table.def, filters).map_err(Error::into_datafusion)?;
+        let def = &self.table.def;
+        let reach = match pushdown::point_keys(def, filters).map_err(Error::into_datafusion)? {
+            Some(keys) => Reach::Keys(keys),
+            None => match pushdown::index_scan(def, filters).map_err(Error::into_datafusion)? {
+                Some(scan) => Reach::Index(scan),
+                None => Reach::Full,
+            },
+        };
         Ok(Arc::new(StoredScanExec::new(
             self.store.clone(),
             self.table.clone(),
             columns,
             schema,
-            keys,
+            reach,
             limit,
             row_keys_at.filter(|_| self.row_keys),
         )))

@@ -1,9 +1,10 @@
 //! The physical scan of a stored table: a full scan streamed in batches, or point reads by key.
 
+use crate::catalog::pushdown::IndexScan;
 use crate::error::Error;
 use crate::storage::Store;
 use crate::storage::reader::{self, ReadShape};
-use crate::storage::{StoredTable, Transaction};
+use crate::storage::{StoredTable, Transaction, index_entries};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::Result;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -18,6 +19,17 @@ use datafusion::physical_plan::{
 use std::fmt;
 use std::sync::Arc;
 
+/// Which rows a scan reads.
+#[derive(Debug)]
+pub enum Reach {
+    /// Every row, in key order.
+    Full,
+    /// The rows under these row keys (point reads).
+    Keys(Vec<Vec<u8>>),
+    /// The rows a secondary index's entries in these ranges name.
+    Index(IndexScan),
+}
+
 /// Reads rows of one stored table. Decoding runs on a blocking thread and hands batches to the
 /// query through a small channel, so a scan never holds more than a few batches in memory.
 #[derive(Debug)]
@@ -25,8 +37,7 @@ pub struct StoredScanExec {
     store: Arc<Store>,
     table: Arc<StoredTable>,
     projection: Vec<usize>,
-    /// `Some` for point reads of these row keys, `None` for a full scan.
-    keys: Option<Arc<Vec<Vec<u8>>>>,
+    reach: Arc<Reach>,
     /// Where each row's key goes in the output (`ctid` of `tastedb_row_keys`), if asked.
     row_keys_at: Option<usize>,
     limit: Option<usize>,
@@ -34,14 +45,14 @@ pub struct StoredScanExec {
 }
 
 impl StoredScanExec {
-    /// A scan of `projection` of `table`; `keys` turns it into point reads, `row_keys_at`
-    /// adds each row's key at that output position.
+    /// A scan of `projection` of the rows `reach` names; `row_keys_at` adds each row's key at
+    /// that output position.
     pub fn new(
         store: Arc<Store>,
         table: Arc<StoredTable>,
         projection: Vec<usize>,
         schema: SchemaRef,
-        keys: Option<Vec<Vec<u8>>>,
+        reach: Reach,
         limit: Option<usize>,
         row_keys_at: Option<usize>,
     ) -> Self {
@@ -55,7 +66,7 @@ impl StoredScanExec {
             store,
             table,
             projection,
-            keys: keys.map(Arc::new),
+            reach: Arc::new(reach),
             row_keys_at,
             limit,
             properties: Arc::new(properties),
@@ -77,9 +88,15 @@ impl DisplayAs for StoredScanExec {
             def.name,
             columns.join(", ")
         )?;
-        match &self.keys {
-            Some(keys) => write!(f, ", point_lookup={} keys", keys.len()),
-            None => write!(f, ", full_scan"),
+        match self.reach.as_ref() {
+            Reach::Keys(keys) => write!(f, ", point_lookup={} keys", keys.len()),
+            Reach::Index(scan) => write!(
+                f,
+                ", index_scan={}, ranges={}",
+                scan.name,
+                scan.ranges.len()
+            ),
+            Reach::Full => write!(f, ", full_scan"),
         }?;
         if let Some(limit) = self.limit {
             write!(f, ", limit={limit}")?;
@@ -137,7 +154,7 @@ impl ExecutionPlan for StoredScanExec {
         let store = self.store.clone();
         let table = self.table.clone();
         let projection = self.projection.clone();
-        let keys = self.keys.clone();
+        let reach = self.reach.clone();
         let limit = self.limit;
         let batch_size = context.session_config().batch_size();
         let row_keys_at = self.row_keys_at;
@@ -152,12 +169,26 @@ impl ExecutionPlan for StoredScanExec {
                 row_keys_at,
                 txn: txn.as_deref(),
             };
-            let read = match keys {
-                Some(keys) => reader::lookup(&store, &shape, &keys).map(|batch| {
+            let read = match reach.as_ref() {
+                Reach::Keys(keys) => reader::lookup(&store, &shape, keys).map(|batch| {
                     // A closed channel means the query stopped reading: nothing to do.
                     let _ = tx.blocking_send(Ok(batch));
                 }),
-                None => reader::scan(&store, &shape, limit, |batch| {
+                Reach::Index(scan) => {
+                    let limit = limit.unwrap_or(usize::MAX);
+                    index_entries::row_keys_in(&store, shape.txn, &scan.ranges, limit).and_then(
+                        |keys| {
+                            for chunk in keys.chunks(batch_size.max(1)) {
+                                let batch = reader::lookup(&store, &shape, chunk)?;
+                                if tx.blocking_send(Ok(batch)).is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(())
+                        },
+                    )
+                }
+                Reach::Full => reader::scan(&store, &shape, limit, |batch| {
                     tx.blocking_send(Ok(batch)).is_ok()
                 }),
             };

@@ -375,7 +375,7 @@ impl Engine {
         let (row_keys, rows) = distinct_rows(&found)?;
         let found = take_record_batch(&found, &rows)?;
         let count = match modification.kind {
-            Kind::Delete => modify::delete(txn, table, row_keys),
+            Kind::Delete => modify::delete(txn, table, row_keys)?,
             Kind::Update => {
                 let columns = found
                     .columns()

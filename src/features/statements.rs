@@ -144,6 +144,7 @@ async fn define_feature_view(
             name: create.name.clone(),
             columns,
             primary_key: vec![entity],
+            indexes: Vec::new(),
         },
         name: create.name,
         entity: create.entity,

@@ -344,6 +344,12 @@ fn wire_tag(tag: &CommandTag) -> Tag {
     }
 }
 
+/// The row description of `schema` in `format` (arrow-pg's, PostgreSQL's vector types named).
+fn pg_fields(schema: &Schema, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
+    let fields = arrow_schema_to_pg_fields(schema, format, None)?;
+    Ok(text_format::describe_vectors(schema, fields))
+}
+
 /// A row-description plus a stream of encoded rows; an error mid-stream keeps its SQLSTATE,
 /// is logged as `client`'s and fails its block.
 fn rows(
@@ -352,7 +358,7 @@ fn rows(
     sql: &str,
     client: Recipient,
 ) -> PgWireResult<QueryResponse> {
-    let fields = Arc::new(arrow_schema_to_pg_fields(&stream.schema(), format, None)?);
+    let fields = Arc::new(pg_fields(&stream.schema(), format)?);
     let encoder_fields = fields.clone();
     let sql = sql.to_string();
     let data = stream.flat_map(move |batch| {
@@ -604,7 +610,7 @@ impl QueryParser for Planner {
     ) -> PgWireResult<Vec<FieldInfo>> {
         let format = format.unwrap_or(&Format::UnifiedText);
         match statement.result_schema() {
-            Some(schema) => arrow_schema_to_pg_fields(schema, format, None),
+            Some(schema) => pg_fields(schema, format),
             None => Ok(Vec::new()),
         }
     }
@@ -649,7 +655,7 @@ impl ExtendedQueryHandler for Session {
             && client.portal_store().get_portal(name).is_none()
             && let Some(schema) = Cursors::of(client).schema(name)
         {
-            let fields = arrow_schema_to_pg_fields(&schema, &Format::UnifiedText, None)?;
+            let fields = pg_fields(&schema, &Format::UnifiedText)?;
             return send_describe_response(client, &DescribePortalResponse::new(fields)).await;
         }
         self._on_describe(client, message).await

@@ -5,6 +5,7 @@
 //! shown in UTC). Text-format columns of these types are turned into their text before
 //! arrow-pg encodes the rows; the row description keeps the column's own type.
 
+use crate::catalog::pg_indexes::PG_TYPE_METADATA;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{
     DataType, Field, Float32Type, Float64Type, Schema, TimeUnit, TimestampMicrosecondType,
@@ -12,6 +13,8 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::temporal_conversions::timestamp_us_to_datetime;
+use datafusion::arrow::util::display::array_value_to_string;
+use pgwire::api::Type;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use std::sync::Arc;
 
@@ -27,7 +30,14 @@ pub fn postgres_text(batch: RecordBatch, fields: &[FieldInfo]) -> Result<RecordB
             .get(i)
             .is_some_and(|f| f.format() == FieldFormat::Text);
         let field = schema.field(i);
-        match text.then(|| as_text(column)).flatten() {
+        let described = fields.get(i).map(|f| f.datatype().clone());
+        let vector = matches!(described, Some(Type::INT2_VECTOR | Type::OID_VECTOR))
+            && matches!(column.data_type(), DataType::List(_));
+        let converted = match vector {
+            true => Some(Arc::new(map(column, space_separated)) as ArrayRef),
+            false => as_text(column),
+        };
+        match text.then_some(converted).flatten() {
             Some(strings) => {
                 changed = true;
                 new_fields.push(Field::new(field.name(), DataType::Utf8, true));
@@ -43,6 +53,42 @@ pub fn postgres_text(batch: RecordBatch, fields: &[FieldInfo]) -> Result<RecordB
         return Ok(batch);
     }
     RecordBatch::try_new(Arc::new(Schema::new(new_fields)), columns)
+}
+
+/// The PostgreSQL type (`int2vector`, `oidvector`) a list column is sent as, by its metadata.
+fn pg_vector_type(field: &Field) -> Option<Type> {
+    match field.metadata().get(PG_TYPE_METADATA)?.as_str() {
+        "int2vector" => Some(Type::INT2_VECTOR),
+        "oidvector" => Some(Type::OID_VECTOR),
+        _ => None,
+    }
+}
+
+/// `fields` (arrow-pg's description of `schema`) with the text-format columns that are
+/// PostgreSQL vectors (see [`pg_vector_type`]) described as such; their rows are sent as
+/// that type's text by [`postgres_text`].
+pub fn describe_vectors(schema: &Schema, fields: Vec<FieldInfo>) -> Vec<FieldInfo> {
+    (fields.into_iter().zip(schema.fields()))
+        .map(|(info, field)| match pg_vector_type(field) {
+            Some(pg_type) if info.format() == FieldFormat::Text => FieldInfo::new(
+                info.name().to_string(),
+                None,
+                None,
+                pg_type,
+                FieldFormat::Text,
+            ),
+            _ => info,
+        })
+        .collect()
+}
+
+/// A list of integers as `int2vector`/`oidvector` text: `1 2 3`.
+fn space_separated(column: &ArrayRef, row: usize) -> String {
+    let list = column.as_list::<i32>().value(row);
+    (0..list.len())
+        .map(|i| array_value_to_string(&list, i).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The column as text, for the types whose text differs from arrow-pg's.

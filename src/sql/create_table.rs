@@ -153,5 +153,6 @@ fn build(name: String, mut columns: Vec<ColumnDef>, key_names: Vec<String>) -> R
         name,
         columns,
         primary_key,
+        indexes: Vec::new(),
     })
 }

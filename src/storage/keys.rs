@@ -15,6 +15,7 @@
 //! | `i`    | vector index name (UTF-8)     | `IndexDef` as JSON            |
 //! | `h`    | vector index name (UTF-8)     | the index's graph, row keys and transform (postcard) |
 //! | `g`    | object kind (`t`/`m`/`f`), object name | owner and privileges (`roles::grants`) as JSON |
+//! | `x`    | table id (u64 BE), index id (u32 BE), values (`index_entries`) [, row key] | row key |
 
 const META: u8 = b'm';
 const CATALOG: u8 = b'c';
@@ -30,6 +31,7 @@ const VECTOR_INDEX: u8 = b'i';
 const VECTOR_GRAPH: u8 = b'h';
 const ACL: u8 = b'g';
 const VIEW: u8 = b'e';
+const INDEX_ENTRY: u8 = b'x';
 
 /// Key of a vector index's definition; `vector_index("")` is the prefix of all of them.
 pub fn vector_index(name: &str) -> Vec<u8> {
@@ -148,6 +150,20 @@ pub fn view(name: &str) -> Vec<u8> {
 /// Prefix of every stored view definition.
 pub fn view_prefix() -> Vec<u8> {
     vec![VIEW]
+}
+
+/// Prefix of the entries of secondary index `index_id` of table `table_id`.
+pub fn index_prefix(table_id: u64, index_id: u32) -> Vec<u8> {
+    let mut key = prefixed(INDEX_ENTRY, &table_id.to_be_bytes());
+    key.extend_from_slice(&index_id.to_be_bytes());
+    key
+}
+
+/// The range `[start, end)` of the entries of every secondary index of table `table_id`.
+pub fn table_indexes_range(table_id: u64) -> (Vec<u8>, Vec<u8>) {
+    let start = prefixed(INDEX_ENTRY, &table_id.to_be_bytes());
+    let end = prefix_end(&start);
+    (start, end)
 }
 
 /// Prefix shared by every row of a table.

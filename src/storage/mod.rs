@@ -4,6 +4,7 @@
 //! [`Store`] and writes [`WriteSet`]s.
 
 pub mod backup;
+pub mod index_entries;
 mod key_codec;
 pub mod keys;
 pub mod modify;

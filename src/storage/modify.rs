@@ -1,16 +1,23 @@
 //! Changing and removing stored rows inside a transaction: the new versions of the rows an
 //! UPDATE found, and the rows a DELETE found (by their row keys, without the table prefix).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::storage::index_entries;
 use crate::storage::row_codec::{ColumnValues, encode_row};
-use crate::storage::writer::{check_not_null, conform, duplicate, primary_keys};
+use crate::storage::writer::{check_not_null, conform, duplicate, entries_of_row, primary_keys};
 use crate::storage::{Change, RowKeys, StoredTable, Transaction, WrittenBatch, keys};
 use datafusion::arrow::array::RecordBatch;
 use std::collections::HashSet;
+use std::sync::Arc;
 
-/// Removes the rows of `table` stored under `row_keys` when `txn` commits; how many.
-pub fn delete(txn: &Transaction, table: &StoredTable, row_keys: Vec<Vec<u8>>) -> u64 {
+/// Removes the rows of `table` stored under `row_keys`, and their index entries, when `txn`
+/// commits; how many.
+pub fn delete(txn: &Transaction, table: &Arc<StoredTable>, row_keys: Vec<Vec<u8>>) -> Result<u64> {
     let def = &table.def;
+    txn.uses(table);
+    for entry in index_entries::stored_entries(def, txn, &row_keys)? {
+        txn.delete(entry);
+    }
     for key in &row_keys {
         txn.delete(keys::row(def.id, key));
     }
@@ -18,7 +25,7 @@ pub fn delete(txn: &Transaction, table: &StoredTable, row_keys: Vec<Vec<u8>>) ->
     if count > 0 {
         txn.record(Change::Removed(def.clone(), row_keys));
     }
-    count
+    Ok(count)
 }
 
 /// Replaces the rows of `table` stored under `row_keys` by the rows of `batch` (every column,
@@ -26,11 +33,15 @@ pub fn delete(txn: &Transaction, table: &StoredTable, row_keys: Vec<Vec<u8>>) ->
 /// changes moves to its new key, which must be free (or freed by this statement): 23505.
 pub fn update(
     txn: &Transaction,
-    table: &StoredTable,
+    table: &Arc<StoredTable>,
     row_keys: Vec<Vec<u8>>,
     batch: &RecordBatch,
 ) -> Result<u64> {
     let def = &table.def;
+    txn.uses(table);
+    for entry in index_entries::stored_entries(def, txn, &row_keys)? {
+        txn.delete(entry);
+    }
     let columns = conform(def, batch, 0)?;
     check_not_null(def, &columns, 0)?;
     let new_keys = if def.has_primary_key() {
@@ -62,10 +73,27 @@ pub fn update(
         .map(|(array, column)| ColumnValues::new(column.column_type, array))
         .collect::<Result<Vec<_>>>()?;
     let mut encoded = Vec::with_capacity(256);
+    let mut seen_entries = HashSet::new();
     for (row, key) in new_keys.iter().enumerate() {
         encoded.clear();
         encode_row(&values, row, &mut encoded);
         txn.put(keys::row(def.id, key), encoded.clone(), false);
+        for (index, entry) in def
+            .indexes
+            .iter()
+            .zip(entries_of_row(def, &values, row, key)?)
+        {
+            if entry.exclusive
+                && (!seen_entries.insert(entry.key.clone()) || txn.get(&entry.key)?.is_some())
+            {
+                return Err(Error::UniqueViolation {
+                    constraint: index.name.clone(),
+                    key: index_entries::render(def, index, &columns, row),
+                    row: row as u64 + 1,
+                });
+            }
+            txn.put(entry.key, key.clone(), false);
+        }
     }
     drop(values);
     let count = new_keys.len() as u64;
@@ -81,7 +109,7 @@ pub fn update(
 }
 
 /// Removes every row of `table` when `txn` commits; how many it had.
-pub fn truncate(txn: &Transaction, table: &StoredTable) -> Result<u64> {
+pub fn truncate(txn: &Transaction, table: &Arc<StoredTable>) -> Result<u64> {
     let def = &table.def;
     let prefix = keys::table_prefix(def.id);
     let mut row_keys = Vec::new();
@@ -89,5 +117,5 @@ pub fn truncate(txn: &Transaction, table: &StoredTable) -> Result<u64> {
         row_keys.push(key.get(prefix.len()..).unwrap_or_default().to_vec());
         Ok(true)
     })?;
-    Ok(delete(txn, table, row_keys))
+    delete(txn, table, row_keys)
 }

@@ -432,6 +432,7 @@ mod tests {
                 column("c", ColumnType::Timestamp),
             ],
             primary_key: vec![],
+            indexes: Vec::new(),
         }
     }
 
@@ -522,6 +523,7 @@ mod tests {
                 .map(|(i, t)| column(&format!("c{i}"), *t))
                 .collect(),
             primary_key: vec![],
+            indexes: Vec::new(),
         };
         let all: Vec<usize> = (0..types.len()).collect();
         let mut state = 0x9E37_79B9_7F4A_7C15;

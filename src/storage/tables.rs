@@ -1,10 +1,12 @@
 //! [`StoredTable`]: a table's definition and the state its writers share (row ids handed out,
 //! rows not yet written, the turn of writers of keyed tables).
 
+use crate::error::{Error, Result};
 use crate::schema::TableDef;
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// A stored table: its definition plus the state its writers share.
 #[derive(Debug)]
@@ -17,6 +19,11 @@ pub struct StoredTable {
     unwritten: Mutex<BTreeMap<u64, u64>>,
     /// Held by a writer of a keyed table from its duplicate check until its commit.
     pub write_lock: Mutex<()>,
+    /// Shared by writers while they encode and write rows of this definition; held alone by a
+    /// statement that replaces the definition (CREATE INDEX).
+    changing: RwLock<()>,
+    /// Set once another definition replaced this one: writes made for this one are refused.
+    superseded: AtomicBool,
 }
 
 impl StoredTable {
@@ -27,6 +34,8 @@ impl StoredTable {
             next_row_id: AtomicU64::new(next_row_id),
             unwritten: Mutex::new(BTreeMap::new()),
             write_lock: Mutex::new(()),
+            changing: RwLock::new(()),
+            superseded: AtomicBool::new(false),
         }
     }
 
@@ -50,6 +59,35 @@ impl StoredTable {
             Some(&first) => first,
             None => self.next_row_id.load(Ordering::Relaxed),
         }
+    }
+
+    /// Lets a writer of rows of this definition go on until the guard drops; 40001 once
+    /// another definition replaced it (the statement or block is to be run again).
+    pub fn writing(&self) -> Result<RwLockReadGuard<'_, ()>> {
+        let guard = self.changing.read().unwrap_or_else(|p| p.into_inner());
+        if self.superseded.load(Ordering::Acquire) {
+            return Err(Error::SerializationFailure(format!(
+                "the definition of table \"{}\" changed while the rows were written",
+                self.def.name
+            )));
+        }
+        Ok(guard)
+    }
+
+    /// Waits for the writers of this definition, and keeps new ones waiting until the guard
+    /// drops; call [`StoredTable::supersede`] before dropping it when the definition changed.
+    pub fn change(&self) -> RwLockWriteGuard<'_, ()> {
+        self.changing.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks this definition as replaced.
+    pub fn supersede(&self) {
+        self.superseded.store(true, Ordering::Release);
+    }
+
+    /// The next row id this table hands out.
+    pub fn next_row_id(&self) -> u64 {
+        self.next_row_id.load(Ordering::Relaxed)
     }
 
     fn unwritten(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, u64>> {

@@ -106,6 +106,8 @@ struct Pending {
     changes: Vec<Change>,
     reservations: Vec<RowIdReservation>,
     savepoints: Vec<Savepoint>,
+    /// The tables written, by id: their definitions must still hold at COMMIT.
+    tables: BTreeMap<u64, Arc<StoredTable>>,
 }
 
 struct Savepoint {
@@ -245,6 +247,15 @@ impl Transaction {
         pending.writes.insert(key, None);
     }
 
+    /// Records that rows of `table` were written as its definition says: COMMIT fails with
+    /// 40001 when another definition replaced it meanwhile.
+    pub fn uses(&self, table: &Arc<StoredTable>) {
+        self.lock()
+            .tables
+            .entry(table.def.id)
+            .or_insert_with(|| table.clone());
+    }
+
     /// Tells the store's observers about `change` once the transaction commits.
     pub fn record(&self, change: Change) {
         self.lock().changes.push(change);
@@ -312,7 +323,11 @@ impl Transaction {
             }
         }
         let checked: Vec<Vec<u8>> = pending.checked.into_iter().collect();
+        let guards = (pending.tables.values())
+            .map(|table| table.writing())
+            .collect::<Result<Vec<_>>>()?;
         self.store.commit_checked(write, checked, self.start)?;
+        drop(guards);
         drop(pending.reservations);
         for change in &pending.changes {
             match change {

@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::schema::{ColumnType, TableDef};
+use crate::storage::index_entries;
 use crate::storage::key_codec::encode_key;
 use crate::storage::row_codec::{ColumnValues, encode_row};
 use crate::storage::vector_values::conform_vectors;
@@ -28,9 +29,15 @@ pub fn insert(
     txn: Option<&Transaction>,
 ) -> Result<u64> {
     let def = &table.def;
-    // Outside a transaction, rows with a primary key are checked for duplicates, and that
-    // check must see every earlier write to the table: writers of one keyed table take turns.
-    let _turn = (def.has_primary_key() && txn.is_none()).then(|| {
+    let _writing = table.writing()?;
+    if let Some(txn) = txn {
+        txn.uses(table);
+    }
+    let unique = def.has_primary_key() || def.indexes.iter().any(|i| i.unique);
+    // Outside a transaction, rows with a primary key (or a unique index) are checked for
+    // duplicates, and that check must see every earlier write to the table: writers of such
+    // a table take turns.
+    let _turn = (unique && txn.is_none()).then(|| {
         table
             .write_lock
             .lock()
@@ -40,6 +47,7 @@ pub fn insert(
     let mut write = WriteSet::default();
     let mut checked = Vec::new();
     let mut seen_keys = HashSet::new();
+    let mut seen_entries = HashSet::new();
     let mut rows_before: u64 = 0;
     let mut encoded = Vec::with_capacity(256);
     // Held until the write is done: readers of "rows since row id n" wait for these.
@@ -83,12 +91,39 @@ pub fn insert(
             }
             encoded.clear();
             encode_row(&values, row, &mut encoded);
+            let fresh = !def.has_primary_key();
             match txn {
-                Some(txn) => txn.put(key.clone(), encoded.clone(), !def.has_primary_key()),
+                Some(txn) => txn.put(key.clone(), encoded.clone(), fresh),
                 None => {
                     write.put(&key, &encoded);
-                    if def.has_primary_key() {
+                    if !fresh {
                         checked.push(key.clone());
+                    }
+                }
+            }
+            let row_key = &key[prefix_len..];
+            for (index, entry) in def
+                .indexes
+                .iter()
+                .zip(entries_of_row(def, &values, row, row_key)?)
+            {
+                if entry.exclusive
+                    && (!seen_entries.insert(entry.key.clone())
+                        || index_entries::exists(store, txn, &entry.key)?)
+                {
+                    return Err(Error::UniqueViolation {
+                        constraint: index.name.clone(),
+                        key: index_entries::render(def, index, &columns, row),
+                        row: rows_before + row as u64 + 1,
+                    });
+                }
+                match txn {
+                    Some(txn) => txn.put(entry.key, row_key.to_vec(), fresh && !entry.exclusive),
+                    None => {
+                        write.put(&entry.key, row_key);
+                        if entry.exclusive {
+                            checked.push(entry.key);
+                        }
                     }
                 }
             }
@@ -120,6 +155,18 @@ pub fn insert(
         }
     }
     Ok(rows_before)
+}
+
+/// The entries of `row` (stored under `row_key`) in every index of `def`, in index order.
+pub(super) fn entries_of_row(
+    def: &TableDef,
+    values: &[ColumnValues],
+    row: usize,
+    row_key: &[u8],
+) -> Result<Vec<index_entries::Entry>> {
+    (def.indexes.iter())
+        .map(|index| index_entries::entry(def, index, values, row, row_key))
+        .collect()
 }
 
 /// Casts the columns of `batch` to the table's types, naming the first value that does not fit.
@@ -247,7 +294,7 @@ pub(super) fn duplicate(
     rows_before: u64,
 ) -> Error {
     Error::UniqueViolation {
-        table: def.name.clone(),
+        constraint: format!("{}_pkey", def.name),
         key: render_key(def, columns, row),
         row: rows_before + row as u64 + 1,
     }

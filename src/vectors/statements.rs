@@ -88,15 +88,24 @@ impl Command for IndexStatement {
                         .users()
                         .check_owner(cx.actor, &Object::table(table))?;
                 }
-                create_index(engine, create.as_ref().clone(), notices).await?;
+                if is_hnsw(create) {
+                    create_index(engine, create.as_ref().clone(), notices).await?;
+                } else {
+                    create_secondary_index(engine, create.as_ref().clone(), notices).await?;
+                }
                 Ok(Outcome::done("CREATE INDEX"))
             }
             IndexStatement::Drop { names, if_exists } => {
                 for name in names {
-                    if let Some(def) = engine.indexes().get(&names::table_name(name)?) {
+                    let name = names::table_name(name)?;
+                    let table = match engine.catalog().index_table(&name) {
+                        Some(table) => Some(table.def.name.clone()),
+                        None => engine.indexes().get(&name).map(|def| def.table),
+                    };
+                    if let Some(table) = table {
                         engine
                             .users()
-                            .check_owner(cx.actor, &Object::table(def.table))?;
+                            .check_owner(cx.actor, &Object::table(table))?;
                     }
                 }
                 drop_indexes(engine, names, *if_exists, notices)?;
@@ -133,6 +142,67 @@ async fn create_index(engine: &Engine, create: CreateIndex, notices: &Notices) -
     Ok(())
 }
 
+/// Whether `create` asks for an HNSW index (else a secondary btree index of the catalog).
+fn is_hnsw(create: &CreateIndex) -> bool {
+    matches!(&create.using, Some(IndexType::Custom(kind)) if kind.value.eq_ignore_ascii_case("hnsw"))
+}
+
+/// Runs `CREATE [UNIQUE] INDEX [IF NOT EXISTS] [name] ON table [USING btree] (column, …)`:
+/// the entries of the rows stored now are written with the definition (`catalog::secondary`).
+async fn create_secondary_index(
+    engine: &Engine,
+    create: CreateIndex,
+    notices: &Notices,
+) -> Result<()> {
+    match &create.using {
+        None | Some(IndexType::BTree) => {}
+        Some(other) => {
+            return Err(Error::FeatureNotSupported(format!(
+                "index type {other}: TasteDB has btree indexes, and hnsw on vector columns"
+            )));
+        }
+    }
+    if create.predicate.is_some() || !create.include.is_empty() || !create.with.is_empty() {
+        return Err(Error::FeatureNotSupported(
+            "partial indexes, INCLUDE and WITH options are not supported for btree indexes".into(),
+        ));
+    }
+    let table = names::table_name(&create.table_name)?;
+    let mut columns = Vec::new();
+    for column in &create.columns {
+        let Expr::Identifier(ident) = &column.column.expr else {
+            return Err(Error::FeatureNotSupported(format!(
+                "an index over {} (index columns, not expressions)",
+                column.column.expr
+            )));
+        };
+        columns.push(names::ident(ident));
+    }
+    let name = match &create.name {
+        Some(name) => names::table_name(name)?,
+        None => format!("{table}_{}_idx", columns.join("_")),
+    };
+    if engine.indexes().get(&name).is_some() {
+        return Err(Error::DuplicateTable(name));
+    }
+    let engine = engine.clone();
+    let (unique, if_not_exists) = (create.unique, create.if_not_exists);
+    let index = name.clone();
+    let created = blocking::run("the index build", move |stopped| {
+        stopped.check()?;
+        engine
+            .catalog()
+            .create_index(&table, &index, &columns, unique, if_not_exists)
+    })
+    .await?;
+    if !created {
+        notices.send(Notice::info(format!(
+            "relation \"{name}\" already exists, skipping"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs `DROP INDEX [IF EXISTS] name, …`.
 fn drop_indexes(
     engine: &Engine,
@@ -142,6 +212,9 @@ fn drop_indexes(
 ) -> Result<()> {
     for object_name in index_names {
         let name = names::table_name(object_name)?;
+        if engine.catalog().drop_index(&name)? {
+            continue;
+        }
         if !engine.indexes().drop_index(&name, if_exists)? {
             notices.send(Notice::info(format!(
                 "index \"{name}\" does not exist, skipping"

@@ -207,6 +207,21 @@ def reflection():
     replacement.to_sql("stack_r", engine, index=False, if_exists="replace")
     replacement.to_sql("stack_r", engine, index=False, if_exists="append")
     check("to_sql replace then append", pd.read_sql_table("stack_r", engine).to_dict("list"), {"k": ["z", "z"], "v": [7, 7]})
+    # pandas' defaults: the DataFrame index becomes a column with a btree index
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS stack_i"))
+    indexed = pd.DataFrame({"k": ["a", "b", "c"]}, index=pd.Index([10, 20, 30], name="pos"))
+    indexed.to_sql("stack_i", engine)
+    indexed.to_sql("stack_i", engine, if_exists="replace")
+    check(
+        "to_sql index as a btree index",
+        [(i["name"], i["column_names"], i["unique"]) for i in sa.inspect(engine).get_indexes("stack_i")],
+        [("ix_stack_i_pos", ["pos"], False)],
+    )
+    check("read_sql_table index_col", pd.read_sql_table("stack_i", engine, index_col="pos").to_dict(), indexed.to_dict())
+    with engine.connect() as conn:
+        one = conn.execute(sa.text("SELECT k FROM stack_i WHERE pos = :p"), {"p": 20}).scalar()
+    check("lookup through the index", one, "b")
 
 
 def main():

@@ -71,6 +71,59 @@ async fn ids(engine: &Engine, sql: &str) -> Vec<i64> {
 }
 
 #[tokio::test]
+async fn secondary_indexes_survive_reopening_and_explain_shows_their_scans() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::open(dir.path()).unwrap();
+        engine
+            .sql(
+                "CREATE TABLE ev (id BIGINT, user_id TEXT);
+                 INSERT INTO ev SELECT value, 'u' || (value % 100) FROM generate_series(1, 5000);
+                 CREATE INDEX ev_user ON ev (user_id);
+                 CREATE UNIQUE INDEX ev_id ON ev (id)",
+            )
+            .await
+            .unwrap();
+    }
+    let engine = Engine::open(dir.path()).unwrap();
+    engine
+        .sql("INSERT INTO ev VALUES (5001, 'u7')")
+        .await
+        .unwrap();
+    let found = ids(
+        &engine,
+        "SELECT id FROM ev WHERE user_id = 'u7' ORDER BY id",
+    )
+    .await;
+    assert_eq!(found.len(), 51);
+    assert_eq!((found[0], found[50]), (7, 5001));
+    let duplicate = engine
+        .sql("INSERT INTO ev VALUES (7, 'x')")
+        .await
+        .unwrap_err();
+    assert_eq!(duplicate.sqlstate(), "23505");
+    for (query, scan) in [
+        (
+            "SELECT id FROM ev WHERE user_id = 'u7'",
+            "index_scan=ev_user, ranges=1",
+        ),
+        (
+            "SELECT id FROM ev WHERE id BETWEEN 10 AND 20",
+            "index_scan=ev_id, ranges=1",
+        ),
+        (
+            "SELECT id FROM ev WHERE user_id IN ('u1', 'u2')",
+            "index_scan=ev_user, ranges=2",
+        ),
+        ("SELECT id FROM ev WHERE id + 1 = 5", "full_scan"),
+    ] {
+        let plan = engine.sql(&format!("EXPLAIN {query}")).await.unwrap();
+        let text = pretty_format_batches(&plan).unwrap().to_string();
+        assert!(text.contains(scan), "{query}: {text}");
+    }
+}
+
+#[tokio::test]
 async fn views_survive_reopening_and_drop_view_forgets_them() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -24,6 +24,10 @@ use datafusion::prelude::SessionContext;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+/// Field metadata naming the PostgreSQL type a column is sent as, where it differs from what
+/// its Arrow type maps to (`int2vector`, `oidvector`).
+pub const PG_TYPE_METADATA: &str = "pg_type";
+
 /// An index as the catalog shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexInfo {
@@ -97,22 +101,39 @@ pub trait ListIndexes: Send + Sync + std::fmt::Debug {
 
 impl ListIndexes for Catalog {
     fn indexes(&self) -> Vec<IndexInfo> {
-        self.names()
-            .into_iter()
-            .filter_map(|name| self.get(&name))
-            .filter(|table| table.def.has_primary_key())
-            .map(|table| IndexInfo {
-                name: format!("{}_pkey", table.def.name),
-                table: table.def.name.clone(),
-                columns: (table.def.primary_key.iter())
-                    .map(|&i| table.def.columns[i].name.clone())
-                    .collect(),
-                primary: true,
-                unique: true,
-                method: "btree",
-                options: Vec::new(),
-            })
-            .collect()
+        let mut indexes = Vec::new();
+        for table in self.names().into_iter().filter_map(|name| self.get(&name)) {
+            let def = &table.def;
+            let column_names = |columns: &[usize]| {
+                columns
+                    .iter()
+                    .map(|&i| def.columns[i].name.clone())
+                    .collect()
+            };
+            if def.has_primary_key() {
+                indexes.push(IndexInfo {
+                    name: format!("{}_pkey", def.name),
+                    table: def.name.clone(),
+                    columns: column_names(&def.primary_key),
+                    primary: true,
+                    unique: true,
+                    method: "btree",
+                    options: Vec::new(),
+                });
+            }
+            for index in &def.indexes {
+                indexes.push(IndexInfo {
+                    name: index.name.clone(),
+                    table: def.name.clone(),
+                    columns: column_names(&index.columns),
+                    primary: false,
+                    unique: index.unique,
+                    method: "btree",
+                    options: Vec::new(),
+                });
+            }
+        }
+        indexes
     }
 }
 

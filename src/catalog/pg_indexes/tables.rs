@@ -218,14 +218,23 @@ pub fn pg_index_schema() -> SchemaRef {
         fields.push(Field::new(flag, DataType::Boolean, false));
     }
     fields.extend([
-        Field::new("indkey", int2vector(), false),
-        Field::new("indcollation", oidvector(), false),
-        Field::new("indclass", oidvector(), false),
-        Field::new("indoption", int2vector(), false),
+        vector_field("indkey", int2vector(), "int2vector"),
+        vector_field("indcollation", oidvector(), "oidvector"),
+        vector_field("indclass", oidvector(), "oidvector"),
+        vector_field("indoption", int2vector(), "int2vector"),
         Field::new("indexprs", DataType::Utf8, true),
         Field::new("indpred", DataType::Utf8, true),
     ]);
     Arc::new(Schema::new(fields))
+}
+
+/// A column of PostgreSQL's `int2vector` or `oidvector` type: a list here (subscripts and
+/// `unnest` work on it), sent to clients as the type `pg_type` names (space-separated text).
+fn vector_field(name: &str, data_type: DataType, pg_type: &str) -> Field {
+    Field::new(name, data_type, false).with_metadata(HashMap::from([(
+        super::PG_TYPE_METADATA.to_string(),
+        pg_type.to_string(),
+    )]))
 }
 
 /// `pg_constraint`: the primary keys.
