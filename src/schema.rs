@@ -187,6 +187,9 @@ pub struct ColumnDef {
     pub column_type: ColumnType,
     /// False for `NOT NULL` and primary-key columns.
     pub nullable: bool,
+    /// The `DEFAULT` expression (SQL text) that INSERT uses when the column gets no value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
 }
 
 /// A stored table as the catalog records it.

@@ -1,6 +1,7 @@
 //! The catalog: which tables exist and how they are defined. Definitions are stored in RocksDB
 //! next to the rows and cached in memory; DDL writes are synced like every other write.
 
+pub mod alter;
 mod extra_schema;
 pub use extra_schema::ExtraSchema;
 pub mod pg_indexes;
@@ -11,6 +12,7 @@ mod row_keys;
 mod scan;
 mod schema;
 mod secondary;
+pub mod sequences;
 mod sink;
 pub mod system_tables;
 mod views;
@@ -39,6 +41,7 @@ pub struct Catalog {
     ddl: Mutex<()>,
     /// Counts CREATE and DROP; plans made before a change are made again.
     generation: AtomicU64,
+    sequences: Arc<sequences::Sequences>,
 }
 
 impl Catalog {
@@ -58,6 +61,7 @@ impl Catalog {
             );
         }
         Ok(Catalog {
+            sequences: Arc::new(sequences::Sequences::new(store.clone())),
             store,
             tables: RwLock::new(tables),
             ddl: Mutex::new(()),
@@ -97,7 +101,14 @@ impl Catalog {
         let mut write = WriteSet::default();
         write.put(&id_key, (def.id + 1).to_be_bytes());
         write.put(keys::catalog(&def.name), json);
+        let owned = owned_sequences(&def);
+        for sequence in &owned {
+            write.put(keys::sequence(sequence), 0i64.to_be_bytes());
+        }
         self.store.write(write)?;
+        for sequence in &owned {
+            self.sequences.created(sequence);
+        }
         self.write_tables()
             .insert(def.name.clone(), Arc::new(StoredTable::new(def, 0)));
         self.generation.fetch_add(1, Ordering::Release);
@@ -123,7 +134,14 @@ impl Catalog {
         );
         let (from, to) = keys::table_indexes_range(table.def.id);
         write.delete_range(from, to);
+        let owned = owned_sequences(&table.def);
+        for sequence in &owned {
+            write.delete(keys::sequence(sequence));
+        }
         self.store.write(write)?;
+        for sequence in &owned {
+            self.sequences.forget(sequence);
+        }
         self.write_tables().remove(name);
         self.generation.fetch_add(1, Ordering::Release);
         Ok(true)
@@ -137,6 +155,11 @@ impl Catalog {
             keys::table_end(table.def.id),
         );
         i64::try_from(self.store.approximate_size(&from, &to)).ok()
+    }
+
+    /// The sequences (`nextval`, `setval`).
+    pub fn sequences(&self) -> &Arc<sequences::Sequences> {
+        &self.sequences
     }
 
     /// The store the tables live in.
@@ -156,6 +179,17 @@ impl Catalog {
     fn write_tables(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<StoredTable>>> {
         self.tables.write().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The sequences `def`'s identity and SERIAL columns own: dropped with the table.
+fn owned_sequences(def: &TableDef) -> Vec<String> {
+    (def.columns.iter())
+        .filter_map(|column| {
+            let name = sequences::sequence_name(&def.name, &column.name);
+            (column.default.as_deref() == Some(sequences::nextval_of(&name).as_str()))
+                .then_some(name)
+        })
+        .collect()
 }
 
 /// Rejects a stored definition that the rest of the code could not rely on.

@@ -81,15 +81,27 @@ impl Catalog {
             .cloned()
     }
 
-    /// Writes `def` as the new definition of `stored` together with `write`, and makes it the
-    /// table's (the caller holds `stored.change()` and the DDL turn).
-    fn replace(&self, stored: &StoredTable, def: TableDef, mut write: WriteSet) -> Result<()> {
+    /// Writes `def` as the new definition of `stored` (possibly under a new name) together
+    /// with `write`, and makes it the table's (the caller holds `stored.change()` and the DDL
+    /// turn).
+    pub(super) fn replace(
+        &self,
+        stored: &StoredTable,
+        def: TableDef,
+        mut write: WriteSet,
+    ) -> Result<()> {
         let json = serde_json::to_vec(&def).map_err(|e| Error::Internal(e.to_string()))?;
+        if def.name != stored.def.name {
+            write.delete(keys::catalog(&stored.def.name));
+        }
         write.put(keys::catalog(&def.name), json);
         self.store().write(write)?;
         let replacement = Arc::new(StoredTable::new(def.clone(), stored.next_row_id()));
         stored.supersede();
-        self.write_tables().insert(def.name.clone(), replacement);
+        let mut tables = self.write_tables();
+        tables.remove(&stored.def.name);
+        tables.insert(def.name.clone(), replacement);
+        drop(tables);
         self.generation.fetch_add(1, Ordering::Release);
         Ok(())
     }

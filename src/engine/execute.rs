@@ -132,6 +132,7 @@ impl Engine {
             }
             SqlStatement::Insert(insert) => self.insert(insert, actor).await,
             SqlStatement::Truncate(truncate) => self.truncate(&truncate, actor).await,
+            SqlStatement::AlterTable(alter) => self.alter_table(alter, actor, notices).await,
             other => {
                 if let Some(modification) = self.modification_of(&other)? {
                     return self.modify(modification, actor).await;

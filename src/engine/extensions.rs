@@ -35,6 +35,9 @@ pub(super) fn register_functions(
     indexes: &Arc<VectorIndexes>,
 ) {
     crate::sql::register_functions(ctx);
+    for function in crate::catalog::sequences::functions(catalog.sequences()) {
+        ctx.register_udf(function);
+    }
     ctx.register_udtf(
         crate::catalog::ROW_KEYS_FUNCTION,
         Arc::new(crate::catalog::RowKeys::new(catalog.clone())),

@@ -6,6 +6,7 @@
 
 mod access;
 mod activity;
+mod alter;
 mod command;
 pub mod depth;
 mod execute;

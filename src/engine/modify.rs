@@ -374,8 +374,8 @@ impl Engine {
         let found = datafusion::arrow::compute::concat_batches(&schema, &found)?;
         let (row_keys, rows) = distinct_rows(&found)?;
         let found = take_record_batch(&found, &rows)?;
-        let count = match modification.kind {
-            Kind::Delete => modify::delete(txn, table, row_keys)?,
+        let count = txn.atomically(|| match modification.kind {
+            Kind::Delete => modify::delete(txn, table, row_keys),
             Kind::Update => {
                 let columns = found
                     .columns()
@@ -389,9 +389,9 @@ impl Engine {
                     .collect();
                 let new_rows =
                     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.to_vec())?;
-                modify::update(txn, table, row_keys, &new_rows)?
+                modify::update(txn, table, row_keys, &new_rows)
             }
-        };
+        })?;
         let command = match modification.kind {
             Kind::Update => "UPDATE",
             Kind::Delete => "DELETE",
@@ -419,9 +419,12 @@ impl Engine {
             Some(txn) => (txn, false),
             None => (self.begin(), true),
         };
-        for table in &tables {
-            modify::truncate(&txn, table)?;
-        }
+        txn.atomically(|| {
+            for table in &tables {
+                modify::truncate(&txn, table)?;
+            }
+            Ok(())
+        })?;
         if own {
             txn.commit()?;
         }

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::roles::{Actor, Object, Users};
 use crate::schema::TableDef;
 use crate::sql::create_table::{table_def, table_def_from_schema};
+use crate::sql::defaults::fill_defaults;
 use crate::sql::insert_values::{explain_not_null, vector_text_literals};
 use crate::sql::names;
 use crate::sql::notices::{Notice, Notices};
@@ -42,6 +43,7 @@ impl Engine {
             _ => None,
         };
         if let Some(def) = &def {
+            fill_defaults(&mut insert, def)?;
             vector_text_literals(&mut insert, def)?;
         }
         let statement = DFStatement::Statement(Box::new(SqlStatement::Insert(insert.clone())));

@@ -106,6 +106,7 @@ async fn define_feature_view(
             name: field.name().clone(),
             column_type,
             nullable: true,
+            default: None,
         });
     }
     let position = |name: &str, role: &str| {

@@ -266,6 +266,15 @@ impl Grants {
         Ok(())
     }
 
+    /// Moves the owner and privileges of `from` to `to` (a renamed table).
+    pub fn renamed(&self, from: &Object, to: Object) -> Result<()> {
+        if !self.read().contains_key(from) {
+            return Ok(());
+        }
+        self.put(to, self.acl(from))?;
+        self.dropped(from)
+    }
+
     /// Changes the ACL of `object` with `change`, durably.
     pub fn change(&self, object: &Object, change: impl FnOnce(&mut Acl)) -> Result<()> {
         let mut acl = self.acl(object);

@@ -1,11 +1,13 @@
 //! `CREATE TABLE` and `DROP TABLE` of stored tables.
 
+use crate::catalog::sequences::{nextval_of, sequence_name};
 use crate::error::{Error, Result};
 use crate::schema::{ColumnDef, ColumnType, TableDef};
 use crate::sql::names;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::sql::sqlparser::ast::{
-    ColumnDef as SqlColumnDef, ColumnOption, CreateTable, Expr, TableConstraint,
+    ColumnDef as SqlColumnDef, ColumnOption, CreateTable, DataType as SqlType, Expr,
+    TableConstraint,
 };
 
 /// The definition a `CREATE TABLE` with a column list describes (its id is assigned later).
@@ -15,9 +17,12 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
     let mut columns = Vec::with_capacity(create.columns.len());
     let mut primary_key: Option<Vec<String>> = None;
     for column in &create.columns {
-        let (def, is_key) = column_def(column)?;
+        let (mut def, is_key, identity) = column_def(column)?;
         if is_key {
             set_primary_key(&mut primary_key, vec![def.name.clone()])?;
+        }
+        if identity {
+            def.default = Some(nextval_of(&sequence_name(&name, &def.name)));
         }
         columns.push(def);
     }
@@ -57,6 +62,7 @@ pub fn table_def_from_schema(create: &CreateTable, schema: &Schema) -> Result<Ta
                 name: field.name().clone(),
                 column_type: ColumnType::from_arrow(field.data_type())?,
                 nullable: true,
+                default: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -80,16 +86,41 @@ fn reject_unsupported(create: &CreateTable) -> Result<()> {
     }
 }
 
-fn column_def(column: &SqlColumnDef) -> Result<(ColumnDef, bool)> {
+/// A column of CREATE TABLE or ALTER TABLE … ADD COLUMN: its definition, whether it says
+/// PRIMARY KEY, and whether it takes its values from a sequence of its own (`SERIAL`,
+/// `BIGSERIAL`, `SMALLSERIAL`, `GENERATED … AS IDENTITY`; the caller names the sequence).
+pub fn column_def(column: &SqlColumnDef) -> Result<(ColumnDef, bool, bool)> {
     let name = names::ident(&column.name);
-    let column_type = ColumnType::from_sql(&column.data_type)?;
-    let mut nullable = true;
+    let serial = match &column.data_type {
+        SqlType::Custom(type_name, _) => match type_name.to_string().to_lowercase().as_str() {
+            "serial" | "serial4" => Some(ColumnType::Int),
+            "bigserial" | "serial8" => Some(ColumnType::BigInt),
+            "smallserial" | "serial2" => Some(ColumnType::SmallInt),
+            _ => None,
+        },
+        _ => None,
+    };
+    let mut identity = serial.is_some();
+    let column_type = match serial {
+        Some(column_type) => column_type,
+        None => ColumnType::from_sql(&column.data_type)?,
+    };
+    let mut nullable = !identity;
     let mut is_key = false;
+    let mut default = None;
     for option in &column.options {
         match &option.option {
             ColumnOption::Null => nullable = true,
             ColumnOption::NotNull => nullable = false,
             ColumnOption::PrimaryKey(_) => is_key = true,
+            ColumnOption::Default(expr) => default = Some(expr.to_string()),
+            ColumnOption::Generated {
+                generation_expr: None,
+                ..
+            } => {
+                identity = true;
+                nullable = false;
+            }
             other => {
                 return Err(Error::FeatureNotSupported(format!(
                     "column option {other} of column \"{name}\" is not supported"
@@ -97,12 +128,18 @@ fn column_def(column: &SqlColumnDef) -> Result<(ColumnDef, bool)> {
             }
         }
     }
+    if identity && default.is_some() {
+        return Err(Error::Syntax(format!(
+            "both default and identity specified for column \"{name}\""
+        )));
+    }
     let def = ColumnDef {
         name,
         column_type,
         nullable,
+        default,
     };
-    Ok((def, is_key))
+    Ok((def, is_key, identity))
 }
 
 fn set_primary_key(slot: &mut Option<Vec<String>>, columns: Vec<String>) -> Result<()> {
@@ -115,20 +152,14 @@ fn set_primary_key(slot: &mut Option<Vec<String>>, columns: Vec<String>) -> Resu
     Ok(())
 }
 
-/// Checks names and the key, marks key columns NOT NULL, and assembles the definition.
-fn build(name: String, mut columns: Vec<ColumnDef>, key_names: Vec<String>) -> Result<TableDef> {
-    if columns.is_empty() {
-        return Err(Error::InvalidTableDefinition(format!(
-            "table \"{name}\" needs at least one column"
-        )));
-    }
-    for (i, column) in columns.iter().enumerate() {
-        if columns[..i].iter().any(|c| c.name == column.name) {
-            return Err(Error::DuplicateColumn(column.name.clone()));
-        }
-    }
+/// The positions of the key columns `key_names` among `columns`, which become NOT NULL; a
+/// missing or repeated column, or one that cannot be a key (floats, vectors), is refused.
+pub fn primary_key_positions(
+    columns: &mut [ColumnDef],
+    key_names: &[String],
+) -> Result<Vec<usize>> {
     let mut primary_key = Vec::with_capacity(key_names.len());
-    for key in &key_names {
+    for key in key_names {
         let index = columns
             .iter()
             .position(|c| &c.name == key)
@@ -148,6 +179,22 @@ fn build(name: String, mut columns: Vec<ColumnDef>, key_names: Vec<String>) -> R
         columns[index].nullable = false;
         primary_key.push(index);
     }
+    Ok(primary_key)
+}
+
+/// Checks names and the key, marks key columns NOT NULL, and assembles the definition.
+fn build(name: String, mut columns: Vec<ColumnDef>, key_names: Vec<String>) -> Result<TableDef> {
+    if columns.is_empty() {
+        return Err(Error::InvalidTableDefinition(format!(
+            "table \"{name}\" needs at least one column"
+        )));
+    }
+    for (i, column) in columns.iter().enumerate() {
+        if columns[..i].iter().any(|c| c.name == column.name) {
+            return Err(Error::DuplicateColumn(column.name.clone()));
+        }
+    }
+    let primary_key = primary_key_positions(&mut columns, &key_names)?;
     Ok(TableDef {
         id: 0,
         name,

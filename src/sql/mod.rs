@@ -10,6 +10,7 @@ mod copy_binary;
 pub mod copy_from;
 mod copy_text;
 pub mod create_table;
+pub mod defaults;
 mod expand_array;
 mod functions;
 pub mod insert_values;

@@ -15,6 +15,7 @@
 //! | `i`    | vector index name (UTF-8)     | `IndexDef` as JSON            |
 //! | `h`    | vector index name (UTF-8)     | the index's graph, row keys and transform (postcard) |
 //! | `g`    | object kind (`t`/`m`/`f`), object name | owner and privileges (`roles::grants`) as JSON |
+//! | `q`    | sequence name (UTF-8)         | highest value handed out or cached (i64 BE) |
 //! | `x`    | table id (u64 BE), index id (u32 BE), values (`index_entries`) [, row key] | row key |
 
 const META: u8 = b'm';
@@ -32,6 +33,7 @@ const VECTOR_GRAPH: u8 = b'h';
 const ACL: u8 = b'g';
 const VIEW: u8 = b'e';
 const INDEX_ENTRY: u8 = b'x';
+const SEQUENCE: u8 = b'q';
 
 /// Key of a vector index's definition; `vector_index("")` is the prefix of all of them.
 pub fn vector_index(name: &str) -> Vec<u8> {
@@ -164,6 +166,11 @@ pub fn table_indexes_range(table_id: u64) -> (Vec<u8>, Vec<u8>) {
     let start = prefixed(INDEX_ENTRY, &table_id.to_be_bytes());
     let end = prefix_end(&start);
     (start, end)
+}
+
+/// Key of sequence `name`.
+pub fn sequence(name: &str) -> Vec<u8> {
+    prefixed(SEQUENCE, name.as_bytes())
 }
 
 /// Prefix shared by every row of a table.

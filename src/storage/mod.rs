@@ -9,6 +9,7 @@ mod key_codec;
 pub mod keys;
 pub mod modify;
 pub mod reader;
+pub mod rewrite;
 mod row_codec;
 mod store;
 mod tables;

@@ -422,6 +422,7 @@ mod tests {
             name: name.into(),
             column_type,
             nullable: true,
+            default: None,
         };
         TableDef {
             id: 1,
@@ -500,6 +501,7 @@ mod tests {
             name: name.into(),
             column_type,
             nullable: true,
+            default: None,
         };
         let types = [
             ColumnType::Text,

@@ -108,6 +108,34 @@ struct Pending {
     savepoints: Vec<Savepoint>,
     /// The tables written, by id: their definitions must still hold at COMMIT.
     tables: BTreeMap<u64, Arc<StoredTable>>,
+    /// While a statement writes (see [`Transaction::atomically`]): how to undo its writes.
+    undo: Option<Undo>,
+}
+
+/// What undoes the writes of one statement: each key's earlier state in the block (`None`: the
+/// block had not written it), the keys it added to the checked ones, the changes before it.
+#[derive(Default)]
+struct Undo {
+    writes: Vec<(Vec<u8>, Option<Write>)>,
+    checked: Vec<Vec<u8>>,
+    changes: usize,
+}
+
+/// A key's write in a block: the new value, or `None` for a deletion.
+type Write = Option<Vec<u8>>;
+
+impl Pending {
+    /// Records `key`'s state before a write, when a statement's undo is kept.
+    fn remember(&mut self, key: &[u8], checked: bool) {
+        let Some(undo) = self.undo.as_mut() else {
+            return;
+        };
+        undo.writes
+            .push((key.to_vec(), self.writes.get(key).cloned()));
+        if checked && !self.checked.contains(key) {
+            undo.checked.push(key.to_vec());
+        }
+    }
 }
 
 struct Savepoint {
@@ -234,6 +262,7 @@ impl Transaction {
     /// transaction) cannot clash with another transaction and are not checked.
     pub fn put(&self, key: Vec<u8>, value: Vec<u8>, fresh: bool) {
         let mut pending = self.lock();
+        pending.remember(&key, !fresh);
         if !fresh {
             pending.checked.insert(key.clone());
         }
@@ -243,6 +272,7 @@ impl Transaction {
     /// Deletes `key` at COMMIT.
     pub fn delete(&self, key: Vec<u8>) {
         let mut pending = self.lock();
+        pending.remember(&key, true);
         pending.checked.insert(key.clone());
         pending.writes.insert(key, None);
     }
@@ -267,6 +297,35 @@ impl Transaction {
         let first = reservation.first();
         self.lock().reservations.push(reservation);
         first
+    }
+
+    /// Runs the writes of one statement: when `write` fails, the block is as it was before
+    /// (a statement inside a block is atomic too).
+    pub fn atomically<T>(&self, write: impl FnOnce() -> Result<T>) -> Result<T> {
+        {
+            let mut pending = self.lock();
+            let changes = pending.changes.len();
+            pending.undo = Some(Undo {
+                changes,
+                ..Undo::default()
+            });
+        }
+        let result = write();
+        let mut pending = self.lock();
+        let undo = pending.undo.take();
+        if let (Err(_), Some(undo)) = (&result, undo) {
+            for (key, earlier) in undo.writes.into_iter().rev() {
+                match earlier {
+                    Some(value) => pending.writes.insert(key, value),
+                    None => pending.writes.remove(&key),
+                };
+            }
+            for key in undo.checked {
+                pending.checked.remove(&key);
+            }
+            pending.changes.truncate(undo.changes);
+        }
+        result
     }
 
     /// Whether the transaction has written nothing.

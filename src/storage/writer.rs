@@ -28,6 +28,18 @@ pub fn insert(
     batches: &[RecordBatch],
     txn: Option<&Transaction>,
 ) -> Result<u64> {
+    match txn {
+        Some(block) => block.atomically(|| insert_rows(store, table, batches, txn)),
+        None => insert_rows(store, table, batches, None),
+    }
+}
+
+fn insert_rows(
+    store: &Store,
+    table: &Arc<StoredTable>,
+    batches: &[RecordBatch],
+    txn: Option<&Transaction>,
+) -> Result<u64> {
     let def = &table.def;
     let _writing = table.writing()?;
     if let Some(txn) = txn {

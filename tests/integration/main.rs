@@ -14,6 +14,7 @@ mod features;
 mod freshness;
 mod fuzz;
 mod memory;
+mod model_check;
 mod models;
 mod privileges;
 mod psql;
