@@ -17,6 +17,7 @@ pub const FAMILIES: &[Family] = &[
     crate::features::STATEMENTS,
     crate::vectors::STATEMENTS,
     crate::backups::STATEMENTS,
+    crate::engine::maintenance::STATEMENTS,
 ];
 
 /// The table functions that take a query as an argument, planned before their statement.

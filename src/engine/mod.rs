@@ -11,6 +11,7 @@ mod command;
 pub mod depth;
 mod execute;
 mod extensions;
+mod maintenance;
 pub mod memory;
 mod modify;
 mod outcome;

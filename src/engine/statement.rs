@@ -61,6 +61,8 @@ impl Statement {
 /// `depth::MAX_DEPTH` is refused with `54001` before it is parsed.
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     depth::check(sql)?;
+    let freeze_words = crate::sql::words::copy_freeze_booleans(sql);
+    let sql = freeze_words.as_deref().unwrap_or(sql);
     let dialect = PostgreSqlDialect {};
     let mut parser = DFParserBuilder::new(sql)
         .with_dialect(&dialect)

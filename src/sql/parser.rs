@@ -215,6 +215,8 @@ fn copy_options(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<C
             CopyOption::Format(name) => parsed.format = Some(format_named(&name.value)?),
             CopyOption::Header(header) => parsed.header = *header,
             CopyOption::Delimiter(c) => parsed.delimiter = Some(single_byte(*c)?),
+            // rows are visible at once anyway: nothing to freeze
+            CopyOption::Freeze(_) => {}
             other => {
                 return Err(Error::FeatureNotSupported(format!(
                     "COPY option {other} is not supported"

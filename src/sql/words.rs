@@ -67,3 +67,37 @@ pub fn literal_text(expr: &Expr) -> Result<String> {
         ))),
     }
 }
+
+/// `sql` with COPY's `FREEZE ON` / `FREEZE OFF` written `FREEZE TRUE` / `FALSE` (PostgreSQL
+/// takes any boolean spelling there, sqlparser only TRUE and FALSE; pgbench sends `on`);
+/// `None` when there is nothing to change.
+pub fn copy_freeze_booleans(sql: &str) -> Option<String> {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::{Tokenizer, Whitespace, Word};
+    if !sql.to_ascii_lowercase().contains("freeze") {
+        return None;
+    }
+    let mut tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let mut changed = false;
+    let mut after_freeze = false;
+    for token in &mut tokens {
+        match token {
+            Token::Whitespace(Whitespace::Space | Whitespace::Newline | Whitespace::Tab) => {}
+            Token::Word(word) if word.keyword == Keyword::FREEZE => after_freeze = true,
+            Token::Word(Word { value, .. }) if after_freeze => {
+                let replacement = match value.to_ascii_lowercase().as_str() {
+                    "on" => Some("TRUE"),
+                    "off" => Some("FALSE"),
+                    _ => None,
+                };
+                if let Some(replacement) = replacement {
+                    *token = Token::make_keyword(replacement);
+                    changed = true;
+                }
+                after_freeze = false;
+            }
+            _ => after_freeze = false,
+        }
+    }
+    changed.then(|| tokens.iter().map(ToString::to_string).collect())
+}

@@ -279,11 +279,10 @@ impl Store {
         start: u64,
     ) -> Result<()> {
         let mut log = self.commit_log();
-        if let Some(key) = log.conflict(&checked, start) {
-            return Err(Error::SerializationFailure(format!(
-                "a transaction that committed meanwhile wrote the same row (key {})",
-                String::from_utf8_lossy(key).escape_debug()
-            )));
+        if log.conflict(&checked, start).is_some() {
+            return Err(Error::SerializationFailure(
+                "a transaction that committed meanwhile wrote one of the same rows".into(),
+            ));
         }
         self.write(writes)?;
         log.committed(checked);

@@ -3,7 +3,10 @@
 //! checks the reopened directory. Every acknowledged batch must be there exactly once and
 //! complete; the one batch in flight at the kill may be there (complete) or absent; nothing
 //! else may be. Then the same for `tastedb serve` killed under a mixed load of sixteen
-//! clients, with a backup taken meanwhile.
+//! clients, with a backup taken meanwhile; a third of the inserters write each batch as a
+//! transaction block (two INSERTs and an UPDATE of their running total, then COMMIT, and
+//! every third block rolled back instead), so every acknowledged COMMIT must be whole and no
+//! rolled-back or unacknowledged block partly there.
 
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
@@ -136,6 +139,8 @@ async fn crash_keeps_every_acknowledged_batch() {
 
 /// The mixed workload of [`a_killed_server_keeps_every_acknowledged_write`].
 const INSERTERS: i64 = 12;
+/// Inserters from this one on write in transaction blocks.
+const FIRST_IN_BLOCKS: i64 = 8;
 const TRAINERS: usize = 2;
 const READERS: usize = 1;
 const ROWS_PER_INSERT: i64 = 10;
@@ -206,12 +211,36 @@ async fn workload(
         let client = next();
         tasks.push(tokio::spawn(async move {
             let mut acked = Vec::new();
-            for batch in 0.. {
-                let values: Vec<String> = (0..ROWS_PER_INSERT)
+            let rows = |batch: i64, range: std::ops::Range<i64>| {
+                let values: Vec<String> = range
                     .map(|row| format!("({inserter}, {batch}, {row})"))
                     .collect();
-                let sql = format!("INSERT INTO acks VALUES {}", values.join(", "));
-                if client.batch_execute(&sql).await.is_err() {
+                format!("INSERT INTO acks VALUES {}", values.join(", "))
+            };
+            let half = ROWS_PER_INSERT / 2;
+            for batch in 0.. {
+                let written = if inserter < FIRST_IN_BLOCKS {
+                    client.batch_execute(&rows(batch, 0..ROWS_PER_INSERT)).await
+                } else {
+                    // a block rolled back first: none of it may ever be seen
+                    let rolled_back = format!(
+                        "BEGIN; {}; UPDATE totals SET n = n + 1000 WHERE inserter = {inserter}; ROLLBACK",
+                        rows(-1 - batch, 0..ROWS_PER_INSERT)
+                    );
+                    if batch % 3 == 0 && client.batch_execute(&rolled_back).await.is_err() {
+                        break;
+                    }
+                    let block = format!(
+                        "BEGIN; {}; {}; UPDATE totals SET n = n + {ROWS_PER_INSERT} WHERE inserter = {inserter}",
+                        rows(batch, 0..half),
+                        rows(batch, half..ROWS_PER_INSERT),
+                    );
+                    match client.batch_execute(&block).await {
+                        Ok(()) => client.batch_execute("COMMIT").await,
+                        Err(e) => Err(e),
+                    }
+                };
+                if written.is_err() {
                     break;
                 }
                 acked.push(batch);
@@ -305,6 +334,24 @@ async fn check(run: u64, dir: &std::path::Path, acknowledged: Option<&Acknowledg
             "run {run}: inserter {inserter} has gaps"
         );
     }
+    // a block's UPDATE of its inserter's total committed with its rows, or neither did
+    let totals = engine
+        .sql("SELECT inserter, n FROM totals ORDER BY inserter")
+        .await
+        .unwrap();
+    for batch in &totals {
+        let column = |i: usize| batch.column(i).as_primitive::<Int64Type>().clone();
+        let (inserters, totals) = (column(0), column(1));
+        for i in 0..batch.num_rows() {
+            let kept = stored.get(&inserters.value(i)).map_or(0, Vec::len) as i64;
+            assert_eq!(
+                totals.value(i),
+                kept * ROWS_PER_INSERT,
+                "run {run}: inserter {}: total and rows disagree",
+                inserters.value(i)
+            );
+        }
+    }
     if let Some(acknowledged) = acknowledged {
         for (inserter, acked) in acknowledged.inserts.iter().enumerate() {
             let kept = stored.get(&(inserter as i64)).map_or(0, Vec::len);
@@ -370,8 +417,19 @@ async fn a_killed_server_keeps_every_acknowledged_write() {
                 .sql(
                     "CREATE TABLE acks (inserter BIGINT, batch BIGINT, row BIGINT);
                      CREATE TABLE ev (user_id BIGINT, item_id BIGINT);
-                     INSERT INTO ev SELECT value % 50, value % 37 FROM generate_series(1, 600);",
+                     INSERT INTO ev SELECT value % 50, value % 37 FROM generate_series(1, 600);
+                     CREATE TABLE totals (inserter BIGINT PRIMARY KEY, n BIGINT NOT NULL);",
                 )
+                .await
+                .unwrap();
+        }
+        {
+            let engine = Engine::open(&data).unwrap();
+            let totals: Vec<String> = (FIRST_IN_BLOCKS..INSERTERS)
+                .map(|inserter| format!("({inserter}, 0)"))
+                .collect();
+            engine
+                .sql(&format!("INSERT INTO totals VALUES {}", totals.join(", ")))
                 .await
                 .unwrap();
         }
@@ -389,6 +447,11 @@ async fn a_killed_server_keeps_every_acknowledged_write() {
             .await
             .expect("clients see the server die")
             .unwrap();
+        let blocks = &acknowledged.inserts[FIRST_IN_BLOCKS as usize..];
+        assert!(
+            blocks.iter().all(|acked| !acked.is_empty()),
+            "run {run}: a block inserter had no COMMIT acknowledged"
+        );
         let inserts: usize = acknowledged.inserts.iter().map(Vec::len).sum();
         assert!(
             inserts > 0,
