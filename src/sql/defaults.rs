@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::schema::TableDef;
-use crate::sql::names;
+use crate::sql::insert_values::target_columns;
 use crate::sql::parser::parse_query;
 use datafusion::sql::sqlparser::ast::{Expr, Ident, Insert, ObjectName, SetExpr};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -14,22 +14,10 @@ use datafusion::sql::sqlparser::parser::Parser;
 
 /// Gives the columns of `table` that `insert` leaves without a value their defaults.
 pub fn fill_defaults(insert: &mut Insert, table: &TableDef) -> Result<()> {
-    let listed: Vec<usize> = if insert.columns.is_empty() {
-        (0..table.columns.len()).collect()
-    } else {
-        insert
-            .columns
-            .iter()
-            .map(|name| {
-                let name = name.0.last().and_then(|p| p.as_ident()).map(names::ident);
-                (table
-                    .columns
-                    .iter()
-                    .position(|c| Some(&c.name) == name.as_ref()))
-                .ok_or_else(|| Error::UndefinedColumn(name.unwrap_or_default()))
-            })
-            .collect::<Result<_>>()?
-    };
+    let listed: Vec<usize> = target_columns(insert, table)
+        .into_iter()
+        .map(|target| target.map_err(Error::UndefinedColumn))
+        .collect::<Result<_>>()?;
     let default = |column: usize| -> Result<Expr> {
         match &table.columns[column].default {
             Some(sql) => Ok(Parser::new(&PostgreSqlDialect {})

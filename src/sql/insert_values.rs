@@ -12,24 +12,34 @@ use crate::sql::names;
 use crate::storage::vector_values::parse_vector_text;
 use datafusion::sql::sqlparser::ast::{Array, Expr, Insert, SetExpr, Value};
 
+/// The table column each value of a row of `insert` goes to (all columns in order without a
+/// column list); a listed name that is no column of `table` is `Err(name)`.
+pub fn target_columns(
+    insert: &Insert,
+    table: &TableDef,
+) -> Vec<std::result::Result<usize, String>> {
+    if insert.columns.is_empty() {
+        return (0..table.columns.len()).map(Ok).collect();
+    }
+    (insert.columns.iter())
+        .map(|name| {
+            let name = (name.0.last().and_then(|p| p.as_ident()))
+                .map(names::ident)
+                .unwrap_or_default();
+            (table.columns.iter())
+                .position(|c| c.name == name)
+                .ok_or(name)
+        })
+        .collect()
+}
+
 /// Turns text literals in the vector columns of an `INSERT … VALUES` into array literals:
 /// DataFusion would cast the text to one float and fail.
 pub fn vector_text_literals(insert: &mut Insert, table: &TableDef) -> Result<()> {
-    let targets: Vec<Option<usize>> = if insert.columns.is_empty() {
-        (0..table.columns.len()).map(Some).collect()
-    } else {
-        insert
-            .columns
-            .iter()
-            .map(|name| {
-                let name = name.0.last().and_then(|p| p.as_ident()).map(names::ident);
-                table
-                    .columns
-                    .iter()
-                    .position(|c| Some(&c.name) == name.as_ref())
-            })
-            .collect()
-    };
+    let targets: Vec<Option<usize>> = target_columns(insert, table)
+        .into_iter()
+        .map(|target| target.ok())
+        .collect();
     let Some(source) = insert.source.as_mut() else {
         return Ok(());
     };

@@ -307,11 +307,7 @@ impl VectorIndexes {
     /// Queues the rows of a durable write to `table` for its loaded indexes, and starts an
     /// extension of a graph when enough rows wait.
     pub fn rows_written(self: &Arc<Self>, table: &TableDef, batches: &[WrittenBatch]) {
-        let targets: Vec<Arc<Loaded>> = lock(&self.loaded)
-            .values()
-            .filter(|l| l.def.table_id == table.id)
-            .cloned()
-            .collect();
+        let targets = self.loaded_for(table.id);
         for loaded in targets {
             let Some(column) = table
                 .columns
@@ -358,11 +354,7 @@ impl VectorIndexes {
     /// written rows): their pending vectors, and their points in the graphs.
     pub fn rows_removed(&self, table: &TableDef, row_keys: &[Vec<u8>]) {
         let removed: HashSet<&[u8]> = row_keys.iter().map(Vec::as_slice).collect();
-        let targets: Vec<Arc<Loaded>> = lock(&self.loaded)
-            .values()
-            .filter(|l| l.def.table_id == table.id)
-            .cloned()
-            .collect();
+        let targets = self.loaded_for(table.id);
         for loaded in targets {
             let mut pending = lock(&loaded.pending);
             pending.retain(|key, _| !removed.contains(key.as_slice()));
@@ -374,6 +366,15 @@ impl VectorIndexes {
                 }
             }
         }
+    }
+
+    /// The loaded indexes of the table with id `table_id`.
+    fn loaded_for(&self, table_id: u64) -> Vec<Arc<Loaded>> {
+        lock(&self.loaded)
+            .values()
+            .filter(|l| l.def.table_id == table_id)
+            .cloned()
+            .collect()
     }
 
     /// Adds the pending rows to a copy of the graph, stores it and swaps it in.

@@ -224,10 +224,46 @@ def reflection():
     check("lookup through the index", one, "b")
 
 
+def orm_session():
+    """SQLAlchemy's ORM: a session adds, changes and deletes objects in one transaction; a
+    rolled-back session leaves nothing."""
+    from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Item(Base):
+        __tablename__ = "stack_orm_items"
+        id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+        title: Mapped[str] = mapped_column(sa.Text)
+        stock: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+    engine = sa.create_engine(url())
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        session.add_all([Item(id=1, title="Alpha", stock=3), Item(id=2, title="Beta"), Item(id=3, title="Gamma", stock=9)])
+        session.commit()
+    with Session(engine) as session:
+        item = session.get(Item, 2)
+        item.stock = 5
+        session.delete(session.get(Item, 3))
+        session.commit()
+    with Session(engine) as session:
+        session.add(Item(id=4, title="Delta"))
+        session.get(Item, 1).title = "changed"
+        session.rollback()
+    with Session(engine) as session:
+        rows = [(i.id, i.title, i.stock) for i in session.scalars(sa.select(Item).order_by(Item.id))]
+    check("ORM session add, update, delete, rollback", rows, [(1, "Alpha", 3), (2, "Beta", 5)])
+    Base.metadata.drop_all(engine)
+
+
 def main():
     psycopg_paths()
     sqlalchemy_and_pandas()
     reflection()
+    orm_session()
     print("ok")
 
 
