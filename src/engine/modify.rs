@@ -285,29 +285,28 @@ impl Engine {
     /// The modification `statement` makes, when it is an UPDATE or DELETE (of a stored
     /// table: other relations cannot be changed, 55000).
     pub(super) fn modification_of(&self, statement: &SqlStatement) -> Result<Option<Modification>> {
-        let (target, build): (_, fn(&SqlStatement, &TableDef) -> Result<Modification>) =
-            match statement {
-                SqlStatement::Update(update) => (&update.table, |s, def| match s {
-                    SqlStatement::Update(update) => Modification::update(update, def),
-                    _ => Err(Error::Internal("not an UPDATE".into())),
-                }),
-                SqlStatement::Delete(delete) => match &delete.from {
-                    FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables) => {
-                        (single_table(tables)?, |s, def| match s {
-                            SqlStatement::Delete(delete) => Modification::delete(delete, def),
-                            _ => Err(Error::Internal("not a DELETE".into())),
-                        })
-                    }
-                },
-                _ => return Ok(None),
-            };
+        let target = match statement {
+            SqlStatement::Update(update) => &update.table,
+            SqlStatement::Delete(delete) => match &delete.from {
+                FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables) => {
+                    single_table(tables)?
+                }
+            },
+            _ => return Ok(None),
+        };
         let name = target_table(target)?;
-        match self.catalog().get(&name) {
-            Some(table) => build(statement, &table.def).map(Some),
-            None if self.is_user_table(&name) => Err(Error::ObjectNotInPrerequisiteState(format!(
-                "cannot change rows of \"{name}\": only stored tables can be changed"
-            ))),
-            None => Err(Error::UndefinedTable(name)),
+        let Some(table) = self.catalog().get(&name) else {
+            return Err(match self.is_user_table(&name) {
+                true => Error::ObjectNotInPrerequisiteState(format!(
+                    "cannot change rows of \"{name}\": only stored tables can be changed"
+                )),
+                false => Error::UndefinedTable(name),
+            });
+        };
+        match statement {
+            SqlStatement::Update(update) => Modification::update(update, &table.def).map(Some),
+            SqlStatement::Delete(delete) => Modification::delete(delete, &table.def).map(Some),
+            _ => Ok(None),
         }
     }
 

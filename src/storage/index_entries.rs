@@ -164,20 +164,15 @@ pub fn build(
     def: &TableDef,
     index: &SecondaryIndex,
 ) -> Result<Vec<(Entry, Vec<u8>)>> {
-    let projection: Vec<usize> = (0..def.columns.len()).collect();
     const BATCH: usize = 4096;
-    let prefix_len = keys::table_prefix(def.id).len();
-    let mut decoder = RowDecoder::new(def, &projection, def.input_schema(), BATCH);
-    let mut batch_keys: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
     let mut entries = Vec::new();
     let mut exclusive = std::collections::HashSet::new();
-    let mut flush = |decoder: &mut RowDecoder, batch_keys: &mut Vec<Vec<u8>>| {
-        let batch = decoder.finish()?;
+    crate::storage::reader::scan_with_keys(store, def, BATCH, |row_keys, batch| {
         let arrays: Vec<ArrayRef> = batch.columns().to_vec();
         let values = (arrays.iter().zip(&def.columns))
             .map(|(array, column)| ColumnValues::new(column.column_type, array))
             .collect::<Result<Vec<_>>>()?;
-        for (row, row_key) in batch_keys.drain(..).enumerate() {
+        for (row, row_key) in row_keys.into_iter().enumerate() {
             let entry = entry(def, index, &values, row, &row_key)?;
             if entry.exclusive && !exclusive.insert(entry.key.clone()) {
                 return Err(Error::UniqueViolation {
@@ -188,24 +183,8 @@ pub fn build(
             }
             entries.push((entry, row_key));
         }
-        Ok::<_, Error>(())
-    };
-    store.scan(
-        &keys::table_prefix(def.id),
-        &keys::table_end(def.id),
-        crate::storage::Scan::Bulk,
-        |key, value| {
-            decoder.push(value)?;
-            batch_keys.push(key.get(prefix_len..).unwrap_or_default().to_vec());
-            if decoder.len() >= BATCH {
-                flush(&mut decoder, &mut batch_keys)?;
-            }
-            Ok(true)
-        },
-    )?;
-    if !decoder.is_empty() {
-        flush(&mut decoder, &mut batch_keys)?;
-    }
+        Ok(())
+    })?;
     Ok(entries)
 }
 

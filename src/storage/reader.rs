@@ -1,11 +1,11 @@
 //! Reading stored rows back as Arrow batches: full scans that stream, and point reads by key.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::schema::TableDef;
 use crate::storage::row_codec::RowDecoder;
 use crate::storage::{Store, Transaction, keys};
-use datafusion::arrow::array::{BinaryArray, RecordBatch, RecordBatchOptions};
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::array::{AsArray, BinaryArray, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use rocksdb::ReadOptions;
 use std::sync::Arc;
 
@@ -75,6 +75,48 @@ pub fn scan(
         emit(batches.finish()?);
     }
     Ok(())
+}
+
+/// Visits every row of `table` in key order, in batches of up to `batch_size` rows of every
+/// column (nullable, as [`TableDef::input_schema`]) with the rows' keys, until `visit` fails.
+pub fn scan_with_keys(
+    store: &Store,
+    table: &TableDef,
+    batch_size: usize,
+    mut visit: impl FnMut(Vec<Vec<u8>>, RecordBatch) -> Result<()>,
+) -> Result<()> {
+    let columns = table.columns.len();
+    let projection: Vec<usize> = (0..columns).collect();
+    let mut fields = table.input_schema().fields().to_vec();
+    fields.push(Arc::new(Field::new("row_key", DataType::Binary, false)));
+    let shape = ReadShape {
+        table,
+        projection: &projection,
+        schema: Arc::new(Schema::new(fields)),
+        batch_size,
+        row_keys_at: Some(columns),
+        txn: None,
+    };
+    let mut failed = None;
+    scan(store, &shape, None, |batch| {
+        let keys = batch.column(columns).as_binary::<i32>();
+        let keys = keys
+            .iter()
+            .map(|k| k.unwrap_or_default().to_vec())
+            .collect();
+        let visited = batch
+            .project(&projection)
+            .map_err(Error::from)
+            .and_then(|rows| visit(keys, rows));
+        match visited {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    })?;
+    failed.map_or(Ok(()), Err)
 }
 
 /// Decoded rows waiting to be emitted, with their keys when the shape asks for them.

@@ -5,9 +5,10 @@
 
 use crate::error::{Error, Result};
 use crate::schema::TableDef;
-use crate::storage::row_codec::{ColumnValues, RowDecoder, encode_row};
+use crate::storage::reader;
+use crate::storage::row_codec::{ColumnValues, encode_row};
 use crate::storage::writer::{check_not_null, conform, entries_of_row, primary_keys};
-use crate::storage::{Scan, Store, WriteSet, keys};
+use crate::storage::{Store, WriteSet, keys};
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{Field, Schema};
 use std::collections::HashSet;
@@ -25,30 +26,6 @@ pub fn rewrite(
     new: &TableDef,
     convert: &dyn Fn(&RecordBatch) -> Result<Vec<ArrayRef>>,
 ) -> Result<WriteSet> {
-    let mut batches = Vec::new();
-    let projection: Vec<usize> = (0..old.columns.len()).collect();
-    let prefix_len = keys::table_prefix(old.id).len();
-    let mut decoder = RowDecoder::new(old, &projection, old.input_schema(), BATCH);
-    let mut row_keys = Vec::new();
-    let mut batch_keys = Vec::new();
-    store.scan(
-        &keys::table_prefix(old.id),
-        &keys::table_end(old.id),
-        Scan::Bulk,
-        |key, value| {
-            decoder.push(value)?;
-            batch_keys.push(key.get(prefix_len..).unwrap_or_default().to_vec());
-            if decoder.len() >= BATCH {
-                batches.push(decoder.finish()?);
-                row_keys.push(std::mem::take(&mut batch_keys));
-            }
-            Ok(true)
-        },
-    )?;
-    if !decoder.is_empty() {
-        batches.push(decoder.finish()?);
-        row_keys.push(batch_keys);
-    }
     let mut write = WriteSet::default();
     write.delete_range(keys::table_prefix(old.id), keys::table_end(old.id));
     let (from, to) = keys::table_indexes_range(old.id);
@@ -57,8 +34,8 @@ pub fn rewrite(
     let mut seen_entries = HashSet::new();
     let mut rows_before = 0u64;
     let mut encoded = Vec::with_capacity(256);
-    for (batch, old_keys) in batches.iter().zip(row_keys) {
-        let arrays = convert(batch)?;
+    reader::scan_with_keys(store, old, BATCH, |old_keys, batch| {
+        let arrays = convert(&batch)?;
         let fields: Vec<Field> = (new.columns.iter().zip(&arrays))
             .map(|(column, array)| Field::new(&column.name, array.data_type().clone(), true))
             .collect();
@@ -92,6 +69,7 @@ pub fn rewrite(
             }
         }
         rows_before += batch.num_rows() as u64;
-    }
+        Ok(())
+    })?;
     Ok(write)
 }
