@@ -13,32 +13,9 @@ cd "$(dirname "$0")/.."
 EVENTS=${EVENTS:-1000000}
 USERS=${USERS:-100000}
 SECONDS_PER_RUN=${BENCH_SECONDS:-20}
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_PORT=${PG_PORT:-55432}
 TASTE_PORT=${TASTE_PORT:-55433}
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tastedb-target}"
-
-work=$(mktemp -d /tmp/tastedb-vs-pg.XXXXXX)
-chmod 755 "$work"
-pg_pid="" taste_pid=""
-cleanup() {
-  [ -n "$taste_pid" ] && kill "$taste_pid" 2>/dev/null || true
-  [ -n "$pg_pid" ] && as_postgres "$PG_BIN/pg_ctl" -D "$work/pg" -m fast stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# initdb refuses to run as root: PostgreSQL runs as the `postgres` user then.
-as_postgres() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
-tastedb=${TASTEDB_BIN:-}
-if [ -z "$tastedb" ]; then
-  echo "== building tastedb (release)"
-  cargo build --release --quiet --bin tastedb
-  tastedb="$CARGO_TARGET_DIR/release/tastedb"
-fi
+source benches/common/side_by_side.sh
 
 echo "== generating $EVENTS events and $USERS users"
 # Deterministic power-law-ish events: user and item ids skewed by squaring a uniform draw.
@@ -57,35 +34,11 @@ SELECT user_id, name, score FROM users WHERE user_id = :uid;
 SQL
 chmod 644 "$work"/*.csv "$work/point_select.sql"
 
-echo "== starting PostgreSQL 15 on port $PG_PORT and TasteDB on port $TASTE_PORT"
-mkdir "$work/pg" && chown postgres "$work/pg" 2>/dev/null || true
-as_postgres "$PG_BIN/initdb" -D "$work/pg" -U postgres --auth=trust >/dev/null
-as_postgres "$PG_BIN/pg_ctl" -D "$work/pg" -l "$work/pg/log" -w \
-  -o "-p $PG_PORT -k $work/pg -c listen_addresses=127.0.0.1" start >/dev/null
-pg_pid=started
-"$tastedb" --data "$work/taste" serve --auth trust --listen "127.0.0.1:$TASTE_PORT" \
-  >"$work/taste.log" 2>&1 &
-taste_pid=$!
-for _ in $(seq 50); do
-  psql -X -q -h 127.0.0.1 -p "$TASTE_PORT" -U tastedb -d tastedb -c "SELECT 1" >/dev/null 2>&1 && break
-  sleep 0.2
-done
-
-pg_psql() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres "$@"; }
-taste_psql() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$TASTE_PORT" -U tastedb -d tastedb "$@"; }
+start_servers
 schema="CREATE TABLE events (user_id TEXT, item_id TEXT, event_type TEXT, weight DOUBLE PRECISION, ts TIMESTAMP);
 CREATE TABLE users (user_id BIGINT PRIMARY KEY, name TEXT, score DOUBLE PRECISION)"
 pg_psql -c "$schema" >/dev/null
 taste_psql -c "$schema" >/dev/null
-
-# Seconds that `$@` takes, to the millisecond.
-timed() {
-  local start end
-  start=$(date +%s.%N)
-  "$@" >/dev/null
-  end=$(date +%s.%N)
-  echo "$end - $start" | bc -l
-}
 
 echo "== (a) COPY $EVENTS events over the wire"
 pg_copy=$(timed pg_psql -c "\\copy events FROM '$work/events.csv' CSV")

@@ -206,6 +206,22 @@ pub struct TableDef {
     /// Secondary (btree) indexes, maintained with every write of a row.
     #[serde(default)]
     pub indexes: Vec<SecondaryIndex>,
+    /// How long rows are kept (`ALTER TABLE … SET (ttl = …, ttl_column = …)`); forever when
+    /// `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+}
+
+/// A table's retention: a row whose `column` holds a time more than `ttl_micros` before now has
+/// expired — no read returns it, and compaction drops it from disk (`storage::retention`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// Index of the TIMESTAMP or DATE column rows expire by (NULL there: never expires).
+    pub column: usize,
+    /// How long a row lives past its time, in microseconds (> 0).
+    pub ttl_micros: i64,
+    /// The interval as it was given (`180 days`), for display.
+    pub ttl: String,
 }
 
 /// A secondary index of a stored table (`CREATE [UNIQUE] INDEX name ON t (columns)`): an entry

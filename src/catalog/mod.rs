@@ -51,6 +51,7 @@ impl Catalog {
         let defs: Vec<TableDef> = store.records(&keys::catalog_prefix(), "catalog entry")?;
         for def in defs {
             check_definition(&def)?;
+            store.retentions().set(&def);
             let next_row_id = match reader::last_row_id(&store, def.id)? {
                 Some(last) if !def.has_primary_key() => last + 1,
                 _ => 0,
@@ -142,6 +143,7 @@ impl Catalog {
         for sequence in &owned {
             self.sequences.forget(sequence);
         }
+        self.store.retentions().forget(table.def.id);
         self.write_tables().remove(name);
         self.generation.fetch_add(1, Ordering::Release);
         Ok(true)
@@ -155,6 +157,20 @@ impl Catalog {
             keys::table_end(table.def.id),
         );
         i64::try_from(self.store.approximate_size(&from, &to)).ok()
+    }
+
+    /// Compacts the rows and index entries of table `name` now (VACUUM): the compaction filter
+    /// drops the rows its retention has expired. False when there is no such table.
+    pub fn compact(&self, name: &str) -> bool {
+        let Some(table) = self.get(name) else {
+            return false;
+        };
+        let id = table.def.id;
+        self.store
+            .compact(&keys::table_prefix(id), &keys::table_end(id));
+        let (from, to) = keys::table_indexes_range(id);
+        self.store.compact(&from, &to);
+        true
     }
 
     /// The sequences (`nextval`, `setval`).
@@ -196,10 +212,11 @@ fn owned_sequences(def: &TableDef) -> Vec<String> {
 fn check_definition(def: &TableDef) -> Result<()> {
     let keys_valid = (def.primary_key.iter())
         .chain(def.indexes.iter().flat_map(|i| &i.columns))
+        .chain(def.retention.iter().map(|r| &r.column))
         .all(|&i| i < def.columns.len());
     if def.columns.is_empty() || !keys_valid {
         return Err(Error::Corrupt(format!(
-            "catalog entry of table {} has no columns or a bad primary key",
+            "catalog entry of table {} has no columns or refers to a column it lacks",
             def.name
         )));
     }

@@ -1,20 +1,22 @@
-//! The physical scan of a stored table: a full scan streamed in batches, or point reads by key.
+//! The physical scan of a stored table: a full scan streamed in batches, point reads by key,
+//! a secondary index's ranges, or every row in a secondary index's order.
 
 use crate::catalog::pushdown::IndexScan;
 use crate::error::Error;
 use crate::storage::Store;
 use crate::storage::reader::{self, ReadShape};
-use crate::storage::{StoredTable, Transaction, index_entries};
+use crate::storage::{StoredTable, Transaction, index_entries, keys};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::Result;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
-    PlanProperties, ReplaceChildrenOptions,
+    PlanProperties, ReplaceChildrenOptions, SortOrderPushdownResult,
 };
 use std::fmt;
 use std::sync::Arc;
@@ -28,6 +30,20 @@ pub enum Reach {
     Keys(Vec<Vec<u8>>),
     /// The rows a secondary index's entries in these ranges name.
     Index(IndexScan),
+    /// Every row, in the order of a secondary index (`ORDER BY col [DESC] LIMIT n`).
+    Ordered(OrderedScan),
+}
+
+/// A read of every entry of a secondary index in order: the rows sorted by its first column,
+/// NULLs last (or all reversed: descending, NULLs first), as PostgreSQL sorts by default.
+#[derive(Debug)]
+pub struct OrderedScan {
+    /// The index's name (for EXPLAIN).
+    pub name: String,
+    /// The `[from, to)` range of its entries.
+    pub range: (Vec<u8>, Vec<u8>),
+    /// Whether the rows come in descending order.
+    pub reverse: bool,
 }
 
 /// Reads rows of one stored table. Decoding runs on a blocking thread and hands batches to the
@@ -56,8 +72,36 @@ impl StoredScanExec {
         limit: Option<usize>,
         row_keys_at: Option<usize>,
     ) -> Self {
+        Self::ordered(
+            store,
+            table,
+            projection,
+            schema,
+            reach,
+            limit,
+            row_keys_at,
+            None,
+        )
+    }
+
+    /// [`StoredScanExec::new`], its rows sorted by `order` when it is given.
+    #[allow(clippy::too_many_arguments)]
+    fn ordered(
+        store: Arc<Store>,
+        table: Arc<StoredTable>,
+        projection: Vec<usize>,
+        schema: SchemaRef,
+        reach: Reach,
+        limit: Option<usize>,
+        row_keys_at: Option<usize>,
+        order: Option<PhysicalSortExpr>,
+    ) -> Self {
+        let equivalences = match order {
+            Some(order) => EquivalenceProperties::new_with_orderings(schema, [[order]]),
+            None => EquivalenceProperties::new(schema),
+        };
         let properties = PlanProperties::new(
-            EquivalenceProperties::new(schema),
+            equivalences,
             Partitioning::UnknownPartitioning(1),
             EmissionType::Incremental,
             Boundedness::Bounded,
@@ -95,6 +139,12 @@ impl DisplayAs for StoredScanExec {
                 ", index_scan={}, ranges={}",
                 scan.name,
                 scan.ranges.len()
+            ),
+            Reach::Ordered(scan) => write!(
+                f,
+                ", index_order={}{}",
+                scan.name,
+                if scan.reverse { " desc" } else { "" }
             ),
             Reach::Full => write!(f, ", full_scan"),
         }?;
@@ -143,6 +193,74 @@ impl ExecutionPlan for StoredScanExec {
         )
     }
 
+    fn fetch(&self) -> Option<usize> {
+        self.limit
+    }
+
+    /// An ordered scan stops after `limit` rows (the other reaches apply their limit in
+    /// `StoredTableProvider::scan` or not at all, so they keep a limit above them).
+    fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn ExecutionPlan>> {
+        if !matches!(self.reach.as_ref(), Reach::Ordered(_)) {
+            return None;
+        }
+        Some(Arc::new(StoredScanExec {
+            store: self.store.clone(),
+            table: self.table.clone(),
+            projection: self.projection.clone(),
+            reach: self.reach.clone(),
+            row_keys_at: self.row_keys_at,
+            limit,
+            properties: self.properties.clone(),
+        }))
+    }
+
+    /// `ORDER BY col [DESC]` of a full scan, where `col` is the first column of a secondary
+    /// index and NULLs go where PostgreSQL puts them by default: read in index order instead,
+    /// and the sort goes (its LIMIT stops the read).
+    fn try_pushdown_sort(
+        &self,
+        order: &[PhysicalSortExpr],
+    ) -> Result<SortOrderPushdownResult<Arc<dyn ExecutionPlan>>> {
+        let ([sort], Reach::Full, None) = (order, self.reach.as_ref(), self.row_keys_at) else {
+            return Ok(SortOrderPushdownResult::Unsupported);
+        };
+        let column = sort.expr.downcast_ref::<Column>();
+        let table_column = column.and_then(|c| self.projection.get(c.index()));
+        let reverse = match (sort.options.descending, sort.options.nulls_first) {
+            (false, false) => false,
+            (true, true) => true,
+            _ => return Ok(SortOrderPushdownResult::Unsupported),
+        };
+        let def = &self.table.def;
+        let index = table_column.and_then(|&c| {
+            def.indexes
+                .iter()
+                .find(|index| index.columns.first() == Some(&c))
+        });
+        let Some(index) = index else {
+            return Ok(SortOrderPushdownResult::Unsupported);
+        };
+        let prefix = keys::index_prefix(def.id, index.id);
+        let reach = Reach::Ordered(OrderedScan {
+            name: index.name.clone(),
+            range: (prefix.clone(), keys::prefix_end(&prefix)),
+            reverse,
+        });
+        let scan = StoredScanExec::ordered(
+            self.store.clone(),
+            self.table.clone(),
+            self.projection.clone(),
+            self.schema(),
+            reach,
+            self.limit,
+            None,
+            Some(sort.clone()),
+        );
+        Ok(SortOrderPushdownResult::Exact {
+            inner: Arc::new(scan),
+        })
+    }
+
     fn execute(
         &self,
         _partition: usize,
@@ -185,6 +303,24 @@ impl ExecutionPlan for StoredScanExec {
                                 }
                             }
                             Ok(())
+                        },
+                    )
+                }
+                Reach::Ordered(scan) => {
+                    let mut remaining = limit.unwrap_or(usize::MAX);
+                    let range = (scan.range.0.as_slice(), scan.range.1.as_slice());
+                    let chunk = batch_size.min(remaining);
+                    index_entries::visit_row_keys_in_order(
+                        &store,
+                        shape.txn,
+                        range,
+                        scan.reverse,
+                        chunk,
+                        |keys| {
+                            let batch = reader::lookup(&store, &shape, &keys)?;
+                            let batch = batch.slice(0, batch.num_rows().min(remaining));
+                            remaining -= batch.num_rows();
+                            Ok(tx.blocking_send(Ok(batch)).is_ok() && remaining > 0)
                         },
                     )
                 }

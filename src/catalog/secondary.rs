@@ -96,6 +96,8 @@ impl Catalog {
         }
         write.put(keys::catalog(&def.name), json);
         self.store().write(write)?;
+        self.store().retentions().forget(stored.def.id);
+        self.store().retentions().set(&def);
         let replacement = Arc::new(StoredTable::new(def.clone(), stored.next_row_id()));
         stored.supersede();
         let mut tables = self.write_tables();

@@ -1,6 +1,7 @@
 //! Sequences (`SERIAL`, `BIGSERIAL`, `GENERATED … AS IDENTITY` columns make one named
-//! `table_column_seq`): `nextval('name')` hands out 1, 2, 3, … and `setval('name', n)` makes
-//! the next one n + 1. As in PostgreSQL, values are never handed out twice and never rolled
+//! `table_column_seq`; `CREATE SEQUENCE` makes one by name): `nextval('name')` hands out 1, 2,
+//! 3, … and `setval('name', n)` makes the next one n + 1; `currval('name')` and `lastval()`
+//! answer what this session's last `nextval` (or `setval`) of it gave. As in PostgreSQL, values are never handed out twice and never rolled
 //! back (a rolled-back INSERT leaves a gap), and they are logged ahead in blocks of
 //! [`CACHE`]: after a crash numbering goes on past the block (a gap of at most `CACHE`).
 
@@ -8,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::storage::{Store, WriteSet, keys};
 use datafusion::arrow::array::{Array, AsArray, Int64Builder};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -107,41 +109,105 @@ pub fn nextval_of(name: &str) -> String {
     format!("nextval('{}')", name.replace('\'', "''"))
 }
 
-/// `nextval(name)` and `setval(name, value)` over `sequences`.
-pub fn functions(sequences: &Arc<Sequences>) -> Vec<ScalarUDF> {
-    [SequenceFunction::NextVal, SequenceFunction::SetVal]
-        .into_iter()
-        .map(|kind| {
-            let arity = if kind == SequenceFunction::NextVal {
-                1
-            } else {
-                2
-            };
-            ScalarUDF::from(SequenceUdf {
-                kind,
-                sequences: sequences.clone(),
-                signature: Signature::any(arity, Volatility::Volatile),
-            })
+/// The values one session's `currval` and `lastval` answer.
+#[derive(Debug, Default)]
+pub struct SessionValues(Mutex<LastValues>);
+
+#[derive(Debug, Default)]
+struct LastValues {
+    /// The last value each sequence gave this session.
+    by_sequence: HashMap<String, i64>,
+    /// The sequence `nextval` last gave a value from.
+    last_used: Option<String>,
+}
+
+impl SessionValues {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LastValues> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record(&self, name: &str, value: i64, by_nextval: bool) {
+        let mut last = self.lock();
+        last.by_sequence.insert(name.to_string(), value);
+        if by_nextval {
+            last.last_used = Some(name.to_string());
+        }
+    }
+
+    /// `currval(name)`: 55000 before this session's first `nextval` of it.
+    fn current(&self, sequences: &Sequences, name: &str) -> Result<i64> {
+        sequences.stored(name)?;
+        (self.lock().by_sequence.get(name).copied()).ok_or_else(|| {
+            Error::ObjectNotInPrerequisiteState(format!(
+                "currval of sequence \"{name}\" is not yet defined in this session"
+            ))
         })
-        .collect()
+    }
+
+    /// `lastval()`: 55000 before this session's first `nextval`.
+    fn last(&self) -> Result<i64> {
+        let last = self.lock();
+        (last.last_used.as_ref())
+            .and_then(|name| last.by_sequence.get(name).copied())
+            .ok_or_else(|| {
+                Error::ObjectNotInPrerequisiteState(
+                    "lastval is not yet defined in this session".into(),
+                )
+            })
+    }
+}
+
+/// `nextval(name)`, `setval(name, value)`, `currval(name)` and `lastval()` over `sequences`,
+/// remembering values for `session`.
+pub fn functions(sequences: &Arc<Sequences>, session: &Arc<SessionValues>) -> Vec<ScalarUDF> {
+    [
+        SequenceFunction::Next,
+        SequenceFunction::Set,
+        SequenceFunction::Current,
+        SequenceFunction::Last,
+    ]
+    .into_iter()
+    .map(|kind| {
+        let arity = match kind {
+            SequenceFunction::Last => 0,
+            SequenceFunction::Next | SequenceFunction::Current => 1,
+            SequenceFunction::Set => 2,
+        };
+        let signature = match arity {
+            0 => Signature::nullary(Volatility::Volatile),
+            n => Signature::any(n, Volatility::Volatile),
+        };
+        ScalarUDF::from(SequenceUdf {
+            kind,
+            sequences: sequences.clone(),
+            session: session.clone(),
+            signature,
+        })
+    })
+    .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum SequenceFunction {
-    NextVal,
-    SetVal,
+    Next,
+    Set,
+    Current,
+    Last,
 }
 
 #[derive(Debug)]
 struct SequenceUdf {
     kind: SequenceFunction,
     sequences: Arc<Sequences>,
+    session: Arc<SessionValues>,
     signature: Signature,
 }
 
 impl PartialEq for SequenceUdf {
     fn eq(&self, other: &Self) -> bool {
-        self.kind == other.kind && Arc::ptr_eq(&self.sequences, &other.sequences)
+        self.kind == other.kind
+            && Arc::ptr_eq(&self.sequences, &other.sequences)
+            && Arc::ptr_eq(&self.session, &other.session)
     }
 }
 impl Eq for SequenceUdf {}
@@ -154,8 +220,10 @@ impl std::hash::Hash for SequenceUdf {
 impl ScalarUDFImpl for SequenceUdf {
     fn name(&self) -> &str {
         match self.kind {
-            SequenceFunction::NextVal => "nextval",
-            SequenceFunction::SetVal => "setval",
+            SequenceFunction::Next => "nextval",
+            SequenceFunction::Set => "setval",
+            SequenceFunction::Current => "currval",
+            SequenceFunction::Last => "lastval",
         }
     }
 
@@ -173,9 +241,17 @@ impl ScalarUDFImpl for SequenceUdf {
     ) -> datafusion::common::Result<ColumnarValue> {
         let rows = args.number_rows;
         let usage = || {
-            Error::InvalidParameter("nextval('sequence') or setval('sequence', value)".into())
-                .into_datafusion()
+            Error::InvalidParameter(
+                "nextval('sequence'), setval('sequence', value), currval('sequence') or lastval()"
+                    .into(),
+            )
+            .into_datafusion()
         };
+        if self.kind == SequenceFunction::Last {
+            let value = self.session.last().map_err(Error::into_datafusion)?;
+            return Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(value))));
+        }
+        let mut out = Int64Builder::with_capacity(rows);
         let names = args.args.first().ok_or_else(usage)?.to_array(rows)?;
         let names = datafusion::arrow::compute::cast(&names, &DataType::Utf8)?;
         let names = names.as_string::<i32>();
@@ -186,7 +262,6 @@ impl ScalarUDFImpl for SequenceUdf {
             }
             None => None,
         };
-        let mut out = Int64Builder::with_capacity(rows);
         for row in 0..rows {
             if names.is_null(row) {
                 out.append_null();
@@ -194,16 +269,22 @@ impl ScalarUDFImpl for SequenceUdf {
             }
             let name = names.value(row).trim_start_matches("public.");
             let value = match (&values, self.kind) {
-                (_, SequenceFunction::NextVal) => self.sequences.next(name),
-                (Some(values), SequenceFunction::SetVal) => {
+                (_, SequenceFunction::Next) => self.sequences.next(name).inspect(|&value| {
+                    self.session.record(name, value, true);
+                }),
+                (_, SequenceFunction::Current | SequenceFunction::Last) => {
+                    self.session.current(&self.sequences, name)
+                }
+                (Some(values), SequenceFunction::Set) => {
                     let values = values.as_primitive::<Int64Type>();
                     if values.is_null(row) {
                         out.append_null();
                         continue;
                     }
-                    self.sequences.set(name, values.value(row))
+                    (self.sequences.set(name, values.value(row)))
+                        .inspect(|&value| self.session.record(name, value, false))
                 }
-                (None, SequenceFunction::SetVal) => return Err(usage()),
+                (None, SequenceFunction::Set) => return Err(usage()),
             };
             out.append_value(value.map_err(Error::into_datafusion)?);
         }

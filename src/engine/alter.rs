@@ -7,7 +7,9 @@ use crate::engine::{Engine, Outcome};
 use crate::error::{Error, Result};
 use crate::roles::{Actor, Object};
 use crate::schema::{ColumnType, TableDef};
-use crate::sql::create_table::{column_def, primary_key_positions};
+use crate::sql::create_table::{
+    column_def, primary_key_positions, unique_columns, unique_index_name, unique_options,
+};
 use crate::sql::names;
 use crate::sql::notices::{Notice, Notices};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
@@ -69,6 +71,11 @@ impl Engine {
                 ..
             } => {
                 let (column, is_key, identity) = column_def(&sql)?;
+                if !unique_options(&sql)?.is_empty() {
+                    return Err(Error::FeatureNotSupported(
+                        "ADD COLUMN … UNIQUE; add the column, then ADD UNIQUE (column)".into(),
+                    ));
+                }
                 if identity {
                     return Err(Error::FeatureNotSupported(
                         "ADD COLUMN of a SERIAL or identity column; create the table with it"
@@ -169,6 +176,26 @@ impl Engine {
                 }
             }
             AlterTableOperation::AddConstraint {
+                constraint: TableConstraint::Unique(unique),
+                ..
+            } => {
+                let columns = unique_columns(&unique)?;
+                let index = match &unique.name {
+                    Some(constraint) => names::ident(constraint),
+                    None => unique_index_name(name, &columns),
+                };
+                if self.schema_has_relation(&index) {
+                    return Err(Error::DuplicateTable(index));
+                }
+                let (catalog, table) = (self.catalog().clone(), name.to_string());
+                crate::blocking::run("ALTER TABLE", move |stopped| {
+                    stopped.check()?;
+                    catalog.create_index(&table, &index, &columns, true, false)
+                })
+                .await?;
+                return Ok(name.to_string());
+            }
+            AlterTableOperation::AddConstraint {
                 constraint: TableConstraint::PrimaryKey(key),
                 ..
             } => {
@@ -247,6 +274,13 @@ impl Engine {
                 def.name
             )));
         }
+        if def.retention.as_ref().is_some_and(|r| r.column == position) {
+            return Err(Error::DependentObjects(format!(
+                "cannot drop column \"{column}\": the table's ttl is measured by it \
+                 (ALTER TABLE {} RESET (ttl) first)",
+                def.name
+            )));
+        }
         if let Some(index) = self.indexes().for_column(def, column) {
             return Err(Error::DependentObjects(format!(
                 "cannot drop column \"{column}\": index \"{}\" depends on it (DROP INDEX it first)",
@@ -257,7 +291,7 @@ impl Engine {
     }
 
     /// Whether a relation (table, view, index) is called `name`.
-    fn schema_has_relation(&self, name: &str) -> bool {
+    pub(super) fn schema_has_relation(&self, name: &str) -> bool {
         self.is_user_table(name)
             || self.catalog().index_table(name).is_some()
             || self.indexes().get(name).is_some()
@@ -284,5 +318,11 @@ fn without_columns(def: &TableDef, keep: &[usize]) -> TableDef {
             })
         })
         .collect();
+    new.retention = (def.retention.as_ref()).and_then(|r| {
+        Some(crate::schema::Retention {
+            column: moved(r.column)?,
+            ..r.clone()
+        })
+    });
     new
 }

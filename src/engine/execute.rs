@@ -13,7 +13,8 @@ use crate::sql::notices::Notices;
 use crate::sql::parser::{parse_query, query_statement};
 use datafusion::arrow::array::{RecordBatch, UInt64Array};
 use datafusion::dataframe::DataFrame;
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::registry::FunctionRegistry;
+use datafusion::execution::{SendableRecordBatchStream, SessionState};
 use datafusion::logical_expr::{
     DdlStatement, LogicalPlan, Statement as PlanStatement, TransactionConclusion, WriteOp,
 };
@@ -21,6 +22,7 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Query, Statement as SqlStatement};
 use futures::TryStreamExt;
 use std::future::Future;
+use std::sync::Arc;
 
 impl Engine {
     /// Runs one statement as the embedding program (which may do everything); its notices go
@@ -130,7 +132,9 @@ impl Engine {
                 }
                 Ok(outcome)
             }
-            SqlStatement::Insert(insert) => self.insert(insert, actor).await,
+            SqlStatement::Insert(insert) if insert.returning.is_none() => {
+                self.insert(insert, actor).await
+            }
             SqlStatement::Truncate(truncate) => self.truncate(&truncate, actor).await,
             SqlStatement::AlterTable(alter) => self.alter_table(alter, actor, notices).await,
             other => {
@@ -202,7 +206,7 @@ impl Engine {
         }
         let mut access = function_access(&statement);
         self.check_access(actor, &access)?;
-        let state = self.session_context().state();
+        let state = self.planning_state()?;
         let arguments = self
             .query_arguments()
             .extract(&state, QUERY_SIGNATURES, &mut statement)
@@ -222,6 +226,20 @@ impl Engine {
         .await;
         self.query_arguments().forget(&arguments);
         Ok((planned?, access))
+    }
+
+    /// The session state statements are planned in: the engine's, with the sequence
+    /// functions bound to the connection's own `currval` values when it runs on one.
+    fn planning_state(&self) -> Result<SessionState> {
+        let mut state = self.session_context().state();
+        if let Some(values) = crate::engine::session_values::current_session() {
+            for function in
+                crate::catalog::sequences::functions(self.catalog().sequences(), &values)
+            {
+                state.register_udf(Arc::new(function))?;
+            }
+        }
+        Ok(state)
     }
 
     /// The logical plan of `query`, once `actor` is found to hold what it needs.

@@ -18,6 +18,7 @@ pub const FAMILIES: &[Family] = &[
     crate::vectors::STATEMENTS,
     crate::backups::STATEMENTS,
     crate::engine::maintenance::STATEMENTS,
+    crate::engine::retention::STATEMENTS,
 ];
 
 /// The table functions that take a query as an argument, planned before their statement.
@@ -36,7 +37,9 @@ pub(super) fn register_functions(
     indexes: &Arc<VectorIndexes>,
 ) {
     crate::sql::register_functions(ctx);
-    for function in crate::catalog::sequences::functions(catalog.sequences()) {
+    // an embedded engine is one session: its `currval` values are the engine's own
+    let session = Arc::new(crate::catalog::sequences::SessionValues::default());
+    for function in crate::catalog::sequences::functions(catalog.sequences(), &session) {
         ctx.register_udf(function);
     }
     ctx.register_udtf(

@@ -1,11 +1,15 @@
 //! `VACUUM` and `ANALYZE` (with any options and tables), which scripts and tools written for
-//! PostgreSQL send (pgbench's initialisation does): accepted and answered as PostgreSQL
-//! answers them, doing nothing — RocksDB reclaims space by compaction in the background, and
+//! PostgreSQL send (pgbench's initialisation does). `VACUUM [tables]` compacts the tables'
+//! rows and index entries now, which drops the rows their retention has expired (RocksDB
+//! otherwise reclaims space by compaction in the background); `ANALYZE` does nothing, as
 //! DataFusion plans without gathered statistics.
 
 use crate::engine::command::Family;
 use crate::engine::{Command, Context, Outcome};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::roles::Object;
+use crate::sql::names;
+use crate::sql::notices::Notice;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -16,24 +20,77 @@ use std::sync::Arc;
 /// The `VACUUM` / `ANALYZE` statement family.
 pub const STATEMENTS: Family = Family {
     name: "maintenance",
-    parse: |parser| Ok(maintenance(parser).map(|s| Arc::new(s) as Arc<dyn Command>)),
+    parse: |parser| Ok(maintenance(parser)?.map(|s| Arc::new(s) as Arc<dyn Command>)),
 };
 
-/// `VACUUM …` or `ANALYZE …`, by its command tag.
+/// `VACUUM …` (with the tables it names; none: every table) or `ANALYZE …`.
 #[derive(Debug)]
-struct Maintenance(&'static str);
+enum Maintenance {
+    Vacuum(Vec<String>),
+    Analyze,
+}
 
 /// Recognises `VACUUM` or `ANALYZE` and consumes the statement to its end.
-fn maintenance(parser: &mut Parser) -> Option<Maintenance> {
-    let tag = match &parser.peek_token_ref().token {
-        Token::Word(word) if word.keyword == Keyword::VACUUM => "VACUUM",
-        Token::Word(word) if word.keyword == Keyword::ANALYZE => "ANALYZE",
-        _ => return None,
+fn maintenance(parser: &mut Parser) -> Result<Option<Maintenance>> {
+    let vacuum = match &parser.peek_token_ref().token {
+        Token::Word(word) if word.keyword == Keyword::VACUUM => true,
+        Token::Word(word) if word.keyword == Keyword::ANALYZE => false,
+        _ => return Ok(None),
     };
+    parser.next_token();
+    if !vacuum {
+        skip_to_end(parser);
+        return Ok(Some(Maintenance::Analyze));
+    }
+    if parser.peek_token_ref().token == Token::LParen {
+        skip_parenthesized(parser);
+    }
+    while parser
+        .parse_one_of_keywords(&[
+            Keyword::FULL,
+            Keyword::FREEZE,
+            Keyword::VERBOSE,
+            Keyword::ANALYZE,
+        ])
+        .is_some()
+    {}
+    let mut tables = Vec::new();
+    if !matches!(parser.peek_token_ref().token, Token::SemiColon | Token::EOF) {
+        loop {
+            tables.push(names::table_name(&parser.parse_object_name(false)?)?);
+            if parser.peek_token_ref().token == Token::LParen {
+                skip_parenthesized(parser);
+            }
+            if !parser.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+    }
+    Ok(Some(Maintenance::Vacuum(tables)))
+}
+
+fn skip_to_end(parser: &mut Parser) {
     while !matches!(parser.peek_token_ref().token, Token::SemiColon | Token::EOF) {
         parser.next_token();
     }
-    Some(Maintenance(tag))
+}
+
+/// Skips a parenthesized group (VACUUM's options, a column list).
+fn skip_parenthesized(parser: &mut Parser) {
+    let mut depth = 0usize;
+    loop {
+        match parser.next_token().token {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return;
+                }
+            }
+            Token::EOF => return,
+            _ => {}
+        }
+    }
 }
 
 #[async_trait]
@@ -42,7 +99,44 @@ impl Command for Maintenance {
         None
     }
 
-    async fn execute(&self, _cx: &Context<'_>) -> Result<Outcome> {
-        Ok(Outcome::done(self.0))
+    async fn execute(&self, cx: &Context<'_>) -> Result<Outcome> {
+        let Maintenance::Vacuum(named) = self else {
+            return Ok(Outcome::done("ANALYZE"));
+        };
+        let catalog = cx.engine.catalog();
+        for table in named {
+            if catalog.get(table).is_none() {
+                return Err(Error::UndefinedTable(table.clone()));
+            }
+        }
+        let tables = match named.is_empty() {
+            true => catalog.names(),
+            false => named.clone(),
+        };
+        let mut owned = Vec::new();
+        for table in tables {
+            match cx
+                .engine
+                .users()
+                .check_owner(cx.actor, &Object::table(&table))
+            {
+                Ok(()) => owned.push(table),
+                Err(_) if named.is_empty() => {}
+                Err(_) => cx.notices.send(Notice::with_code(
+                    "01000",
+                    format!("permission denied to vacuum \"{table}\", skipping it"),
+                )),
+            }
+        }
+        let catalog = catalog.clone();
+        crate::blocking::run("VACUUM", move |stopped| {
+            for table in &owned {
+                stopped.check()?;
+                catalog.compact(table);
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(Outcome::done("VACUUM"))
     }
 }

@@ -16,6 +16,8 @@ pub mod memory;
 mod modify;
 mod outcome;
 mod prepared;
+mod retention;
+pub mod session_values;
 mod statement;
 mod tables;
 pub mod transaction;
@@ -277,7 +279,7 @@ impl Engine {
     /// Inserts `batches` into the stored table `table` as one atomic, durable write; columns
     /// are matched by position and cast to the table's types. Returns the number of rows.
     pub async fn insert_batches(&self, table: &str, batches: Vec<RecordBatch>) -> Result<u64> {
-        self.load_and_insert(table, move |_| Ok(batches)).await
+        self.load_and_insert(table, &[], move |_| Ok(batches)).await
     }
 
     /// Runs a `COPY … FROM 'file'`, reporting the fraction of the file read to `progress`.
@@ -293,8 +295,8 @@ impl Engine {
             ));
         };
         let path = PathBuf::from(path);
-        let table = copy.table.clone();
-        self.load_and_insert(&table, move |def| {
+        let (table, listed) = (copy.table.clone(), copy.columns.clone());
+        self.load_and_insert(&table, &listed, move |def| {
             crate::sql::copy_from::load(def, &copy, &path, &mut progress)
         })
         .await
@@ -303,25 +305,34 @@ impl Engine {
     /// Runs a `COPY … FROM STDIN` whose data a client sent (text or csv format): all rows are
     /// inserted, or none. Returns the number of rows.
     pub async fn copy_from_bytes(&self, copy: CopyFrom, data: Vec<u8>) -> Result<u64> {
-        let table = copy.table.clone();
-        self.load_and_insert(&table, move |def| {
+        let (table, listed) = (copy.table.clone(), copy.columns.clone());
+        self.load_and_insert(&table, &listed, move |def| {
             crate::sql::copy_from::load_bytes(def, &copy, &data)
         })
         .await
     }
 
-    /// On a blocking thread: `load` the rows for the stored table `table`, then insert them as
-    /// one atomic, durable write.
+    /// On a blocking thread: `load` the rows for the stored table `table`; when they come for
+    /// the columns `listed` only, give the others their defaults; then insert them as one
+    /// atomic, durable write.
     async fn load_and_insert(
         &self,
         table: &str,
+        listed: &[String],
         load: impl FnOnce(&TableDef) -> Result<Vec<RecordBatch>> + Send + 'static,
     ) -> Result<u64> {
         let stored = self.stored_table(table)?;
         let store = self.inner.catalog.store().clone();
         let txn = transaction::current();
-        crate::blocking::run("the load", move |stopped| {
-            let batches = load(&stored.def)?;
+        let def = stored.def.clone();
+        let batches = crate::blocking::run("the load", move |stopped| {
+            let batches = load(&def)?;
+            stopped.check()?;
+            Ok(batches)
+        })
+        .await?;
+        let batches = self.copy_defaults(&stored.def, listed, batches).await?;
+        crate::blocking::run("the insert", move |stopped| {
             stopped.check()?;
             writer::insert(&store, &stored, &batches, txn.as_deref())
         })

@@ -10,16 +10,19 @@ use crate::engine::{CommandTag, Engine, Outcome};
 use crate::error::{Error, Result};
 use crate::roles::{Actor, Object, Privilege};
 use crate::schema::{ColumnType, TableDef};
+use crate::sql::defaults::fill_defaults;
+use crate::sql::insert_values::{target_columns, vector_text_literals};
 use crate::sql::names;
 use crate::sql::parser::parse_query;
-use crate::storage::{StoredTable, Transaction, modify};
+use crate::storage::{StoredTable, Transaction, modify, writer};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::ast::{
-    AssignmentTarget, Delete, Expr as SqlExpr, FromTable, Query, SelectItem,
-    Statement as SqlStatement, TableFactor, TableWithJoins, Truncate, Update, UpdateTableFromKind,
+    AssignmentTarget, Delete, Expr as SqlExpr, FromTable, Insert, Query, SelectItem,
+    Statement as SqlStatement, TableFactor, TableObject, TableWithJoins, Truncate, Update,
+    UpdateTableFromKind,
 };
 use futures::TryStreamExt;
 use std::collections::HashSet;
@@ -28,19 +31,21 @@ use std::sync::Arc;
 /// Times a statement that commits on its own is run again after a 40001.
 const RETRIES: usize = 20;
 
-/// What an UPDATE or DELETE changes.
+/// What a modification does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Update,
     Delete,
+    Insert,
 }
 
-/// An UPDATE or DELETE as the query that finds its rows.
+/// An UPDATE, a DELETE or an INSERT … RETURNING as the query that finds (or makes) its rows.
 #[derive(Debug, Clone)]
 pub struct Modification {
     kind: Kind,
     table: String,
-    /// Columns `ctid`, then (UPDATE) the new value of every table column, then RETURNING's.
+    /// Columns `ctid` (UPDATE and DELETE), then (UPDATE, INSERT) the new value of every table
+    /// column, then RETURNING's.
     query: Box<Query>,
     /// RETURNING's column names, when it has RETURNING.
     returning: Option<Vec<String>>,
@@ -146,6 +151,63 @@ impl Modification {
         })
     }
 
+    /// The query making the rows of `insert` (which has RETURNING): its values for every
+    /// column of the table, defaults filled in, then RETURNING's values computed from them, so
+    /// that each row is made once (a `nextval` default is called once per row).
+    pub fn insert(insert: &Insert, def: &TableDef) -> Result<Modification> {
+        if insert.on.is_some() {
+            return Err(Error::FeatureNotSupported(
+                "INSERT … ON CONFLICT is not supported".into(),
+            ));
+        }
+        let mut insert = insert.clone();
+        fill_defaults(&mut insert, def)?;
+        vector_text_literals(&mut insert, def)?;
+        let targets: Vec<usize> = target_columns(&insert, def)
+            .into_iter()
+            .map(|target| target.map_err(Error::UndefinedColumn))
+            .collect::<Result<_>>()?;
+        let source = insert
+            .source
+            .as_ref()
+            .ok_or_else(|| Error::FeatureNotSupported("INSERT … DEFAULT VALUES".into()))?;
+        let inputs: Vec<String> = (0..targets.len())
+            .map(|i| format!("\"{RETURNED_PREFIX}in_{i}\""))
+            .collect();
+        let columns: Vec<String> = (def.columns.iter().enumerate())
+            .map(|(index, column)| {
+                let value = match targets.iter().position(|&t| t == index) {
+                    Some(i) => format!("{SOURCE}.{}", inputs[i]),
+                    None => "NULL".into(),
+                };
+                let value = match column.column_type {
+                    ColumnType::Vector(_) => value,
+                    other => format!("CAST({value} AS {})", other.sql_name()),
+                };
+                format!("{value} AS {}", quote(&column.name))
+            })
+            .collect();
+        let alias = match &insert.table_alias {
+            Some(alias) => names::ident(&alias.alias),
+            None => def.name.clone(),
+        };
+        let items = insert.returning.as_deref().unwrap_or_default();
+        let (exprs, returned) = returning(items, def, &quote(&alias));
+        let sql = format!(
+            "SELECT *, {exprs} FROM (SELECT {} FROM ({source}) AS {SOURCE}({})) AS {}",
+            columns.join(", "),
+            inputs.join(", "),
+            quote(&alias),
+        );
+        Ok(Modification {
+            kind: Kind::Insert,
+            table: def.name.clone(),
+            query: parse_query(&sql)?,
+            returning: Some(returned),
+            returned_from: def.columns.len(),
+        })
+    }
+
     /// The query that finds the rows.
     pub fn query(&self) -> &Query {
         &self.query
@@ -156,6 +218,7 @@ impl Modification {
         match self.kind {
             Kind::Update => Privilege::Update,
             Kind::Delete => Privilege::Delete,
+            Kind::Insert => Privilege::Insert,
         }
     }
 
@@ -274,17 +337,31 @@ fn output_name(expr: &SqlExpr) -> String {
     }
 }
 
-/// Prefix of the names RETURNING's values have in the query.
+/// Prefix of the names RETURNING's values (and INSERT's inputs) have in the query.
 const RETURNED_PREFIX: &str = "tastedb_returned_";
+/// The alias of an INSERT's source in its query.
+const SOURCE: &str = "tastedb_source";
 
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 impl Engine {
-    /// The modification `statement` makes, when it is an UPDATE or DELETE (of a stored
-    /// table: other relations cannot be changed, 55000).
+    /// The modification `statement` makes, when it is an UPDATE, a DELETE or an INSERT …
+    /// RETURNING (of a stored table: other relations cannot be changed, 55000).
     pub(super) fn modification_of(&self, statement: &SqlStatement) -> Result<Option<Modification>> {
+        if let SqlStatement::Insert(insert) = statement
+            && insert.returning.is_some()
+        {
+            let TableObject::TableName(name) = &insert.table else {
+                return Err(Error::FeatureNotSupported(format!(
+                    "INSERT INTO {} … RETURNING",
+                    insert.table
+                )));
+            };
+            let table = self.changed_table(&names::table_name(name)?)?;
+            return Modification::insert(insert, &table.def).map(Some);
+        }
         let target = match statement {
             SqlStatement::Update(update) => &update.table,
             SqlStatement::Delete(delete) => match &delete.from {
@@ -294,20 +371,24 @@ impl Engine {
             },
             _ => return Ok(None),
         };
-        let name = target_table(target)?;
-        let Some(table) = self.catalog().get(&name) else {
-            return Err(match self.is_user_table(&name) {
-                true => Error::ObjectNotInPrerequisiteState(format!(
-                    "cannot change rows of \"{name}\": only stored tables can be changed"
-                )),
-                false => Error::UndefinedTable(name),
-            });
-        };
+        let table = self.changed_table(&target_table(target)?)?;
         match statement {
             SqlStatement::Update(update) => Modification::update(update, &table.def).map(Some),
             SqlStatement::Delete(delete) => Modification::delete(delete, &table.def).map(Some),
             _ => Ok(None),
         }
+    }
+
+    /// The stored table `name`, which a statement changes.
+    fn changed_table(&self, name: &str) -> Result<Arc<StoredTable>> {
+        self.catalog()
+            .get(name)
+            .ok_or_else(|| match self.is_user_table(name) {
+                true => Error::ObjectNotInPrerequisiteState(format!(
+                    "cannot change rows of \"{name}\": only stored tables can be changed"
+                )),
+                false => Error::UndefinedTable(name.to_string()),
+            })
     }
 
     /// Runs an UPDATE or DELETE found to need `modification` on behalf of `actor`.
@@ -371,29 +452,29 @@ impl Engine {
         let schema = Arc::new(plan.schema().as_arrow().clone());
         let found: Vec<RecordBatch> = self.execute_plan(plan.clone()).await?.try_collect().await?;
         let found = datafusion::arrow::compute::concat_batches(&schema, &found)?;
-        let (row_keys, rows) = distinct_rows(&found)?;
-        let found = take_record_batch(&found, &rows)?;
-        let count = txn.atomically(|| match modification.kind {
-            Kind::Delete => modify::delete(txn, table, row_keys),
-            Kind::Update => {
-                let columns = found
-                    .columns()
-                    .get(1..modification.returned_from)
-                    .ok_or_else(|| Error::Internal("the new rows lack columns".into()))?;
-                // as computed: the writer casts them to the table's types
-                let fields: Vec<Field> = (table.def.columns.iter().zip(columns))
-                    .map(|(column, array)| {
-                        Field::new(&column.name, array.data_type().clone(), true)
-                    })
-                    .collect();
-                let new_rows =
-                    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.to_vec())?;
-                modify::update(txn, table, row_keys, &new_rows)
+        let (count, found) = match modification.kind {
+            Kind::Insert => {
+                let new_rows = new_rows(&found, table, 0)?;
+                let store = self.catalog().store();
+                (writer::insert(store, table, &[new_rows], Some(txn))?, found)
             }
-        })?;
+            Kind::Delete | Kind::Update => {
+                let (row_keys, rows) = distinct_rows(&found)?;
+                let found = take_record_batch(&found, &rows)?;
+                let count = txn.atomically(|| match modification.kind {
+                    Kind::Update => {
+                        modify::update(txn, table, row_keys, &new_rows(&found, table, 1)?)
+                    }
+                    _ => modify::delete(txn, table, row_keys),
+                })?;
+                (count, found)
+            }
+        };
         let command = match modification.kind {
             Kind::Update => "UPDATE",
             Kind::Delete => "DELETE",
+            // pgwire puts the count after it: `INSERT 0 n`
+            Kind::Insert => "INSERT 0",
         };
         let Some(schema) = modification.returning_schema(&plan) else {
             return Ok(Outcome::Done(CommandTag::counted(command, count)));
@@ -429,6 +510,22 @@ impl Engine {
         }
         Ok(Outcome::done("TRUNCATE TABLE"))
     }
+}
+
+/// The new values of every column of `table`, from column `from` of `found`, as computed:
+/// the writer casts them to the table's types.
+fn new_rows(found: &RecordBatch, table: &StoredTable, from: usize) -> Result<RecordBatch> {
+    let columns = found
+        .columns()
+        .get(from..from + table.def.columns.len())
+        .ok_or_else(|| Error::Internal("the new rows lack columns".into()))?;
+    let fields: Vec<Field> = (table.def.columns.iter().zip(columns))
+        .map(|(column, array)| Field::new(&column.name, array.data_type().clone(), true))
+        .collect();
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns.to_vec(),
+    )?)
 }
 
 /// The row keys (first column) of `found`, each once (an UPDATE … FROM can match a row more

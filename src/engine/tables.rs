@@ -6,24 +6,73 @@ use crate::engine::access::Access;
 use crate::engine::{CommandTag, Engine, Outcome};
 use crate::error::{Error, Result};
 use crate::roles::{Actor, Object, Users};
-use crate::schema::TableDef;
+use crate::schema::{ColumnType, TableDef};
 use crate::sql::create_table::{table_def, table_def_from_schema};
 use crate::sql::defaults::fill_defaults;
 use crate::sql::insert_values::{explain_not_null, vector_text_literals};
 use crate::sql::names;
 use crate::sql::notices::{Notice, Notices};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::catalog::SchemaProvider;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     CreateTable, CreateTableOptions, Insert, ObjectName, Statement as SqlStatement, TableObject,
 };
+use std::sync::Arc;
 
 impl Engine {
     pub(super) async fn insert(&self, insert: Insert, actor: &Actor) -> Result<Outcome> {
         let (plan, def, _) = self.plan_insert(insert.clone(), actor).await?;
         let result = self.run_plan(plan).await;
         result.map_err(|error| explain_not_null(error, &insert, def.as_ref()))
+    }
+
+    /// `batches` (every column of `def`) with each column that is not `listed` and has a
+    /// DEFAULT given it, evaluated for every row (COPY with a column list; a `nextval`
+    /// default numbers the rows). Nothing changes when `listed` is empty (every column given).
+    pub(super) async fn copy_defaults(
+        &self,
+        def: &TableDef,
+        listed: &[String],
+        mut batches: Vec<RecordBatch>,
+    ) -> Result<Vec<RecordBatch>> {
+        if listed.is_empty() {
+            return Ok(batches);
+        }
+        let defaulted: Vec<(usize, &str)> = (def.columns.iter().enumerate())
+            .filter(|(_, column)| !listed.contains(&column.name))
+            .filter_map(|(i, column)| Some((i, column.default.as_deref()?)))
+            .collect();
+        for batch in &mut batches {
+            if defaulted.is_empty() || batch.num_rows() == 0 {
+                break;
+            }
+            let mut columns = batch.columns().to_vec();
+            for &(index, default) in &defaulted {
+                let value = match def.columns[index].column_type {
+                    ColumnType::Vector(_) => format!("({default})"),
+                    other => format!("CAST(({default}) AS {})", other.sql_name()),
+                };
+                let sql = format!(
+                    "SELECT {value} AS v FROM generate_series(1, {})",
+                    batch.num_rows()
+                );
+                let values = Box::pin(self.sql(&sql)).await?;
+                let schema = values
+                    .first()
+                    .map(|b| b.schema())
+                    .ok_or_else(|| Error::Internal("a column default without values".into()))?;
+                columns[index] = concat_batches(&schema, &values)?.column(0).clone();
+            }
+            let fields: Vec<Field> = (batch.schema().fields().iter().zip(&columns))
+                .map(|(field, column)| Field::new(field.name(), column.data_type().clone(), true))
+                .collect();
+            *batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        }
+        Ok(batches)
     }
 
     /// The plan of an INSERT: vector literals written as text are read as vectors first, and
@@ -86,10 +135,12 @@ impl Engine {
         }
         let owner = Users::owner_for(actor);
         let Some(query) = create.query.clone() else {
-            if self
-                .catalog()
-                .create(table_def(&create)?, create.if_not_exists)?
-            {
+            let def = table_def(&create)?;
+            // a UNIQUE constraint's index shares the namespace of tables
+            if let Some(index) = (def.indexes.iter()).find(|i| self.schema_has_relation(&i.name)) {
+                return Err(Error::DuplicateTable(index.name.clone()));
+            }
+            if self.catalog().create(def, create.if_not_exists)? {
                 self.users().grants().created(Object::table(&name), owner)?;
             } else {
                 notices.send(Notice::with_code(

@@ -146,6 +146,7 @@ async fn define_feature_view(
             columns,
             primary_key: vec![entity],
             indexes: Vec::new(),
+            retention: None,
         },
         name: create.name,
         entity: create.entity,

@@ -207,7 +207,7 @@ async fn accept(
             ending: ending.clone(),
         };
         let tls = tls.clone();
-        tokio::spawn(async move {
+        tokio::spawn(crate::engine::session_values::within_session(async move {
             tokio::select! {
                 served = pgwire::tokio::process_socket(socket, tls, handlers) => {
                     if let Err(e) = served {
@@ -217,7 +217,7 @@ async fn accept(
                 () = ending.fired() => ending.goodbye().await,
             }
             drop(slot);
-        });
+        }));
     }
 }
 

@@ -40,10 +40,10 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::ParameterDescription;
 use pgwire::messages::extendedquery::{
-    Bind, BindComplete, Describe, Parse, ParseComplete, TARGET_TYPE_BYTE_PORTAL,
+    Bind, BindComplete, Describe, Parse, ParseComplete, Sync as PgSync, TARGET_TYPE_BYTE_PORTAL,
     TARGET_TYPE_BYTE_STATEMENT,
 };
-use pgwire::messages::response::TransactionStatus;
+use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use std::fmt::Debug;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -623,6 +623,27 @@ impl ExtendedQueryHandler for Session {
 
     fn query_parser(&self) -> Arc<Planner> {
         self.planner.clone()
+    }
+
+    /// pgwire's own Sync, with the status the connection's block has: after `ROLLBACK TO`
+    /// an aborted block is usable again ('T'), which pgwire's status cannot say.
+    async fn on_sync<C>(&self, client: &mut C, _message: PgSync) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = PreparedStatement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        client.portal_store().rm_portal(DEFAULT_NAME);
+        let status = Block::of(client).wire_status();
+        client.set_transaction_status(status);
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                status,
+            )))
+            .await?;
+        client.flush().await?;
+        Ok(())
     }
 
     /// pgwire's own Describe, except that a statement with parameters but no rows gets

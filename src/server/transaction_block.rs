@@ -84,6 +84,17 @@ impl Block {
         lock(&self.0).txn.clone()
     }
 
+    /// The status ReadyForQuery reports for this block: idle, in a block, or in an aborted
+    /// one (pgwire cannot leave the aborted state by itself, as ROLLBACK TO does).
+    pub fn wire_status(&self) -> TransactionStatus {
+        let state = lock(&self.0);
+        match (&state.txn, state.failed) {
+            (None, _) => TransactionStatus::Idle,
+            (Some(_), true) => TransactionStatus::Error,
+            (Some(_), false) => TransactionStatus::Transaction,
+        }
+    }
+
     /// A statement failed: an open block is aborted.
     pub fn failed(&self) {
         let mut state = lock(&self.0);

@@ -2,12 +2,12 @@
 
 use crate::catalog::sequences::{nextval_of, sequence_name};
 use crate::error::{Error, Result};
-use crate::schema::{ColumnDef, ColumnType, TableDef};
+use crate::schema::{ColumnDef, ColumnType, SecondaryIndex, TableDef};
 use crate::sql::names;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::sql::sqlparser::ast::{
     ColumnDef as SqlColumnDef, ColumnOption, CreateTable, DataType as SqlType, Expr,
-    TableConstraint,
+    NullsDistinctOption, TableConstraint, UniqueConstraint,
 };
 
 /// The definition a `CREATE TABLE` with a column list describes (its id is assigned later).
@@ -16,10 +16,14 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
     let name = names::table_name(&create.name)?;
     let mut columns = Vec::with_capacity(create.columns.len());
     let mut primary_key: Option<Vec<String>> = None;
+    let mut unique: Vec<(Option<String>, Vec<String>)> = Vec::new();
     for column in &create.columns {
         let (mut def, is_key, identity) = column_def(column)?;
         if is_key {
             set_primary_key(&mut primary_key, vec![def.name.clone()])?;
+        }
+        for constraint in unique_options(column)? {
+            unique.push((constraint, vec![def.name.clone()]));
         }
         if identity {
             def.default = Some(nextval_of(&sequence_name(&name, &def.name)));
@@ -41,14 +45,93 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
                     .collect::<Result<Vec<_>>>()?;
                 set_primary_key(&mut primary_key, key_columns)?;
             }
+            TableConstraint::Unique(constraint) => {
+                unique.push((
+                    constraint.name.as_ref().map(names::ident),
+                    unique_columns(constraint)?,
+                ));
+            }
             other => {
                 return Err(Error::FeatureNotSupported(format!(
-                    "constraint {other} is not supported; only PRIMARY KEY is"
+                    "constraint {other} is not supported; only PRIMARY KEY and UNIQUE are"
                 )));
             }
         }
     }
-    build(name, columns, primary_key.unwrap_or_default())
+    let mut def = build(name, columns, primary_key.unwrap_or_default())?;
+    for (id, (constraint, columns)) in unique.into_iter().enumerate() {
+        let index = constraint.unwrap_or_else(|| unique_index_name(&def.name, &columns));
+        if def.indexes.iter().any(|i| i.name == index) {
+            return Err(Error::DuplicateTable(index));
+        }
+        let positions = (columns.iter())
+            .map(|c| {
+                (def.columns.iter().position(|d| &d.name == c))
+                    .ok_or_else(|| Error::UndefinedColumn(c.clone()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if positions
+            .iter()
+            .any(|&p| matches!(def.columns[p].column_type, ColumnType::Vector(_)))
+        {
+            return Err(Error::FeatureNotSupported(
+                "UNIQUE over a vector column".into(),
+            ));
+        }
+        def.indexes.push(SecondaryIndex {
+            name: index,
+            id: id as u32,
+            columns: positions,
+            unique: true,
+        });
+    }
+    Ok(def)
+}
+
+/// The name PostgreSQL gives the index of a `UNIQUE` constraint without a name:
+/// `table_col1_col2_key`.
+pub fn unique_index_name(table: &str, columns: &[String]) -> String {
+    format!("{table}_{}_key", columns.join("_"))
+}
+
+/// The columns of a table constraint `UNIQUE (a, b)`.
+pub fn unique_columns(constraint: &UniqueConstraint) -> Result<Vec<String>> {
+    check_nulls_distinct(constraint)?;
+    (constraint.columns.iter())
+        .map(|c| match &c.column.expr {
+            Expr::Identifier(ident) => Ok(names::ident(ident)),
+            other => Err(Error::FeatureNotSupported(format!(
+                "UNIQUE on expression {other} is not supported"
+            ))),
+        })
+        .collect()
+}
+
+/// The `UNIQUE` options of a column (with the constraint's name, if it has one).
+pub fn unique_options(column: &SqlColumnDef) -> Result<Vec<Option<String>>> {
+    let mut found = Vec::new();
+    for option in &column.options {
+        if let ColumnOption::Unique(constraint) = &option.option {
+            check_nulls_distinct(constraint)?;
+            found.push(
+                option
+                    .name
+                    .as_ref()
+                    .or(constraint.name.as_ref())
+                    .map(names::ident),
+            );
+        }
+    }
+    Ok(found)
+}
+
+fn check_nulls_distinct(constraint: &UniqueConstraint) -> Result<()> {
+    match constraint.nulls_distinct {
+        NullsDistinctOption::NotDistinct => Err(Error::FeatureNotSupported(
+            "UNIQUE NULLS NOT DISTINCT is not supported (NULLs never clash)".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The definition of a table created from a query result (`CREATE TABLE … AS SELECT`).
@@ -114,6 +197,8 @@ pub fn column_def(column: &SqlColumnDef) -> Result<(ColumnDef, bool, bool)> {
             ColumnOption::NotNull => nullable = false,
             ColumnOption::PrimaryKey(_) => is_key = true,
             ColumnOption::Default(expr) => default = Some(expr.to_string()),
+            // the table's definition turns it into a unique index (`unique_options`)
+            ColumnOption::Unique(_) => {}
             ColumnOption::Generated {
                 generation_expr: None,
                 ..
@@ -201,5 +286,6 @@ fn build(name: String, mut columns: Vec<ColumnDef>, key_names: Vec<String>) -> R
         columns,
         primary_key,
         indexes: Vec::new(),
+        retention: None,
     })
 }

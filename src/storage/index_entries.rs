@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::schema::{SecondaryIndex, TableDef};
 use crate::storage::key_codec::encode_key;
 use crate::storage::row_codec::{ColumnValues, RowDecoder};
-use crate::storage::{Store, Transaction, keys};
+use crate::storage::{Expiry, Store, Transaction, keys};
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::util::display::array_value_to_string;
 
@@ -110,21 +110,28 @@ pub fn stored_entries(
     }
     let full: Vec<Vec<u8>> = row_keys.iter().map(|k| keys::row(def.id, k)).collect();
     let stored = txn.multi_get(&full)?;
+    let present: Vec<(&[u8], &[u8])> = (row_keys.iter().zip(&stored))
+        .filter_map(|(key, value)| Some((key.as_slice(), value.as_deref()?)))
+        .collect();
+    entries_of_encoded(def, &present)
+}
+
+/// The entries, in every index of `def`, of the encoded rows `rows` (row key, stored row).
+pub fn entries_of_encoded(def: &TableDef, rows: &[(&[u8], &[u8])]) -> Result<Vec<Vec<u8>>> {
+    if def.indexes.is_empty() || rows.is_empty() {
+        return Ok(Vec::new());
+    }
     let projection: Vec<usize> = (0..def.columns.len()).collect();
-    let mut decoder = RowDecoder::new(def, &projection, def.input_schema(), row_keys.len());
-    let mut present = Vec::new();
-    for (row_key, value) in row_keys.iter().zip(&stored) {
-        if let Some(bytes) = value {
-            decoder.push(bytes)?;
-            present.push(row_key);
-        }
+    let mut decoder = RowDecoder::new(def, &projection, def.input_schema(), rows.len());
+    for (_, bytes) in rows {
+        decoder.push(bytes)?;
     }
     let batch = decoder.finish()?;
     let values = (batch.columns().iter().zip(&def.columns))
         .map(|(array, column)| ColumnValues::new(column.column_type, array))
         .collect::<Result<Vec<_>>>()?;
     let mut entries = Vec::new();
-    for (row, row_key) in present.into_iter().enumerate() {
+    for (row, (row_key, _)) in rows.iter().enumerate() {
         for index in &def.indexes {
             entries.push(entry(def, index, &values, row, row_key)?.key);
         }
@@ -155,6 +162,51 @@ pub fn row_keys_in(
         }
     }
     Ok(row_keys)
+}
+
+/// Hands the row keys of every entry from `from` (included) to `to` (excluded) to `visit`, in
+/// chunks of up to `chunk` keys, in index order (or its reverse), as `txn` sees them (or the
+/// latest commits), until `visit` returns false. (A transaction's reverse order is read
+/// forward first: its own writes merge only into a forward scan.)
+pub fn visit_row_keys_in_order(
+    store: &Store,
+    txn: Option<&Transaction>,
+    (from, to): (&[u8], &[u8]),
+    reverse: bool,
+    chunk: usize,
+    mut visit: impl FnMut(Vec<Vec<u8>>) -> Result<bool>,
+) -> Result<()> {
+    let chunk = chunk.max(1);
+    let mut keys = Vec::with_capacity(chunk);
+    let mut stopped = false;
+    let mut collect = |_: &[u8], value: &[u8]| {
+        keys.push(value.to_vec());
+        if keys.len() >= chunk {
+            stopped = !visit(std::mem::take(&mut keys))?;
+        }
+        Ok(!stopped)
+    };
+    match (txn, reverse) {
+        (None, false) => store.scan(from, to, crate::storage::Scan::Cached, &mut collect)?,
+        (None, true) => store.scan_reverse(from, to, &mut collect)?,
+        (Some(txn), false) => txn.scan(from, to, &mut collect)?,
+        (Some(txn), true) => {
+            let mut all = Vec::new();
+            txn.scan(from, to, |_, value| {
+                all.push(value.to_vec());
+                Ok(true)
+            })?;
+            for value in all.iter().rev() {
+                if !collect(&[], value)? {
+                    break;
+                }
+            }
+        }
+    }
+    if !stopped && !keys.is_empty() {
+        visit(keys)?;
+    }
+    Ok(())
 }
 
 /// Every entry of `index` over the rows of `def` stored now, with its row key (for CREATE
@@ -188,10 +240,28 @@ pub fn build(
     Ok(entries)
 }
 
-/// Whether a value is stored under `key` (as `txn` sees it, or in the latest commits).
-pub fn exists(store: &Store, txn: Option<&Transaction>, key: &[u8]) -> Result<bool> {
-    Ok(match txn {
-        Some(txn) => txn.get(key)?.is_some(),
-        None => store.get(key)?.is_some(),
-    })
+/// The value stored under `key`, as `txn` sees it (or in the latest commits).
+pub fn read(store: &Store, txn: Option<&Transaction>, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    match txn {
+        Some(txn) => txn.get(key),
+        None => store.get(key),
+    }
+}
+
+/// Whether the unique entry `key` of a table `def` is taken: stored, as `txn` sees it (or in the
+/// latest commits), for a row that is there and has not expired.
+pub fn unique_taken(
+    store: &Store,
+    txn: Option<&Transaction>,
+    def: &TableDef,
+    key: &[u8],
+) -> Result<bool> {
+    let Some(row_key) = read(store, txn, key)? else {
+        return Ok(false);
+    };
+    let Some(expiry) = Expiry::now(def) else {
+        return Ok(true);
+    };
+    let row = read(store, txn, &keys::row(def.id, &row_key))?;
+    Ok(Expiry::live(Some(&expiry), row.as_deref()))
 }

@@ -204,6 +204,15 @@ pub fn parse_row_id(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes))
 }
 
+/// The table id of a row's full key; `None` for keys that are not rows.
+pub fn parse_row_table(key: &[u8]) -> Option<u64> {
+    if key.first() != Some(&DATA) {
+        return None;
+    }
+    let bytes: [u8; 8] = key.get(1..9)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
 /// The first key after every key that starts with `prefix` (all 0xFF bytes: no end).
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();

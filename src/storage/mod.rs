@@ -9,6 +9,7 @@ mod key_codec;
 pub mod keys;
 pub mod modify;
 pub mod reader;
+pub mod retention;
 pub mod rewrite;
 mod row_codec;
 mod store;
@@ -19,6 +20,7 @@ mod write_set;
 pub mod writer;
 
 pub use key_codec::encode_key;
+pub use retention::{Expiry, Retentions};
 pub use row_codec::{ColumnValues, RowDecoder, encode_row};
 pub use store::{
     FORMAT_VERSION, MARKER_FILE, RowKeys, RowsChanged, Scan, Store, TableChange, WrittenBatch,

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::storage::index_entries;
 use crate::storage::row_codec::{ColumnValues, encode_row};
 use crate::storage::writer::{check_not_null, conform, duplicate, entries_of_row, primary_keys};
-use crate::storage::{Change, RowKeys, StoredTable, Transaction, WrittenBatch, keys};
+use crate::storage::{Change, Expiry, RowKeys, StoredTable, Transaction, WrittenBatch, keys};
 use datafusion::arrow::array::RecordBatch;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -56,8 +56,18 @@ pub fn update(
                 .map(|&row| keys::row(def.id, &keys[row]))
                 .collect::<Vec<_>>(),
         )?;
-        if let Some(at) = taken.iter().position(Option::is_some) {
+        let expiry = Expiry::now(def);
+        if let Some(at) =
+            (taken.iter()).position(|row| Expiry::live(expiry.as_ref(), row.as_deref()))
+        {
             return Err(duplicate(def, &columns, moving[at], 0));
+        }
+        // expired rows there are replaced, their index entries removed
+        let expired: Vec<(&[u8], &[u8])> = (moving.iter().zip(&taken))
+            .filter_map(|(&row, stored)| Some((keys[row].as_slice(), stored.as_deref()?)))
+            .collect();
+        for stale in index_entries::entries_of_encoded(def, &expired)? {
+            txn.delete(stale);
         }
         keys
     } else {
@@ -84,7 +94,8 @@ pub fn update(
             .zip(entries_of_row(def, &values, row, key)?)
         {
             if entry.exclusive
-                && (!seen_entries.insert(entry.key.clone()) || txn.get(&entry.key)?.is_some())
+                && (!seen_entries.insert(entry.key.clone())
+                    || index_entries::unique_taken(txn.store(), Some(txn), def, &entry.key)?)
             {
                 return Err(Error::UniqueViolation {
                     constraint: index.name.clone(),

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::schema::TableDef;
 use crate::storage::row_codec::RowDecoder;
-use crate::storage::{Store, Transaction, keys};
+use crate::storage::{Expiry, Store, Transaction, keys};
 use datafusion::arrow::array::{AsArray, BinaryArray, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use rocksdb::ReadOptions;
@@ -45,7 +45,9 @@ pub fn scan(
         if remaining == 0 {
             return Ok(false);
         }
-        batches.push(key, value)?;
+        if !batches.push(key, value)? {
+            return Ok(true);
+        }
         remaining -= 1;
         if batches.len() >= batch_size && !emit(batches.finish()?) {
             stopped = true;
@@ -119,12 +121,14 @@ pub fn scan_with_keys(
     failed.map_or(Ok(()), Err)
 }
 
-/// Decoded rows waiting to be emitted, with their keys when the shape asks for them.
+/// Decoded rows waiting to be emitted, with their keys when the shape asks for them; expired
+/// rows are left out.
 struct Batches<'a> {
     decoder: RowDecoder,
     shape: &'a ReadShape<'a>,
     prefix_len: usize,
     keys: Vec<Vec<u8>>,
+    expiry: Option<Expiry>,
 }
 
 impl<'a> Batches<'a> {
@@ -142,16 +146,21 @@ impl<'a> Batches<'a> {
             shape,
             prefix_len: keys::table_prefix(shape.table.id).len(),
             keys: Vec::new(),
+            expiry: Expiry::now(shape.table),
         }
     }
 
-    fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+    /// Adds a row unless it has expired; whether it was added.
+    fn push(&mut self, key: &[u8], value: &[u8]) -> Result<bool> {
+        if self.expiry.as_ref().is_some_and(|e| e.expired(value)) {
+            return Ok(false);
+        }
         self.decoder.push(value)?;
         if self.shape.row_keys_at.is_some() {
             self.keys
                 .push(key.get(self.prefix_len..).unwrap_or_default().to_vec());
         }
-        Ok(())
+        Ok(true)
     }
 
     fn len(&self) -> usize {
@@ -179,8 +188,8 @@ impl<'a> Batches<'a> {
     }
 }
 
-/// Reads the rows of a table without primary key whose row id is at least `first`, in row-id
-/// order and from one consistent snapshot, handing each batch of all columns (nullable, as
+/// Reads the (live) rows of a table without primary key whose row id is at least `first`, in
+/// row-id order and from one consistent snapshot, handing each batch of all columns (nullable, as
 /// [`TableDef::input_schema`]) with its rows' ids to `emit`.
 pub fn scan_from_row_id(
     store: &Store,
@@ -198,10 +207,15 @@ pub fn scan_from_row_id(
     let projection: Vec<usize> = (0..table.columns.len()).collect();
     let mut decoder = RowDecoder::new(table, &projection, table.input_schema(), BATCH);
     let mut ids = Vec::with_capacity(BATCH);
+    let expiry = Expiry::now(table);
     while let Some((key, value)) = iter.key().zip(iter.value()) {
         let Some(id) = keys::parse_row_id(key) else {
             break;
         };
+        if expiry.as_ref().is_some_and(|e| e.expired(value)) {
+            iter.next();
+            continue;
+        }
         decoder.push(value)?;
         ids.push(id);
         if decoder.len() >= BATCH {
@@ -216,7 +230,7 @@ pub fn scan_from_row_id(
     Ok(())
 }
 
-/// Reads the rows with the given row keys (absent keys are skipped) as one batch.
+/// Reads the rows with the given row keys (absent and expired ones are skipped) as one batch.
 pub fn lookup(store: &Store, shape: &ReadShape, row_keys: &[Vec<u8>]) -> Result<RecordBatch> {
     let mut batches = Batches::new(shape, row_keys.len());
     let full_keys: Vec<Vec<u8>> = row_keys

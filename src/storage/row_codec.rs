@@ -246,6 +246,37 @@ impl RowDecoder {
     }
 }
 
+/// The time in column `column` of the encoded row `bytes` of a table whose columns have `types`,
+/// in microseconds since the epoch (a DATE is its midnight); `None` when it is NULL or not a
+/// time. Reads no further than that column.
+pub fn time_micros(types: &[ColumnType], bytes: &[u8], column: usize) -> Result<Option<i64>> {
+    let bitmap_len = types.len().div_ceil(8);
+    let null = bytes
+        .get(column / 8)
+        .ok_or_else(|| Error::Corrupt("row shorter than its null bitmap".into()))?
+        & (1 << (column % 8))
+        != 0;
+    if null || column >= types.len() {
+        return Ok(None);
+    }
+    let mut cursor = Cursor {
+        bytes,
+        pos: bitmap_len,
+    };
+    for (i, column_type) in types.iter().enumerate().take(column) {
+        if bytes[i / 8] & (1 << (i % 8)) == 0 {
+            cursor.skip(*column_type)?;
+        }
+    }
+    Ok(match types[column] {
+        ColumnType::Timestamp => Some(i64::from_le_bytes(cursor.array()?)),
+        ColumnType::Date => Some(i64::from(i32::from_le_bytes(cursor.array()?)) * MICROS_PER_DAY),
+        _ => None,
+    })
+}
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
 struct Cursor<'a> {
     bytes: &'a [u8],
     pos: usize,
@@ -434,6 +465,7 @@ mod tests {
             ],
             primary_key: vec![],
             indexes: Vec::new(),
+            retention: None,
         }
     }
 
@@ -526,6 +558,7 @@ mod tests {
                 .collect(),
             primary_key: vec![],
             indexes: Vec::new(),
+            retention: None,
         };
         let all: Vec<usize> = (0..types.len()).collect();
         let mut state = 0x9E37_79B9_7F4A_7C15;

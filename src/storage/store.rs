@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::schema::TableDef;
 use crate::storage::keys;
+use crate::storage::retention::Retentions;
 use crate::storage::transaction::CommitLog;
 use crate::storage::write_set::WriteSet;
 use datafusion::arrow::array::ArrayRef;
@@ -76,6 +77,7 @@ pub struct Store {
     dir: PathBuf,
     observers: RwLock<Vec<RowsChanged>>,
     commits: Mutex<CommitLog>,
+    retentions: Retentions,
 }
 
 /// Free bytes the data directory's file system needs before writes are tried again after
@@ -92,12 +94,14 @@ impl Store {
     /// Opens the data directory `dir`, creating it when it does not exist or is empty.
     pub fn open(dir: &Path) -> Result<Store> {
         prepare_directory(dir)?;
+        let retentions = Retentions::default();
         Ok(Store {
-            db: RwLock::new(Arc::new(open_db(dir)?)),
+            db: RwLock::new(Arc::new(open_db(dir, &retentions)?)),
             disk_full: AtomicBool::new(false),
             dir: dir.to_path_buf(),
             observers: RwLock::new(Vec::new()),
             commits: Mutex::new(CommitLog::default()),
+            retentions,
         })
     }
 
@@ -144,6 +148,28 @@ impl Store {
                 return Ok(());
             }
             iter.next();
+        }
+        Ok(iter.status()?)
+    }
+
+    /// Like [`Store::scan`], from the last key before `to` back to `from`.
+    pub fn scan_reverse(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let mut options = ReadOptions::default();
+        options.set_iterate_lower_bound(from.to_vec());
+        options.set_iterate_upper_bound(to.to_vec());
+        let db = self.db();
+        let mut iter = db.raw_iterator_opt(options);
+        iter.seek_to_last();
+        while let Some((key, value)) = iter.key().zip(iter.value()) {
+            if !visit(key, value)? {
+                return Ok(());
+            }
+            iter.prev();
         }
         Ok(iter.status()?)
     }
@@ -233,7 +259,7 @@ impl Store {
         // Close the old handle before opening the directory again (RocksDB locks it).
         let placeholder = Arc::new(open_read_only(&self.dir)?);
         drop(std::mem::replace(&mut *slot, placeholder));
-        match open_db(&self.dir) {
+        match open_db(&self.dir, &self.retentions) {
             Ok(db) => {
                 *slot = Arc::new(db);
                 self.disk_full.store(false, Ordering::Release);
@@ -242,6 +268,17 @@ impl Store {
             }
             Err(e) => Err(still_full(&format!("the data directory opens again ({e})"))),
         }
+    }
+
+    /// The retention rules the compaction filter drops expired rows by.
+    pub fn retentions(&self) -> &Retentions {
+        &self.retentions
+    }
+
+    /// Compacts the keys from `from` to `to` down to the last level now, so that the
+    /// compaction filter sees every entry there (VACUUM).
+    pub fn compact(&self, from: &[u8], to: &[u8]) {
+        self.db().compact_range(Some(from), Some(to));
     }
 
     /// Calls `observer` after every durable change of table rows from now on.
@@ -352,8 +389,10 @@ fn options() -> Options {
     options
 }
 
-fn open_db(dir: &Path) -> Result<DB> {
-    DB::open(&options(), dir.join(ROCKSDB_DIR)).map_err(|e| open_error(dir, e))
+fn open_db(dir: &Path, retentions: &Retentions) -> Result<DB> {
+    let mut options = options();
+    options.set_compaction_filter("tastedb_retention", retentions.compaction_filter());
+    DB::open(&options, dir.join(ROCKSDB_DIR)).map_err(|e| open_error(dir, e))
 }
 
 /// A read-only handle, which serves reads while the writable one is reopened.

@@ -177,6 +177,11 @@ impl Transaction {
         }
     }
 
+    /// The store it reads and commits to.
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The value of `key` as this transaction sees it.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if let Some(value) = self.lock().writes.get(key) {

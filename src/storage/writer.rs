@@ -7,7 +7,8 @@ use crate::storage::key_codec::encode_key;
 use crate::storage::row_codec::{ColumnValues, encode_row};
 use crate::storage::vector_values::conform_vectors;
 use crate::storage::{
-    Change, RowKeys, Store, StoredTable, TableChange, Transaction, WriteSet, WrittenBatch, keys,
+    Change, Expiry, RowKeys, Store, StoredTable, TableChange, Transaction, WriteSet, WrittenBatch,
+    keys,
 };
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
@@ -78,7 +79,12 @@ fn insert_rows(
             .collect::<Result<Vec<_>>>()?;
         let row_keys = if def.has_primary_key() {
             let keys = primary_keys(def, &columns, rows_before, &mut seen_keys)?;
-            check_absent(store, txn, def, &columns, &keys, rows_before)?;
+            for stale in check_absent(store, txn, def, &columns, &keys, rows_before)? {
+                match txn {
+                    Some(txn) => txn.delete(stale),
+                    None => write.delete(&stale),
+                }
+            }
             RowKeys::Keys(keys)
         } else {
             let count = batch.num_rows() as u64;
@@ -121,7 +127,7 @@ fn insert_rows(
             {
                 if entry.exclusive
                     && (!seen_entries.insert(entry.key.clone())
-                        || index_entries::exists(store, txn, &entry.key)?)
+                        || index_entries::unique_taken(store, txn, def, &entry.key)?)
                 {
                     return Err(Error::UniqueViolation {
                         constraint: index.name.clone(),
@@ -279,7 +285,8 @@ pub(super) fn primary_keys(
     Ok(row_keys)
 }
 
-/// Checks that no row is stored (or written by `txn`) under any of `row_keys`.
+/// Checks that no live row is stored (or written by `txn`) under any of `row_keys`; an
+/// expired row there is replaced: the keys of its index entries, to remove, are returned.
 fn check_absent(
     store: &Store,
     txn: Option<&Transaction>,
@@ -287,16 +294,21 @@ fn check_absent(
     columns: &[ArrayRef],
     row_keys: &[Vec<u8>],
     rows_before: u64,
-) -> Result<()> {
+) -> Result<Vec<Vec<u8>>> {
     let full: Vec<Vec<u8>> = row_keys.iter().map(|k| keys::row(def.id, k)).collect();
     let stored = match txn {
         Some(txn) => txn.multi_get(&full)?,
         None => store.multi_get(&full)?,
     };
-    match stored.iter().position(Option::is_some) {
-        Some(row) => Err(duplicate(def, columns, row, rows_before)),
-        None => Ok(()),
+    let expiry = Expiry::now(def);
+    if let Some(row) = (stored.iter()).position(|row| Expiry::live(expiry.as_ref(), row.as_deref()))
+    {
+        return Err(duplicate(def, columns, row, rows_before));
     }
+    let expired: Vec<(&[u8], &[u8])> = (row_keys.iter().zip(&stored))
+        .filter_map(|(key, row)| Some((key.as_slice(), row.as_deref()?)))
+        .collect();
+    index_entries::entries_of_encoded(def, &expired)
 }
 
 pub(super) fn duplicate(

@@ -642,13 +642,15 @@ fn scan_rows(
         }
         Ok::<_, Error>(())
     };
+    let expiry = crate::storage::Expiry::now(table);
     store.scan(
         &prefix,
         &keys::table_end(table.id),
         Scan::Bulk,
         |key, value| {
             let row_key = key.get(prefix.len()..).unwrap_or_default().to_vec();
-            if !skip.contains(&row_key) {
+            let expired = expiry.as_ref().is_some_and(|e| e.expired(value));
+            if !skip.contains(&row_key) && !expired {
                 decoder.push(value)?;
                 batch_keys.push(row_key);
             }

@@ -74,8 +74,11 @@ impl Nearest {
             .catalog
             .store()
             .multi_get(hits.iter().map(|(key, _)| keys::row(def.id, key)))?;
+        let expiry = crate::storage::Expiry::now(def);
         for bytes in stored.into_iter().flatten() {
-            decoder.push(&bytes)?;
+            if expiry.as_ref().is_none_or(|e| !e.expired(&bytes)) {
+                decoder.push(&bytes)?;
+            }
         }
         let rows = decoder.finish()?;
         // The graph's distances come from transformed vectors; the reported ones are exact,

@@ -113,6 +113,14 @@ def psycopg_paths():
                     raise RuntimeError("roll back to the savepoint")
             except RuntimeError:
                 pass
+            # a failed statement aborts the block until ROLLBACK TO its savepoint
+            conn.execute("SAVEPOINT before_error")
+            fails_with("error in a block", errors.UndefinedTable, lambda: conn.execute("SELECT * FROM no_such_table"))
+            check("aborted block", conn.info.transaction_status, psycopg.pq.TransactionStatus.INERROR)
+            # (extended protocol: over the simple one TasteDB still reports the block aborted)
+            conn.execute("ROLLBACK TO SAVEPOINT before_error", prepare=True)
+            check("after ROLLBACK TO", conn.info.transaction_status, psycopg.pq.TransactionStatus.INTRANS)
+            check("block goes on", conn.execute("SELECT 2").fetchone(), (2,))
         # named (server-side) cursors: DECLARE, FETCH FORWARD n, CLOSE
         with conn.cursor(name="stack_cursor") as cursor:
             cursor.execute("SELECT x FROM generate_series(1, 5) AS s(x) ORDER BY x")
@@ -238,6 +246,11 @@ def orm_session():
         title: Mapped[str] = mapped_column(sa.Text)
         stock: Mapped[int] = mapped_column(sa.BigInteger, default=0)
 
+    class Note(Base):
+        __tablename__ = "stack_orm_notes"
+        id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+        title: Mapped[str] = mapped_column(sa.Text, unique=True)
+
     engine = sa.create_engine(url())
     Base.metadata.drop_all(engine)
     Base.metadata.create_all(engine)
@@ -256,6 +269,17 @@ def orm_session():
     with Session(engine) as session:
         rows = [(i.id, i.title, i.stock) for i in session.scalars(sa.select(Item).order_by(Item.id))]
     check("ORM session add, update, delete, rollback", rows, [(1, "Alpha", 3), (2, "Beta", 5)])
+    # keys the server makes (BIGSERIAL) come back through INSERT … RETURNING, in order
+    with Session(engine) as session:
+        notes = [Note(title=t) for t in ("n1", "n2", "n3")]
+        session.add_all(notes)
+        session.add(Note(title="n4"))
+        session.commit()
+        made = [(n.id, n.title) for n in notes]
+    check("ORM keys made by the server", made, [(1, "n1"), (2, "n2"), (3, "n3")])
+    with Session(engine) as session:
+        session.add(Note(title="n1"))
+        fails_with("UNIQUE constraint from the model", sa.exc.IntegrityError, session.commit)
     Base.metadata.drop_all(engine)
 
 

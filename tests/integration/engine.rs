@@ -97,6 +97,8 @@ async fn secondary_indexes_survive_reopening_and_explain_shows_their_scans() {
     .await;
     assert_eq!(found.len(), 51);
     assert_eq!((found[0], found[50]), (7, 5001));
+    let last = ids(&engine, "SELECT id FROM ev ORDER BY id DESC LIMIT 3").await;
+    assert_eq!(last, [5001, 5000, 4999]);
     let duplicate = engine
         .sql("INSERT INTO ev VALUES (7, 'x')")
         .await
@@ -116,6 +118,19 @@ async fn secondary_indexes_survive_reopening_and_explain_shows_their_scans() {
             "index_scan=ev_user, ranges=2",
         ),
         ("SELECT id FROM ev WHERE id + 1 = 5", "full_scan"),
+        (
+            "SELECT id, user_id FROM ev ORDER BY user_id LIMIT 3",
+            "index_order=ev_user, limit=3",
+        ),
+        (
+            "SELECT id FROM ev ORDER BY id DESC LIMIT 5",
+            "index_order=ev_id desc, limit=5",
+        ),
+        // NULLs first in ascending order is not the index's order
+        (
+            "SELECT id FROM ev ORDER BY id NULLS FIRST LIMIT 5",
+            "full_scan",
+        ),
     ] {
         let plan = engine.sql(&format!("EXPLAIN {query}")).await.unwrap();
         let text = pretty_format_batches(&plan).unwrap().to_string();

@@ -308,6 +308,42 @@ async fn transactions_and_settings_work_for_drivers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn currval_belongs_to_the_connection_that_drew_the_value() {
+    let server = start(8).await;
+    let (first, second) = (connect(server.addr).await, connect(server.addr).await);
+    first
+        .batch_execute("CREATE TABLE notes (id BIGSERIAL PRIMARY KEY, body TEXT)")
+        .await
+        .unwrap();
+    // a prepared INSERT … RETURNING draws the key in the connection that runs it
+    let made: i64 = first
+        .query_one("INSERT INTO notes (body) VALUES ($1) RETURNING id", &[&"a"])
+        .await
+        .unwrap()
+        .get(0);
+    let made_too: i64 = second
+        .query_one("INSERT INTO notes (body) VALUES ($1) RETURNING id", &[&"b"])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!((made, made_too), (1, 2));
+    for (client, expected) in [(&first, 1i64), (&second, 2)] {
+        let current: i64 = client
+            .query_one("SELECT currval('notes_id_seq')", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(current, expected);
+    }
+    let third = connect(server.addr).await;
+    let error = third.query("SELECT lastval()", &[]).await.unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(&SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_clients_mixing_inserts_and_selects_lose_nothing() {
     let server = start(32).await;
     let setup = connect(server.addr).await;

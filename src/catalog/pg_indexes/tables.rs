@@ -57,6 +57,22 @@ fn access_method_oid(method: &str) -> i32 {
     }
 }
 
+/// A stored table's storage parameters as `pg_class.reloptions` lists them: its retention.
+fn table_options(catalog: &Catalog, name: &str) -> Vec<String> {
+    let Some(table) = catalog.get(name) else {
+        return Vec::new();
+    };
+    let def = &table.def;
+    let Some(retention) = &def.retention else {
+        return Vec::new();
+    };
+    let mut options = vec![format!("ttl={}", retention.ttl)];
+    if let Some(column) = def.columns.get(retention.column) {
+        options.push(format!("ttl_column={}", column.name));
+    }
+    options
+}
+
 /// datafusion-pg-catalog's `pg_class` columns (`classes`) and `reloptions`.
 pub fn pg_class_schema(classes: &SchemaRef) -> SchemaRef {
     let mut fields: Vec<Field> = classes
@@ -69,7 +85,7 @@ pub fn pg_class_schema(classes: &SchemaRef) -> SchemaRef {
 }
 
 /// datafusion-pg-catalog's `pg_class` with a row per index, `relhasindex` set on the tables
-/// that have one, and `reloptions` (the indexes' `WITH` parameters).
+/// that have one, and `reloptions` (the indexes' `WITH` parameters, the tables' retention).
 pub fn pg_class(classes: &RecordBatch, indexed: &Indexed) -> Result<RecordBatch> {
     let schema = classes.schema();
     let indexes = indexed.indexes;
@@ -99,17 +115,17 @@ pub fn pg_class(classes: &RecordBatch, indexed: &Indexed) -> Result<RecordBatch>
     let tables = classes.num_rows();
     let row_index =
         |row: usize, tables: usize| row.checked_sub(tables).and_then(|i| indexes.get(i));
+    let names = strings(&all, "relname")?;
     let reloptions = (0..all.num_rows()).map(|row| {
-        let index = row_index(row, tables);
-        match index {
-            Some(index) if !index.options.is_empty() => text_array(
-                index
-                    .options
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect(),
-            ),
-            _ => ScalarValue::try_from(&text_list_type()).unwrap_or(ScalarValue::Null),
+        let options: Vec<String> = match row_index(row, tables) {
+            Some(index) => (index.options.iter())
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+            None => table_options(indexed.catalog, names.value(row)),
+        };
+        match options.is_empty() {
+            false => text_array(options),
+            true => ScalarValue::try_from(&text_list_type()).unwrap_or(ScalarValue::Null),
         }
     });
     let reloptions = scalars_to_array(reloptions.collect(), &text_list_type())?;

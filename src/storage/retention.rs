@@ -1,0 +1,194 @@
+//! Row expiry under a table's retention (`TableDef::retention`): readers skip expired rows
+//! ([`Expiry`]), and RocksDB's compaction filter drops them from disk ([`Retentions`]), so no
+//! scan ever deletes them. A row whose time is NULL never expires.
+
+use crate::schema::{ColumnType, TableDef};
+use crate::storage::keys;
+use crate::storage::row_codec::time_micros;
+use rocksdb::compaction_filter::Decision;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Whether rows of one table have expired, judged at one moment.
+#[derive(Debug, Clone)]
+pub struct Expiry {
+    types: Vec<ColumnType>,
+    column: usize,
+    /// Rows whose time is before this (µs since the epoch) have expired.
+    cutoff: i64,
+}
+
+impl Expiry {
+    /// The test for the rows of `def` now; `None` when the table keeps its rows forever.
+    pub fn now(def: &TableDef) -> Option<Expiry> {
+        let retention = def.retention.as_ref()?;
+        Some(Expiry {
+            types: def.columns.iter().map(|c| c.column_type).collect(),
+            column: retention.column,
+            cutoff: now_micros().saturating_sub(retention.ttl_micros),
+        })
+    }
+
+    /// Whether the encoded row `row` has expired. A row whose time cannot be read counts as
+    /// live: the decoder reports the damage when the row is read.
+    pub fn expired(&self, row: &[u8]) -> bool {
+        matches!(time_micros(&self.types, row, self.column), Ok(Some(t)) if t < self.cutoff)
+    }
+
+    /// Whether `row`, if there is one, is there and live.
+    pub fn live(expiry: Option<&Expiry>, row: Option<&[u8]>) -> bool {
+        match (expiry, row) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(expiry), Some(row)) => !expiry.expired(row),
+        }
+    }
+}
+
+/// The retention of every table that has one, by table id: what the compaction filter, which
+/// runs on RocksDB's background threads, judges rows by. The catalog keeps it in step with the
+/// table definitions.
+#[derive(Debug, Clone, Default)]
+pub struct Retentions(Arc<RwLock<HashMap<u64, Rule>>>);
+
+#[derive(Debug, Clone)]
+struct Rule {
+    types: Vec<ColumnType>,
+    column: usize,
+    ttl_micros: i64,
+}
+
+impl Retentions {
+    /// Records `def`'s retention (or that it has none).
+    pub fn set(&self, def: &TableDef) {
+        let mut rules = self.0.write().unwrap_or_else(|p| p.into_inner());
+        match &def.retention {
+            Some(retention) => {
+                rules.insert(
+                    def.id,
+                    Rule {
+                        types: def.columns.iter().map(|c| c.column_type).collect(),
+                        column: retention.column,
+                        ttl_micros: retention.ttl_micros,
+                    },
+                );
+            }
+            None => {
+                rules.remove(&def.id);
+            }
+        }
+    }
+
+    /// Forgets the table with id `table_id` (dropped, or rewritten under a new id).
+    pub fn forget(&self, table_id: u64) {
+        (self.0.write().unwrap_or_else(|p| p.into_inner())).remove(&table_id);
+    }
+
+    /// The compaction filter's verdict on one stored entry: rows of a table with retention
+    /// whose time has passed are removed; everything else is kept.
+    fn decide(&self, key: &[u8], value: &[u8]) -> Decision {
+        let Some(table_id) = keys::parse_row_table(key) else {
+            return Decision::Keep;
+        };
+        let rules = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let Some(rule) = rules.get(&table_id) else {
+            return Decision::Keep;
+        };
+        let cutoff = now_micros().saturating_sub(rule.ttl_micros);
+        match time_micros(&rule.types, value, rule.column) {
+            Ok(Some(time)) if time < cutoff => Decision::Remove,
+            _ => Decision::Keep,
+        }
+    }
+
+    /// The compaction filter RocksDB runs with these rules.
+    pub(super) fn compaction_filter(
+        &self,
+    ) -> impl FnMut(u32, &[u8], &[u8]) -> Decision + Send + use<> {
+        let rules = self.clone();
+        move |_level, key, value| rules.decide(key, value)
+    }
+}
+
+fn now_micros() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{ColumnDef, Retention};
+    use crate::storage::{ColumnValues, encode_row};
+    use datafusion::arrow::array::{ArrayRef, Int64Array, TimestampMicrosecondArray};
+
+    fn table() -> TableDef {
+        let column = |name: &str, column_type| ColumnDef {
+            name: name.into(),
+            column_type,
+            nullable: true,
+            default: None,
+        };
+        TableDef {
+            id: 7,
+            name: "events".into(),
+            columns: vec![
+                column("n", ColumnType::BigInt),
+                column("ts", ColumnType::Timestamp),
+            ],
+            primary_key: vec![],
+            indexes: Vec::new(),
+            retention: Some(Retention {
+                column: 1,
+                ttl_micros: 3_600_000_000,
+                ttl: "1 hour".into(),
+            }),
+        }
+    }
+
+    fn rows(times: Vec<Option<i64>>) -> Vec<Vec<u8>> {
+        let n: ArrayRef = Arc::new(Int64Array::from_iter_values(0..times.len() as i64));
+        let ts: ArrayRef = Arc::new(TimestampMicrosecondArray::from(times.clone()));
+        let values = [
+            ColumnValues::new(ColumnType::BigInt, &n).unwrap(),
+            ColumnValues::new(ColumnType::Timestamp, &ts).unwrap(),
+        ];
+        (0..times.len())
+            .map(|row| {
+                let mut out = Vec::new();
+                encode_row(&values, row, &mut out);
+                out
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_older_than_the_ttl_expire_and_null_times_never_do() {
+        let now = now_micros();
+        let rows = rows(vec![
+            Some(now - 7_200_000_000),
+            Some(now - 60_000_000),
+            None,
+        ]);
+        let expiry = Expiry::now(&table()).unwrap();
+        let verdicts: Vec<bool> = rows.iter().map(|r| expiry.expired(r)).collect();
+        assert_eq!(verdicts, [true, false, false]);
+
+        let retentions = Retentions::default();
+        retentions.set(&table());
+        let key = |row: u64| keys::row(7, &keys::row_id(row));
+        let removed =
+            |key: &[u8], row: &[u8]| matches!(retentions.decide(key, row), Decision::Remove);
+        assert!(removed(&key(0), &rows[0]));
+        assert!(!removed(&key(1), &rows[1]));
+        assert!(!removed(&key(2), &rows[2]));
+        // another table's rows, and anything that is not a row, are kept
+        assert!(!removed(&keys::row(8, &keys::row_id(0)), &rows[0]));
+        assert!(!removed(&keys::meta("x"), &rows[0]));
+        retentions.forget(7);
+        assert!(!removed(&key(0), &rows[0]));
+    }
+}
