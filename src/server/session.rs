@@ -44,6 +44,7 @@ use pgwire::messages::extendedquery::{
     TARGET_TYPE_BYTE_STATEMENT,
 };
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
+use pgwire::messages::simplequery::Query as SimpleQuery;
 use std::fmt::Debug;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -381,6 +382,27 @@ fn rows(
 
 #[async_trait]
 impl SimpleQueryHandler for Session {
+    /// pgwire's own simple query, except that a query beginning with `ROLLBACK TO` in an
+    /// aborted block starts from the in-block status: pgwire keeps the status a query began
+    /// with unless a response changes it, and none says "usable again".
+    async fn on_query<C>(&self, client: &mut C, query: SimpleQuery) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if Block::of(client).wire_status() == TransactionStatus::Error {
+            let first = engine::parse(&query.query)
+                .ok()
+                .and_then(|s| s.into_iter().next());
+            if let Some(BlockStatement::RollbackTo(_)) = first.as_ref().and_then(block_statement) {
+                client.set_transaction_status(TransactionStatus::Transaction);
+            }
+        }
+        self._on_query(client, query).await
+    }
+
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,

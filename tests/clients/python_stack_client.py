@@ -117,9 +117,13 @@ def psycopg_paths():
             conn.execute("SAVEPOINT before_error")
             fails_with("error in a block", errors.UndefinedTable, lambda: conn.execute("SELECT * FROM no_such_table"))
             check("aborted block", conn.info.transaction_status, psycopg.pq.TransactionStatus.INERROR)
-            # (extended protocol: over the simple one TasteDB still reports the block aborted)
-            conn.execute("ROLLBACK TO SAVEPOINT before_error", prepare=True)
+            conn.execute("ROLLBACK TO SAVEPOINT before_error")
             check("after ROLLBACK TO", conn.info.transaction_status, psycopg.pq.TransactionStatus.INTRANS)
+            # the same over the extended protocol
+            conn.execute("SAVEPOINT again")
+            fails_with("error in a block", errors.UndefinedTable, lambda: conn.execute("SELECT * FROM nope"))
+            conn.execute("ROLLBACK TO SAVEPOINT again", prepare=True)
+            check("after prepared ROLLBACK TO", conn.info.transaction_status, psycopg.pq.TransactionStatus.INTRANS)
             check("block goes on", conn.execute("SELECT 2").fetchone(), (2,))
         # named (server-side) cursors: DECLARE, FETCH FORWARD n, CLOSE
         with conn.cursor(name="stack_cursor") as cursor:
