@@ -1,9 +1,10 @@
 //! Sequences (`SERIAL`, `BIGSERIAL`, `GENERATED … AS IDENTITY` columns make one named
-//! `table_column_seq`; `CREATE SEQUENCE` makes one by name): `nextval('name')` hands out 1, 2,
+//! `table_column_seq`; there is no `CREATE SEQUENCE` yet): `nextval('name')` hands out 1, 2,
 //! 3, … and `setval('name', n)` makes the next one n + 1; `currval('name')` and `lastval()`
-//! answer what this session's last `nextval` (or `setval`) of it gave. As in PostgreSQL, values are never handed out twice and never rolled
-//! back (a rolled-back INSERT leaves a gap), and they are logged ahead in blocks of
-//! [`CACHE`]: after a crash numbering goes on past the block (a gap of at most `CACHE`).
+//! answer what this session's last `nextval` (or `setval`) of it gave. As in PostgreSQL,
+//! values are never handed out twice and never rolled back (a rolled-back INSERT leaves a
+//! gap), and they are logged ahead in blocks of [`CACHE`]: after a crash numbering goes on
+//! past the block (a gap of at most `CACHE`).
 
 use crate::error::{Error, Result};
 use crate::storage::{Store, WriteSet, keys};

@@ -39,17 +39,14 @@ impl Engine {
         listed: &[String],
         mut batches: Vec<RecordBatch>,
     ) -> Result<Vec<RecordBatch>> {
-        if listed.is_empty() {
-            return Ok(batches);
-        }
         let defaulted: Vec<(usize, &str)> = (def.columns.iter().enumerate())
-            .filter(|(_, column)| !listed.contains(&column.name))
+            .filter(|(_, column)| !listed.is_empty() && !listed.contains(&column.name))
             .filter_map(|(i, column)| Some((i, column.default.as_deref()?)))
             .collect();
-        for batch in &mut batches {
-            if defaulted.is_empty() || batch.num_rows() == 0 {
-                break;
-            }
+        if defaulted.is_empty() {
+            return Ok(batches);
+        }
+        for batch in batches.iter_mut().filter(|b| b.num_rows() > 0) {
             let mut columns = batch.columns().to_vec();
             for &(index, default) in &defaulted {
                 let value = match def.columns[index].column_type {
