@@ -5,7 +5,6 @@ pub mod alter;
 mod extra_schema;
 pub use extra_schema::ExtraSchema;
 pub mod pg_indexes;
-mod point_query;
 mod provider;
 mod pushdown;
 mod row_keys;
@@ -17,8 +16,8 @@ mod sink;
 pub mod system_tables;
 mod views;
 
-pub use point_query::PointQuery;
 pub use provider::{ROW_KEY_COLUMN, StoredTableProvider};
+pub use pushdown::point_keys;
 pub use row_keys::{ROW_KEYS_FUNCTION, RowKeys};
 pub use schema::TasteSchema;
 pub use views::StoredView;

@@ -86,6 +86,9 @@ impl Engine {
             }
             other => return self.run_datafusion(other, actor).await,
         };
+        if let Some(outcome) = self.run_by_shape(&sql, actor).await? {
+            return Ok(outcome);
+        }
         match *sql {
             SqlStatement::CreateTable(create) => self.create_table(create, actor, notices).await,
             SqlStatement::Drop {
@@ -230,7 +233,7 @@ impl Engine {
 
     /// The session state statements are planned in: the engine's, with the sequence
     /// functions bound to the connection's own `currval` values when it runs on one.
-    fn planning_state(&self) -> Result<SessionState> {
+    pub(crate) fn planning_state(&self) -> Result<SessionState> {
         let mut state = self.session_context().state();
         if let Some(values) = crate::engine::session_values::current_session() {
             for function in

@@ -11,6 +11,7 @@ mod command;
 pub mod depth;
 mod execute;
 mod extensions;
+mod fast_path;
 mod maintenance;
 pub mod memory;
 mod modify;
@@ -80,6 +81,7 @@ struct EngineInner {
     features: Arc<FeatureViews>,
     indexes: Arc<VectorIndexes>,
     query_arguments: Arc<QueryArguments>,
+    shapes: Arc<fast_path::Shapes>,
 }
 
 impl Drop for EngineInner {
@@ -135,8 +137,10 @@ impl Engine {
         let indexes = VectorIndexes::load(catalog.store().clone())?;
         let users = Users::load(catalog.store().clone())?;
         let role_tables = Arc::new(RoleTables::new(users.clone()));
+        let shapes = Arc::new(fast_path::Shapes::default());
         let system_tables: Vec<Arc<dyn SystemTables>> = vec![
             role_tables.clone(),
+            shapes.clone(),
             models.clone(),
             cache.clone(),
             features.clone(),
@@ -226,6 +230,7 @@ impl Engine {
                 features,
                 indexes,
                 query_arguments,
+                shapes,
             }),
         })
     }
@@ -373,6 +378,11 @@ impl Engine {
             .catalog
             .get(name)
             .ok_or_else(|| Error::UndefinedTable(name.to_string()))
+    }
+
+    /// The prepared shapes of statements written with their values.
+    fn shapes(&self) -> &fast_path::Shapes {
+        &self.inner.shapes
     }
 
     /// The stored tables.

@@ -51,6 +51,8 @@ pub struct Modification {
     returning: Option<Vec<String>>,
     /// The first of RETURNING's columns in the query's rows.
     returned_from: usize,
+    /// Whether other tables are read to find the rows (UPDATE … FROM, DELETE … USING).
+    joins_others: bool,
 }
 
 impl Modification {
@@ -118,6 +120,7 @@ impl Modification {
             query: parse_query(&sql)?,
             returning: update.returning.is_some().then_some(returned),
             returned_from: 1 + def.columns.len(),
+            joins_others: update.from.is_some(),
         })
     }
 
@@ -148,6 +151,7 @@ impl Modification {
             query: parse_query(&sql)?,
             returning: returned,
             returned_from: 1,
+            joins_others: delete.using.is_some(),
         })
     }
 
@@ -205,7 +209,23 @@ impl Modification {
             query: parse_query(&sql)?,
             returning: Some(returned),
             returned_from: def.columns.len(),
+            joins_others: false,
         })
+    }
+
+    /// The table it changes.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// True for an UPDATE or a DELETE without FROM or USING, whose rows its WHERE alone finds.
+    pub fn finds_rows_by_filter_only(&self) -> bool {
+        self.kind != Kind::Insert && !self.joins_others
+    }
+
+    /// True when it has RETURNING.
+    pub fn has_returning(&self) -> bool {
+        self.returning.is_some()
     }
 
     /// The query that finds the rows.
@@ -426,14 +446,26 @@ impl Engine {
         plan: LogicalPlan,
     ) -> Result<Outcome> {
         let table = self.stored_table(&modification.table)?;
+        self.in_statement_transaction(|txn| {
+            self.find_and_write(modification, &table, plan.clone(), txn)
+        })
+        .await
+    }
+
+    /// Runs `run` in the current transaction, or in one of its own committed at the end and
+    /// run again (up to [`RETRIES`] times) when a concurrent commit wrote the same rows.
+    pub(crate) async fn in_statement_transaction<F, Fut>(&self, run: F) -> Result<Outcome>
+    where
+        F: Fn(Arc<Transaction>) -> Fut,
+        Fut: std::future::Future<Output = Result<Outcome>>,
+    {
         if let Some(txn) = current() {
-            return self.find_and_write(modification, &table, plan, &txn).await;
+            return run(txn).await;
         }
         let mut attempt = 0;
         loop {
             let txn = self.begin();
-            let run = self.find_and_write(modification, &table, plan.clone(), &txn);
-            let outcome = within(txn.clone(), run).await?;
+            let outcome = within(txn.clone(), run(txn.clone())).await?;
             match txn.commit() {
                 Err(Error::SerializationFailure(_)) if attempt < RETRIES => attempt += 1,
                 Err(error) => return Err(error),
@@ -447,11 +479,25 @@ impl Engine {
         modification: &Modification,
         table: &Arc<StoredTable>,
         plan: LogicalPlan,
-        txn: &Arc<Transaction>,
+        txn: Arc<Transaction>,
     ) -> Result<Outcome> {
         let schema = Arc::new(plan.schema().as_arrow().clone());
         let found: Vec<RecordBatch> = self.execute_plan(plan.clone()).await?.try_collect().await?;
         let found = datafusion::arrow::compute::concat_batches(&schema, &found)?;
+        let returning = modification.returning_schema(&plan);
+        self.write_found(modification, table, found, returning, &txn)
+    }
+
+    /// Writes the rows `found` by `modification`'s query (made, for an INSERT) in `txn`, and
+    /// answers with their count or with RETURNING's rows (of schema `returning`).
+    pub(crate) fn write_found(
+        &self,
+        modification: &Modification,
+        table: &Arc<StoredTable>,
+        found: RecordBatch,
+        returning: Option<SchemaRef>,
+        txn: &Arc<Transaction>,
+    ) -> Result<Outcome> {
         let (count, found) = match modification.kind {
             Kind::Insert => {
                 let new_rows = new_rows(&found, table, 0)?;
@@ -476,7 +522,7 @@ impl Engine {
             // pgwire puts the count after it: `INSERT 0 n`
             Kind::Insert => "INSERT 0",
         };
-        let Some(schema) = modification.returning_schema(&plan) else {
+        let Some(schema) = returning else {
             return Ok(Outcome::Done(CommandTag::counted(command, count)));
         };
         let returned = found.columns()[modification.returned_from..].to_vec();

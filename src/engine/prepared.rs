@@ -3,15 +3,15 @@
 //! answered by point reads, without planning at each run. Used by the wire session's
 //! extended protocol, and by embedded callers through [`Engine::prepare`].
 
-use crate::catalog::PointQuery;
 use crate::engine::access::Access;
+use crate::engine::fast_path::FastPath;
 use crate::engine::modify::Modification;
-use crate::engine::transaction::current;
 use crate::engine::{Engine, Outcome, Statement};
 use crate::error::{Error, Result};
 use crate::models::ranking_table;
 use crate::roles::Actor;
 use crate::sql::arguments::with_parameters;
+use crate::sql::config::TasteConfig;
 use crate::sql::notices::Notices;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ParamValues;
@@ -32,8 +32,8 @@ pub struct Prepared {
     parameter_types: Vec<DataType>,
     /// The schema of its rows, when it returns rows and that is known before it runs.
     rows_schema: Option<SchemaRef>,
-    /// A lookup by primary key, answered without planning at each execution.
-    point: Option<PointQuery>,
+    /// How it runs without planning at each execution, when it can.
+    fast: Option<FastPath>,
     /// For UPDATE and DELETE: the writes the rows found by `plan` become.
     modification: Option<Modification>,
     /// What running it needs, checked against the caller at every execution.
@@ -54,6 +54,12 @@ impl Prepared {
     /// The Arrow types of its parameters `$1…$n`.
     pub fn parameter_types(&self) -> &[DataType] {
         &self.parameter_types
+    }
+
+    /// How it runs without planning at each execution (`"point read"`, `"point write"`), when
+    /// it can.
+    pub fn fast_path(&self) -> Option<&'static str> {
+        self.fast.as_ref().map(FastPath::kind)
     }
 
     /// The schema of the rows it returns: `None` when it returns none, or when they are
@@ -95,10 +101,15 @@ impl Engine {
             Some(plan) => parameter_types(plan)?,
             None => Vec::new(),
         };
-        let point = plan
-            .as_ref()
-            .filter(|_| modification.is_none())
-            .and_then(|plan| PointQuery::recognise(self.catalog(), plan));
+        let fast = plan.as_ref().and_then(|plan| {
+            FastPath::recognise(
+                self,
+                &statement,
+                plan,
+                modification.as_ref(),
+                &parameter_types,
+            )
+        });
         let rows_schema = match (&plan, &statement) {
             (Some(LogicalPlan::Dml(_)), _) => None,
             (Some(plan), _) if modification.is_some() => {
@@ -113,7 +124,7 @@ impl Engine {
             plan,
             parameter_types,
             rows_schema,
-            point,
+            fast,
             modification,
             access,
             prepared_by: actor.clone(),
@@ -151,12 +162,12 @@ impl Engine {
                 .execute_as(prepared.statement.clone(), actor, notices)
                 .await;
         };
-        self.check_access(actor, &prepared.access)?;
-        if let Some(point) = &prepared.point
-            && let Some(batch) = point.run(self.catalog(), &values, current().as_deref())?
+        if self.fast_path_enabled()
+            && let Some(outcome) = self.run_fast(prepared, &values, actor).await?
         {
-            return Outcome::batch(batch);
+            return Ok(outcome);
         }
+        self.check_access(actor, &prepared.access)?;
         let bound = plan.clone().with_param_values(values.clone())?;
         if let Some(modification) = &prepared.modification {
             return with_parameters(values, self.run_modification(modification, bound)).await;
@@ -167,6 +178,33 @@ impl Engine {
 }
 
 impl Engine {
+    /// Runs `prepared` by its fast path, on behalf of `actor`, who must hold what it needs;
+    /// `None` when it has none, or the general path must run (planned for another role or
+    /// catalog generation, or a value not of its parameter's type).
+    pub(crate) async fn run_fast(
+        &self,
+        prepared: &Prepared,
+        values: &ParamValues,
+        actor: &Actor,
+    ) -> Result<Option<Outcome>> {
+        let Some(fast) = &prepared.fast else {
+            return Ok(None);
+        };
+        if prepared.generation != self.catalog().generation() || prepared.prepared_by != *actor {
+            return Ok(None);
+        }
+        self.check_access(actor, &prepared.access)?;
+        fast.run(self, values).await
+    }
+
+    /// Whether prepared statements take their fast paths (`SET tastedb.fast_path`).
+    pub(crate) fn fast_path_enabled(&self) -> bool {
+        let state = self.session_context().state_ref();
+        let state = state.read();
+        let config = state.config_options().extensions.get::<TasteConfig>();
+        config.is_none_or(|config| config.fast_path)
+    }
+
     /// The plan, with `$n` placeholders, of a statement that can take parameters (a query,
     /// INSERT, EXPLAIN, SHOW); `None` for one that runs whole at execution.
     async fn plan_with_parameters(

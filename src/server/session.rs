@@ -160,7 +160,11 @@ impl Session {
         let block = Block::of(client);
         let txn = block.transaction();
         let result = match block.check(block_statement(&statement).as_ref()) {
-            Ok(()) => maybe_within(txn, self.run_one(client, statement, format, sql)).await,
+            // boxed: the statement's future is large, and moving it costs a copy per poll
+            Ok(()) => {
+                let run = Box::pin(self.run_one(client, statement, format, sql));
+                maybe_within(txn, run).await
+            }
             Err(e) => Err(to_pgwire(&e, sql)),
         };
         if result.is_err() {
@@ -244,7 +248,7 @@ impl Session {
             None => {
                 let actor = self.actor(client).map_err(|e| to_pgwire(&e, sql))?;
                 let (notices, received) = Notices::channel();
-                let run = self.engine.execute_as(statement, &actor, &notices);
+                let run = Box::pin(self.engine.execute_as(statement, &actor, &notices));
                 let outcome = with_notices(client, received, stop.within(run)).await?;
                 respond(
                     outcome.map_err(|e| to_pgwire(&e, sql))?,

@@ -14,6 +14,9 @@ extensions_options! {
         pub cache_ttl_seconds: u64, default = 300
         /// Cached `recommend` answers kept at most; the least recently used go first.
         pub cache_max_entries: usize, default = 100_000
+        /// Prepared statements that read or write one row by primary key (and INSERTs of one
+        /// row) run without planning at each execution; `false` plans every execution.
+        pub fast_path: bool, default = true
     }
 }
 

@@ -10,6 +10,7 @@ mod common;
 mod crash;
 mod disk_full;
 mod engine;
+mod fast_path;
 mod features;
 mod freshness;
 mod fuzz;

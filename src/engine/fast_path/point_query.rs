@@ -8,17 +8,14 @@
 //! table that changed since Parse, takes the general path.
 
 use crate::catalog::Catalog;
-use crate::catalog::pushdown::point_keys;
+use crate::engine::fast_path::key::KeyPredicate;
 use crate::error::Result;
-use crate::schema::TableDef;
 use crate::sql::names;
 use crate::storage::Transaction;
 use crate::storage::reader::{self, ReadShape};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ParamValues;
-use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use std::sync::Arc;
 
@@ -30,7 +27,7 @@ pub struct PointQuery {
     table_id: u64,
     projection: Vec<usize>,
     schema: SchemaRef,
-    predicate: Expr,
+    key: KeyPredicate,
 }
 
 impl PointQuery {
@@ -69,15 +66,16 @@ impl PointQuery {
         let types_match = columns.iter().zip(schema.fields()).all(|(&index, field)| {
             &def.columns[index].column_type.arrow_type() == field.data_type()
         });
-        if !types_match || !pins_the_key(def, &filter.predicate) {
+        if !types_match {
             return None;
         }
+        let key = KeyPredicate::recognise(def, &filter.predicate)?;
         Some(PointQuery {
             table: def.name.clone(),
             table_id: def.id,
             projection: columns,
             schema,
-            predicate: filter.predicate.clone(),
+            key,
         })
     }
 
@@ -96,25 +94,7 @@ impl PointQuery {
         if stored.def.id != self.table_id {
             return Ok(None);
         }
-        let mut exact = true;
-        let predicate = self
-            .predicate
-            .clone()
-            .transform(|expr| match expr {
-                Expr::Placeholder(placeholder) => {
-                    let value = values.get_placeholders_with_values(&placeholder.id)?.value;
-                    Ok(Transformed::yes(Expr::Literal(value, None)))
-                }
-                other => Ok(Transformed::no(other)),
-            })?
-            .data;
-        for conjunct in split_conjunction(&predicate) {
-            exact &= literal_matches_column(&stored.def, conjunct);
-        }
-        if !exact {
-            return Ok(None);
-        }
-        let Some(keys) = point_keys(&stored.def, &[predicate])? else {
+        let Some(keys) = self.key.row_keys(&stored.def, values)? else {
             return Ok(None);
         };
         let shape = ReadShape {
@@ -126,54 +106,5 @@ impl PointQuery {
             txn,
         };
         reader::lookup(catalog.store(), &shape, &keys).map(Some)
-    }
-}
-
-/// True when every conjunct of `predicate` is `key column = $n` (either way round), and every
-/// key column is pinned.
-fn pins_the_key(def: &TableDef, predicate: &Expr) -> bool {
-    let mut pinned = vec![false; def.primary_key.len()];
-    for conjunct in split_conjunction(predicate) {
-        let Some(position) = equality_with_placeholder(def, conjunct) else {
-            return false;
-        };
-        pinned[position] = true;
-    }
-    !pinned.is_empty() && pinned.iter().all(|&p| p)
-}
-
-/// The key position of `column = $n` or `$n = column`.
-fn equality_with_placeholder(def: &TableDef, expr: &Expr) -> Option<usize> {
-    let (column, other) = column_and_other(expr)?;
-    if !matches!(other, Expr::Placeholder(_)) {
-        return None;
-    }
-    let index = def.columns.iter().position(|c| c.name == column)?;
-    def.primary_key.iter().position(|&k| k == index)
-}
-
-/// True when `expr` (a bound equality) compares a column with a literal of its own type.
-fn literal_matches_column(def: &TableDef, expr: &Expr) -> bool {
-    let Some((column, Expr::Literal(value, _))) = column_and_other(expr) else {
-        return false;
-    };
-    def.columns
-        .iter()
-        .find(|c| c.name == column)
-        .is_some_and(|c| c.column_type.arrow_type() == value.data_type())
-}
-
-fn column_and_other(expr: &Expr) -> Option<(&str, &Expr)> {
-    let Expr::BinaryExpr(binary) = expr else {
-        return None;
-    };
-    if binary.op != datafusion::logical_expr::Operator::Eq {
-        return None;
-    }
-    match (binary.left.as_ref(), binary.right.as_ref()) {
-        (Expr::Column(column), other) | (other, Expr::Column(column)) => {
-            Some((column.name.as_str(), other))
-        }
-        _ => None,
     }
 }
