@@ -205,6 +205,17 @@ impl RankingTable {
         types
     }
 
+    /// True when it ranks without a filter query, so a prepared statement can ask for its
+    /// rows directly ([`RankingTable::answer`]) at each execution.
+    pub fn answers_without_planning(&self) -> bool {
+        self.filter.is_none()
+    }
+
+    /// Its rows, reading `$n` parameters from `sql::arguments::with_parameters`.
+    pub async fn answer(&self, state: &dyn Session) -> Result<RecordBatch> {
+        self.rows(state).await
+    }
+
     async fn rows(&self, state: &dyn Session) -> Result<RecordBatch> {
         let function = self.ranking.name();
         let config = state

@@ -317,3 +317,79 @@ async fn statements_written_with_values_share_one_preparation_per_shape() {
     let shapes = pretty_format_batches(&shapes).unwrap().to_string();
     assert!(shapes.contains("|           | 0          |"), "{shapes}");
 }
+
+#[tokio::test]
+async fn prepared_rankings_answer_as_the_planned_query_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine
+        .sql(
+            "CREATE TABLE events (user_id BIGINT, item_id BIGINT, weight DOUBLE);
+             INSERT INTO events SELECT u, CASE WHEN u <= 10 THEN i ELSE i + 5 END, 1.0
+             FROM generate_series(1, 20) AS users(u) CROSS JOIN generate_series(1, 5) AS items(i)
+             WHERE i <> u % 5 + 1;
+             TRAIN MODEL recs USING als FROM events WITH (factors = 4, iterations = 6, seed = 7, holdout = 0)",
+        )
+        .await
+        .unwrap();
+    let prepare = |sql: &str| {
+        let statement = engine::parse(sql).unwrap().remove(0);
+        engine.prepare(statement)
+    };
+    let recommend = prepare("SELECT item_id, score FROM recommend('recs', $1, $2) AS r")
+        .await
+        .unwrap();
+    let similar = prepare("SELECT rank, item_id FROM similar_items('recs', $1, 3)")
+        .await
+        .unwrap();
+    assert_eq!(recommend.fast_path(), Some("ranking"));
+    assert_eq!(similar.fast_path(), Some("ranking"));
+    let filtered = prepare(
+        "SELECT item_id FROM recommend('recs', $1, 3, filter => (SELECT item_id FROM events WHERE item_id > 2))",
+    )
+    .await
+    .unwrap();
+    assert_eq!(filtered.fast_path(), None);
+    let run = |prepared: &Prepared, values: Vec<ScalarValue>| {
+        let values = ParamValues::List(values.into_iter().map(Into::into).collect());
+        let notices = Notices::tracing();
+        let prepared = prepared.clone();
+        let engine = engine.clone();
+        async move { result(engine.execute_prepared(&prepared, values, &notices).await).await }
+    };
+    let planned = |sql: String| {
+        let engine = engine.clone();
+        async move {
+            let statement = engine::parse(&sql).unwrap().remove(0);
+            result(engine.execute(statement, &Notices::tracing()).await).await
+        }
+    };
+    for round in 0..2 {
+        for user in [1, 7, 15, 99] {
+            let fast = run(
+                &recommend,
+                vec![ScalarValue::Int64(Some(user)), ScalarValue::Int64(Some(4))],
+            )
+            .await;
+            let sql = format!("SELECT item_id, score FROM recommend('recs', {user}, 4) AS r");
+            assert_eq!(fast, planned(sql).await, "round {round}, user {user}");
+            assert!(fast.contains("item_id"), "{fast}");
+        }
+        let fast = run(&similar, vec![ScalarValue::Int64(Some(2))]).await;
+        let sql = "SELECT rank, item_id FROM similar_items('recs', 2, 3)".to_string();
+        assert_eq!(fast, planned(sql).await);
+        // what a user does next counts on both paths alike
+        engine
+            .sql("INSERT INTO events VALUES (1, 9, 5.0), (7, 2, 5.0)")
+            .await
+            .unwrap();
+    }
+    let error = run(
+        &recommend,
+        vec![ScalarValue::Int64(Some(1)), ScalarValue::Int64(Some(-1))],
+    )
+    .await;
+    let sql = "SELECT item_id, score FROM recommend('recs', 1, -1) AS r".to_string();
+    assert_eq!(error, planned(sql).await);
+    assert!(error.starts_with("error"), "{error}");
+}

@@ -4,7 +4,8 @@
 //! millions of times) would spend nearly all its time planning. Recognising these shapes at
 //! preparation and running them directly is the plan cache DataFusion does not have:
 //! - a lookup by primary key ([`PointQuery`]);
-//! - an UPDATE or DELETE by primary key, or an INSERT of one row ([`PointWrite`]).
+//! - an UPDATE or DELETE by primary key, or an INSERT of one row ([`PointWrite`]);
+//! - the columns of a `recommend` or `similar_items` call ([`ServingQuery`]).
 //!
 //! Statements sent with their values written in are generalised into such prepared statements
 //! ([`generalise`]), so the simple query protocol takes the fast paths too.
@@ -17,10 +18,12 @@ mod generalise;
 mod key;
 mod point_query;
 mod point_write;
+mod serving;
 mod shapes;
 
 pub use point_query::PointQuery;
 pub use point_write::PointWrite;
+pub use serving::ServingQuery;
 pub use shapes::Shapes;
 
 use crate::engine::fast_path::compiled::exact_cast;
@@ -44,6 +47,8 @@ pub enum FastPath {
     Read(PointQuery),
     /// An UPDATE or DELETE by primary key, or an INSERT of one row.
     Write(PointWrite),
+    /// The columns of a `recommend` or `similar_items` call.
+    Serve(ServingQuery),
 }
 
 impl FastPath {
@@ -69,7 +74,9 @@ impl FastPath {
             let state = engine.planning_state().ok()?;
             return PointWrite::insert(&state, catalog, insert, plan, types).map(FastPath::Write);
         }
-        PointQuery::recognise(catalog, plan).map(FastPath::Read)
+        PointQuery::recognise(catalog, plan)
+            .map(FastPath::Read)
+            .or_else(|| ServingQuery::recognise(plan).map(FastPath::Serve))
     }
 
     /// Runs it with `values`; `None` when the general path must run instead.
@@ -82,6 +89,7 @@ impl FastPath {
                 }
             }
             FastPath::Write(write) => write.run(engine, values).await,
+            FastPath::Serve(serve) => serve.run(engine, values).await,
         }
     }
 
@@ -90,6 +98,7 @@ impl FastPath {
         match self {
             FastPath::Read(_) => "point read",
             FastPath::Write(_) => "point write",
+            FastPath::Serve(_) => "ranking",
         }
     }
 }
