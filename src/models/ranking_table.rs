@@ -145,8 +145,8 @@ impl RankingTable {
             Error::UndefinedObject(format!("model \"{model}\" has no active version"))
         })?;
         let (id, k) = (Arg::from_expr(function, id)?, Arg::from_expr(function, k)?);
-        if let Arg::Value(k) = &k {
-            count(function, k)?;
+        if k.is_constant() {
+            count(function, &k.resolve(function)?)?;
         }
         let filter = match named("filter") {
             None | Some(Expr::Literal(ScalarValue::Null, _)) => None,
@@ -191,17 +191,12 @@ impl RankingTable {
 
     /// The types of this call's `$n` parameters.
     fn parameter_types(&self) -> Vec<(String, DataType)> {
-        let mut types = Vec::new();
-        if let Arg::Parameter(id) = &self.id {
-            let id_type = match self.id_type {
-                IdType::Text => DataType::Utf8,
-                IdType::BigInt => DataType::Int64,
-            };
-            types.push((id.clone(), id_type));
-        }
-        if let Arg::Parameter(k) = &self.k {
-            types.push((k.clone(), DataType::Int64));
-        }
+        let id_type = match self.id_type {
+            IdType::Text => DataType::Utf8,
+            IdType::BigInt => DataType::Int64,
+        };
+        let mut types = self.id.parameter_types(id_type);
+        types.extend(self.k.parameter_types(DataType::Int64));
         types
     }
 

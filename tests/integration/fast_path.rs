@@ -342,7 +342,12 @@ async fn prepared_rankings_answer_as_the_planned_query_does() {
     let similar = prepare("SELECT rank, item_id FROM similar_items('recs', $1, 3)")
         .await
         .unwrap();
+    // arguments that are constant once the parameters are bound
+    let computed = prepare("SELECT item_id, score FROM recommend('recs', $1 + 1, $2 * 2) AS r")
+        .await
+        .unwrap();
     assert_eq!(recommend.fast_path(), Some("ranking"));
+    assert_eq!(computed.fast_path(), Some("ranking"));
     assert_eq!(similar.fast_path(), Some("ranking"));
     let filtered = prepare(
         "SELECT item_id FROM recommend('recs', $1, 3, filter => (SELECT item_id FROM events WHERE item_id > 2))",
@@ -374,6 +379,11 @@ async fn prepared_rankings_answer_as_the_planned_query_does() {
             let sql = format!("SELECT item_id, score FROM recommend('recs', {user}, 4) AS r");
             assert_eq!(fast, planned(sql).await, "round {round}, user {user}");
             assert!(fast.contains("item_id"), "{fast}");
+            let values = vec![
+                ScalarValue::Int64(Some(user - 1)),
+                ScalarValue::Int64(Some(2)),
+            ];
+            assert_eq!(run(&computed, values).await, fast, "user {user} computed");
         }
         let fast = run(&similar, vec![ScalarValue::Int64(Some(2))]).await;
         let sql = "SELECT rank, item_id FROM similar_items('recs', 2, 3)".to_string();
@@ -392,4 +402,34 @@ async fn prepared_rankings_answer_as_the_planned_query_does() {
     let sql = "SELECT item_id, score FROM recommend('recs', 1, -1) AS r".to_string();
     assert_eq!(error, planned(sql).await);
     assert!(error.starts_with("error"), "{error}");
+}
+
+#[tokio::test]
+async fn an_engine_that_took_fast_paths_lets_go_of_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..2 {
+        let engine = Engine::open(dir.path()).unwrap();
+        if round == 0 {
+            engine.sql(SCHEMA).await.unwrap();
+        }
+        engine
+            .sql(&format!(
+                "INSERT INTO acct (id, balance) VALUES ({round}, 1);
+                 UPDATE acct SET balance = balance + 1 WHERE id = {round};
+                 SELECT balance FROM acct WHERE id = {round}"
+            ))
+            .await
+            .unwrap();
+        let statement = engine::parse("DELETE FROM acct WHERE id = $1")
+            .unwrap()
+            .remove(0);
+        let prepared = engine.prepare(statement).await.unwrap();
+        assert_eq!(prepared.fast_path(), Some("point write"));
+        drop(prepared);
+        drop(engine);
+    }
+    let engine = Engine::open(dir.path()).unwrap();
+    let rows = engine.sql("SELECT count(*) FROM acct").await.unwrap();
+    let rows = pretty_format_batches(&rows).unwrap().to_string();
+    assert!(rows.contains("| 2 "), "{rows}");
 }
