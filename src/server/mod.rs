@@ -168,15 +168,25 @@ impl Server {
     }
 }
 
-/// The runtime connections are served on. It is shut down without waiting when the server
-/// stops, also when `Server::run` is dropped inside another runtime (where waiting is not
-/// allowed).
+/// How long a stopping server waits for the work of statements still running (which their
+/// dropped sessions have told to stop) before it leaves them behind.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The runtime connections are served on. When the server stops it is shut down and waited
+/// for, so that every session (and the engine it holds) is gone when `Server::run` returns or
+/// is dropped: a RocksDB database closed by a leftover thread while the process exits aborts
+/// it ("pthread lock: Invalid argument", facebook/rocksdb#11349).
 struct SessionRuntime(Option<tokio::runtime::Runtime>);
 
 impl Drop for SessionRuntime {
     fn drop(&mut self) {
         if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
+            // A runtime may not be shut down with waiting from inside another runtime's
+            // context, which is where this drop usually runs; a thread of its own has none.
+            let stopping = std::thread::spawn(move || runtime.shutdown_timeout(STOP_WAIT));
+            if stopping.join().is_err() {
+                tracing::warn!("the session runtime panicked while stopping");
+            }
         }
     }
 }
