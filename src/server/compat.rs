@@ -12,11 +12,66 @@ use datafusion::sql::sqlparser::ast::{
     visit_expressions_mut, visit_relations_mut,
 };
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use std::collections::HashSet;
 use std::ops::ControlFlow;
+use std::sync::Mutex;
+
+/// Shapes (see [`crate::engine::shape`]) remembered at most; past this many, all are forgotten.
+const MAX_UNCHANGED: usize = 2_048;
+
+/// The client rewrites, and the shapes of the statements they were found to leave as they
+/// are: a statement of such a shape skips them. The rewrites look at a statement's structure
+/// (names, casts, functions, operators), never at the values a shape lifts out, so one
+/// statement of a shape answers for all; an OLTP workload's statements (`UPDATE … WHERE id =
+/// 5` and the like) then cost no second parse and no pass of every rewrite.
+pub struct ClientRewrites {
+    parser: PostgresCompatibilityParser,
+    unchanged: Mutex<HashSet<String>>,
+}
+
+impl ClientRewrites {
+    /// The rewrites, no shape known yet.
+    pub fn new() -> ClientRewrites {
+        ClientRewrites {
+            parser: PostgresCompatibilityParser::new(),
+            unchanged: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// `statements`, parsed from `query`, as [`rewrite_for_clients`] makes them.
+    pub fn rewrite(&self, query: &str, statements: Vec<Statement>) -> Vec<Statement> {
+        let shape = match statements.as_slice() {
+            [one] => one.sql().and_then(crate::engine::shape),
+            _ => None,
+        };
+        let Some(shape) = shape else {
+            return rewrite_for_clients(&self.parser, query, statements);
+        };
+        if self.unchanged().contains(&shape) {
+            return statements;
+        }
+        let original = statements[0].sql().cloned();
+        let rewritten = rewrite_for_clients(&self.parser, query, statements);
+        if let ([statement], Some(original)) = (rewritten.as_slice(), original)
+            && statement.sql() == Some(&original)
+        {
+            let mut unchanged = self.unchanged();
+            if unchanged.len() >= MAX_UNCHANGED {
+                unchanged.clear();
+            }
+            unchanged.insert(shape);
+        }
+        rewritten
+    }
+
+    fn unchanged(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.unchanged.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// Rewrites the SELECTs among `statements`, parsed from `query`; other statements are kept.
 /// Unqualified names of the `pg_catalog` tables TasteDB adds are qualified in every statement.
-pub fn rewrite_for_clients(
+fn rewrite_for_clients(
     compat: &PostgresCompatibilityParser,
     query: &str,
     statements: Vec<Statement>,
@@ -251,4 +306,43 @@ pub(super) fn parse_expr(
     )
     .try_with_sql(text)?
     .parse_expr()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(rewrites: &ClientRewrites, sql: &str) -> String {
+        let statements = crate::engine::parse(sql).unwrap();
+        let rewritten = rewrites.rewrite(sql, statements);
+        rewritten[0].sql().unwrap().to_string()
+    }
+
+    #[test]
+    fn statements_the_rewrites_leave_alone_skip_them_by_shape() {
+        let rewrites = ClientRewrites::new();
+        let update = "UPDATE accounts SET balance = balance + 5 WHERE id = 7";
+        assert_eq!(rewrite(&rewrites, update), update);
+        let read = "SELECT balance FROM accounts WHERE id = 7";
+        assert_eq!(rewrite(&rewrites, read), read);
+        assert_eq!(rewrites.unchanged().len(), 2);
+        // another statement of the same shapes: nothing new is learned
+        rewrite(
+            &rewrites,
+            "UPDATE accounts SET balance = balance + -3 WHERE id = 9",
+        );
+        rewrite(&rewrites, "SELECT balance FROM accounts WHERE id = 12");
+        assert_eq!(rewrites.unchanged().len(), 2);
+    }
+
+    #[test]
+    fn statements_the_rewrites_change_are_rewritten_every_time() {
+        let rewrites = ClientRewrites::new();
+        for id in [1, 2] {
+            let sql = format!("SELECT count(*) FROM pg_indexes WHERE indexname = 'i{id}'");
+            let rewritten = rewrite(&rewrites, &sql);
+            assert!(rewritten.contains("pg_catalog.pg_indexes"), "{rewritten}");
+        }
+        assert!(rewrites.unchanged().is_empty());
+    }
 }

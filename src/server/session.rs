@@ -7,7 +7,7 @@ use crate::engine::{self, CommandTag, Engine, Outcome, Prepared, Statement};
 use crate::error::Error;
 use crate::roles::Actor;
 use crate::server::asyncpg_types;
-use crate::server::compat::rewrite_for_clients;
+use crate::server::compat::ClientRewrites;
 use crate::server::cursors::{CursorStatement, Cursors, cursor_statement};
 use crate::server::errors::{error_info, log_failure, to_pgwire};
 use crate::server::settings::{self, SessionStatement};
@@ -28,7 +28,6 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{Expr, Statement as SqlStatement};
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use futures::{FutureExt, Sink, SinkExt, StreamExt, TryStreamExt, stream};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_describe_response};
@@ -57,7 +56,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 pub struct Session {
     engine: Engine,
     planner: Arc<Planner>,
-    compat: Arc<PostgresCompatibilityParser>,
+    compat: Arc<ClientRewrites>,
     /// The server's `statement_timeout`, until a session sets its own.
     statement_timeout: Arc<str>,
 }
@@ -69,7 +68,7 @@ impl Session {
     /// A session running statements on `engine`, with `statement_timeout` until it sets its
     /// own.
     pub fn new(engine: Engine, statement_timeout: &str) -> Self {
-        let compat = Arc::new(PostgresCompatibilityParser::new());
+        let compat = Arc::new(ClientRewrites::new());
         let planner = Arc::new(Planner {
             engine: engine.clone(),
             compat: compat.clone(),
@@ -158,8 +157,10 @@ impl Session {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let block = Block::of(client);
-        let txn = block.transaction();
-        let result = match block.check(block_statement(&statement).as_ref()) {
+        let ending = block_statement(&statement);
+        // statements that begin, end or mark the block do not begin its transaction
+        let txn = ending.is_none().then(|| block.transaction()).flatten();
+        let result = match block.check(ending.as_ref()) {
             // boxed: the statement's future is large, and moving it costs a copy per poll
             Ok(()) => {
                 let run = Box::pin(self.run_one(client, statement, format, sql));
@@ -415,7 +416,7 @@ impl SimpleQueryHandler for Session {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let statements = match engine::parse(query) {
-            Ok(statements) => rewrite_for_clients(&self.compat, query, statements),
+            Ok(statements) => self.compat.rewrite(query, statements),
             Err(e) => {
                 let info = error_info(&e, query);
                 log_failure(client.socket_addr(), &info, query);
@@ -535,12 +536,12 @@ fn actor_of<C: ClientInfo>(engine: &Engine, client: &C) -> Result<Arc<Actor>, Er
 /// Parses and plans statements for the extended protocol.
 pub struct Planner {
     engine: Engine,
-    compat: Arc<PostgresCompatibilityParser>,
+    compat: Arc<ClientRewrites>,
 }
 
 impl Planner {
     async fn prepare(&self, sql: &str, actor: &Actor) -> Result<Option<PreparedStatement>, Error> {
-        let mut statements = rewrite_for_clients(&self.compat, sql, engine::parse(sql)?);
+        let mut statements = self.compat.rewrite(sql, engine::parse(sql)?);
         if statements.len() > 1 {
             return Err(Error::Syntax(
                 "cannot insert multiple commands into a prepared statement".into(),
@@ -786,8 +787,12 @@ impl ExtendedQueryHandler for Session {
     {
         let block = Block::of(client);
         let statement = &portal.statement.statement;
-        let response = match block.check(block_statement(&statement.statement).as_ref()) {
-            Ok(()) => maybe_within(block.transaction(), self.execute_portal(client, portal)).await,
+        let ending = block_statement(&statement.statement);
+        let response = match block.check(ending.as_ref()) {
+            Ok(()) => {
+                let txn = ending.is_none().then(|| block.transaction()).flatten();
+                maybe_within(txn, self.execute_portal(client, portal)).await
+            }
             Err(e) => Err(to_pgwire(&e, &statement.sql)),
         };
         if response.is_err() {

@@ -66,9 +66,31 @@ pub struct Block(Mutex<BlockState>);
 
 #[derive(Default)]
 struct BlockState {
-    txn: Option<Arc<Transaction>>,
+    txn: Option<Open>,
     /// A statement failed: only COMMIT, ROLLBACK and ROLLBACK TO run until the block ends.
     failed: bool,
+}
+
+/// An open block's transaction: begun at the block's first statement, not at BEGIN, so its
+/// snapshot is as late as it can be (PostgreSQL's `REPEATABLE READ` takes its snapshot there
+/// too); a block that runs nothing has none.
+enum Open {
+    /// BEGIN ran; no statement of the block yet.
+    Waiting(Engine),
+    /// The block's transaction.
+    Begun(Arc<Transaction>),
+}
+
+impl BlockState {
+    /// The open block's transaction, begun now if no statement of the block ran yet.
+    fn begun(&mut self) -> Option<Arc<Transaction>> {
+        let txn = match self.txn.as_ref()? {
+            Open::Begun(txn) => return Some(txn.clone()),
+            Open::Waiting(engine) => engine.begin(),
+        };
+        self.txn = Some(Open::Begun(txn.clone()));
+        Some(txn)
+    }
 }
 
 impl Block {
@@ -79,9 +101,9 @@ impl Block {
             .get_or_insert_with(Block::default)
     }
 
-    /// The transaction of the open block.
+    /// The transaction of the open block (begun by the first statement that asks).
     pub fn transaction(&self) -> Option<Arc<Transaction>> {
-        lock(&self.0).txn.clone()
+        lock(&self.0).begun()
     }
 
     /// The status ReadyForQuery reports for this block: idle, in a block, or in an aborted
@@ -154,16 +176,15 @@ pub fn run<C: ClientInfo>(
     let block = Block::of(client);
     let mut state = lock(&block.0);
     let execution = |tag: &str| Ok(Response::Execution(Tag::new(tag)));
-    let in_block = |state: &BlockState, what: &str| {
+    let in_block = |state: &mut BlockState, what: &str| {
         state
-            .txn
-            .clone()
+            .begun()
             .ok_or_else(|| Error::NoActiveTransaction(what.into()))
     };
     match statement {
         BlockStatement::Begin => {
             if state.txn.is_none() {
-                state.txn = Some(engine.begin());
+                state.txn = Some(Open::Waiting(engine.clone()));
                 state.failed = false;
             }
             Ok(Response::TransactionStart(Tag::new("BEGIN")))
@@ -178,7 +199,7 @@ pub fn run<C: ClientInfo>(
             if ended.failed {
                 return Ok(Response::TransactionEnd(Tag::new("ROLLBACK")));
             }
-            if let Some(txn) = ended.txn
+            if let Some(Open::Begun(txn)) = ended.txn
                 && let Err(error) = txn.commit()
             {
                 // the block is over either way: the error leaves the connection idle
@@ -188,15 +209,15 @@ pub fn run<C: ClientInfo>(
             Ok(Response::TransactionEnd(Tag::new("COMMIT")))
         }
         BlockStatement::Savepoint(name) => {
-            in_block(&state, "SAVEPOINT")?.savepoint(&name);
+            in_block(&mut state, "SAVEPOINT")?.savepoint(&name);
             execution("SAVEPOINT")
         }
         BlockStatement::Release(name) => {
-            in_block(&state, "RELEASE SAVEPOINT")?.release(&name)?;
+            in_block(&mut state, "RELEASE SAVEPOINT")?.release(&name)?;
             execution("RELEASE")
         }
         BlockStatement::RollbackTo(name) => {
-            in_block(&state, "ROLLBACK TO SAVEPOINT")?.rollback_to(&name)?;
+            in_block(&mut state, "ROLLBACK TO SAVEPOINT")?.rollback_to(&name)?;
             state.failed = false;
             execution("ROLLBACK")
         }

@@ -4,6 +4,7 @@
 //! [`Store`] and writes [`WriteSet`]s.
 
 pub mod backup;
+mod commit_log;
 pub mod index_entries;
 mod key_codec;
 pub mod keys;

@@ -2,9 +2,9 @@
 
 use crate::error::{Error, Result};
 use crate::schema::TableDef;
+use crate::storage::commit_log::CommitLog;
 use crate::storage::keys;
 use crate::storage::retention::Retentions;
-use crate::storage::transaction::CommitLog;
 use crate::storage::write_set::WriteSet;
 use datafusion::arrow::array::ArrayRef;
 use rocksdb::{DB, DBCompressionType, Options, ReadOptions, WriteOptions};
@@ -301,33 +301,46 @@ impl Store {
         }
     }
 
-    /// The number of the last commit of checked keys (see [`Store::commit_checked`]).
-    pub fn last_commit(&self) -> u64 {
-        self.commit_log().last()
+    /// Registers a write that checks keys at commit (see [`Store::commit_checked`]) and starts
+    /// now: commits numbered after [`CommitStart::number`] clash with it until it is dropped.
+    pub(super) fn commit_start(&self) -> CommitStart<'_> {
+        CommitStart {
+            store: self,
+            number: self.commit_log().open(),
+        }
     }
 
     /// Applies `writes` like [`Store::write`] unless a commit numbered after `start` wrote one
     /// of `checked` (then 40001 and nothing is written); records that this commit wrote them.
-    /// Commits of checked keys take turns, so that no two that clash both pass the check.
+    /// The check and the numbering take turns; the synced write does not, so concurrent
+    /// commits share one WAL sync (see [`CommitLog`]).
     pub fn commit_checked(
         &self,
         writes: WriteSet,
         checked: Vec<Vec<u8>>,
         start: u64,
     ) -> Result<()> {
-        let mut log = self.commit_log();
-        if log.conflict(&checked, start).is_some() {
-            return Err(Error::SerializationFailure(
-                "a transaction that committed meanwhile wrote one of the same rows".into(),
-            ));
-        }
-        self.write(writes)?;
-        log.committed(checked);
-        Ok(())
+        let number = {
+            let mut log = self.commit_log();
+            if log.conflict(&checked, start).is_some() {
+                return Err(Error::SerializationFailure(
+                    "a transaction that committed meanwhile wrote one of the same rows".into(),
+                ));
+            }
+            log.writing(checked)
+        };
+        let written = self.write(writes);
+        self.commit_log().finished(number);
+        written
+    }
+
+    /// Whether a commit numbered after `start` wrote (or is writing) one of `keys`.
+    pub(super) fn written_after(&self, keys: &[Vec<u8>], start: u64) -> bool {
+        !keys.is_empty() && self.commit_log().conflict(keys, start).is_some()
     }
 
     /// A transaction begins: its start number, and the database to take its snapshot of
-    /// (taken while no checked commit is under way, so it holds every commit up to the start).
+    /// (taken while no commit can become visible, so it holds every commit up to the start).
     pub(super) fn open_transaction(&self) -> (u64, Arc<DB>, std::sync::MutexGuard<'_, CommitLog>) {
         let mut log = self.commit_log();
         let start = log.open();
@@ -479,5 +492,24 @@ fn open_error(dir: &Path, e: rocksdb::Error) -> Error {
         ))
     } else {
         Error::from(e)
+    }
+}
+
+/// The start of a write that checks keys at commit, registered until dropped.
+pub struct CommitStart<'s> {
+    store: &'s Store,
+    number: u64,
+}
+
+impl CommitStart<'_> {
+    /// The commit number the write started after.
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+}
+
+impl Drop for CommitStart<'_> {
+    fn drop(&mut self) {
+        self.store.close_transaction(self.number);
     }
 }

@@ -4,72 +4,16 @@
 //! RocksDB's own `OptimisticTransactionDB` would do this too, but it is another database type
 //! (every read, backup and write path would change with it), and it cannot say which rows of a
 //! table a block added for the observers of writes; the overlay here is a sorted map of the
-//! block's writes merged into snapshot reads, and [`CommitLog`] finds the conflicts.
+//! block's writes merged into snapshot reads, and the commit log (`commit_log.rs`) finds the
+//! conflicts.
 
 use crate::error::{Error, Result};
 use crate::schema::TableDef;
 use crate::storage::store::{Store, TableChange};
 use crate::storage::{RowIdReservation, StoredTable, WriteSet, WrittenBatch};
 use rocksdb::{DB, ReadOptions, Snapshot};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-
-/// Keys remembered by the commit log before those that no open transaction can clash with are
-/// forgotten.
-const FORGET_AFTER: usize = 100_000;
-
-/// The commits that wrote keys which transactions check at COMMIT: the last commit number of
-/// each such key, and the commit number each open transaction started after.
-#[derive(Default)]
-pub(super) struct CommitLog {
-    last: u64,
-    written: HashMap<Vec<u8>, u64>,
-    /// Start number → open transactions that started there.
-    open: BTreeMap<u64, usize>,
-}
-
-impl CommitLog {
-    /// The last commit number.
-    pub(super) fn last(&self) -> u64 {
-        self.last
-    }
-
-    /// Registers a transaction starting now; its start number.
-    pub(super) fn open(&mut self) -> u64 {
-        *self.open.entry(self.last).or_default() += 1;
-        self.last
-    }
-
-    /// Forgets a transaction that started at `start`.
-    pub(super) fn close(&mut self, start: u64) {
-        if let Some(count) = self.open.get_mut(&start) {
-            *count -= 1;
-            if *count == 0 {
-                self.open.remove(&start);
-            }
-        }
-    }
-
-    /// The first of `keys` that a commit after `start` wrote.
-    pub(super) fn conflict<'k>(&self, keys: &'k [Vec<u8>], start: u64) -> Option<&'k [u8]> {
-        keys.iter()
-            .find(|key| self.written.get(*key).is_some_and(|&at| at > start))
-            .map(Vec::as_slice)
-    }
-
-    /// Records a commit that wrote `keys`.
-    pub(super) fn committed(&mut self, keys: Vec<Vec<u8>>) {
-        self.last += 1;
-        let at = self.last;
-        self.written.extend(keys.into_iter().map(|key| (key, at)));
-        if self.written.len() > FORGET_AFTER {
-            match self.open.keys().next().copied() {
-                Some(oldest) => self.written.retain(|_, at| *at > oldest),
-                None => self.written.clear(),
-            }
-        }
-    }
-}
 
 /// A RocksDB snapshot that keeps its database open.
 struct OwnedSnapshot {
@@ -315,9 +259,19 @@ impl Transaction {
                 ..Undo::default()
             });
         }
-        let result = write();
+        let mut result = write();
         let mut pending = self.lock();
         let undo = pending.undo.take();
+        // A row this statement wrote first in the block, and that a transaction committed
+        // after the block's snapshot: COMMIT would fail, so the statement fails now (as an
+        // UPDATE under PostgreSQL's REPEATABLE READ does), sparing the block's remaining work.
+        if let (Ok(_), Some(undo)) = (&result, &undo)
+            && self.store.written_after(&undo.checked, self.start)
+        {
+            result = Err(Error::SerializationFailure(
+                "a transaction that committed after this one began wrote one of its rows".into(),
+            ));
+        }
         if let (Err(_), Some(undo)) = (&result, undo) {
             for (key, earlier) in undo.writes.into_iter().rev() {
                 match earlier {

@@ -56,7 +56,7 @@ fn insert_rows(
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     });
-    let start = store.last_commit();
+    let start = store.commit_start();
     let mut write = WriteSet::default();
     let mut checked = Vec::new();
     let mut seen_keys = HashSet::new();
@@ -166,7 +166,7 @@ fn insert_rows(
             if checked.is_empty() {
                 store.write(write)?;
             } else {
-                store.commit_checked(write, checked, start)?;
+                store.commit_checked(write, checked, start.number())?;
             }
             drop(reservations);
             store.rows_changed(def, TableChange::Written(&written));

@@ -1,6 +1,7 @@
 //! Transaction blocks over the wire: atomic COMMIT, ROLLBACK and savepoints that undo writes,
 //! one snapshot per block plus its own writes, 40001 for the second of two blocks writing one
-//! row, 25P02 after a failed statement, and catalog statements inside a block.
+//! row, 25P02 after a failed statement, catalog statements inside a block, and concurrent
+//! blocks whose commits overlap.
 
 use crate::common::{connect, rows, start, start_in};
 use tokio_postgres::Client;
@@ -247,5 +248,78 @@ async fn catalog_statements_in_a_block_take_effect_at_once() {
     assert_eq!(
         scalar(&client, "SELECT count(*) FROM made_in_block").await,
         "0"
+    );
+}
+
+#[tokio::test]
+async fn the_snapshot_is_taken_at_the_first_statement_and_conflicts_are_found_early() {
+    let server = start(16).await;
+    let first = connect(server.addr).await;
+    let second = connect(server.addr).await;
+    setup(&first).await;
+    // as PostgreSQL's REPEATABLE READ: what commits between BEGIN and the block's first
+    // statement is seen, what commits after it is not
+    first.batch_execute("BEGIN").await.unwrap();
+    second
+        .batch_execute("UPDATE accounts SET balance = 500 WHERE id = 2")
+        .await
+        .unwrap();
+    let read = "SELECT balance FROM accounts WHERE id = 2";
+    assert_eq!(scalar(&first, read).await, "500");
+    second
+        .batch_execute("UPDATE accounts SET balance = 600 WHERE id = 2")
+        .await
+        .unwrap();
+    assert_eq!(scalar(&first, read).await, "500");
+    // writing a row committed after the snapshot fails at once, and aborts the block
+    let error = first
+        .batch_execute("UPDATE accounts SET balance = 7 WHERE id = 2")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE));
+    let error = first.batch_execute("SELECT 1").await.unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION));
+    first.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(scalar(&first, read).await, "600");
+
+    // eight clients add 1 to one row in blocks that also insert a row, retrying on 40001
+    // (as pgbench does):
+    // their commits overlap, and every committed one counts once
+    const CLIENTS: usize = 8;
+    const COMMITS: usize = 25;
+    let mut clients = Vec::new();
+    for number in 0..CLIENTS {
+        let client = connect(server.addr).await;
+        clients.push(tokio::spawn(async move {
+            let block = format!(
+                "BEGIN;
+                 UPDATE accounts SET balance = balance + 1 WHERE id = 1;
+                 INSERT INTO history VALUES ({number}, 1);
+                 COMMIT"
+            );
+            let mut committed = 0;
+            while committed < COMMITS {
+                match client.batch_execute(&block).await {
+                    Ok(()) => committed += 1,
+                    Err(e) => {
+                        assert_eq!(e.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE), "{e}");
+                        // at an UPDATE the block is aborted; after COMMIT it is over already
+                        client.batch_execute("ROLLBACK").await.unwrap();
+                    }
+                }
+            }
+        }));
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+    let total = CLIENTS * COMMITS;
+    assert_eq!(
+        scalar(&first, "SELECT balance FROM accounts WHERE id = 1").await,
+        (100 + total).to_string()
+    );
+    assert_eq!(
+        scalar(&first, "SELECT count(*) FROM history").await,
+        total.to_string()
     );
 }

@@ -103,6 +103,13 @@ impl FastPath {
     }
 }
 
+/// The shape of `statement`: its text with the values a fast path lifts out as `$1…$n`
+/// (the same for every statement that differs from it in those values only); `None` for
+/// statements that are not generalised.
+pub fn shape(statement: &SqlStatement) -> Option<String> {
+    generalise(statement).map(|generalised| generalised.shape)
+}
+
 impl Engine {
     /// Runs `statement`, written with its values, by the fast path of its shape when it has
     /// one; `None` when it must run as written.
