@@ -453,7 +453,9 @@ impl Engine {
     }
 
     /// Runs `run` in the current transaction, or in one of its own committed at the end and
-    /// run again (up to [`RETRIES`] times) when a concurrent commit wrote the same rows.
+    /// run again (up to [`RETRIES`] times) when a concurrent commit wrote the same rows (found
+    /// by a write or at the commit). The synced commit runs on a blocking thread, so the
+    /// runtime thread goes on serving other statements meanwhile.
     pub(crate) async fn in_statement_transaction<F, Fut>(&self, run: F) -> Result<Outcome>
     where
         F: Fn(Arc<Transaction>) -> Fut,
@@ -465,11 +467,16 @@ impl Engine {
         let mut attempt = 0;
         loop {
             let txn = self.begin();
-            let outcome = within(txn.clone(), run(txn.clone())).await?;
-            match txn.commit() {
+            let outcome = match within(txn.clone(), run(txn.clone())).await {
+                Ok(outcome) => {
+                    let committed = crate::blocking::run("the commit", move |_| txn.commit());
+                    committed.await.map(|()| outcome)
+                }
+                Err(error) => Err(error),
+            };
+            match outcome {
                 Err(Error::SerializationFailure(_)) if attempt < RETRIES => attempt += 1,
-                Err(error) => return Err(error),
-                Ok(()) => return Ok(outcome),
+                outcome => return outcome,
             }
         }
     }

@@ -220,7 +220,7 @@ impl Session {
             let answer = match block {
                 BlockStatement::Deallocate(name) => self.deallocate(client, name),
                 BlockStatement::DiscardAll => discard_all(client),
-                other => transaction_block::run(client, &self.engine, other),
+                other => transaction_block::run(client, &self.engine, other).await,
             };
             return answer.map_err(|e| to_pgwire(&e, sql));
         }

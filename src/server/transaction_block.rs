@@ -168,12 +168,16 @@ impl PreparedNames {
 
 /// Answers `statement` (not `Deallocate` or `DiscardAll`, which need the connection's
 /// statements) for `client`; `engine` begins the transactions.
-pub fn run<C: ClientInfo>(
+pub async fn run<C: ClientInfo>(
     client: &mut C,
     engine: &Engine,
     statement: BlockStatement,
 ) -> Result<Response> {
     let block = Block::of(client);
+    if statement == BlockStatement::Commit {
+        let ended = std::mem::take(&mut *lock(&block.0));
+        return commit(client, ended).await;
+    }
     let mut state = lock(&block.0);
     let execution = |tag: &str| Ok(Response::Execution(Tag::new(tag)));
     let in_block = |state: &mut BlockState, what: &str| {
@@ -193,21 +197,6 @@ pub fn run<C: ClientInfo>(
             *state = BlockState::default();
             Ok(Response::TransactionEnd(Tag::new("ROLLBACK")))
         }
-        BlockStatement::Commit => {
-            let ended = std::mem::take(&mut *state);
-            // PostgreSQL ends a failed block with ROLLBACK whatever was asked
-            if ended.failed {
-                return Ok(Response::TransactionEnd(Tag::new("ROLLBACK")));
-            }
-            if let Some(Open::Begun(txn)) = ended.txn
-                && let Err(error) = txn.commit()
-            {
-                // the block is over either way: the error leaves the connection idle
-                client.set_transaction_status(TransactionStatus::Idle);
-                return Err(error);
-            }
-            Ok(Response::TransactionEnd(Tag::new("COMMIT")))
-        }
         BlockStatement::Savepoint(name) => {
             in_block(&mut state, "SAVEPOINT")?.savepoint(&name);
             execution("SAVEPOINT")
@@ -221,10 +210,31 @@ pub fn run<C: ClientInfo>(
             state.failed = false;
             execution("ROLLBACK")
         }
-        BlockStatement::Deallocate(_) | BlockStatement::DiscardAll => Err(Error::Internal(
-            "DEALLOCATE and DISCARD are answered by the session".into(),
-        )),
+        BlockStatement::Commit | BlockStatement::Deallocate(_) | BlockStatement::DiscardAll => {
+            Err(Error::Internal(
+                "COMMIT is answered above, DEALLOCATE and DISCARD by the session".into(),
+            ))
+        }
     }
+}
+
+/// Commits the block that `COMMIT` ended. The synced write runs on a blocking thread, so the
+/// connection's runtime thread serves other connections while the WAL is synced (a COMMIT
+/// waiting in RocksDB's write group would otherwise hold a runtime thread idle).
+async fn commit<C: ClientInfo>(client: &mut C, ended: BlockState) -> Result<Response> {
+    // PostgreSQL ends a failed block with ROLLBACK whatever was asked
+    if ended.failed {
+        return Ok(Response::TransactionEnd(Tag::new("ROLLBACK")));
+    }
+    if let Some(Open::Begun(txn)) = ended.txn {
+        let committed = crate::blocking::run("COMMIT", move |_| txn.commit()).await;
+        if let Err(error) = committed {
+            // the block is over either way: the error leaves the connection idle
+            client.set_transaction_status(TransactionStatus::Idle);
+            return Err(error);
+        }
+    }
+    Ok(Response::TransactionEnd(Tag::new("COMMIT")))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

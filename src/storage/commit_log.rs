@@ -33,6 +33,11 @@ impl CommitLog {
             .map_or(self.last, |&first| first.saturating_sub(1))
     }
 
+    /// The last number given to a commit.
+    pub(super) fn numbered(&self) -> u64 {
+        self.last
+    }
+
     /// Registers a transaction starting now; its start number.
     pub(super) fn open(&mut self) -> u64 {
         let start = self.visible();

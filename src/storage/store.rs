@@ -13,7 +13,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 /// Name of the marker file at the top of every data directory.
 pub const MARKER_FILE: &str = "TASTEDB";
@@ -77,6 +77,8 @@ pub struct Store {
     dir: PathBuf,
     observers: RwLock<Vec<RowsChanged>>,
     commits: Mutex<CommitLog>,
+    /// Told whenever a commit of checked keys is written (or failed to be).
+    commit_finished: Condvar,
     retentions: Retentions,
 }
 
@@ -101,6 +103,7 @@ impl Store {
             dir: dir.to_path_buf(),
             observers: RwLock::new(Vec::new()),
             commits: Mutex::new(CommitLog::default()),
+            commit_finished: Condvar::new(),
             retentions,
         })
     }
@@ -323,25 +326,45 @@ impl Store {
         let number = {
             let mut log = self.commit_log();
             if log.conflict(&checked, start).is_some() {
-                return Err(Error::SerializationFailure(
-                    "a transaction that committed meanwhile wrote one of the same rows".into(),
-                ));
+                return Err(self.clash(log));
             }
             log.writing(checked)
         };
         let written = self.write(writes);
         self.commit_log().finished(number);
+        self.commit_finished.notify_all();
         written
     }
 
-    /// Whether a commit numbered after `start` wrote (or is writing) one of `keys`.
-    pub(super) fn written_after(&self, keys: &[Vec<u8>], start: u64) -> bool {
-        !keys.is_empty() && self.commit_log().conflict(keys, start).is_some()
+    /// 40001 when a commit numbered after `start` wrote (or is writing) one of `keys`.
+    pub(super) fn check_unwritten(&self, keys: &[Vec<u8>], start: u64) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let log = self.commit_log();
+        match log.conflict(keys, start) {
+            Some(_) => Err(self.clash(log)),
+            None => Ok(()),
+        }
+    }
+
+    /// The 40001 of a write that clashes with a later commit, once the commits under way are
+    /// written: a transaction begun again at once would otherwise start before the commit
+    /// it clashed with, and clash again (PostgreSQL's `REPEATABLE READ` likewise waits for
+    /// the other writer before it fails).
+    fn clash(&self, mut log: MutexGuard<'_, CommitLog>) -> Error {
+        let numbered = log.numbered();
+        while log.visible() < numbered {
+            log = (self.commit_finished.wait(log)).unwrap_or_else(|p| p.into_inner());
+        }
+        Error::SerializationFailure(
+            "a transaction that committed after this one began wrote one of its rows".into(),
+        )
     }
 
     /// A transaction begins: its start number, and the database to take its snapshot of
     /// (taken while no commit can become visible, so it holds every commit up to the start).
-    pub(super) fn open_transaction(&self) -> (u64, Arc<DB>, std::sync::MutexGuard<'_, CommitLog>) {
+    pub(super) fn open_transaction(&self) -> (u64, Arc<DB>, MutexGuard<'_, CommitLog>) {
         let mut log = self.commit_log();
         let start = log.open();
         (start, self.db(), log)
@@ -352,7 +375,7 @@ impl Store {
         self.commit_log().close(start);
     }
 
-    fn commit_log(&self) -> std::sync::MutexGuard<'_, CommitLog> {
+    fn commit_log(&self) -> MutexGuard<'_, CommitLog> {
         self.commits.lock().unwrap_or_else(|p| p.into_inner())
     }
 

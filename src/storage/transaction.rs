@@ -266,11 +266,9 @@ impl Transaction {
         // after the block's snapshot: COMMIT would fail, so the statement fails now (as an
         // UPDATE under PostgreSQL's REPEATABLE READ does), sparing the block's remaining work.
         if let (Ok(_), Some(undo)) = (&result, &undo)
-            && self.store.written_after(&undo.checked, self.start)
+            && let Err(clash) = self.store.check_unwritten(&undo.checked, self.start)
         {
-            result = Err(Error::SerializationFailure(
-                "a transaction that committed after this one began wrote one of its rows".into(),
-            ));
+            result = Err(clash);
         }
         if let (Err(_), Some(undo)) = (&result, undo) {
             for (key, earlier) in undo.writes.into_iter().rev() {

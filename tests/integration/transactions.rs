@@ -297,8 +297,14 @@ async fn the_snapshot_is_taken_at_the_first_statement_and_conflicts_are_found_ea
                  INSERT INTO history VALUES ({number}, 1);
                  COMMIT"
             );
-            let mut committed = 0;
+            let (mut committed, mut updated) = (0, 0);
             while committed < COMMITS {
+                // outside a block, the server runs a clashing UPDATE again itself
+                client
+                    .batch_execute("UPDATE accounts SET balance = balance + 1 WHERE id = 2")
+                    .await
+                    .unwrap();
+                updated += 1;
                 match client.batch_execute(&block).await {
                     Ok(()) => committed += 1,
                     Err(e) => {
@@ -308,10 +314,12 @@ async fn the_snapshot_is_taken_at_the_first_statement_and_conflicts_are_found_ea
                     }
                 }
             }
+            updated
         }));
     }
+    let mut updated = 0;
     for client in clients {
-        client.await.unwrap();
+        updated += client.await.unwrap();
     }
     let total = CLIENTS * COMMITS;
     assert_eq!(
@@ -321,5 +329,9 @@ async fn the_snapshot_is_taken_at_the_first_statement_and_conflicts_are_found_ea
     assert_eq!(
         scalar(&first, "SELECT count(*) FROM history").await,
         total.to_string()
+    );
+    assert_eq!(
+        scalar(&first, "SELECT balance FROM accounts WHERE id = 2").await,
+        (600 + updated).to_string()
     );
 }
