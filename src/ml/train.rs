@@ -35,6 +35,10 @@ pub struct TrainOutcome {
     pub log: Vec<Progress>,
     /// Seconds for the whole run.
     pub seconds: f64,
+    /// Seconds of each phase of the run, in order: `split` (the holdout and the pair
+    /// matrices), `fit`, then with a holdout `evaluate` and `refit` (the final fit on every
+    /// pair, when there is one).
+    pub phases: Vec<(&'static str, f64)>,
 }
 
 /// Trains `options.algorithm` on `data`, calling `progress` after every iteration of the
@@ -59,15 +63,24 @@ pub fn train(
         .build()
         .map_err(|e| Error::Internal(format!("training threads: {e}")))?;
     let (users, items) = (data.users.len(), data.items.len());
+    let mut phases = Vec::new();
+    let mut phase = Instant::now();
+    let mut timed = |name: &'static str, phases: &mut Vec<(&'static str, f64)>| {
+        phases.push((name, phase.elapsed().as_secs_f64()));
+        phase = Instant::now();
+    };
     let metrics = if options.holdout > 0.0 {
         let (train_pairs, holdout) =
             data.split(options.holdout, options.split_by_time, options.seed);
         let split = Split::new(users, items, &train_pairs, &holdout);
+        timed("split", &mut phases);
         let model = pool.install(|| fit(data, &split, options, &mut |_| go_on(stopped)))?;
         if stopped() {
             return Err(stopped_early());
         }
+        timed("fit", &mut phases);
         let metrics = evaluate(&model, &split.holdout, options.k);
+        timed("evaluate", &mut phases);
         if !options.refit {
             let log = Vec::new();
             return Ok(TrainOutcome {
@@ -75,6 +88,7 @@ pub fn train(
                 metrics: Some(metrics),
                 log,
                 seconds: started.elapsed().as_secs_f64(),
+                phases,
             });
         }
         Some(metrics)
@@ -82,6 +96,10 @@ pub fn train(
         None
     };
     let everything = Split::new(users, items, &data.pairs, &[]);
+    if metrics.is_none() {
+        // the matrices of every pair; after a holdout run this counts toward the refit
+        timed("split", &mut phases);
+    }
     let mut log = Vec::new();
     let fit_started = Instant::now();
     let model = pool.install(|| {
@@ -99,11 +117,13 @@ pub fn train(
     if stopped() {
         return Err(stopped_early());
     }
+    timed(if metrics.is_some() { "refit" } else { "fit" }, &mut phases);
     Ok(TrainOutcome {
         model,
         metrics,
         log,
         seconds: started.elapsed().as_secs_f64(),
+        phases,
     })
 }
 

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 /// The SQL type of a model's ids, as in its source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +36,26 @@ pub struct LogLine {
     pub loss: f64,
     /// Seconds since the fit started.
     pub seconds: f64,
+}
+
+/// How long one phase of a TRAIN took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Phase {
+    /// The phase: `read source`, `aggregate`, `split`, `fit`, `evaluate`, `refit`,
+    /// `build graphs` (factor models), `encode`, `write`.
+    pub name: String,
+    /// Its seconds.
+    pub seconds: f64,
+}
+
+impl Phase {
+    /// The phase `name`, which began at `started` and ends now.
+    pub fn since(name: &str, started: Instant) -> Phase {
+        Phase {
+            name: name.to_string(),
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
 }
 
 /// Everything recorded about one trained version.
@@ -79,6 +100,10 @@ pub struct ModelVersion {
     /// Whether the version was made active when it was trained, and why.
     #[serde(default)]
     pub promotion: String,
+    /// The seconds of each phase of the TRAIN statement, in order (none for versions trained
+    /// before phases were recorded).
+    #[serde(default)]
+    pub phases: Vec<Phase>,
 }
 
 /// What a version's answers depend on, recorded when it is trained: the relations its source
@@ -212,17 +237,24 @@ impl ModelRegistry {
         if activate || entry.record.active_version.is_none() {
             entry.record.active_version = Some(version.version);
         }
+        let encoding = Instant::now();
         let mut batch = WriteSet::default();
         batch.put(keys::model_data(&name, version.version), model.encode());
         if let Some(index) = &index {
             batch.put(keys::model_index(&name, version.version), index.encode()?);
         }
-        batch.put(
-            keys::model_version(&name, version.version),
-            to_json(&version)?,
-        );
+        version.phases.push(Phase::since("encode", encoding));
+        let version_key = keys::model_version(&name, version.version);
+        batch.put(&version_key, to_json(&version)?);
         batch.put(keys::model(&name), to_json(&entry.record)?);
+        let writing = Instant::now();
         self.store.write(batch)?;
+        // The write's own time is known once it is done: the version's record is written
+        // again with it (a crash between the two leaves the version without that phase).
+        version.phases.push(Phase::since("write", writing));
+        let mut timed = WriteSet::default();
+        timed.put(&version_key, to_json(&version)?);
+        self.store.write(timed)?;
         let number = version.version;
         entry.versions.push(version);
         self.loaded()

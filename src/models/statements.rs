@@ -11,7 +11,7 @@ use crate::models::events::EventColumns;
 use crate::models::item_index::ItemIndex;
 use crate::models::parser::{ModelStatement, TrainModel, TrainSource};
 use crate::models::policy::{Promote, RetrainPolicy};
-use crate::models::registry::{Dependencies, IdType, LogLine, ModelEntry, ModelVersion};
+use crate::models::registry::{Dependencies, IdType, LogLine, ModelEntry, ModelVersion, Phase};
 use crate::models::system_tables::{models_batch, models_schema, versions_batch, versions_schema};
 use crate::roles::{Actor, Object, Privilege, Users};
 use crate::sql::notices::Notice;
@@ -24,7 +24,7 @@ use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::logical_expr::LogicalPlan;
 use futures::TryStreamExt;
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 #[async_trait]
 impl Command for ModelStatement {
@@ -144,8 +144,13 @@ pub async fn train_model(
     }
     let algorithm = Algorithm::named(&statement.algorithm)?;
     let options = TrainOptions::parse(algorithm, &statement.options)?;
+    let reading = Instant::now();
     let (batches, tables, watermarks) = training_rows(engine, &statement.source, cx.actor).await?;
+    let mut phases = vec![Phase::since("read source", reading)];
+    let aggregating = Instant::now();
     let (data, user_type, item_type) = interactions(&batches, &options)?;
+    drop(batches);
+    phases.push(Phase::since("aggregate", aggregating));
     // The model's parameters count against the engine's memory budget while it trains.
     let pool = engine.session_context().runtime_env().memory_pool.clone();
     let reservation =
@@ -158,7 +163,7 @@ pub async fn train_model(
     };
     let algorithm_name = algorithm.name();
     let training_options = options.clone();
-    let (outcome, data, index) = blocking::run("training", move |stopped| {
+    let (outcome, data, index, built) = blocking::run("training", move |stopped| {
         let outcome = train(
             &data,
             &training_options,
@@ -173,6 +178,7 @@ pub async fn train_model(
         stopped.check()?;
         // Every factor model version gets HNSW graphs over its items, stored with it;
         // serving uses them while the model has more items than tastedb.ann_threshold.
+        let building = Instant::now();
         let index = match &outcome.model.scorer {
             Scorer::Factors { factors, items, .. } => Some(ItemIndex::build(
                 items,
@@ -182,7 +188,10 @@ pub async fn train_model(
             )?),
             _ => None,
         };
-        Ok::<_, Error>((outcome, data, index))
+        let built = index
+            .as_ref()
+            .map(|_| Phase::since("build graphs", building));
+        Ok::<_, Error>((outcome, data, index, built))
     })
     .await?;
     let active = engine
@@ -228,6 +237,13 @@ pub async fn train_model(
         },
         trigger,
         promotion,
+        phases: (phases.into_iter())
+            .chain(outcome.phases.iter().map(|&(name, seconds)| Phase {
+                name: name.to_string(),
+                seconds,
+            }))
+            .chain(built)
+            .collect(),
         log: outcome
             .log
             .iter()
@@ -251,7 +267,25 @@ pub async fn train_model(
         .filter(|v| v.version == number)
         .cloned()
         .collect();
+    if let Some(version) = trained.first() {
+        notices.send(Notice::info(phases_notice(version)));
+    }
     Outcome::batch(versions_batch(&trained, &entry.record)?)
+}
+
+/// What the NOTICE at the end of TRAIN says: each phase's seconds, and the whole
+/// statement's (`tastedb_training_phases` keeps them).
+fn phases_notice(version: &ModelVersion) -> String {
+    let phases: Vec<String> = (version.phases.iter())
+        .map(|p| format!("{} {:.3} s", p.name, p.seconds))
+        .collect();
+    let total: f64 = version.phases.iter().map(|p| p.seconds).sum();
+    format!(
+        "{} version {} trained in {total:.3} s: {}",
+        version.model,
+        version.version,
+        phases.join(", ")
+    )
 }
 
 /// All rows of a training source, the relations it read, and the row-id watermarks of the

@@ -1,5 +1,6 @@
 //! The models' system tables: `tastedb_models`, `tastedb_model_versions`,
-//! `tastedb_training_log` (from the registry) and `tastedb_cache_stats` (the prediction cache).
+//! `tastedb_training_log`, `tastedb_training_phases` (from the registry) and
+//! `tastedb_cache_stats` (the prediction cache).
 
 use crate::catalog::system_tables::{SystemTables, timestamp_type};
 use crate::error::Result;
@@ -19,6 +20,7 @@ impl SystemTables for ModelRegistry {
             "tastedb_models",
             "tastedb_model_versions",
             "tastedb_training_log",
+            "tastedb_training_phases",
         ]
     }
 
@@ -27,6 +29,7 @@ impl SystemTables for ModelRegistry {
             "tastedb_models" => models_batch(self),
             "tastedb_model_versions" => all_versions_batch(&self.models()),
             "tastedb_training_log" => log_batch(&self.models()),
+            "tastedb_training_phases" => phases_batch(&self.models()),
             _ => return None,
         })
     }
@@ -232,6 +235,39 @@ fn log_batch(models: &[ModelEntry]) -> Result<RecordBatch> {
         )),
         Arc::new(Float64Array::from_iter_values(
             lines.iter().map(|(_, l)| l.seconds),
+        )),
+    ];
+    Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
+}
+
+/// One row per phase of each version's TRAIN, in the order they ran.
+fn phases_batch(models: &[ModelEntry]) -> Result<RecordBatch> {
+    let phases: Vec<_> = (models.iter())
+        .flat_map(|m| &m.versions)
+        .flat_map(|v| v.phases.iter().enumerate().map(move |p| (v, p)))
+        .collect();
+    let schema = Schema::new(vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("version", DataType::Int64, false),
+        Field::new("position", DataType::Int64, false),
+        Field::new("phase", DataType::Utf8, false),
+        Field::new("seconds", DataType::Float64, false),
+    ]);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            phases.iter().map(|(v, _)| &v.model),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            phases.iter().map(|(v, _)| i64::from(v.version)),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            phases.iter().map(|(_, (i, _))| *i as i64 + 1),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            phases.iter().map(|(_, (_, p))| &p.name),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            phases.iter().map(|(_, (_, p))| p.seconds),
         )),
     ];
     Ok(RecordBatch::try_new(Arc::new(schema), columns)?)

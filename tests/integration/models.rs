@@ -70,6 +70,20 @@ async fn models_are_served_after_a_restart_with_integer_ids() {
             .value(0),
         1
     );
+    // the phases of the TRAIN, the write's own included, are kept too
+    let phases = engine
+        .sql(
+            "SELECT count(*) FROM tastedb_training_phases WHERE model = 'recs' AND phase = 'write'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        phases[0]
+            .column(0)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+            .value(0),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,11 +106,42 @@ async fn training_reports_each_iteration_as_a_notice() {
     while let Ok((_, message)) = notices.try_recv() {
         received.push(message);
     }
-    assert_eq!(received.len(), 4, "{received:?}");
+    assert_eq!(received.len(), 5, "{received:?}");
     assert!(
         received[3].starts_with("als iteration 4/4: loss "),
         "{received:?}"
     );
+    // the last NOTICE times every phase of the statement, as tastedb_training_phases keeps them
+    let phases = [
+        "read source",
+        "aggregate",
+        "split",
+        "fit",
+        "evaluate",
+        "refit",
+        "build graphs",
+        "encode",
+        "write",
+    ];
+    let last = &received[4];
+    assert!(last.starts_with("recs version 1 trained in "), "{last}");
+    let mut rest = last.as_str();
+    for phase in phases {
+        let at = rest
+            .find(&format!(" {phase} "))
+            .unwrap_or_else(|| panic!("{phase}: {last}"));
+        rest = &rest[at + phase.len()..];
+    }
+    let kept = client
+        .query(
+            "SELECT phase FROM tastedb_training_phases WHERE model = 'recs' AND seconds >= 0 \
+             ORDER BY position",
+            &[],
+        )
+        .await
+        .unwrap();
+    let kept: Vec<String> = kept.iter().map(|r| r.get(0)).collect();
+    assert_eq!(kept, phases);
     let recommended = client
         .query("SELECT item_id, rank FROM recommend('recs', 5, 2)", &[])
         .await
