@@ -208,10 +208,6 @@ impl RankingTable {
 
     /// Its rows, reading `$n` parameters from `sql::arguments::with_parameters`.
     pub async fn answer(&self, state: &dyn Session) -> Result<RecordBatch> {
-        self.rows(state).await
-    }
-
-    async fn rows(&self, state: &dyn Session) -> Result<RecordBatch> {
         let function = self.ranking.name();
         let config = state
             .config_options()
@@ -362,7 +358,7 @@ impl TableProvider for RankingTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
-        let rows = self.rows(state).await.map_err(Error::into_datafusion)?;
+        let rows = self.answer(state).await.map_err(Error::into_datafusion)?;
         let table = MemTable::try_new(self.schema.clone(), vec![vec![rows]])?;
         table.scan(state, projection, filters, limit).await
     }
