@@ -52,6 +52,22 @@ impl Engine {
             Statement::Move(_) => Err(Error::FeatureNotSupported(
                 "MOVE moves a cursor, and cursors belong to connections to `tastedb serve`".into(),
             )),
+            Statement::Shaped(shaped) => {
+                if let Some(outcome) = self.run_shape(&shaped.shape, &shaped.values, actor).await? {
+                    return Ok(outcome);
+                }
+                // its template was learned from a text that parses into this one statement
+                let mut statements = crate::engine::parse(&shaped.query)?;
+                match (statements.pop(), statements.is_empty()) {
+                    (Some(statement), true) => {
+                        Box::pin(self.execute_as(statement, actor, notices)).await
+                    }
+                    _ => Err(Error::Internal(format!(
+                        "a shaped statement is not one statement: {}",
+                        shaped.query
+                    ))),
+                }
+            }
             Statement::Command(command) => {
                 let cx = Context {
                     engine: self,

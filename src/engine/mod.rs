@@ -27,7 +27,7 @@ pub use access::{Access, FUNCTION_OBJECTS, FunctionObject};
 pub use activity::{Activity, CancelBackend, Connected, Connection, Running};
 pub use command::{Command, Context, Family};
 pub use extensions::{FAMILIES, QUERY_SIGNATURES};
-pub use fast_path::shape;
+pub use fast_path::{Shaped, Spoken, Template, shape};
 pub use outcome::{CommandTag, Outcome};
 pub use prepared::Prepared;
 pub use statement::{Statement, parse};

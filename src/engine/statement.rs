@@ -6,6 +6,7 @@
 use crate::engine::command::Command;
 use crate::engine::depth;
 use crate::engine::extensions::FAMILIES;
+use crate::engine::fast_path::Shaped;
 use crate::error::{Error, Result};
 use crate::sql::parser::{
     CopyFrom, CopyToStdout, copy_from, copy_to_stdout, is_copy_from, is_copy_to_stdout,
@@ -30,6 +31,8 @@ pub enum Statement {
     Command(Arc<dyn Command>),
     /// `MOVE …`, held as the FETCH it moves like (cursors belong to server connections).
     Move(Box<SqlStatement>),
+    /// A statement known by its tokens, not parsed (see [`crate::engine::Template`]).
+    Shaped(Box<Shaped>),
 }
 
 impl Statement {

@@ -2,7 +2,8 @@
 //! by `datafusion-pg-catalog` into SQL that DataFusion runs: `pg_catalog.` qualifiers,
 //! `COLLATE`, `::regclass` casts, and whole catalog queries it knows by heart.
 
-use crate::engine::Statement;
+use crate::engine::{self, Spoken, Statement, Template};
+use crate::error::Error;
 use crate::server::{asyncpg_types, column_names, psql_describe, set_returning};
 use crate::sql::parser::parse_query;
 use datafusion::sql::parser::Statement as DFStatement;
@@ -11,64 +12,101 @@ use datafusion::sql::sqlparser::ast::{
     SelectItem, SetExpr, Statement as SqlStatement, TableFactor, Value, ValueWithSpan,
     visit_expressions_mut, visit_relations_mut,
 };
+use datafusion::sql::sqlparser::tokenizer::Token;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-/// Shapes (see [`crate::engine::shape`]) remembered at most; past this many, all are forgotten.
-const MAX_UNCHANGED: usize = 2_048;
+/// Keys of tokens remembered at most; past this many, all are forgotten.
+const MAX_KNOWN: usize = 1_024;
 
-/// The client rewrites, and for the shapes of statements seen, whether the rewrites leave
-/// them as they are: a statement of such a shape skips them, one of another shape is
-/// rewritten without being compared again. The rewrites look at a statement's structure
-/// (names, casts, functions, operators), never at the values a shape lifts out, so one
-/// statement of a shape answers for all; an OLTP workload's statements (`UPDATE … WHERE id =
-/// 5` and the like) then cost no second parse and no pass of every rewrite.
+/// The client rewrites, and what is known of the statements of queries already seen, by
+/// their tokens ([`Spoken`]): a query sent again (an OLTP workload's `UPDATE … WHERE id = 5`,
+/// `BEGIN`, `END`) is neither parsed nor rewritten again.
 pub struct ClientRewrites {
     parser: PostgresCompatibilityParser,
-    /// Shape → whether the rewrites leave its statements unchanged.
-    unchanged: Mutex<HashMap<String, bool>>,
+    /// Tokens (literals taken out) → what their queries are.
+    known: Mutex<HashMap<Vec<Token>, Arc<Known>>>,
+}
+
+/// What the queries of one key of tokens are.
+enum Known {
+    /// The statements, rewritten, of a query without literals (its text is then known but for
+    /// whitespace and comments, which do not change how it parses or is rewritten).
+    Statements(Vec<Statement>),
+    /// One statement of a shape that the rewrites leave as it is: its values are read from
+    /// its literals. The rewrites look at a statement's structure (names, casts, functions,
+    /// operators), never at the values a shape lifts out, so one statement of a shape answers
+    /// for all.
+    Shaped(Template),
+    /// Anything else: parsed and rewritten each time.
+    Other,
 }
 
 impl ClientRewrites {
-    /// The rewrites, no shape known yet.
+    /// The rewrites, no query known yet.
     pub fn new() -> ClientRewrites {
         ClientRewrites {
             parser: PostgresCompatibilityParser::new(),
-            unchanged: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
         }
     }
 
-    /// `statements`, parsed from `query`, as [`rewrite_for_clients`] makes them.
-    pub fn rewrite(&self, query: &str, statements: Vec<Statement>) -> Vec<Statement> {
-        let shape = match statements.as_slice() {
-            [one] => one.sql().and_then(crate::engine::shape),
-            _ => None,
+    /// The statements of `query`, a simple-protocol query, as [`ClientRewrites::rewrite`]
+    /// makes them: known from an earlier query of the same tokens, or parsed.
+    pub fn statements(&self, query: &str) -> Result<Vec<Statement>, Error> {
+        let Some(spoken) = Spoken::read(query) else {
+            return Ok(self.rewrite(query, engine::parse(query)?));
         };
-        let Some(shape) = shape else {
-            return rewrite_for_clients(&self.parser, query, statements);
-        };
-        let known = self.unchanged().get(&shape).copied();
-        match known {
-            Some(true) => return statements,
-            Some(false) => return rewrite_for_clients(&self.parser, query, statements),
+        let known = self.known().get(spoken.key()).cloned();
+        match known.as_deref() {
+            Some(Known::Statements(statements)) => return Ok(statements.clone()),
+            Some(Known::Shaped(template)) => {
+                return match template.read(query, spoken) {
+                    Some(shaped) => Ok(vec![shaped.statement()]),
+                    None => Ok(self.rewrite(query, engine::parse(query)?)),
+                };
+            }
+            Some(Known::Other) => return Ok(self.rewrite(query, engine::parse(query)?)),
             None => {}
         }
-        let original = statements[0].sql().cloned();
-        let rewritten = rewrite_for_clients(&self.parser, query, statements);
-        let same =
-            matches!(rewritten.as_slice(), [statement] if statement.sql() == original.as_ref());
-        let mut unchanged = self.unchanged();
-        if unchanged.len() >= MAX_UNCHANGED {
-            unchanged.clear();
+        let statements = engine::parse(query)?;
+        let (rewritten, known) = if spoken.has_literals() {
+            let template = match statements.as_slice() {
+                [one] => one.sql().and_then(|sql| Template::learn(&spoken, sql)),
+                _ => None,
+            };
+            let original = template.as_ref().and_then(|_| statements[0].sql().cloned());
+            let rewritten = self.rewrite(query, statements);
+            let same =
+                matches!(rewritten.as_slice(), [statement] if statement.sql() == original.as_ref());
+            let known = match template {
+                Some(template) if same => Known::Shaped(template),
+                _ => Known::Other,
+            };
+            (rewritten, known)
+        } else {
+            let rewritten = self.rewrite(query, statements);
+            let known = Known::Statements(rewritten.clone());
+            (rewritten, known)
+        };
+        let mut all = self.known();
+        if all.len() >= MAX_KNOWN {
+            all.clear();
         }
-        unchanged.insert(shape, same);
-        rewritten
+        all.insert(spoken.key().to_vec(), Arc::new(known));
+        Ok(rewritten)
     }
 
-    fn unchanged(&self) -> std::sync::MutexGuard<'_, HashMap<String, bool>> {
-        self.unchanged.lock().unwrap_or_else(|p| p.into_inner())
+    /// `statements`, parsed from `query`, rewritten for clients; unqualified names of the
+    /// `pg_catalog` tables TasteDB adds are qualified in every statement.
+    pub fn rewrite(&self, query: &str, statements: Vec<Statement>) -> Vec<Statement> {
+        rewrite_for_clients(&self.parser, query, statements)
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<Token>, Arc<Known>>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -315,28 +353,38 @@ pub(super) fn parse_expr(
 mod tests {
     use super::*;
 
-    fn rewrite(rewrites: &ClientRewrites, sql: &str) -> String {
-        let statements = crate::engine::parse(sql).unwrap();
-        let rewritten = rewrites.rewrite(sql, statements);
-        rewritten[0].sql().unwrap().to_string()
+    fn statements(rewrites: &ClientRewrites, sql: &str) -> Vec<Statement> {
+        rewrites.statements(sql).unwrap()
+    }
+
+    fn text(statements: &[Statement]) -> String {
+        statements[0].sql().unwrap().to_string()
     }
 
     #[test]
-    fn statements_the_rewrites_leave_alone_skip_them_by_shape() {
+    fn statements_sent_again_are_read_by_their_shape_without_parsing() {
         let rewrites = ClientRewrites::new();
         let update = "UPDATE accounts SET balance = balance + 5 WHERE id = 7";
-        assert_eq!(rewrite(&rewrites, update), update);
-        let read = "SELECT balance FROM accounts WHERE id = 7";
-        assert_eq!(rewrite(&rewrites, read), read);
-        assert_eq!(rewrites.unchanged().len(), 2);
-        assert!(rewrites.unchanged().values().all(|&same| same));
-        // another statement of the same shapes: nothing new is learned
-        rewrite(
+        // the first is parsed, and its template learned
+        assert_eq!(text(&statements(&rewrites, update)), update);
+        let again = statements(
             &rewrites,
-            "UPDATE accounts SET balance = balance + -3 WHERE id = 9",
+            "UPDATE accounts SET balance = balance + 8 WHERE id = 9",
         );
-        rewrite(&rewrites, "SELECT balance FROM accounts WHERE id = 12");
-        assert_eq!(rewrites.unchanged().len(), 2);
+        let [Statement::Shaped(shaped)] = again.as_slice() else {
+            panic!("not read by its shape: {again:?}");
+        };
+        assert_eq!(
+            shaped.shape,
+            "UPDATE accounts SET balance = balance + $1 WHERE id = $2"
+        );
+        assert_eq!(rewrites.known().len(), 1);
+        // a query without literals is parsed once, then its statements are cloned
+        let begin = statements(&rewrites, "BEGIN");
+        assert!(
+            matches!(statements(&rewrites, "BEGIN").as_slice(), [one] if format!("{one:?}") == format!("{:?}", begin[0]))
+        );
+        assert_eq!(rewrites.known().len(), 2);
     }
 
     #[test]
@@ -344,11 +392,13 @@ mod tests {
         let rewrites = ClientRewrites::new();
         for id in [1, 2] {
             let sql = format!("SELECT count(*) FROM pg_indexes WHERE indexname = 'i{id}'");
-            let rewritten = rewrite(&rewrites, &sql);
+            let rewritten = text(&statements(&rewrites, &sql));
             assert!(rewritten.contains("pg_catalog.pg_indexes"), "{rewritten}");
         }
-        // its shape is known as one the rewrites change
-        assert_eq!(rewrites.unchanged().len(), 1);
-        assert!(rewrites.unchanged().values().all(|&same| !same));
+        let sql = "SELECT count(*) FROM pg_indexes";
+        for _ in 0..2 {
+            let rewritten = text(&statements(&rewrites, sql));
+            assert!(rewritten.contains("pg_catalog.pg_indexes"), "{rewritten}");
+        }
     }
 }

@@ -415,8 +415,8 @@ impl SimpleQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let statements = match engine::parse(query) {
-            Ok(statements) => self.compat.rewrite(query, statements),
+        let statements = match self.compat.statements(query) {
+            Ok(statements) => statements,
             Err(e) => {
                 let info = error_info(&e, query);
                 log_failure(client.socket_addr(), &info, query);

@@ -2,18 +2,21 @@
 //! INSERTs (with NULLs, values of other types, duplicate keys, moved keys, in and out of
 //! transaction blocks), prepared or written with their values, run on two engines, one with
 //! `tastedb.fast_path` off; every outcome, error and final row agrees. Statements written
-//! with their values share one preparation per shape (`tastedb_statement_shapes`).
+//! with their values share one preparation per shape (`tastedb_statement_shapes`), and once
+//! one is known, the others of its tokens are read by its template without being parsed.
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::sql::sqlparser::tokenizer::Token;
 use futures::TryStreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use tastedb::Engine;
 use tastedb::engine::transaction::within;
-use tastedb::engine::{self, Outcome, Prepared};
+use tastedb::engine::{self, Outcome, Prepared, Spoken, Template};
 use tastedb::sql::notices::Notices;
 use tastedb::storage::Transaction;
 
@@ -118,6 +121,8 @@ struct Side {
     engine: Engine,
     prepared: Vec<Prepared>,
     txn: Option<Arc<Transaction>>,
+    /// Templates of the statements written with their values, by their tokens.
+    templates: Mutex<HashMap<Vec<Token>, Template>>,
 }
 
 impl Side {
@@ -137,6 +142,7 @@ impl Side {
             engine,
             prepared,
             txn: None,
+            templates: Mutex::default(),
         };
         (side, dir)
     }
@@ -163,6 +169,35 @@ impl Side {
             Some(txn) => result(within(txn.clone(), run).await).await,
             None => result(run.await).await,
         }
+    }
+
+    /// Runs the statement written with `values`, read by the template of its tokens when one
+    /// is known (as `tastedb serve` reads simple-protocol queries), parsed otherwise (and its
+    /// template learned).
+    async fn run_spoken(&self, statement: usize, values: &[ScalarValue]) -> (String, bool) {
+        let sql = written(STATEMENTS[statement].0, values);
+        let spoken = Spoken::read(&sql).unwrap();
+        let key = spoken.key().to_vec();
+        let known = (self.templates.lock().unwrap().get(&key))
+            .and_then(|template| template.read(&sql, Spoken::read(&sql).unwrap()));
+        let read = known.is_some();
+        let statement = match known {
+            Some(shaped) => shaped.statement(),
+            None => {
+                let statement = engine::parse(&sql).unwrap().remove(0);
+                if let Some(template) = Template::learn(&spoken, statement.sql().unwrap()) {
+                    self.templates.lock().unwrap().insert(key, template);
+                }
+                statement
+            }
+        };
+        let notices = Notices::tracing();
+        let run = self.engine.execute(statement, &notices);
+        let answer = match &self.txn {
+            Some(txn) => result(within(txn.clone(), run).await).await,
+            None => result(run.await).await,
+        };
+        (answer, read)
     }
 
     async fn rows(&self) -> String {
@@ -194,7 +229,8 @@ async fn fast_paths_agree_with_planning_every_execution() {
         assert_eq!(prepared.fast_path(), Some(kind), "{sql}");
     }
     let mut rng = StdRng::seed_from_u64(17);
-    for step in 0..600 {
+    let mut read_by_template = 0;
+    for step in 0..900 {
         if fast.txn.is_none() && rng.random_range(0..25) == 0 {
             fast.txn = Some(fast.engine.begin());
             planned.txn = Some(planned.engine.begin());
@@ -207,15 +243,20 @@ async fn fast_paths_agree_with_planning_every_execution() {
         }
         let statement = rng.random_range(0..STATEMENTS.len());
         let values = parameters(statement, &mut rng);
-        let (a, b) = match rng.random_range(0..2) {
+        let (a, b) = match rng.random_range(0..3) {
             0 => (
                 fast.run(statement, &values).await,
                 planned.run(statement, &values).await,
             ),
-            _ => (
+            1 => (
                 fast.run_written(statement, &values).await,
                 planned.run_written(statement, &values).await,
             ),
+            _ => {
+                let (a, read) = fast.run_spoken(statement, &values).await;
+                read_by_template += usize::from(read);
+                (a, planned.run_written(statement, &values).await)
+            }
         };
         assert_eq!(
             a, b,
@@ -238,6 +279,10 @@ async fn fast_paths_agree_with_planning_every_execution() {
     let rows = fast.rows().await;
     assert_eq!(rows, planned.rows().await);
     assert!(rows.lines().count() > 20, "the table kept rows:\n{rows}");
+    assert!(
+        read_by_template > 100,
+        "{read_by_template} statements read by a template"
+    );
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Expr, SetExpr, Statement as SqlStatement, UnaryOperator, Value, ValueWithSpan,
 };
+use datafusion::sql::sqlparser::tokenizer::Location;
 
 /// A statement with its values lifted out.
 #[derive(Debug)]
@@ -22,6 +23,33 @@ pub struct Generalised {
     pub statement: Statement,
     /// The values, in parameter order.
     pub values: Vec<Lifted>,
+    /// Where each value was written, in parameter order.
+    pub places: Vec<Place>,
+}
+
+/// Where a lifted value was written in the statement's text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Place {
+    /// The start of its literal.
+    pub start: Location,
+    /// Whether the minus sign before the literal was lifted with it.
+    pub negated: bool,
+}
+
+/// The values lifted so far, and where they were written.
+#[derive(Default)]
+struct Lifting {
+    values: Vec<Lifted>,
+    places: Vec<Place>,
+}
+
+impl Lifting {
+    /// Lifts `value`, written at `place`; its parameter's text.
+    fn push(&mut self, value: Lifted, place: Place) -> Value {
+        self.values.push(value);
+        self.places.push(place);
+        Value::Placeholder(format!("${}", self.values.len()))
+    }
 }
 
 /// A value lifted out of a statement.
@@ -48,7 +76,7 @@ impl Lifted {
 /// has no parameters of its own.
 pub fn generalise(statement: &SqlStatement) -> Option<Generalised> {
     let mut statement = statement.clone();
-    let mut values = Vec::new();
+    let mut values = Lifting::default();
     match &mut statement {
         SqlStatement::Update(update) => {
             for assignment in &mut update.assignments {
@@ -83,19 +111,20 @@ pub fn generalise(statement: &SqlStatement) -> Option<Generalised> {
         }
         _ => return None,
     }
-    if values.is_empty() {
+    if values.values.is_empty() {
         return None;
     }
     Some(Generalised {
         shape: statement.to_string(),
         statement: Statement::DataFusion(Box::new(DFStatement::Statement(Box::new(statement)))),
-        values,
+        values: values.values,
+        places: values.places,
     })
 }
 
 /// Lifts the value of each `column = value` conjunct of `expr`; `None` when `expr` is
 /// anything else.
-fn lift_equalities(expr: &mut Expr, values: &mut Vec<Lifted>) -> Option<()> {
+fn lift_equalities(expr: &mut Expr, values: &mut Lifting) -> Option<()> {
     match expr {
         Expr::BinaryOp {
             left,
@@ -122,17 +151,20 @@ fn lift_equalities(expr: &mut Expr, values: &mut Vec<Lifted>) -> Option<()> {
 /// Lifts the literals of `expr` that are operands of arithmetic and comparisons (or `expr`
 /// itself); literals anywhere else stay in the shape. `None` when a literal cannot be lifted
 /// exactly, or `expr` already holds a parameter.
-fn lift(expr: &mut Expr, values: &mut Vec<Lifted>) -> Option<()> {
+fn lift(expr: &mut Expr, values: &mut Lifting) -> Option<()> {
     match expr {
-        Expr::Value(ValueWithSpan { value, .. }) => {
+        Expr::Value(ValueWithSpan { value, span }) => {
             let lifted = match value {
                 Value::Number(n, false) => Lifted::Integer(n.parse().ok()?),
                 Value::SingleQuotedString(s) => Lifted::Text(s.clone()),
                 Value::Placeholder(_) => return None,
                 _ => return Some(()),
             };
-            values.push(lifted);
-            *value = Value::Placeholder(format!("${}", values.len()));
+            let place = Place {
+                start: span.start,
+                negated: false,
+            };
+            *value = values.push(lifted, place);
             Some(())
         }
         Expr::UnaryOp {
@@ -141,12 +173,15 @@ fn lift(expr: &mut Expr, values: &mut Vec<Lifted>) -> Option<()> {
         } => {
             if let Expr::Value(ValueWithSpan {
                 value: Value::Number(n, false),
-                ..
+                span,
             }) = inner.as_ref()
             {
                 let negative: i64 = format!("-{n}").parse().ok()?;
-                values.push(Lifted::Integer(negative));
-                *expr = Expr::value(Value::Placeholder(format!("${}", values.len())));
+                let place = Place {
+                    start: span.start,
+                    negated: true,
+                };
+                *expr = Expr::value(values.push(Lifted::Integer(negative), place));
                 return Some(());
             }
             lift(inner, values)

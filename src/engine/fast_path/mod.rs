@@ -8,7 +8,8 @@
 //! - the columns of a `recommend` or `similar_items` call ([`ServingQuery`]).
 //!
 //! Statements sent with their values written in are generalised into such prepared statements
-//! ([`generalise`]), so the simple query protocol takes the fast paths too.
+//! ([`generalise`]), so the simple query protocol takes the fast paths too; statements sent
+//! again with other values are known by their tokens ([`lexical`]) and not parsed again.
 //!
 //! Anything else, a table changed since preparation, or a value of another type than its
 //! parameter's, takes the general path, whose answers these match.
@@ -16,11 +17,13 @@
 mod compiled;
 mod generalise;
 mod key;
+mod lexical;
 mod point_query;
 mod point_write;
 mod serving;
 mod shapes;
 
+pub use lexical::{Shaped, Spoken, Template};
 pub use point_query::PointQuery;
 pub use point_write::PointWrite;
 pub use serving::ServingQuery;
@@ -126,28 +129,44 @@ impl Engine {
         };
         let generation = self.catalog().generation();
         let shapes = self.shapes();
-        let entry = match shapes.get(&generalised.shape, actor, generation) {
-            Some(entry) => entry,
-            None => {
-                let prepared = Box::pin(self.prepare_as(generalised.statement, actor))
-                    .await
-                    .ok()
-                    .filter(|prepared| prepared.fast_path().is_some())
-                    .map(Arc::new);
-                shapes.put(generalised.shape, actor, generation, prepared)
-            }
+        if shapes.get(&generalised.shape, actor, generation).is_none() {
+            let prepared = Box::pin(self.prepare_as(generalised.statement, actor))
+                .await
+                .ok()
+                .filter(|prepared| prepared.fast_path().is_some())
+                .map(Arc::new);
+            shapes.put(generalised.shape.clone(), actor, generation, prepared);
+        }
+        self.run_shape(&generalised.shape, &generalised.values, actor)
+            .await
+    }
+
+    /// Runs the statement of `shape` with `values` by the shape's fast path, when it is
+    /// prepared for `actor` and has one; `None` when it must run as written.
+    pub(crate) async fn run_shape(
+        &self,
+        shape: &str,
+        values: &[Lifted],
+        actor: &Actor,
+    ) -> Result<Option<Outcome>> {
+        if !self.fast_path_enabled() {
+            return Ok(None);
+        }
+        let generation = self.catalog().generation();
+        let Some(entry) = self.shapes().get(shape, actor, generation) else {
+            return Ok(None);
         };
         let Some(prepared) = entry.prepared() else {
             return Ok(None);
         };
         // a number is never read as text (PostgreSQL has no such implicit cast)
         let types = prepared.parameter_types();
-        let mismatched = (generalised.values.iter().zip(types))
+        let mismatched = (values.iter().zip(types))
             .any(|(value, t)| matches!(value, Lifted::Integer(_)) && !t.is_numeric());
-        if mismatched || types.len() != generalised.values.len() {
+        if mismatched || types.len() != values.len() {
             return Ok(None);
         }
-        let values = (generalised.values.iter().zip(types))
+        let values = (values.iter().zip(types))
             .map(|(value, t)| exact_cast(value.scalar(), t).map(Into::into))
             .collect::<Option<Vec<_>>>();
         let Some(values) = values else {
