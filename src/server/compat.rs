@@ -12,28 +12,26 @@ use datafusion::sql::sqlparser::ast::{
     SelectItem, SetExpr, Statement as SqlStatement, TableFactor, Value, ValueWithSpan,
     visit_expressions_mut, visit_relations_mut,
 };
-use datafusion::sql::sqlparser::tokenizer::Token;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 
-/// Keys of tokens remembered at most; past this many, all are forgotten.
+/// Texts remembered at most; past this many, all are forgotten.
 const MAX_KNOWN: usize = 1_024;
 
 /// The client rewrites, and what is known of the statements of queries already seen, by
-/// their tokens ([`Spoken`]): a query sent again (an OLTP workload's `UPDATE … WHERE id = 5`,
+/// their text with the literals taken out ([`Spoken`]): a query sent again (an OLTP workload's `UPDATE … WHERE id = 5`,
 /// `BEGIN`, `END`) is neither parsed nor rewritten again.
 pub struct ClientRewrites {
     parser: PostgresCompatibilityParser,
-    /// Tokens (literals taken out) → what their queries are.
-    known: Mutex<HashMap<Vec<Token>, Arc<Known>>>,
+    /// Texts (literals taken out) → what their queries are.
+    known: Mutex<HashMap<String, Arc<Known>>>,
 }
 
-/// What the queries of one key of tokens are.
+/// What the queries of one text (literals taken out) are.
 enum Known {
-    /// The statements, rewritten, of a query without literals (its text is then known but for
-    /// whitespace and comments, which do not change how it parses or is rewritten).
+    /// The statements, rewritten, of a query without literals (the key is then its text).
     Statements(Vec<Statement>),
     /// One statement of a shape that the rewrites leave as it is: its values are read from
     /// its literals. The rewrites look at a statement's structure (names, casts, functions,
@@ -54,7 +52,7 @@ impl ClientRewrites {
     }
 
     /// The statements of `query`, a simple-protocol query, as [`ClientRewrites::rewrite`]
-    /// makes them: known from an earlier query of the same tokens, or parsed.
+    /// makes them: known from an earlier query of the same text but for its literals, or parsed.
     pub fn statements(&self, query: &str) -> Result<Vec<Statement>, Error> {
         let Some(spoken) = Spoken::read(query) else {
             return Ok(self.rewrite(query, engine::parse(query)?));
@@ -95,7 +93,7 @@ impl ClientRewrites {
         if all.len() >= MAX_KNOWN {
             all.clear();
         }
-        all.insert(spoken.key().to_vec(), Arc::new(known));
+        all.insert(spoken.key().to_string(), Arc::new(known));
         Ok(rewritten)
     }
 
@@ -105,7 +103,7 @@ impl ClientRewrites {
         rewrite_for_clients(&self.parser, query, statements)
     }
 
-    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<Token>, Arc<Known>>> {
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Known>>> {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -375,7 +373,7 @@ mod tests {
             panic!("not read by its shape: {again:?}");
         };
         assert_eq!(
-            shaped.shape,
+            &*shaped.shape,
             "UPDATE accounts SET balance = balance + $1 WHERE id = $2"
         );
         assert_eq!(rewrites.known().len(), 1);

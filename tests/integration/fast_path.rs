@@ -3,12 +3,12 @@
 //! transaction blocks), prepared or written with their values, run on two engines, one with
 //! `tastedb.fast_path` off; every outcome, error and final row agrees. Statements written
 //! with their values share one preparation per shape (`tastedb_statement_shapes`), and once
-//! one is known, the others of its tokens are read by its template without being parsed.
+//! one is known, the others of its text but for their literals are read by its template
+//! without being parsed.
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::common::{ParamValues, ScalarValue};
-use datafusion::sql::sqlparser::tokenizer::Token;
 use futures::TryStreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -121,8 +121,8 @@ struct Side {
     engine: Engine,
     prepared: Vec<Prepared>,
     txn: Option<Arc<Transaction>>,
-    /// Templates of the statements written with their values, by their tokens.
-    templates: Mutex<HashMap<Vec<Token>, Template>>,
+    /// Templates of the statements written with their values, by their keys.
+    templates: Mutex<HashMap<String, Template>>,
 }
 
 impl Side {
@@ -171,13 +171,13 @@ impl Side {
         }
     }
 
-    /// Runs the statement written with `values`, read by the template of its tokens when one
+    /// Runs the statement written with `values`, read by the template of its key when one
     /// is known (as `tastedb serve` reads simple-protocol queries), parsed otherwise (and its
     /// template learned).
     async fn run_spoken(&self, statement: usize, values: &[ScalarValue]) -> (String, bool) {
         let sql = written(STATEMENTS[statement].0, values);
         let spoken = Spoken::read(&sql).unwrap();
-        let key = spoken.key().to_vec();
+        let key = spoken.key().to_string();
         let known = (self.templates.lock().unwrap().get(&key))
             .and_then(|template| template.read(&sql, Spoken::read(&sql).unwrap()));
         let read = known.is_some();
