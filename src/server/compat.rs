@@ -61,7 +61,7 @@ impl ClientRewrites {
         match known.as_deref() {
             Some(Known::Statements(statements)) => return Ok(statements.clone()),
             Some(Known::Shaped(template)) => {
-                return match template.read(query, spoken) {
+                return match template.read(query, &spoken) {
                     Some(shaped) => Ok(vec![shaped.statement()]),
                     None => Ok(self.rewrite(query, engine::parse(query)?)),
                 };

@@ -179,7 +179,7 @@ impl Side {
         let spoken = Spoken::read(&sql).unwrap();
         let key = spoken.key().to_string();
         let known = (self.templates.lock().unwrap().get(&key))
-            .and_then(|template| template.read(&sql, Spoken::read(&sql).unwrap()));
+            .and_then(|template| template.read(&sql, &spoken));
         let read = known.is_some();
         let statement = match known {
             Some(shaped) => shaped.statement(),

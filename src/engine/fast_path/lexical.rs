@@ -274,9 +274,9 @@ impl Template {
 
     /// `spoken`'s statement, which has this template's key: its shape and values; `None`
     /// when a literal the shape keeps differs, or a value cannot be lifted.
-    pub fn read(&self, query: &str, spoken: Spoken) -> Option<Shaped> {
+    pub fn read(&self, query: &str, spoken: &Spoken) -> Option<Shaped> {
         let mut values = vec![None; self.parameters];
-        for (slot, literal) in self.slots.iter().zip(spoken.literals) {
+        for (slot, literal) in self.slots.iter().zip(&spoken.literals) {
             match slot {
                 Slot::Value { index, negated } => {
                     values[*index] = Some(value(&literal.value, *negated)?);
@@ -335,7 +335,7 @@ mod tests {
     }
 
     fn read(template: &Template, sql: &str) -> Option<(String, Vec<Lifted>)> {
-        let shaped = template.read(sql, Spoken::read(sql)?)?;
+        let shaped = template.read(sql, &Spoken::read(sql)?)?;
         Some((shaped.shape.to_string(), shaped.values))
     }
 
