@@ -97,6 +97,8 @@ pub mod sqlstate {
     pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
     /// A transaction that cannot commit under its isolation level.
     pub const SERIALIZATION_FAILURE: &str = "40001";
+    /// Transactions that wait for each other's rows.
+    pub const DEADLOCK_DETECTED: &str = "40P01";
     /// An object not in the state the statement needs.
     pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
     /// A statement inside a transaction block that an earlier error aborted.
@@ -240,6 +242,9 @@ pub enum Error {
     /// A statement that cannot run inside a transaction block, inside one.
     #[error("{0} cannot run inside a transaction block")]
     ActiveTransaction(String),
+    /// `SET TRANSACTION ISOLATION LEVEL` to another level once the block read or wrote.
+    #[error("SET TRANSACTION ISOLATION LEVEL must be called before any query")]
+    IsolationAfterQuery,
     /// A savepoint that does not exist.
     #[error("savepoint \"{0}\" does not exist")]
     UndefinedSavepoint(String),
@@ -261,6 +266,9 @@ pub enum Error {
     /// A transaction whose writes clash with a transaction that committed after it began.
     #[error("could not serialize access due to concurrent update: {0}")]
     SerializationFailure(String),
+    /// A transaction that would wait for a row held by one that waits for it.
+    #[error("deadlock detected: {0}")]
+    DeadlockDetected(String),
     /// A statement in a transaction block that an earlier error aborted.
     #[error("current transaction is aborted, commands ignored until end of transaction block")]
     InFailedTransaction,
@@ -291,7 +299,7 @@ impl Error {
             Error::DuplicateColumn(_) => DUPLICATE_COLUMN,
             Error::UndefinedObject(_) => UNDEFINED_OBJECT,
             Error::NoActiveTransaction(_) => NO_ACTIVE_SQL_TRANSACTION,
-            Error::ActiveTransaction(_) => ACTIVE_SQL_TRANSACTION,
+            Error::ActiveTransaction(_) | Error::IsolationAfterQuery => ACTIVE_SQL_TRANSACTION,
             Error::UndefinedSavepoint(_) => INVALID_SAVEPOINT_SPECIFICATION,
             Error::UndefinedPreparedStatement(_) => INVALID_SQL_STATEMENT_NAME,
             Error::UndefinedCursor(_) => INVALID_CURSOR_NAME,
@@ -325,6 +333,7 @@ impl Error {
             Error::Query(e) => datafusion_sqlstate(e),
             Error::Internal(_) => INTERNAL_ERROR,
             Error::SerializationFailure(_) => SERIALIZATION_FAILURE,
+            Error::DeadlockDetected(_) => DEADLOCK_DETECTED,
             Error::InFailedTransaction => IN_FAILED_SQL_TRANSACTION,
             Error::ObjectNotInPrerequisiteState(_) => OBJECT_NOT_IN_PREREQUISITE_STATE,
         }

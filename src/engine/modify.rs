@@ -454,20 +454,22 @@ impl Engine {
 
     /// Runs `run` in the current transaction, or in one of its own committed at the end and
     /// run again (up to [`RETRIES`] times) when a concurrent commit wrote the same rows (found
-    /// by a write or at the commit). The synced commit runs on a blocking thread, so the
-    /// runtime thread goes on serving other statements meanwhile.
+    /// by a write or at the commit). Either way the rows it wrote are locked before it ends
+    /// (waiting for transactions that hold them); under READ COMMITTED a statement whose rows
+    /// changed meanwhile is undone and run again on a newer snapshot. The synced commit runs
+    /// on a blocking thread, so the runtime thread goes on serving other statements meanwhile.
     pub(crate) async fn in_statement_transaction<F, Fut>(&self, run: F) -> Result<Outcome>
     where
         F: Fn(Arc<Transaction>) -> Fut,
         Fut: std::future::Future<Output = Result<Outcome>>,
     {
         if let Some(txn) = current() {
-            return run(txn).await;
+            return run_settled(&txn, &run).await;
         }
         let mut attempt = 0;
         loop {
             let txn = self.begin();
-            let outcome = match within(txn.clone(), run(txn.clone())).await {
+            let outcome = match within(txn.clone(), run_settled(&txn, &run)).await {
                 Ok(outcome) => {
                     let committed = crate::blocking::run("the commit", move |_| txn.commit());
                     committed.await.map(|()| outcome)
@@ -563,6 +565,37 @@ impl Engine {
         }
         Ok(Outcome::done("TRUNCATE TABLE"))
     }
+}
+
+/// Runs `run` in `txn` and locks the rows it wrote: a statement that READ COMMITTED must run
+/// again (its rows changed after its snapshot) is undone and run again on a newer snapshot, up
+/// to [`RETRIES`] times; a statement that fails leaves `txn` as it was before it.
+async fn run_settled<F, Fut>(txn: &Arc<Transaction>, run: &F) -> Result<Outcome>
+where
+    F: Fn(Arc<Transaction>) -> Fut,
+    Fut: std::future::Future<Output = Result<Outcome>>,
+{
+    for _ in 0..=RETRIES {
+        txn.start_statement();
+        let outcome = match run(txn.clone()).await {
+            Ok(outcome) => txn.settle().await.map(|settled| settled.then_some(outcome)),
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(Some(outcome)) => return Ok(outcome),
+            Ok(None) => {
+                txn.undo_statement();
+                txn.refresh();
+            }
+            Err(error) => {
+                txn.undo_statement();
+                return Err(error);
+            }
+        }
+    }
+    Err(Error::SerializationFailure(format!(
+        "the rows of the statement kept changing under it, {RETRIES} runs"
+    )))
 }
 
 /// The new values of every column of `table`, from column `from` of `found`, as computed:

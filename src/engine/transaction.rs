@@ -5,7 +5,7 @@
 //! statement commits on its own. `docs/transactions.md` says what a block guarantees.
 
 use crate::engine::Engine;
-use crate::storage::Transaction;
+use crate::storage::{Isolation, Transaction};
 use datafusion::execution::SessionState;
 use std::future::Future;
 use std::sync::Arc;
@@ -14,8 +14,10 @@ tokio::task_local! {
     static CURRENT: Arc<Transaction>;
 }
 
-/// Runs `future` (statements of the engine) inside `txn`.
+/// Runs `future` (a statement of the engine) inside `txn`: under READ COMMITTED, on a
+/// snapshot taken now.
 pub async fn within<F: Future>(txn: Arc<Transaction>, future: F) -> F::Output {
+    txn.refresh();
     CURRENT.scope(txn, future).await
 }
 
@@ -33,10 +35,15 @@ pub fn current() -> Option<Arc<Transaction>> {
 }
 
 impl Engine {
-    /// Begins a transaction: run statements in it with [`within`], then
-    /// [`Transaction::commit`] it, or drop it to roll it back.
+    /// Begins a transaction (REPEATABLE READ: snapshot isolation): run statements in it with
+    /// [`within`], then [`Transaction::commit`] it, or drop it to roll it back.
     pub fn begin(&self) -> Arc<Transaction> {
-        Arc::new(Transaction::begin(self.catalog().store()))
+        self.begin_at(Isolation::default())
+    }
+
+    /// Begins a transaction at `isolation` (see [`Engine::begin`]).
+    pub fn begin_at(&self, isolation: Isolation) -> Arc<Transaction> {
+        Arc::new(Transaction::begin(self.catalog().store(), isolation))
     }
 
     /// The session state plans of the current statement run with: the engine's, carrying the

@@ -92,6 +92,13 @@ impl Session {
         {
             return;
         }
+        let options = client.metadata().get("options").cloned();
+        for (name, value) in settings::startup_options(options.as_deref().unwrap_or_default()) {
+            match settings::check(&name, &value) {
+                Ok(()) => drop(client.metadata_mut().insert(name, value)),
+                Err(e) => tracing::warn!("startup option {name} ignored: {e}"),
+            }
+        }
         let role = client.metadata().get("user").cloned().unwrap_or_default();
         if let Ok(Some(stored)) = self.engine.users().get(&role) {
             for (name, value) in stored.config {

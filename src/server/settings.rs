@@ -5,6 +5,8 @@
 
 use crate::engine::Statement;
 use crate::error::Error;
+use crate::server::transaction_block::isolation_of;
+use crate::storage::Isolation;
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::execution::SendableRecordBatchStream;
@@ -40,8 +42,8 @@ pub fn session_statement(statement: &Statement) -> Option<SessionStatement> {
             Some(SessionStatement::Set("timezone".into(), value_text(value)))
         }
         SqlStatement::Set(Set::SetTransaction { modes, session, .. }) => {
-            // Accepted and shown back by SHOW; every statement runs on its own snapshot
-            // whatever the level (docs/server.md).
+            // `SET TRANSACTION` of a block is the block's (`transaction_block`); this is
+            // `SET SESSION CHARACTERISTICS AS TRANSACTION`, or a snapshot import
             let level = modes.iter().find_map(|mode| match mode {
                 TransactionMode::IsolationLevel(level) => Some(level.to_string().to_lowercase()),
                 TransactionMode::AccessMode(_) => None,
@@ -94,13 +96,59 @@ fn value_text(expr: &Expr) -> String {
     }
 }
 
+/// The `-c name=value` (or `--name=value`) settings of a startup packet's `options` (libpq's
+/// `PGOPTIONS`): words split at spaces, a backslash keeping the character after it.
+pub fn startup_options(options: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_ascii_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut settings = Vec::new();
+    let mut words = words.into_iter();
+    while let Some(word) = words.next() {
+        let setting = match word.strip_prefix("--") {
+            Some(setting) => Some(setting.to_string()),
+            None if word == "-c" => words.next(),
+            None => word.strip_prefix("-c").map(str::to_string),
+        };
+        if let Some((name, value)) = setting.as_deref().and_then(|s| s.split_once('=')) {
+            settings.push((name.replace('-', "_").to_lowercase(), value.to_string()));
+        }
+    }
+    settings
+}
+
+/// 22023 (or the timeout's error) when `value` is no value of parameter `name`.
+pub fn check(name: &str, value: &str) -> Result<(), Error> {
+    if crate::sql::timeouts::TIMEOUTS.contains(&name) {
+        crate::sql::timeouts::parse(name, value)?;
+    }
+    if name == "default_transaction_isolation" && Isolation::named(value).is_none() {
+        return Err(Error::InvalidParameter(format!(
+            "invalid value for parameter \"{name}\": \"{value}\""
+        )));
+    }
+    Ok(())
+}
+
 /// Runs a session statement for `client`.
 pub fn run<C: ClientInfo>(client: &mut C, statement: SessionStatement) -> Result<Response, Error> {
     Ok(match statement {
         SessionStatement::Set(name, value) => {
-            if crate::sql::timeouts::TIMEOUTS.contains(&name.as_str()) {
-                crate::sql::timeouts::parse(&name, &value)?;
-            }
+            check(&name, &value)?;
             client.metadata_mut().insert(name, value);
             Response::Execution(Tag::new("SET"))
         }
@@ -120,6 +168,10 @@ pub fn show_rows<C: ClientInfo>(
         .iter()
         .find(|(key, _)| key.eq_ignore_ascii_case(name))
         .map(|(_, value)| value.clone());
+    let set = match name {
+        "transaction_isolation" => Some(isolation_of(client).name().to_string()),
+        _ => set,
+    };
     let value = set
         .or_else(|| crate::sql::default_setting(name).map(str::to_string))
         .ok_or_else(|| {
@@ -136,4 +188,25 @@ pub fn show_rows<C: ClientInfo>(
 /// The schema of `SHOW name`: one text column called `name`.
 pub fn show_schema(name: &str) -> Schema {
     Schema::new(vec![Field::new(name, DataType::Utf8, false)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn startup_options_are_read_as_libpq_writes_them() {
+        let options = r"-c default_transaction_isolation=read\ committed --statement-timeout=5s -cwork_mem=4MB -x";
+        assert_eq!(
+            startup_options(options),
+            [
+                (
+                    "default_transaction_isolation".into(),
+                    "read committed".into()
+                ),
+                ("statement_timeout".into(), "5s".into()),
+                ("work_mem".into(), "4MB".into()),
+            ]
+        );
+    }
 }

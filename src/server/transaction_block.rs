@@ -7,8 +7,10 @@
 
 use crate::engine::{Engine, Statement};
 use crate::error::{Error, Result};
-use crate::storage::Transaction;
-use datafusion::sql::sqlparser::ast::{DiscardObject, Statement as SqlStatement};
+use crate::storage::{Isolation, Transaction};
+use datafusion::sql::sqlparser::ast::{
+    DiscardObject, Set, Statement as SqlStatement, TransactionMode,
+};
 use pgwire::api::ClientInfo;
 use pgwire::api::results::{Response, Tag};
 use pgwire::messages::response::TransactionStatus;
@@ -18,8 +20,10 @@ use std::sync::{Arc, Mutex};
 /// A statement this module answers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BlockStatement {
-    /// `BEGIN` / `START TRANSACTION`.
-    Begin,
+    /// `BEGIN` / `START TRANSACTION` [`ISOLATION LEVEL …`].
+    Begin(Option<Isolation>),
+    /// `SET TRANSACTION ISOLATION LEVEL …` (not `SET SESSION CHARACTERISTICS`).
+    SetTransaction(Isolation),
     /// `COMMIT` / `END`.
     Commit,
     /// `ROLLBACK` / `ABORT`.
@@ -40,7 +44,12 @@ pub enum BlockStatement {
 pub fn block_statement(statement: &Statement) -> Option<BlockStatement> {
     let sql = statement.sql()?;
     Some(match sql {
-        SqlStatement::StartTransaction { .. } => BlockStatement::Begin,
+        SqlStatement::StartTransaction { modes, .. } => BlockStatement::Begin(isolation(modes)),
+        SqlStatement::Set(Set::SetTransaction {
+            modes,
+            session: false,
+            snapshot: None,
+        }) => BlockStatement::SetTransaction(isolation(modes)?),
         SqlStatement::Commit { .. } => BlockStatement::Commit,
         SqlStatement::Rollback {
             savepoint: Some(name),
@@ -60,6 +69,29 @@ pub fn block_statement(statement: &Statement) -> Option<BlockStatement> {
     })
 }
 
+/// The isolation level among transaction `modes`; SERIALIZABLE runs as REPEATABLE READ
+/// (see [`Isolation::named`]).
+fn isolation(modes: &[TransactionMode]) -> Option<Isolation> {
+    modes.iter().find_map(|mode| match mode {
+        TransactionMode::IsolationLevel(level) => Isolation::named(&level.to_string()),
+        TransactionMode::AccessMode(_) => None,
+    })
+}
+
+/// The level a block of `client` runs at unless its BEGIN names one: the connection's
+/// `default_transaction_isolation`, REPEATABLE READ when it has none.
+pub fn default_isolation<C: ClientInfo>(client: &C) -> Isolation {
+    (client.metadata().get("default_transaction_isolation"))
+        .and_then(|level| Isolation::named(level))
+        .unwrap_or_default()
+}
+
+/// The level `SHOW transaction_isolation` answers for `client`: its open block's, or the one
+/// its next block would run at.
+pub fn isolation_of<C: ClientInfo>(client: &C) -> Isolation {
+    (Block::of(client).isolation()).unwrap_or_else(|| default_isolation(client))
+}
+
 /// A connection's open transaction block, if any.
 #[derive(Default)]
 pub struct Block(Mutex<BlockState>);
@@ -76,7 +108,7 @@ struct BlockState {
 /// too); a block that runs nothing has none.
 enum Open {
     /// BEGIN ran; no statement of the block yet.
-    Waiting(Engine),
+    Waiting(Engine, Isolation),
     /// The block's transaction.
     Begun(Arc<Transaction>),
 }
@@ -86,7 +118,7 @@ impl BlockState {
     fn begun(&mut self) -> Option<Arc<Transaction>> {
         let txn = match self.txn.as_ref()? {
             Open::Begun(txn) => return Some(txn.clone()),
-            Open::Waiting(engine) => engine.begin(),
+            Open::Waiting(engine, isolation) => engine.begin_at(*isolation),
         };
         self.txn = Some(Open::Begun(txn.clone()));
         Some(txn)
@@ -104,6 +136,14 @@ impl Block {
     /// The transaction of the open block (begun by the first statement that asks).
     pub fn transaction(&self) -> Option<Arc<Transaction>> {
         lock(&self.0).begun()
+    }
+
+    /// The isolation level of the open block.
+    pub fn isolation(&self) -> Option<Isolation> {
+        match lock(&self.0).txn.as_ref()? {
+            Open::Waiting(_, isolation) => Some(*isolation),
+            Open::Begun(txn) => Some(txn.isolation()),
+        }
     }
 
     /// The status ReadyForQuery reports for this block: idle, in a block, or in an aborted
@@ -186,14 +226,29 @@ pub async fn run<C: ClientInfo>(
             .ok_or_else(|| Error::NoActiveTransaction(what.into()))
     };
     match statement {
-        BlockStatement::Begin => {
+        BlockStatement::Begin(isolation) => {
             if state.txn.is_none() {
-                state.txn = Some(Open::Waiting(engine.clone()));
+                let isolation = isolation.unwrap_or_else(|| default_isolation(client));
+                state.txn = Some(Open::Waiting(engine.clone(), isolation));
                 state.failed = false;
             }
             Ok(Response::TransactionStart(Tag::new("BEGIN")))
         }
+        BlockStatement::SetTransaction(isolation) => {
+            match &mut state.txn {
+                Some(Open::Waiting(_, level)) => *level = isolation,
+                Some(Open::Begun(txn)) if txn.isolation() != isolation => {
+                    return Err(Error::IsolationAfterQuery);
+                }
+                // outside a block PostgreSQL warns and changes nothing
+                _ => {}
+            }
+            execution("SET")
+        }
         BlockStatement::Rollback => {
+            if let Some(Open::Begun(txn)) = &state.txn {
+                txn.release_locks();
+            }
             *state = BlockState::default();
             Ok(Response::TransactionEnd(Tag::new("ROLLBACK")))
         }

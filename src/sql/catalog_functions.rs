@@ -229,7 +229,7 @@ pub fn default_setting(name: &str) -> Option<&'static str> {
         "intervalstyle" => "postgres",
         "timezone" => "UTC",
         "standard_conforming_strings" | "integer_datetimes" => "on",
-        "transaction_isolation" | "default_transaction_isolation" => "read committed",
+        "transaction_isolation" | "default_transaction_isolation" => "repeatable read",
         "transaction_read_only" | "default_transaction_read_only" => "off",
         "max_identifier_length" => "63",
         "search_path" => "\"$user\", public",

@@ -55,11 +55,22 @@ impl CommitLog {
         }
     }
 
-    /// The first of `keys` that a commit after `start` wrote (or is writing).
-    pub(super) fn conflict<'k>(&self, keys: &'k [Vec<u8>], start: u64) -> Option<&'k [u8]> {
-        keys.iter()
-            .find(|key| self.written.get(*key).is_some_and(|&at| at > start))
-            .map(Vec::as_slice)
+    /// The first key of `keys` that a commit numbered after the key's own number wrote (or is
+    /// writing).
+    pub(super) fn conflict<'k>(
+        &self,
+        keys: impl IntoIterator<Item = (&'k [u8], u64)>,
+    ) -> Option<&'k [u8]> {
+        keys.into_iter()
+            .find(|(key, start)| self.written.get(*key).is_some_and(|&at| at > *start))
+            .map(|(key, _)| key)
+    }
+
+    /// The number of the last commit that wrote `key`, when it is written (in every snapshot
+    /// taken from now on).
+    pub(super) fn written_at(&self, key: &[u8]) -> Option<u64> {
+        let at = *self.written.get(key)?;
+        (!self.writing.contains(&at)).then_some(at)
     }
 
     /// Numbers a commit that passed the check and writes `keys`: from now on it clashes with
@@ -92,6 +103,11 @@ mod tests {
         names.iter().map(|n| n.as_bytes().to_vec()).collect()
     }
 
+    /// `names`, each to be checked against `start`.
+    fn since(names: &[&'static str], start: u64) -> Vec<(&'static [u8], u64)> {
+        names.iter().map(|n| (n.as_bytes(), start)).collect()
+    }
+
     #[test]
     fn a_commit_being_written_is_after_every_snapshot_taken_meanwhile() {
         let mut log = CommitLog::default();
@@ -101,15 +117,15 @@ mod tests {
         // Neither is written yet: a transaction starting now starts before both.
         let during = log.open();
         assert_eq!(during, early);
-        assert!(log.conflict(&keys(&["a"]), during).is_some());
+        assert!(log.conflict(since(&["a"], during)).is_some());
         // The second finishes first: still not visible while the first is being written.
         log.finished(second);
         assert_eq!(log.visible(), early);
         log.finished(first);
         assert_eq!(log.visible(), second);
         let after = log.open();
-        assert!(log.conflict(&keys(&["a", "b"]), after).is_none());
-        assert!(log.conflict(&keys(&["b"]), early).is_some());
+        assert!(log.conflict(since(&["a", "b"], after)).is_none());
+        assert!(log.conflict(since(&["b"], early)).is_some());
     }
 
     #[test]
@@ -123,7 +139,7 @@ mod tests {
         let start = log.open();
         let at = log.writing(keys(&["x"]));
         log.finished(at);
-        assert!(log.conflict(&keys(&["x"]), start).is_some());
+        assert!(log.conflict(since(&["x"], start)).is_some());
         log.close(start);
         assert!(log.open.is_empty());
     }

@@ -13,6 +13,7 @@ pub mod reader;
 pub mod retention;
 pub mod rewrite;
 mod row_codec;
+mod row_locks;
 mod store;
 mod tables;
 pub mod transaction;
@@ -27,5 +28,5 @@ pub use store::{
     FORMAT_VERSION, MARKER_FILE, RowKeys, RowsChanged, Scan, Store, TableChange, WrittenBatch,
 };
 pub use tables::{RowIdReservation, StoredTable};
-pub use transaction::{Change, Transaction};
+pub use transaction::{Change, Isolation, Transaction};
 pub use write_set::WriteSet;

@@ -5,6 +5,7 @@ use crate::schema::TableDef;
 use crate::storage::commit_log::CommitLog;
 use crate::storage::keys;
 use crate::storage::retention::Retentions;
+use crate::storage::row_locks::RowLocks;
 use crate::storage::write_set::WriteSet;
 use datafusion::arrow::array::ArrayRef;
 use rocksdb::{DB, DBCompressionType, Options, ReadOptions, WriteOptions};
@@ -79,6 +80,7 @@ pub struct Store {
     commits: Mutex<CommitLog>,
     /// Told whenever a commit of checked keys is written (or failed to be).
     commit_finished: Condvar,
+    row_locks: RowLocks,
     retentions: Retentions,
 }
 
@@ -104,6 +106,7 @@ impl Store {
             observers: RwLock::new(Vec::new()),
             commits: Mutex::new(CommitLog::default()),
             commit_finished: Condvar::new(),
+            row_locks: RowLocks::default(),
             retentions,
         })
     }
@@ -317,18 +320,14 @@ impl Store {
     /// of `checked` (then 40001 and nothing is written); records that this commit wrote them.
     /// The check and the numbering take turns; the synced write does not, so concurrent
     /// commits share one WAL sync (see [`CommitLog`]).
-    pub fn commit_checked(
-        &self,
-        writes: WriteSet,
-        checked: Vec<Vec<u8>>,
-        start: u64,
-    ) -> Result<()> {
+    pub fn commit_checked(&self, writes: WriteSet, checked: Vec<(Vec<u8>, u64)>) -> Result<()> {
         let number = {
             let mut log = self.commit_log();
-            if log.conflict(&checked, start).is_some() {
+            let keys = checked.iter().map(|(key, start)| (key.as_slice(), *start));
+            if log.conflict(keys).is_some() {
                 return Err(self.clash(log));
             }
-            log.writing(checked)
+            log.writing(checked.into_iter().map(|(key, _)| key).collect())
         };
         let written = self.write(writes);
         self.commit_log().finished(number);
@@ -336,16 +335,46 @@ impl Store {
         written
     }
 
-    /// 40001 when a commit numbered after `start` wrote (or is writing) one of `keys`.
-    pub(super) fn check_unwritten(&self, keys: &[Vec<u8>], start: u64) -> Result<()> {
-        if keys.is_empty() {
+    /// 40001 when a commit numbered after a key's number wrote (or is writing) it.
+    pub(super) fn check_unwritten<'k>(
+        &self,
+        keys: impl IntoIterator<Item = (&'k [u8], u64)>,
+    ) -> Result<()> {
+        let mut keys = keys.into_iter().peekable();
+        if keys.peek().is_none() {
             return Ok(());
         }
         let log = self.commit_log();
-        match log.conflict(keys, start) {
+        match log.conflict(keys) {
             Some(_) => Err(self.clash(log)),
             None => Ok(()),
         }
+    }
+
+    /// The first of `keys` that a commit numbered after `since` wrote (or is writing).
+    pub(super) fn written_since<'k>(&self, keys: &'k [Vec<u8>], since: u64) -> Option<&'k [u8]> {
+        let keys = keys.iter().map(|key| (key.as_slice(), since));
+        self.commit_log().conflict(keys)
+    }
+
+    /// The number a row write from a snapshot taken after `key` was locked is checked from:
+    /// `read_at`, or the commit that last wrote the row when it is later and written (the
+    /// snapshot holds it even if a commit before it is still being written).
+    pub(super) fn checked_from(&self, key: &[u8], read_at: u64) -> u64 {
+        let written = self.commit_log().written_at(key);
+        written.map_or(read_at, |at| at.max(read_at))
+    }
+
+    /// The number up to which every commit is in a snapshot taken now, and the database to
+    /// take it of (while the guard is held no commit becomes visible).
+    pub(super) fn visible_now(&self) -> (u64, Arc<DB>, MutexGuard<'_, CommitLog>) {
+        let log = self.commit_log();
+        (log.visible(), self.db(), log)
+    }
+
+    /// The row locks of open transactions.
+    pub(super) fn row_locks(&self) -> &RowLocks {
+        &self.row_locks
     }
 
     /// The 40001 of a write that clashes with a later commit, once the commits under way are

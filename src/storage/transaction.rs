@@ -1,5 +1,6 @@
-//! [`Transaction`]: one snapshot to read from, writes kept until COMMIT, and write-write
-//! conflicts found at COMMIT — snapshot isolation, first committer wins (`docs/transactions.md`).
+//! [`Transaction`]: snapshots to read from (one for the transaction, or one per statement),
+//! writes kept until COMMIT, rows locked against other writers as statements write them, and
+//! write-write conflicts found at COMMIT (`docs/transactions.md`).
 //!
 //! RocksDB's own `OptimisticTransactionDB` would do this too, but it is another database type
 //! (every read, backup and write path would change with it), and it cannot say which rows of a
@@ -9,11 +10,49 @@
 
 use crate::error::{Error, Result};
 use crate::schema::TableDef;
+use crate::storage::row_locks::Holder;
 use crate::storage::store::{Store, TableChange};
 use crate::storage::{RowIdReservation, StoredTable, WriteSet, WrittenBatch};
 use rocksdb::{DB, ReadOptions, Snapshot};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// The number of the next transaction to begin, for row locks.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How a transaction's statements see the commits of others (`docs/transactions.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Each statement reads a snapshot taken as it starts; a row that another open
+    /// transaction wrote is waited for, and then written from its newest version.
+    ReadCommitted,
+    /// Every statement reads the snapshot the transaction began with; a row that another
+    /// transaction committed after it began gets 40001 (snapshot isolation).
+    #[default]
+    RepeatableRead,
+}
+
+impl Isolation {
+    /// The level PostgreSQL names `level` (`read committed`, …) runs as: READ UNCOMMITTED as
+    /// READ COMMITTED, as in PostgreSQL; SERIALIZABLE as REPEATABLE READ (snapshot isolation,
+    /// which allows write skew). `None` for a name that is no level.
+    pub fn named(level: &str) -> Option<Isolation> {
+        match level.trim().to_ascii_lowercase().as_str() {
+            "read committed" | "read uncommitted" => Some(Isolation::ReadCommitted),
+            "repeatable read" | "serializable" => Some(Isolation::RepeatableRead),
+            _ => None,
+        }
+    }
+
+    /// PostgreSQL's name of the level.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isolation::ReadCommitted => "read committed",
+            Isolation::RepeatableRead => "repeatable read",
+        }
+    }
+}
 
 /// A RocksDB snapshot that keeps its database open.
 struct OwnedSnapshot {
@@ -45,8 +84,11 @@ pub enum Change {
 struct Pending {
     /// Full keys → new value, `None` for a deletion.
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Keys that no commit after the start may have written: all but rows under fresh row ids.
-    checked: BTreeSet<Vec<u8>>,
+    /// Keys that no commit numbered after the key's number may have written (the snapshot the
+    /// key was first written from): all but rows under fresh row ids.
+    checked: BTreeMap<Vec<u8>, u64>,
+    /// Checked keys that statements wrote and [`Transaction::settle`] has not locked yet.
+    unlocked: Vec<Vec<u8>>,
     changes: Vec<Change>,
     reservations: Vec<RowIdReservation>,
     savepoints: Vec<Savepoint>,
@@ -54,6 +96,8 @@ struct Pending {
     tables: BTreeMap<u64, Arc<StoredTable>>,
     /// While a statement writes (see [`Transaction::atomically`]): how to undo its writes.
     undo: Option<Undo>,
+    /// Since [`Transaction::start_statement`]: how to undo the writes of the statement.
+    statement: Option<Undo>,
 }
 
 /// What undoes the writes of one statement: each key's earlier state in the block (`None`: the
@@ -69,6 +113,15 @@ struct Undo {
 type Write = Option<Vec<u8>>;
 
 impl Pending {
+    /// Checks `key` at COMMIT against commits after `read_at` (or the earlier number it was
+    /// first written from), and locks it at the statement's end.
+    fn check(&mut self, key: &[u8], read_at: u64) {
+        if !self.checked.contains_key(key) {
+            self.checked.insert(key.to_vec(), read_at);
+            self.unlocked.push(key.to_vec());
+        }
+    }
+
     /// Records `key`'s state before a write, when a statement's undo is kept.
     fn remember(&mut self, key: &[u8], checked: bool) {
         let Some(undo) = self.undo.as_mut() else {
@@ -76,16 +129,38 @@ impl Pending {
         };
         undo.writes
             .push((key.to_vec(), self.writes.get(key).cloned()));
-        if checked && !self.checked.contains(key) {
+        if checked && !self.checked.contains_key(key) {
             undo.checked.push(key.to_vec());
         }
+    }
+}
+
+impl Undo {
+    /// Puts `pending` back as it was before the writes this undoes.
+    fn apply(self, pending: &mut Pending) {
+        for (key, earlier) in self.writes.into_iter().rev() {
+            match earlier {
+                Some(value) => pending.writes.insert(key, value),
+                None => pending.writes.remove(&key),
+            };
+        }
+        for key in self.checked {
+            pending.checked.remove(&key);
+        }
+        pending.changes.truncate(self.changes);
+    }
+
+    /// Adds the writes `later` undoes, made after these.
+    fn extend(&mut self, later: Undo) {
+        self.writes.extend(later.writes);
+        self.checked.extend(later.checked);
     }
 }
 
 struct Savepoint {
     name: String,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    checked: BTreeSet<Vec<u8>>,
+    checked: BTreeMap<Vec<u8>, u64>,
     changes: usize,
 }
 
@@ -94,8 +169,17 @@ struct Savepoint {
 /// after this one began wrote one of the same keys. Dropping it without COMMIT discards it.
 pub struct Transaction {
     store: Arc<Store>,
+    /// Its number for row locks.
+    id: u64,
+    isolation: Isolation,
+    /// The commit number it began after (registered in the commit log until it ends).
     start: u64,
-    snapshot: OwnedSnapshot,
+    /// The snapshot statements read, and the commit number it holds every commit up to.
+    snapshot: Mutex<(Arc<OwnedSnapshot>, u64)>,
+    /// Ends its hold on row locks; taken when it does.
+    holder: Mutex<Option<Holder>>,
+    /// Keys whose row lock it holds.
+    locked: Mutex<HashSet<Vec<u8>>>,
     pending: Mutex<Pending>,
 }
 
@@ -108,17 +192,118 @@ impl std::fmt::Debug for Transaction {
 }
 
 impl Transaction {
-    /// Begins a transaction on `store`.
-    pub fn begin(store: &Arc<Store>) -> Transaction {
+    /// Begins a transaction on `store` at `isolation`.
+    pub fn begin(store: &Arc<Store>, isolation: Isolation) -> Transaction {
         let (start, db, log) = store.open_transaction();
-        let snapshot = OwnedSnapshot::new(db);
+        let snapshot = Arc::new(OwnedSnapshot::new(db));
         drop(log);
         Transaction {
             store: store.clone(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            isolation,
             start,
-            snapshot,
+            snapshot: Mutex::new((snapshot, start)),
+            holder: Mutex::new(Some(Holder::new())),
+            locked: Mutex::default(),
             pending: Mutex::new(Pending::default()),
         }
+    }
+
+    /// Its isolation level.
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
+    }
+
+    /// A statement starts: under READ COMMITTED it reads a snapshot taken now.
+    pub fn refresh(&self) {
+        if self.isolation == Isolation::ReadCommitted {
+            let (number, db, log) = self.store.visible_now();
+            let snapshot = Arc::new(OwnedSnapshot::new(db));
+            drop(log);
+            *lock(&self.snapshot) = (snapshot, number);
+        }
+    }
+
+    fn snapshot(&self) -> Arc<OwnedSnapshot> {
+        lock(&self.snapshot).0.clone()
+    }
+
+    /// The commit number the keys written now are checked from.
+    fn read_at(&self) -> u64 {
+        match self.isolation {
+            Isolation::ReadCommitted => lock(&self.snapshot).1,
+            Isolation::RepeatableRead => self.start,
+        }
+    }
+
+    /// The commit number a write of `key` now is checked from: under READ COMMITTED, a row
+    /// locked before the statement's snapshot was taken is read at its newest version.
+    fn read_at_for(&self, key: &[u8]) -> u64 {
+        let read_at = self.read_at();
+        if self.isolation == Isolation::ReadCommitted && lock(&self.locked).contains(key) {
+            return self.store.checked_from(key, read_at);
+        }
+        read_at
+    }
+
+    /// Starts keeping how to undo the writes of the statement about to run (see
+    /// [`Transaction::undo_statement`]).
+    pub fn start_statement(&self) {
+        let mut pending = self.lock();
+        let changes = pending.changes.len();
+        pending.statement = Some(Undo {
+            changes,
+            ..Undo::default()
+        });
+    }
+
+    /// Undoes the writes of the statement started last (its row locks are kept).
+    pub fn undo_statement(&self) {
+        let mut pending = self.lock();
+        if let Some(undo) = pending.statement.take() {
+            undo.apply(&mut pending);
+        }
+    }
+
+    /// Takes the row locks of the rows the statements so far wrote. READ COMMITTED waits for
+    /// transactions that hold them to end (40P01 when waiting would deadlock), and answers
+    /// `false` when a commit after the statement's snapshot wrote one of the rows it had to
+    /// lock: the statement must be undone and run again on a newer snapshot. REPEATABLE READ
+    /// is optimistic: it takes the rows no one holds, so READ COMMITTED writers wait for it,
+    /// and waits for none (its clashes are found by the writes and at COMMIT).
+    pub async fn settle(&self) -> Result<bool> {
+        let unlocked = {
+            let mut pending = self.lock();
+            let mut unlocked = std::mem::take(&mut pending.unlocked);
+            let locked = lock(&self.locked);
+            // keys of undone statements are no longer checked
+            unlocked.retain(|key| pending.checked.contains_key(key) && !locked.contains(key));
+            unlocked
+        };
+        if unlocked.is_empty() {
+            return Ok(true);
+        }
+        let Some(ended) = lock(&self.holder).as_ref().map(Holder::ended) else {
+            return Err(Error::Internal("the transaction has ended".into()));
+        };
+        let locks = self.store.row_locks();
+        if self.isolation == Isolation::RepeatableRead {
+            // optimistic: rows held by others are not waited for (COMMIT finds the clash)
+            for key in unlocked {
+                if locks.try_acquire(self.id, &ended, &key) {
+                    lock(&self.locked).insert(key);
+                }
+            }
+            return Ok(true);
+        }
+        for key in &unlocked {
+            locks.acquire(self.id, &ended, key).await?;
+            lock(&self.locked).insert(key.clone());
+        }
+        Ok(self
+            .store
+            .written_since(&unlocked, self.read_at())
+            .is_none())
     }
 
     /// The store it reads and commits to.
@@ -131,7 +316,7 @@ impl Transaction {
         if let Some(value) = self.lock().writes.get(key) {
             return Ok(value.clone());
         }
-        Ok(self.snapshot.snapshot.get(key)?)
+        Ok(self.snapshot().snapshot.get(key)?)
     }
 
     /// The values of `keys` as this transaction sees them, in order.
@@ -148,7 +333,8 @@ impl Transaction {
             .filter(|(_, own)| own.is_none())
             .map(|(key, _)| key.as_ref())
             .collect();
-        let mut stored = self.snapshot.snapshot.multi_get(unwritten).into_iter();
+        let snapshot = self.snapshot();
+        let mut stored = snapshot.snapshot.multi_get(unwritten).into_iter();
         for value in values.iter_mut().filter(|v| v.is_none()) {
             *value = Some(stored.next().transpose()?.flatten());
         }
@@ -173,8 +359,9 @@ impl Transaction {
         let mut options = ReadOptions::default();
         options.set_iterate_upper_bound(to.to_vec());
         options.fill_cache(false);
-        options.set_snapshot(&self.snapshot.snapshot);
-        let db = &self.snapshot._db;
+        let snapshot = self.snapshot();
+        options.set_snapshot(&snapshot.snapshot);
+        let db = &snapshot._db;
         let mut iter = db.raw_iterator_opt(options);
         iter.seek(from);
         loop {
@@ -210,19 +397,21 @@ impl Transaction {
     /// Stores `value` under `key` at COMMIT. `fresh` keys (rows under row ids reserved by this
     /// transaction) cannot clash with another transaction and are not checked.
     pub fn put(&self, key: Vec<u8>, value: Vec<u8>, fresh: bool) {
+        let read_at = self.read_at_for(&key);
         let mut pending = self.lock();
         pending.remember(&key, !fresh);
         if !fresh {
-            pending.checked.insert(key.clone());
+            pending.check(&key, read_at);
         }
         pending.writes.insert(key, Some(value));
     }
 
     /// Deletes `key` at COMMIT.
     pub fn delete(&self, key: Vec<u8>) {
+        let read_at = self.read_at_for(&key);
         let mut pending = self.lock();
         pending.remember(&key, true);
-        pending.checked.insert(key.clone());
+        pending.check(&key, read_at);
         pending.writes.insert(key, None);
     }
 
@@ -261,26 +450,23 @@ impl Transaction {
         }
         let mut result = write();
         let mut pending = self.lock();
-        let undo = pending.undo.take();
+        let Some(undo) = pending.undo.take() else {
+            return result;
+        };
         // A row this statement wrote first in the block, and that a transaction committed
         // after the block's snapshot: COMMIT would fail, so the statement fails now (as an
         // UPDATE under PostgreSQL's REPEATABLE READ does), sparing the block's remaining work.
-        if let (Ok(_), Some(undo)) = (&result, &undo)
-            && let Err(clash) = self.store.check_unwritten(&undo.checked, self.start)
-        {
-            result = Err(clash);
+        // (Under READ COMMITTED, `settle` runs such a statement again instead.)
+        if result.is_ok() && self.isolation == Isolation::RepeatableRead {
+            let keys = undo.checked.iter().map(|key| (key.as_slice(), self.start));
+            if let Err(clash) = self.store.check_unwritten(keys) {
+                result = Err(clash);
+            }
         }
-        if let (Err(_), Some(undo)) = (&result, undo) {
-            for (key, earlier) in undo.writes.into_iter().rev() {
-                match earlier {
-                    Some(value) => pending.writes.insert(key, value),
-                    None => pending.writes.remove(&key),
-                };
-            }
-            for key in undo.checked {
-                pending.checked.remove(&key);
-            }
-            pending.changes.truncate(undo.changes);
+        match (&result, pending.statement.as_mut()) {
+            (Err(_), _) => undo.apply(&mut pending),
+            (Ok(_), Some(statement)) => statement.extend(undo),
+            (Ok(_), None) => {}
         }
         result
     }
@@ -338,11 +524,13 @@ impl Transaction {
                 None => write.delete(key),
             }
         }
-        let checked: Vec<Vec<u8>> = pending.checked.into_iter().collect();
+        let checked: Vec<(Vec<u8>, u64)> = pending.checked.into_iter().collect();
         let guards = (pending.tables.values())
             .map(|table| table.writing())
             .collect::<Result<Vec<_>>>()?;
-        self.store.commit_checked(write, checked, self.start)?;
+        let committed = self.store.commit_checked(write, checked);
+        self.release_locks();
+        committed?;
         drop(guards);
         drop(pending.reservations);
         for change in &pending.changes {
@@ -358,15 +546,29 @@ impl Transaction {
         Ok(())
     }
 
+    /// Frees the rows it locked: the transaction has ended (committed or rolled back).
+    pub fn release_locks(&self) {
+        let Some(holder) = lock(&self.holder).take() else {
+            return;
+        };
+        let locked = std::mem::take(&mut *lock(&self.locked));
+        self.store.row_locks().release(self.id, locked, holder);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.pending)
     }
 }
 
 impl Drop for Transaction {
     fn drop(&mut self) {
+        self.release_locks();
         self.store.close_transaction(self.start);
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn savepoint_position(pending: &Pending, name: &str) -> Result<usize> {

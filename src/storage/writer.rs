@@ -166,7 +166,9 @@ fn insert_rows(
             if checked.is_empty() {
                 store.write(write)?;
             } else {
-                store.commit_checked(write, checked, start.number())?;
+                let number = start.number();
+                let checked = checked.into_iter().map(|key| (key, number)).collect();
+                store.commit_checked(write, checked)?;
             }
             drop(reservations);
             store.rows_changed(def, TableChange::Written(&written));

@@ -70,5 +70,5 @@ async fn metabase_connects_and_syncs_tables() {
     let results = replay("metabase").await;
     assert_eq!(results.len(), 10);
     assert!(results.iter().any(|rows| mentions(rows, "games")));
-    assert!(results.iter().any(|rows| mentions(rows, "read committed")));
+    assert!(results.iter().any(|rows| mentions(rows, "repeatable read")));
 }

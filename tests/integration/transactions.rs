@@ -1,7 +1,8 @@
 //! Transaction blocks over the wire: atomic COMMIT, ROLLBACK and savepoints that undo writes,
 //! one snapshot per block plus its own writes, 40001 for the second of two blocks writing one
-//! row, 25P02 after a failed statement, catalog statements inside a block, and concurrent
-//! blocks whose commits overlap.
+//! row, 25P02 after a failed statement, catalog statements inside a block, concurrent blocks
+//! whose commits overlap; READ COMMITTED blocks that wait for each other's rows instead of
+//! failing, and deadlocks (40P01).
 
 use crate::common::{connect, rows, start, start_in};
 use tokio_postgres::Client;
@@ -92,7 +93,7 @@ async fn a_block_reads_one_snapshot_and_the_second_writer_of_a_row_gets_40001() 
         scalar(&first, "SELECT balance FROM accounts WHERE id = 2").await,
         "100"
     );
-    // both write row 1; the first to commit wins
+    // both write row 1; the first to commit wins (optimistic: neither waits)
     second
         .batch_execute("BEGIN; UPDATE accounts SET balance = 1 WHERE id = 1")
         .await
@@ -333,5 +334,155 @@ async fn the_snapshot_is_taken_at_the_first_statement_and_conflicts_are_found_ea
     assert_eq!(
         scalar(&first, "SELECT balance FROM accounts WHERE id = 2").await,
         (600 + updated).to_string()
+    );
+}
+
+#[tokio::test]
+async fn read_committed_blocks_see_each_commit_and_wait_for_rows_instead_of_failing() {
+    let server = start(16).await;
+    let first = std::sync::Arc::new(connect(server.addr).await);
+    let second = connect(server.addr).await;
+    setup(&first).await;
+    assert_eq!(
+        scalar(&first, "SHOW transaction_isolation").await,
+        "repeatable read"
+    );
+    first
+        .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar(&first, "SHOW transaction_isolation").await,
+        "read committed"
+    );
+    let read = "SELECT balance FROM accounts WHERE id = 2";
+    assert_eq!(scalar(&first, read).await, "100");
+    second
+        .batch_execute("UPDATE accounts SET balance = 500 WHERE id = 2")
+        .await
+        .unwrap();
+    // each statement reads a snapshot of its own
+    assert_eq!(scalar(&first, read).await, "500");
+    let error = (first.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::ACTIVE_SQL_TRANSACTION));
+    first.batch_execute("ROLLBACK").await.unwrap();
+
+    // a row another block wrote is waited for, then updated from its committed version
+    second
+        .batch_execute("SET default_transaction_isolation = 'read committed'")
+        .await
+        .unwrap();
+    second
+        .batch_execute("BEGIN; UPDATE accounts SET balance = balance + 10 WHERE id = 1")
+        .await
+        .unwrap();
+    first
+        .batch_execute("BEGIN; SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        .await
+        .unwrap();
+    let waiting = {
+        let first = first.clone();
+        tokio::spawn(async move {
+            first
+                .batch_execute("UPDATE accounts SET balance = balance * 2 WHERE id = 1")
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the second writer waits");
+    second.batch_execute("COMMIT").await.unwrap();
+    waiting.await.unwrap().unwrap();
+    first.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        scalar(&second, "SELECT balance FROM accounts WHERE id = 1").await,
+        "220"
+    );
+
+    // two blocks that each wait for the other's row: one gets 40P01, the other goes on
+    first
+        .batch_execute(
+            "BEGIN ISOLATION LEVEL READ COMMITTED; UPDATE accounts SET balance = 0 WHERE id = 1",
+        )
+        .await
+        .unwrap();
+    second
+        .batch_execute("BEGIN; UPDATE accounts SET balance = 0 WHERE id = 2")
+        .await
+        .unwrap();
+    let waiting = {
+        let first = first.clone();
+        tokio::spawn(async move {
+            first
+                .batch_execute("UPDATE accounts SET balance = 1 WHERE id = 2")
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let error = (second.batch_execute("UPDATE accounts SET balance = 1 WHERE id = 1"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::T_R_DEADLOCK_DETECTED));
+    second.batch_execute("ROLLBACK").await.unwrap();
+    waiting.await.unwrap().unwrap();
+    first.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        scalar(&second, "SELECT sum(balance) FROM accounts").await,
+        "1"
+    );
+
+    // the level a connection's startup options (libpq's PGOPTIONS) choose
+    let config = format!(
+        "host={} port={} user=tastedb password='{}' dbname=tastedb \
+         options='-c default_transaction_isolation=read\\\\ committed'",
+        server.addr.ip(),
+        server.addr.port(),
+        crate::common::PASSWORD
+    );
+    let (optioned, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    assert_eq!(
+        scalar(&optioned, "SHOW transaction_isolation").await,
+        "read committed"
+    );
+
+    // eight clients add 1 to one row in READ COMMITTED blocks: none ever gets 40001, and
+    // every increment counts once
+    const CLIENTS: usize = 8;
+    const COMMITS: usize = 25;
+    let mut clients = Vec::new();
+    for number in 0..CLIENTS {
+        let client = connect(server.addr).await;
+        clients.push(tokio::spawn(async move {
+            for _ in 0..COMMITS {
+                let block = format!(
+                    "BEGIN ISOLATION LEVEL READ COMMITTED;
+                     UPDATE accounts SET balance = balance + 1 WHERE id = 1;
+                     UPDATE accounts SET balance = balance + 1 WHERE id = 2;
+                     INSERT INTO history VALUES ({number}, 1);
+                     COMMIT"
+                );
+                client.batch_execute(&block).await.unwrap();
+            }
+        }));
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+    let total = CLIENTS * COMMITS;
+    assert_eq!(
+        scalar(&first, "SELECT balance FROM accounts WHERE id = 1").await,
+        total.to_string()
+    );
+    assert_eq!(
+        scalar(&first, "SELECT balance FROM accounts WHERE id = 2").await,
+        (1 + total).to_string()
+    );
+    assert_eq!(
+        scalar(&first, "SELECT count(*) FROM history").await,
+        total.to_string()
     );
 }
