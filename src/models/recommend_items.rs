@@ -113,13 +113,12 @@ impl ScalarUDFImpl for RecommendItems {
             let ks = cast(&arrays[2], &DataType::Int64)?;
             let (models, users) = (models.as_string::<i32>(), users.as_string::<i32>());
             let ks = ks.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
-            let mut text = ListBuilder::new(StringBuilder::new());
-            let mut integers = ListBuilder::new(Int64Builder::new());
-            let mut current: Option<(String, Arc<TrainedModel>)> = None;
+            // each row's model (by position in `models_used`), user index and k
+            let mut models_used: Vec<(String, Arc<TrainedModel>)> = Vec::new();
+            let mut requests: Vec<Option<(usize, Option<usize>, usize)>> = Vec::with_capacity(rows);
             for row in 0..rows {
                 if models.is_null(row) || users.is_null(row) || ks.is_null(row) {
-                    text.append_null();
-                    integers.append_null();
+                    requests.push(None);
                     continue;
                 }
                 let k = ks.value(row);
@@ -129,12 +128,37 @@ impl ScalarUDFImpl for RecommendItems {
                     )));
                 }
                 let name = models.value(row);
-                if current.as_ref().is_none_or(|(n, _)| n != name) {
-                    current = Some((name.to_string(), self.registry.active(name)?.1));
+                let at = match models_used.iter().position(|(n, _)| n == name) {
+                    Some(at) => at,
+                    None => {
+                        models_used.push((name.to_string(), self.registry.active(name)?.1));
+                        models_used.len() - 1
+                    }
+                };
+                let user = models_used[at].1.user_index(users.value(row));
+                requests.push(Some((at, user, k as usize)));
+            }
+            // scored a model at a time, many users at once
+            let mut ranked: Vec<Vec<(usize, f32)>> = vec![Vec::new(); rows];
+            for (at, (_, model)) in models_used.iter().enumerate() {
+                let (positions, asked): (Vec<usize>, Vec<(Option<usize>, usize)>) =
+                    (requests.iter().enumerate())
+                        .filter_map(|(row, r)| r.filter(|r| r.0 == at).map(|r| (row, (r.1, r.2))))
+                        .unzip();
+                for (row, list) in positions.into_iter().zip(model.recommend_many(&asked)) {
+                    ranked[row] = list;
                 }
-                let Some((_, model)) = &current else { continue };
-                let ranked = model.recommend(model.user_index(users.value(row)), k as usize);
-                for (item, _) in ranked {
+            }
+            let mut text = ListBuilder::new(StringBuilder::new());
+            let mut integers = ListBuilder::new(Int64Builder::new());
+            for (request, list) in requests.iter().zip(ranked) {
+                let Some((at, _, _)) = request else {
+                    text.append_null();
+                    integers.append_null();
+                    continue;
+                };
+                let model = &models_used[*at].1;
+                for (item, _) in list {
                     let id = &model.item_ids[item];
                     text.values().append_value(id);
                     integers.values().append_option(id.parse::<i64>().ok());

@@ -337,6 +337,17 @@ async fn the_snapshot_is_taken_at_the_first_statement_and_conflicts_are_found_ea
     );
 }
 
+/// Runs `sql` on `client` in a task of its own, and gives it 200 ms to start waiting.
+async fn waiting_on(
+    client: &std::sync::Arc<Client>,
+    sql: &str,
+) -> tokio::task::JoinHandle<Result<(), tokio_postgres::Error>> {
+    let (client, sql) = (client.clone(), sql.to_string());
+    let task = tokio::spawn(async move { client.batch_execute(&sql).await });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    task
+}
+
 #[tokio::test]
 async fn read_committed_blocks_see_each_commit_and_wait_for_rows_instead_of_failing() {
     let server = start(16).await;
@@ -382,15 +393,11 @@ async fn read_committed_blocks_see_each_commit_and_wait_for_rows_instead_of_fail
         .batch_execute("BEGIN; SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         .await
         .unwrap();
-    let waiting = {
-        let first = first.clone();
-        tokio::spawn(async move {
-            first
-                .batch_execute("UPDATE accounts SET balance = balance * 2 WHERE id = 1")
-                .await
-        })
-    };
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let waiting = waiting_on(
+        &first,
+        "UPDATE accounts SET balance = balance * 2 WHERE id = 1",
+    )
+    .await;
     assert!(!waiting.is_finished(), "the second writer waits");
     second.batch_execute("COMMIT").await.unwrap();
     waiting.await.unwrap().unwrap();
@@ -411,15 +418,7 @@ async fn read_committed_blocks_see_each_commit_and_wait_for_rows_instead_of_fail
         .batch_execute("BEGIN; UPDATE accounts SET balance = 0 WHERE id = 2")
         .await
         .unwrap();
-    let waiting = {
-        let first = first.clone();
-        tokio::spawn(async move {
-            first
-                .batch_execute("UPDATE accounts SET balance = 1 WHERE id = 2")
-                .await
-        })
-    };
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let waiting = waiting_on(&first, "UPDATE accounts SET balance = 1 WHERE id = 2").await;
     let error = (second.batch_execute("UPDATE accounts SET balance = 1 WHERE id = 1"))
         .await
         .unwrap_err();
