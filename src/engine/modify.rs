@@ -582,7 +582,10 @@ where
             Err(error) => Err(error),
         };
         match outcome {
-            Ok(Some(outcome)) => return Ok(outcome),
+            Ok(Some(outcome)) => {
+                txn.end_statement();
+                return Ok(outcome);
+            }
             Ok(None) => {
                 txn.undo_statement();
                 txn.refresh();

@@ -87,8 +87,6 @@ struct Pending {
     /// Keys that no commit numbered after the key's number may have written (the snapshot the
     /// key was first written from): all but rows under fresh row ids.
     checked: BTreeMap<Vec<u8>, u64>,
-    /// Checked keys that statements wrote and [`Transaction::settle`] has not locked yet.
-    unlocked: Vec<Vec<u8>>,
     changes: Vec<Change>,
     reservations: Vec<RowIdReservation>,
     savepoints: Vec<Savepoint>,
@@ -114,11 +112,10 @@ type Write = Option<Vec<u8>>;
 
 impl Pending {
     /// Checks `key` at COMMIT against commits after `read_at` (or the earlier number it was
-    /// first written from), and locks it at the statement's end.
+    /// first written from).
     fn check(&mut self, key: &[u8], read_at: u64) {
         if !self.checked.contains_key(key) {
             self.checked.insert(key.to_vec(), read_at);
-            self.unlocked.push(key.to_vec());
         }
     }
 
@@ -265,20 +262,29 @@ impl Transaction {
         }
     }
 
-    /// Takes the row locks of the rows the statements so far wrote. READ COMMITTED waits for
+    /// The statement started last succeeded: its writes stay, and are no longer kept to undo.
+    pub fn end_statement(&self) {
+        self.lock().statement = None;
+    }
+
+    /// Takes the row locks of the rows the statement started last wrote first in the
+    /// transaction (the keys its undo unchecks). READ COMMITTED waits for
     /// transactions that hold them to end (40P01 when waiting would deadlock), and answers
     /// `false` when a commit after the statement's snapshot wrote one of the rows it had to
     /// lock: the statement must be undone and run again on a newer snapshot. REPEATABLE READ
     /// is optimistic: it takes the rows no one holds, so READ COMMITTED writers wait for it,
     /// and waits for none (its clashes are found by the writes and at COMMIT).
     pub async fn settle(&self) -> Result<bool> {
-        let unlocked = {
-            let mut pending = self.lock();
-            let mut unlocked = std::mem::take(&mut pending.unlocked);
+        let unlocked: Vec<Vec<u8>> = {
+            let pending = self.lock();
+            let Some(statement) = pending.statement.as_ref() else {
+                return Ok(true);
+            };
             let locked = lock(&self.locked);
-            // keys of undone statements are no longer checked
-            unlocked.retain(|key| pending.checked.contains_key(key) && !locked.contains(key));
-            unlocked
+            (statement.checked.iter())
+                .filter(|key| pending.checked.contains_key(*key) && !locked.contains(*key))
+                .cloned()
+                .collect()
         };
         if unlocked.is_empty() {
             return Ok(true);
