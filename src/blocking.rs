@@ -18,6 +18,11 @@ impl Stopped {
         self.0.load(Ordering::Relaxed)
     }
 
+    /// Stops the work (for work that runs for no statement, by whatever owns it).
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
     /// 57014 once the statement has been stopped.
     pub fn check(&self) -> Result<()> {
         if self.is_set() {
@@ -32,7 +37,7 @@ struct SetOnDrop(Stopped);
 
 impl Drop for SetOnDrop {
     fn drop(&mut self) {
-        self.0.0.store(true, Ordering::Relaxed);
+        self.0.set();
     }
 }
 

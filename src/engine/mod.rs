@@ -395,6 +395,16 @@ impl Engine {
         &self.inner.schema
     }
 
+    /// The engine's `tastedb.*` settings as they stand.
+    pub fn taste_config(&self) -> TasteConfig {
+        // read under the state's lock: copying the whole state costs more than a serving read
+        let state = self.session_context().state_ref();
+        let state = state.read();
+        (state.config_options().extensions.get::<TasteConfig>())
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The model registry of this data directory.
     pub fn models(&self) -> &Arc<ModelRegistry> {
         &self.inner.models

@@ -8,10 +8,9 @@ use crate::engine::fast_path::FastPath;
 use crate::engine::modify::Modification;
 use crate::engine::{Engine, Outcome, Statement};
 use crate::error::{Error, Result};
-use crate::models::ranking_table;
 use crate::roles::Actor;
 use crate::sql::arguments::with_parameters;
-use crate::sql::config::TasteConfig;
+use crate::sql::execution_table;
 use crate::sql::notices::Notices;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ParamValues;
@@ -153,6 +152,27 @@ impl Engine {
         actor: &Actor,
         notices: &Notices,
     ) -> Result<Outcome> {
+        if prepared.plan.is_some()
+            && self.fast_path_enabled()
+            && let Some(outcome) = self.run_fast(prepared, &values, actor).await?
+        {
+            return Ok(outcome);
+        }
+        // Boxed, so that the futures of serving requests (which take the fast path) stay
+        // small: the general path's future, DataFusion's planning inside, is many kilobytes,
+        // and a future is copied whole each time it is moved.
+        Box::pin(self.execute_prepared_planned(prepared, values, actor, notices)).await
+    }
+
+    /// [`Engine::execute_prepared_as`] without its fast path: planned again if needed, values
+    /// bound into the plan.
+    async fn execute_prepared_planned(
+        &self,
+        prepared: &Prepared,
+        values: ParamValues,
+        actor: &Actor,
+        notices: &Notices,
+    ) -> Result<Outcome> {
         if prepared.generation != self.catalog().generation() || prepared.prepared_by != *actor {
             let fresh = Box::pin(self.prepare_as(prepared.statement.clone(), actor)).await?;
             return Box::pin(self.execute_prepared_as(&fresh, values, actor, notices)).await;
@@ -162,11 +182,6 @@ impl Engine {
                 .execute_as(prepared.statement.clone(), actor, notices)
                 .await;
         };
-        if self.fast_path_enabled()
-            && let Some(outcome) = self.run_fast(prepared, &values, actor).await?
-        {
-            return Ok(outcome);
-        }
         self.check_access(actor, &prepared.access)?;
         let bound = plan.clone().with_param_values(values.clone())?;
         if let Some(modification) = &prepared.modification {
@@ -199,10 +214,7 @@ impl Engine {
 
     /// Whether prepared statements take their fast paths (`SET tastedb.fast_path`).
     pub(crate) fn fast_path_enabled(&self) -> bool {
-        let state = self.session_context().state_ref();
-        let state = state.read();
-        let config = state.config_options().extensions.get::<TasteConfig>();
-        config.is_none_or(|config| config.fast_path)
+        self.taste_config().fast_path
     }
 
     /// The plan, with `$n` placeholders, of a statement that can take parameters (a query,
@@ -236,7 +248,7 @@ impl Engine {
 fn parameter_types(plan: &LogicalPlan) -> Result<Vec<DataType>, Error> {
     let found = plan.get_parameter_types()?;
     let cast = cast_parameter_types(plan);
-    let in_functions = ranking_table::parameter_types(plan);
+    let in_functions = execution_table::parameter_types(plan);
     let count = found
         .keys()
         .chain(cast.keys())

@@ -1,18 +1,22 @@
 //! `online_features('view', key [, key …])`: the latest stored feature row of each key, read
 //! by point lookups in the online store. One row per key, in argument order; a key without a
 //! row, or whose row is older than the view's TTL, gets NULL features. Without keys,
-//! `online_features('view')` is every fresh online row (a scan), to join with in SQL.
+//! `online_features('view')` is every fresh online row (a scan), to join with in SQL. The rows
+//! are read when the statement runs, so keys may be `$n` parameters of a prepared statement
+//! (which then takes the serving fast path) and each execution sees the rows of its moment.
 
 use crate::error::{Error, Result};
 use crate::features::{FeatureView, FeatureViews, now_micros};
-use crate::sql::arguments::constant;
+use crate::sql::arguments::{Arg, constant};
+use crate::sql::config::TasteConfig;
+use crate::sql::execution_table::{Answer, ExecutionTable, Planning};
 use crate::storage::{ColumnValues, RowDecoder, Scan, encode_key, keys};
+use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{filter_record_batch, take};
-use datafusion::arrow::datatypes::TimestampMicrosecondType;
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimestampMicrosecondType};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::ScalarValue;
-use datafusion::datasource::MemTable;
 use datafusion::logical_expr::Expr;
 use std::sync::Arc;
 
@@ -41,17 +45,24 @@ impl OnlineFeatures {
             return Err(usage());
         };
         let view = self.views.get(&name)?;
-        let batch = if keys.is_empty() {
-            scan(&self.views, &view)?
-        } else {
-            let keys = keys
-                .iter()
-                .map(|key| constant(FUNCTION, key))
-                .collect::<Result<Vec<_>>>()?;
-            read(&self.views, &view, &keys)?
+        let keys = match keys.is_empty() {
+            true => None,
+            false => Some(
+                (keys.iter())
+                    .map(|key| Arg::from_expr(FUNCTION, key))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
         };
-        let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
-        Ok(Arc::new(table))
+        let key_type = view.columns.columns[view.entity_index()]
+            .column_type
+            .arrow_type();
+        Ok(ExecutionTable::of(OnlineRows {
+            views: self.views.clone(),
+            schema: view.columns.input_schema(),
+            name,
+            keys,
+            key_type,
+        }))
     }
 }
 
@@ -61,6 +72,50 @@ impl TableFunctionImpl for OnlineFeatures {
         args: TableFunctionArgs,
     ) -> datafusion::common::Result<Arc<dyn TableProvider>> {
         self.lookup(args.exprs()).map_err(Error::into_datafusion)
+    }
+}
+
+/// The rows of one `online_features` call, read when its statement runs.
+#[derive(Debug)]
+struct OnlineRows {
+    views: Arc<FeatureViews>,
+    name: String,
+    /// The keys asked for; `None`: every fresh row.
+    keys: Option<Vec<Arg>>,
+    /// The type of the view's key, which `$n` keys take.
+    key_type: DataType,
+    schema: SchemaRef,
+}
+
+#[async_trait]
+impl Answer for OnlineRows {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn parameter_types(&self) -> Vec<(String, DataType)> {
+        (self.keys.iter().flatten())
+            .flat_map(|key| key.parameter_types(self.key_type.clone()))
+            .collect()
+    }
+
+    async fn answer(&self, _: &TasteConfig, _: Planning<'_>) -> Result<RecordBatch> {
+        let view = self.views.get(&self.name)?;
+        if view.columns.input_schema().fields() != self.schema.fields() {
+            return Err(Error::FeatureNotSupported(format!(
+                "feature view \"{}\" changed since the statement was prepared",
+                self.name
+            )));
+        }
+        match &self.keys {
+            None => scan(&self.views, &view),
+            Some(keys) => {
+                let keys = (keys.iter())
+                    .map(|key| key.resolve(FUNCTION))
+                    .collect::<Result<Vec<_>>>()?;
+                read(&self.views, &view, &keys)
+            }
+        }
     }
 }
 

@@ -97,6 +97,11 @@ impl TrainedModel {
         })
     }
 
+    /// Builds the lookups of user and item ids now (they are otherwise built on first use).
+    pub fn index_ids(&self) {
+        self.lookup();
+    }
+
     /// The index of user `id`, if the model knows it.
     pub fn user_index(&self, id: &str) -> Option<usize> {
         self.lookup().users.get(id).copied()

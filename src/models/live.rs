@@ -20,11 +20,11 @@ use crate::models::events::EventColumns;
 use crate::models::new_items::NewItems;
 use crate::models::registry::{ModelRegistry, ModelVersion};
 use crate::schema::TableDef;
+use crate::sql::execution_table::Planning;
 use crate::storage::{RowKeys, WrittenBatch, reader};
 use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{Field, Schema};
-use datafusion::catalog::Session;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_expr::PhysicalExpr;
@@ -124,11 +124,11 @@ impl<V: Clone> Live<V> {
         }
     }
 
-    /// The delta of `model`'s active `version` (`trained`), built on first use; `state` plans
-    /// the source query.
+    /// The delta of `model`'s active `version` (`trained`), built on first use; `planning`
+    /// plans the source query then.
     pub async fn delta(
         &self,
-        state: &dyn Session,
+        planning: &Planning<'_>,
         version: &ModelVersion,
         trained: &Arc<TrainedModel>,
     ) -> Result<Arc<Delta>> {
@@ -151,7 +151,7 @@ impl<V: Clone> Live<V> {
             return Ok(delta);
         }
         let options = options(version)?;
-        let source = live_source(state, &self.catalog, version, &options).await?;
+        let source = live_source(&planning.state(), &self.catalog, version, &options).await?;
         let delta = Arc::new(Delta {
             stamp,
             model: version.model.clone(),
@@ -404,7 +404,7 @@ impl LiveSource {
 
 /// The live form of `version`'s source, or `None` when it is not live.
 async fn live_source(
-    state: &dyn Session,
+    state: &SessionState,
     catalog: &Catalog,
     version: &ModelVersion,
     options: &TrainOptions,
@@ -415,9 +415,6 @@ async fn live_source(
     if !version.depends_on.watermarks.contains_key(table) || catalog.get(table).is_none() {
         return Ok(None);
     }
-    let Some(state) = state.as_any().downcast_ref::<SessionState>() else {
-        return Ok(None);
-    };
     let sql = match version.source.starts_with('(') {
         true => format!("SELECT * FROM {} AS source", version.source),
         false => format!("SELECT * FROM \"{}\"", version.source.replace('"', "\"\"")),

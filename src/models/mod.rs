@@ -5,6 +5,7 @@
 
 pub mod cache;
 mod events;
+mod graphs;
 pub mod item_index;
 mod live;
 mod new_items;

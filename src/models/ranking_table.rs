@@ -2,8 +2,8 @@
 //! when it is planned, so that a prepared statement binds its `$n` parameters into the
 //! arguments and serves the model version that is active at execution.
 //!
-//! Its `$n` parameters are read through `sql::arguments` when the query executes;
-//! [`parameter_types`] tells Describe which types they have.
+//! Its `$n` parameters are read through `sql::arguments` when the query executes; it is an
+//! `sql::execution_table::Answer`, which tells Describe which types they have.
 
 use crate::error::{Error, Result};
 use crate::ml::TrainedModel;
@@ -15,6 +15,7 @@ use crate::models::ranking;
 use crate::models::registry::IdType;
 use crate::sql::arguments::{self, Arg};
 use crate::sql::config::TasteConfig;
+use crate::sql::execution_table::{Answer, Planning};
 use crate::sql::query_arguments::{QueryArguments, QuerySignature, run_plan};
 use async_trait::async_trait;
 use datafusion::arrow::array::{
@@ -22,13 +23,9 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{Session, TableProvider};
+use datafusion::catalog::Session;
 use datafusion::common::ScalarValue;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::datasource::{MemTable, TableType, source_as_provider};
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion::physical_plan::ExecutionPlan;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -188,8 +185,14 @@ impl RankingTable {
             schema,
         })
     }
+}
 
-    /// The types of this call's `$n` parameters.
+#[async_trait]
+impl Answer for RankingTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
     fn parameter_types(&self) -> Vec<(String, DataType)> {
         let id_type = match self.id_type {
             IdType::Text => DataType::Utf8,
@@ -200,21 +203,12 @@ impl RankingTable {
         types
     }
 
-    /// True when it ranks without a filter query, so a prepared statement can ask for its
-    /// rows directly ([`RankingTable::answer`]) at each execution.
-    pub fn answers_without_planning(&self) -> bool {
+    fn answers_without_planning(&self) -> bool {
         self.filter.is_none()
     }
 
-    /// Its rows, reading `$n` parameters from `sql::arguments::with_parameters`.
-    pub async fn answer(&self, state: &dyn Session) -> Result<RecordBatch> {
+    async fn answer(&self, config: &TasteConfig, planning: Planning<'_>) -> Result<RecordBatch> {
         let function = self.ranking.name();
-        let config = state
-            .config_options()
-            .extensions
-            .get::<TasteConfig>()
-            .cloned()
-            .unwrap_or_default();
         let registry = &self.serving.registry;
         let (version, trained) = registry.active(&self.model)?;
         let id = arguments::text(function, "id", &self.id.resolve(function)?)?;
@@ -222,13 +216,20 @@ impl RankingTable {
         let item_type = version.item_type;
         let use_index = !self.exact && trained.item_ids.len() > config.ann_threshold;
         let index = match use_index {
-            true => registry.item_index(&self.model, version.version)?,
+            true => registry.item_index(&self.model, version.version, &trained)?,
             false => None,
         };
-        let delta = self.serving.live.delta(state, &version, &trained).await?;
+        let delta = self
+            .serving
+            .live
+            .delta(&planning, &version, &trained)
+            .await?;
         let new = delta.new_items();
         let eligible = match &self.filter {
-            Some(filter) => Some(eligible_items(state, &filter.plan, &trained, &new).await?),
+            Some(filter) => {
+                let state = planning.state();
+                Some(eligible_items(&*state, &filter.plan, &trained, &new).await?)
+            }
             None => None,
         };
         match self.ranking {
@@ -339,48 +340,6 @@ async fn eligible_items(
         }
     }
     Ok(eligible)
-}
-
-#[async_trait]
-impl TableProvider for RankingTable {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Temporary
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
-        let rows = self.answer(state).await.map_err(Error::into_datafusion)?;
-        let table = MemTable::try_new(self.schema.clone(), vec![vec![rows]])?;
-        table.scan(state, projection, filters, limit).await
-    }
-}
-
-/// Types of the `$n` parameters that ranking tables in `plan` take.
-pub fn parameter_types(plan: &LogicalPlan) -> HashMap<String, DataType> {
-    let mut types = HashMap::new();
-    let _ = plan.apply(|node| {
-        if let LogicalPlan::TableScan(scan) = node
-            && let Ok(provider) = source_as_provider(&scan.source)
-            && let Some(table) = provider.downcast_ref::<RankingTable>()
-        {
-            types.extend(table.parameter_types());
-        }
-        let _ = node.apply_subqueries(|subquery| {
-            types.extend(parameter_types(subquery));
-            Ok(TreeNodeRecursion::Continue)
-        });
-        Ok(TreeNodeRecursion::Continue)
-    });
-    types
 }
 
 fn schema(item_type: IdType, user_flags: bool) -> SchemaRef {

@@ -7,6 +7,7 @@ use crate::ml::TrainedModel;
 use crate::models::ModelRegistry;
 use crate::models::ranking_table::{Ranking, RankingTable, Serving};
 use crate::models::recommend_items::RecommendItems;
+use crate::sql::execution_table::ExecutionTable;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
@@ -47,7 +48,7 @@ impl TableFunctionImpl for Recommend {
         args: TableFunctionArgs,
     ) -> datafusion::common::Result<Arc<dyn TableProvider>> {
         RankingTable::new(self.serving.clone(), Ranking::Recommend, args.exprs())
-            .map(|table| Arc::new(table) as Arc<dyn TableProvider>)
+            .map(ExecutionTable::of)
             .map_err(Error::into_datafusion)
     }
 }
@@ -64,7 +65,7 @@ impl TableFunctionImpl for SimilarItems {
         args: TableFunctionArgs,
     ) -> datafusion::common::Result<Arc<dyn TableProvider>> {
         RankingTable::new(self.serving.clone(), Ranking::SimilarItems, args.exprs())
-            .map(|table| Arc::new(table) as Arc<dyn TableProvider>)
+            .map(ExecutionTable::of)
             .map_err(Error::into_datafusion)
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::ml::{Metrics, TrainedModel};
+use crate::models::graphs::ItemGraphs;
 use crate::models::item_index::ItemIndex;
 use crate::models::policy::RetrainPolicy;
 use crate::sql::names;
@@ -152,17 +153,16 @@ impl ModelEntry {
     }
 }
 
-/// Item indexes by (model, version); `None` for a version without one.
-type LoadedIndexes = HashMap<(String, u32), Option<Arc<ItemIndex>>>;
-
 /// The registry of one data directory.
 #[derive(Debug)]
 pub struct ModelRegistry {
     store: Arc<Store>,
     models: RwLock<BTreeMap<String, ModelEntry>>,
     loaded: Mutex<HashMap<(String, u32), Arc<TrainedModel>>>,
-    /// Item indexes loaded so far (`None`: the version has none).
-    indexes: Mutex<LoadedIndexes>,
+    /// Held while a version's parameters are decoded.
+    loading: Mutex<()>,
+    /// Item graphs loaded or built so far.
+    graphs: ItemGraphs,
     /// Serialises registry writes.
     write: Mutex<()>,
     /// Policy runs that failed since the model's last successful one.
@@ -196,7 +196,8 @@ impl ModelRegistry {
             store,
             models: RwLock::new(models),
             loaded: Mutex::new(HashMap::new()),
-            indexes: Mutex::new(HashMap::new()),
+            loading: Mutex::new(()),
+            graphs: ItemGraphs::default(),
             write: Mutex::new(()),
             failures: Mutex::new(HashMap::new()),
         })
@@ -259,8 +260,7 @@ impl ModelRegistry {
         entry.versions.push(version);
         self.loaded()
             .insert((name.clone(), number), Arc::new(model));
-        self.indexes()
-            .insert((name.clone(), number), index.map(Arc::new));
+        self.graphs.insert(&name, number, index);
         self.models
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -363,7 +363,7 @@ impl ModelRegistry {
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
         self.loaded().retain(|(model, _), _| model != name);
-        self.indexes().retain(|(model, _), _| model != name);
+        self.graphs.forget(name);
         self.failures().remove(name);
         Ok(true)
     }
@@ -385,6 +385,12 @@ impl ModelRegistry {
         if let Some(model) = self.loaded().get(&key) {
             return Ok((version, model.clone()));
         }
+        // one decode at a time: a request that comes while the same version is being loaded
+        // (by another request, or by `warm`) waits for it instead of decoding it again
+        let _turn = self.loading.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(model) = self.loaded().get(&key) {
+            return Ok((version, model.clone()));
+        }
         let bytes = self
             .store
             .get(&keys::model_data(name, version.version))?
@@ -399,33 +405,39 @@ impl ModelRegistry {
         Ok((version, model))
     }
 
-    /// The HNSW item index of `version` of `name`, if it has one (factor models do). The
-    /// graphs are derived data: ones that cannot be read (damaged, or stored by a build before
-    /// TasteDB's own HNSW) are logged and the version is served by exact scoring.
-    pub fn item_index(&self, name: &str, version: u32) -> Result<Option<Arc<ItemIndex>>> {
-        let key = (name.to_string(), version);
-        if let Some(index) = self.indexes().get(&key) {
-            return Ok(index.clone());
-        }
-        let index = match self.store.get(&keys::model_index(name, version))? {
-            Some(bytes) => match ItemIndex::decode(&bytes) {
-                Ok(index) => Some(Arc::new(index)),
-                Err(e) => {
-                    tracing::warn!(
-                        "item graphs of model {name} version {version} are unreadable ({e}); \
-                         serving it by exact scoring"
-                    );
-                    None
+    /// Loads every model's active version (parameters, id lookups, and the item graphs of
+    /// versions with more items than `ann_threshold`), so that the first requests after a
+    /// start do not wait for them. The server runs it at start on a blocking thread; a
+    /// model that cannot be loaded is logged and left to its first request.
+    pub fn warm(&self, ann_threshold: usize) {
+        for entry in self.models() {
+            let name = &entry.record.name;
+            if entry.active().is_none() {
+                continue;
+            }
+            let loaded = self.active(name).and_then(|(version, trained)| {
+                trained.index_ids();
+                match trained.item_ids.len() > ann_threshold {
+                    true => self.item_index(name, version.version, &trained).map(drop),
+                    false => Ok(()),
                 }
-            },
-            None => None,
-        };
-        self.indexes().insert(key, index.clone());
-        Ok(index)
+            });
+            if let Err(e) = loaded {
+                tracing::warn!("loading model {name} at start: {e}");
+            }
+        }
     }
 
-    fn indexes(&self) -> std::sync::MutexGuard<'_, LoadedIndexes> {
-        self.indexes.lock().unwrap_or_else(|p| p.into_inner())
+    /// The HNSW item graphs of `version` of `name` (whose parameters are `trained`), if it
+    /// has them; a factor model's version without stored ones gets them built in the
+    /// background (see [`ItemGraphs`]), and is scored exactly until then.
+    pub fn item_index(
+        &self,
+        name: &str,
+        version: u32,
+        trained: &Arc<TrainedModel>,
+    ) -> Result<Option<Arc<ItemIndex>>> {
+        self.graphs.get(&self.store, name, version, trained)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, ModelEntry>> {
@@ -500,17 +512,5 @@ mod tests {
             ["events", "items"]
         );
         assert!(tables_in("(not sql at all").is_empty());
-    }
-
-    #[test]
-    fn unreadable_item_graphs_mean_exact_scoring() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path()).unwrap());
-        let mut damage = WriteSet::default();
-        damage.put(keys::model_index("m", 1), b"not a graph");
-        store.write(damage).unwrap();
-        let registry = ModelRegistry::load(store).unwrap();
-        assert!(registry.item_index("m", 1).unwrap().is_none());
-        assert!(registry.item_index("m", 2).unwrap().is_none());
     }
 }

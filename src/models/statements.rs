@@ -163,6 +163,7 @@ pub async fn train_model(
     };
     let algorithm_name = algorithm.name();
     let training_options = options.clone();
+    let ann_threshold = engine.taste_config().ann_threshold;
     let (outcome, data, index, built) = blocking::run("training", move |stopped| {
         let outcome = train(
             &data,
@@ -176,16 +177,21 @@ pub async fn train_model(
             &|| stopped.is_set(),
         )?;
         stopped.check()?;
-        // Every factor model version gets HNSW graphs over its items, stored with it;
-        // serving uses them while the model has more items than tastedb.ann_threshold.
+        // A factor model version with more items than tastedb.ann_threshold is served through
+        // HNSW graphs over its items: built here and stored with it. Smaller ones are scored
+        // exactly (their graphs are built only if serving comes to need them, models::graphs).
         let building = Instant::now();
         let index = match &outcome.model.scorer {
-            Scorer::Factors { factors, items, .. } => Some(ItemIndex::build(
-                items,
-                *factors,
-                training_options.seed,
-                stopped,
-            )?),
+            Scorer::Factors { factors, items, .. }
+                if outcome.model.item_ids.len() > ann_threshold =>
+            {
+                Some(ItemIndex::build(
+                    items,
+                    *factors,
+                    training_options.seed,
+                    stopped,
+                )?)
+            }
             _ => None,
         };
         let built = index

@@ -996,14 +996,11 @@ impl Session {
                     .and_then(|actor| copy::begin(&self.engine, client, copy.clone(), &actor, stop))
                     .map_err(|e| to_pgwire(&e, sql));
             }
-            return self
-                .run_statement(
-                    client,
-                    statement.statement.clone(),
-                    &portal.result_column_format,
-                    sql,
-                )
-                .await;
+            // boxed: only the prepared path below should size this future (see
+            // Engine::execute_prepared_as)
+            let statement = statement.statement.clone();
+            let format = &portal.result_column_format;
+            return Box::pin(self.run_statement(client, statement, format, sql)).await;
         };
         let types: Vec<Option<&DataType>> = prepared.parameter_types().iter().map(Some).collect();
         let values = if asyncpg_types::is_introspection(sql) {

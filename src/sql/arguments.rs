@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{ParamValues, ScalarValue};
-use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::logical_expr::{Cast, Expr, TryCast};
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use std::future::Future;
 
@@ -56,7 +56,8 @@ impl Arg {
     }
 
     /// The types its parameters take: `type` for a parameter alone; in an expression, the
-    /// type of the constant each is combined with (`'u' || $1`: text, `$2 * 2`: bigint).
+    /// type it is cast to (`$1::text`, as PostgreSQL types it) or of the constant it is
+    /// combined with (`'u' || $1`: text, `$2 * 2`: bigint).
     pub fn parameter_types(&self, alone: DataType) -> Vec<(String, DataType)> {
         match self {
             Arg::Value(_) => Vec::new(),
@@ -64,14 +65,21 @@ impl Arg {
             Arg::Expression(expr) => {
                 let mut types = Vec::new();
                 let _ = expr.apply(|e| {
-                    if let Expr::BinaryExpr(binary) = e {
-                        match (binary.left.as_ref(), binary.right.as_ref()) {
+                    match e {
+                        Expr::BinaryExpr(binary) => match (&*binary.left, &*binary.right) {
                             (Expr::Placeholder(p), Expr::Literal(v, _))
                             | (Expr::Literal(v, _), Expr::Placeholder(p)) => {
                                 types.push((p.id.clone(), v.data_type()));
                             }
                             _ => {}
+                        },
+                        Expr::Cast(Cast { expr, field })
+                        | Expr::TryCast(TryCast { expr, field }) => {
+                            if let Expr::Placeholder(p) = expr.as_ref() {
+                                types.push((p.id.clone(), field.data_type().clone()));
+                            }
                         }
+                        _ => {}
                     }
                     Ok(TreeNodeRecursion::Continue)
                 });
@@ -206,6 +214,12 @@ mod tests {
         assert_eq!(
             k.parameter_types(DataType::Int64),
             [("$2".into(), DataType::Int64)]
+        );
+        // a cast types its parameter, as PostgreSQL's `$1::text` does
+        let cast = Expr::Cast(Cast::new(Box::new(placeholder("$3")), DataType::Utf8));
+        assert_eq!(
+            (Arg::from_expr("recommend", &cast).unwrap()).parameter_types(DataType::Int64),
+            [("$3".into(), DataType::Utf8)]
         );
         let values = ParamValues::List(vec![
             ScalarValue::Utf8(Some("42".into())).into(),

@@ -11,6 +11,7 @@ pub mod copy_from;
 mod copy_text;
 pub mod create_table;
 pub mod defaults;
+pub mod execution_table;
 mod expand_array;
 mod functions;
 pub mod insert_values;

@@ -2,19 +2,23 @@
 //! vectors are nearest to the query by the column's HNSW index, with their `distance`
 //! (Euclidean for `l2`, 1 − cosine for `cosine`, −inner product for `dot`), nearest first.
 //! Every column of the table comes back, so the key and any other column can be selected.
+//! The search runs when the statement does: the query vector, k and ef_search may be `$n`
+//! parameters of a prepared statement, which then takes the serving fast path.
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
-use crate::sql::arguments::{constant, integer};
+use crate::sql::arguments::{Arg, constant, integer};
+use crate::sql::config::TasteConfig;
+use crate::sql::execution_table::{Answer, ExecutionTable, Planning};
 use crate::storage::vector_values::{parse_vector_text, vector_problem};
 use crate::storage::{RowDecoder, keys};
 use crate::vectors::column_index::{DEFAULT_EF_SEARCH, VectorIndexes, column_index};
+use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{cast, take};
-use datafusion::arrow::datatypes::{DataType, Field, Float32Type, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Float32Type, Schema, SchemaRef};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::ScalarValue;
-use datafusion::datasource::MemTable;
 use datafusion::logical_expr::Expr;
 use std::sync::Arc;
 
@@ -34,30 +38,99 @@ impl Nearest {
         Nearest { catalog, indexes }
     }
 
-    fn rows(&self, args: &[Expr]) -> Result<RecordBatch> {
-        let values = args
-            .iter()
-            .map(|arg| constant("nearest", arg))
-            .collect::<Result<Vec<_>>>()?;
-        let [table, column, query, k, rest @ ..] = values.as_slice() else {
+    fn table(&self, args: &[Expr]) -> Result<Arc<dyn TableProvider>> {
+        let [table, column, query, k, rest @ ..] = args else {
             return Err(Error::InvalidParameter(USAGE.into()));
         };
-        let (table_name, column_name) = (text(table)?, text(column)?);
-        let query = query_vector(query)?;
-        let k = count("k", k)?;
+        let (table, column) = (
+            text(&constant("nearest", table)?)?,
+            text(&constant("nearest", column)?)?,
+        );
         let ef = match rest {
-            [] => DEFAULT_EF_SEARCH,
-            [ef] => count("ef_search", ef)?,
+            [] => None,
+            [ef] => Some(Arg::from_expr("nearest", ef)?),
             _ => return Err(Error::InvalidParameter(USAGE.into())),
         };
+        let stored =
+            (self.catalog.get(&table)).ok_or_else(|| Error::UndefinedTable(table.clone()))?;
+        let mut fields: Vec<Field> = (stored.def.schema().fields().iter())
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("distance", DataType::Float64, false));
+        Ok(ExecutionTable::of(NearestRows {
+            catalog: self.catalog.clone(),
+            indexes: self.indexes.clone(),
+            table,
+            column,
+            query: Arg::from_expr("nearest", query)?,
+            k: Arg::from_expr("nearest", k)?,
+            ef,
+            schema: Arc::new(Schema::new(fields)),
+        }))
+    }
+}
+
+impl TableFunctionImpl for Nearest {
+    fn call_with_args(
+        &self,
+        args: TableFunctionArgs,
+    ) -> datafusion::common::Result<Arc<dyn TableProvider>> {
+        self.table(args.exprs()).map_err(Error::into_datafusion)
+    }
+}
+
+/// The rows of one `nearest` call, searched when its statement runs.
+#[derive(Debug)]
+struct NearestRows {
+    catalog: Arc<Catalog>,
+    indexes: Arc<VectorIndexes>,
+    table: String,
+    column: String,
+    query: Arg,
+    k: Arg,
+    ef: Option<Arg>,
+    /// The table's columns and `distance`.
+    schema: SchemaRef,
+}
+
+#[async_trait]
+impl Answer for NearestRows {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// The query vector is given as text (`'[0.1, 0.2]'`, pgvector's form) or as a list.
+    fn parameter_types(&self) -> Vec<(String, DataType)> {
+        let mut types = self.query.parameter_types(DataType::Utf8);
+        types.extend(self.k.parameter_types(DataType::Int64));
+        types.extend((self.ef.iter()).flat_map(|ef| ef.parameter_types(DataType::Int64)));
+        types
+    }
+
+    async fn answer(&self, _: &TasteConfig, _: Planning<'_>) -> Result<RecordBatch> {
+        let query = query_vector(&self.query.resolve("nearest")?)?;
+        let k = count("k", &self.k.resolve("nearest")?)?;
+        let ef = match &self.ef {
+            None => DEFAULT_EF_SEARCH,
+            Some(ef) => count("ef_search", &ef.resolve("nearest")?)?,
+        };
+        let (table_name, column_name) = (&self.table, &self.column);
         let table = self
             .catalog
-            .get(&table_name)
+            .get(table_name)
             .ok_or_else(|| Error::UndefinedTable(table_name.clone()))?;
-        let column = column_index(&table.def, &column_name)?;
+        let current = table.def.schema();
+        let unchanged = current.fields().len() + 1 == self.schema.fields().len()
+            && (current.fields().iter().zip(self.schema.fields())).all(|(now, then)| now == then);
+        if !unchanged {
+            return Err(Error::FeatureNotSupported(format!(
+                "table \"{table_name}\" changed since the statement was prepared"
+            )));
+        }
+        let column = column_index(&table.def, column_name)?;
         let def = self
             .indexes
-            .for_column(&table.def, &column_name)
+            .for_column(&table.def, column_name)
             .ok_or_else(|| {
                 Error::UndefinedObject(format!(
                     "column \"{column_name}\" of \"{table_name}\" has no hnsw index; \
@@ -101,30 +174,9 @@ impl Nearest {
                 .collect::<std::result::Result<Vec<_>, _>>()?,
         )?;
         let distances = take(&Float64Array::from(distances), &order, None)?;
-        let mut fields: Vec<Field> = def
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.push(Field::new("distance", DataType::Float64, false));
         let mut columns: Vec<ArrayRef> = rows.columns().to_vec();
         columns.push(distances);
-        Ok(RecordBatch::try_new(
-            Arc::new(Schema::new(fields)),
-            columns,
-        )?)
-    }
-}
-
-impl TableFunctionImpl for Nearest {
-    fn call_with_args(
-        &self,
-        args: TableFunctionArgs,
-    ) -> datafusion::common::Result<Arc<dyn TableProvider>> {
-        let batch = self.rows(args.exprs()).map_err(Error::into_datafusion)?;
-        let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
-        Ok(Arc::new(table))
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 }
 

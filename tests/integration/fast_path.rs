@@ -391,9 +391,9 @@ async fn prepared_rankings_answer_as_the_planned_query_does() {
     let computed = prepare("SELECT item_id, score FROM recommend('recs', $1 + 1, $2 * 2) AS r")
         .await
         .unwrap();
-    assert_eq!(recommend.fast_path(), Some("ranking"));
-    assert_eq!(computed.fast_path(), Some("ranking"));
-    assert_eq!(similar.fast_path(), Some("ranking"));
+    assert_eq!(recommend.fast_path(), Some("table function"));
+    assert_eq!(computed.fast_path(), Some("table function"));
+    assert_eq!(similar.fast_path(), Some("table function"));
     let filtered = prepare(
         "SELECT item_id FROM recommend('recs', $1, 3, filter => (SELECT item_id FROM events WHERE item_id > 2))",
     )
@@ -447,6 +447,107 @@ async fn prepared_rankings_answer_as_the_planned_query_does() {
     let sql = "SELECT item_id, score FROM recommend('recs', 1, -1) AS r".to_string();
     assert_eq!(error, planned(sql).await);
     assert!(error.starts_with("error"), "{error}");
+}
+
+/// `online_features` and `nearest` read when their statement runs: prepared with `$n` keys,
+/// query vectors and k, they take the serving fast path, answer as the planned query with the
+/// values written in, and each execution sees the rows written since the one before.
+#[tokio::test]
+async fn prepared_feature_lookups_and_vector_searches_read_at_each_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine
+        .sql(
+            "CREATE TABLE events (user_id TEXT, ts TIMESTAMP);
+             INSERT INTO events VALUES ('a', '2026-01-01 00:00:00'), ('a', '2026-01-02 00:00:00'),
+                                       ('b', '2026-01-03 00:00:00');
+             CREATE FEATURE VIEW activity ENTITY (user_id) TIMESTAMP ts AS
+               SELECT user_id, max(ts) AS ts, count(*) AS events FROM events GROUP BY user_id;
+             MATERIALIZE FEATURE VIEW activity;
+             CREATE TABLE docs (id INT PRIMARY KEY, title TEXT, embedding REAL[2]);
+             INSERT INTO docs VALUES (1, 'east', [1.0, 0.0]), (2, 'north', [0.0, 1.0]),
+                                     (3, 'north-east', [0.7, 0.7]);
+             CREATE INDEX docs_embedding ON docs USING hnsw (embedding)",
+        )
+        .await
+        .unwrap();
+    let prepare = |sql: &str| {
+        let statement = engine::parse(sql).unwrap().remove(0);
+        engine.prepare(statement)
+    };
+    let features = prepare("SELECT user_id, events FROM online_features('activity', $1, 'b')")
+        .await
+        .unwrap();
+    let nearest = prepare("SELECT id, title FROM nearest('docs', 'embedding', $1, $2)")
+        .await
+        .unwrap();
+    assert_eq!(features.fast_path(), Some("table function"));
+    assert_eq!(nearest.fast_path(), Some("table function"));
+    let run = |prepared: &Prepared, values: Vec<ScalarValue>| {
+        let values = ParamValues::List(values.into_iter().map(Into::into).collect());
+        let prepared = prepared.clone();
+        let engine = engine.clone();
+        async move {
+            let notices = Notices::tracing();
+            result(engine.execute_prepared(&prepared, values, &notices).await).await
+        }
+    };
+    let planned = |sql: &str| {
+        let statement = engine::parse(sql).unwrap().remove(0);
+        let engine = engine.clone();
+        async move { result(engine.execute(statement, &Notices::tracing()).await).await }
+    };
+    let text = |s: &str| ScalarValue::Utf8(Some(s.into()));
+    for round in 0..2 {
+        let fast = run(&features, vec![text("a")]).await;
+        let sql = "SELECT user_id, events FROM online_features('activity', 'a', 'b')";
+        assert_eq!(fast, planned(sql).await, "round {round}");
+        let events = if round == 0 {
+            "| a       | 2      |"
+        } else {
+            "| a       | 3      |"
+        };
+        assert!(fast.contains(events), "round {round}: {fast}");
+        let fast = run(
+            &nearest,
+            vec![text("[0.1, 0.9]"), ScalarValue::Int64(Some(2))],
+        )
+        .await;
+        let sql = "SELECT id, title FROM nearest('docs', 'embedding', '[0.1, 0.9]', 2)";
+        assert_eq!(fast, planned(sql).await, "round {round}");
+        let first = if round == 0 {
+            "| 2  | north "
+        } else {
+            "| 4  | almost north "
+        };
+        assert!(fast.contains(first), "round {round}: {fast}");
+        // what is written next is read by the next execution of the same preparation
+        let doc = match round {
+            0 => "(4, 'almost north', [0.1, 0.9])",
+            _ => "(5, 'south', [0.0, -1.0])",
+        };
+        engine
+            .sql(&format!(
+                "INSERT INTO events VALUES ('a', '2026-01-0{} 00:00:00');
+                 MATERIALIZE FEATURE VIEW activity;
+                 INSERT INTO docs VALUES {doc}",
+                round + 4
+            ))
+            .await
+            .unwrap();
+    }
+    // an unknown key has NULL features on both paths; a bad k is the same error on both
+    let fast = run(&features, vec![text("nobody")]).await;
+    let sql = "SELECT user_id, events FROM online_features('activity', 'nobody', 'b')";
+    assert_eq!(fast, planned(sql).await);
+    let error = run(
+        &nearest,
+        vec![text("[0.1, 0.9]"), ScalarValue::Int64(Some(0))],
+    )
+    .await;
+    let sql = "SELECT id, title FROM nearest('docs', 'embedding', '[0.1, 0.9]', 0)";
+    assert_eq!(error, planned(sql).await);
+    assert!(error.starts_with("error 22023"), "{error}");
 }
 
 #[tokio::test]

@@ -91,6 +91,8 @@ async fn training_reports_each_iteration_as_a_notice() {
     let server = start(4).await;
     let (client, mut notices) = connect_with_notices(server.addr).await;
     client.batch_execute(EVENTS).await.unwrap();
+    // graphs are built at TRAIN for models with more items than the threshold
+    (client.batch_execute("SET tastedb.ann_threshold = 0").await).unwrap();
     let rows = client
         .query(
             "TRAIN MODEL recs USING als FROM events WITH (factors = 4, iterations = 4, \
@@ -160,6 +162,13 @@ async fn training_reports_each_iteration_as_a_notice() {
             tokio_postgres::types::Type::INT8
         ]
     );
+    // a cast gives its parameter the type, as PostgreSQL's `$1::text` does
+    let cast = client
+        .prepare("SELECT item_id FROM recommend('recs', $1::text, 2)")
+        .await
+        .unwrap();
+    assert_eq!(cast.params(), [tokio_postgres::types::Type::TEXT]);
+    assert_eq!(client.query(&cast, &[&"5"]).await.unwrap().len(), 2);
     let first: Vec<i64> = client
         .query(&serving, &[&5i64, &2i64])
         .await

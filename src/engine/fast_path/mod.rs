@@ -5,7 +5,8 @@
 //! preparation and running them directly is the plan cache DataFusion does not have:
 //! - a lookup by primary key ([`PointQuery`]);
 //! - an UPDATE or DELETE by primary key, or an INSERT of one row ([`PointWrite`]);
-//! - the columns of a `recommend` or `similar_items` call ([`ServingQuery`]).
+//! - the columns of a serving table function: `recommend`, `similar_items`,
+//!   `online_features`, `nearest` ([`ServingQuery`]).
 //!
 //! Statements sent with their values written in are generalised into such prepared statements
 //! ([`generalise`]), so the simple query protocol takes the fast paths too; statements sent
@@ -50,7 +51,8 @@ pub enum FastPath {
     Read(PointQuery),
     /// An UPDATE or DELETE by primary key, or an INSERT of one row.
     Write(PointWrite),
-    /// The columns of a `recommend` or `similar_items` call.
+    /// The columns of a serving table function (`recommend`, `similar_items`,
+    /// `online_features`, `nearest`).
     Serve(ServingQuery),
 }
 
@@ -91,7 +93,8 @@ impl FastPath {
                     None => Ok(None),
                 }
             }
-            FastPath::Write(write) => write.run(engine, values).await,
+            // boxed: a write's future (transaction, index upkeep) is far larger than a read's
+            FastPath::Write(write) => Box::pin(write.run(engine, values)).await,
             FastPath::Serve(serve) => serve.run(engine, values).await,
         }
     }
@@ -101,7 +104,7 @@ impl FastPath {
         match self {
             FastPath::Read(_) => "point read",
             FastPath::Write(_) => "point write",
-            FastPath::Serve(_) => "ranking",
+            FastPath::Serve(_) => "table function",
         }
     }
 }

@@ -1,31 +1,31 @@
-//! Prepared serving queries: `SELECT columns FROM recommend('m', $1, 10)` and
-//! `similar_items(…)` without a filter, answered at each execution by the ranking itself (the
-//! model's active version, the prediction cache, the live delta, as on the general path),
-//! without DataFusion binding, optimising and planning the query again.
+//! Prepared serving queries: `SELECT columns FROM f(…)` where `f` is a table function whose
+//! table is computed at execution (`recommend`, `similar_items` without a filter,
+//! `online_features`, `nearest`; see `sql::execution_table`), answered at each execution by
+//! that table itself, without DataFusion binding, optimising and planning the query again.
 
 use crate::engine::{Engine, Outcome};
 use crate::error::Result;
-use crate::models::ranking_table::RankingTable;
 use crate::sql::arguments::with_parameters;
+use crate::sql::execution_table::{Answer, ExecutionTable, Planning};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::TableProvider;
 use datafusion::common::ParamValues;
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use std::sync::Arc;
 
-/// A recognised serving query: the ranking table its plan reads, and which of its columns.
+/// A recognised serving query: the table function's answer its plan reads, and which of its
+/// columns.
 #[derive(Debug, Clone)]
 pub struct ServingQuery {
-    table: Arc<dyn TableProvider>,
+    answer: Arc<dyn Answer>,
     projection: Vec<usize>,
     schema: SchemaRef,
 }
 
 impl ServingQuery {
-    /// Recognises `Projection(columns) ← [SubqueryAlias] ← TableScan(ranking table)`, the
-    /// ranking without a filter query.
+    /// Recognises `Projection(columns) ← [SubqueryAlias] ← TableScan(execution table)`, a
+    /// table function's columns without a filter, order or limit.
     pub fn recognise(plan: &LogicalPlan) -> Option<ServingQuery> {
         let LogicalPlan::Projection(projection) = plan else {
             return None;
@@ -41,11 +41,11 @@ impl ServingQuery {
             return None;
         }
         let table = source_as_provider(&scan.source).ok()?;
-        let ranking = table.downcast_ref::<RankingTable>()?;
-        if !ranking.answers_without_planning() {
+        let answer = table.downcast_ref::<ExecutionTable>()?.0.clone();
+        if !answer.answers_without_planning() {
             return None;
         }
-        let columns = table.schema();
+        let columns = answer.schema();
         let projection = (projection.expr.iter())
             .map(|expr| match expr {
                 Expr::Column(column) => columns.index_of(&column.name).ok(),
@@ -56,19 +56,20 @@ impl ServingQuery {
         let types_match = (projection.iter().zip(schema.fields()))
             .all(|(&i, field)| columns.field(i).data_type() == field.data_type());
         types_match.then_some(ServingQuery {
-            table,
+            answer,
             projection,
             schema,
         })
     }
 
-    /// The ranking for `values`, as the prepared query's rows.
+    /// The table function's answer for `values`, as the prepared query's rows.
     pub async fn run(&self, engine: &Engine, values: &ParamValues) -> Result<Option<Outcome>> {
-        let Some(ranking) = self.table.downcast_ref::<RankingTable>() else {
-            return Ok(None);
-        };
-        let state = engine.statement_state();
-        let rows = with_parameters(values.clone(), ranking.answer(&state)).await?;
+        // the engine's state is copied only if the answer must plan (a model version's first
+        // delta): copying it costs more than a cached ranking
+        let planning = || engine.statement_state();
+        let config = engine.taste_config();
+        let answer = self.answer.answer(&config, Planning::Later(&planning));
+        let rows = with_parameters(values.clone(), answer).await?;
         let columns = (self.projection.iter())
             .map(|&i| rows.column(i).clone())
             .collect();
