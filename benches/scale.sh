@@ -162,8 +162,12 @@ if has_part big; then
   taste_psql -A -c "SELECT phase, round(seconds::numeric, 2) AS seconds FROM tastedb_training_phases
     WHERE model = 'big' ORDER BY position" || true
   restart_tastedb
-  reset_peak
   first_ms=$(statement_ms "SELECT item_id FROM recommend('big', 1, 10)")
+  # the server loads active versions in the background as it starts
+  restart_tastedb
+  sleep 10
+  reset_peak
+  warm_ms=$(statement_ms "SELECT item_id FROM recommend('big', 1, 10)")
   cat > "$work/big_recommend.sql" <<'SQL'
 \set u random(0, 999999)
 SELECT item_id FROM recommend('big', :u, 10);
@@ -184,7 +188,8 @@ SQL
   printf '%-48s %12.1f %12s\n' "TRAIN statement (ALS 64 factors, 15 iterations)" \
     "$(echo "$train_ms / 1000" | bc -l)" "$train_mb"
   printf '%-48s %12.1f %12s\n' "implicit fit (process peak includes CSV load)" "$implicit_s" "$implicit_mb"
-  printf '%-48s %12.3f %12s\n' "first recommend after a restart" "$(echo "$first_ms / 1000" | bc -l)" ""
+  printf '%-48s %12.3f %12s\n' "first recommend right after a restart" "$(echo "$first_ms / 1000" | bc -l)" ""
+  printf '%-48s %12.3f %12s\n' "first recommend 10 s after a restart" "$(echo "$warm_ms / 1000" | bc -l)" ""
   printf 'recommend without cache over the wire: %.0f tps, p50 %.3f ms, p99 %.3f ms; serving peak RSS %s MB\n' \
     "$b_tps" "$b_p50" "$b_p99" "$serve_mb"
   printf 'TRAIN / implicit fit: %.2fx (goal <= 0.8x); RSS goals: <= implicit, every phase <= 8192 MB\n' \

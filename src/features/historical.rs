@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 use crate::features::materialize::FeatureRows;
 use crate::features::{FeatureView, FeatureViews};
 use crate::sql::arguments::constant;
+use crate::sql::config::TasteConfig;
+use crate::sql::execution_table::{Answer, ExecutionTable, Planning};
 use crate::sql::query_arguments::{QueryArguments, QuerySignature, run_plan};
 use crate::storage::ColumnValues;
 use crate::storage::encode_key;
@@ -20,13 +22,9 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Arra
 use datafusion::arrow::compute::{can_cast_types, cast, concat, take};
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::ScalarValue;
-use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion::physical_plan::ExecutionPlan;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -72,7 +70,7 @@ impl HistoricalFeatures {
         let view = self.views.get(&name)?;
         let (spine, _) = self.spines.take(&token).ok_or_else(usage)?;
         let schema = output_schema(&view, spine.schema().as_arrow())?;
-        Ok(Arc::new(PointInTimeTable {
+        Ok(ExecutionTable::of(PointInTimeTable {
             view,
             spine,
             schema,
@@ -155,42 +153,27 @@ struct PointInTimeTable {
 }
 
 #[async_trait]
-impl TableProvider for PointInTimeTable {
+impl Answer for PointInTimeTable {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::Temporary
+    fn parameter_types(&self) -> Vec<(String, DataType)> {
+        Vec::new()
     }
 
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
-        let run = async {
-            let spine = run_plan(state, &self.spine).await?;
-            let session = state
-                .as_any()
-                .downcast_ref::<SessionState>()
-                .ok_or_else(|| {
-                    Error::Internal("historical_features needs a DataFusion session".into())
-                })?;
-            let definition = session.create_logical_plan(&self.view.definition).await?;
-            let features = run_plan(state, &definition).await?;
-            let rows = FeatureRows::new(&self.view.columns, &features)?;
-            point_in_time(&self.view, &rows, &spine, &self.schema)
-        };
-        let batch = run.await.map_err(Error::into_datafusion)?;
-        let exec = MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            self.schema.clone(),
-            projection.cloned(),
-        )?;
-        Ok(exec)
+    /// It runs the spine's query and the view's definition.
+    fn answers_without_planning(&self) -> bool {
+        false
+    }
+
+    async fn answer(&self, _: &TasteConfig, planning: Planning<'_>) -> Result<RecordBatch> {
+        let state = planning.state();
+        let spine = run_plan(&*state, &self.spine).await?;
+        let definition = state.create_logical_plan(&self.view.definition).await?;
+        let features = run_plan(&*state, &definition).await?;
+        let rows = FeatureRows::new(&self.view.columns, &features)?;
+        point_in_time(&self.view, &rows, &spine, &self.schema)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Tables of TasteDB's table functions computed when their statement runs, not when it is
-//! planned (`recommend`, `similar_items`, `online_features`, `nearest`): a prepared statement
+//! planned (`recommend`, `similar_items`, `online_features`, `nearest`,
+//! `historical_features`): a prepared statement
 //! binds its `$n` parameters into their arguments at each execution and sees the data as it is
 //! then. A function's table implements [`Answer`] and is wrapped in [`ExecutionTable`], which
 //! DataFusion scans; the prepared fast path (`engine::fast_path::ServingQuery`) asks the
