@@ -19,20 +19,22 @@ pub struct Pair {
     pub time: i64,
 }
 
-/// Events gathered for training, keyed by external ids.
+/// Events gathered for training, keyed by external ids. Events are kept as they come and
+/// summed per (user, item) by [`Interactions::merge`], a sort: a hash map of pairs would cost
+/// more memory than the events themselves and a random access per event.
 #[derive(Debug, Default)]
 pub struct Interactions {
     /// External user ids by index.
     pub users: Vec<String>,
     /// External item ids by index.
     pub items: Vec<String>,
-    /// One entry per (user, item).
+    /// One entry per event until [`Interactions::merge`], then one per (user, item), in
+    /// (user, item) order.
     pub pairs: Vec<Pair>,
     /// How many events (rows) were read.
     pub events: u64,
     user_index: HashMap<String, u32>,
     item_index: HashMap<String, u32>,
-    pair_index: HashMap<(u32, u32), usize>,
 }
 
 impl Interactions {
@@ -41,22 +43,29 @@ impl Interactions {
         let user = index_of(&mut self.user_index, &mut self.users, user);
         let item = index_of(&mut self.item_index, &mut self.items, item);
         self.events += 1;
-        match self.pair_index.get(&(user, item)) {
-            Some(&at) => {
-                let pair = &mut self.pairs[at];
-                pair.weight += weight;
-                pair.time = pair.time.max(time);
+        self.pairs.push(Pair {
+            user,
+            item,
+            weight,
+            time,
+        });
+    }
+
+    /// Sums the events of each (user, item) into one pair (weights added, the latest time
+    /// kept), and lets go of the id lookups, which training does not need.
+    pub fn merge(&mut self) {
+        self.pairs.sort_unstable_by_key(|p| (p.user, p.item));
+        self.pairs.dedup_by(|later, kept| {
+            let same = (later.user, later.item) == (kept.user, kept.item);
+            if same {
+                kept.weight += later.weight;
+                kept.time = kept.time.max(later.time);
             }
-            None => {
-                self.pair_index.insert((user, item), self.pairs.len());
-                self.pairs.push(Pair {
-                    user,
-                    item,
-                    weight,
-                    time,
-                });
-            }
-        }
+            same
+        });
+        self.pairs.shrink_to_fit();
+        self.user_index = HashMap::new();
+        self.item_index = HashMap::new();
     }
 
     /// Splits the pairs into training and holdout parts: `fraction` of them at random (with
@@ -181,14 +190,17 @@ mod tests {
         data.add("u1", "a", 2.0, 30);
         data.add("u2", "b", 1.0, 20);
         data.add("u2", "a", -1.0, 40);
+        data.add("u1", "a", 0.5, 20);
+        data.merge();
+        assert_eq!(data.events, 5);
         assert_eq!(data.pairs.len(), 3);
-        assert_eq!(data.pairs[0].weight, 3.0);
+        assert_eq!(data.pairs[0].weight, 3.5);
         assert_eq!(data.pairs[0].time, 30);
         let (train, holdout) = data.split(1.0 / 3.0, true, 0);
         assert_eq!((train.len(), holdout.len()), (2, 1));
         assert_eq!(holdout[0].time, 40);
         let split = Split::new(2, 2, &train, &holdout);
-        assert_eq!(split.train.row(0), (&[0u32][..], &[3.0f32][..]));
+        assert_eq!(split.train.row(0), (&[0u32][..], &[3.5f32][..]));
         assert_eq!(
             split.holdout.row(1).0.len(),
             0,

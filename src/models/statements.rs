@@ -346,6 +346,7 @@ fn interactions(
             data.add(e.user, e.item, e.weight, e.time)
         })?;
     }
+    data.merge();
     Ok((data, user_type, item_type))
 }
 
