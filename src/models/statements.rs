@@ -164,42 +164,52 @@ pub async fn train_model(
     let algorithm_name = algorithm.name();
     let training_options = options.clone();
     let ann_threshold = engine.taste_config().ann_threshold;
-    let (outcome, data, index, built) = blocking::run("training", move |stopped| {
-        let outcome = train(
-            &data,
-            &training_options,
-            |line| {
-                progress_notices.send(Notice::info(format!(
-                    "{algorithm_name} iteration {}/{total}: loss {:.6} ({:.2} s)",
-                    line.iteration, line.loss, line.seconds
-                )));
-            },
-            &|| stopped.is_set(),
-        )?;
-        stopped.check()?;
-        // A factor model version with more items than tastedb.ann_threshold is served through
-        // HNSW graphs over its items: built here and stored with it. Smaller ones are scored
-        // exactly (their graphs are built only if serving comes to need them, models::graphs).
-        let building = Instant::now();
-        let index = match &outcome.model.scorer {
-            Scorer::Factors { factors, items, .. }
-                if outcome.model.item_ids.len() > ann_threshold =>
-            {
-                Some(ItemIndex::build(
-                    items,
-                    *factors,
-                    training_options.seed,
-                    stopped,
-                )?)
-            }
-            _ => None,
-        };
-        let built = index
-            .as_ref()
-            .map(|_| Phase::since("build graphs", building));
-        Ok::<_, Error>((outcome, data, index, built))
-    })
-    .await?;
+    let (outcome, [events, users, items, pairs], index, built) =
+        blocking::run("training", move |stopped| {
+            let outcome = train(
+                &data,
+                &training_options,
+                |line| {
+                    progress_notices.send(Notice::info(format!(
+                        "{algorithm_name} iteration {}/{total}: loss {:.6} ({:.2} s)",
+                        line.iteration, line.loss, line.seconds
+                    )));
+                },
+                &|| stopped.is_set(),
+            )?;
+            stopped.check()?;
+            // the pairs are in the model now: only their counts are kept, so the memory of the
+            // events is free before the graphs, the encoding and the write
+            let counts = [
+                data.events,
+                data.users.len() as u64,
+                data.items.len() as u64,
+                data.pairs.len() as u64,
+            ];
+            drop(data);
+            // A factor model version with more items than tastedb.ann_threshold is served through
+            // HNSW graphs over its items: built here and stored with it. Smaller ones are scored
+            // exactly (their graphs are built only if serving comes to need them, models::graphs).
+            let building = Instant::now();
+            let index = match &outcome.model.scorer {
+                Scorer::Factors { factors, items, .. }
+                    if outcome.model.item_ids.len() > ann_threshold =>
+                {
+                    Some(ItemIndex::build(
+                        items,
+                        *factors,
+                        training_options.seed,
+                        stopped,
+                    )?)
+                }
+                _ => None,
+            };
+            let built = index
+                .as_ref()
+                .map(|_| Phase::since("build graphs", building));
+            Ok::<_, Error>((outcome, counts, index, built))
+        })
+        .await?;
     let active = engine
         .models()
         .get(&statement.name)
@@ -226,10 +236,10 @@ pub async fn train_model(
         algorithm: algorithm.name().into(),
         params: options.given.clone(),
         source: statement.source.to_sql(),
-        events: data.events,
-        users: data.users.len() as u64,
-        items: data.items.len() as u64,
-        pairs: data.pairs.len() as u64,
+        events,
+        users,
+        items,
+        pairs,
         train_seconds: outcome.seconds,
         metrics: outcome.metrics,
         created_micros: now_micros(),
