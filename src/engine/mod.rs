@@ -79,6 +79,8 @@ struct EngineInner {
     catalog: Arc<Catalog>,
     schema: Arc<TasteSchema>,
     models: Arc<ModelRegistry>,
+    /// The live deltas of served model versions.
+    live: Arc<ServingLive>,
     features: Arc<FeatureViews>,
     indexes: Arc<VectorIndexes>,
     query_arguments: Arc<QueryArguments>,
@@ -215,7 +217,7 @@ impl Engine {
             registry: models.clone(),
             cache,
             inputs: query_arguments.clone(),
-            live,
+            live: live.clone(),
         };
         extensions::register_functions(&ctx, &catalog, serving, &features, &indexes);
         let stored_views = catalog.stored_views()?;
@@ -228,6 +230,7 @@ impl Engine {
                 catalog,
                 schema,
                 models,
+                live,
                 features,
                 indexes,
                 query_arguments,
@@ -408,6 +411,11 @@ impl Engine {
     /// The model registry of this data directory.
     pub fn models(&self) -> &Arc<ModelRegistry> {
         &self.inner.models
+    }
+
+    /// The live deltas of served model versions.
+    pub(crate) fn live(&self) -> &Arc<ServingLive> {
+        &self.inner.live
     }
 
     /// The feature views.

@@ -19,12 +19,14 @@ pub mod registry;
 mod retrain;
 mod statements;
 mod system_tables;
+mod warm;
 
 pub use parser::{ModelStatement, TrainModel, TrainSource};
 pub use ranking_table::{RANKING_SIGNATURES, Ranked, Serving, ServingCache, ServingLive};
 pub use recommend::register_functions;
 pub use registry::ModelRegistry;
 pub use retrain::run_policies;
+pub use warm::warm;
 
 use crate::engine::{Command, Family, FunctionObject};
 use crate::roles::ObjectKind;

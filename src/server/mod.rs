@@ -146,8 +146,7 @@ impl Server {
         // Models retrain on their policies while the server runs (the runtime ends them).
         sessions.spawn(crate::models::run_policies(self.engine.clone()));
         // Active model versions load in the background, so the first requests find them.
-        let engine = self.engine.clone();
-        sessions.spawn_blocking(move || engine.models().warm(engine.taste_config().ann_threshold));
+        sessions.spawn(crate::models::warm(self.engine.clone()));
         let shared = Arc::new(Shared {
             session: Session::new(self.engine.clone(), &self.options.statement_timeout),
             users: self.engine.users().clone(),

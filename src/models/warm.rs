@@ -1,0 +1,35 @@
+//! [`warm`]: what serving needs, loaded before the first request after a start.
+
+use crate::engine::Engine;
+use crate::sql::execution_table::Planning;
+
+/// Loads every model's active version (parameters, id lookups, stored item graphs; see
+/// `ModelRegistry::warm`) and builds its live delta (the events written to its source since it
+/// was trained, read from storage), so that the first requests after a start do not wait for
+/// them. The server runs it as it starts; what fails is logged and left to the first request.
+pub async fn warm(engine: Engine) {
+    let threshold = engine.taste_config().ann_threshold;
+    let registry = engine.models().clone();
+    if tokio::task::spawn_blocking(move || registry.warm(threshold))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let planning = || engine.statement_state();
+    for entry in engine.models().models() {
+        let name = &entry.record.name;
+        if entry.active().is_none() {
+            continue;
+        }
+        let Ok((version, trained)) = engine.models().active(name) else {
+            continue;
+        };
+        let built = (engine.live())
+            .delta(&Planning::Later(&planning), &version, &trained)
+            .await;
+        if let Err(e) = built {
+            tracing::warn!("the live delta of model {name} at start: {e}");
+        }
+    }
+}
