@@ -407,25 +407,29 @@ impl ModelRegistry {
 
     /// Loads every model's active version (parameters, id lookups, and the item graphs of
     /// versions with more items than `ann_threshold`), so that the first requests after a
-    /// start do not wait for them. The server runs it at start on a blocking thread; a
-    /// model that cannot be loaded is logged and left to its first request.
-    pub fn warm(&self, ann_threshold: usize) {
+    /// start do not wait for them, and returns the versions loaded (`models::warm` runs it on
+    /// a blocking thread as the server starts). A model that cannot be loaded is logged and
+    /// left to its first request.
+    pub fn warm(&self, ann_threshold: usize) -> Vec<(ModelVersion, Arc<TrainedModel>)> {
+        let mut loaded = Vec::new();
         for entry in self.models() {
             let name = &entry.record.name;
             if entry.active().is_none() {
                 continue;
             }
-            let loaded = self.active(name).and_then(|(version, trained)| {
+            let version = self.active(name).and_then(|(version, trained)| {
                 trained.index_ids();
-                match trained.item_ids.len() > ann_threshold {
-                    true => self.item_index(name, version.version, &trained).map(drop),
-                    false => Ok(()),
+                if trained.item_ids.len() > ann_threshold {
+                    self.item_index(name, version.version, &trained)?;
                 }
+                Ok((version, trained))
             });
-            if let Err(e) = loaded {
-                tracing::warn!("loading model {name} at start: {e}");
+            match version {
+                Ok(version) => loaded.push(version),
+                Err(e) => tracing::warn!("loading model {name} at start: {e}"),
             }
         }
+        loaded
     }
 
     /// The HNSW item graphs of `version` of `name` (whose parameters are `trained`), if it

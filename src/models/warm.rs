@@ -10,26 +10,16 @@ use crate::sql::execution_table::Planning;
 pub async fn warm(engine: Engine) {
     let threshold = engine.taste_config().ann_threshold;
     let registry = engine.models().clone();
-    if tokio::task::spawn_blocking(move || registry.warm(threshold))
-        .await
-        .is_err()
-    {
+    let Ok(loaded) = tokio::task::spawn_blocking(move || registry.warm(threshold)).await else {
         return;
-    }
+    };
     let planning = || engine.statement_state();
-    for entry in engine.models().models() {
-        let name = &entry.record.name;
-        if entry.active().is_none() {
-            continue;
-        }
-        let Ok((version, trained)) = engine.models().active(name) else {
-            continue;
-        };
+    for (version, trained) in loaded {
         let built = (engine.live())
             .delta(&Planning::Later(&planning), &version, &trained)
             .await;
         if let Err(e) = built {
-            tracing::warn!("the live delta of model {name} at start: {e}");
+            tracing::warn!("the live delta of model {} at start: {e}", version.model);
         }
     }
 }
