@@ -1,18 +1,19 @@
 //! The write side of a stored table: DataFusion's `DataSinkExec` hands INSERT rows to this sink
-//! (written at once, or by the statement's transaction at its COMMIT).
+//! as they are produced (written at once at the end, or by the statement's transaction at its
+//! COMMIT).
 
 use crate::blocking;
 use crate::error::Error;
-use crate::storage::{Store, writer};
+use crate::sql::config::TasteConfig;
+use crate::storage::{Store, bulk_insert};
 use crate::storage::{StoredTable, Transaction};
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::Result;
 use datafusion::datasource::sink::DataSink;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
-use futures::TryStreamExt;
+use futures::StreamExt;
 use std::fmt;
 use std::sync::Arc;
 
@@ -51,18 +52,28 @@ impl DataSink for StoredInsertSink {
 
     async fn write_all(
         &self,
-        data: SendableRecordBatchStream,
+        mut data: SendableRecordBatchStream,
         context: &Arc<TaskContext>,
     ) -> Result<u64> {
-        // The whole statement is one atomic write, so its rows are gathered first.
-        let batches: Vec<RecordBatch> = data.try_collect().await?;
         let store = self.store.clone();
         let table = self.table.clone();
         let txn = context.session_config().get_extension::<Transaction>();
-        // A statement stopped before its write begins writes nothing.
+        let budget = (context.session_config().options().extensions)
+            .get::<TasteConfig>()
+            .map_or(TasteConfig::default().write_buffer_mb, |c| {
+                c.write_buffer_mb
+            })
+            .saturating_mul(1 << 20);
+        let runtime = tokio::runtime::Handle::current();
+        // The whole statement is one atomic write; its rows are read on the writer's thread
+        // as the query produces them.
         blocking::run("the insert", move |stopped| {
-            stopped.check()?;
-            writer::insert(&store, &table, &batches, txn.as_deref())
+            bulk_insert::insert_from(&store, &table, txn.as_deref(), budget, stopped, |rows| {
+                while let Some(batch) = runtime.block_on(data.next()) {
+                    rows(batch.map_err(Error::from)?)?;
+                }
+                Ok(())
+            })
         })
         .await
         .map_err(Error::into_datafusion)

@@ -45,7 +45,7 @@ use crate::sql::names;
 use crate::sql::notices::Notices;
 use crate::sql::parser::{CopyFrom, CopySourceKind};
 use crate::sql::query_arguments::QueryArguments;
-use crate::storage::{Store, StoredTable, TableChange, writer};
+use crate::storage::{Store, StoredTable, TableChange, bulk_insert};
 use crate::vectors::VectorIndexes;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
@@ -288,7 +288,10 @@ impl Engine {
     /// Inserts `batches` into the stored table `table` as one atomic, durable write; columns
     /// are matched by position and cast to the table's types. Returns the number of rows.
     pub async fn insert_batches(&self, table: &str, batches: Vec<RecordBatch>) -> Result<u64> {
-        self.load_and_insert(table, &[], move |_| Ok(batches)).await
+        self.load_and_insert(table, &[], move |_, emit| {
+            batches.into_iter().try_for_each(emit)
+        })
+        .await
     }
 
     /// Runs a `COPY … FROM 'file'`, reporting the fraction of the file read to `progress`.
@@ -305,45 +308,52 @@ impl Engine {
         };
         let path = PathBuf::from(path);
         let (table, listed) = (copy.table.clone(), copy.columns.clone());
-        self.load_and_insert(&table, &listed, move |def| {
-            crate::sql::copy_from::load(def, &copy, &path, &mut progress)
+        self.load_and_insert(&table, &listed, move |def, emit| {
+            crate::sql::copy_from::load(def, &copy, &path, &mut progress, emit)
         })
         .await
     }
 
-    /// Runs a `COPY … FROM STDIN` whose data a client sent (text or csv format): all rows are
-    /// inserted, or none. Returns the number of rows.
-    pub async fn copy_from_bytes(&self, copy: CopyFrom, data: Vec<u8>) -> Result<u64> {
+    /// Runs a `COPY … FROM STDIN` whose data a client sends (text, csv or binary format),
+    /// read from `data` as it arrives: all rows are inserted, or none. Returns the number of
+    /// rows.
+    pub async fn copy_from_reader(
+        &self,
+        copy: CopyFrom,
+        data: impl std::io::Read + Send + 'static,
+    ) -> Result<u64> {
         let (table, listed) = (copy.table.clone(), copy.columns.clone());
-        self.load_and_insert(&table, &listed, move |def| {
-            crate::sql::copy_from::load_bytes(def, &copy, &data)
+        self.load_and_insert(&table, &listed, move |def, emit| {
+            crate::sql::copy_from::load_reader(def, &copy, data, emit)
         })
         .await
     }
 
-    /// On a blocking thread: `load` the rows for the stored table `table`; when they come for
-    /// the columns `listed` only, give the others their defaults; then insert them as one
-    /// atomic, durable write.
+    /// On a blocking thread: `load` the rows for the stored table `table`, handing each batch
+    /// to the function it is given; when they come for the columns `listed` only, the others
+    /// get their defaults. The rows are inserted as one atomic, durable write, within the
+    /// memory of `tastedb.write_buffer_mb` (see [`bulk_insert::insert_from`]).
     async fn load_and_insert(
         &self,
         table: &str,
         listed: &[String],
-        load: impl FnOnce(&TableDef) -> Result<Vec<RecordBatch>> + Send + 'static,
+        load: impl FnOnce(&TableDef, &mut bulk_insert::Rows<'_>) -> Result<()> + Send + 'static,
     ) -> Result<u64> {
         let stored = self.stored_table(table)?;
         let store = self.inner.catalog.store().clone();
         let txn = transaction::current();
-        let def = stored.def.clone();
-        let batches = crate::blocking::run("the load", move |stopped| {
-            let batches = load(&def)?;
-            stopped.check()?;
-            Ok(batches)
-        })
-        .await?;
-        let batches = self.copy_defaults(&stored.def, listed, batches).await?;
-        crate::blocking::run("the insert", move |stopped| {
-            stopped.check()?;
-            writer::insert(&store, &stored, &batches, txn.as_deref())
+        let budget = self.taste_config().write_buffer_mb.saturating_mul(1 << 20);
+        let engine = self.clone();
+        let listed = listed.to_vec();
+        let runtime = tokio::runtime::Handle::current();
+        crate::blocking::run("the load", move |stopped| {
+            let def = &stored.def;
+            bulk_insert::insert_from(&store, &stored, txn.as_deref(), budget, stopped, |rows| {
+                load(def, &mut |batch| {
+                    let defaulted = runtime.block_on(engine.copy_defaults(def, &listed, batch))?;
+                    rows(defaulted)
+                })
+            })
         })
         .await
     }

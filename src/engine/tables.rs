@@ -30,46 +30,46 @@ impl Engine {
         result.map_err(|error| explain_not_null(error, &insert, def.as_ref()))
     }
 
-    /// `batches` (every column of `def`) with each column that is not `listed` and has a
+    /// `batch` (every column of `def`) with each column that is not `listed` and has a
     /// DEFAULT given it, evaluated for every row (COPY with a column list; a `nextval`
     /// default numbers the rows). Nothing changes when `listed` is empty (every column given).
     pub(super) async fn copy_defaults(
         &self,
         def: &TableDef,
         listed: &[String],
-        mut batches: Vec<RecordBatch>,
-    ) -> Result<Vec<RecordBatch>> {
+        batch: RecordBatch,
+    ) -> Result<RecordBatch> {
         let defaulted: Vec<(usize, &str)> = (def.columns.iter().enumerate())
             .filter(|(_, column)| !listed.is_empty() && !listed.contains(&column.name))
             .filter_map(|(i, column)| Some((i, column.default.as_deref()?)))
             .collect();
-        if defaulted.is_empty() {
-            return Ok(batches);
+        if defaulted.is_empty() || batch.num_rows() == 0 {
+            return Ok(batch);
         }
-        for batch in batches.iter_mut().filter(|b| b.num_rows() > 0) {
-            let mut columns = batch.columns().to_vec();
-            for &(index, default) in &defaulted {
-                let value = match def.columns[index].column_type {
-                    ColumnType::Vector(_) => format!("({default})"),
-                    other => format!("CAST(({default}) AS {})", other.sql_name()),
-                };
-                let sql = format!(
-                    "SELECT {value} AS v FROM generate_series(1, {})",
-                    batch.num_rows()
-                );
-                let values = Box::pin(self.sql(&sql)).await?;
-                let schema = values
-                    .first()
-                    .map(|b| b.schema())
-                    .ok_or_else(|| Error::Internal("a column default without values".into()))?;
-                columns[index] = concat_batches(&schema, &values)?.column(0).clone();
-            }
-            let fields: Vec<Field> = (batch.schema().fields().iter().zip(&columns))
-                .map(|(field, column)| Field::new(field.name(), column.data_type().clone(), true))
-                .collect();
-            *batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        let mut columns = batch.columns().to_vec();
+        for &(index, default) in &defaulted {
+            let value = match def.columns[index].column_type {
+                ColumnType::Vector(_) => format!("({default})"),
+                other => format!("CAST(({default}) AS {})", other.sql_name()),
+            };
+            let sql = format!(
+                "SELECT {value} AS v FROM generate_series(1, {})",
+                batch.num_rows()
+            );
+            let values = Box::pin(self.sql(&sql)).await?;
+            let schema = values
+                .first()
+                .map(|b| b.schema())
+                .ok_or_else(|| Error::Internal("a column default without values".into()))?;
+            columns[index] = concat_batches(&schema, &values)?.column(0).clone();
         }
-        Ok(batches)
+        let fields: Vec<Field> = (batch.schema().fields().iter().zip(&columns))
+            .map(|(field, column)| Field::new(field.name(), column.data_type().clone(), true))
+            .collect();
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?)
     }
 
     /// The plan of an INSERT: vector literals written as text are read as vectors first, and

@@ -1,13 +1,15 @@
 //! COPY over the wire. `COPY table FROM STDIN`: the query handler answers CopyInResponse and
-//! parks the statement in the connection; CopyData is gathered here and inserted at CopyDone as
-//! one atomic statement, so a bad row inserts nothing. A COPY cancelled or timed out while its
-//! data arrives fails at the next CopyData (the rest is discarded, as PostgreSQL does) and
-//! inserts nothing. `COPY … TO STDOUT`: the query's rows are
-//! streamed as CopyData in text or csv format.
+//! parks the statement in the connection; the first CopyData starts the insert, which reads
+//! the data as it arrives (through a bounded channel, so a fast client waits for the writer)
+//! and commits at CopyDone as one atomic statement: a bad row, a CopyFail or a connection
+//! closed before CopyDone inserts nothing. A COPY cancelled or timed out while its data
+//! arrives fails at the next CopyData (the rest is discarded, as PostgreSQL does) and
+//! inserts nothing. `COPY … TO STDOUT`: the query's rows are streamed as CopyData in text or
+//! csv format.
 
 use crate::engine::Engine;
 use crate::engine::transaction::maybe_within;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::roles::Actor;
 use crate::server::errors::to_pgwire;
 use crate::server::stop::Stop;
@@ -17,6 +19,7 @@ use crate::sql::parser::{CopyFormat, CopyFrom, CopyOptions};
 use arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use arrow_pg::encoder::encode_value;
 use async_trait::async_trait;
+use bytes::{Buf, Bytes};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
@@ -31,17 +34,74 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyOutResponse};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-/// A COPY FROM STDIN waiting for its data, kept in the connection's extensions.
+/// CopyData messages in flight between the connection and the insert.
+const CHUNKS_IN_FLIGHT: usize = 16;
+
+/// A COPY FROM STDIN waiting for (more of) its data, kept in the connection's extensions.
 #[derive(Default)]
 struct PendingCopy(Mutex<Option<Copying>>);
 
-/// The statement, what stops it, and the data so far.
-type Copying = (CopyFrom, Stop, Vec<u8>);
+/// The statement and what stops it; once data came, the insert reading it.
+struct Copying {
+    copy: Option<CopyFrom>,
+    stop: Stop,
+    feed: Option<Feed>,
+}
+
+/// The running insert of a COPY FROM STDIN and the channel that feeds it.
+struct Feed {
+    chunks: mpsc::Sender<Chunk>,
+    insert: JoinHandle<Result<u64>>,
+}
+
+/// What the connection tells the insert.
+enum Chunk {
+    Data(Bytes),
+    /// CopyDone: the data is complete.
+    Done,
+    /// CopyFail: the client gave up; nothing is to be written.
+    Failed(String),
+}
 
 impl PendingCopy {
     fn take(&self) -> Option<Copying> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// The COPY data as the insert reads it, from the connection's channel. The data ends only
+/// at CopyDone: a closed channel (the connection went away) or a CopyFail is an error, so the
+/// statement writes nothing.
+struct Incoming {
+    chunks: mpsc::Receiver<Chunk>,
+    current: Bytes,
+    done: bool,
+}
+
+impl std::io::Read for Incoming {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while !self.current.has_remaining() && !self.done {
+            match self.chunks.blocking_recv() {
+                Some(Chunk::Data(data)) => self.current = data,
+                Some(Chunk::Done) => self.done = true,
+                Some(Chunk::Failed(message)) => {
+                    return Err(std::io::Error::other(format!(
+                        "COPY from stdin failed: {message}"
+                    )));
+                }
+                None => {
+                    return Err(std::io::Error::other(
+                        "the connection ended before the COPY data did",
+                    ));
+                }
+            }
+        }
+        let n = buf.len().min(self.current.remaining());
+        self.current.copy_to_slice(&mut buf[..n]);
+        Ok(n)
     }
 }
 
@@ -53,13 +113,17 @@ pub fn begin<C: ClientInfo>(
     copy: CopyFrom,
     actor: &Actor,
     stop: Stop,
-) -> Result<Response, Error> {
+) -> Result<Response> {
     let width = engine.copy_input_width(&copy, actor)?;
     let format = i8::from(copy.options.format == Some(CopyFormat::Binary));
     let pending = client
         .session_extensions()
         .get_or_insert_with(PendingCopy::default);
-    *pending.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((copy, stop, Vec::new()));
+    *pending.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Copying {
+        copy: Some(copy),
+        stop,
+        feed: None,
+    });
     Ok(Response::CopyIn(CopyResponse::new(
         format,
         width,
@@ -214,6 +278,44 @@ fn no_copy() -> PgWireError {
     )))
 }
 
+/// The channel feeding the insert of the pending COPY, started on first use.
+fn feed<C: ClientInfo>(
+    engine: &Engine,
+    client: &C,
+    copying: &mut Copying,
+) -> Option<mpsc::Sender<Chunk>> {
+    if copying.feed.is_none() {
+        let copy = copying.copy.take()?;
+        let (chunks, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let incoming = Incoming {
+            chunks: receiver,
+            current: Bytes::new(),
+            done: false,
+        };
+        let engine = engine.clone();
+        let stop = copying.stop.clone();
+        let txn = Block::of(client).transaction();
+        let insert = tokio::spawn(async move {
+            let load = engine.copy_from_reader(copy, incoming);
+            maybe_within(txn, stop.within(load)).await
+        });
+        copying.feed = Some(Feed { chunks, insert });
+    }
+    copying.feed.as_ref().map(|feed| feed.chunks.clone())
+}
+
+/// The outcome of the pending COPY's insert, once it has ended.
+async fn finished(copying: Copying) -> Result<u64> {
+    match copying.feed {
+        Some(feed) => {
+            drop(feed.chunks);
+            (feed.insert.await)
+                .unwrap_or_else(|e| Err(Error::Internal(format!("COPY failed: {e}"))))
+        }
+        None => Err(Error::Internal("COPY ended before it started".into())),
+    }
+}
+
 #[async_trait]
 impl CopyHandler for CopyIn {
     async fn on_copy_data<C>(&self, client: &mut C, copy_data: CopyData) -> PgWireResult<()>
@@ -223,15 +325,31 @@ impl CopyHandler for CopyIn {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let pending = pending(client);
-        let mut slot = pending.0.lock().unwrap_or_else(|p| p.into_inner());
-        let (copy, stop, data) = slot.as_mut().ok_or_else(no_copy)?;
-        if let Some(stopped) = stop.stopped() {
-            let statement = format!("COPY {} FROM STDIN", copy.table);
-            slot.take();
-            return Err(to_pgwire(&stopped, &statement));
+        let (chunks, statement) = {
+            let mut slot = pending.0.lock().unwrap_or_else(|p| p.into_inner());
+            let copying = slot.as_mut().ok_or_else(no_copy)?;
+            if let Some(stopped) = copying.stop.stopped() {
+                slot.take();
+                Block::of(client).failed();
+                return Err(to_pgwire(&stopped, "COPY FROM STDIN"));
+            }
+            (feed(&self.engine, client, copying), "COPY FROM STDIN")
+        };
+        let sent = match chunks {
+            Some(chunks) => chunks.send(Chunk::Data(copy_data.data)).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
         }
-        data.extend_from_slice(&copy_data.data);
-        Ok(())
+        // The insert ended before the data did: it failed (a bad row, a stop).
+        let copying = pending.take().ok_or_else(no_copy)?;
+        let error = match finished(copying).await {
+            Err(e) => e,
+            Ok(_) => Error::Internal("COPY ended before its data".into()),
+        };
+        Block::of(client).failed();
+        Err(to_pgwire(&error, statement))
     }
 
     async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
@@ -240,16 +358,25 @@ impl CopyHandler for CopyIn {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let (copy, stop, data) = pending(client).take().ok_or_else(no_copy)?;
-        let statement = format!("COPY {} FROM STDIN", copy.table);
+        let pending = pending(client);
+        let (chunks, statement) = {
+            let mut slot = pending.0.lock().unwrap_or_else(|p| p.into_inner());
+            let copying = slot.as_mut().ok_or_else(no_copy)?;
+            let statement = (copying.copy.as_ref()).map_or("COPY FROM STDIN".to_string(), |c| {
+                format!("COPY {} FROM STDIN", c.table)
+            });
+            (feed(&self.engine, client, copying), statement)
+        };
+        if let Some(chunks) = chunks {
+            // a closed channel means the insert has ended already: its outcome says why
+            let _ = chunks.send(Chunk::Done).await;
+        }
+        let copying = pending.take().ok_or_else(no_copy)?;
         let block = Block::of(client);
-        let load = self.engine.copy_from_bytes(copy, data);
-        let rows = maybe_within(block.transaction(), stop.within(load))
-            .await
-            .map_err(|e| {
-                block.failed();
-                to_pgwire(&e, &statement)
-            })?;
+        let rows = finished(copying).await.map_err(|e| {
+            block.failed();
+            to_pgwire(&e, &statement)
+        })?;
         let tag = Tag::new("COPY").with_rows(rows as usize);
         client
             .send(PgWireBackendMessage::CommandComplete(tag.into()))
@@ -263,7 +390,14 @@ impl CopyHandler for CopyIn {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        pending(client).take();
+        if let Some(copying) = pending(client).take() {
+            if let Some(feed) = &copying.feed {
+                let _ = feed.chunks.send(Chunk::Failed(fail.message.clone())).await;
+            }
+            // wait for the insert to give up, so that nothing of it is left behind
+            let _ = finished(copying).await;
+        }
+        Block::of(client).failed();
         PgWireError::UserError(Box::new(ErrorInfo::new(
             "ERROR".into(),
             "57014".into(),

@@ -17,6 +17,11 @@ extensions_options! {
         /// Prepared statements that read or write one row by primary key (and INSERTs of one
         /// row) run without planning at each execution; `false` plans every execution.
         pub fast_path: bool, default = true
+        /// Megabytes of encoded rows a statement (COPY, INSERT … SELECT) holds in memory
+        /// before it stages them in files inside the data directory, published all at once
+        /// at its commit (tables without primary key or unique index, outside transaction
+        /// blocks).
+        pub write_buffer_mb: usize, default = 64
     }
 }
 

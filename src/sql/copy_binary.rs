@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit};
 use datafusion::common::ScalarValue;
+use std::io::{BufReader, Read};
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 /// Rows per batch handed to the table's writer.
@@ -17,9 +18,14 @@ const EPOCH_DAYS: i32 = 10_957;
 /// Microseconds from 1970-01-01 to 2000-01-01.
 const EPOCH_MICROS: i64 = 946_684_800_000_000;
 
-/// Reads binary COPY `data` into batches of `schema` (the columns the COPY lists).
-pub fn read_binary(data: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
-    let mut input = Input { data, at: 0 };
+/// Reads binary COPY data from `reader` into batches of `schema` (the columns the COPY lists),
+/// handing each to `emit` as it fills.
+pub fn read_binary(
+    reader: impl Read,
+    schema: &SchemaRef,
+    emit: &mut dyn FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
+    let mut input = Input::new(BufReader::new(reader));
     if input.take(SIGNATURE.len())? != SIGNATURE {
         return Err(bad("the PGCOPY signature is missing"));
     }
@@ -31,7 +37,6 @@ pub fn read_binary(data: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBatch>> 
     input.take(extension)?;
     let width = schema.fields().len();
     let mut columns: Vec<Vec<ScalarValue>> = vec![Vec::new(); width];
-    let mut batches = Vec::new();
     let mut row = 0usize;
     loop {
         let count = input.i16()?;
@@ -54,13 +59,13 @@ pub fn read_binary(data: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBatch>> 
             values.push(value);
         }
         if columns[0].len() == BATCH_ROWS {
-            batches.push(batch(schema, &mut columns)?);
+            emit(batch(schema, &mut columns)?)?;
         }
     }
     if !columns[0].is_empty() {
-        batches.push(batch(schema, &mut columns)?);
+        emit(batch(schema, &mut columns)?)?;
     }
-    Ok(batches)
+    Ok(())
 }
 
 fn batch(schema: &SchemaRef, columns: &mut [Vec<ScalarValue>]) -> Result<RecordBatch> {
@@ -117,7 +122,7 @@ fn decode(bytes: &[u8], field: &Field) -> std::result::Result<ScalarValue, Strin
 
 /// A one-dimensional `float4[]` in binary form (how vectors travel).
 fn float4_array(bytes: &[u8]) -> std::result::Result<Vec<f32>, String> {
-    let mut input = Input { data: bytes, at: 0 };
+    let mut input = Input::new(bytes);
     let shape = |e: Error| e.to_string();
     let dimensions = input.i32().map_err(shape)?;
     input.i32().map_err(shape)?; // has-nulls flag
@@ -150,19 +155,29 @@ fn bad(what: &str) -> Error {
     Error::BadCopyFile(format!("binary COPY data: {what}"))
 }
 
-/// The unread rest of the data.
-struct Input<'a> {
-    data: &'a [u8],
-    at: usize,
+/// The data still to read, and the bytes of the last field taken.
+struct Input<R> {
+    reader: R,
+    field: Vec<u8>,
 }
 
-impl<'a> Input<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.at.checked_add(n).filter(|&end| end <= self.data.len());
-        let end = end.ok_or_else(|| bad("the data ends in the middle of a row"))?;
-        let bytes = &self.data[self.at..end];
-        self.at = end;
-        Ok(bytes)
+impl<R: Read> Input<R> {
+    fn new(reader: R) -> Self {
+        Input {
+            reader,
+            field: Vec::new(),
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        self.field.clear();
+        let read = (&mut self.reader)
+            .take(n as u64)
+            .read_to_end(&mut self.field)?;
+        if read < n {
+            return Err(bad("the data ends in the middle of a row"));
+        }
+        Ok(&self.field)
     }
 
     fn i16(&mut self) -> Result<i16> {
@@ -214,7 +229,12 @@ mod tests {
             &[Some(&id), Some(b"seven"), Some(&day)],
             &[Some(&id), None, None],
         ]);
-        let batches = read_binary(&data, &schema).unwrap();
+        let mut batches = Vec::new();
+        read_binary(&data[..], &schema, &mut |b| {
+            batches.push(b);
+            Ok(())
+        })
+        .unwrap();
         let batch = &batches[0];
         assert_eq!(batch.num_rows(), 2);
         assert_eq!(batch.column(0).as_primitive::<Int64Type>().value(1), 7);
@@ -232,7 +252,7 @@ mod tests {
         let short = 7i32.to_be_bytes();
         let wrong_width = copy_data(&[&[Some(&short)]]);
         for data in [b"PGCOPY".to_vec(), wrong_width, copy_data(&[&[None, None]])] {
-            let error = read_binary(&data, &schema).unwrap_err();
+            let error = read_binary(&data[..], &schema, &mut |_| Ok(())).unwrap_err();
             assert_eq!(error.sqlstate(), "22P04", "{error}");
         }
     }

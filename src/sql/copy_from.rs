@@ -20,14 +20,16 @@ const BATCH_SIZE: usize = 8192;
 const PARQUET_FROM_CLIENT: &str =
     "COPY FROM STDIN takes text, csv or binary; load Parquet with COPY FROM 'file'";
 
-/// Reads the whole file named by `copy` into full-width rows of `table` (columns the COPY does
-/// not list are NULL). `progress` is called with the fraction of the file read so far, 0 to 1.
+/// Reads the file named by `copy` into full-width rows of `table` (columns the COPY does not
+/// list are NULL), handing each batch to `emit` as it is read. `progress` is called with the
+/// fraction of the file read so far, 0 to 1.
 pub fn load(
     table: &TableDef,
     copy: &CopyFrom,
     path: &Path,
     progress: &mut dyn FnMut(f64),
-) -> Result<Vec<RecordBatch>> {
+    emit: &mut dyn FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
     let format = match copy.options.format {
         Some(format) => format,
         None => format_from_extension(path)?,
@@ -35,47 +37,57 @@ pub fn load(
     let listed = listed_columns(table, &copy.columns)?;
     let input_schema = table.input_schema();
     let file_schema = Arc::new(input_schema.project(&listed)?);
-    let batches = match format {
-        CopyFormat::Csv => {
-            let file = open(path)?;
-            let size = file.metadata()?.len().max(1) as f64;
-            let counting = CountingRead {
-                inner: file,
-                read: 0,
-                report: &mut |read| progress(read as f64 / size),
-            };
-            read_csv(counting, file_schema, copy)?
-        }
-        CopyFormat::Parquet => read_parquet(path, &file_schema, progress)?,
-        CopyFormat::Text => {
-            let data = std::fs::read(path).map_err(|e| open_error(path, e))?;
-            let delimiter = copy.options.delimiter.unwrap_or(b'\t');
-            read_text(&data, &file_schema, copy.options.header, delimiter)?
-        }
-        CopyFormat::Binary => {
-            let data = std::fs::read(path).map_err(|e| open_error(path, e))?;
-            read_binary(&data, &file_schema)?
-        }
+    let emit = &mut |batch| emit(widen(&input_schema, &listed, batch)?);
+    if format == CopyFormat::Parquet {
+        return read_parquet(path, &file_schema, progress, emit);
+    }
+    let file = open(path)?;
+    let size = file.metadata()?.len().max(1) as f64;
+    let counting = CountingRead {
+        inner: file,
+        read: 0,
+        report: &mut |read| progress(read as f64 / size),
     };
-    widen_all(&input_schema, &listed, batches)
+    read_format(format, counting, &file_schema, copy, emit)
 }
 
-/// Reads COPY data that arrived from a client (`COPY … FROM STDIN`), in text (the default),
-/// CSV or binary format, into full-width rows of `table`.
-pub fn load_bytes(table: &TableDef, copy: &CopyFrom, data: &[u8]) -> Result<Vec<RecordBatch>> {
+/// Reads COPY data that a client sends (`COPY … FROM STDIN`), in text (the default), CSV or
+/// binary format, from `reader` into full-width rows of `table`, handing each batch to `emit`.
+pub fn load_reader(
+    table: &TableDef,
+    copy: &CopyFrom,
+    reader: impl Read,
+    emit: &mut dyn FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
     let listed = listed_columns(table, &copy.columns)?;
     let input_schema = table.input_schema();
     let file_schema = Arc::new(input_schema.project(&listed)?);
-    let batches = match copy.options.format.unwrap_or(CopyFormat::Text) {
-        CopyFormat::Csv => read_csv(data, file_schema, copy)?,
+    let format = copy.options.format.unwrap_or(CopyFormat::Text);
+    if format == CopyFormat::Parquet {
+        return Err(Error::FeatureNotSupported(PARQUET_FROM_CLIENT.into()));
+    }
+    let emit = &mut |batch| emit(widen(&input_schema, &listed, batch)?);
+    read_format(format, reader, &file_schema, copy, emit)
+}
+
+/// Reads `reader` in a streaming format (every one but Parquet).
+fn read_format(
+    format: CopyFormat,
+    reader: impl Read,
+    schema: &SchemaRef,
+    copy: &CopyFrom,
+    emit: &mut dyn FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
+    match format {
+        CopyFormat::Csv => read_csv(reader, schema.clone(), copy, emit),
         CopyFormat::Text => {
             let delimiter = copy.options.delimiter.unwrap_or(b'\t');
-            read_text(data, &file_schema, copy.options.header, delimiter)?
+            let reader = std::io::BufReader::new(reader);
+            read_text(reader, schema, copy.options.header, delimiter, emit)
         }
-        CopyFormat::Binary => read_binary(data, &file_schema)?,
-        CopyFormat::Parquet => return Err(Error::FeatureNotSupported(PARQUET_FROM_CLIENT.into())),
-    };
-    widen_all(&input_schema, &listed, batches)
+        CopyFormat::Binary => read_binary(reader, schema, emit),
+        CopyFormat::Parquet => Err(Error::FeatureNotSupported(PARQUET_FROM_CLIENT.into())),
+    }
 }
 
 /// How many columns the input of `copy` has; refuses Parquet, which cannot come from a client.
@@ -84,17 +96,6 @@ pub fn input_width(table: &TableDef, copy: &CopyFrom) -> Result<usize> {
         return Err(Error::FeatureNotSupported(PARQUET_FROM_CLIENT.into()));
     }
     Ok(listed_columns(table, &copy.columns)?.len())
-}
-
-fn widen_all(
-    input_schema: &SchemaRef,
-    listed: &[usize],
-    batches: Vec<RecordBatch>,
-) -> Result<Vec<RecordBatch>> {
-    batches
-        .into_iter()
-        .map(|batch| widen(input_schema, listed, batch))
-        .collect()
 }
 
 /// Indexes of the table columns the input provides, in input order.
@@ -148,7 +149,12 @@ fn open_error(path: &Path, e: std::io::Error) -> Error {
 
 /// Reads CSV into `schema`, except that vector columns come out as text: arrow-csv has no list
 /// type, and the writer parses `[0.1, 0.2]` itself.
-fn read_csv(reader: impl Read, schema: SchemaRef, copy: &CopyFrom) -> Result<Vec<RecordBatch>> {
+fn read_csv(
+    reader: impl Read,
+    schema: SchemaRef,
+    copy: &CopyFrom,
+    emit: &mut dyn FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
     let schema = Arc::new(Schema::new(
         schema
             .fields()
@@ -164,18 +170,18 @@ fn read_csv(reader: impl Read, schema: SchemaRef, copy: &CopyFrom) -> Result<Vec
         .with_delimiter(copy.options.delimiter.unwrap_or(b','))
         .with_batch_size(BATCH_SIZE)
         .build(reader)?;
-    let mut batches = Vec::new();
     for batch in reader {
-        batches.push(batch?);
+        emit(batch?)?;
     }
-    Ok(batches)
+    Ok(())
 }
 
 fn read_parquet(
     path: &Path,
     schema: &Schema,
     progress: &mut dyn FnMut(f64),
-) -> Result<Vec<RecordBatch>> {
+    emit: &mut dyn FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
     let bad_file = |e: datafusion::parquet::errors::ParquetError| {
         Error::BadCopyFile(format!(
             "{} is not a readable Parquet file: {e}",
@@ -206,7 +212,6 @@ fn read_parquet(
         .with_batch_size(BATCH_SIZE)
         .build()
         .map_err(bad_file)?;
-    let mut batches = Vec::new();
     let mut rows = 0usize;
     for batch in reader {
         let batch = batch?;
@@ -227,12 +232,12 @@ fn read_parquet(
                 Arc::new(Field::new(field.name(), column.data_type().clone(), true))
             })
             .collect();
-        batches.push(RecordBatch::try_new(
+        emit(RecordBatch::try_new(
             Arc::new(Schema::new(fields)),
             columns,
-        )?);
+        )?)?;
     }
-    Ok(batches)
+    Ok(())
 }
 
 /// Puts the listed columns of `batch` in their table positions, NULL elsewhere.

@@ -6,19 +6,20 @@
 use crate::error::{Error, Result};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use std::io::BufRead;
 use std::sync::Arc;
 
 const BATCH_ROWS: usize = 8192;
 
-/// Reads text-format `data` into batches of text columns named after `columns`.
+/// Reads text-format data from `reader` into batches of text columns named after `columns`,
+/// handing each to `emit` as it fills.
 pub fn read_text(
-    data: &[u8],
+    mut reader: impl BufRead,
     columns: &Schema,
     header: bool,
     delimiter: u8,
-) -> Result<Vec<RecordBatch>> {
-    let text = std::str::from_utf8(data)
-        .map_err(|e| Error::InvalidText(format!("COPY data is not valid UTF-8: {e}")))?;
+    emit: &mut dyn FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
     let width = columns.fields().len();
     let schema = Arc::new(Schema::new(
         columns
@@ -28,9 +29,20 @@ pub fn read_text(
             .collect::<Vec<_>>(),
     ));
     let mut builders = new_builders(width);
-    let mut batches = Vec::new();
     let mut rows = 0;
-    for (index, line) in text.lines().enumerate().skip(usize::from(header)) {
+    let mut bytes = Vec::new();
+    for index in 0.. {
+        bytes.clear();
+        if reader.read_until(b'\n', &mut bytes)? == 0 {
+            break;
+        }
+        if index == 0 && header {
+            continue;
+        }
+        let line = std::str::from_utf8(&bytes)
+            .map_err(|e| Error::InvalidText(format!("COPY data is not valid UTF-8: {e}")))?;
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        let line = line.strip_suffix('\r').unwrap_or(line);
         if line == "\\." {
             break;
         }
@@ -50,14 +62,14 @@ pub fn read_text(
         }
         rows += 1;
         if rows == BATCH_ROWS {
-            batches.push(finish(&schema, &mut builders)?);
+            emit(finish(&schema, &mut builders)?)?;
             rows = 0;
         }
     }
     if rows > 0 {
-        batches.push(finish(&schema, &mut builders)?);
+        emit(finish(&schema, &mut builders)?)?;
     }
-    Ok(batches)
+    Ok(())
 }
 
 fn new_builders(width: usize) -> Vec<StringBuilder> {
@@ -110,7 +122,12 @@ mod tests {
             Field::new("b", DataType::Utf8, true),
         ]);
         let data = b"a\tb\n1\tx\\ty\n\\N\t\\\\N\n3\t\\N\n\\.\n4\tignored\n";
-        let batches = read_text(data, &schema, true, b'\t').unwrap();
+        let mut batches = Vec::new();
+        read_text(&data[..], &schema, true, b'\t', &mut |b| {
+            batches.push(b);
+            Ok(())
+        })
+        .unwrap();
         let a = batches[0].column(0).as_string::<i32>();
         let b = batches[0].column(1).as_string::<i32>();
         assert_eq!(batches[0].num_rows(), 3);
@@ -119,7 +136,7 @@ mod tests {
         assert_eq!(b.value(0), "x\ty");
         assert_eq!(b.value(1), "\\N");
         assert!(b.is_null(2));
-        let short = read_text(b"1\n", &schema, false, b'\t').unwrap_err();
+        let short = read_text(&b"1\n"[..], &schema, false, b'\t', &mut |_| Ok(())).unwrap_err();
         assert_eq!(short.sqlstate(), "22P04");
     }
 }

@@ -4,6 +4,7 @@
 //! [`Store`] and writes [`WriteSet`]s.
 
 pub mod backup;
+pub mod bulk_insert;
 mod commit_log;
 pub mod index_entries;
 mod key_codec;
@@ -14,6 +15,7 @@ pub mod retention;
 pub mod rewrite;
 mod row_codec;
 mod row_locks;
+mod staging;
 mod store;
 mod tables;
 pub mod transaction;

@@ -195,15 +195,28 @@ pub fn scan_from_row_id(
     store: &Store,
     table: &TableDef,
     first: u64,
+    emit: impl FnMut(Vec<u64>, RecordBatch) -> Result<()>,
+) -> Result<()> {
+    scan_row_ids(store, table, first..u64::MAX, emit)
+}
+
+/// Like [`scan_from_row_id`], for the row ids within `ids` (`u64::MAX` as the end: no end).
+pub fn scan_row_ids(
+    store: &Store,
+    table: &TableDef,
+    ids: std::ops::Range<u64>,
     mut emit: impl FnMut(Vec<u64>, RecordBatch) -> Result<()>,
 ) -> Result<()> {
     const BATCH: usize = 8192;
     let mut options = ReadOptions::default();
-    options.set_iterate_upper_bound(keys::table_end(table.id));
+    options.set_iterate_upper_bound(match ids.end {
+        u64::MAX => keys::table_end(table.id),
+        end => keys::row(table.id, &keys::row_id(end)),
+    });
     options.fill_cache(false);
     let db = store.db();
     let mut iter = db.raw_iterator_opt(options);
-    iter.seek(keys::row(table.id, &keys::row_id(first)));
+    iter.seek(keys::row(table.id, &keys::row_id(ids.start)));
     let projection: Vec<usize> = (0..table.columns.len()).collect();
     let mut decoder = RowDecoder::new(table, &projection, table.input_schema(), BATCH);
     let mut ids = Vec::with_capacity(BATCH);

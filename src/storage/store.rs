@@ -98,6 +98,7 @@ impl Store {
     /// Opens the data directory `dir`, creating it when it does not exist or is empty.
     pub fn open(dir: &Path) -> Result<Store> {
         prepare_directory(dir)?;
+        super::staging::remove_leftovers(dir)?;
         let retentions = Retentions::default();
         Ok(Store {
             db: RwLock::new(Arc::new(open_db(dir, &retentions)?)),
@@ -240,6 +241,21 @@ impl Store {
             }
             error
         })
+    }
+
+    /// Makes the sorted SST `files` part of the database in one atomic, durable step (see
+    /// [`super::staging::Staging`]). Fails like [`Store::write`] when the disk is full.
+    pub(super) fn ingest(
+        &self,
+        options: &rocksdb::IngestExternalFileOptions,
+        files: Vec<PathBuf>,
+    ) -> Result<()> {
+        if self.disk_full.load(Ordering::Acquire) {
+            self.resume_after_disk_full()?;
+        }
+        self.db()
+            .ingest_external_file_opts(options, files)
+            .map_err(Error::from)
     }
 
     /// After a write failed for lack of space: once the file system has room again and no
@@ -445,7 +461,8 @@ impl From<rocksdb::Error> for Error {
     }
 }
 
-fn options() -> Options {
+/// The options of the database, also those of the files statements stage for it.
+pub(super) fn options() -> Options {
     let mut options = Options::default();
     options.create_if_missing(true);
     options.set_compression_type(DBCompressionType::Lz4);

@@ -48,6 +48,7 @@ impl StoredTable {
         RowIdReservation {
             table: self.clone(),
             first,
+            count,
         }
     }
 
@@ -100,12 +101,18 @@ impl StoredTable {
 pub struct RowIdReservation {
     table: Arc<StoredTable>,
     first: u64,
+    count: u64,
 }
 
 impl RowIdReservation {
     /// The first reserved id.
     pub fn first(&self) -> u64 {
         self.first
+    }
+
+    /// How many ids are reserved.
+    pub fn count(&self) -> u64 {
+        self.count
     }
 }
 

@@ -469,3 +469,49 @@ async fn a_killed_server_keeps_every_acknowledged_write() {
         }
     }
 }
+
+/// A COPY larger than `tastedb.write_buffer_mb` stages its rows in files: `tastedb serve`
+/// killed while it does keeps none of them, and no staged file survives the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_during_a_staged_copy_keeps_none_of_it() {
+    use futures::SinkExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = serve(dir.path()).await;
+    let client = client(addr).await;
+    client
+        .batch_execute(
+            "SET tastedb.write_buffer_mb = 1;
+             CREATE TABLE ev (user_id TEXT, item_id TEXT);
+             INSERT INTO ev VALUES ('kept', 'row')",
+        )
+        .await
+        .unwrap();
+    let staged = || {
+        std::fs::read_dir(dir.path().join("staging")).map_or(0, |folders| {
+            (folders.filter_map(Result::ok))
+                .map(|f| std::fs::read_dir(f.path()).map_or(0, |files| files.count()))
+                .sum::<usize>()
+        })
+    };
+    let sink = client
+        .copy_in::<_, bytes::Bytes>("COPY ev FROM STDIN")
+        .await
+        .unwrap();
+    futures::pin_mut!(sink);
+    let mut sent = 0;
+    while staged() == 0 {
+        assert!(sent < 2_000_000, "nothing was staged");
+        let chunk: String = (sent..sent + 5_000)
+            .map(|i| format!("user {i}\titem {}\n", i % 977))
+            .collect();
+        sink.send(chunk.into()).await.unwrap();
+        sent += 5_000;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let batches = engine.sql("SELECT count(*) FROM ev").await.unwrap();
+    assert_eq!(batches[0].column(0).as_primitive::<Int64Type>().value(0), 1);
+    assert!(!dir.path().join("staging").exists());
+}

@@ -1,0 +1,138 @@
+//! [`Staging`]: the writes of a statement too large to hold in memory, staged in sorted SST
+//! files inside the data directory and published all at once by RocksDB's file ingestion,
+//! which makes every file visible in one atomic, durable step (or none, if it fails or the
+//! process dies first: staged files are removed when the data directory opens again).
+
+use crate::error::{Error, Result};
+use crate::storage::Store;
+use crate::storage::write_set::WriteSet;
+use rocksdb::{IngestExternalFileOptions, SstFileWriter};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The folder of the data directory where statements stage their files.
+pub(super) const STAGING_DIR: &str = "staging";
+
+/// Bytes of bookkeeping counted for each buffered entry besides its key and value.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// Tells the staging folders of concurrent statements apart within one process.
+static NEXT_STAGING: AtomicU64 = AtomicU64::new(0);
+
+/// Writes of one statement: buffered while they fit `budget` bytes, then staged in files.
+pub struct Staging<'s> {
+    store: &'s Store,
+    budget: usize,
+    buffered: Vec<(Vec<u8>, Vec<u8>)>,
+    buffered_bytes: usize,
+    /// The statement's own folder, created with its first file.
+    folder: Option<PathBuf>,
+    files: Vec<PathBuf>,
+}
+
+impl<'s> Staging<'s> {
+    /// Writes for `store`, holding at most about `budget` bytes in memory.
+    pub fn new(store: &'s Store, budget: usize) -> Self {
+        Staging {
+            store,
+            budget,
+            buffered: Vec::new(),
+            buffered_bytes: 0,
+            folder: None,
+            files: Vec::new(),
+        }
+    }
+
+    /// Adds `value` under `key`, a key no other entry of this statement has.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.buffered_bytes += key.len() + value.len() + ENTRY_OVERHEAD;
+        self.buffered.push((key.to_vec(), value.to_vec()));
+        if self.buffered_bytes >= self.budget {
+            self.stage()?;
+        }
+        Ok(())
+    }
+
+    /// True once some of the writes went to files (the statement did not fit its budget).
+    pub fn staged(&self) -> bool {
+        !self.files.is_empty()
+    }
+
+    /// Makes every write durable and visible at once: one synced write when they all fitted
+    /// the budget, otherwise one ingestion of every staged file.
+    pub fn commit(mut self) -> Result<()> {
+        if !self.staged() {
+            let mut write = WriteSet::default();
+            for (key, value) in self.buffered.drain(..) {
+                write.put(key, value);
+            }
+            return self.store.write(write);
+        }
+        self.stage()?;
+        let mut options = IngestExternalFileOptions::default();
+        options.set_move_files(true);
+        let files = std::mem::take(&mut self.files);
+        self.store.ingest(&options, files)
+    }
+
+    /// Writes the buffered entries, sorted, to a new file of the statement's folder.
+    fn stage(&mut self) -> Result<()> {
+        if self.buffered.is_empty() {
+            return Ok(());
+        }
+        let folder = match &self.folder {
+            Some(folder) => folder.clone(),
+            None => {
+                let folder = self.store.dir().join(STAGING_DIR).join(format!(
+                    "{}-{}",
+                    std::process::id(),
+                    NEXT_STAGING.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::create_dir_all(&folder).map_err(|e| staging_error(&folder, e))?;
+                self.folder = Some(folder.clone());
+                folder
+            }
+        };
+        self.buffered.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let path = folder.join(format!("{}.sst", self.files.len()));
+        let options = super::store::options();
+        let mut writer = SstFileWriter::create(&options);
+        writer.open(&path)?;
+        for (key, value) in self.buffered.drain(..) {
+            writer.put(key, value)?;
+        }
+        writer.finish()?;
+        self.files.push(path);
+        self.buffered_bytes = 0;
+        Ok(())
+    }
+}
+
+impl Drop for Staging<'_> {
+    fn drop(&mut self) {
+        // Ingested files were moved into the database; what is left was never published.
+        if let Some(folder) = &self.folder {
+            let _ = std::fs::remove_dir_all(folder);
+        }
+    }
+}
+
+/// Removes what statements staged and never published (they stopped with the process).
+pub(super) fn remove_leftovers(dir: &Path) -> Result<()> {
+    let folder = dir.join(STAGING_DIR);
+    match std::fs::remove_dir_all(&folder) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(staging_error(&folder, e)),
+    }
+}
+
+fn staging_error(folder: &Path, e: std::io::Error) -> Error {
+    let message = format!("staging rows in {}: {e}", folder.display());
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            Error::DiskFull(message)
+        }
+        _ => Error::Storage(message),
+    }
+}
