@@ -191,28 +191,32 @@ impl Engine {
         ));
         // Weak: the store holds its observers, and the deltas hold the store.
         let observed = Arc::downgrade(&live);
-        catalog
-            .store()
-            .on_rows_changed(Arc::new(move |table, change| {
+        let watching = Arc::downgrade(&live);
+        catalog.store().on_rows_changed(
+            Arc::new(move |table, change| {
                 if let Some(live) = observed.upgrade() {
                     match change {
                         TableChange::Written(batches) => live.rows_written(table, batches),
                         TableChange::Removed(_) => live.rows_removed(table),
                     }
                 }
-            }));
+            }),
+            Arc::new(move |table| watching.upgrade().is_some_and(|l| l.watches(table))),
+        );
         // Weak: the store holds its observers, and the indexes hold the store.
         let indexed = Arc::downgrade(&indexes);
-        catalog
-            .store()
-            .on_rows_changed(Arc::new(move |table, change| {
+        let watching = Arc::downgrade(&indexes);
+        catalog.store().on_rows_changed(
+            Arc::new(move |table, change| {
                 if let Some(indexes) = indexed.upgrade() {
                     match change {
                         TableChange::Written(batches) => indexes.rows_written(table, batches),
                         TableChange::Removed(keys) => indexes.rows_removed(table, keys),
                     }
                 }
-            }));
+            }),
+            Arc::new(move |table| watching.upgrade().is_some_and(|i| i.watches(table))),
+        );
         let serving = Serving {
             registry: models.clone(),
             cache,

@@ -106,21 +106,49 @@ pub struct Csr {
 }
 
 impl Csr {
-    /// Rows of `rows` entries built from (row, column, value) triples.
-    pub fn from_triples(rows: usize, triples: impl Iterator<Item = (u32, u32, f32)>) -> Csr {
-        let mut triples: Vec<_> = triples.collect();
-        triples.sort_by_key(|&(r, c, _)| (r, c));
+    /// Rows of `rows` entries built from (row, column, value) triples, by counting: the
+    /// triples are read twice (sizes, then places), never gathered; entries of a row come out
+    /// sorted by column (in their given order when a row is given sorted, as training pairs
+    /// and transposes are).
+    pub fn from_triples(
+        rows: usize,
+        triples: impl Iterator<Item = (u32, u32, f32)> + Clone,
+    ) -> Csr {
         let mut offsets = vec![0; rows + 1];
-        for &(r, _, _) in &triples {
+        for (r, _, _) in triples.clone() {
             offsets[r as usize + 1] += 1;
         }
         for i in 0..rows {
             offsets[i + 1] += offsets[i];
         }
+        let entries = offsets[rows];
+        let mut columns = vec![0; entries];
+        let mut values = vec![0.0; entries];
+        let mut next = offsets.clone();
+        for (r, c, v) in triples {
+            let at = &mut next[r as usize];
+            columns[*at] = c;
+            values[*at] = v;
+            *at += 1;
+        }
+        drop(next);
+        for row in 0..rows {
+            let range = offsets[row]..offsets[row + 1];
+            if !columns[range.clone()].is_sorted() {
+                let mut entries: Vec<(u32, f32)> = (columns[range.clone()].iter().copied())
+                    .zip(values[range.clone()].iter().copied())
+                    .collect();
+                entries.sort_by_key(|&(c, _)| c);
+                for (at, (c, v)) in range.zip(entries) {
+                    columns[at] = c;
+                    values[at] = v;
+                }
+            }
+        }
         Csr {
             offsets,
-            columns: triples.iter().map(|t| t.1).collect(),
-            values: triples.iter().map(|t| t.2).collect(),
+            columns,
+            values,
         }
     }
 
@@ -141,10 +169,7 @@ impl Csr {
     pub fn transpose(&self, columns: usize) -> Csr {
         let triples = (0..self.rows()).flat_map(|r| {
             let (cols, vals) = self.row(r);
-            cols.iter()
-                .zip(vals)
-                .map(move |(&c, &v)| (c, r as u32, v))
-                .collect::<Vec<_>>()
+            cols.iter().zip(vals).map(move |(&c, &v)| (c, r as u32, v))
         });
         Csr::from_triples(columns, triples)
     }
@@ -166,13 +191,11 @@ pub struct Split {
 impl Split {
     /// Builds the matrices of `train` and `holdout` pairs over `users` × `items`.
     pub fn new(users: usize, items: usize, train: &[Pair], holdout: &[Pair]) -> Split {
-        let triples = |pairs: &[Pair]| -> Vec<(u32, u32, f32)> {
-            pairs.iter().map(|p| (p.user, p.item, p.weight)).collect()
-        };
-        let positive: Vec<_> = holdout.iter().filter(|p| p.weight > 0.0).copied().collect();
+        let triple = |p: &Pair| (p.user, p.item, p.weight);
+        let positive = holdout.iter().filter(|p| p.weight > 0.0);
         Split {
-            train: Csr::from_triples(users, triples(train).into_iter()),
-            holdout: Csr::from_triples(users, triples(&positive).into_iter()),
+            train: Csr::from_triples(users, train.iter().map(triple)),
+            holdout: Csr::from_triples(users, positive.map(triple)),
             users,
             items,
         }

@@ -396,9 +396,16 @@ impl Eq for Ranked {}
 const MAGIC: &[u8; 8] = b"TDBMODL1";
 
 impl TrainedModel {
-    /// The model's bytes for storage.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = MAGIC.to_vec();
+    /// The model's bytes for storage, handed to `sink` in pieces of about a megabyte (the
+    /// parameters of a large model are hundreds of megabytes: they are never all copied at
+    /// once). The first error of `sink` ends the encoding.
+    pub fn encode_to(&self, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        let mut out = Encoder {
+            buffer: Vec::with_capacity(PIECE + 64),
+            sink,
+            failed: None,
+        };
+        out.put(MAGIC);
         put_strings(&mut out, &self.user_ids);
         put_strings(&mut out, &self.item_ids);
         put_usizes(&mut out, &self.seen.offsets);
@@ -411,21 +418,33 @@ impl TrainedModel {
                 users,
                 items,
             } => {
-                out.push(1);
+                out.put(&[1]);
                 put_usizes(&mut out, &[*factors]);
                 put_f32s(&mut out, users);
                 put_f32s(&mut out, items);
             }
             Scorer::Popularity(scores) => {
-                out.push(2);
+                out.put(&[2]);
                 put_f32s(&mut out, scores);
             }
             Scorer::ItemItem(weights) => {
-                out.push(3);
+                out.put(&[3]);
                 put_f32s(&mut out, weights);
             }
         }
-        out
+        out.finish()
+    }
+
+    /// The model's bytes for storage, in one buffer.
+    #[cfg(test)]
+    pub fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let encoded = self.encode_to(&mut |piece| {
+            bytes.extend_from_slice(piece);
+            Ok(())
+        });
+        assert!(encoded.is_ok(), "a buffer takes every piece");
+        bytes
     }
 
     /// Reads a model written by [`TrainedModel::encode`].
@@ -488,37 +507,66 @@ impl TrainedModel {
     }
 }
 
-fn put_len(out: &mut Vec<u8>, len: usize) {
-    out.extend_from_slice(&(len as u64).to_le_bytes());
+/// Bytes an [`Encoder`] gathers before it hands them on.
+const PIECE: usize = 1 << 20;
+
+/// Gathers encoded bytes and hands them to a sink a piece at a time.
+struct Encoder<'a> {
+    buffer: Vec<u8>,
+    sink: &'a mut dyn FnMut(&[u8]) -> Result<()>,
+    failed: Option<Error>,
 }
 
-fn put_strings(out: &mut Vec<u8>, values: &[String]) {
-    put_len(out, values.len());
-    for value in values {
-        put_len(out, value.len());
-        out.extend_from_slice(value.as_bytes());
+impl Encoder<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= PIECE {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.failed.is_none()
+            && let Err(e) = (self.sink)(&self.buffer)
+        {
+            self.failed = Some(e);
+        }
+        self.buffer.clear();
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.flush();
+        self.failed.map_or(Ok(()), Err)
     }
 }
 
-fn put_usizes(out: &mut Vec<u8>, values: &[usize]) {
-    put_len(out, values.len());
-    values
-        .iter()
-        .for_each(|v| out.extend_from_slice(&(*v as u64).to_le_bytes()));
+fn put_len(out: &mut Encoder, len: usize) {
+    out.put(&(len as u64).to_le_bytes());
 }
 
-fn put_u32s(out: &mut Vec<u8>, values: &[u32]) {
+fn put_strings(out: &mut Encoder, values: &[String]) {
     put_len(out, values.len());
-    values
-        .iter()
-        .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+    for value in values {
+        put_len(out, value.len());
+        out.put(value.as_bytes());
+    }
 }
 
-fn put_f32s(out: &mut Vec<u8>, values: &[f32]) {
+fn put_usizes(out: &mut Encoder, values: &[usize]) {
     put_len(out, values.len());
     values
         .iter()
-        .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        .for_each(|v| out.put(&(*v as u64).to_le_bytes()));
+}
+
+fn put_u32s(out: &mut Encoder, values: &[u32]) {
+    put_len(out, values.len());
+    values.iter().for_each(|v| out.put(&v.to_le_bytes()));
+}
+
+fn put_f32s(out: &mut Encoder, values: &[f32]) {
+    put_len(out, values.len());
+    values.iter().for_each(|v| out.put(&v.to_le_bytes()));
 }
 
 struct Reader<'a> {

@@ -45,7 +45,7 @@ pub struct TrainOutcome {
 /// final fit. `stopped` is asked between iterations: once it answers true (its statement was
 /// stopped), training ends with 57014.
 pub fn train(
-    data: &Interactions,
+    mut data: Interactions,
     options: &TrainOptions,
     mut progress: impl FnMut(&Progress) + Send,
     stopped: &(dyn Fn() -> bool + Sync),
@@ -56,7 +56,7 @@ pub fn train(
                 .into(),
         ));
     }
-    check_memory(data, options)?;
+    check_memory(&data, options)?;
     let started = Instant::now();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(options.threads)
@@ -73,12 +73,16 @@ pub fn train(
         let (train_pairs, holdout) =
             data.split(options.holdout, options.split_by_time, options.seed);
         let split = Split::new(users, items, &train_pairs, &holdout);
+        drop((train_pairs, holdout));
         timed("split", &mut phases);
-        let model = pool.install(|| fit(data, &split, options, &mut |_| go_on(stopped)))?;
+        let (scorer, popularity) =
+            pool.install(|| fit(&split, options, &mut |_| go_on(stopped)))?;
         if stopped() {
             return Err(stopped_early());
         }
         timed("fit", &mut phases);
+        let (users, items) = (data.users.clone(), data.items.clone());
+        let model = TrainedModel::new(users, items, split.train, popularity, scorer);
         let metrics = evaluate(&model, &split.holdout, options.k);
         timed("evaluate", &mut phases);
         if !options.refit {
@@ -96,14 +100,16 @@ pub fn train(
         None
     };
     let everything = Split::new(users, items, &data.pairs, &[]);
+    // the matrix holds the pairs now
+    data.pairs = Vec::new();
     if metrics.is_none() {
         // the matrices of every pair; after a holdout run this counts toward the refit
         timed("split", &mut phases);
     }
     let mut log = Vec::new();
     let fit_started = Instant::now();
-    let model = pool.install(|| {
-        fit(data, &everything, options, &mut |(iteration, loss)| {
+    let (scorer, popularity) = pool.install(|| {
+        fit(&everything, options, &mut |(iteration, loss)| {
             let line = Progress {
                 iteration,
                 loss,
@@ -118,6 +124,7 @@ pub fn train(
         return Err(stopped_early());
     }
     timed(if metrics.is_some() { "refit" } else { "fit" }, &mut phases);
+    let model = TrainedModel::new(data.users, data.items, everything.train, popularity, scorer);
     Ok(TrainOutcome {
         model,
         metrics,
@@ -171,12 +178,12 @@ fn check_memory(data: &Interactions, options: &TrainOptions) -> Result<()> {
     Ok(())
 }
 
+/// The scorer fitted on `split`'s training matrix, and the items' popularity.
 fn fit(
-    data: &Interactions,
     split: &Split,
     options: &TrainOptions,
     on_iteration: &mut dyn FnMut((usize, f64)) -> ControlFlow<()>,
-) -> Result<TrainedModel> {
+) -> Result<(Scorer, Vec<f32>)> {
     let popularity = item_popularity(&split.train, split.items);
     let scorer = match options.algorithm {
         Algorithm::Popularity => {
@@ -233,11 +240,5 @@ fn fit(
             }
         }
     };
-    Ok(TrainedModel::new(
-        data.users.clone(),
-        data.items.clone(),
-        split.train.clone(),
-        popularity,
-        scorer,
-    ))
+    Ok((scorer, popularity))
 }

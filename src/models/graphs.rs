@@ -59,7 +59,7 @@ impl ItemGraphs {
             Some(Graphs::Building) => return Ok(None),
             None => {}
         }
-        let stored = match store.get(&keys::model_index(name, version))? {
+        let stored = match store.get_large(&keys::model_index(name, version))? {
             Some(bytes) => match ItemIndex::decode(&bytes) {
                 Ok(index) => Some(Arc::new(index)),
                 Err(e) => {

@@ -181,6 +181,16 @@ impl<V: Clone> Live<V> {
         Ok(delta)
     }
 
+    /// Whether a delta in use reads `table` (and so wants the rows written to it).
+    pub fn watches(&self, table: &TableDef) -> bool {
+        let slots: Vec<Arc<Slot>> = lock(&self.slots).values().cloned().collect();
+        slots.iter().any(|slot| {
+            read(&slot.delta).as_ref().is_some_and(|delta| {
+                (delta.source.as_ref()).is_some_and(|source| source.table == table.name)
+            })
+        })
+    }
+
     /// Counts rows of `table` that were just written into the deltas over it, and drops the
     /// cached answers of the users they change.
     pub fn rows_written(&self, table: &TableDef, batches: &[WrittenBatch]) {

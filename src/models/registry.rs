@@ -9,7 +9,7 @@ use crate::models::item_index::ItemIndex;
 use crate::models::policy::RetrainPolicy;
 use crate::sql::names;
 use crate::storage::keys::VersionPart;
-use crate::storage::{Store, WriteSet, keys};
+use crate::storage::{Staging, Store, WriteSet, keys};
 use datafusion::sql::sqlparser::ast::visit_relations;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -18,6 +18,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
+
+/// Bytes of a new version written through a write batch; larger ones are staged in files.
+const MODEL_WRITE_BUFFER: usize = 64 << 20;
 
 /// The SQL type of a model's ids, as in its source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,18 +241,22 @@ impl ModelRegistry {
         if activate || entry.record.active_version.is_none() {
             entry.record.active_version = Some(version.version);
         }
+        // A large model is encoded a piece at a time into files staged for RocksDB: it is
+        // never copied whole, neither in one buffer nor in a write batch, the write-ahead log
+        // and a memtable.
         let encoding = Instant::now();
-        let mut batch = WriteSet::default();
-        batch.put(keys::model_data(&name, version.version), model.encode());
+        let mut batch = Staging::new(&self.store, MODEL_WRITE_BUFFER);
+        let parameters = keys::model_data(&name, version.version);
+        batch.put_large_from(&parameters, |out| model.encode_to(out))?;
         if let Some(index) = &index {
-            batch.put(keys::model_index(&name, version.version), index.encode()?);
+            batch.put_large(&keys::model_index(&name, version.version), &index.encode()?)?;
         }
         version.phases.push(Phase::since("encode", encoding));
-        let version_key = keys::model_version(&name, version.version);
-        batch.put(&version_key, to_json(&version)?);
-        batch.put(keys::model(&name), to_json(&entry.record)?);
         let writing = Instant::now();
-        self.store.write(batch)?;
+        let version_key = keys::model_version(&name, version.version);
+        batch.put(&version_key, &to_json(&version)?)?;
+        batch.put(&keys::model(&name), &to_json(&entry.record)?)?;
+        batch.commit()?;
         // The write's own time is known once it is done: the version's record is written
         // again with it (a crash between the two leaves the version without that phase).
         version.phases.push(Phase::since("write", writing));
@@ -393,7 +400,7 @@ impl ModelRegistry {
         }
         let bytes = self
             .store
-            .get(&keys::model_data(name, version.version))?
+            .get_large(&keys::model_data(name, version.version))?
             .ok_or_else(|| {
                 Error::Corrupt(format!(
                     "model \"{name}\" version {} has no data",

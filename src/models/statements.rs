@@ -17,14 +17,14 @@ use crate::roles::{Actor, Object, Privilege, Users};
 use crate::sql::notices::Notice;
 use crate::sql::parser::parse_query;
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::logical_expr::LogicalPlan;
-use futures::TryStreamExt;
+use futures::StreamExt;
 use std::collections::BTreeMap;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[async_trait]
 impl Command for ModelStatement {
@@ -144,13 +144,21 @@ pub async fn train_model(
     }
     let algorithm = Algorithm::named(&statement.algorithm)?;
     let options = TrainOptions::parse(algorithm, &statement.options)?;
-    let reading = Instant::now();
-    let (batches, tables, watermarks) = training_rows(engine, &statement.source, cx.actor).await?;
-    let mut phases = vec![Phase::since("read source", reading)];
-    let aggregating = Instant::now();
-    let (data, user_type, item_type) = interactions(&batches, &options)?;
-    drop(batches);
-    phases.push(Phase::since("aggregate", aggregating));
+    let planning = Instant::now();
+    let (mut rows, tables, watermarks) = training_rows(engine, &statement.source, cx.actor).await?;
+    let (data, user_type, item_type, aggregating) = interactions(&mut rows, &options).await?;
+    drop(rows);
+    let phases = vec![
+        // planning the source, and waiting for its rows
+        Phase {
+            name: "read source".into(),
+            seconds: planning.elapsed().as_secs_f64() - aggregating,
+        },
+        Phase {
+            name: "aggregate".into(),
+            seconds: aggregating,
+        },
+    ];
     // The model's parameters count against the engine's memory budget while it trains.
     let pool = engine.session_context().runtime_env().memory_pool.clone();
     let reservation =
@@ -166,8 +174,15 @@ pub async fn train_model(
     let ann_threshold = engine.taste_config().ann_threshold;
     let (outcome, [events, users, items, pairs], index, built) =
         blocking::run("training", move |stopped| {
+            let counts = [
+                data.events,
+                data.users.len() as u64,
+                data.items.len() as u64,
+                data.pairs.len() as u64,
+            ];
+            // the pairs go into the model's matrices, the ids into the model
             let outcome = train(
-                &data,
+                data,
                 &training_options,
                 |line| {
                     progress_notices.send(Notice::info(format!(
@@ -178,15 +193,6 @@ pub async fn train_model(
                 &|| stopped.is_set(),
             )?;
             stopped.check()?;
-            // the pairs are in the model now: only their counts are kept, so the memory of the
-            // events is free before the graphs, the encoding and the write
-            let counts = [
-                data.events,
-                data.users.len() as u64,
-                data.items.len() as u64,
-                data.pairs.len() as u64,
-            ];
-            drop(data);
             // A factor model version with more items than tastedb.ann_threshold is served through
             // HNSW graphs over its items: built here and stored with it. Smaller ones are scored
             // exactly (their graphs are built only if serving comes to need them, models::graphs).
@@ -304,13 +310,18 @@ fn phases_notice(version: &ModelVersion) -> String {
     )
 }
 
-/// All rows of a training source, the relations it read, and the row-id watermarks of the
-/// stored tables among them that have no primary key (taken before the rows are read).
+/// The rows of a training source as a stream, the relations it reads, and the row-id
+/// watermarks of the stored tables among them that have no primary key (taken before the
+/// rows are read).
 async fn training_rows(
     engine: &Engine,
     source: &TrainSource,
     actor: &Actor,
-) -> Result<(Vec<RecordBatch>, Vec<String>, BTreeMap<String, u64>)> {
+) -> Result<(
+    SendableRecordBatchStream,
+    Vec<String>,
+    BTreeMap<String, u64>,
+)> {
     let query = match source {
         TrainSource::Table(name) => {
             parse_query(&format!("SELECT * FROM \"{}\"", name.replace('"', "\"\"")))?
@@ -335,29 +346,33 @@ async fn training_rows(
         .map(|table| (table.def.name.clone(), table.written_row_ids()))
         .collect();
     let stream = engine.execute_plan(plan).await?;
-    Ok((stream.try_collect().await?, tables, watermarks))
+    Ok((stream, tables, watermarks))
 }
 
-/// Gathers (user, item, weight, time) from the source rows per the column options.
-fn interactions(
-    batches: &[RecordBatch],
+/// Gathers (user, item, weight, time) from the source rows per the column options, batch by
+/// batch as the source produces them (only the events are kept, not the rows), and sums
+/// them per pair. Also returns the seconds spent aggregating.
+async fn interactions(
+    rows: &mut SendableRecordBatchStream,
     options: &TrainOptions,
-) -> Result<(Interactions, IdType, IdType)> {
-    let Some(schema) = batches.first().map(|b| b.schema()) else {
-        return Err(Error::InvalidParameter(
-            "the training data is empty: the source returned no rows".into(),
-        ));
-    };
+) -> Result<(Interactions, IdType, IdType, f64)> {
+    let schema = rows.schema();
     let columns = EventColumns::find(&schema, options)?;
     let (user_type, item_type) = columns.id_types(&schema, options)?;
     let mut data = Interactions::default();
-    for batch in batches {
-        columns.for_each(batch, options, |e| {
+    let mut aggregating = Duration::ZERO;
+    while let Some(batch) = rows.next().await {
+        let batch = batch?;
+        let adding = Instant::now();
+        columns.for_each(&batch, options, |e| {
             data.add(e.user, e.item, e.weight, e.time)
         })?;
+        aggregating += adding.elapsed();
     }
+    let merging = Instant::now();
     data.merge();
-    Ok((data, user_type, item_type))
+    aggregating += merging.elapsed();
+    Ok((data, user_type, item_type, aggregating.as_secs_f64()))
 }
 
 fn now_micros() -> i64 {

@@ -143,6 +143,9 @@ impl StagedRows<'_> {
             store.rows_changed(def, TableChange::Written(&self.written));
             return Ok(self.rows);
         }
+        if !store.watched(def) {
+            return Ok(self.rows);
+        }
         for ids in ranges {
             reader::scan_row_ids(store, def, ids, |ids, batch| {
                 for (start, length) in consecutive_runs(&ids) {

@@ -26,8 +26,10 @@ pub mod writer;
 pub use key_codec::encode_key;
 pub use retention::{Expiry, Retentions};
 pub use row_codec::{ColumnValues, RowDecoder, encode_row};
+pub use staging::Staging;
 pub use store::{
-    FORMAT_VERSION, MARKER_FILE, RowKeys, RowsChanged, Scan, Store, TableChange, WrittenBatch,
+    FORMAT_VERSION, MARKER_FILE, RowKeys, RowsChanged, Scan, Store, TableChange, Watches,
+    WrittenBatch,
 };
 pub use tables::{RowIdReservation, StoredTable};
 pub use transaction::{Change, Isolation, Transaction};

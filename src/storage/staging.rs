@@ -16,6 +16,16 @@ pub(super) const STAGING_DIR: &str = "staging";
 /// Bytes of bookkeeping counted for each buffered entry besides its key and value.
 const ENTRY_OVERHEAD: usize = 64;
 
+/// Bytes of each chunk of a value written by [`Staging::put_large`].
+pub const LARGE_VALUE_CHUNK: usize = 4 << 20;
+
+/// The key of chunk `number` (from 1) of the large value under `key`.
+pub(super) fn large_value_chunk_key(key: &[u8], number: u32) -> Vec<u8> {
+    let mut chunk_key = key.to_vec();
+    chunk_key.extend_from_slice(&number.to_be_bytes());
+    chunk_key
+}
+
 /// Tells the staging folders of concurrent statements apart within one process.
 static NEXT_STAGING: AtomicU64 = AtomicU64::new(0);
 
@@ -49,6 +59,45 @@ impl<'s> Staging<'s> {
         self.buffered.push((key.to_vec(), value.to_vec()));
         if self.buffered_bytes >= self.budget {
             self.stage()?;
+        }
+        Ok(())
+    }
+
+    /// Adds `value` under `key` in chunks of [`LARGE_VALUE_CHUNK`] bytes (the first under
+    /// `key`, the others under `key` and their 4-byte big-endian number), so that no file
+    /// block or buffered entry holds all of it; [`Store::get_large`] reads it back.
+    pub fn put_large(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.put_large_from(key, |out| out(value))
+    }
+
+    /// Like [`Staging::put_large`], for a value that `write` hands over in pieces, so that
+    /// it is never all in memory at once.
+    pub fn put_large_from(
+        &mut self,
+        key: &[u8],
+        write: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
+    ) -> Result<()> {
+        let mut chunk = Vec::with_capacity(LARGE_VALUE_CHUNK);
+        let mut number = 0u32;
+        let put_chunk = |staging: &mut Self, chunk: &[u8], number: u32| match number {
+            0 => staging.put(key, chunk),
+            n => staging.put(&large_value_chunk_key(key, n), chunk),
+        };
+        write(&mut |mut piece: &[u8]| {
+            while !piece.is_empty() {
+                let take = piece.len().min(LARGE_VALUE_CHUNK - chunk.len());
+                chunk.extend_from_slice(&piece[..take]);
+                piece = &piece[take..];
+                if chunk.len() == LARGE_VALUE_CHUNK {
+                    put_chunk(self, &chunk, number)?;
+                    chunk.clear();
+                    number += 1;
+                }
+            }
+            Ok(())
+        })?;
+        if !chunk.is_empty() || number == 0 {
+            put_chunk(self, &chunk, number)?;
         }
         Ok(())
     }
@@ -134,5 +183,42 @@ fn staging_error(folder: &Path, e: std::io::Error) -> Error {
             Error::DiskFull(message)
         }
         _ => Error::Storage(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_values_past_the_budget_are_staged_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let value: Vec<u8> = (0..LARGE_VALUE_CHUNK * 2 + 12_345)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let mut staging = Staging::new(&store, 1 << 20);
+        staging.put_large(b"big", &value).unwrap();
+        staging.put(b"small", b"x").unwrap();
+        assert!(staging.staged());
+        assert!(
+            store.get(b"small").unwrap().is_none(),
+            "nothing visible before the commit"
+        );
+        staging.commit().unwrap();
+        assert_eq!(store.get_large(b"big").unwrap(), Some(value));
+        assert_eq!(store.get_large(b"small").unwrap(), Some(b"x".to_vec()));
+        assert_eq!(store.get_large(b"absent").unwrap(), None);
+        let folders = std::fs::read_dir(dir.path().join(STAGING_DIR)).unwrap();
+        assert_eq!(folders.count(), 0, "the statement's folder is gone");
+
+        // a statement that never commits leaves nothing, in the database or on disk
+        let mut dropped = Staging::new(&store, 1 << 20);
+        dropped.put_large(b"lost", &[7; 3 << 20]).unwrap();
+        assert!(dropped.staged());
+        drop(dropped);
+        assert!(store.get(b"lost").unwrap().is_none());
+        let folders = std::fs::read_dir(dir.path().join(STAGING_DIR)).unwrap();
+        assert_eq!(folders.count(), 0);
     }
 }

@@ -28,6 +28,10 @@ pub(super) const ROCKSDB_DIR: &str = "rocksdb";
 /// queue rows for a vector index).
 pub type RowsChanged = Arc<dyn Fn(&TableDef, TableChange<'_>) + Send + Sync>;
 
+/// Says whether an observer wants to be told about the rows written to a table now (see
+/// [`Store::watched`]).
+pub type Watches = Arc<dyn Fn(&TableDef) -> bool + Send + Sync>;
+
 /// A durable change to the rows of a table.
 #[derive(Clone, Copy)]
 pub enum TableChange<'a> {
@@ -76,7 +80,7 @@ pub struct Store {
     /// there is space again.
     disk_full: AtomicBool,
     dir: PathBuf,
-    observers: RwLock<Vec<RowsChanged>>,
+    observers: RwLock<Vec<(RowsChanged, Watches)>>,
     commits: Mutex<CommitLog>,
     /// Told whenever a commit of checked keys is written (or failed to be).
     commit_finished: Condvar,
@@ -120,6 +124,40 @@ impl Store {
     /// The value stored under `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.db().get(key)?)
+    }
+
+    /// The value written under `key` by [`super::Staging::put_large`] (or a plain one), its
+    /// chunks put together again.
+    pub fn get_large(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut chunks = Vec::new();
+        let mut end = key.to_vec();
+        end.extend_from_slice(&[0xff; 5]);
+        let mut next_chunk = 1u32;
+        self.scan(key, &end, Scan::Bulk, |found, value| {
+            if chunks.is_empty() {
+                if found != key {
+                    return Ok(false);
+                }
+            } else if found != super::staging::large_value_chunk_key(key, next_chunk) {
+                return Ok(false);
+            } else {
+                next_chunk += 1;
+            }
+            chunks.push(value.to_vec());
+            Ok(true)
+        })?;
+        Ok(match chunks.len() {
+            0 => None,
+            1 => chunks.pop(),
+            _ => {
+                let mut value = Vec::with_capacity(chunks.iter().map(Vec::len).sum());
+                // each chunk is freed once copied
+                for chunk in chunks {
+                    value.extend_from_slice(&chunk);
+                }
+                Some(value)
+            }
+        })
     }
 
     /// The values stored under `keys`, in the same order, read in one batch.
@@ -303,17 +341,26 @@ impl Store {
         self.db().compact_range(Some(from), Some(to));
     }
 
-    /// Calls `observer` after every durable change of table rows from now on.
-    pub fn on_rows_changed(&self, observer: RowsChanged) {
+    /// Calls `observer` after every durable change of table rows from now on; `watches`
+    /// says whether it wants the rows written to a table at the moment.
+    pub fn on_rows_changed(&self, observer: RowsChanged, watches: Watches) {
         self.observers
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .push(observer);
+            .push((observer, watches));
+    }
+
+    /// Whether some observer wants the rows written to `table`: a statement that no longer
+    /// holds its rows (they were staged) reads them back only then.
+    pub fn watched(&self, table: &TableDef) -> bool {
+        (self.observers.read().unwrap_or_else(|p| p.into_inner()))
+            .iter()
+            .any(|(_, watches)| watches(table))
     }
 
     /// Tells the observers that `change` (to rows of `table`) is durable.
     pub fn rows_changed(&self, table: &TableDef, change: TableChange<'_>) {
-        for observer in self
+        for (observer, _) in self
             .observers
             .read()
             .unwrap_or_else(|p| p.into_inner())

@@ -304,6 +304,13 @@ impl VectorIndexes {
         Ok(hits)
     }
 
+    /// Whether an index over `table` is loaded (and so wants the rows written to it).
+    pub fn watches(&self, table: &TableDef) -> bool {
+        lock(&self.loaded)
+            .values()
+            .any(|l| l.def.table_id == table.id)
+    }
+
     /// Queues the rows of a durable write to `table` for its loaded indexes, and starts an
     /// extension of a graph when enough rows wait.
     pub fn rows_written(self: &Arc<Self>, table: &TableDef, batches: &[WrittenBatch]) {

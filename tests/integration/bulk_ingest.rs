@@ -95,11 +95,7 @@ async fn statements_over_the_write_buffer_publish_every_row_at_once_or_none() {
         .unwrap_err();
     let error = error.as_db_error().expect("a database error");
     assert_eq!(error.code().code(), "22P02", "{}", error.message());
-    assert!(
-        error.message().contains("heavy"),
-        "{}",
-        error.message()
-    );
+    assert!(error.message().contains("heavy"), "{}", error.message());
     assert_eq!(count(&client, "SELECT count(*) FROM ev").await, ROWS);
     assert_eq!(staged_files(&data), 0);
 
