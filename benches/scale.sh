@@ -10,6 +10,9 @@
 #           awk's srand(1)): COPY, TRAIN and serving, the peak RSS of the server in each phase,
 #           the first recommend after a restart, recommend p50/p99 over the wire; implicit's fit
 #           and peak RSS on the same pairs.
+#  batch    batch scoring: 1,000,000 synthetic events of 10,000 users over 20,000 items, ALS 64
+#           factors; the top 10 of every user by `recommend_items` in one statement (COPY … TO a
+#           file, over the wire) next to implicit's batched `recommend` of every user.
 #
 #   bash benches/scale.sh                    # PARTS="serving train" by default
 #   PARTS=big EVENTS=10000000 bash benches/scale.sh
@@ -140,6 +143,32 @@ SQL
   printf '%-44s %10.0f %7.2fx %9.3f %9.3f\n' "TasteDB recommend(), no cache" \
     "$u_tps" "$(rate "$u_tps" "$pg_tps")" "$u_p50" "$u_p99"
   echo "(goals: >= 0.7x with the cache, >= 0.4x without)"
+fi
+
+if has_part batch; then
+  echo "== batch: top 10 of every user, 10,000 users x 20,000 items"
+  awk 'BEGIN { srand(7); for (i = 0; i < 1000000; i++)
+    printf "%d,%d\n", int(10000 * rand()), int(20000 * rand() ^ 2) }' > "$work/batch.csv"
+  chmod 644 "$work/batch.csv"
+  taste_psql >/dev/null <<SQL
+CREATE TABLE bev (user_id BIGINT, item_id BIGINT);
+\\copy bev FROM '$work/batch.csv' CSV
+TRAIN MODEL bm USING als FROM bev WITH ($als);
+CREATE TABLE people AS SELECT DISTINCT user_id FROM bev;
+SQL
+  people=$(taste_psql -A -t -c "SELECT count(*) FROM people")
+  for run in 1 2 3; do
+    batch_ms=$(statement_ms "COPY (SELECT user_id, unnest(recommend_items('bm', user_id, 10)) AS item
+      FROM people) TO '$work/recs_$run.csv' STORED AS CSV")
+    # every user once as a "test" pair, so that implicit recommends for all of them
+    awk -F, '!seen[$1]++' "$work/batch.csv" > "$work/batch_users.csv"
+    implicit_rate=$(OPENBLAS_NUM_THREADS=1 python3 benches/implicit_als.py "$work/batch.csv" \
+      "$work/batch_users.csv" 64 15 2 20 1 | python3 -c "import json, sys; print(json.load(sys.stdin)['recs_per_second'])")
+    taste_rate=$(echo "$people / ($batch_ms / 1000)" | bc -l)
+    printf 'run %d: TasteDB recommend_items statement %.0f users/s (%.2f s), implicit batched recommend %.0f users/s, ratio %.2fx (goal >= 1.0x)\n' \
+      "$run" "$taste_rate" "$(echo "$batch_ms / 1000" | bc -l)" "$implicit_rate" \
+      "$(echo "$taste_rate / $implicit_rate" | bc -l)"
+  done
 fi
 
 if has_part big; then

@@ -7,6 +7,7 @@ use crate::ml::interactions::Csr;
 use crate::ml::kernels::{dot, dot_rows};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::OnceLock;
 
@@ -286,34 +287,44 @@ impl TrainedModel {
             return ranked;
         }
         let item_matrix = MatRef::from_row_major_slice(items, n, f);
-        let mut scores = Vec::new();
-        for block in known.chunks(SCORING_BLOCK) {
-            let vectors: Vec<f32> = (block.iter())
-                .flat_map(|&(_, u, _)| &users[u * f..(u + 1) * f])
-                .copied()
-                .collect();
-            let vectors = MatRef::from_row_major_slice(&vectors, block.len(), f);
-            // column-major items × block: each user's scores are one contiguous column
-            scores.clear();
-            scores.resize(n * block.len(), 0.0);
-            matmul(
-                MatMut::from_column_major_slice_mut(&mut scores, n, block.len()),
-                Accum::Replace,
-                item_matrix,
-                vectors.transpose(),
-                1.0,
-                Par::Seq,
-            );
-            for (column, &(at, u, k)) in scores.chunks_exact_mut(n).zip(block) {
-                for &item in self.seen.row(u).0 {
-                    column[item as usize] = f32::NEG_INFINITY;
-                }
-                ranked[at] = top_k(column, k);
-            }
+        // blocks of users on rayon's threads, each one matrix product and a top-k per user
+        let blocks: Vec<Vec<(usize, RankedItems)>> = known
+            .par_chunks(SCORING_BLOCK)
+            .map(|block| {
+                let vectors: Vec<f32> = (block.iter())
+                    .flat_map(|&(_, u, _)| &users[u * f..(u + 1) * f])
+                    .copied()
+                    .collect();
+                let vectors = MatRef::from_row_major_slice(&vectors, block.len(), f);
+                // column-major items × block: each user's scores are one contiguous column
+                let mut scores = vec![0.0; n * block.len()];
+                matmul(
+                    MatMut::from_column_major_slice_mut(&mut scores, n, block.len()),
+                    Accum::Replace,
+                    item_matrix,
+                    vectors.transpose(),
+                    1.0,
+                    Par::Seq,
+                );
+                (scores.chunks_exact_mut(n).zip(block))
+                    .map(|(column, &(at, u, k))| {
+                        for &item in self.seen.row(u).0 {
+                            column[item as usize] = f32::NEG_INFINITY;
+                        }
+                        (at, top_k(column, k))
+                    })
+                    .collect()
+            })
+            .collect();
+        for (at, list) in blocks.into_iter().flatten() {
+            ranked[at] = list;
         }
         ranked
     }
 }
+
+/// Item indexes and scores, best first.
+type RankedItems = Vec<(usize, f32)>;
 
 /// Users scored by one matrix product in [`TrainedModel::recommend_many`]: 128 × 20,000 items
 /// of scores is 10 MB.
