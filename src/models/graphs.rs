@@ -1,15 +1,17 @@
-//! [`ItemGraphs`]: the HNSW item graphs of model versions, as serving asks for them. TRAIN
-//! builds and stores graphs only for versions with more items than `tastedb.ann_threshold`
-//! (the ones serving will search); a version trained below it is scored exactly, and should
-//! serving come to need its graphs (the threshold lowered later), they are built then, once,
-//! on a thread of their own, while exact scoring answers meanwhile. Graphs built that way
-//! live in memory only: they are derived data, and a restart builds them again when needed.
+//! [`ItemGraphs`]: the HNSW item graphs of model versions, as serving asks for them. Graphs
+//! are never built inside a statement: a TRAIN whose version has more items than
+//! `tastedb.ann_threshold` (the versions serving will search) starts their build on a thread of
+//! its own and returns; the build stores them when it is done, and until then serving scores
+//! that version exactly. A version trained below the threshold has none, and should serving
+//! come to need its graphs (the threshold lowered later, or a version whose build was cut
+//! short by a stop of the server), they are built then, once, in the background, and kept in
+//! memory only: they are derived data, and a restart builds them again when needed.
 
 use crate::blocking::Stopped;
 use crate::error::Result;
 use crate::ml::{Scorer, TrainedModel};
 use crate::models::item_index::ItemIndex;
-use crate::storage::{Store, keys};
+use crate::storage::{Staging, Store, keys};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -30,10 +32,18 @@ enum Graphs {
 #[derive(Default)]
 pub struct ItemGraphs {
     graphs: Arc<Mutex<HashMap<Version, Graphs>>>,
-    builders: Mutex<Vec<JoinHandle<()>>>,
-    /// Set when the registry goes away, so a build in progress gives up.
-    closing: Stopped,
+    builders: Mutex<Vec<Builder>>,
 }
+
+/// A build under way on its own thread, and what stops it.
+struct Builder {
+    version: Version,
+    stopped: Stopped,
+    thread: JoinHandle<()>,
+}
+
+/// Bytes of graphs written through a write batch; larger ones are staged in files.
+const GRAPHS_WRITE_BUFFER: usize = 64 << 20;
 
 impl std::fmt::Debug for ItemGraphs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,7 +81,7 @@ impl ItemGraphs {
                 }
             },
             None if matches!(trained.scorer, Scorer::Factors { .. }) => {
-                self.build_later(key, trained.clone());
+                self.build_later(key, trained.clone(), None);
                 return Ok(None);
             }
             None => None,
@@ -80,22 +90,39 @@ impl ItemGraphs {
         Ok(stored)
     }
 
-    /// Keeps the graphs a TRAIN built and stored (`None`: it built none).
-    pub fn insert(&self, name: &str, version: u32, index: Option<ItemIndex>) {
-        let graphs = match index {
-            Some(index) => Graphs::Ready(Some(Arc::new(index))),
-            None => return,
-        };
-        self.map().insert((name.to_string(), version), graphs);
+    /// Starts building the graphs of the new `version` of `name` (whose parameters are
+    /// `trained`) in the background; they are stored with the version once built, unless the
+    /// model is dropped first.
+    pub fn build_and_store(
+        &self,
+        store: Arc<Store>,
+        name: &str,
+        version: u32,
+        trained: Arc<TrainedModel>,
+    ) {
+        self.build_later((name.to_string(), version), trained, Some(store));
     }
 
-    /// Forgets every version of `name` (a build under way finds it gone and keeps nothing).
+    /// Forgets every version of `name`, and stops and waits for the builds of its graphs, so
+    /// that none writes after the model is dropped. Call it before the model's keys are
+    /// deleted.
     pub fn forget(&self, name: &str) {
         self.map().retain(|(model, _), _| model != name);
+        let stopping: Vec<Builder> = {
+            let mut builders = lock(&self.builders);
+            let (theirs, others) = builders.drain(..).partition(|b| b.version.0 == name);
+            *builders = others;
+            theirs
+        };
+        for builder in stopping {
+            builder.stopped.set();
+            let _ = builder.thread.join();
+        }
     }
 
-    /// Starts building the graphs of `key` on a thread of its own, unless one already is.
-    fn build_later(&self, key: Version, trained: Arc<TrainedModel>) {
+    /// Starts building the graphs of `key` on a thread of its own, unless one already is;
+    /// with `store`, the graphs are written there once built.
+    fn build_later(&self, key: Version, trained: Arc<TrainedModel>, store: Option<Arc<Store>>) {
         {
             let mut map = self.map();
             if map.contains_key(&key) {
@@ -103,32 +130,52 @@ impl ItemGraphs {
             }
             map.insert(key.clone(), Graphs::Building);
         }
-        let (graphs, closing) = (self.graphs.clone(), self.closing.clone());
+        let graphs = self.graphs.clone();
+        let stopped = Stopped::default();
+        let stop = stopped.clone();
+        let version = key.clone();
         let build = move || {
             let Scorer::Factors { factors, items, .. } = &trained.scorer else {
                 return;
             };
-            let built = ItemIndex::build(items, *factors, u64::from(key.1), &closing);
+            let built = ItemIndex::build(items, *factors, u64::from(key.1), &stopped);
             let index = match built {
                 Ok(index) => Some(Arc::new(index)),
                 Err(e) => {
-                    tracing::warn!("item graphs of model {} version {}: {e}", key.0, key.1);
+                    if !stopped.is_set() {
+                        tracing::warn!("item graphs of model {} version {}: {e}", key.0, key.1);
+                    }
                     None
                 }
             };
             let mut map = lock(&graphs);
-            // a version dropped meanwhile, or a registry closing, keeps nothing
-            if map.contains_key(&key) && !closing.is_set() {
-                map.insert(key, Graphs::Ready(index));
+            // a version dropped meanwhile, or a registry closing, keeps nothing; the write
+            // happens under the map's lock, which `forget` takes before the model's keys go
+            if !map.contains_key(&key) || stopped.is_set() {
+                return;
             }
+            if let (Some(store), Some(index)) = (&store, &index)
+                && let Err(e) = store_graphs(store, &key, index)
+            {
+                tracing::warn!(
+                    "item graphs of model {} version {} were built but not stored: {e}",
+                    key.0,
+                    key.1
+                );
+            }
+            map.insert(key, Graphs::Ready(index));
         };
         let mut builders = lock(&self.builders);
-        builders.retain(|b| !b.is_finished());
+        builders.retain(|b| !b.thread.is_finished());
         match std::thread::Builder::new()
             .name("item graphs".into())
             .spawn(build)
         {
-            Ok(handle) => builders.push(handle),
+            Ok(thread) => builders.push(Builder {
+                version,
+                stopped: stop,
+                thread,
+            }),
             Err(e) => tracing::warn!("cannot start building item graphs: {e}"),
         }
     }
@@ -141,11 +188,21 @@ impl ItemGraphs {
 impl Drop for ItemGraphs {
     /// Stops builds under way and waits for them, so none outlives the data directory.
     fn drop(&mut self) {
-        self.closing.set();
-        for builder in lock(&self.builders).drain(..) {
-            let _ = builder.join();
+        let builders: Vec<Builder> = lock(&self.builders).drain(..).collect();
+        for builder in &builders {
+            builder.stopped.set();
+        }
+        for builder in builders {
+            let _ = builder.thread.join();
         }
     }
+}
+
+/// Writes `index` as the graphs of `version`, in one atomic, durable write.
+fn store_graphs(store: &Store, version: &Version, index: &ItemIndex) -> Result<()> {
+    let mut write = Staging::new(store, GRAPHS_WRITE_BUFFER);
+    write.put_large(&keys::model_index(&version.0, version.1), &index.encode()?)?;
+    write.commit()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -174,6 +231,35 @@ mod tests {
                 items: vectors,
             },
         ))
+    }
+
+    #[test]
+    fn graphs_of_a_new_version_are_built_after_it_and_stored_unless_it_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let graphs = ItemGraphs::default();
+        let model = factor_model(300, 8);
+        graphs.build_and_store(store.clone(), "m", 1, model.clone());
+        let started = Instant::now();
+        while store.get(&keys::model_index("m", 1)).unwrap().is_none() {
+            assert!(started.elapsed() < Duration::from_secs(60), "never stored");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // a fresh registry (a restart) reads them instead of building them
+        let restarted = ItemGraphs::default();
+        let index = restarted
+            .get(&store, "m", 1, &model)
+            .unwrap()
+            .expect("stored graphs");
+        assert_eq!(index.len(), 300);
+        assert!(lock(&restarted.builders).is_empty());
+
+        // dropped while its graphs are being built: the build stops and writes nothing
+        let big = factor_model(20_000, 16);
+        graphs.build_and_store(store.clone(), "n", 1, big);
+        graphs.forget("n");
+        assert!(lock(&graphs.builders).iter().all(|b| b.version.0 != "n"));
+        assert!(store.get(&keys::model_index("n", 1)).unwrap().is_none());
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub struct LogLine {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Phase {
     /// The phase: `read source`, `aggregate`, `split`, `fit`, `evaluate`, `refit`,
-    /// `build graphs` (factor models), `encode`, `write`.
+    /// `encode`, `write`.
     pub name: String,
     /// Its seconds.
     pub seconds: f64,
@@ -218,11 +218,13 @@ impl ModelRegistry {
 
     /// Stores a new version of `name` (the model is created on its first version) and makes
     /// it active when `activate` is set or no version is active. Returns the version number.
+    /// With `graphs`, the version's HNSW item graphs are built in the background and stored
+    /// with it when done (see [`ItemGraphs`]).
     pub fn add_version(
         &self,
         mut version: ModelVersion,
         model: TrainedModel,
-        index: Option<ItemIndex>,
+        graphs: bool,
         activate: bool,
     ) -> Result<u32> {
         let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
@@ -248,9 +250,6 @@ impl ModelRegistry {
         let mut batch = Staging::new(&self.store, MODEL_WRITE_BUFFER);
         let parameters = keys::model_data(&name, version.version);
         batch.put_large_from(&parameters, |out| model.encode_to(out))?;
-        if let Some(index) = &index {
-            batch.put_large(&keys::model_index(&name, version.version), &index.encode()?)?;
-        }
         version.phases.push(Phase::since("encode", encoding));
         let writing = Instant::now();
         let version_key = keys::model_version(&name, version.version);
@@ -265,9 +264,12 @@ impl ModelRegistry {
         self.store.write(timed)?;
         let number = version.version;
         entry.versions.push(version);
-        self.loaded()
-            .insert((name.clone(), number), Arc::new(model));
-        self.graphs.insert(&name, number, index);
+        let model = Arc::new(model);
+        self.loaded().insert((name.clone(), number), model.clone());
+        if graphs {
+            self.graphs
+                .build_and_store(self.store.clone(), &name, number, model);
+        }
         self.models
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -358,6 +360,8 @@ impl ModelRegistry {
                 Err(missing(name))
             };
         }
+        // first, so that no build of its graphs writes after the keys are deleted
+        self.graphs.forget(name);
         let mut batch = WriteSet::default();
         batch.delete(keys::model(name));
         for part in [VersionPart::Metadata, VersionPart::Data, VersionPart::Index] {
@@ -370,7 +374,6 @@ impl ModelRegistry {
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
         self.loaded().retain(|(model, _), _| model != name);
-        self.graphs.forget(name);
         self.failures().remove(name);
         Ok(true)
     }

@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::ml::model::Scorer;
 use crate::ml::{Algorithm, Interactions, TrainOptions, model_bytes, train};
 use crate::models::events::EventColumns;
-use crate::models::item_index::ItemIndex;
 use crate::models::parser::{ModelStatement, TrainModel, TrainSource};
 use crate::models::policy::{Promote, RetrainPolicy};
 use crate::models::registry::{Dependencies, IdType, LogLine, ModelEntry, ModelVersion, Phase};
@@ -172,50 +171,29 @@ pub async fn train_model(
     let algorithm_name = algorithm.name();
     let training_options = options.clone();
     let ann_threshold = engine.taste_config().ann_threshold;
-    let (outcome, [events, users, items, pairs], index, built) =
-        blocking::run("training", move |stopped| {
-            let counts = [
-                data.events,
-                data.users.len() as u64,
-                data.items.len() as u64,
-                data.pairs.len() as u64,
-            ];
-            // the pairs go into the model's matrices, the ids into the model
-            let outcome = train(
-                data,
-                &training_options,
-                |line| {
-                    progress_notices.send(Notice::info(format!(
-                        "{algorithm_name} iteration {}/{total}: loss {:.6} ({:.2} s)",
-                        line.iteration, line.loss, line.seconds
-                    )));
-                },
-                &|| stopped.is_set(),
-            )?;
-            stopped.check()?;
-            // A factor model version with more items than tastedb.ann_threshold is served through
-            // HNSW graphs over its items: built here and stored with it. Smaller ones are scored
-            // exactly (their graphs are built only if serving comes to need them, models::graphs).
-            let building = Instant::now();
-            let index = match &outcome.model.scorer {
-                Scorer::Factors { factors, items, .. }
-                    if outcome.model.item_ids.len() > ann_threshold =>
-                {
-                    Some(ItemIndex::build(
-                        items,
-                        *factors,
-                        training_options.seed,
-                        stopped,
-                    )?)
-                }
-                _ => None,
-            };
-            let built = index
-                .as_ref()
-                .map(|_| Phase::since("build graphs", building));
-            Ok::<_, Error>((outcome, counts, index, built))
-        })
-        .await?;
+    let (outcome, [events, users, items, pairs]) = blocking::run("training", move |stopped| {
+        let counts = [
+            data.events,
+            data.users.len() as u64,
+            data.items.len() as u64,
+            data.pairs.len() as u64,
+        ];
+        // the pairs go into the model's matrices, the ids into the model
+        let outcome = train(
+            data,
+            &training_options,
+            |line| {
+                progress_notices.send(Notice::info(format!(
+                    "{algorithm_name} iteration {}/{total}: loss {:.6} ({:.2} s)",
+                    line.iteration, line.loss, line.seconds
+                )));
+            },
+            &|| stopped.is_set(),
+        )?;
+        stopped.check()?;
+        Ok::<_, Error>((outcome, counts))
+    })
+    .await?;
     let active = engine
         .models()
         .get(&statement.name)
@@ -264,7 +242,6 @@ pub async fn train_model(
                 name: name.to_string(),
                 seconds,
             }))
-            .chain(built)
             .collect(),
         log: outcome
             .log
@@ -277,7 +254,12 @@ pub async fn train_model(
             .collect(),
     };
     let registry = engine.models();
-    let number = registry.add_version(version, outcome.model, index, activate)?;
+    // A factor model version with more items than tastedb.ann_threshold is served through HNSW
+    // graphs over its items, built after this statement and stored with it (exact scoring
+    // answers until then); smaller ones are scored exactly (models::graphs).
+    let graphs = matches!(outcome.model.scorer, Scorer::Factors { .. })
+        && outcome.model.item_ids.len() > ann_threshold;
+    let number = registry.add_version(version, outcome.model, graphs, activate)?;
     if !existed {
         let owner = Users::owner_for(cx.actor);
         engine.users().grants().created(object, owner)?;
