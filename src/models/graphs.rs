@@ -1,11 +1,12 @@
 //! [`ItemGraphs`]: the HNSW item graphs of model versions, as serving asks for them. Graphs
 //! are never built inside a statement: a TRAIN whose version has more items than
 //! `tastedb.ann_threshold` (the versions serving will search) starts their build on a thread of
-//! its own and returns; the build stores them when it is done, and until then serving scores
-//! that version exactly. A version trained below the threshold has none, and should serving
-//! come to need its graphs (the threshold lowered later, or a version whose build was cut
-//! short by a stop of the server), they are built then, once, in the background, and kept in
-//! memory only: they are derived data, and a restart builds them again when needed.
+//! its own and returns, and until they are ready serving scores that version exactly. A
+//! version trained below the threshold has none; should serving come to need them (the
+//! threshold lowered later, or a build cut short by a stop of the server), they are built
+//! then, once, in the background. Every build stores its graphs with the version when done,
+//! stamped with the version's creation time: graphs a build wrote for a version since dropped
+//! (and made again under the same name and number) are never taken for the new version's.
 
 use crate::blocking::Stopped;
 use crate::error::Result;
@@ -52,15 +53,16 @@ impl std::fmt::Debug for ItemGraphs {
 }
 
 impl ItemGraphs {
-    /// The graphs of `version` of `name` (whose parameters are `trained`): the stored ones,
-    /// else, for a factor model, `None` now and a build started in the background. Stored
-    /// graphs that cannot be read (damaged, or written by a build before TasteDB's own HNSW)
-    /// are logged and the version is served by exact scoring.
+    /// The graphs of `version` of `name` (created at `created`, whose parameters are
+    /// `trained`): the stored ones, else, for a factor model, `None` now and a build started
+    /// in the background. Stored graphs that cannot be read (damaged, written by an older
+    /// build, or stamped for another version of the same number) are built again.
     pub fn get(
         &self,
-        store: &Store,
+        store: &Arc<Store>,
         name: &str,
         version: u32,
+        created: i64,
         trained: &Arc<TrainedModel>,
     ) -> Result<Option<Arc<ItemIndex>>> {
         let key = (name.to_string(), version);
@@ -69,38 +71,49 @@ impl ItemGraphs {
             Some(Graphs::Building) => return Ok(None),
             None => {}
         }
-        let stored = match store.get_large(&keys::model_index(name, version))? {
-            Some(bytes) => match ItemIndex::decode(&bytes) {
-                Ok(index) => Some(Arc::new(index)),
-                Err(e) => {
+        let stored = store.get_large(&keys::model_index(name, version))?;
+        let read = stored
+            .as_deref()
+            .map(|bytes| match bytes.split_at_checked(8) {
+                Some((stamp, graphs)) if stamp == created.to_le_bytes() => {
+                    ItemIndex::decode(graphs)
+                }
+                _ => Err(crate::error::Error::Corrupt(
+                    "not stamped with this version's creation time".into(),
+                )),
+            });
+        let index = match read {
+            Some(Ok(index)) => Some(Arc::new(index)),
+            unread => {
+                if let Some(Err(e)) = unread {
                     tracing::warn!(
                         "item graphs of model {name} version {version} are unreadable ({e}); \
-                         serving it by exact scoring"
+                         building them again"
                     );
-                    None
                 }
-            },
-            None if matches!(trained.scorer, Scorer::Factors { .. }) => {
-                self.build_later(key, trained.clone(), None);
-                return Ok(None);
+                if matches!(trained.scorer, Scorer::Factors { .. }) {
+                    self.build_later(key, created, trained.clone(), store.clone());
+                    return Ok(None);
+                }
+                None
             }
-            None => None,
         };
-        self.map().insert(key, Graphs::Ready(stored.clone()));
-        Ok(stored)
+        self.map().insert(key, Graphs::Ready(index.clone()));
+        Ok(index)
     }
 
-    /// Starts building the graphs of the new `version` of `name` (whose parameters are
-    /// `trained`) in the background; they are stored with the version once built, unless the
-    /// model is dropped first.
+    /// Starts building the graphs of the new `version` of `name` (created at `created`, whose
+    /// parameters are `trained`) in the background; they are stored with the version once
+    /// built, unless the model is dropped first.
     pub fn build_and_store(
         &self,
         store: Arc<Store>,
         name: &str,
         version: u32,
+        created: i64,
         trained: Arc<TrainedModel>,
     ) {
-        self.build_later((name.to_string(), version), trained, Some(store));
+        self.build_later((name.to_string(), version), created, trained, store);
     }
 
     /// Forgets every version of `name`, and stops and waits for the builds of its graphs, so
@@ -120,9 +133,15 @@ impl ItemGraphs {
         }
     }
 
-    /// Starts building the graphs of `key` on a thread of its own, unless one already is;
-    /// with `store`, the graphs are written there once built.
-    fn build_later(&self, key: Version, trained: Arc<TrainedModel>, store: Option<Arc<Store>>) {
+    /// Starts building the graphs of `key` (created at `created`) on a thread of its own,
+    /// unless one already is; the graphs are written to `store` once built.
+    fn build_later(
+        &self,
+        key: Version,
+        created: i64,
+        trained: Arc<TrainedModel>,
+        store: Arc<Store>,
+    ) {
         {
             let mut map = self.map();
             if map.contains_key(&key) {
@@ -154,8 +173,8 @@ impl ItemGraphs {
             if !map.contains_key(&key) || stopped.is_set() {
                 return;
             }
-            if let (Some(store), Some(index)) = (&store, &index)
-                && let Err(e) = store_graphs(store, &key, index)
+            if let Some(index) = &index
+                && let Err(e) = store_graphs(&store, &key, created, index)
             {
                 tracing::warn!(
                     "item graphs of model {} version {} were built but not stored: {e}",
@@ -198,10 +217,15 @@ impl Drop for ItemGraphs {
     }
 }
 
-/// Writes `index` as the graphs of `version`, in one atomic, durable write.
-fn store_graphs(store: &Store, version: &Version, index: &ItemIndex) -> Result<()> {
+/// Writes `index` as the graphs of `version` (created at `created`, the stamp they are
+/// stored with), in one atomic, durable write.
+fn store_graphs(store: &Store, version: &Version, created: i64, index: &ItemIndex) -> Result<()> {
+    let graphs = index.encode()?;
     let mut write = Staging::new(store, GRAPHS_WRITE_BUFFER);
-    write.put_large(&keys::model_index(&version.0, version.1), &index.encode()?)?;
+    write.put_large_from(&keys::model_index(&version.0, version.1), |out| {
+        out(&created.to_le_bytes())?;
+        out(&graphs)
+    })?;
     write.commit()
 }
 
@@ -233,13 +257,30 @@ mod tests {
         ))
     }
 
+    /// Asks for the graphs until they are built; the index.
+    fn built(
+        graphs: &ItemGraphs,
+        store: &Arc<Store>,
+        created: i64,
+        model: &Arc<TrainedModel>,
+    ) -> Arc<ItemIndex> {
+        let started = Instant::now();
+        loop {
+            if let Some(index) = graphs.get(store, "m", 1, created, model).unwrap() {
+                return index;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "never built");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     #[test]
     fn graphs_of_a_new_version_are_built_after_it_and_stored_unless_it_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
         let graphs = ItemGraphs::default();
         let model = factor_model(300, 8);
-        graphs.build_and_store(store.clone(), "m", 1, model.clone());
+        graphs.build_and_store(store.clone(), "m", 1, 42, model.clone());
         let started = Instant::now();
         while store.get(&keys::model_index("m", 1)).unwrap().is_none() {
             assert!(started.elapsed() < Duration::from_secs(60), "never stored");
@@ -248,53 +289,49 @@ mod tests {
         // a fresh registry (a restart) reads them instead of building them
         let restarted = ItemGraphs::default();
         let index = restarted
-            .get(&store, "m", 1, &model)
+            .get(&store, "m", 1, 42, &model)
             .unwrap()
             .expect("stored graphs");
         assert_eq!(index.len(), 300);
         assert!(lock(&restarted.builders).is_empty());
+        // another version 1 of "m" (dropped and made again) does not take them for its own
+        let again = ItemGraphs::default();
+        assert!(again.get(&store, "m", 1, 43, &model).unwrap().is_none());
 
         // dropped while its graphs are being built: the build stops and writes nothing
         let big = factor_model(20_000, 16);
-        graphs.build_and_store(store.clone(), "n", 1, big);
+        graphs.build_and_store(store.clone(), "n", 1, 42, big);
         graphs.forget("n");
         assert!(lock(&graphs.builders).iter().all(|b| b.version.0 != "n"));
         assert!(store.get(&keys::model_index("n", 1)).unwrap().is_none());
     }
 
     #[test]
-    fn unreadable_graphs_mean_exact_scoring() {
+    fn unreadable_graphs_are_built_again() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
         let mut damage = WriteSet::default();
         damage.put(keys::model_index("m", 1), b"not a graph");
         store.write(damage).unwrap();
         let graphs = ItemGraphs::default();
         let model = factor_model(10, 4);
-        assert!(graphs.get(&store, "m", 1, &model).unwrap().is_none());
-        assert!(graphs.get(&store, "m", 1, &model).unwrap().is_none());
+        assert!(graphs.get(&store, "m", 1, 7, &model).unwrap().is_none());
+        assert_eq!(built(&graphs, &store, 7, &model).len(), 10);
     }
 
     #[test]
-    fn graphs_a_version_lacks_are_built_once_in_the_background() {
+    fn graphs_a_version_lacks_are_built_once_in_the_background_and_stored() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
         let graphs = ItemGraphs::default();
         let model = factor_model(300, 8);
         // the first ask starts the build and is answered by exact scoring
-        assert!(graphs.get(&store, "m", 1, &model).unwrap().is_none());
-        let started = Instant::now();
-        let index = loop {
-            if let Some(index) = graphs.get(&store, "m", 1, &model).unwrap() {
-                break index;
-            }
-            assert!(started.elapsed() < Duration::from_secs(60), "never built");
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        assert!(graphs.get(&store, "m", 1, 7, &model).unwrap().is_none());
+        let index = built(&graphs, &store, 7, &model);
         assert_eq!(index.len(), 300);
         assert!(lock(&graphs.builders).len() <= 1, "built once");
-        // nothing was written: the graphs are derived data kept in memory
-        assert!(store.get(&keys::model_index("m", 1)).unwrap().is_none());
+        let stored = store.get_large(&keys::model_index("m", 1)).unwrap();
+        assert_eq!(stored.unwrap()[..8], 7i64.to_le_bytes(), "stamped");
         // a dropped model forgets them
         graphs.forget("m");
         assert!(!graphs.map().contains_key(&("m".to_string(), 1)));

@@ -121,11 +121,26 @@ impl ItemIndex {
     /// Builds both graphs over `items` (row-major, `factors` per item), deterministically from
     /// `seed`, side by side on the current rayon pool; 57014 once `stopped` is set.
     pub fn build(items: &[f32], factors: usize, seed: u64, stopped: &Stopped) -> Result<ItemIndex> {
-        // The two graphs are independent: one per core when there are two.
-        let (by_inner_product, by_cosine) = rayon::join(
-            || ItemGraph::build(Metric::Dot, items, factors, seed, stopped),
-            || ItemGraph::build(Metric::Cosine, items, factors, seed, stopped),
-        );
+        // The two graphs are independent: one per core when there are two. A thread of its
+        // own rather than rayon's pool, which serving's scoring uses: a build of many seconds
+        // there would keep requests waiting.
+        let (by_inner_product, by_cosine) = std::thread::scope(|scope| {
+            let by_cosine = std::thread::Builder::new()
+                .name("item graphs".into())
+                .spawn_scoped(scope, || {
+                    ItemGraph::build(Metric::Cosine, items, factors, seed, stopped)
+                });
+            let by_inner_product = ItemGraph::build(Metric::Dot, items, factors, seed, stopped);
+            let by_cosine = match by_cosine {
+                Ok(thread) => thread.join().unwrap_or_else(|_| {
+                    Err(Error::Internal(
+                        "building the cosine item graph failed".into(),
+                    ))
+                }),
+                Err(_) => ItemGraph::build(Metric::Cosine, items, factors, seed, stopped),
+            };
+            (by_inner_product, by_cosine)
+        });
         Ok(ItemIndex {
             factors,
             by_inner_product: by_inner_product?,

@@ -216,7 +216,7 @@ impl Answer for RankingTable {
         let item_type = version.item_type;
         let use_index = !self.exact && trained.item_ids.len() > config.ann_threshold;
         let index = match use_index {
-            true => registry.item_index(&self.model, version.version, &trained)?,
+            true => registry.item_index(&self.model, &version, &trained)?,
             false => None,
         };
         let delta = self

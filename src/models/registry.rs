@@ -262,13 +262,14 @@ impl ModelRegistry {
         let mut timed = WriteSet::default();
         timed.put(&version_key, to_json(&version)?);
         self.store.write(timed)?;
-        let number = version.version;
+        let (number, created) = (version.version, version.created_micros);
         entry.versions.push(version);
         let model = Arc::new(model);
         self.loaded().insert((name.clone(), number), model.clone());
         if graphs {
+            let store = self.store.clone();
             self.graphs
-                .build_and_store(self.store.clone(), &name, number, model);
+                .build_and_store(store, &name, number, created, model);
         }
         self.models
             .write()
@@ -430,7 +431,7 @@ impl ModelRegistry {
             let version = self.active(name).and_then(|(version, trained)| {
                 trained.index_ids();
                 if trained.item_ids.len() > ann_threshold {
-                    self.item_index(name, version.version, &trained)?;
+                    self.item_index(name, &version, &trained)?;
                 }
                 Ok((version, trained))
             });
@@ -448,10 +449,11 @@ impl ModelRegistry {
     pub fn item_index(
         &self,
         name: &str,
-        version: u32,
+        version: &ModelVersion,
         trained: &Arc<TrainedModel>,
     ) -> Result<Option<Arc<ItemIndex>>> {
-        self.graphs.get(&self.store, name, version, trained)
+        let (number, created) = (version.version, version.created_micros);
+        self.graphs.get(&self.store, name, number, created, trained)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, ModelEntry>> {
