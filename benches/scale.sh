@@ -190,6 +190,9 @@ if has_part big; then
   train_mb=$(peak_mb)
   taste_psql -A -c "SELECT phase, round(seconds::numeric, 2) AS seconds FROM tastedb_training_phases
     WHERE model = 'big' ORDER BY position" || true
+  # TRAIN returns before the HNSW graphs of its 100k items are built (about 20 s on two
+  # threads); serving is measured once they are stored
+  sleep "${GRAPHS_SECONDS:-45}"
   restart_tastedb
   first_ms=$(statement_ms "SELECT item_id FROM recommend('big', 1, 10)")
   # the server loads active versions in the background as it starts
