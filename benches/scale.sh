@@ -192,7 +192,10 @@ if has_part big; then
     WHERE model = 'big' ORDER BY position" || true
   # TRAIN returns before the HNSW graphs of its 100k items are built (about 20 s on two
   # threads); serving is measured once they are stored
-  sleep "${GRAPHS_SECONDS:-45}"
+  for _ in $(seq 600); do
+    [ "$(taste_psql -A -t -c "SELECT graphs FROM tastedb_model_versions WHERE model = 'big'")" = ready ] && break
+    sleep 1
+  done
   restart_tastedb
   first_ms=$(statement_ms "SELECT item_id FROM recommend('big', 1, 10)")
   # the server loads active versions in the background as it starts

@@ -102,6 +102,16 @@ impl ItemGraphs {
         Ok(index)
     }
 
+    /// `building` while the graphs of `version` of `name` are being built, `ready` once they
+    /// are in memory, `None` otherwise (none, or not asked for since the start).
+    pub fn state(&self, name: &str, version: u32) -> Option<&'static str> {
+        match self.map().get(&(name.to_string(), version))? {
+            Graphs::Building => Some("building"),
+            Graphs::Ready(Some(_)) => Some("ready"),
+            Graphs::Ready(None) => None,
+        }
+    }
+
     /// Starts building the graphs of the new `version` of `name` (created at `created`, whose
     /// parameters are `trained`) in the background; they are stored with the version once
     /// built, unless the model is dropped first.

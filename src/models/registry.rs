@@ -456,6 +456,12 @@ impl ModelRegistry {
         self.graphs.get(&self.store, name, number, created, trained)
     }
 
+    /// Where the HNSW item graphs of `version` of `name` stand in this process: `building`,
+    /// `ready` (in memory), or `None` (none, or not asked for since the start).
+    pub fn graphs_state(&self, name: &str, version: u32) -> Option<&'static str> {
+        self.graphs.state(name, version)
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, ModelEntry>> {
         self.models.read().unwrap_or_else(|p| p.into_inner())
     }

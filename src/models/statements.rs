@@ -68,7 +68,7 @@ impl Command for ModelStatement {
                         "model \"{name}\" was trained with holdout = 0: it has no metrics"
                     )));
                 }
-                Outcome::batch(versions_batch(&active, &entry.record)?)
+                Outcome::batch(versions_batch(&active, &entry.record, registry)?)
             }
             ModelStatement::SetActiveVersion { name, version } => {
                 registry.get(name)?;
@@ -274,7 +274,7 @@ pub async fn train_model(
     if let Some(version) = trained.first() {
         notices.send(Notice::info(phases_notice(version)));
     }
-    Outcome::batch(versions_batch(&trained, &entry.record)?)
+    Outcome::batch(versions_batch(&trained, &entry.record, registry)?)
 }
 
 /// What the NOTICE at the end of TRAIN says: each phase's seconds, and the whole

@@ -27,7 +27,7 @@ impl SystemTables for ModelRegistry {
     fn rows(&self, name: &str) -> Option<Result<RecordBatch>> {
         Some(match name {
             "tastedb_models" => models_batch(self),
-            "tastedb_model_versions" => all_versions_batch(&self.models()),
+            "tastedb_model_versions" => all_versions_batch(self),
             "tastedb_training_log" => log_batch(&self.models()),
             "tastedb_training_phases" => phases_batch(&self.models()),
             _ => return None,
@@ -116,18 +116,23 @@ pub fn models_schema() -> SchemaRef {
     ]))
 }
 
-fn all_versions_batch(models: &[ModelEntry]) -> Result<RecordBatch> {
+fn all_versions_batch(registry: &ModelRegistry) -> Result<RecordBatch> {
+    let models = registry.models();
     let rows: Vec<(&ModelVersion, &ModelRecord)> = models
         .iter()
         .flat_map(|m| m.versions.iter().map(move |v| (v, &m.record)))
         .collect();
-    versions_rows(&rows)
+    versions_rows(&rows, registry)
 }
 
-/// One row per version of `versions`, all of the model `record`.
-pub fn versions_batch(versions: &[ModelVersion], record: &ModelRecord) -> Result<RecordBatch> {
+/// One row per version of `versions`, all of the model `record`, in `registry`.
+pub fn versions_batch(
+    versions: &[ModelVersion],
+    record: &ModelRecord,
+    registry: &ModelRegistry,
+) -> Result<RecordBatch> {
     let rows: Vec<_> = versions.iter().map(|v| (v, record)).collect();
-    versions_rows(&rows)
+    versions_rows(&rows, registry)
 }
 
 /// The columns of `tastedb_model_versions` (and of what TRAIN and EVALUATE MODEL return).
@@ -153,10 +158,14 @@ pub fn versions_schema() -> SchemaRef {
         Field::new("created_at", timestamp_type(), false),
         Field::new("trigger", DataType::Utf8, false),
         Field::new("promotion", DataType::Utf8, false),
+        Field::new("graphs", DataType::Utf8, true),
     ]))
 }
 
-fn versions_rows(rows: &[(&ModelVersion, &ModelRecord)]) -> Result<RecordBatch> {
+fn versions_rows(
+    rows: &[(&ModelVersion, &ModelRecord)],
+    registry: &ModelRegistry,
+) -> Result<RecordBatch> {
     let schema = versions_schema();
     let metric = |f: fn(&crate::ml::Metrics) -> f64| -> ArrayRef {
         Arc::new(Float64Array::from_iter(
@@ -203,6 +212,10 @@ fn versions_rows(rows: &[(&ModelVersion, &ModelRecord)]) -> Result<RecordBatch> 
         )),
         text(|v| v.trigger.clone()),
         text(|v| v.promotion.clone()),
+        Arc::new(StringArray::from_iter(
+            rows.iter()
+                .map(|(v, _)| registry.graphs_state(&v.model, v.version)),
+        )),
     ];
     Ok(RecordBatch::try_new(schema, columns)?)
 }

@@ -143,6 +143,28 @@ async fn training_reports_each_iteration_as_a_notice() {
         .unwrap();
     let kept: Vec<String> = kept.iter().map(|r| r.get(0)).collect();
     assert_eq!(kept, phases);
+    // the graphs are built after the statement; tastedb_model_versions says when they are ready
+    let started = std::time::Instant::now();
+    loop {
+        let graphs: Option<String> = client
+            .query_one(
+                "SELECT graphs FROM tastedb_model_versions WHERE model = 'recs' AND version = 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        match graphs.as_deref() {
+            Some("ready") => break,
+            Some("building") => {}
+            other => panic!("graphs of a version above the threshold: {other:?}"),
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "never ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let recommended = client
         .query("SELECT item_id, rank FROM recommend('recs', 5, 2)", &[])
         .await
