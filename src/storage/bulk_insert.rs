@@ -131,14 +131,13 @@ impl StagedRows<'_> {
         let staged = self.staging.staged();
         self.staging.commit()?;
         let mut ranges: Vec<std::ops::Range<u64>> = Vec::new();
-        for reservation in &self.reservations {
+        for reservation in self.reservations {
             let ids = reservation.first()..reservation.first() + reservation.count();
             match ranges.last_mut() {
                 Some(last) if last.end == ids.start => last.end = ids.end,
                 _ => ranges.push(ids),
             }
         }
-        drop(self.reservations);
         if !staged {
             store.rows_changed(def, TableChange::Written(&self.written));
             return Ok(self.rows);

@@ -3,7 +3,7 @@
 //! index entries and in the freshness of served models; a bad row, a CopyFail or a connection
 //! lost mid-COPY leaves nothing behind, and no staged file outlives its statement.
 
-use crate::common::{PASSWORD, connect, start_in};
+use crate::common::{self, PASSWORD, connect, start_in};
 use futures::SinkExt;
 use std::path::Path;
 use tokio_postgres::Client;
@@ -33,18 +33,13 @@ fn staged_files(dir: &Path) -> usize {
     }
 }
 
-/// Sends `data` as COPY data in chunks of about 64 KiB, then ends the COPY.
+/// Sends `data` as COPY data in chunks of 64 KiB, then ends the COPY.
 async fn copy_in(
     client: &Client,
     statement: &str,
     data: &str,
 ) -> Result<u64, tokio_postgres::Error> {
-    let sink = client.copy_in::<_, bytes::Bytes>(statement).await?;
-    futures::pin_mut!(sink);
-    for chunk in data.as_bytes().chunks(64 << 10) {
-        sink.send(bytes::Bytes::copy_from_slice(chunk)).await?;
-    }
-    sink.finish().await
+    common::copy_in(client, statement, data, 64 << 10).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -132,6 +132,23 @@ pub async fn connect_with_notices(
     (client, notices)
 }
 
+/// Runs the COPY FROM STDIN `statement`, sending `data` as CopyData messages of `piece`
+/// bytes (rows and characters may cross messages), then ends it; the rows copied.
+pub async fn copy_in(
+    client: &Client,
+    statement: &str,
+    data: &str,
+    piece: usize,
+) -> Result<u64, tokio_postgres::Error> {
+    use futures::SinkExt;
+    let sink = client.copy_in::<_, bytes::Bytes>(statement).await?;
+    futures::pin_mut!(sink);
+    for chunk in data.as_bytes().chunks(piece.max(1)) {
+        sink.send(bytes::Bytes::copy_from_slice(chunk)).await?;
+    }
+    sink.finish().await
+}
+
 /// A client logged in as the admin user.
 pub async fn connect(addr: SocketAddr) -> Client {
     connect_as(addr, "tastedb", PASSWORD).await.unwrap()

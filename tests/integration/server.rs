@@ -1,7 +1,7 @@
 //! The wire server through a real Postgres client (tokio-postgres): both query protocols,
 //! SQLSTATEs, SCRAM authentication and the connection limit.
 
-use crate::common::{PASSWORD, connect, connect_as, rows, start, start_configured};
+use crate::common::{self, PASSWORD, connect, connect_as, rows, start, start_configured};
 use std::net::SocketAddr;
 use tastedb::server::AuthMode;
 use tokio_postgres::error::SqlState;
@@ -169,24 +169,13 @@ async fn one_connection_over_the_limit_gets_53300() {
     assert!(again.is_some(), "a freed slot was not reused");
 }
 
+/// COPY FROM STDIN with the data in two CopyData messages, so that a row crosses them.
 async fn copy_in(
     client: &Client,
     statement: &str,
     data: &str,
 ) -> Result<u64, tokio_postgres::Error> {
-    use futures::SinkExt;
-    let sink = client.copy_in::<_, bytes::Bytes>(statement).await?;
-    futures::pin_mut!(sink);
-    // split the data so that rows cross CopyData messages
-    let middle = data.len() / 2;
-    let middle = (middle..=data.len())
-        .find(|&i| data.is_char_boundary(i))
-        .unwrap_or(data.len());
-    sink.send(bytes::Bytes::copy_from_slice(&data.as_bytes()[..middle]))
-        .await?;
-    sink.send(bytes::Bytes::copy_from_slice(&data.as_bytes()[middle..]))
-        .await?;
-    sink.finish().await
+    common::copy_in(client, statement, data, data.len().div_ceil(2)).await
 }
 
 #[tokio::test]
