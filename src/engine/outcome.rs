@@ -13,6 +13,14 @@ use std::sync::Arc;
 pub enum Outcome {
     /// Rows (SELECT, SHOW, EXPLAIN, TRAIN MODEL, …), streamed; their schema is the stream's.
     Rows(SendableRecordBatchStream),
+    /// Rows answered whole (by a fast path).
+    Batch {
+        /// The rows.
+        rows: RecordBatch,
+        /// Whether their arrays are those of an earlier answer (a cached one): what they
+        /// were encoded to for the wire then may be sent again.
+        reused: bool,
+    },
     /// A statement that returns no rows, by its command tag (`CREATE TABLE`, `INSERT 0 3`).
     Done(CommandTag),
     /// A write that returns rows (`UPDATE … RETURNING`): its command, and the rows, whose
@@ -29,6 +37,10 @@ impl std::fmt::Debug for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Outcome::Rows(stream) => f.debug_tuple("Rows").field(&stream.schema()).finish(),
+            Outcome::Batch { rows, reused } => (f.debug_struct("Batch"))
+                .field("rows", &rows.num_rows())
+                .field("reused", reused)
+                .finish(),
             Outcome::Done(tag) => f.debug_tuple("Done").field(tag).finish(),
             Outcome::Returned { command, rows } => f
                 .debug_struct("Returned")
@@ -81,12 +93,10 @@ impl std::fmt::Display for CommandTag {
 impl Outcome {
     /// The outcome of a statement answered with one batch of rows.
     pub fn batch(batch: RecordBatch) -> Result<Outcome> {
-        let schema = batch.schema();
-        Ok(Outcome::Rows(Box::pin(MemoryStream::try_new(
-            vec![batch],
-            schema,
-            None,
-        )?)))
+        Ok(Outcome::Batch {
+            rows: batch,
+            reused: false,
+        })
     }
 
     /// The outcome of `command`, which returns no rows.
@@ -100,7 +110,7 @@ impl Outcome {
     pub fn into_stream(self) -> Result<SendableRecordBatchStream> {
         match self {
             Outcome::Rows(stream) => Ok(stream),
-            Outcome::Returned { rows, .. } => {
+            Outcome::Batch { rows, .. } | Outcome::Returned { rows, .. } => {
                 let schema = rows.schema();
                 Ok(Box::pin(MemoryStream::try_new(vec![rows], schema, None)?))
             }

@@ -15,7 +15,7 @@ use crate::models::ranking;
 use crate::models::registry::IdType;
 use crate::sql::arguments::{self, Arg};
 use crate::sql::config::TasteConfig;
-use crate::sql::execution_table::{Answer, Planning};
+use crate::sql::execution_table::{Answer, Answered, Planning};
 use crate::sql::query_arguments::{QueryArguments, QuerySignature, run_plan};
 use async_trait::async_trait;
 use datafusion::arrow::array::{
@@ -26,7 +26,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The arguments of `recommend` and `similar_items`: (model, id, k), then a filter query and
@@ -91,6 +91,8 @@ pub struct Ranked {
     items: Vec<(usize, f32)>,
     cold_start: bool,
     folded_in: bool,
+    /// The rows it was first served as: a cached ranking is served again as the same arrays.
+    rows: OnceLock<RecordBatch>,
 }
 
 /// A candidate filter: the query whose first column lists the eligible item ids.
@@ -208,6 +210,14 @@ impl Answer for RankingTable {
     }
 
     async fn answer(&self, config: &TasteConfig, planning: Planning<'_>) -> Result<RecordBatch> {
+        Ok(self.answer_reused(config, planning).await?.rows)
+    }
+
+    async fn answer_reused(
+        &self,
+        config: &TasteConfig,
+        planning: Planning<'_>,
+    ) -> Result<Answered> {
         let function = self.ranking.name();
         let registry = &self.serving.registry;
         let (version, trained) = registry.active(&self.model)?;
@@ -260,6 +270,7 @@ impl Answer for RankingTable {
                         items,
                         cold_start: user.is_none() && newer.is_empty(),
                         folded_in: !newer.is_empty(),
+                        rows: OnceLock::new(),
                     })
                 };
                 let ranked = if config.cache_ttl_seconds == 0 {
@@ -287,15 +298,27 @@ impl Answer for RankingTable {
                         }
                     }
                 };
+                // a cached ranking keeps the rows it was first served as
+                if let Some(rows) = ranked.rows.get()
+                    && rows.schema() == self.schema
+                {
+                    let rows = rows.clone();
+                    return Ok(Answered { rows, reused: true });
+                }
                 let flags = (ranked.cold_start, ranked.folded_in);
-                batch(
+                let rows = batch(
                     &self.schema,
                     &trained,
                     &new,
                     &ranked.items,
                     item_type,
                     Some(flags),
-                )
+                )?;
+                let _ = ranked.rows.set(rows.clone());
+                Ok(Answered {
+                    rows,
+                    reused: false,
+                })
             }
             Ranking::SimilarItems => {
                 let ranked = ranking::similar(
@@ -308,7 +331,11 @@ impl Answer for RankingTable {
                     index.as_deref(),
                     eligible.as_deref(),
                 )?;
-                batch(&self.schema, &trained, &new, &ranked, item_type, None)
+                let rows = batch(&self.schema, &trained, &new, &ranked, item_type, None)?;
+                Ok(Answered {
+                    rows,
+                    reused: false,
+                })
             }
         }
     }

@@ -9,7 +9,9 @@ use crate::roles::Actor;
 use crate::server::asyncpg_types;
 use crate::server::compat::ClientRewrites;
 use crate::server::cursors::{CursorStatement, Cursors, cursor_statement};
+use crate::server::encoded_answers::EncodedAnswers;
 use crate::server::errors::{error_info, log_failure, to_pgwire};
+use crate::server::held_output::HeldOutput;
 use crate::server::settings::{self, SessionStatement};
 use crate::server::sql_prepare::{SqlPrepare, SqlPrepared, sql_prepare};
 use crate::server::stop::{self, Stop};
@@ -22,6 +24,7 @@ use crate::sql::parser::{CopyFormat, CopySourceKind};
 use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::SendableRecordBatchStream;
@@ -37,10 +40,10 @@ use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
-use pgwire::messages::data::ParameterDescription;
+use pgwire::messages::data::{DataRow, ParameterDescription};
 use pgwire::messages::extendedquery::{
-    Bind, BindComplete, Describe, Parse, ParseComplete, Sync as PgSync, TARGET_TYPE_BYTE_PORTAL,
-    TARGET_TYPE_BYTE_STATEMENT,
+    Bind, BindComplete, Describe, Execute, Parse, ParseComplete, Sync as PgSync,
+    TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
 };
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use pgwire::messages::simplequery::Query as SimpleQuery;
@@ -59,6 +62,8 @@ pub struct Session {
     compat: Arc<ClientRewrites>,
     /// The server's `statement_timeout`, until a session sets its own.
     statement_timeout: Arc<str>,
+    /// The data rows of answers served again, shared by every connection.
+    encoded: Arc<EncodedAnswers>,
 }
 
 /// Marks a connection whose settings have their server defaults.
@@ -78,6 +83,7 @@ impl Session {
             planner,
             compat,
             statement_timeout: statement_timeout.into(),
+            encoded: Arc::default(),
         }
     }
 
@@ -258,7 +264,7 @@ impl Session {
                 let (notices, received) = Notices::channel();
                 let run = Box::pin(self.engine.execute_as(statement, &actor, &notices));
                 let outcome = with_notices(client, received, stop.within(run)).await?;
-                respond(
+                self.respond(
                     outcome.map_err(|e| to_pgwire(&e, sql))?,
                     &stop,
                     format,
@@ -320,28 +326,59 @@ fn recipient<C: ClientInfo>(client: &C) -> Recipient {
     }
 }
 
-/// The response Postgres would send for `outcome`; rows stop streaming when `stop` says.
-fn respond(
-    outcome: Outcome,
-    stop: &Stop,
-    format: &Format,
-    sql: &str,
-    client: Recipient,
-) -> PgWireResult<Response> {
-    match outcome {
-        Outcome::Rows(stream) => rows(stop.until(stream), format, sql, client).map(Response::Query),
-        Outcome::Done(tag) => Ok(Response::Execution(wire_tag(&tag))),
-        Outcome::Returned {
-            command,
-            rows: batch,
-        } => {
-            let schema = batch.schema();
-            let stream = MemoryStream::try_new(vec![batch], schema, None)
-                .map_err(|e| to_pgwire(&Error::from(e), sql))?;
-            let mut response = rows(Box::pin(stream), format, sql, client)?;
-            response.set_command_tag(&command);
-            Ok(Response::Query(response))
+impl Session {
+    /// The response Postgres would send for `outcome`; rows stop streaming when `stop` says.
+    fn respond(
+        &self,
+        outcome: Outcome,
+        stop: &Stop,
+        format: &Format,
+        sql: &str,
+        client: Recipient,
+    ) -> PgWireResult<Response> {
+        match outcome {
+            Outcome::Rows(stream) => {
+                rows(stop.until(stream), format, sql, client).map(Response::Query)
+            }
+            Outcome::Batch { rows, reused } => {
+                self.answer(&rows, reused, format, sql).map(Response::Query)
+            }
+            Outcome::Done(tag) => Ok(Response::Execution(wire_tag(&tag))),
+            Outcome::Returned {
+                command,
+                rows: batch,
+            } => {
+                let schema = batch.schema();
+                let stream = MemoryStream::try_new(vec![batch], schema, None)
+                    .map_err(|e| to_pgwire(&Error::from(e), sql))?;
+                let mut response = rows(Box::pin(stream), format, sql, client)?;
+                response.set_command_tag(&command);
+                Ok(Response::Query(response))
+            }
         }
+    }
+
+    /// A row description plus the data rows of a batch answered whole; the rows of a reused
+    /// answer are sent as they were encoded before (see [`EncodedAnswers`]).
+    fn answer(
+        &self,
+        batch: &RecordBatch,
+        reused: bool,
+        format: &Format,
+        sql: &str,
+    ) -> PgWireResult<QueryResponse> {
+        let fields = Arc::new(pg_fields(&batch.schema(), format)?);
+        let encode = || -> PgWireResult<Vec<DataRow>> {
+            let text = text_format::postgres_text(batch.clone(), &fields)
+                .map_err(|e| to_pgwire(&Error::from(e), sql))?;
+            encode_recordbatch(fields.clone(), text).collect()
+        };
+        let data = match reused {
+            true => self.encoded.get_or_encode(batch, &fields, encode)?,
+            false => Arc::new(encode()?),
+        };
+        let rows = (0..data.len()).map(move |i| Ok(data[i].clone()));
+        Ok(QueryResponse::new(fields, stream::iter(rows)))
     }
 }
 
@@ -680,7 +717,19 @@ impl ExtendedQueryHandler for Session {
         Ok(())
     }
 
-    /// pgwire's own Describe, except that a statement with parameters but no rows gets
+    /// pgwire's own Execute, its answers held until Sync (see [`HeldOutput`]).
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = PreparedStatement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self._on_execute(&mut HeldOutput::new(client), message)
+            .await
+    }
+
+    /// pgwire's own Describe, its answers held until Sync (see [`HeldOutput`]), except that a statement with parameters but no rows gets
     /// NoData after its ParameterDescription, as in Postgres. (pgwire sends an empty
     /// RowDescription, and pgJDBC then reports an update count of 0 for every INSERT of a
     /// batch.)
@@ -691,6 +740,7 @@ impl ExtendedQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let client = &mut HeldOutput::new(client);
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
         if message.target_type == TARGET_TYPE_BYTE_STATEMENT
             && let Some(Entry::Value(statement)) = client.portal_store().get_statement(name)
@@ -740,7 +790,7 @@ impl ExtendedQueryHandler for Session {
             PreparedNames::of(client).add(&name);
         }
         client
-            .send(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
+            .feed(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
             .await?;
         Ok(())
     }
@@ -775,7 +825,7 @@ impl ExtendedQueryHandler for Session {
             None => return Err(PgWireError::StatementNotFound(shown_name.to_owned())),
         }
         client
-            .send(PgWireBackendMessage::BindComplete(BindComplete::new()))
+            .feed(PgWireBackendMessage::BindComplete(BindComplete::new()))
             .await?;
         Ok(())
     }
@@ -876,7 +926,7 @@ impl Session {
                     &notices,
                 );
                 let outcome = stop.within(run).await.map_err(error)?;
-                respond(outcome, stop, format, sql, recipient(client))
+                self.respond(outcome, stop, format, sql, recipient(client))
             }
         }
     }
@@ -1018,7 +1068,7 @@ impl Session {
         let outcome = with_notices(client, received, stop.within(run))
             .await?
             .map_err(|e| to_pgwire(&e, sql))?;
-        respond(
+        self.respond(
             outcome,
             &stop,
             &portal.result_column_format,

@@ -60,6 +60,27 @@ pub trait Answer: std::fmt::Debug + Send + Sync {
     /// Its rows under the settings `config`, reading `$n` parameters from
     /// `sql::arguments::with_parameters`; `planning` plans what it must.
     async fn answer(&self, config: &TasteConfig, planning: Planning<'_>) -> Result<RecordBatch>;
+
+    /// Like [`Answer::answer`], saying whether the rows are the very arrays of an earlier
+    /// answer (a cached one), whose encoding for the wire may then be sent again.
+    async fn answer_reused(
+        &self,
+        config: &TasteConfig,
+        planning: Planning<'_>,
+    ) -> Result<Answered> {
+        Ok(Answered {
+            rows: self.answer(config, planning).await?,
+            reused: false,
+        })
+    }
+}
+
+/// An [`Answer`]'s rows, and whether they were reused.
+pub struct Answered {
+    /// The rows.
+    pub rows: RecordBatch,
+    /// Whether they are the arrays of an earlier answer.
+    pub reused: bool,
 }
 
 /// The table DataFusion scans for an [`Answer`].

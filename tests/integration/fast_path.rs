@@ -105,7 +105,8 @@ fn written(sql: &str, values: &[ScalarValue]) -> String {
 /// An outcome (or error) as text that two engines must agree on.
 async fn result(outcome: tastedb::Result<Outcome>) -> String {
     match outcome {
-        Ok(Outcome::Rows(stream)) => {
+        Ok(outcome @ (Outcome::Rows(_) | Outcome::Batch { .. })) => {
+            let stream = outcome.into_stream().unwrap();
             let schema = stream.schema();
             let batches: Vec<RecordBatch> = stream.try_collect().await.unwrap();
             let rows: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();

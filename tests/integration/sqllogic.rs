@@ -49,7 +49,9 @@ impl AsyncDB for Embedded {
                     rows_output(&batches)
                 }
                 Outcome::Done(tag) => DBOutput::StatementComplete(tag.rows.unwrap_or(0)),
-                Outcome::Returned { rows, .. } => rows_output(&[rows]),
+                Outcome::Batch { rows, .. } | Outcome::Returned { rows, .. } => {
+                    rows_output(&[rows])
+                }
             });
         }
         Ok(last.unwrap_or(DBOutput::StatementComplete(0)))

@@ -537,3 +537,31 @@ async fn prepared_key_lookups_answer_like_any_query() {
     let row = client.query_one(&by_id, &[&1i64]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "new ann");
 }
+
+/// Answers to Parse, Bind and Execute wait for Sync or Flush, as PostgreSQL's do (checked
+/// against PostgreSQL 15 with the same bytes): a prepared query costs one write of the
+/// socket, not one per message.
+#[tokio::test]
+async fn extended_query_answers_wait_for_sync_or_flush() {
+    let server = start_with(AuthMode::Trust, 4).await;
+    let mut connection = RawConnection::open(server.addr).await;
+    connection.send(b'P', b"\0SELECT 1 AS one\0\0\0").await;
+    connection.send(b'B', &bind(&[], &[], &[])).await;
+    connection.send(b'E', b"\0\0\0\0\0").await;
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        connection.socket.peek(&mut byte),
+    )
+    .await;
+    assert!(early.is_err(), "nothing is sent before Sync or Flush");
+    connection.send(b'H', b"").await;
+    let mut kinds = Vec::new();
+    while kinds.last() != Some(&b'C') {
+        kinds.push(connection.read_message().await.0);
+    }
+    assert_eq!(kinds, b"12DC");
+    connection.send(b'S', b"").await;
+    let (kinds, codes) = connection.read_until_ready().await;
+    assert_eq!((kinds, codes), (b"Z".to_vec(), Vec::<String>::new()));
+}

@@ -68,11 +68,17 @@ impl ServingQuery {
         // delta): copying it costs more than a cached ranking
         let planning = || engine.statement_state();
         let config = engine.taste_config();
-        let answer = self.answer.answer(&config, Planning::Later(&planning));
-        let rows = with_parameters(values.clone(), answer).await?;
+        let answer = self
+            .answer
+            .answer_reused(&config, Planning::Later(&planning));
+        let answered = with_parameters(values.clone(), answer).await?;
+        // the projection keeps the answer's arrays: a reused answer stays recognisable
         let columns = (self.projection.iter())
-            .map(|&i| rows.column(i).clone())
+            .map(|&i| answered.rows.column(i).clone())
             .collect();
-        Outcome::batch(RecordBatch::try_new(self.schema.clone(), columns)?).map(Some)
+        Ok(Some(Outcome::Batch {
+            rows: RecordBatch::try_new(self.schema.clone(), columns)?,
+            reused: answered.reused,
+        }))
     }
 }
