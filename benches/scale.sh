@@ -10,12 +10,17 @@
 #           awk's srand(1)): COPY, TRAIN and serving, the peak RSS of the server in each phase,
 #           the first recommend after a restart, recommend p50/p99 over the wire; implicit's fit
 #           and peak RSS on the same pairs.
+#  ingest   EVENTS synthetic events (the generator of `big`, with a row number as id): COPY into
+#           a table without key, into a table with a PRIMARY KEY on the id, and into the keyless
+#           table inside BEGIN … COMMIT; seconds and the server's peak RSS of each (TasteDB's
+#           budget, tastedb.write_buffer_mb, is 64 MB), PostgreSQL 15's COPY times beside them.
 #  batch    batch scoring: 1,000,000 synthetic events of 10,000 users over 20,000 items, ALS 64
 #           factors; the top 10 of every user by `recommend_items` in one statement (COPY … TO a
 #           file, over the wire) next to implicit's batched `recommend` of every user.
 #
 #   bash benches/scale.sh                    # PARTS="serving train" by default
 #   PARTS=big EVENTS=10000000 bash benches/scale.sh
+#   PARTS=ingest EVENTS=10000000 bash benches/scale.sh
 #   TASTEDB_BIN=path skips the release build; BENCH_SECONDS (20) is each pgbench run's length.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -168,6 +173,40 @@ SQL
     printf 'run %d: TasteDB recommend_items statement %.0f users/s (%.2f s), implicit batched recommend %.0f users/s, ratio %.2fx (goal >= 1.0x)\n' \
       "$run" "$taste_rate" "$(echo "$batch_ms / 1000" | bc -l)" "$implicit_rate" \
       "$(echo "$taste_rate / $implicit_rate" | bc -l)"
+  done
+fi
+
+if has_part ingest; then
+  echo "== ingest: $EVENTS synthetic events, COPY in bounded memory"
+  awk -v n="$EVENTS" 'BEGIN { srand(1);
+    for (i = 0; i < n; i++) {
+      u = int(1e6 * rand() ^ 2); it = int(1e5 * rand() ^ 3); w = 1 + int(5 * rand());
+      printf "%d,%d,%d,%d\n", i, u, it, w;
+    } }' > "$work/ingest.csv"
+  chmod 644 "$work/ingest.csv"
+  columns="user_id BIGINT, item_id BIGINT, weight DOUBLE PRECISION"
+  for side in taste pg; do
+    ${side}_psql >/dev/null <<SQL
+CREATE TABLE plain (id BIGINT, $columns);
+CREATE TABLE keyed (id BIGINT PRIMARY KEY, $columns);
+CREATE TABLE in_block (id BIGINT, $columns);
+SQL
+  done
+  printf '\n%-44s %12s %12s %12s\n' "$EVENTS rows" "TasteDB s" "peak RSS MB" "PostgreSQL s"
+  for table in plain keyed in_block; do
+    script="$work/copy_$table.sql"
+    case $table in
+      in_block) printf 'BEGIN;\n\\copy %s FROM %s CSV\nCOMMIT;\n' "$table" "'$work/ingest.csv'" > "$script" ;;
+      *) printf '\\copy %s FROM %s CSV\n' "$table" "'$work/ingest.csv'" > "$script" ;;
+    esac
+    restart_tastedb
+    reset_peak
+    taste_s=$(timed taste_psql -f "$script")
+    taste_mb=$(peak_mb)
+    rows=$(taste_psql -A -t -c "SELECT count(*) FROM $table")
+    [ "$rows" = "$EVENTS" ] || { echo "COPY into $table kept $rows rows" >&2; exit 1; }
+    pg_s=$(timed pg_psql -f "$script")
+    printf '%-44s %12.1f %12s %12.1f\n' "COPY into $table" "$taste_s" "$taste_mb" "$pg_s"
   done
 fi
 

@@ -1,31 +1,46 @@
 //! Inserting the rows of a statement that arrive batch by batch (COPY, INSERT … SELECT, a
-//! caller's batches) within a memory budget: rows of a table without primary key or unique
-//! index are encoded as they come and, past the budget, staged in sorted files that are
-//! published at commit all at once ([`Staging`]); still one atomic, durable statement.
-//!
-//! Rows of a table with a primary key or unique index, and rows written inside a
-//! transaction block, are gathered and written by [`writer::insert`]: their duplicate checks
-//! and the transaction's view need every row of the statement at hand.
+//! caller's batches, one INSERT's rows) within a memory budget: rows are encoded as they come
+//! and, past the budget, kept out of memory until the statement ends. Outside a transaction
+//! block they are staged in sorted files that the commit publishes all at once ([`Staging`]);
+//! inside one they go to a [`Segment`] of the block's writes, which the block reads and its
+//! COMMIT publishes. A table with a primary key or unique index has its keys checked as they
+//! come: against what the statement (or block) sees, and against the statement's own earlier
+//! rows ([`SeenKeys`], which moves them out of memory past their share of the budget).
 
 use crate::blocking::Stopped;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::schema::TableDef;
 use crate::storage::row_codec::{ColumnValues, encode_row};
+use crate::storage::seen_keys::SeenKeys;
+use crate::storage::segment::Segment;
 use crate::storage::staging::Staging;
-use crate::storage::writer::{self, check_not_null, conform, entries_of_row};
-use crate::storage::{
-    RowIdReservation, RowKeys, Store, StoredTable, TableChange, Transaction, WrittenBatch, keys,
-    reader,
+use crate::storage::writer::{
+    check_absent, check_not_null, conform, duplicate, encode_primary_keys, entries_of_row,
 };
-use datafusion::arrow::array::RecordBatch;
+use crate::storage::{
+    Change, RowIdReservation, RowKeys, Store, StoredTable, TableChange, Transaction, WrittenBatch,
+    index_entries, keys, reader,
+};
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use std::sync::Arc;
 
 /// Takes each batch of rows of a statement, in order.
 pub type Rows<'a> = dyn FnMut(RecordBatch) -> Result<()> + 'a;
 
-/// Inserts every batch that `fill` hands over into `table` as one atomic, durable write and
-/// returns the number of rows; `budget` bytes bound what is held in memory (see the module
-/// documentation for the tables where the rows are gathered instead). Stops with 57014 when
-/// `stopped` is set between two batches or before the commit: nothing is written then.
+/// The share of the budget that the statement's keys may hold in memory (one part in this).
+const KEYS_SHARE: usize = 4;
+
+/// Bytes of bookkeeping counted for each write held in memory besides its key and value.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// Row keys read back at a time for the observers of a large statement.
+const READ_BACK_ROWS: usize = 8192;
+
+/// Inserts every batch that `fill` hands over into `table` as one atomic write and returns
+/// the number of rows: durable when it returns, or inside a transaction block (`txn`) part of
+/// the block's writes (undone if it fails). `budget` bytes bound what is held in memory.
+/// Stops with 57014 when `stopped` is set between two batches or before the end: nothing is
+/// written then.
 pub fn insert_from(
     store: &Store,
     table: &Arc<StoredTable>,
@@ -34,23 +49,57 @@ pub fn insert_from(
     stopped: &Stopped,
     fill: impl FnOnce(&mut Rows<'_>) -> Result<()>,
 ) -> Result<u64> {
-    let def = &table.def;
-    let keyed = def.has_primary_key() || def.indexes.iter().any(|i| i.unique);
-    if keyed || txn.is_some() {
-        let mut batches = Vec::new();
-        fill(&mut |batch| {
-            stopped.check()?;
-            batches.push(batch);
-            Ok(())
-        })?;
-        stopped.check()?;
-        return writer::insert(store, table, &batches, txn);
+    match txn {
+        Some(block) => block.atomically(|| insert(store, table, txn, budget, stopped, fill)),
+        None => insert(store, table, None, budget, stopped, fill),
     }
+}
+
+fn insert(
+    store: &Store,
+    table: &Arc<StoredTable>,
+    txn: Option<&Transaction>,
+    budget: usize,
+    stopped: &Stopped,
+    fill: impl FnOnce(&mut Rows<'_>) -> Result<()>,
+) -> Result<u64> {
+    let def = &table.def;
     let _writing = table.writing()?;
+    let keyed = def.has_primary_key() || def.indexes.iter().any(|i| i.unique);
+    // Outside a block, rows with a primary key (or a unique index) are checked for
+    // duplicates, and that check must see every earlier write to the table: writers of such
+    // a table take turns.
+    let alone = keyed && txn.is_none();
+    let _turn = alone.then(|| {
+        table
+            .write_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    });
+    let start = alone.then(|| store.commit_start());
+    let destination = match txn {
+        Some(txn) => {
+            txn.uses(table);
+            Destination::Block(BlockWrites {
+                txn,
+                keyed,
+                budget,
+                buffered: Vec::new(),
+                bytes: 0,
+                segment: None,
+            })
+        }
+        None => Destination::Statement {
+            staging: Staging::new(store, budget),
+            reservations: Vec::new(),
+        },
+    };
     let mut staged = StagedRows {
+        store,
         table,
-        staging: Staging::new(store, budget),
-        reservations: Vec::new(),
+        destination,
+        seen: keyed.then(|| SeenKeys::new(store, budget / KEYS_SHARE)),
+        stale: Vec::new(),
         written: Vec::new(),
         rows: 0,
         key: keys::table_prefix(def.id),
@@ -61,21 +110,105 @@ pub fn insert_from(
         staged.push(&batch)
     })?;
     stopped.check()?;
-    staged.commit(store)
+    staged.finish(start.as_ref().map(|start| start.number()))
 }
 
-/// The rows of a statement into a table without primary key, as they are encoded.
+/// The rows of a statement, as they are encoded.
 struct StagedRows<'a> {
+    store: &'a Store,
     table: &'a Arc<StoredTable>,
-    staging: Staging<'a>,
-    /// Held until the commit: readers of "rows since row id n" wait for these.
-    reservations: Vec<RowIdReservation>,
-    /// The rows, for the observers, while none is staged in a file.
+    destination: Destination<'a>,
+    /// The primary keys and unique-index entries written so far (keyed tables).
+    seen: Option<SeenKeys<'a>>,
+    /// Index entries of expired rows that rows of the statement replace, to remove (inside a
+    /// block; outside, they are staged).
+    stale: Vec<Vec<u8>>,
+    /// The rows, for the observers, while none is out of memory.
     written: Vec<WrittenBatch>,
     rows: u64,
     /// The table prefix, then the key of the row being encoded.
     key: Vec<u8>,
     encoded: Vec<u8>,
+}
+
+/// Where a statement's rows go.
+enum Destination<'a> {
+    /// Outside a block: staged, published when the statement ends.
+    Statement {
+        staging: Staging<'a>,
+        /// Held until the commit: readers of "rows since row id n" wait for these.
+        reservations: Vec<RowIdReservation>,
+    },
+    /// Inside a block: its writes when the statement ends.
+    Block(BlockWrites<'a>),
+}
+
+impl Destination<'_> {
+    /// Writes `value` under `key` of table `def` (`fresh`: see [`Transaction::put`]).
+    fn put(
+        &mut self,
+        store: &Store,
+        def: &TableDef,
+        key: &[u8],
+        value: &[u8],
+        fresh: bool,
+    ) -> Result<()> {
+        match self {
+            Destination::Statement { staging, .. } => staging.put(key, value),
+            Destination::Block(writes) => writes.put(store, def, key, value, fresh),
+        }
+    }
+}
+
+/// A statement's writes inside a transaction block: in memory while they fit the budget,
+/// then in a [`Segment`].
+struct BlockWrites<'a> {
+    txn: &'a Transaction,
+    /// Whether the table has a primary key or unique index.
+    keyed: bool,
+    budget: usize,
+    /// Key, value, and whether the key is fresh (see [`Transaction::put`]).
+    buffered: Vec<(Vec<u8>, Vec<u8>, bool)>,
+    bytes: usize,
+    segment: Option<Segment>,
+}
+
+impl BlockWrites<'_> {
+    fn put(
+        &mut self,
+        store: &Store,
+        def: &TableDef,
+        key: &[u8],
+        value: &[u8],
+        fresh: bool,
+    ) -> Result<()> {
+        self.bytes += key.len() + value.len() + ENTRY_OVERHEAD;
+        self.buffered.push((key.to_vec(), value.to_vec(), fresh));
+        if self.bytes >= self.budget {
+            self.spill(store, def)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the buffered writes to the segment.
+    fn spill(&mut self, store: &Store, def: &TableDef) -> Result<()> {
+        let segment = match self.segment.take() {
+            Some(segment) => segment,
+            None => Segment::open(store, def, self.keyed)?,
+        };
+        let entries = self.buffered.drain(..).map(|(key, value, _)| (key, value));
+        segment.put_all(entries)?;
+        self.segment = Some(segment);
+        self.bytes = 0;
+        Ok(())
+    }
+}
+
+/// A unique-index entry of a batch, checked once the batch's rows are encoded.
+struct UniqueEntry {
+    key: Vec<u8>,
+    index: usize,
+    row: usize,
 }
 
 impl StagedRows<'_> {
@@ -91,47 +224,156 @@ impl StagedRows<'_> {
             .zip(&def.columns)
             .map(|(array, column)| ColumnValues::new(column.column_type, array))
             .collect::<Result<Vec<_>>>()?;
-        let count = batch.num_rows() as u64;
-        let reservation = self.table.reserve_row_ids(count);
-        let first = reservation.first();
-        self.reservations.push(reservation);
+        let row_keys = self.row_keys(&columns, batch.num_rows())?;
+        let fresh = !def.has_primary_key();
         let prefix_len = keys::table_prefix(def.id).len();
+        let mut unique = Vec::new();
         for row in 0..batch.num_rows() {
             self.key.truncate(prefix_len);
-            self.key
-                .extend_from_slice(&keys::row_id(first + row as u64));
+            match &row_keys {
+                RowKeys::Keys(primary_keys) => self.key.extend_from_slice(&primary_keys[row]),
+                RowKeys::RowIds { first } => self
+                    .key
+                    .extend_from_slice(&keys::row_id(first + row as u64)),
+            }
             self.encoded.clear();
             encode_row(&values, row, &mut self.encoded);
-            self.staging.put(&self.key, &self.encoded)?;
+            let destination = &mut self.destination;
+            destination.put(self.store, def, &self.key, &self.encoded, fresh)?;
             let row_key = &self.key[prefix_len..];
-            for entry in entries_of_row(def, &values, row, row_key)? {
-                self.staging.put(&entry.key, row_key)?;
+            let entries = entries_of_row(def, &values, row, row_key)?;
+            for (index, entry) in entries.into_iter().enumerate() {
+                destination.put(
+                    self.store,
+                    def,
+                    &entry.key,
+                    row_key,
+                    fresh && !entry.exclusive,
+                )?;
+                if entry.exclusive {
+                    unique.push(UniqueEntry {
+                        key: entry.key,
+                        index,
+                        row,
+                    });
+                }
             }
         }
         drop(values);
-        if self.staging.staged() {
+        self.check_unique(&unique, &columns)?;
+        if self.out_of_memory() {
             self.written.clear();
         } else {
             self.written.push(WrittenBatch {
                 columns,
-                keys: RowKeys::RowIds { first },
+                keys: row_keys,
             });
         }
-        self.rows += count;
+        self.rows += batch.num_rows() as u64;
         Ok(())
     }
 
-    /// Publishes the rows, then tells the store's observers about them: from memory when
-    /// they fitted the budget, read back batch by batch when they were staged.
-    fn commit(self, store: &Store) -> Result<u64> {
+    /// Whether some of the statement's writes went out of memory.
+    fn out_of_memory(&self) -> bool {
+        match &self.destination {
+            Destination::Statement { staging, .. } => staging.staged(),
+            Destination::Block(writes) => writes.segment.is_some(),
+        }
+    }
+
+    /// The keys of a batch's rows: primary keys, checked against what the statement sees and
+    /// its earlier rows (the index entries of expired rows they replace are removed), or new
+    /// row ids.
+    fn row_keys(&mut self, columns: &[ArrayRef], count: usize) -> Result<RowKeys> {
+        let def = &self.table.def;
+        let txn = match &self.destination {
+            Destination::Block(writes) => Some(writes.txn),
+            Destination::Statement { .. } => None,
+        };
+        let Some(seen) = self.seen.as_mut().filter(|_| def.has_primary_key()) else {
+            let first = match &mut self.destination {
+                Destination::Block(writes) => writes.txn.reserve_row_ids(self.table, count as u64),
+                Destination::Statement { reservations, .. } => {
+                    let reservation = self.table.reserve_row_ids(count as u64);
+                    let first = reservation.first();
+                    reservations.push(reservation);
+                    first
+                }
+            };
+            return Ok(RowKeys::RowIds { first });
+        };
+        let primary_keys = encode_primary_keys(def, columns)?;
+        let full: Vec<Vec<u8>> = (primary_keys.iter())
+            .map(|key| keys::row(def.id, key))
+            .collect();
+        if let Some(row) = seen.insert_all(&full)? {
+            return Err(duplicate(def, columns, row, self.rows));
+        }
+        for stale in check_absent(self.store, txn, def, columns, &primary_keys, self.rows)? {
+            match &mut self.destination {
+                Destination::Statement { staging, .. } => staging.delete(stale)?,
+                Destination::Block(_) => self.stale.push(stale),
+            }
+        }
+        Ok(RowKeys::Keys(primary_keys))
+    }
+
+    /// Checks a batch's unique-index entries against the statement's earlier rows and what
+    /// it sees.
+    fn check_unique(&mut self, unique: &[UniqueEntry], columns: &[ArrayRef]) -> Result<()> {
+        let (Some(seen), false) = (self.seen.as_mut(), unique.is_empty()) else {
+            return Ok(());
+        };
+        let def = &self.table.def;
+        let repeated = seen.insert_all(&unique.iter().map(|u| &u.key).collect::<Vec<_>>())?;
+        if let Some(position) = repeated {
+            return Err(unique_violation(def, &unique[position], columns, self.rows));
+        }
+        let txn = match &self.destination {
+            Destination::Block(writes) => Some(writes.txn),
+            Destination::Statement { .. } => None,
+        };
+        for entry in unique {
+            if index_entries::unique_taken(self.store, txn, def, &entry.key)? {
+                return Err(unique_violation(def, entry, columns, self.rows));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the statement: outside a block, publishes its rows (checked against commits
+    /// numbered after `start` when the table is keyed) and tells the store's observers about
+    /// them; inside one, makes them part of the block's writes.
+    fn finish(self, start: Option<u64>) -> Result<u64> {
         if self.rows == 0 {
             return Ok(0);
         }
         let def = &self.table.def;
-        let staged = self.staging.staged();
-        self.staging.commit()?;
+        let (staging, reservations) = match self.destination {
+            Destination::Statement {
+                staging,
+                reservations,
+            } => (staging, reservations),
+            Destination::Block(writes) => {
+                let txn = writes.txn;
+                match finish_in_block(self.store, def, writes, self.stale)? {
+                    true => {}
+                    false => {
+                        for batch in self.written {
+                            txn.record(Change::Written(def.clone(), batch));
+                        }
+                    }
+                }
+                return Ok(self.rows);
+            }
+        };
+        let staged = staging.staged();
+        match (&self.seen, start) {
+            (Some(seen), Some(start)) => staging.commit_checked(def.id, start, seen)?,
+            _ => staging.commit()?,
+        }
         let mut ranges: Vec<std::ops::Range<u64>> = Vec::new();
-        for reservation in self.reservations {
+        for reservation in reservations {
             let ids = reservation.first()..reservation.first() + reservation.count();
             match ranges.last_mut() {
                 Some(last) if last.end == ids.start => last.end = ids.end,
@@ -139,26 +381,137 @@ impl StagedRows<'_> {
             }
         }
         if !staged {
-            store.rows_changed(def, TableChange::Written(&self.written));
+            (self.store).rows_changed(def, TableChange::Written(&self.written));
             return Ok(self.rows);
         }
-        if !store.watched(def) {
+        if !self.store.watched(def) {
             return Ok(self.rows);
         }
-        for ids in ranges {
-            reader::scan_row_ids(store, def, ids, |ids, batch| {
-                for (start, length) in consecutive_runs(&ids) {
-                    let rows = batch.slice(start, length);
-                    let written = WrittenBatch {
-                        columns: rows.columns().to_vec(),
-                        keys: RowKeys::RowIds { first: ids[start] },
-                    };
-                    store.rows_changed(def, TableChange::Written(std::slice::from_ref(&written)));
-                }
-                Ok(())
-            })?;
-        }
+        match &self.seen {
+            Some(seen) if def.has_primary_key() => {
+                let prefix = keys::table_prefix(def.id);
+                read_back_keys(self.store, def, |visit| {
+                    seen.for_each_with_prefix(&prefix, |key| visit(&key[prefix.len()..]))
+                })
+            }
+            _ => read_back_row_ids(self.store, def, ranges),
+        }?;
         Ok(self.rows)
+    }
+}
+
+/// Makes a statement's `writes` part of its block: removals of the index entries of the
+/// expired rows it replaced (`stale`), then its rows, from memory or as a segment; whether
+/// they went as a segment (whose rows COMMIT tells the observers about).
+fn finish_in_block(
+    store: &Store,
+    def: &TableDef,
+    mut writes: BlockWrites<'_>,
+    stale: Vec<Vec<u8>>,
+) -> Result<bool> {
+    let txn = writes.txn;
+    if writes.segment.is_none() {
+        for key in stale {
+            txn.delete(key);
+        }
+        for (key, value, fresh) in writes.buffered {
+            txn.put(key, value, fresh);
+        }
+        return Ok(false);
+    }
+    writes.spill(store, def)?;
+    let Some(segment) = writes.segment else {
+        return Ok(false);
+    };
+    // the block's writes win over its segments': a stale entry the statement wrote again stays
+    for key in stale {
+        if segment.get(&key)?.is_none() {
+            txn.delete(key);
+        }
+    }
+    txn.attach(segment);
+    Ok(true)
+}
+
+/// 23505 for the unique-index entry `entry` of row `entry.row` of a batch.
+fn unique_violation(
+    def: &TableDef,
+    entry: &UniqueEntry,
+    columns: &[ArrayRef],
+    rows_before: u64,
+) -> Error {
+    let index = &def.indexes[entry.index];
+    Error::UniqueViolation {
+        constraint: index.name.clone(),
+        key: index_entries::render(def, index, columns, entry.row),
+        row: rows_before + entry.row as u64 + 1,
+    }
+}
+
+/// Tells the observers of `def` about rows written out of memory, read back by the row keys
+/// (without the table prefix) that `row_keys` visits.
+pub(super) fn read_back_keys(
+    store: &Store,
+    def: &TableDef,
+    row_keys: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
+) -> Result<()> {
+    let mut pending = Vec::with_capacity(READ_BACK_ROWS);
+    let tell = |row_keys: Vec<Vec<u8>>| -> Result<()> {
+        let (found, rows) = reader::rows_by_key(store, def, row_keys)?;
+        if def.has_primary_key() {
+            let written = WrittenBatch {
+                columns: rows.columns().to_vec(),
+                keys: RowKeys::Keys(found),
+            };
+            store.rows_changed(def, TableChange::Written(std::slice::from_ref(&written)));
+            return Ok(());
+        }
+        // row ids: observers of tables without primary key take runs of them
+        let ids: Vec<u64> = (found.iter())
+            .filter_map(|key| Some(u64::from_be_bytes(key.as_slice().try_into().ok()?)))
+            .collect();
+        tell_row_ids(store, def, &ids, &rows);
+        Ok(())
+    };
+    row_keys(&mut |key| {
+        pending.push(key.to_vec());
+        if pending.len() == READ_BACK_ROWS {
+            tell(std::mem::take(&mut pending))?;
+        }
+        Ok(())
+    })?;
+    if !pending.is_empty() {
+        tell(pending)?;
+    }
+    Ok(())
+}
+
+/// Tells the observers of `def` about the staged rows of a table without primary key, read
+/// back by their row ids.
+fn read_back_row_ids(
+    store: &Store,
+    def: &TableDef,
+    ranges: Vec<std::ops::Range<u64>>,
+) -> Result<()> {
+    for ids in ranges {
+        reader::scan_row_ids(store, def, ids, |ids, batch| {
+            tell_row_ids(store, def, &ids, &batch);
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Tells the observers of `def` about `rows`, stored under the row ids `ids` (ascending), a
+/// run of consecutive ids at a time.
+fn tell_row_ids(store: &Store, def: &TableDef, ids: &[u64], rows: &RecordBatch) {
+    for (start, length) in consecutive_runs(ids) {
+        let run = rows.slice(start, length);
+        let written = WrittenBatch {
+            columns: run.columns().to_vec(),
+            keys: RowKeys::RowIds { first: ids[start] },
+        };
+        store.rows_changed(def, TableChange::Written(std::slice::from_ref(&written)));
     }
 }
 

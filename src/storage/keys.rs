@@ -56,6 +56,14 @@ pub fn meta(name: &str) -> Vec<u8> {
     prefixed(META, name.as_bytes())
 }
 
+/// The table of a row key or an index-entry key.
+pub fn table_of(key: &[u8]) -> Option<u64> {
+    match key.first() {
+        Some(&DATA | &INDEX_ENTRY) => Some(u64::from_be_bytes(key.get(1..9)?.try_into().ok()?)),
+        _ => None,
+    }
+}
+
 /// Key of a table's catalog entry.
 pub fn catalog(table: &str) -> Vec<u8> {
     prefixed(CATALOG, table.as_bytes())

@@ -243,6 +243,30 @@ pub fn scan_row_ids(
     Ok(())
 }
 
+/// Reads the rows of `table` stored under `row_keys` (without the table prefix), every column
+/// as [`TableDef::input_schema`], from the latest state: the keys of the rows found, and the
+/// rows.
+pub fn rows_by_key(
+    store: &Store,
+    table: &TableDef,
+    row_keys: Vec<Vec<u8>>,
+) -> Result<(Vec<Vec<u8>>, RecordBatch)> {
+    let full_keys: Vec<Vec<u8>> = (row_keys.iter())
+        .map(|key| keys::row(table.id, key))
+        .collect();
+    let values = store.multi_get(&full_keys)?;
+    let projection: Vec<usize> = (0..table.columns.len()).collect();
+    let mut decoder = RowDecoder::new(table, &projection, table.input_schema(), row_keys.len());
+    let mut found = Vec::with_capacity(row_keys.len());
+    for (key, value) in row_keys.into_iter().zip(values) {
+        if let Some(value) = value {
+            decoder.push(&value)?;
+            found.push(key);
+        }
+    }
+    Ok((found, decoder.finish()?))
+}
+
 /// Reads the rows with the given row keys (absent and expired ones are skipped) as one batch.
 pub fn lookup(store: &Store, shape: &ReadShape, row_keys: &[Vec<u8>]) -> Result<RecordBatch> {
     let mut batches = Batches::new(shape, row_keys.len());

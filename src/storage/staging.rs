@@ -5,8 +5,10 @@
 
 use crate::error::{Error, Result};
 use crate::storage::Store;
+use crate::storage::seen_keys::SeenKeys;
+use crate::storage::store::{Publish, WholeTable};
 use crate::storage::write_set::WriteSet;
-use rocksdb::{IngestExternalFileOptions, SstFileWriter};
+use rocksdb::SstFileWriter;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,10 +36,14 @@ pub struct Staging<'s> {
     store: &'s Store,
     budget: usize,
     buffered: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Keys to remove, buffered.
+    deletes: Vec<Vec<u8>>,
     buffered_bytes: usize,
     /// The statement's own folder, created with its first file.
     folder: Option<PathBuf>,
     files: Vec<PathBuf>,
+    /// Files of removed keys, published before `files` so that a key put again stays.
+    delete_files: Vec<PathBuf>,
 }
 
 impl<'s> Staging<'s> {
@@ -47,10 +53,23 @@ impl<'s> Staging<'s> {
             store,
             budget,
             buffered: Vec::new(),
+            deletes: Vec::new(),
             buffered_bytes: 0,
             folder: None,
             files: Vec::new(),
+            delete_files: Vec::new(),
         }
+    }
+
+    /// Removes `key` (an entry the statement replaces) at the commit; a put of the same key
+    /// by this statement wins over the removal.
+    pub fn delete(&mut self, key: Vec<u8>) -> Result<()> {
+        self.buffered_bytes += key.len() + ENTRY_OVERHEAD;
+        self.deletes.push(key);
+        if self.buffered_bytes >= self.budget {
+            self.stage()?;
+        }
+        Ok(())
     }
 
     /// Adds `value` under `key`, a key no other entry of this statement has.
@@ -104,44 +123,63 @@ impl<'s> Staging<'s> {
 
     /// True once some of the writes went to files (the statement did not fit its budget).
     pub fn staged(&self) -> bool {
-        !self.files.is_empty()
+        !self.files.is_empty() || !self.delete_files.is_empty()
     }
 
     /// Makes every write durable and visible at once: one synced write when they all fitted
     /// the budget, otherwise one ingestion of every staged file.
     pub fn commit(mut self) -> Result<()> {
+        let publish = self.publication()?;
+        // `self` (and its folder) lives until the files are moved into the database
+        self.store.publish(publish)
+    }
+
+    /// Like [`Staging::commit`] for a statement whose primary keys and unique-index entries
+    /// (of table `table`) are `seen`: fails with 40001 and writes nothing when a commit
+    /// numbered after `start` wrote one of them (first committer wins, as
+    /// [`Store::commit_checked`]).
+    pub fn commit_checked(mut self, table: u64, start: u64, seen: &SeenKeys) -> Result<()> {
+        let publish = self.publication()?;
+        if seen.spilled() {
+            let written = |key: &[u8]| seen.contains(key);
+            let whole = WholeTable {
+                table,
+                start,
+                written: &written,
+            };
+            return self.store.publish_checked(publish, Vec::new(), &[whole]);
+        }
+        let checked = seen.in_memory().map(|key| (key.clone(), start)).collect();
+        self.store.publish_checked(publish, checked, &[])
+    }
+
+    /// What publishes the writes: a write batch if nothing was staged (removals first, so
+    /// that puts win), otherwise every file (files of removals first).
+    fn publication(&mut self) -> Result<Publish> {
         if !self.staged() {
             let mut write = WriteSet::default();
+            for key in self.deletes.drain(..) {
+                write.delete(&key);
+            }
             for (key, value) in self.buffered.drain(..) {
                 write.put(key, value);
             }
-            return self.store.write(write);
+            return Ok(Publish::Write(write));
         }
         self.stage()?;
-        let mut options = IngestExternalFileOptions::default();
-        options.set_move_files(true);
-        let files = std::mem::take(&mut self.files);
-        self.store.ingest(&options, files)
+        let mut files = std::mem::take(&mut self.delete_files);
+        files.append(&mut self.files);
+        Ok(Publish::Ingest(files))
     }
 
-    /// Writes the buffered entries, sorted, to a new file of the statement's folder.
+    /// Writes the buffered entries, sorted, to new files of the statement's folder.
     fn stage(&mut self) -> Result<()> {
+        self.stage_deletes()?;
+        self.buffered_bytes = 0;
         if self.buffered.is_empty() {
             return Ok(());
         }
-        let folder = match &self.folder {
-            Some(folder) => folder.clone(),
-            None => {
-                let folder = self.store.dir().join(STAGING_DIR).join(format!(
-                    "{}-{}",
-                    std::process::id(),
-                    NEXT_STAGING.fetch_add(1, Ordering::Relaxed)
-                ));
-                std::fs::create_dir_all(&folder).map_err(|e| staging_error(&folder, e))?;
-                self.folder = Some(folder.clone());
-                folder
-            }
-        };
+        let folder = self.folder()?;
         self.buffered.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let path = folder.join(format!("{}.sst", self.files.len()));
         let options = super::store::options();
@@ -152,8 +190,38 @@ impl<'s> Staging<'s> {
         }
         writer.finish()?;
         self.files.push(path);
-        self.buffered_bytes = 0;
         Ok(())
+    }
+
+    /// Writes the buffered removals, sorted, to a new file of the statement's folder.
+    fn stage_deletes(&mut self) -> Result<()> {
+        if self.deletes.is_empty() {
+            return Ok(());
+        }
+        let path = self
+            .folder()?
+            .join(format!("delete-{}.sst", self.delete_files.len()));
+        self.deletes.sort_unstable();
+        self.deletes.dedup();
+        let options = super::store::options();
+        let mut writer = SstFileWriter::create(&options);
+        writer.open(&path)?;
+        for key in self.deletes.drain(..) {
+            writer.delete(key)?;
+        }
+        writer.finish()?;
+        self.delete_files.push(path);
+        Ok(())
+    }
+
+    /// The statement's own folder, created the first time.
+    fn folder(&mut self) -> Result<PathBuf> {
+        if let Some(folder) = &self.folder {
+            return Ok(folder.clone());
+        }
+        let folder = statement_folder(self.store)?;
+        self.folder = Some(folder.clone());
+        Ok(folder)
     }
 }
 
@@ -166,6 +234,18 @@ impl Drop for Staging<'_> {
     }
 }
 
+/// Creates a folder of its own for one statement's staged files, inside the data directory's
+/// staging folder (which [`remove_leftovers`] empties when the directory opens).
+pub(super) fn statement_folder(store: &Store) -> Result<PathBuf> {
+    let folder = store.dir().join(STAGING_DIR).join(format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT_STAGING.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&folder).map_err(|e| staging_error(&folder, e))?;
+    Ok(folder)
+}
+
 /// Removes what statements staged and never published (they stopped with the process).
 pub(super) fn remove_leftovers(dir: &Path) -> Result<()> {
     let folder = dir.join(STAGING_DIR);
@@ -176,7 +256,7 @@ pub(super) fn remove_leftovers(dir: &Path) -> Result<()> {
     }
 }
 
-fn staging_error(folder: &Path, e: std::io::Error) -> Error {
+pub(super) fn staging_error(folder: &Path, e: std::io::Error) -> Error {
     let message = format!("staging rows in {}: {e}", folder.display());
     match e.kind() {
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
@@ -220,5 +300,28 @@ mod tests {
         assert!(store.get(b"lost").unwrap().is_none());
         let folders = std::fs::read_dir(dir.path().join(STAGING_DIR)).unwrap();
         assert_eq!(folders.count(), 0);
+    }
+
+    #[test]
+    fn removals_are_published_with_the_puts_and_a_put_of_the_same_key_wins() {
+        for budget in [1 << 20, 100] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            let mut old = WriteSet::default();
+            old.put(b"stale", b"old");
+            old.put(b"replaced", b"old");
+            store.write(old).unwrap();
+            let mut staging = Staging::new(&store, budget);
+            staging.put(b"fresh", &[1; 64]).unwrap();
+            staging.delete(b"replaced".to_vec()).unwrap();
+            staging.delete(b"stale".to_vec()).unwrap();
+            staging.put(b"replaced", &[2; 64]).unwrap();
+            assert_eq!(staging.staged(), budget == 100);
+            assert_eq!(store.get(b"stale").unwrap(), Some(b"old".to_vec()));
+            staging.commit().unwrap();
+            assert_eq!(store.get(b"stale").unwrap(), None, "budget {budget}");
+            assert_eq!(store.get(b"replaced").unwrap(), Some(vec![2; 64]));
+            assert_eq!(store.get(b"fresh").unwrap(), Some(vec![1; 64]));
+        }
     }
 }

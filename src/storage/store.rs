@@ -266,34 +266,35 @@ impl Store {
     /// fail the same way until there is space again, when the database is reopened (reads go
     /// on meanwhile).
     pub fn write(&self, writes: WriteSet) -> Result<()> {
+        self.publish(Publish::Write(writes))
+    }
+
+    /// Applies `publish` in one atomic, durable step: a synced write, or the ingestion of
+    /// sorted SST files (see [`super::staging::Staging`]). When the disk is full it fails,
+    /// and later writes first check that space came back.
+    pub(super) fn publish(&self, publish: Publish) -> Result<()> {
         if self.disk_full.load(Ordering::Acquire) {
             self.resume_after_disk_full()?;
         }
-        let mut options = WriteOptions::default();
-        options.set_sync(true);
-        let written = self.db().write_opt(writes.into_batch(), &options);
-        written.map_err(|e| {
+        let published = match publish {
+            Publish::Write(writes) => {
+                let mut options = WriteOptions::default();
+                options.set_sync(true);
+                self.db().write_opt(writes.into_batch(), &options)
+            }
+            Publish::Ingest(files) => {
+                let mut options = rocksdb::IngestExternalFileOptions::default();
+                options.set_move_files(true);
+                self.db().ingest_external_file_opts(&options, files)
+            }
+        };
+        published.map_err(|e| {
             let error = Error::from(e);
             if matches!(error, Error::DiskFull(_)) {
                 self.disk_full.store(true, Ordering::Release);
             }
             error
         })
-    }
-
-    /// Makes the sorted SST `files` part of the database in one atomic, durable step (see
-    /// [`super::staging::Staging`]). Fails like [`Store::write`] when the disk is full.
-    pub(super) fn ingest(
-        &self,
-        options: &rocksdb::IngestExternalFileOptions,
-        files: Vec<PathBuf>,
-    ) -> Result<()> {
-        if self.disk_full.load(Ordering::Acquire) {
-            self.resume_after_disk_full()?;
-        }
-        self.db()
-            .ingest_external_file_opts(options, files)
-            .map_err(Error::from)
     }
 
     /// After a write failed for lack of space: once the file system has room again and no
@@ -384,15 +385,37 @@ impl Store {
     /// The check and the numbering take turns; the synced write does not, so concurrent
     /// commits share one WAL sync (see [`CommitLog`]).
     pub fn commit_checked(&self, writes: WriteSet, checked: Vec<(Vec<u8>, u64)>) -> Result<()> {
+        self.publish_checked(Publish::Write(writes), checked, &[])
+    }
+
+    /// [`Store::commit_checked`] for either way of publishing, and for writes too many to
+    /// list their keys (`whole`).
+    pub(super) fn publish_checked(
+        &self,
+        publish: Publish,
+        checked: Vec<(Vec<u8>, u64)>,
+        whole: &[WholeTable<'_>],
+    ) -> Result<()> {
         let number = {
             let mut log = self.commit_log();
             let keys = checked.iter().map(|(key, start)| (key.as_slice(), *start));
             if log.conflict(keys).is_some() {
                 return Err(self.clash(log));
             }
-            log.writing(checked.into_iter().map(|(key, _)| key).collect())
+            for table in whole {
+                if log.conflict_in_table(table.table, table.start, table.written)? {
+                    return Err(self.clash(log));
+                }
+            }
+            let tables: Vec<u64> = whole.iter().map(|table| table.table).collect();
+            log.writing(checked.into_iter().map(|(key, _)| key).collect(), &tables)
         };
-        let written = self.write(writes);
+        self.published(number, publish)
+    }
+
+    /// Publishes the commit numbered `number` (outside the log's lock) and marks it done.
+    fn published(&self, number: u64, publish: Publish) -> Result<()> {
+        let written = self.publish(publish);
         self.commit_log().finished(number);
         self.commit_finished.notify_all();
         written
@@ -506,6 +529,26 @@ impl From<rocksdb::Error> for Error {
             Error::Storage(text)
         }
     }
+}
+
+/// Writes of a commit to a table too many to list their keys: it clashes with a commit
+/// numbered after `start` that wrote a key of `table` for which `written` is true, and counts
+/// as writing every key of the table (for transactions that began before it).
+pub(super) struct WholeTable<'a> {
+    /// The table's id.
+    pub table: u64,
+    /// The commit number its keys are checked from.
+    pub start: u64,
+    /// Whether the commit writes a key.
+    pub written: &'a dyn Fn(&[u8]) -> Result<bool>,
+}
+
+/// How a commit's writes become part of the database.
+pub(super) enum Publish {
+    /// One synced write batch.
+    Write(WriteSet),
+    /// Sorted SST files, moved into the database by one ingestion.
+    Ingest(Vec<PathBuf>),
 }
 
 /// The options of the database, also those of the files statements stage for it.

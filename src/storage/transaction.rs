@@ -10,10 +10,12 @@
 
 use crate::error::{Error, Result};
 use crate::schema::TableDef;
+use crate::storage::bulk_insert::read_back_keys;
 use crate::storage::row_locks::Holder;
-use crate::storage::store::{Store, TableChange};
+use crate::storage::segment::Segment;
+use crate::storage::store::{Publish, Store, TableChange, WholeTable};
 use crate::storage::{RowIdReservation, StoredTable, WriteSet, WrittenBatch};
-use rocksdb::{DB, ReadOptions, Snapshot};
+use rocksdb::{DB, DBRawIterator, ReadOptions, Snapshot};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -92,6 +94,9 @@ struct Pending {
     savepoints: Vec<Savepoint>,
     /// The tables written, by id: their definitions must still hold at COMMIT.
     tables: BTreeMap<u64, Arc<StoredTable>>,
+    /// Writes of statements too large for memory, oldest first, each with the commit number
+    /// its keys are checked from (see [`Segment`]); the block reads them under `writes`.
+    segments: Vec<(Arc<Segment>, u64)>,
     /// While a statement writes (see [`Transaction::atomically`]): how to undo its writes.
     undo: Option<Undo>,
     /// Since [`Transaction::start_statement`]: how to undo the writes of the statement.
@@ -105,12 +110,33 @@ struct Undo {
     writes: Vec<(Vec<u8>, Option<Write>)>,
     checked: Vec<Vec<u8>>,
     changes: usize,
+    segments: usize,
 }
 
 /// A key's write in a block: the new value, or `None` for a deletion.
 type Write = Option<Vec<u8>>;
 
+/// Writes of a block, by key.
+type KeyedWrites = Vec<(Vec<u8>, Write)>;
+
 impl Pending {
+    /// Its segments, oldest first.
+    fn segments(&self) -> Vec<Arc<Segment>> {
+        self.segments
+            .iter()
+            .map(|(segment, _)| segment.clone())
+            .collect()
+    }
+
+    /// An undo that returns to the state now.
+    fn undo_point(&self) -> Undo {
+        Undo {
+            changes: self.changes.len(),
+            segments: self.segments.len(),
+            ..Undo::default()
+        }
+    }
+
     /// Checks `key` at COMMIT against commits after `read_at` (or the earlier number it was
     /// first written from).
     fn check(&mut self, key: &[u8], read_at: u64) {
@@ -145,6 +171,7 @@ impl Undo {
             pending.checked.remove(&key);
         }
         pending.changes.truncate(self.changes);
+        pending.segments.truncate(self.segments);
     }
 
     /// Adds the writes `later` undoes, made after these.
@@ -159,6 +186,7 @@ struct Savepoint {
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     checked: BTreeMap<Vec<u8>, u64>,
     changes: usize,
+    segments: usize,
 }
 
 /// A transaction: reads see the snapshot it began with plus its own writes; COMMIT writes
@@ -247,11 +275,7 @@ impl Transaction {
     /// [`Transaction::undo_statement`]).
     pub fn start_statement(&self) {
         let mut pending = self.lock();
-        let changes = pending.changes.len();
-        pending.statement = Some(Undo {
-            changes,
-            ..Undo::default()
-        });
+        pending.statement = Some(pending.undo_point());
     }
 
     /// Undoes the writes of the statement started last (its row locks are kept).
@@ -319,20 +343,40 @@ impl Transaction {
 
     /// The value of `key` as this transaction sees it.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(value) = self.lock().writes.get(key) {
-            return Ok(value.clone());
+        let segments = {
+            let pending = self.lock();
+            if let Some(value) = pending.writes.get(key) {
+                return Ok(value.clone());
+            }
+            pending.segments()
+        };
+        for segment in segments.iter().rev() {
+            if let Some(value) = segment.get(key)? {
+                return Ok(Some(value));
+            }
         }
         Ok(self.snapshot().snapshot.get(key)?)
     }
 
     /// The values of `keys` as this transaction sees them, in order.
     pub fn multi_get<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Vec<u8>>>> {
-        let mut values: Vec<Option<Option<Vec<u8>>>> = {
+        let (mut values, segments): (Vec<Option<Option<Vec<u8>>>>, _) = {
             let pending = self.lock();
-            keys.iter()
+            let values = keys
+                .iter()
                 .map(|key| pending.writes.get(key.as_ref()).cloned())
-                .collect()
+                .collect();
+            (values, pending.segments())
         };
+        for segment in segments.iter().rev() {
+            for (key, value) in keys.iter().zip(values.iter_mut()) {
+                if value.is_none()
+                    && let Some(found) = segment.get(key.as_ref())?
+                {
+                    *value = Some(Some(found));
+                }
+            }
+        }
         let unwritten: Vec<&[u8]> = keys
             .iter()
             .zip(&values)
@@ -355,13 +399,13 @@ impl Transaction {
         to: &[u8],
         mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
     ) -> Result<()> {
-        let own: Vec<(Vec<u8>, Option<Vec<u8>>)> = self
-            .lock()
-            .writes
-            .range(from.to_vec()..to.to_vec())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let mut own = own.into_iter().peekable();
+        let (own, segments): (KeyedWrites, _) = {
+            let pending = self.lock();
+            let own = (pending.writes.range(from.to_vec()..to.to_vec()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (own, pending.segments())
+        };
         let mut options = ReadOptions::default();
         options.set_iterate_upper_bound(to.to_vec());
         options.fill_cache(false);
@@ -370,6 +414,10 @@ impl Transaction {
         let db = &snapshot._db;
         let mut iter = db.raw_iterator_opt(options);
         iter.seek(from);
+        if !segments.is_empty() {
+            return scan_layered(own, &segments, iter, from, to, &mut visit);
+        }
+        let mut own = own.into_iter().peekable();
         loop {
             let stored = iter.key().zip(iter.value());
             let take_own = match (stored, own.peek()) {
@@ -448,11 +496,7 @@ impl Transaction {
     pub fn atomically<T>(&self, write: impl FnOnce() -> Result<T>) -> Result<T> {
         {
             let mut pending = self.lock();
-            let changes = pending.changes.len();
-            pending.undo = Some(Undo {
-                changes,
-                ..Undo::default()
-            });
+            pending.undo = Some(pending.undo_point());
         }
         let mut result = write();
         let mut pending = self.lock();
@@ -479,7 +523,14 @@ impl Transaction {
 
     /// Whether the transaction has written nothing.
     pub fn is_empty(&self) -> bool {
-        self.lock().writes.is_empty()
+        let pending = self.lock();
+        pending.writes.is_empty() && pending.segments.is_empty()
+    }
+
+    /// Makes `segment` part of the block's writes (the statement that wrote it succeeded).
+    pub(super) fn attach(&self, segment: Segment) {
+        let read_at = self.read_at();
+        self.lock().segments.push((Arc::new(segment), read_at));
     }
 
     /// `SAVEPOINT name`: what `rollback_to(name)` returns to.
@@ -490,6 +541,7 @@ impl Transaction {
             writes: pending.writes.clone(),
             checked: pending.checked.clone(),
             changes: pending.changes.len(),
+            segments: pending.segments.len(),
         };
         pending.savepoints.push(savepoint);
     }
@@ -500,11 +552,16 @@ impl Transaction {
         let at = savepoint_position(&pending, name)?;
         pending.savepoints.truncate(at + 1);
         let saved = &pending.savepoints[at];
-        let (writes, checked, changes) =
-            (saved.writes.clone(), saved.checked.clone(), saved.changes);
+        let (writes, checked, changes, segments) = (
+            saved.writes.clone(),
+            saved.checked.clone(),
+            saved.changes,
+            saved.segments,
+        );
         pending.writes = writes;
         pending.checked = checked;
         pending.changes.truncate(changes);
+        pending.segments.truncate(segments);
         Ok(())
     }
 
@@ -520,21 +577,33 @@ impl Transaction {
     /// that committed after this one began wrote one of the same keys.
     pub fn commit(&self) -> Result<()> {
         let pending = std::mem::take(&mut *self.lock());
-        if pending.writes.is_empty() {
+        if pending.writes.is_empty() && pending.segments.is_empty() {
             return Ok(());
         }
-        let mut write = WriteSet::default();
-        for (key, value) in &pending.writes {
-            match value {
-                Some(value) => write.put(key, value),
-                None => write.delete(key),
-            }
-        }
+        let publish = publication(&pending)?;
         let checked: Vec<(Vec<u8>, u64)> = pending.checked.into_iter().collect();
         let guards = (pending.tables.values())
             .map(|table| table.writing())
             .collect::<Result<Vec<_>>>()?;
-        let committed = self.store.commit_checked(write, checked);
+        let written =
+            |segment: &Segment, key: &[u8]| -> Result<bool> { Ok(segment.get(key)?.is_some()) };
+        let checks: Vec<_> = (pending.segments.iter())
+            .filter(|(segment, _)| segment.keyed)
+            .map(|(segment, read_at)| {
+                let segment = segment.clone();
+                (segment.table.id, *read_at, move |key: &[u8]| {
+                    written(&segment, key)
+                })
+            })
+            .collect();
+        let whole: Vec<WholeTable<'_>> = (checks.iter())
+            .map(|(table, start, written)| WholeTable {
+                table: *table,
+                start: *start,
+                written,
+            })
+            .collect();
+        let committed = self.store.publish_checked(publish, checked, &whole);
         self.release_locks();
         committed?;
         drop(guards);
@@ -547,6 +616,13 @@ impl Transaction {
                 Change::Removed(table, keys) => {
                     self.store.rows_changed(table, TableChange::Removed(keys))
                 }
+            }
+        }
+        for (segment, _) in &pending.segments {
+            if self.store.watched(&segment.table) {
+                read_back_keys(&self.store, &segment.table, |visit| {
+                    segment.for_each_row_key(visit)
+                })?;
             }
         }
         Ok(())
@@ -571,6 +647,85 @@ impl Drop for Transaction {
         self.release_locks();
         self.store.close_transaction(self.start);
     }
+}
+
+/// [`Transaction::scan`] of a block with segments: its writes (`own`) over its segments,
+/// newest first, over the snapshot (`stored`), merged in key order.
+fn scan_layered<'a>(
+    own: KeyedWrites,
+    segments: &'a [Arc<Segment>],
+    mut stored: DBRawIterator<'a>,
+    from: &[u8],
+    to: &[u8],
+    visit: &mut impl FnMut(&[u8], &[u8]) -> Result<bool>,
+) -> Result<()> {
+    let mut own = own.into_iter().peekable();
+    let mut layers: Vec<DBRawIterator<'a>> = (segments.iter().rev())
+        .map(|segment| {
+            let mut layer = segment.raw_iterator();
+            layer.seek(from);
+            layer
+        })
+        .collect();
+    loop {
+        let mut next: Option<Vec<u8>> = own.peek().map(|(key, _)| key.clone());
+        for layer in layers.iter().chain(std::iter::once(&stored)) {
+            if let Some(key) = layer.key().filter(|key| *key < to)
+                && next.as_deref().is_none_or(|next| key < next)
+            {
+                next = Some(key.to_vec());
+            }
+        }
+        let Some(key) = next else {
+            break;
+        };
+        // the value of the highest layer that has the key (`Some(None)`: deleted there)
+        let mut value: Option<Option<Vec<u8>>> = None;
+        if own.peek().is_some_and(|(own_key, _)| *own_key == key) {
+            value = own.next().map(|(_, value)| value);
+        }
+        for layer in layers.iter_mut().chain(std::iter::once(&mut stored)) {
+            if layer.key() == Some(key.as_slice()) {
+                if value.is_none() {
+                    value = Some(layer.value().map(<[u8]>::to_vec));
+                }
+                layer.next();
+            }
+        }
+        if let Some(Some(value)) = value
+            && !visit(&key, &value)?
+        {
+            return Ok(());
+        }
+    }
+    for layer in &layers {
+        layer.status()?;
+    }
+    Ok(stored.status()?)
+}
+
+/// How a block's writes are published: one write batch, or (when it has segments) one
+/// ingestion of the segments' files, oldest first, then a file of its other writes, which
+/// win over the segments' (an UPDATE or DELETE of a row a segment holds).
+fn publication(pending: &Pending) -> Result<Publish> {
+    let Some((last, _)) = pending.segments.last() else {
+        let mut write = WriteSet::default();
+        for (key, value) in &pending.writes {
+            match value {
+                Some(value) => write.put(key, value),
+                None => write.delete(key),
+            }
+        }
+        return Ok(Publish::Write(write));
+    };
+    let mut files = Vec::new();
+    for (segment, _) in &pending.segments {
+        segment.write_files(&mut files)?;
+    }
+    if !pending.writes.is_empty() {
+        last.write_entries(&pending.writes, &mut files)?;
+    }
+    Ok(Publish::Ingest(files))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -196,3 +196,289 @@ async fn statements_over_the_write_buffer_publish_every_row_at_once_or_none() {
         0
     );
 }
+
+/// `ROWS` item lines `id,title,sku` for ids `{prefix}0…`: titles repeat, skus do not.
+fn items(prefix: &str) -> String {
+    (0..ROWS)
+        .map(|i| format!("{prefix}{i},t{},s{prefix}{i}\n", i % 50))
+        .collect()
+}
+
+/// The SQLSTATE and message of a failed statement.
+fn failure(error: tokio_postgres::Error) -> (String, String) {
+    let db = error.as_db_error().expect("a database error");
+    (db.code().code().to_string(), db.message().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_statements_over_the_write_buffer_check_every_key_and_publish_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start_in(&data).await;
+    let client = connect(server.addr).await;
+    client
+        .batch_execute(
+            "SET tastedb.write_buffer_mb = 1;
+             CREATE TABLE items (item_id TEXT PRIMARY KEY, title TEXT, sku TEXT);
+             CREATE UNIQUE INDEX items_sku ON items (sku);
+             CREATE INDEX items_title ON items (title)",
+        )
+        .await
+        .unwrap();
+    let copied = copy_in(&client, "COPY items FROM STDIN (FORMAT csv)", &items("a"))
+        .await
+        .unwrap();
+    assert_eq!(copied, ROWS as u64);
+    assert_eq!(count(&client, "SELECT count(*) FROM items").await, ROWS);
+    let titled = client
+        .query("SELECT item_id FROM items WHERE title = $1", &[&"t7"])
+        .await
+        .unwrap();
+    assert_eq!(titled.len() as i64, ROWS / 50);
+    let by_sku = client
+        .query_one("SELECT item_id FROM items WHERE sku = $1", &[&"sa123"])
+        .await
+        .unwrap();
+    assert_eq!(by_sku.get::<_, String>(0), "a123");
+    assert_eq!(staged_files(&data), 0);
+
+    // the last row repeats the statement's first key, long since out of memory
+    let mut repeated = items("b");
+    repeated.push_str("b0,t0,sb-other\n");
+    let (code, message) = failure(
+        copy_in(&client, "COPY items FROM STDIN (FORMAT csv)", &repeated)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, "23505", "{message}");
+    assert!(
+        message.contains("items_pkey") && message.contains("item_id=b0"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("(row {})", ROWS + 1)),
+        "{message}"
+    );
+    // a key stored by the first COPY, near the end of another
+    let mut stored = items("c");
+    stored.push_str("a5,t0,sc-other\n");
+    let (code, message) = failure(
+        copy_in(&client, "COPY items FROM STDIN (FORMAT csv)", &stored)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, "23505", "{message}");
+    assert!(message.contains("item_id=a5"), "{message}");
+    // a unique-index value repeated within the statement
+    let mut sku = items("d");
+    sku.push_str("d-last,t0,sd1\n");
+    let (code, message) = failure(
+        copy_in(&client, "COPY items FROM STDIN (FORMAT csv)", &sku)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, "23505", "{message}");
+    assert!(message.contains("items_sku"), "{message}");
+    assert_eq!(count(&client, "SELECT count(*) FROM items").await, ROWS);
+    assert_eq!(staged_files(&data), 0);
+
+    // INSERT … SELECT into the keyed table
+    let inserted = client
+        .execute(
+            &format!(
+                "INSERT INTO items SELECT 'e' || value, 't' || (value % 50), 'se' || value \
+                 FROM generate_series(1, {ROWS})"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(inserted, ROWS as u64);
+    assert_eq!(count(&client, "SELECT count(*) FROM items").await, 2 * ROWS);
+
+    // a vector index over a keyed table gets a staged COPY's rows (read back by key)
+    client
+        .batch_execute(
+            "CREATE TABLE docs (id BIGINT PRIMARY KEY, v REAL[2]);
+             CREATE INDEX docs_v ON docs USING hnsw (v);
+             INSERT INTO docs VALUES (-1, '[-1, 0]')",
+        )
+        .await
+        .unwrap();
+    // the index is loaded before the COPY: the COPY's rows must reach it as observed writes
+    let first = "SELECT id FROM nearest('docs', 'v', '[0.33, 0.94]', 1)";
+    let only: i64 = client.query_one(first, &[]).await.unwrap().get(0);
+    assert_eq!(only, -1);
+    let vectors: String = (0..ROWS)
+        .map(|i| {
+            let angle = i as f64 * 1e-4;
+            format!("{i},\"[{:.6}, {:.6}]\"\n", angle.cos(), angle.sin())
+        })
+        .collect();
+    let copied = copy_in(&client, "COPY docs FROM STDIN (FORMAT csv)", &vectors)
+        .await
+        .unwrap();
+    assert_eq!(copied, ROWS as u64);
+    let near: i64 = client
+        .query_one(
+            &format!(
+                "SELECT id FROM nearest('docs', 'v', '[{:.6}, {:.6}]', 1)",
+                1.2345f64.cos(),
+                1.2345f64.sin()
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!((near - 12_345).abs() <= 5, "nearest to row 12345: {near}");
+    assert_eq!(staged_files(&data), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_over_the_write_buffer_inside_a_block_are_its_writes_until_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start_in(&data).await;
+    let client = connect(server.addr).await;
+    let other = connect(server.addr).await;
+    client
+        .batch_execute(
+            "SET tastedb.write_buffer_mb = 1;
+             CREATE TABLE ev (user_id TEXT, item_id TEXT, weight DOUBLE);
+             CREATE INDEX ev_user ON ev (user_id);
+             INSERT INTO ev SELECT 'u' || (value % 100), 'i' || (value % 700), 1.0
+               FROM generate_series(1, 5000);
+             TRAIN MODEL m USING als FROM ev WITH (factors = 4, iterations = 2, holdout = 0)",
+        )
+        .await
+        .unwrap();
+    let cold = "SELECT cold_start, folded_in FROM recommend('m', 'w7', 5) LIMIT 1";
+    assert!(client.query_one(cold, &[]).await.unwrap().get::<_, bool>(0));
+
+    client.batch_execute("BEGIN").await.unwrap();
+    let copied = copy_in(&client, "COPY ev FROM STDIN", &events("w", '\t'))
+        .await
+        .unwrap();
+    assert_eq!(copied, ROWS as u64);
+    assert!(
+        staged_files(&data) > 0,
+        "the block's rows are out of memory"
+    );
+    // the block reads its rows, by scan and by index; no one else does
+    assert_eq!(count(&client, "SELECT count(*) FROM ev").await, 5000 + ROWS);
+    let of_w7 = client
+        .query("SELECT item_id FROM ev WHERE user_id = $1", &[&"w7"])
+        .await
+        .unwrap();
+    assert_eq!(of_w7.len() as i64, ROWS / 100);
+    assert_eq!(count(&other, "SELECT count(*) FROM ev").await, 5000);
+    // its later writes win over the segment's rows
+    let updated = client
+        .execute("UPDATE ev SET weight = 5 WHERE user_id = 'w8'", &[])
+        .await
+        .unwrap();
+    assert_eq!(updated as i64, ROWS / 100);
+    let deleted = client
+        .execute("DELETE FROM ev WHERE user_id = 'w9'", &[])
+        .await
+        .unwrap();
+    assert_eq!(deleted as i64, ROWS / 100);
+    // a savepoint rolls a second large COPY back
+    client.batch_execute("SAVEPOINT s").await.unwrap();
+    copy_in(&client, "COPY ev FROM STDIN", &events("x", '\t'))
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM ev").await,
+        5000 + 2 * ROWS - ROWS / 100
+    );
+    client
+        .batch_execute("ROLLBACK TO SAVEPOINT s")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM ev").await,
+        5000 + ROWS - ROWS / 100
+    );
+    client.batch_execute("COMMIT").await.unwrap();
+
+    let expected = 5000 + ROWS - ROWS / 100;
+    assert_eq!(count(&other, "SELECT count(*) FROM ev").await, expected);
+    assert_eq!(
+        count(
+            &other,
+            "SELECT count(*) FROM ev WHERE user_id = 'w8' AND weight = 5"
+        )
+        .await,
+        ROWS / 100
+    );
+    assert_eq!(
+        count(&other, "SELECT count(*) FROM ev WHERE user_id = 'w9'").await,
+        0
+    );
+    assert_eq!(
+        count(&other, "SELECT count(*) FROM ev WHERE user_id = 'x1'").await,
+        0
+    );
+    let of_w7 = other
+        .query("SELECT item_id FROM ev WHERE user_id = $1", &[&"w7"])
+        .await
+        .unwrap();
+    assert_eq!(
+        of_w7.len() as i64,
+        ROWS / 100,
+        "the index entries were published too"
+    );
+    assert_eq!(staged_files(&data), 0);
+    // the model's live source got the committed rows
+    let fresh = other.query_one(cold, &[]).await.unwrap();
+    assert!(!fresh.get::<_, bool>(0) && fresh.get::<_, bool>(1));
+
+    // keyed: a key of the block's large COPY, inserted again in the block, is a duplicate
+    client
+        .batch_execute(
+            "CREATE TABLE items (item_id TEXT PRIMARY KEY, title TEXT, sku TEXT);
+             CREATE UNIQUE INDEX items_sku ON items (sku);
+             BEGIN",
+        )
+        .await
+        .unwrap();
+    copy_in(&client, "COPY items FROM STDIN (FORMAT csv)", &items("a"))
+        .await
+        .unwrap();
+    let (code, message) = failure(
+        client
+            .batch_execute("INSERT INTO items VALUES ('a77', 't', 'fresh')")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, "23505", "{message}");
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(count(&client, "SELECT count(*) FROM items").await, 0);
+    assert_eq!(staged_files(&data), 0);
+    client.batch_execute("BEGIN").await.unwrap();
+    copy_in(&client, "COPY items FROM STDIN (FORMAT csv)", &items("a"))
+        .await
+        .unwrap();
+    let (code, message) = failure(
+        client
+            .batch_execute("INSERT INTO items VALUES ('new', 't', 'sa5')")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, "23505", "{message}");
+    assert!(message.contains("items_sku"), "{message}");
+    client.batch_execute("ROLLBACK").await.unwrap();
+    client.batch_execute("BEGIN").await.unwrap();
+    copy_in(&client, "COPY items FROM STDIN (FORMAT csv)", &items("a"))
+        .await
+        .unwrap();
+    client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(count(&other, "SELECT count(*) FROM items").await, ROWS);
+    let by_sku = other
+        .query_one("SELECT item_id FROM items WHERE sku = $1", &[&"sa123"])
+        .await
+        .unwrap();
+    assert_eq!(by_sku.get::<_, String>(0), "a123");
+}
