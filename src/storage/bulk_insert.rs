@@ -81,6 +81,8 @@ fn insert(
         Some(txn) => {
             txn.uses(table);
             Destination::Block(BlockWrites {
+                store,
+                table: def,
                 txn,
                 keyed,
                 budget,
@@ -144,18 +146,11 @@ enum Destination<'a> {
 }
 
 impl Destination<'_> {
-    /// Writes `value` under `key` of table `def` (`fresh`: see [`Transaction::put`]).
-    fn put(
-        &mut self,
-        store: &Store,
-        def: &TableDef,
-        key: &[u8],
-        value: &[u8],
-        fresh: bool,
-    ) -> Result<()> {
+    /// Writes `value` under `key` (`fresh`: see [`Transaction::put`]).
+    fn put(&mut self, key: &[u8], value: &[u8], fresh: bool) -> Result<()> {
         match self {
             Destination::Statement { staging, .. } => staging.put(key, value),
-            Destination::Block(writes) => writes.put(store, def, key, value, fresh),
+            Destination::Block(writes) => writes.put(key, value, fresh),
         }
     }
 }
@@ -163,6 +158,8 @@ impl Destination<'_> {
 /// A statement's writes inside a transaction block: in memory while they fit the budget,
 /// then in a [`Segment`].
 struct BlockWrites<'a> {
+    store: &'a Store,
+    table: &'a TableDef,
     txn: &'a Transaction,
     /// Whether the table has a primary key or unique index.
     keyed: bool,
@@ -174,27 +171,20 @@ struct BlockWrites<'a> {
 }
 
 impl BlockWrites<'_> {
-    fn put(
-        &mut self,
-        store: &Store,
-        def: &TableDef,
-        key: &[u8],
-        value: &[u8],
-        fresh: bool,
-    ) -> Result<()> {
+    fn put(&mut self, key: &[u8], value: &[u8], fresh: bool) -> Result<()> {
         self.bytes += key.len() + value.len() + ENTRY_OVERHEAD;
         self.buffered.push((key.to_vec(), value.to_vec(), fresh));
         if self.bytes >= self.budget {
-            self.spill(store, def)?;
+            self.spill()?;
         }
         Ok(())
     }
 
     /// Moves the buffered writes to the segment.
-    fn spill(&mut self, store: &Store, def: &TableDef) -> Result<()> {
+    fn spill(&mut self) -> Result<()> {
         let segment = match self.segment.take() {
             Some(segment) => segment,
-            None => Segment::open(store, def, self.keyed)?,
+            None => Segment::open(self.store, self.table, self.keyed)?,
         };
         let entries = self.buffered.drain(..).map(|(key, value, _)| (key, value));
         segment.put_all(entries)?;
@@ -239,17 +229,11 @@ impl StagedRows<'_> {
             self.encoded.clear();
             encode_row(&values, row, &mut self.encoded);
             let destination = &mut self.destination;
-            destination.put(self.store, def, &self.key, &self.encoded, fresh)?;
+            destination.put(&self.key, &self.encoded, fresh)?;
             let row_key = &self.key[prefix_len..];
             let entries = entries_of_row(def, &values, row, row_key)?;
             for (index, entry) in entries.into_iter().enumerate() {
-                destination.put(
-                    self.store,
-                    def,
-                    &entry.key,
-                    row_key,
-                    fresh && !entry.exclusive,
-                )?;
+                destination.put(&entry.key, row_key, fresh && !entry.exclusive)?;
                 if entry.exclusive {
                     unique.push(UniqueEntry {
                         key: entry.key,
@@ -356,12 +340,10 @@ impl StagedRows<'_> {
             } => (staging, reservations),
             Destination::Block(writes) => {
                 let txn = writes.txn;
-                match finish_in_block(self.store, def, writes, self.stale)? {
-                    true => {}
-                    false => {
-                        for batch in self.written {
-                            txn.record(Change::Written(def.clone(), batch));
-                        }
+                // a segment's rows are read back for the observers at COMMIT
+                if !finish_in_block(writes, self.stale)? {
+                    for batch in self.written {
+                        txn.record(Change::Written(def.clone(), batch));
                     }
                 }
                 return Ok(self.rows);
@@ -403,12 +385,7 @@ impl StagedRows<'_> {
 /// Makes a statement's `writes` part of its block: removals of the index entries of the
 /// expired rows it replaced (`stale`), then its rows, from memory or as a segment; whether
 /// they went as a segment (whose rows COMMIT tells the observers about).
-fn finish_in_block(
-    store: &Store,
-    def: &TableDef,
-    mut writes: BlockWrites<'_>,
-    stale: Vec<Vec<u8>>,
-) -> Result<bool> {
+fn finish_in_block(mut writes: BlockWrites<'_>, stale: Vec<Vec<u8>>) -> Result<bool> {
     let txn = writes.txn;
     if writes.segment.is_none() {
         for key in stale {
@@ -419,7 +396,7 @@ fn finish_in_block(
         }
         return Ok(false);
     }
-    writes.spill(store, def)?;
+    writes.spill()?;
     let Some(segment) = writes.segment else {
         return Ok(false);
     };
