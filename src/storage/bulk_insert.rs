@@ -100,7 +100,11 @@ fn insert(
         store,
         table,
         destination,
-        seen: keyed.then(|| SeenKeys::new(store, budget / KEYS_SHARE)),
+        seen_rows: def
+            .has_primary_key()
+            .then(|| SeenKeys::new(store, budget / KEYS_SHARE / 2)),
+        seen_unique: (def.indexes.iter().any(|i| i.unique))
+            .then(|| SeenKeys::new(store, budget / KEYS_SHARE / 2)),
         stale: Vec::new(),
         written: Vec::new(),
         rows: 0,
@@ -120,8 +124,11 @@ struct StagedRows<'a> {
     store: &'a Store,
     table: &'a Arc<StoredTable>,
     destination: Destination<'a>,
-    /// The primary keys and unique-index entries written so far (keyed tables).
-    seen: Option<SeenKeys<'a>>,
+    /// The primary keys written so far (tables with one).
+    seen_rows: Option<SeenKeys<'a>>,
+    /// The unique-index entries written so far (tables with such an index). Apart from the
+    /// rows' keys, so that each set's keys arriving in order skip its scratch lookups.
+    seen_unique: Option<SeenKeys<'a>>,
     /// Index entries of expired rows that rows of the statement replace, to remove (inside a
     /// block; outside, they are staged).
     stale: Vec<Vec<u8>>,
@@ -274,7 +281,7 @@ impl StagedRows<'_> {
             Destination::Block(writes) => Some(writes.txn),
             Destination::Statement { .. } => None,
         };
-        let Some(seen) = self.seen.as_mut().filter(|_| def.has_primary_key()) else {
+        let Some(seen) = self.seen_rows.as_mut() else {
             let first = match &mut self.destination {
                 Destination::Block(writes) => writes.txn.reserve_row_ids(self.table, count as u64),
                 Destination::Statement { reservations, .. } => {
@@ -305,7 +312,7 @@ impl StagedRows<'_> {
     /// Checks a batch's unique-index entries against the statement's earlier rows and what
     /// it sees.
     fn check_unique(&mut self, unique: &[UniqueEntry], columns: &[ArrayRef]) -> Result<()> {
-        let (Some(seen), false) = (self.seen.as_mut(), unique.is_empty()) else {
+        let (Some(seen), false) = (self.seen_unique.as_mut(), unique.is_empty()) else {
             return Ok(());
         };
         let def = &self.table.def;
@@ -350,9 +357,12 @@ impl StagedRows<'_> {
             }
         };
         let staged = staging.staged();
-        match (&self.seen, start) {
-            (Some(seen), Some(start)) => staging.commit_checked(def.id, start, seen)?,
-            _ => staging.commit()?,
+        let seen: Vec<&SeenKeys> = (self.seen_rows.iter())
+            .chain(self.seen_unique.iter())
+            .collect();
+        match start {
+            Some(start) => staging.commit_checked(def.id, start, &seen)?,
+            None => staging.commit()?,
         }
         let mut ranges: Vec<std::ops::Range<u64>> = Vec::new();
         for reservation in reservations {
@@ -369,8 +379,8 @@ impl StagedRows<'_> {
         if !self.store.watched(def) {
             return Ok(self.rows);
         }
-        match &self.seen {
-            Some(seen) if def.has_primary_key() => {
+        match &self.seen_rows {
+            Some(seen) => {
                 let prefix = keys::table_prefix(def.id);
                 read_back_keys(self.store, def, |visit| {
                     seen.for_each_with_prefix(&prefix, |key| visit(&key[prefix.len()..]))

@@ -19,6 +19,9 @@ pub struct SeenKeys<'s> {
     memory: HashSet<Vec<u8>>,
     memory_bytes: usize,
     scratch: Option<Scratch>,
+    /// The smallest and the largest key moved to the scratch instance: a key outside them is
+    /// not looked up there (keys that arrive in order, such as ids, never are).
+    spilled_range: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl<'s> SeenKeys<'s> {
@@ -30,18 +33,14 @@ impl<'s> SeenKeys<'s> {
             memory: HashSet::new(),
             memory_bytes: 0,
             scratch: None,
+            spilled_range: None,
         }
     }
 
     /// Adds `keys` in order; the position of the first one the statement already wrote (or
     /// that `keys` repeats), after which the set is not to be used again.
     pub fn insert_all<K: AsRef<[u8]>>(&mut self, keys: &[K]) -> Result<Option<usize>> {
-        let spilled = match &self.scratch {
-            Some(scratch) => (scratch.db().multi_get(keys).into_iter())
-                .map(|found| Ok(found?.is_some()))
-                .collect::<Result<Vec<bool>>>()?,
-            None => Vec::new(),
-        };
+        let spilled = self.spilled_among(keys)?;
         for (position, key) in keys.iter().enumerate() {
             let key = key.as_ref();
             if spilled.get(position) == Some(&true) || !self.memory.insert(key.to_vec()) {
@@ -53,6 +52,25 @@ impl<'s> SeenKeys<'s> {
             self.spill()?;
         }
         Ok(None)
+    }
+
+    /// For each of `keys`, whether it was moved to the scratch instance (empty when none was).
+    fn spilled_among<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<bool>> {
+        let (Some(scratch), Some((low, high))) = (&self.scratch, &self.spilled_range) else {
+            return Ok(Vec::new());
+        };
+        let within = |key: &[u8]| low.as_slice() <= key && key <= high.as_slice();
+        let asked: Vec<&[u8]> = (keys.iter())
+            .map(AsRef::as_ref)
+            .filter(|key| within(key))
+            .collect();
+        let mut found = scratch.db().multi_get(asked).into_iter();
+        (keys.iter())
+            .map(|key| match within(key.as_ref()) {
+                true => Ok(found.next().transpose()?.flatten().is_some()),
+                false => Ok(false),
+            })
+            .collect()
     }
 
     /// Whether the statement wrote `key`.
@@ -107,6 +125,13 @@ impl<'s> SeenKeys<'s> {
         };
         let mut batch = WriteBatch::default();
         for key in self.memory.drain() {
+            let (low, high) =
+                (self.spilled_range).get_or_insert_with(|| (key.clone(), key.clone()));
+            if key < *low {
+                *low = key.clone();
+            } else if key > *high {
+                *high = key.clone();
+            }
             batch.put(key, []);
         }
         scratch.write(batch)?;
@@ -136,6 +161,16 @@ mod tests {
         assert!(!seen.contains(&key(500)).unwrap());
         // a key of an earlier batch (spilled), then one repeated within the batch
         assert_eq!(seen.insert_all(&[key(200), key(7)]).unwrap(), Some(1));
+        let mut ordered = SeenKeys::new(&store, 1_000);
+        let first: Vec<_> = (300..400).map(key).collect();
+        assert_eq!(ordered.insert_all(&first).unwrap(), None);
+        assert!(ordered.spilled());
+        let later: Vec<_> = (400..410).chain([350]).map(key).collect();
+        assert_eq!(
+            ordered.insert_all(&later).unwrap(),
+            Some(10),
+            "a key within the spilled range is looked up"
+        );
         let mut fresh = SeenKeys::new(&store, 1_000);
         assert_eq!(
             fresh.insert_all(&[key(1), key(2), key(1)]).unwrap(),
@@ -152,6 +187,7 @@ mod tests {
         assert_eq!(all, (100..110).map(key).collect::<Vec<_>>());
 
         drop(seen);
+        drop(ordered);
         let folders = std::fs::read_dir(dir.path().join(super::super::staging::STAGING_DIR));
         assert_eq!(folders.unwrap().count(), 0, "the scratch folder is gone");
     }

@@ -135,13 +135,20 @@ impl<'s> Staging<'s> {
     }
 
     /// Like [`Staging::commit`] for a statement whose primary keys and unique-index entries
-    /// (of table `table`) are `seen`: fails with 40001 and writes nothing when a commit
+    /// (of table `table`) are in `seen`: fails with 40001 and writes nothing when a commit
     /// numbered after `start` wrote one of them (first committer wins, as
     /// [`Store::commit_checked`]).
-    pub fn commit_checked(mut self, table: u64, start: u64, seen: &SeenKeys) -> Result<()> {
+    pub fn commit_checked(mut self, table: u64, start: u64, seen: &[&SeenKeys]) -> Result<()> {
         let publish = self.publication()?;
-        if seen.spilled() {
-            let written = |key: &[u8]| seen.contains(key);
+        if seen.iter().any(|keys| keys.spilled()) {
+            let written = |key: &[u8]| -> Result<bool> {
+                for keys in seen {
+                    if keys.contains(key)? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            };
             let whole = WholeTable {
                 table,
                 start,
@@ -149,7 +156,10 @@ impl<'s> Staging<'s> {
             };
             return self.store.publish_checked(publish, Vec::new(), &[whole]);
         }
-        let checked = seen.in_memory().map(|key| (key.clone(), start)).collect();
+        let checked = (seen.iter())
+            .flat_map(|keys| keys.in_memory())
+            .map(|key| (key.clone(), start))
+            .collect();
         self.store.publish_checked(publish, checked, &[])
     }
 
