@@ -101,6 +101,10 @@ pub mod sqlstate {
     pub const DEADLOCK_DETECTED: &str = "40P01";
     /// An object not in the state the statement needs.
     pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
+    /// invalid_password
+    pub const INVALID_PASSWORD: &str = "28P01";
+    /// invalid_authorization_specification
+    pub const INVALID_AUTHORIZATION: &str = "28000";
     /// A statement inside a transaction block that an earlier error aborted.
     pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
 }
@@ -275,6 +279,12 @@ pub enum Error {
     /// An object not in the state the statement needs (e.g. changing the rows of a view).
     #[error("{0}")]
     ObjectNotInPrerequisiteState(String),
+    /// Credentials that prove nothing: a wrong password or API key (28P01).
+    #[error("{0}")]
+    InvalidPassword(String),
+    /// A login that is not allowed (28000), e.g. of a role without LOGIN.
+    #[error("{0}")]
+    InvalidAuthorization(String),
     /// A bug in TasteDB.
     #[error("internal error: {0}")]
     Internal(String),
@@ -298,6 +308,8 @@ impl Error {
             Error::UndefinedColumn(_) => UNDEFINED_COLUMN,
             Error::DuplicateColumn(_) => DUPLICATE_COLUMN,
             Error::UndefinedObject(_) => UNDEFINED_OBJECT,
+            Error::InvalidPassword(_) => INVALID_PASSWORD,
+            Error::InvalidAuthorization(_) => INVALID_AUTHORIZATION,
             Error::NoActiveTransaction(_) => NO_ACTIVE_SQL_TRANSACTION,
             Error::ActiveTransaction(_) | Error::IsolationAfterQuery => ACTIVE_SQL_TRANSACTION,
             Error::UndefinedSavepoint(_) => INVALID_SAVEPOINT_SPECIFICATION,

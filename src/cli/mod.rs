@@ -1,11 +1,13 @@
 //! Command-line arguments and the subcommands behind them.
 
+mod demo;
 mod import;
 mod serve;
 mod sql;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use tastedb::http::HttpOptions;
 use tastedb::server::ServeOptions;
 use tastedb::{Engine, Result};
 
@@ -67,6 +69,20 @@ enum Command {
         /// statement_timeout: 0 for never, milliseconds, or 30s, 5min, …
         #[arg(long, default_value = "0")]
         statement_timeout: String,
+        /// Also serve the HTTP API, metrics and web console on this address (HTTPS with
+        /// --tls-cert and --tls-key).
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
+    },
+    /// The product on a generated shop: 3,000 users, 2,000 items and their events, a trained
+    /// model, served over the wire protocol (trust on loopback) and HTTP with the console.
+    Demo {
+        /// Wire-protocol address (loopback only: logins are trusted).
+        #[arg(long, default_value = "127.0.0.1:5433")]
+        listen: std::net::SocketAddr,
+        /// HTTP API and console address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: std::net::SocketAddr,
     },
     /// Run SQL: from -c, from a file, or from standard input.
     Sql {
@@ -136,12 +152,18 @@ pub async fn run(args: Cli) -> Result<()> {
             tls_key,
             tls_required,
             statement_timeout,
+            http,
         } => {
+            let tls = tls_cert.zip(tls_key);
+            let http = http.map(|listen| HttpOptions {
+                tls: tls.clone(),
+                ..HttpOptions::new(listen)
+            });
             let options = ServeOptions {
                 listen,
                 auth: serve::auth_mode(&auth)?,
                 max_connections,
-                tls: tls_cert.zip(tls_key),
+                tls,
                 tls_required,
                 statement_timeout,
             };
@@ -149,7 +171,10 @@ pub async fn run(args: Cli) -> Result<()> {
                 Some(file) => Some(serve::read_password_file(&file)?),
                 None => password,
             };
-            serve::run(open()?, options, password).await
+            serve::run(open()?, options, http, password).await
+        }
+        Command::Demo { listen, http } => {
+            demo::run(open()?, demo::DemoOptions { listen, http }).await
         }
         Command::Backup { to } => {
             let engine = match open() {

@@ -1,13 +1,21 @@
 //! `tastedb serve`: the Postgres wire server until SIGINT or SIGTERM.
 
-use tastedb::server::{AuthMode, ServeOptions, Server};
+use tastedb::http::{HttpOptions, HttpServer};
+use tastedb::server::{Alongside, AuthMode, ServeOptions, Server};
 use tastedb::{Engine, Error, Result};
+use tokio_util::sync::CancellationToken;
 
 /// Name of the admin user created at first start.
 pub const ADMIN_USER: &str = "tastedb";
 
-/// Serves `engine`; creates the admin user from `password` when no user exists.
-pub async fn run(engine: Engine, options: ServeOptions, password: Option<String>) -> Result<()> {
+/// Serves `engine` over the wire protocol and, with `http`, over HTTP; creates the admin user
+/// from `password` when no user exists.
+pub async fn run(
+    engine: Engine,
+    options: ServeOptions,
+    http: Option<HttpOptions>,
+    password: Option<String>,
+) -> Result<()> {
     let users = engine.users();
     if let Some(password) = password.filter(|p| !p.is_empty())
         && users.is_empty()?
@@ -15,31 +23,64 @@ pub async fn run(engine: Engine, options: ServeOptions, password: Option<String>
         users.set_password(ADMIN_USER, &password)?;
         eprintln!("created user {ADMIN_USER}");
     }
-    let server = Server::bind(engine, options).await?;
+    let signalled = shutdown_signal();
+    let server = Server::bind(engine.clone(), options).await?;
     eprintln!(
         "TasteDB listening on {} (database tastedb, user {ADMIN_USER}); Ctrl-C stops it",
         server.local_addr()?
     );
-    server.run(shutdown_signal()).await?;
+    let stop = CancellationToken::new();
+    let mut alongside: Vec<Alongside> = Vec::new();
+    if let Some(http) = http {
+        let scheme = if http.tls.is_some() { "https" } else { "http" };
+        let http = HttpServer::bind(engine, http).await?;
+        eprintln!(
+            "HTTP API and console on {scheme}://{} (Authorization: Bearer <key from CREATE API KEY>)",
+            http.local_addr()?
+        );
+        alongside.push(Box::pin(http.run(stop.clone().cancelled_owned())));
+    }
+    let stopping = stop.clone();
+    let shutdown = async move {
+        signalled.await;
+        stopping.cancel();
+    };
+    server.run_with(shutdown, alongside).await?;
+    stop.cancel();
     eprintln!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+/// Completes at SIGINT (Ctrl-C) or SIGTERM. The signals are taken over when it is called, not
+/// when it is first awaited: a signal that comes in between is not lost (nor kills the
+/// process with the default action).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen = |kind: SignalKind, name: &str| match signal(kind) {
+        Ok(signal) => Some(signal),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for {name}");
+            None
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
+    let mut interrupt = listen(SignalKind::interrupt(), "SIGINT");
+    let mut terminate = listen(SignalKind::terminate(), "SIGTERM");
+    async move {
+        let received = |signal: &mut Option<tokio::signal::unix::Signal>| {
+            let signal = signal.take();
+            async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+        };
+        tokio::select! {
+            _ = received(&mut interrupt) => {}
+            _ = received(&mut terminate) => {}
+        }
     }
 }
 

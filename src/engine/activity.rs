@@ -206,7 +206,12 @@ impl Activity {
         });
     }
 
-    /// The role of session `pid`.
+    /// How many sessions are connected.
+    pub fn sessions(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// The role of the session `pid`, if it is connected.
     pub fn role_of(&self, pid: i32) -> Option<String> {
         self.lock().get(&pid).map(|b| b.role.clone())
     }

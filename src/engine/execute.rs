@@ -228,7 +228,12 @@ impl Engine {
         let state = self.planning_state()?;
         let arguments = self
             .query_arguments()
-            .extract(&state, QUERY_SIGNATURES, &mut statement)
+            .extract(
+                &state,
+                QUERY_SIGNATURES,
+                &|name| self.filters().definition(name),
+                &mut statement,
+            )
             .await?;
         let planned = async {
             for token in &arguments {

@@ -15,6 +15,7 @@ pub const FAMILIES: &[Family] = &[
     crate::roles::STATEMENTS,
     crate::models::STATEMENTS,
     crate::features::STATEMENTS,
+    crate::filters::STATEMENTS,
     crate::vectors::STATEMENTS,
     crate::backups::STATEMENTS,
     crate::engine::maintenance::STATEMENTS,

@@ -37,6 +37,8 @@ use crate::catalog::system_tables::SystemTables;
 use crate::catalog::{Catalog, ExtraSchema, StoredView, TasteSchema};
 use crate::error::{Error, Result};
 use crate::features::FeatureViews;
+use crate::filters::Filters;
+use crate::metrics::Metrics;
 use crate::models::{ModelRegistry, Serving, ServingCache, ServingLive};
 use crate::roles::{Actor, Object, Privilege, RoleCatalog, RoleOids, RoleTables, Users};
 use crate::schema::TableDef;
@@ -85,6 +87,9 @@ struct EngineInner {
     indexes: Arc<VectorIndexes>,
     query_arguments: Arc<QueryArguments>,
     shapes: Arc<fast_path::Shapes>,
+    filters: Arc<Filters>,
+    metrics: Arc<Metrics>,
+    cache: Arc<ServingCache>,
 }
 
 impl Drop for EngineInner {
@@ -141,7 +146,9 @@ impl Engine {
         let users = Users::load(catalog.store().clone())?;
         let role_tables = Arc::new(RoleTables::new(users.clone()));
         let shapes = Arc::new(fast_path::Shapes::default());
+        let filters = Arc::new(Filters::load(catalog.store().clone())?);
         let system_tables: Vec<Arc<dyn SystemTables>> = vec![
+            filters.clone(),
             role_tables.clone(),
             shapes.clone(),
             models.clone(),
@@ -219,7 +226,7 @@ impl Engine {
         );
         let serving = Serving {
             registry: models.clone(),
-            cache,
+            cache: cache.clone(),
             inputs: query_arguments.clone(),
             live: live.clone(),
         };
@@ -239,6 +246,9 @@ impl Engine {
                 indexes,
                 query_arguments,
                 shapes,
+                filters,
+                metrics: Arc::new(Metrics::new()),
+                cache,
             }),
         })
     }
@@ -294,6 +304,26 @@ impl Engine {
     pub async fn insert_batches(&self, table: &str, batches: Vec<RecordBatch>) -> Result<u64> {
         self.load_and_insert(table, &[], move |_, emit| {
             batches.into_iter().try_for_each(emit)
+        })
+        .await
+    }
+
+    /// Inserts JSON rows into the stored table `table` on behalf of `actor` (who needs its
+    /// INSERT privilege), with values for the columns `listed` and defaults for the others:
+    /// all rows or none, durable when it returns. Returns the number of rows.
+    pub async fn insert_json(
+        &self,
+        table: &str,
+        actor: &Actor,
+        listed: Vec<String>,
+        rows: crate::sql::json_rows::JsonRows,
+    ) -> Result<u64> {
+        self.stored_table(table)?;
+        self.users()
+            .check(actor, &Object::table(table.to_string()), Privilege::Insert)?;
+        let given = listed.clone();
+        self.load_and_insert(table, &listed, move |def, emit| {
+            crate::sql::json_rows::load(def, &given, rows, emit)
         })
         .await
     }
@@ -430,6 +460,21 @@ impl Engine {
     /// The live deltas of served model versions.
     pub(crate) fn live(&self) -> &Arc<ServingLive> {
         &self.inner.live
+    }
+
+    /// The named filters (`CREATE FILTER`).
+    pub fn filters(&self) -> &Arc<Filters> {
+        &self.inner.filters
+    }
+
+    /// The prediction cache of `recommend` answers.
+    pub fn prediction_cache(&self) -> &Arc<ServingCache> {
+        &self.inner.cache
+    }
+
+    /// What `GET /metrics` reports.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     /// The feature views.

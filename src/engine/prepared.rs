@@ -66,6 +66,12 @@ impl Prepared {
     pub fn rows_schema(&self) -> Option<&SchemaRef> {
         self.rows_schema.as_ref()
     }
+
+    /// Whether it was planned in `engine`'s current catalog generation (no CREATE or DROP
+    /// since), so that running it does not plan again.
+    pub fn is_current(&self, engine: &Engine) -> bool {
+        self.generation == engine.catalog().generation()
+    }
 }
 
 impl Engine {

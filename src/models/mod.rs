@@ -24,7 +24,7 @@ mod warm;
 pub use parser::{ModelStatement, TrainModel, TrainSource};
 pub use ranking_table::{RANKING_SIGNATURES, Ranked, Serving, ServingCache, ServingLive};
 pub use recommend::register_functions;
-pub use registry::ModelRegistry;
+pub use registry::{ModelRegistry, ModelVersion};
 pub use retrain::run_policies;
 pub use warm::warm;
 

@@ -135,6 +135,20 @@ pub async fn train_model(
     statement: &TrainModel,
     start: Start<'_>,
 ) -> Result<Outcome> {
+    let started = Instant::now();
+    let trained = Box::pin(train_version(cx, statement, start)).await;
+    let seconds = started.elapsed().as_secs_f64();
+    cx.engine
+        .metrics()
+        .training(&statement.name, trained.is_ok(), seconds);
+    trained
+}
+
+async fn train_version(
+    cx: &Context<'_>,
+    statement: &TrainModel,
+    start: Start<'_>,
+) -> Result<Outcome> {
     let (engine, notices) = (cx.engine, cx.notices);
     let object = Object::model(&statement.name);
     let existed = engine.models().get(&statement.name).is_ok();

@@ -1,6 +1,7 @@
 //! Roles: the users of the wire server (`CREATE|ALTER|DROP ROLE`, also spelled `USER`), their
 //! attributes and SCRAM secrets, who runs a statement ([`Actor`]) and what a role may do.
 
+mod api_keys;
 mod catalog;
 mod grant;
 mod grants;
@@ -11,6 +12,7 @@ mod secret;
 mod tables;
 mod users;
 
+pub use api_keys::{ApiKey, ApiKeyStatement, ApiKeys};
 pub use catalog::{RoleCatalog, personalize, register as register_catalog};
 pub use grant::{GrantStatement, Granted};
 pub use grants::{Acl, Grants, Object, ObjectKind, PUBLIC, Privilege};
@@ -29,11 +31,15 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use std::sync::Arc;
 
-/// The role statements: CREATE/ALTER/DROP ROLE (or USER), GRANT and REVOKE.
+/// The role statements: CREATE/ALTER/DROP ROLE (or USER), GRANT and REVOKE, CREATE/DROP API
+/// KEY.
 pub const STATEMENTS: Family = Family {
     name: "roles",
     parse: |parser| {
         if let Some(statement) = parser::user_statement(parser)? {
+            return Ok(Some(Arc::new(statement)));
+        }
+        if let Some(statement) = api_keys::api_key_statement(parser)? {
             return Ok(Some(Arc::new(statement)));
         }
         Ok(grant::grant_statement(parser)?.map(|s| Arc::new(s) as Arc<dyn Command>))

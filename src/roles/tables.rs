@@ -112,13 +112,14 @@ impl RoleTables {
 
 impl SystemTables for RoleTables {
     fn names(&self) -> &'static [&'static str] {
-        &["tastedb_roles", "tastedb_privileges"]
+        &["tastedb_roles", "tastedb_privileges", "tastedb_api_keys"]
     }
 
     fn rows(&self, name: &str) -> Option<Result<RecordBatch>> {
         match name {
             "tastedb_roles" => Some(self.roles()),
             "tastedb_privileges" => Some(self.privileges()),
+            "tastedb_api_keys" => Some(self.users.api_keys().rows()),
             _ => None,
         }
     }

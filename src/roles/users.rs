@@ -2,6 +2,7 @@
 //! RocksDB beside the tables.
 
 use crate::error::{Error, Result};
+use crate::roles::api_keys::ApiKeys;
 use crate::roles::grants::Grants;
 use crate::roles::secret::ScramSecret;
 use crate::storage::{Scan, Store, WriteSet, keys};
@@ -125,6 +126,8 @@ pub struct Users {
     grants: Arc<Grants>,
     /// Serialises CREATE/ALTER/DROP USER and GRANT/REVOKE so that their checks hold.
     ddl: Arc<Mutex<()>>,
+    /// The API keys that stand for roles over HTTP.
+    api_keys: Arc<ApiKeys>,
 }
 
 impl RoleOptions {
@@ -161,6 +164,7 @@ impl Users {
         )?;
         let users = Users {
             grants: Arc::new(Grants::load(store.clone())?),
+            api_keys: Arc::new(ApiKeys::load(store.clone())?),
             store,
             roles: Arc::new(RwLock::new(roles)),
             ddl: Arc::new(Mutex::new(())),
@@ -196,6 +200,23 @@ impl Users {
     /// Ownership and privileges of the objects.
     pub fn grants(&self) -> &Grants {
         &self.grants
+    }
+
+    /// The API keys.
+    pub fn api_keys(&self) -> &ApiKeys {
+        &self.api_keys
+    }
+
+    /// The role an API key's `secret` logs in as: 28P01 for no key, 28000 for a role that
+    /// may not log in.
+    pub fn authenticate_key(&self, secret: &str) -> Result<String> {
+        let user = self.api_keys.authenticate(secret)?;
+        match self.get(&user)? {
+            Some(role) if role.attributes.login => Ok(user),
+            _ => Err(Error::InvalidAuthorization(format!(
+                "role \"{user}\" is not permitted to log in"
+            ))),
+        }
     }
 
     /// Holds the lock that serialises changes of roles and grants.
@@ -329,6 +350,7 @@ impl Users {
             )));
         }
         self.grants.remove_grantee(name)?;
+        self.api_keys.drop_keys_of(name)?;
         let members: Vec<(String, StoredUser)> = self
             .read()
             .iter()

@@ -377,6 +377,7 @@ impl CopyHandler for CopyIn {
             block.failed();
             to_pgwire(&e, &statement)
         })?;
+        self.engine.metrics().rows_written(rows);
         let tag = Tag::new("COPY").with_rows(rows as usize);
         client
             .send(PgWireBackendMessage::CommandComplete(tag.into()))

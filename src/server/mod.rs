@@ -46,6 +46,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+pub use tls::acceptor as tls_acceptor;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -108,7 +109,7 @@ impl Server {
             ));
         }
         let tls = match &options.tls {
-            Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+            Some((cert, key)) => Some(tls::acceptor(cert, key, b"postgresql")?),
             None => None,
         };
         let listener = TcpListener::bind(options.listen).await.map_err(|e| {
@@ -138,6 +139,17 @@ impl Server {
     /// that statements nested up to `engine::depth::MAX_DEPTH` need, whatever runtime the
     /// caller runs.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        self.run_with(shutdown, Vec::new()).await
+    }
+
+    /// Like [`Server::run`], with `alongside` (e.g. the HTTP server) running on the same
+    /// runtime: each must end by itself once `shutdown` has completed (it is waited for, up to
+    /// 30 s), and an error of one ends the server.
+    pub async fn run_with(
+        self,
+        shutdown: impl Future<Output = ()>,
+        alongside: Vec<Alongside>,
+    ) -> Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .thread_name("tastedb-session")
             .thread_stack_size(depth::STATEMENT_STACK_BYTES)
@@ -165,12 +177,37 @@ impl Server {
             self.tls,
             self.options.max_connections,
         ));
-        tokio::select! {
+        let mut others: futures::stream::FuturesUnordered<_> = alongside
+            .into_iter()
+            .map(|task| sessions.spawn(task))
+            .collect();
+        let failed = async {
+            use futures::StreamExt;
+            while let Some(ended) = others.next().await {
+                match ended {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return e,
+                    Err(e) => return Error::Internal(format!("server task stopped: {e}")),
+                }
+            }
+            std::future::pending().await
+        };
+        let result = tokio::select! {
             _ = shutdown => Ok(()),
             ended = accepting => ended.map_err(|e| Error::Internal(format!("server stopped: {e}")))?,
-        }
+            error = failed => Err(error),
+        };
+        let _ = tokio::time::timeout(STOP_WAIT, async {
+            use futures::StreamExt;
+            while others.next().await.is_some() {}
+        })
+        .await;
+        result
     }
 }
+
+/// A task that runs with the wire server ([`Server::run_with`]).
+pub type Alongside = std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send + 'static>>;
 
 /// How long a stopping server waits for the work of statements still running (which their
 /// dropped sessions have told to stop) before it leaves them behind.

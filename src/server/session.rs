@@ -169,6 +169,8 @@ impl Session {
         C::PortalStore: PortalStore,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let started = std::time::Instant::now();
+        let kind = statement_kind(&statement, sql);
         let block = Block::of(client);
         let ending = block_statement(&statement);
         // statements that begin, end or mark the block do not begin its transaction
@@ -184,7 +186,14 @@ impl Session {
         if result.is_err() {
             block.failed();
         }
+        self.count(&kind, started, result.is_ok());
         result
+    }
+
+    /// Counts a statement of `kind` in the engine's metrics.
+    fn count(&self, kind: &str, started: std::time::Instant, ok: bool) {
+        let seconds = started.elapsed().as_secs_f64();
+        self.engine.metrics().statement(kind, ok, seconds);
     }
 
     /// Runs one statement: a session statement or COPY TO STDOUT here, anything else on the
@@ -343,11 +352,17 @@ impl Session {
             Outcome::Batch { rows, reused } => {
                 self.answer(&rows, reused, format, sql).map(Response::Query)
             }
-            Outcome::Done(tag) => Ok(Response::Execution(wire_tag(&tag))),
+            Outcome::Done(tag) => {
+                if let (true, Some(rows)) = (writes_rows(&tag.command), tag.rows) {
+                    self.engine.metrics().rows_written(rows);
+                }
+                Ok(Response::Execution(wire_tag(&tag)))
+            }
             Outcome::Returned {
                 command,
                 rows: batch,
             } => {
+                self.engine.metrics().rows_written(batch.num_rows() as u64);
                 let schema = batch.schema();
                 let stream = MemoryStream::try_new(vec![batch], schema, None)
                     .map_err(|e| to_pgwire(&Error::from(e), sql))?;
@@ -380,6 +395,31 @@ impl Session {
         let rows = (0..data.len()).map(move |i| Ok(data[i].clone()));
         Ok(QueryResponse::new(fields, stream::iter(rows)))
     }
+}
+
+/// The kind of `statement` for metrics: its data-changing verb when it has one (a query text
+/// may hold several statements), else the first word of `sql`.
+fn statement_kind(statement: &Statement, sql: &str) -> String {
+    let verb = match statement {
+        Statement::CopyFrom(_) | Statement::CopyToStdout(_) => Some("COPY"),
+        Statement::DataFusion(df) => match df.as_ref() {
+            DFStatement::Statement(s) => match s.as_ref() {
+                SqlStatement::Query(_) => Some("SELECT"),
+                SqlStatement::Insert(_) => Some("INSERT"),
+                SqlStatement::Update { .. } => Some("UPDATE"),
+                SqlStatement::Delete(_) => Some("DELETE"),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    };
+    verb.map_or_else(|| crate::metrics::statement_kind(sql), str::to_string)
+}
+
+/// Whether a statement whose tag is `command` writes the rows it counts.
+fn writes_rows(command: &str) -> bool {
+    matches!(command, "INSERT" | "COPY" | "UPDATE" | "DELETE" | "MERGE")
 }
 
 /// pgwire's form of a command tag (`INSERT` carries the OID 0 before its count).
@@ -781,6 +821,9 @@ impl ExtendedQueryHandler for Session {
         let parsed = StoredStatement::parse(client, &message, self.query_parser()).await;
         if let Err(PgWireError::UserError(info)) = &parsed {
             log_failure(client.socket_addr(), info, &message.query);
+            // a statement that fails at Parse never runs: it is counted as failed here
+            let kind = crate::metrics::statement_kind(&message.query);
+            self.engine.metrics().statement(&kind, false, 0.0);
         }
         match parsed? {
             Some(statement) => client.portal_store().put_statement(Arc::new(statement)),
@@ -1059,15 +1102,17 @@ impl Session {
             deserialize_parameters(portal, &types)?
         };
         self.apply_defaults(client);
+        let started = std::time::Instant::now();
         let stop = self.start(client, sql)?;
         let actor = self.actor(client).map_err(|e| to_pgwire(&e, sql))?;
         let (notices, received) = Notices::channel();
         let run = self
             .engine
             .execute_prepared_as(prepared, values, &actor, &notices);
-        let outcome = with_notices(client, received, stop.within(run))
-            .await?
-            .map_err(|e| to_pgwire(&e, sql))?;
+        let outcome = with_notices(client, received, stop.within(run)).await?;
+        let kind = crate::metrics::statement_kind(sql);
+        self.count(&kind, started, outcome.is_ok());
+        let outcome = outcome.map_err(|e| to_pgwire(&e, sql))?;
         self.respond(
             outcome,
             &stop,

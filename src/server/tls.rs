@@ -10,8 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Builds the TLS acceptor from a PEM certificate chain and a PEM private key (PKCS#8, PKCS#1
-/// or SEC1). Any problem is an error: a server asked for TLS never falls back to plaintext.
-pub fn acceptor(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor> {
+/// or SEC1), offering the ALPN protocol `alpn`. Any problem is an error: a server asked for
+/// TLS never falls back to plaintext. The HTTP server uses it too, with `http/1.1`.
+pub fn acceptor(cert_path: &Path, key_path: &Path, alpn: &[u8]) -> Result<TlsAcceptor> {
     let bad = |what: &str, path: &Path, e: &dyn std::fmt::Display| {
         Error::InvalidParameter(format!("{what} {}: {e}", path.display()))
     };
@@ -31,7 +32,7 @@ pub fn acceptor(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor> {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| bad("certificate and key do not fit:", cert_path, &e))?;
-    // Postgres 17 clients with sslnegotiation=direct require this ALPN name.
-    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    // Postgres 17 clients with sslnegotiation=direct require the ALPN name `postgresql`.
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

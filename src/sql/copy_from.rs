@@ -99,7 +99,7 @@ pub fn input_width(table: &TableDef, copy: &CopyFrom) -> Result<usize> {
 }
 
 /// Indexes of the table columns the input provides, in input order.
-fn listed_columns(table: &TableDef, names: &[String]) -> Result<Vec<usize>> {
+pub(crate) fn listed_columns(table: &TableDef, names: &[String]) -> Result<Vec<usize>> {
     if names.is_empty() {
         return Ok((0..table.columns.len()).collect());
     }
@@ -241,7 +241,11 @@ fn read_parquet(
 }
 
 /// Puts the listed columns of `batch` in their table positions, NULL elsewhere.
-fn widen(table_schema: &SchemaRef, listed: &[usize], batch: RecordBatch) -> Result<RecordBatch> {
+pub(crate) fn widen(
+    table_schema: &SchemaRef,
+    listed: &[usize],
+    batch: RecordBatch,
+) -> Result<RecordBatch> {
     let width = table_schema.fields().len();
     if listed.len() == width && listed.iter().enumerate().all(|(i, &c)| i == c) {
         return Ok(batch);

@@ -15,6 +15,7 @@ pub mod execution_table;
 mod expand_array;
 mod functions;
 pub mod insert_values;
+pub mod json_rows;
 pub mod names;
 pub mod notices;
 pub mod parser;

@@ -87,12 +87,14 @@ impl QueryArguments {
 
 impl QueryArguments {
     /// Plans the query arguments of `statement`'s calls of `signatures`' functions in `state`
-    /// and puts tokens in their place. Returns the tokens, for [`QueryArguments::forget`] once
-    /// the statement is planned.
+    /// and puts tokens in their place; a `filter` argument that is a name `named_filter`
+    /// knows stands for the filter's query. Returns the tokens, for
+    /// [`QueryArguments::forget`] once the statement is planned.
     pub async fn extract(
         &self,
         state: &SessionState,
         signatures: &[QuerySignature],
+        named_filter: &(dyn Fn(&str) -> Option<String> + Sync),
         statement: &mut DFStatement,
     ) -> Result<Vec<String>> {
         let DFStatement::Statement(sql) = statement else {
@@ -101,6 +103,7 @@ impl QueryArguments {
         let mut finder = Finder {
             arguments: self,
             signatures,
+            named_filter,
             found: Vec::new(),
             error: None,
         };
@@ -144,6 +147,7 @@ pub async fn run_plan(state: &dyn Session, plan: &LogicalPlan) -> Result<Vec<Rec
 struct Finder<'a> {
     arguments: &'a QueryArguments,
     signatures: &'a [QuerySignature],
+    named_filter: &'a (dyn Fn(&str) -> Option<String> + Sync),
     found: Vec<(String, Box<Query>)>,
     error: Option<Error>,
 }
@@ -169,8 +173,10 @@ impl VisitorMut for Finder<'_> {
         let Some(signature) = self.signatures.iter().find(|s| s.function == function) else {
             return ControlFlow::Continue(());
         };
-        let result = place_named(signature, &mut args.args)
-            .and_then(|()| self.replace_query(&mut args.args, signature.query));
+        let result = place_named(signature, &mut args.args).and_then(|()| {
+            let named = signature.position("filter") == Some(signature.query);
+            self.replace_query(&mut args.args, signature.query, named)
+        });
         match result {
             Ok(()) => ControlFlow::Continue(()),
             Err(error) => {
@@ -182,15 +188,32 @@ impl VisitorMut for Finder<'_> {
 }
 
 impl Finder<'_> {
-    /// Replaces argument `position`, when it is a subquery or a string, by a token.
-    fn replace_query(&mut self, args: &mut [FunctionArg], position: usize) -> Result<()> {
+    /// Replaces argument `position`, when it is a subquery or a string, by a token; with
+    /// `named`, a string that names a filter stands for the filter's query.
+    fn replace_query(
+        &mut self,
+        args: &mut [FunctionArg],
+        position: usize,
+        named: bool,
+    ) -> Result<()> {
         let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(expr))) = args.get_mut(position) else {
             return Ok(());
         };
         let query = match expr {
             SqlExpr::Subquery(query) => query.clone(),
             SqlExpr::Value(value) => match &value.value {
-                Value::SingleQuotedString(text) => parse_query(text)?,
+                Value::SingleQuotedString(text) => {
+                    let is_name = text.chars().all(|c| c.is_alphanumeric() || c == '_');
+                    match named.then(|| (self.named_filter)(text)).flatten() {
+                        Some(definition) => parse_query(&definition)?,
+                        None if named && is_name => {
+                            return Err(Error::UndefinedObject(format!(
+                                "filter \"{text}\" does not exist"
+                            )));
+                        }
+                        None => parse_query(text)?,
+                    }
+                }
                 _ => return Ok(()),
             },
             _ => return Ok(()),

@@ -17,6 +17,8 @@
 //! | `g`    | object kind (`t`/`m`/`f`), object name | owner and privileges (`roles::grants`) as JSON |
 //! | `q`    | sequence name (UTF-8)         | highest value handed out or cached (i64 BE) |
 //! | `x`    | table id (u64 BE), index id (u32 BE), values (`index_entries`) [, row key] | row key |
+//! | `l`    | named filter name (UTF-8)     | `Filter` as JSON (`filters`)  |
+//! | `k`    | API key name (UTF-8)          | `ApiKey` as JSON, secret hashed (`roles::api_keys`) |
 
 const META: u8 = b'm';
 const CATALOG: u8 = b'c';
@@ -34,6 +36,10 @@ const ACL: u8 = b'g';
 const VIEW: u8 = b'e';
 const INDEX_ENTRY: u8 = b'x';
 const SEQUENCE: u8 = b'q';
+/// Prefix of named filters (`filters`).
+pub const FILTER: u8 = b'l';
+/// Prefix of API keys (`roles::api_keys`).
+pub const API_KEY: u8 = b'k';
 
 /// Key of a vector index's definition; `vector_index("")` is the prefix of all of them.
 pub fn vector_index(name: &str) -> Vec<u8> {

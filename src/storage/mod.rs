@@ -10,6 +10,7 @@ pub mod index_entries;
 mod key_codec;
 pub mod keys;
 pub mod modify;
+mod named_records;
 pub mod reader;
 pub mod retention;
 pub mod rewrite;
@@ -27,6 +28,7 @@ mod write_set;
 pub mod writer;
 
 pub use key_codec::encode_key;
+pub use named_records::{Named, NamedRecords};
 pub use retention::{Expiry, Retentions};
 pub use row_codec::{ColumnValues, RowDecoder, encode_row};
 pub use staging::Staging;

@@ -254,6 +254,17 @@ impl Store {
             .unwrap_or(0)
     }
 
+    /// RocksDB's live SST bytes and the bytes it estimates compaction still has to rewrite
+    /// (`rocksdb.live-sst-files-size`, `rocksdb.estimate-pending-compaction-bytes`).
+    pub fn disk_sizes(&self) -> (u64, u64) {
+        let db = self.db();
+        let property = |name: &str| db.property_int_value(name).ok().flatten().unwrap_or(0);
+        (
+            property("rocksdb.live-sst-files-size"),
+            property("rocksdb.estimate-pending-compaction-bytes"),
+        )
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir

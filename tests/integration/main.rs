@@ -15,6 +15,7 @@ mod fast_path;
 mod features;
 mod freshness;
 mod fuzz;
+mod http;
 mod memory;
 mod model_check;
 mod models;

@@ -1,0 +1,441 @@
+//! Recommendations over HTTP: `GET /v1/models/{model}/recommend`, `POST` of the same for many
+//! users, and `GET /v1/models/{model}/similar`. Each runs the same prepared statement a
+//! client would run over the wire (`SELECT … FROM recommend('model', $1, $2)`), kept per role
+//! and shape, so a request takes the serving fast path and the prediction cache, and is
+//! checked against the caller's privileges by the engine.
+
+use crate::engine::Prepared;
+use crate::error::Error;
+use crate::http::Api;
+use crate::http::auth::Caller;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::roles::Actor;
+use crate::sql::notices::Notices;
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::common::{ParamValues, ScalarValue};
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+
+/// Items in an answer when `k` is not given.
+const DEFAULT_K: i64 = 10;
+/// Users in one batch request, at most.
+const MAX_BATCH_USERS: usize = 1000;
+
+/// The query string of `GET …/recommend`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecommendQuery {
+    /// The user id.
+    user: String,
+    /// How many items (default 10).
+    k: Option<i64>,
+    /// A named filter (`CREATE FILTER`): only the items it lists.
+    filter: Option<String>,
+    /// Rank exactly instead of through the HNSW graph.
+    exact: Option<bool>,
+}
+
+/// The query string of `GET …/similar`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SimilarQuery {
+    /// The item id.
+    item: String,
+    /// How many items (default 10).
+    k: Option<i64>,
+    /// A named filter (`CREATE FILTER`): only the items it lists.
+    filter: Option<String>,
+    /// Rank exactly instead of through the HNSW graph.
+    exact: Option<bool>,
+}
+
+/// A user or item id: text, or an integer for models trained on BIGINT ids.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Id {
+    /// A text id.
+    Text(String),
+    /// An integer id.
+    Number(i64),
+}
+
+impl Id {
+    fn text(&self) -> String {
+        match self {
+            Id::Text(text) => text.clone(),
+            Id::Number(n) => n.to_string(),
+        }
+    }
+}
+
+/// The body of `POST …/recommend`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BatchRequest {
+    /// The users, at most 1,000.
+    users: Vec<Id>,
+    /// How many items per user (default 10).
+    k: Option<i64>,
+    /// A named filter.
+    filter: Option<String>,
+}
+
+/// One recommended or similar item.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RankedItem {
+    /// The item id.
+    item: Id,
+    /// Its score (higher is better).
+    score: f64,
+    /// Its rank, from 1.
+    rank: i64,
+}
+
+/// The items recommended to one user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Recommendation {
+    /// The model.
+    model: String,
+    /// The version that answered.
+    version: u32,
+    /// The user.
+    user: String,
+    /// Whether the user was unknown and had no events (the most popular items).
+    cold_start: bool,
+    /// Whether events newer than the version changed the answer.
+    folded_in: bool,
+    /// The items, best first.
+    items: Vec<RankedItem>,
+}
+
+/// The answers of a batch request, in the order of its users.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchRecommendation {
+    /// The model.
+    model: String,
+    /// One answer per user.
+    results: Vec<Recommendation>,
+}
+
+/// The items most similar to one item.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SimilarItems {
+    /// The model.
+    model: String,
+    /// The version that answered.
+    version: u32,
+    /// The item asked about.
+    item: String,
+    /// The items, most similar first.
+    items: Vec<RankedItem>,
+}
+
+/// Recommendations for one user.
+#[utoipa::path(get, path = "/v1/models/{model}/recommend", tag = "serving",
+    params(("model" = String, Path, description = "Model name"), RecommendQuery),
+    responses((status = 200, body = Recommendation), (status = "4XX", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn recommend(
+    State(api): State<Api>,
+    caller: Caller,
+    Path(model): Path<String>,
+    query: Result<Query<RecommendQuery>, QueryRejection>,
+) -> Result<Json<Recommendation>, ApiError> {
+    let Query(query) = query?;
+    let shape = Shape::of_recommend(&api, &model, query.filter.as_deref(), query.exact)?;
+    let k = k_of(query.k)?;
+    Ok(Json(
+        shape.recommend(&api, &caller.0, &query.user, k).await?,
+    ))
+}
+
+/// Recommendations for many users at once.
+#[utoipa::path(post, path = "/v1/models/{model}/recommend", tag = "serving",
+    params(("model" = String, Path, description = "Model name")),
+    request_body = BatchRequest,
+    responses((status = 200, body = BatchRecommendation), (status = "4XX", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn recommend_many(
+    State(api): State<Api>,
+    caller: Caller,
+    Path(model): Path<String>,
+    body: Result<Json<BatchRequest>, JsonRejection>,
+) -> Result<Json<BatchRecommendation>, ApiError> {
+    let Json(request) = body?;
+    if request.users.len() > MAX_BATCH_USERS {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_BATCH_USERS} users per request, not {}",
+            request.users.len()
+        )));
+    }
+    let shape = Shape::of_recommend(&api, &model, request.filter.as_deref(), None)?;
+    let k = k_of(request.k)?;
+    let mut results = Vec::with_capacity(request.users.len());
+    for user in &request.users {
+        results.push(shape.recommend(&api, &caller.0, &user.text(), k).await?);
+    }
+    Ok(Json(BatchRecommendation { model, results }))
+}
+
+/// The items most similar to one item.
+#[utoipa::path(get, path = "/v1/models/{model}/similar", tag = "serving",
+    params(("model" = String, Path, description = "Model name"), SimilarQuery),
+    responses((status = 200, body = SimilarItems), (status = "4XX", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn similar(
+    State(api): State<Api>,
+    caller: Caller,
+    Path(model): Path<String>,
+    query: Result<Query<SimilarQuery>, QueryRejection>,
+) -> Result<Json<SimilarItems>, ApiError> {
+    let Query(query) = query?;
+    let shape = Shape::of_similar(&api, &model, query.filter.as_deref(), query.exact)?;
+    let k = k_of(query.k)?;
+    let (version, batch) = shape.run(&api, &caller.0, &query.item, k).await?;
+    Ok(Json(SimilarItems {
+        model,
+        version,
+        item: query.item,
+        items: items(&batch)?,
+    }))
+}
+
+fn k_of(k: Option<i64>) -> Result<i64, ApiError> {
+    match k.unwrap_or(DEFAULT_K) {
+        k if (1..=10_000).contains(&k) => Ok(k),
+        k => Err(ApiError::bad_request(format!(
+            "k must be between 1 and 10000, not {k}"
+        ))),
+    }
+}
+
+/// One ranking statement: its SQL, from the model and options of a request.
+struct Shape {
+    model: String,
+    sql: String,
+}
+
+impl Shape {
+    fn of_recommend(
+        api: &Api,
+        model: &str,
+        filter: Option<&str>,
+        exact: Option<bool>,
+    ) -> Result<Shape, ApiError> {
+        let columns = "item_id, score, rank, cold_start, folded_in";
+        Shape::new(api, "recommend", columns, model, filter, exact)
+    }
+
+    fn of_similar(
+        api: &Api,
+        model: &str,
+        filter: Option<&str>,
+        exact: Option<bool>,
+    ) -> Result<Shape, ApiError> {
+        Shape::new(
+            api,
+            "similar_items",
+            "item_id, score, rank",
+            model,
+            filter,
+            exact,
+        )
+    }
+
+    fn new(
+        api: &Api,
+        function: &str,
+        columns: &str,
+        model: &str,
+        filter: Option<&str>,
+        exact: Option<bool>,
+    ) -> Result<Shape, ApiError> {
+        api.engine.models().get(model)?;
+        let mut sql = format!(
+            "SELECT {columns} FROM {function}({}, $1, $2",
+            literal(model)
+        );
+        if let Some(filter) = filter {
+            // only a filter's name: the request never carries SQL
+            if api.engine.filters().get(filter).is_none() {
+                return Err(
+                    Error::UndefinedObject(format!("filter \"{filter}\" does not exist")).into(),
+                );
+            }
+            sql.push_str(&format!(", filter => {}", literal(filter)));
+        }
+        if exact == Some(true) {
+            sql.push_str(", exact => true");
+        }
+        sql.push(')');
+        Ok(Shape {
+            model: model.to_string(),
+            sql,
+        })
+    }
+
+    async fn recommend(
+        &self,
+        api: &Api,
+        actor: &Actor,
+        user: &str,
+        k: i64,
+    ) -> Result<Recommendation, ApiError> {
+        let (version, batch) = self.run(api, actor, user, k).await?;
+        let flag = |column: usize| {
+            batch
+                .column(column)
+                .as_boolean_opt()
+                .is_some_and(|flags| !flags.is_empty() && flags.value(0))
+        };
+        Ok(Recommendation {
+            model: self.model.clone(),
+            version,
+            user: user.to_string(),
+            cold_start: flag(3),
+            folded_in: flag(4),
+            items: items(&batch)?,
+        })
+    }
+
+    /// Runs the statement for `id` and `k`; returns the version that answered with its rows.
+    async fn run(
+        &self,
+        api: &Api,
+        actor: &Actor,
+        id: &str,
+        k: i64,
+    ) -> Result<(u32, RecordBatch), ApiError> {
+        let prepared = api.prepared(actor, &self.sql).await?;
+        let id_type = prepared
+            .parameter_types()
+            .first()
+            .cloned()
+            .unwrap_or(DataType::Utf8);
+        let id_value = ScalarValue::try_from_string(id.to_string(), &id_type).map_err(|_| {
+            Error::InvalidText(format!(
+                "invalid input syntax for type {id_type}: \"{id}\" (the model's ids are integers)"
+            ))
+        })?;
+        // the version that answered: the active one before and after the ranking, the same
+        for _ in 0..3 {
+            let before = api.engine.models().active_stamp(&self.model);
+            let values = ParamValues::List(vec![
+                id_value.clone().into(),
+                ScalarValue::Int64(Some(k)).into(),
+            ]);
+            let outcome = api
+                .engine
+                .execute_prepared_as(&prepared, values, actor, &Notices::tracing())
+                .await?;
+            let batches: Vec<RecordBatch> = outcome
+                .into_stream()?
+                .try_collect()
+                .await
+                .map_err(Error::from)?;
+            let after = api.engine.models().active_stamp(&self.model);
+            if let (Some(before), true) = (before, before == after) {
+                let schema = prepared
+                    .rows_schema()
+                    .cloned()
+                    .or_else(|| batches.first().map(|b| b.schema()))
+                    .ok_or_else(|| Error::Internal("a ranking without columns".into()))?;
+                let batch = datafusion::arrow::compute::concat_batches(&schema, &batches)
+                    .map_err(Error::from)?;
+                return Ok((before.0, batch));
+            }
+        }
+        Err(Error::ObjectInUse(format!(
+            "model \"{}\" changed its active version during the request; try again",
+            self.model
+        ))
+        .into())
+    }
+}
+
+/// `text` as a SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The (item_id, score, rank) rows of a ranking.
+fn items(batch: &RecordBatch) -> Result<Vec<RankedItem>, ApiError> {
+    let mismatch = || Error::Internal("a ranking with unexpected columns".into());
+    let scores = batch
+        .column(1)
+        .as_primitive_opt::<Float64Type>()
+        .ok_or_else(mismatch)?;
+    let ranks = batch
+        .column(2)
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(mismatch)?;
+    let ids = batch.column(0);
+    let mut items = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        let item = match ids.data_type() {
+            DataType::Int64 => Id::Number(ids.as_primitive::<Int64Type>().value(row)),
+            _ => Id::Text(
+                ids.as_string_opt::<i32>()
+                    .ok_or_else(mismatch)?
+                    .value(row)
+                    .to_string(),
+            ),
+        };
+        items.push(RankedItem {
+            item,
+            score: scores.value(row),
+            rank: ranks.value(row),
+        });
+    }
+    Ok(items)
+}
+
+/// Prepared ranking statements, per role and SQL text.
+#[derive(Debug, Default)]
+pub struct PreparedShapes {
+    shapes: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<Prepared>>>,
+}
+
+/// Shapes kept at most; past it the cache starts again.
+const MAX_SHAPES: usize = 4096;
+
+impl Api {
+    /// The prepared statement of `sql` for `actor`, prepared now if it is not kept or the
+    /// catalog changed since.
+    async fn prepared(&self, actor: &Actor, sql: &str) -> Result<Arc<Prepared>, ApiError> {
+        let role = match actor {
+            Actor::Role(role) => role.clone(),
+            Actor::Embedder => String::new(),
+        };
+        let key = (role, sql.to_string());
+        let lock = |shapes: &PreparedShapes| {
+            shapes
+                .shapes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .cloned()
+        };
+        if let Some(prepared) = lock(&self.shapes)
+            && prepared.is_current(&self.engine)
+        {
+            return Ok(prepared);
+        }
+        let mut statements = crate::engine::parse(sql)?;
+        let statement = statements
+            .pop()
+            .ok_or_else(|| Error::Internal("an empty ranking statement".into()))?;
+        let prepared = Arc::new(self.engine.prepare_as(statement, actor).await?);
+        let mut shapes = self.shapes.shapes.lock().unwrap_or_else(|p| p.into_inner());
+        if shapes.len() >= MAX_SHAPES {
+            shapes.clear();
+        }
+        shapes.insert(key, prepared.clone());
+        Ok(prepared)
+    }
+}
