@@ -26,12 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-tastedb=${TASTEDB_BIN:-}
-if [ -z "$tastedb" ]; then
-  echo "== building tastedb (release)"
-  cargo build --release --quiet --bin tastedb
-  tastedb="$CARGO_TARGET_DIR/release/tastedb"
-fi
+source benches/common/binary.sh
 sql() { "$tastedb" --data "$work/data" sql "$@"; }
 
 echo "== $EVENTS events of $USERS users over the last 30 days"

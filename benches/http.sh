@@ -27,12 +27,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-tastedb=${TASTEDB_BIN:-}
-if [ -z "$tastedb" ]; then
-  echo "== building tastedb (release)"
-  cargo build --release --quiet --bin tastedb
-  tastedb="$CARGO_TARGET_DIR/release/tastedb"
-fi
+source benches/common/binary.sh
+source benches/common/movielens.sh
 taste_psql() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$TASTE_PORT" -U tastedb -d tastedb "$@"; }
 
 "$tastedb" --data "$work/taste" serve --auth trust --listen "127.0.0.1:$TASTE_PORT" \
@@ -46,17 +42,7 @@ taste_psql -c "CREATE USER tastedb SUPERUSER" >/dev/null
 key=$(taste_psql -A -t -c "CREATE API KEY bench FOR USER tastedb" | cut -d'|' -f3)
 base="http://127.0.0.1:$HTTP_PORT"
 
-# MovieLens 100K as `user,item,1` CSV (the recbole 1.2.1 wheel on PyPI carries the file).
-dir="$CARGO_TARGET_DIR/movielens"
-if [ ! -f "$dir/ml-100k.inter" ]; then
-  mkdir -p "$dir"
-  python3 -m pip download --quiet --no-deps -d "$dir" recbole==1.2.1
-  python3 -c "import glob, sys, zipfile
-wheel = glob.glob(sys.argv[1] + '/recbole-1.2.1-*.whl')[0]
-open(sys.argv[2], 'wb').write(zipfile.ZipFile(wheel).read('recbole/dataset_example/ml-100k/ml-100k.inter'))" \
-    "$dir" "$dir/ml-100k.inter"
-fi
-tail -n +2 "$dir/ml-100k.inter" | awk -F'\t' '{ printf "%s,%s,1\n", $1, $2 }' > "$work/ml.csv"
+movielens "$work/ml.csv"
 taste_psql -c "CREATE TABLE ml (user_id TEXT, item_id TEXT, weight DOUBLE PRECISION)" >/dev/null
 taste_psql -c "\\copy ml FROM '$work/ml.csv' CSV" >/dev/null
 taste_psql -c "TRAIN MODEL m USING als FROM ml WITH (factors = 64, iterations = 15, \

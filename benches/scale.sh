@@ -30,24 +30,10 @@ SECONDS_PER_RUN=${BENCH_SECONDS:-20}
 PG_PORT=${PG_PORT:-55442}
 TASTE_PORT=${TASTE_PORT:-55443}
 source benches/common/side_by_side.sh
+source benches/common/movielens.sh
 
 has_part() { [[ " $PARTS " == *" $1 "* ]]; }
 rate() { echo "$1 / $2" | bc -l; }
-
-# MovieLens 100K as `user,item,1` CSV (the recbole 1.2.1 wheel on PyPI carries the file).
-movielens() {
-  local dir="$CARGO_TARGET_DIR/movielens"
-  if [ ! -f "$dir/ml-100k.inter" ]; then
-    mkdir -p "$dir"
-    python3 -m pip download --quiet --no-deps -d "$dir" recbole==1.2.1
-    python3 -c "import glob, sys, zipfile
-wheel = glob.glob(sys.argv[1] + '/recbole-1.2.1-*.whl')[0]
-open(sys.argv[2], 'wb').write(zipfile.ZipFile(wheel).read('recbole/dataset_example/ml-100k/ml-100k.inter'))" \
-      "$dir" "$dir/ml-100k.inter"
-  fi
-  tail -n +2 "$dir/ml-100k.inter" | awk -F'\t' '{ printf "%s,%s,1\n", $1, $2 }' > "$work/ml.csv"
-  chmod 644 "$work/ml.csv"
-}
 
 # Runs pgbench with one script for BENCH_SECONDS, logging every transaction; prints
 # "tps p50_ms p99_ms" (latencies from the per-transaction log).
@@ -90,7 +76,7 @@ statement_ms() {
 }
 
 start_servers
-movielens
+movielens "$work/ml.csv"
 taste_psql -c "CREATE TABLE ml (user_id TEXT, item_id TEXT, weight DOUBLE PRECISION)" >/dev/null
 taste_psql -c "\\copy ml FROM '$work/ml.csv' CSV" >/dev/null
 als="factors = 64, iterations = 15, regularization = 20, alpha = 1, threads = 2, holdout = 0"

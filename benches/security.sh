@@ -29,12 +29,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-tastedb=${TASTEDB_BIN:-}
-if [ -z "$tastedb" ]; then
-  echo "== building tastedb (release)"
-  cargo build --release --quiet --bin tastedb
-  tastedb="$CARGO_TARGET_DIR/release/tastedb"
-fi
+source benches/common/binary.sh
 
 serve() {
   TASTEDB_PASSWORD=$PASSWORD "$tastedb" --data "$1" serve --listen "127.0.0.1:$PORT" \

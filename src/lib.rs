@@ -8,6 +8,7 @@ pub mod ann;
 pub mod backups;
 pub mod blocking;
 pub mod catalog;
+pub mod clock;
 pub mod engine;
 pub mod error;
 pub mod features;

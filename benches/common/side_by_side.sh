@@ -20,12 +20,7 @@ as_postgres() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-tastedb=${TASTEDB_BIN:-}
-if [ -z "$tastedb" ]; then
-  echo "== building tastedb (release)"
-  cargo build --release --quiet --bin tastedb
-  tastedb="$CARGO_TARGET_DIR/release/tastedb"
-fi
+source benches/common/binary.sh
 
 # Starts PostgreSQL 15 (initdb defaults, fsync on) and `tastedb serve` (trust auth).
 start_servers() {

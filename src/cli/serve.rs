@@ -29,26 +29,43 @@ pub async fn run(
         "TasteDB listening on {} (database tastedb, user {ADMIN_USER}); Ctrl-C stops it",
         server.local_addr()?
     );
+    let http = match http {
+        Some(http) => {
+            let scheme = if http.tls.is_some() { "https" } else { "http" };
+            let http = HttpServer::bind(engine, http).await?;
+            eprintln!(
+                "HTTP API and console on {scheme}://{} (Authorization: Bearer <key from CREATE API KEY>)",
+                http.local_addr()?
+            );
+            Some(http)
+        }
+        None => None,
+    };
+    run_until(server, http, signalled).await?;
+    eprintln!("stopped");
+    Ok(())
+}
+
+/// Runs the wire server and, if given, the HTTP server on its runtime until `signalled`;
+/// then both stop (the HTTP server letting its requests in flight finish).
+pub async fn run_until(
+    server: Server,
+    http: Option<HttpServer>,
+    signalled: impl std::future::Future<Output = ()>,
+) -> Result<()> {
     let stop = CancellationToken::new();
-    let mut alongside: Vec<Alongside> = Vec::new();
-    if let Some(http) = http {
-        let scheme = if http.tls.is_some() { "https" } else { "http" };
-        let http = HttpServer::bind(engine, http).await?;
-        eprintln!(
-            "HTTP API and console on {scheme}://{} (Authorization: Bearer <key from CREATE API KEY>)",
-            http.local_addr()?
-        );
-        alongside.push(Box::pin(http.run(stop.clone().cancelled_owned())));
-    }
+    let alongside: Vec<Alongside> = http
+        .into_iter()
+        .map(|http| Box::pin(http.run(stop.clone().cancelled_owned())) as Alongside)
+        .collect();
     let stopping = stop.clone();
     let shutdown = async move {
         signalled.await;
         stopping.cancel();
     };
-    server.run_with(shutdown, alongside).await?;
+    let ran = server.run_with(shutdown, alongside).await;
     stop.cancel();
-    eprintln!("stopped");
-    Ok(())
+    ran
 }
 
 /// Completes at SIGINT (Ctrl-C) or SIGTERM. The signals are taken over when it is called, not

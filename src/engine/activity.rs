@@ -4,6 +4,7 @@
 //! to user request` and the session goes on.
 
 use crate::catalog::system_tables::{self, SystemTables};
+use crate::clock::now_micros;
 use crate::error::{Error, Result};
 use datafusion::arrow::array::{
     ArrayRef, AsArray, BooleanBuilder, Int32Array, RecordBatch, StringArray,
@@ -281,12 +282,6 @@ fn same_secret(given: &[u8], stored: &[u8]) -> bool {
             .zip(stored)
             .fold(0u8, |differ, (a, b)| differ | (a ^ b))
             == 0
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// `pg_cancel_backend(pid)`: cancels that session's running statement; false when there is

@@ -227,12 +227,7 @@ fn to_json(view: &FeatureView) -> Result<Vec<u8>> {
     serde_json::to_vec(view).map_err(|e| Error::Internal(e.to_string()))
 }
 
-/// Microseconds since the Unix epoch, now.
-pub fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
+pub use crate::clock::now_micros;
 
 /// The feature functions, which read the feature view their first argument names.
 pub const FUNCTION_OBJECTS: &[FunctionObject] = &[

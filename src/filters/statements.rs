@@ -1,5 +1,6 @@
 //! `CREATE FILTER [IF NOT EXISTS] name AS query` and `DROP FILTER [IF EXISTS] name`.
 
+use crate::clock::now_micros;
 use crate::engine::{Command, Context, Outcome};
 use crate::error::{Error, Result};
 use crate::filters::Filter;
@@ -116,10 +117,4 @@ impl Command for FilterStatement {
             }
         }
     }
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }

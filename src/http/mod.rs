@@ -71,6 +71,7 @@ pub struct Api {
     engine: Engine,
     limits: Limits,
     shapes: Arc<serving::PreparedShapes>,
+    bodies: Arc<serving::EncodedBodies>,
     /// Set when the server starts stopping: `/readyz` answers 503 from then on.
     stopping: Arc<AtomicBool>,
 }
@@ -90,12 +91,7 @@ impl HttpServer {
             Some((cert, key)) => Some(crate::server::tls_acceptor(cert, key, b"http/1.1")?),
             None => None,
         };
-        let listener = TcpListener::bind(options.listen).await.map_err(|e| {
-            Error::Io(std::io::Error::new(
-                e.kind(),
-                format!("cannot listen on {}: {e}", options.listen),
-            ))
-        })?;
+        let listener = crate::server::listen(options.listen).await?;
         let stopping = Arc::new(AtomicBool::new(false));
         let api = Api {
             engine,
@@ -104,6 +100,7 @@ impl HttpServer {
                 stream_bytes: options.stream_bytes,
             },
             shapes: Arc::default(),
+            bodies: Arc::default(),
             stopping: stopping.clone(),
         };
         Ok(HttpServer {

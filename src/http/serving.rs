@@ -4,7 +4,7 @@
 //! and shape, so a request takes the serving fast path and the prediction cache, and is
 //! checked against the caller's privileges by the engine.
 
-use crate::engine::Prepared;
+use crate::engine::{Outcome, Prepared};
 use crate::error::Error;
 use crate::http::Api;
 use crate::http::auth::Caller;
@@ -12,8 +12,11 @@ use crate::http::error::{ApiError, ErrorBody};
 use crate::roles::Actor;
 use crate::sql::notices::Notices;
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::common::{ParamValues, ScalarValue};
@@ -145,13 +148,14 @@ pub async fn recommend(
     caller: Caller,
     Path(model): Path<String>,
     query: Result<Query<RecommendQuery>, QueryRejection>,
-) -> Result<Json<Recommendation>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(query) = query?;
     let shape = Shape::of_recommend(&api, &model, query.filter.as_deref(), query.exact)?;
     let k = k_of(query.k)?;
-    Ok(Json(
-        shape.recommend(&api, &caller.0, &query.user, k).await?,
-    ))
+    let body = shape
+        .recommend_body(&api, &caller.0, &query.user, k)
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// Recommendations for many users at once.
@@ -196,12 +200,12 @@ pub async fn similar(
     let Query(query) = query?;
     let shape = Shape::of_similar(&api, &model, query.filter.as_deref(), query.exact)?;
     let k = k_of(query.k)?;
-    let (version, batch) = shape.run(&api, &caller.0, &query.item, k).await?;
+    let answer = shape.run(&api, &caller.0, &query.item, k).await?;
     Ok(Json(SimilarItems {
         model,
-        version,
+        version: answer.version,
         item: query.item,
-        items: items(&batch)?,
+        items: items(&answer.rows)?,
     }))
 }
 
@@ -255,7 +259,10 @@ impl Shape {
         filter: Option<&str>,
         exact: Option<bool>,
     ) -> Result<Shape, ApiError> {
-        api.engine.models().get(model)?;
+        // (a cheap check first: `get` copies the model's versions, for its error only)
+        if api.engine.models().active_stamp(model).is_none() {
+            api.engine.models().get(model)?;
+        }
         let mut sql = format!(
             "SELECT {columns} FROM {function}({}, $1, $2",
             literal(model)
@@ -286,7 +293,12 @@ impl Shape {
         user: &str,
         k: i64,
     ) -> Result<Recommendation, ApiError> {
-        let (version, batch) = self.run(api, actor, user, k).await?;
+        let answer = self.run(api, actor, user, k).await?;
+        self.recommendation(user, &answer)
+    }
+
+    fn recommendation(&self, user: &str, answer: &Answer) -> Result<Recommendation, ApiError> {
+        let batch = &answer.rows;
         let flag = |column: usize| {
             batch
                 .column(column)
@@ -295,33 +307,53 @@ impl Shape {
         };
         Ok(Recommendation {
             model: self.model.clone(),
-            version,
+            version: answer.version,
             user: user.to_string(),
             cold_start: flag(3),
             folded_in: flag(4),
-            items: items(&batch)?,
+            items: items(batch)?,
         })
     }
 
-    /// Runs the statement for `id` and `k`; returns the version that answered with its rows.
-    async fn run(
+    /// The JSON body of `recommend` for `user`: for rows reused from the prediction cache, the
+    /// body made for them before.
+    async fn recommend_body(
         &self,
         api: &Api,
         actor: &Actor,
-        id: &str,
+        user: &str,
         k: i64,
-    ) -> Result<(u32, RecordBatch), ApiError> {
+    ) -> Result<Bytes, ApiError> {
+        let answer = self.run(api, actor, user, k).await?;
+        let encode = || -> Result<Bytes, ApiError> {
+            let body = serde_json::to_vec(&self.recommendation(user, &answer)?)
+                .map_err(|e| Error::Internal(format!("an answer as JSON: {e}")))?;
+            Ok(Bytes::from(body))
+        };
+        match answer.reused {
+            true => api
+                .bodies
+                .get_or_encode(&answer.rows, answer.version, user, encode),
+            false => encode(),
+        }
+    }
+
+    /// Runs the statement for `id` and `k`: the version that answered and its rows.
+    async fn run(&self, api: &Api, actor: &Actor, id: &str, k: i64) -> Result<Answer, ApiError> {
         let prepared = api.prepared(actor, &self.sql).await?;
         let id_type = prepared
             .parameter_types()
             .first()
             .cloned()
             .unwrap_or(DataType::Utf8);
-        let id_value = ScalarValue::try_from_string(id.to_string(), &id_type).map_err(|_| {
-            Error::InvalidText(format!(
-                "invalid input syntax for type {id_type}: \"{id}\" (the model's ids are integers)"
-            ))
-        })?;
+        let id_value = match id_type {
+            DataType::Utf8 => ScalarValue::Utf8(Some(id.to_string())),
+            _ => ScalarValue::try_from_string(id.to_string(), &id_type).map_err(|_| {
+                Error::InvalidText(format!(
+                    "invalid input syntax for type {id_type}: \"{id}\" (the model's ids are integers)"
+                ))
+            })?,
+        };
         // the version that answered: the active one before and after the ranking, the same
         for _ in 0..3 {
             let before = api.engine.models().active_stamp(&self.model);
@@ -333,21 +365,25 @@ impl Shape {
                 .engine
                 .execute_prepared_as(&prepared, values, actor, &Notices::tracing())
                 .await?;
-            let batches: Vec<RecordBatch> = outcome
-                .into_stream()?
-                .try_collect()
-                .await
-                .map_err(Error::from)?;
+            let (rows, reused) = match outcome {
+                Outcome::Batch { rows, reused } => (rows, reused),
+                other => {
+                    let stream = other.into_stream()?;
+                    let schema = stream.schema();
+                    let batches: Vec<RecordBatch> =
+                        stream.try_collect().await.map_err(Error::from)?;
+                    let rows = datafusion::arrow::compute::concat_batches(&schema, &batches)
+                        .map_err(Error::from)?;
+                    (rows, false)
+                }
+            };
             let after = api.engine.models().active_stamp(&self.model);
             if let (Some(before), true) = (before, before == after) {
-                let schema = prepared
-                    .rows_schema()
-                    .cloned()
-                    .or_else(|| batches.first().map(|b| b.schema()))
-                    .ok_or_else(|| Error::Internal("a ranking without columns".into()))?;
-                let batch = datafusion::arrow::compute::concat_batches(&schema, &batches)
-                    .map_err(Error::from)?;
-                return Ok((before.0, batch));
+                return Ok(Answer {
+                    version: before.0,
+                    rows,
+                    reused,
+                });
             }
         }
         Err(Error::ObjectInUse(format!(
@@ -356,6 +392,14 @@ impl Shape {
         ))
         .into())
     }
+}
+
+/// A ranking's rows and the version that answered; `reused` when the rows are the very arrays
+/// of an earlier (cached) answer.
+struct Answer {
+    version: u32,
+    rows: RecordBatch,
+    reused: bool,
 }
 
 /// `text` as a SQL string literal.
@@ -393,6 +437,58 @@ fn items(batch: &RecordBatch) -> Result<Vec<RankedItem>, ApiError> {
         });
     }
     Ok(items)
+}
+
+/// The JSON bodies of cached rankings, by the address of their rows' arrays and the version:
+/// an entry holds the arrays, so no other answer can take their address while it lives (as
+/// the wire server's `EncodedAnswers` does). Cleared when full.
+#[derive(Debug, Default)]
+pub struct EncodedBodies {
+    bodies: std::sync::Mutex<std::collections::HashMap<(usize, u32), Encoded>>,
+}
+
+/// One kept body: the arrays it was made from, the user id as the request wrote it.
+#[derive(Debug)]
+struct Encoded {
+    _rows: RecordBatch,
+    user: String,
+    body: Bytes,
+}
+
+/// Bodies kept at most.
+const MAX_BODIES: usize = 8192;
+
+impl EncodedBodies {
+    fn get_or_encode(
+        &self,
+        rows: &RecordBatch,
+        version: u32,
+        user: &str,
+        encode: impl FnOnce() -> Result<Bytes, ApiError>,
+    ) -> Result<Bytes, ApiError> {
+        let Some(first) = rows.columns().first() else {
+            return encode();
+        };
+        let key = (Arc::as_ptr(first) as *const () as usize, version);
+        let lock = || self.bodies.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(kept) = lock().get(&key)
+            && kept.user == user
+        {
+            return Ok(kept.body.clone());
+        }
+        let body = encode()?;
+        let mut bodies = lock();
+        if bodies.len() >= MAX_BODIES {
+            bodies.clear();
+        }
+        let kept = Encoded {
+            _rows: rows.clone(),
+            user: user.to_string(),
+            body: body.clone(),
+        };
+        bodies.insert(key, kept);
+        Ok(body)
+    }
 }
 
 /// Prepared ranking statements, per role and SQL text.

@@ -3,6 +3,7 @@
 //! others read or change the registry.
 
 use crate::blocking;
+use crate::clock::now_micros;
 use crate::engine::{Command, Context, Engine, Outcome};
 use crate::error::{Error, Result};
 use crate::ml::model::Scorer;
@@ -23,7 +24,7 @@ use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::logical_expr::LogicalPlan;
 use futures::StreamExt;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 #[async_trait]
 impl Command for ModelStatement {
@@ -369,10 +370,4 @@ async fn interactions(
     data.merge();
     aggregating += merging.elapsed();
     Ok((data, user_type, item_type, aggregating.as_secs_f64()))
-}
-
-fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }

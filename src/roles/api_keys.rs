@@ -4,6 +4,7 @@
 //! KEY [IF EXISTS] name`; `tastedb_api_keys` lists them without secrets.
 
 use crate::catalog::system_tables::timestamp_type;
+use crate::clock::now_micros;
 use crate::engine::{Command, Context, Outcome};
 use crate::error::{Error, Result};
 use crate::roles::privileges::Actor;
@@ -123,22 +124,20 @@ impl ApiKeys {
     }
 }
 
+/// The hex SHA-256 of `secret` (checked at every request: no formatting per byte).
 fn digest(secret: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, secret.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for byte in digest.as_ref() {
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    hex
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// `CREATE API KEY name [FOR USER role]` or `DROP API KEY [IF EXISTS] name`.

@@ -211,9 +211,13 @@ impl Users {
     /// may not log in.
     pub fn authenticate_key(&self, secret: &str) -> Result<String> {
         let user = self.api_keys.authenticate(secret)?;
-        match self.get(&user)? {
-            Some(role) if role.attributes.login => Ok(user),
-            _ => Err(Error::InvalidAuthorization(format!(
+        let login = self
+            .read()
+            .get(&user)
+            .is_some_and(|role| role.attributes.login);
+        match login {
+            true => Ok(user),
+            false => Err(Error::InvalidAuthorization(format!(
                 "role \"{user}\" is not permitted to log in"
             ))),
         }

@@ -112,12 +112,7 @@ impl Server {
             Some((cert, key)) => Some(tls::acceptor(cert, key, b"postgresql")?),
             None => None,
         };
-        let listener = TcpListener::bind(options.listen).await.map_err(|e| {
-            Error::Io(std::io::Error::new(
-                e.kind(),
-                format!("cannot listen on {}: {e}", options.listen),
-            ))
-        })?;
+        let listener = listen(options.listen).await?;
         Ok(Server {
             engine,
             listener,
@@ -208,6 +203,16 @@ impl Server {
 
 /// A task that runs with the wire server ([`Server::run_with`]).
 pub type Alongside = std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send + 'static>>;
+
+/// A listener on `addr`, or an error that names it (the HTTP server binds with it too).
+pub async fn listen(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr}: {e}"),
+        ))
+    })
+}
 
 /// How long a stopping server waits for the work of statements still running (which their
 /// dropped sessions have told to stop) before it leaves them behind.

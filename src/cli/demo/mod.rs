@@ -11,9 +11,8 @@ use datafusion::arrow::datatypes::Float64Type;
 use std::net::SocketAddr;
 use std::time::Instant;
 use tastedb::http::{HttpOptions, HttpServer};
-use tastedb::server::{Alongside, AuthMode, ServeOptions, Server};
+use tastedb::server::{AuthMode, ServeOptions, Server};
 use tastedb::{Engine, Error, Result};
-use tokio_util::sync::CancellationToken;
 
 /// The role the demo logs in as, over the wire and through its API key.
 const DEMO_USER: &str = "tastedb";
@@ -82,16 +81,7 @@ pub async fn run(engine: Engine, options: DemoOptions) -> Result<()> {
          'http://{web}/v1/models/{MODEL}/recommend?user={SAMPLE_USER}&k=5&filter=in_stock'"
     );
     println!("Ctrl-C stops it.");
-    let stop = CancellationToken::new();
-    let alongside: Vec<Alongside> = vec![Box::pin(http.run(stop.clone().cancelled_owned()))];
-    let stopping = stop.clone();
-    let shutdown = async move {
-        signalled.await;
-        stopping.cancel();
-    };
-    server.run_with(shutdown, alongside).await?;
-    stop.cancel();
-    Ok(())
+    super::serve::run_until(server, Some(http), signalled).await
 }
 
 /// Creates, fills and trains the demo.
@@ -104,10 +94,7 @@ async fn set_up(engine: &Engine) -> Result<()> {
         ));
     }
     let started = Instant::now();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64);
-    let shop = catalogue::generate(SIZE, 42, now)?;
+    let shop = catalogue::generate(SIZE, 42, tastedb::clock::now_micros())?;
     for sql in TABLES {
         engine.sql(sql).await?;
     }

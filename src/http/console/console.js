@@ -444,7 +444,8 @@
       width: width(),
       height: 320,
       scales: { x: { time: false } },
-      axes: [{ label: "iteration" }, { label: "loss", size: 70, values: (u, ticks) => ticks.map(fmtNumber) }],
+      // uPlot's own tick labels: they keep the digits that tell close ticks apart
+      axes: [{ label: "iteration", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500] }, { label: "loss", size: 80 }],
       series: [
         { label: "iteration" },
         ...s.versions.map((v, i) => ({
