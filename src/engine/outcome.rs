@@ -71,6 +71,15 @@ impl CommandTag {
         }
     }
 
+    /// The rows the statement wrote: the count of INSERT, COPY, UPDATE, DELETE and MERGE.
+    pub fn rows_written(&self) -> Option<u64> {
+        let writes = matches!(
+            self.command.as_str(),
+            "INSERT" | "COPY" | "UPDATE" | "DELETE" | "MERGE"
+        );
+        self.rows.filter(|_| writes)
+    }
+
     /// The tag of `command` reporting `rows` rows.
     pub fn counted(command: impl Into<String>, rows: u64) -> CommandTag {
         CommandTag {

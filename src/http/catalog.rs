@@ -7,6 +7,7 @@ use crate::http::Api;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::roles::{Actor, Object, Privilege};
+use crate::sql::names::{quote_literal, quoted_ident};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, RawQuery, State};
@@ -213,9 +214,9 @@ pub async fn features(
         ));
     }
     api.engine.features().get(&view)?;
-    let mut sql = format!("SELECT * FROM online_features({}", literal(&view));
+    let mut sql = format!("SELECT * FROM online_features({}", quote_literal(&view));
     for key in &keys {
-        sql.push_str(&format!(", {}", literal(key)));
+        sql.push_str(&format!(", {}", quote_literal(key)));
     }
     sql.push(')');
     let batches = run_as(&api, &caller.0, &sql).await?;
@@ -241,7 +242,7 @@ pub async fn tables(State(api): State<Api>, caller: Caller) -> Result<Json<Table
         if users.check(&caller.0, &object, Privilege::Select).is_err() {
             continue;
         }
-        let count = format!("SELECT count(*) FROM {}", quote_ident(&name));
+        let count = format!("SELECT count(*) FROM {}", quoted_ident(&name));
         let rows = run_as(&api, &caller.0, &count)
             .await?
             .first()
@@ -332,7 +333,7 @@ async fn answer_sql(api: &Api, actor: &Actor, sql: &str) -> Result<SqlAnswer, Ap
         }
         return match outcome {
             crate::engine::Outcome::Done(tag) => {
-                if let Some(rows) = tag.rows.filter(|_| writes_rows(&tag.command)) {
+                if let Some(rows) = tag.rows_written() {
                     api.engine.metrics().rows_written(rows);
                 }
                 Ok(SqlAnswer {
@@ -378,10 +379,6 @@ fn session_only(statement: &crate::engine::Statement) -> Option<String> {
     };
     let kind = crate::metrics::statement_kind(&text);
     SESSION_STATEMENTS.contains(&kind.as_str()).then_some(kind)
-}
-
-fn writes_rows(command: &str) -> bool {
-    matches!(command, "INSERT" | "COPY" | "UPDATE" | "DELETE" | "MERGE")
 }
 
 async fn collect(
@@ -441,14 +438,4 @@ fn arrays(batch: &RecordBatch) -> Result<Vec<Vec<Value>>, ApiError> {
         }
     }
     Ok(rows)
-}
-
-/// `text` as a SQL string literal.
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
-/// `name` as a quoted SQL identifier.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }

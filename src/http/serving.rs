@@ -10,6 +10,7 @@ use crate::http::Api;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::roles::Actor;
+use crate::sql::names::quote_literal;
 use crate::sql::notices::Notices;
 use axum::Json;
 use axum::body::Bytes;
@@ -265,7 +266,7 @@ impl Shape {
         }
         let mut sql = format!(
             "SELECT {columns} FROM {function}({}, $1, $2",
-            literal(model)
+            quote_literal(model)
         );
         if let Some(filter) = filter {
             // only a filter's name: the request never carries SQL
@@ -274,7 +275,7 @@ impl Shape {
                     Error::UndefinedObject(format!("filter \"{filter}\" does not exist")).into(),
                 );
             }
-            sql.push_str(&format!(", filter => {}", literal(filter)));
+            sql.push_str(&format!(", filter => {}", quote_literal(filter)));
         }
         if exact == Some(true) {
             sql.push_str(", exact => true");
@@ -400,11 +401,6 @@ struct Answer {
     version: u32,
     rows: RecordBatch,
     reused: bool,
-}
-
-/// `text` as a SQL string literal.
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// The (item_id, score, rank) rows of a ranking.

@@ -353,7 +353,7 @@ impl Session {
                 self.answer(&rows, reused, format, sql).map(Response::Query)
             }
             Outcome::Done(tag) => {
-                if let (true, Some(rows)) = (writes_rows(&tag.command), tag.rows) {
+                if let Some(rows) = tag.rows_written() {
                     self.engine.metrics().rows_written(rows);
                 }
                 Ok(Response::Execution(wire_tag(&tag)))
@@ -415,11 +415,6 @@ fn statement_kind(statement: &Statement, sql: &str) -> String {
         _ => None,
     };
     verb.map_or_else(|| crate::metrics::statement_kind(sql), str::to_string)
-}
-
-/// Whether a statement whose tag is `command` writes the rows it counts.
-fn writes_rows(command: &str) -> bool {
-    matches!(command, "INSERT" | "COPY" | "UPDATE" | "DELETE" | "MERGE")
 }
 
 /// pgwire's form of a command tag (`INSERT` carries the OID 0 before its count).

@@ -33,3 +33,13 @@ pub fn table_name(name: &ObjectName) -> Result<String> {
         ))),
     }
 }
+
+/// `text` as a SQL string literal (quotes doubled).
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// `name` as a double-quoted SQL identifier (quotes doubled), whatever its letters.
+pub fn quoted_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
