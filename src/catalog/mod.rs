@@ -109,6 +109,7 @@ impl Catalog {
         for sequence in &owned {
             self.sequences.created(sequence);
         }
+        self.store.retentions().set(&def);
         self.write_tables()
             .insert(def.name.clone(), Arc::new(StoredTable::new(def, 0)));
         self.generation.fetch_add(1, Ordering::Release);

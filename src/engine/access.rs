@@ -9,6 +9,7 @@
 use crate::catalog::StoredTableProvider;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::models::Pin;
 use crate::roles::{Actor, Object, ObjectKind, Privilege, SIGNAL_BACKEND};
 use crate::sql::names;
 use datafusion::catalog::view::ViewTable;
@@ -100,7 +101,7 @@ impl Engine {
                     object,
                     privilege,
                     through: None,
-                } => users.check(actor, object, *privilege)?,
+                } => users.check(actor, &self.model_of(object), *privilege)?,
                 Need::Privilege {
                     object,
                     privilege,
@@ -121,6 +122,19 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// The object whose privileges a function's first argument needs: for a model argument,
+    /// `model@alias` and an experiment's name stand for the model.
+    fn model_of(&self, object: &Object) -> Object {
+        if object.kind != ObjectKind::Model || self.models().get(&object.name).is_ok() {
+            return object.clone();
+        }
+        let (model, _) = Pin::split(&object.name);
+        match self.experiments().get(&object.name) {
+            Some(experiment) if model == object.name => Object::model(experiment.model),
+            _ => Object::model(model),
+        }
     }
 
     fn check_cancel(&self, actor: &Actor, pid: i32) -> Result<()> {

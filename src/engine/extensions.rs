@@ -14,6 +14,7 @@ use std::sync::Arc;
 pub const FAMILIES: &[Family] = &[
     crate::roles::STATEMENTS,
     crate::models::STATEMENTS,
+    crate::models::experiments::STATEMENTS,
     crate::features::STATEMENTS,
     crate::filters::STATEMENTS,
     crate::vectors::STATEMENTS,
@@ -48,6 +49,7 @@ pub(super) fn register_functions(
         Arc::new(crate::catalog::RowKeys::new(catalog.clone())),
     );
     crate::models::register_functions(ctx, serving.clone());
+    crate::models::experiments::register_functions(ctx, &serving);
     crate::features::register_functions(ctx, features, &serving.inputs);
     crate::vectors::register_functions(ctx, catalog, indexes);
 }

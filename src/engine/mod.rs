@@ -39,7 +39,9 @@ use crate::error::{Error, Result};
 use crate::features::FeatureViews;
 use crate::filters::Filters;
 use crate::metrics::Metrics;
-use crate::models::{ModelRegistry, Serving, ServingCache, ServingLive};
+use crate::models::{
+    Experiments, ImpressionLog, ModelRegistry, Serving, ServingCache, ServingLive,
+};
 use crate::roles::{Actor, Object, Privilege, RoleCatalog, RoleOids, RoleTables, Users};
 use crate::schema::TableDef;
 use crate::sql::config::TasteConfig;
@@ -88,6 +90,8 @@ struct EngineInner {
     query_arguments: Arc<QueryArguments>,
     shapes: Arc<fast_path::Shapes>,
     filters: Arc<Filters>,
+    experiments: Arc<Experiments>,
+    impressions: Arc<ImpressionLog>,
     metrics: Arc<Metrics>,
     cache: Arc<ServingCache>,
 }
@@ -147,8 +151,11 @@ impl Engine {
         let role_tables = Arc::new(RoleTables::new(users.clone()));
         let shapes = Arc::new(fast_path::Shapes::default());
         let filters = Arc::new(Filters::load(catalog.store().clone())?);
+        let experiments = Arc::new(Experiments::load(catalog.store().clone())?);
+        let impressions = Arc::new(ImpressionLog::new(catalog.clone()));
         let system_tables: Vec<Arc<dyn SystemTables>> = vec![
             filters.clone(),
+            experiments.clone(),
             role_tables.clone(),
             shapes.clone(),
             models.clone(),
@@ -229,6 +236,8 @@ impl Engine {
             cache: cache.clone(),
             inputs: query_arguments.clone(),
             live: live.clone(),
+            experiments: experiments.clone(),
+            impressions: impressions.clone(),
         };
         extensions::register_functions(&ctx, &catalog, serving, &features, &indexes);
         let stored_views = catalog.stored_views()?;
@@ -247,6 +256,8 @@ impl Engine {
                 query_arguments,
                 shapes,
                 filters,
+                experiments,
+                impressions,
                 metrics: Arc::new(Metrics::new()),
                 cache,
             }),
@@ -460,6 +471,16 @@ impl Engine {
     /// The live deltas of served model versions.
     pub(crate) fn live(&self) -> &Arc<ServingLive> {
         &self.inner.live
+    }
+
+    /// The experiments between model versions (`CREATE EXPERIMENT`).
+    pub fn experiments(&self) -> &Arc<Experiments> {
+        &self.inner.experiments
+    }
+
+    /// The log of impressions served through experiments (`tastedb_impressions`).
+    pub fn impressions(&self) -> &Arc<ImpressionLog> {
+        &self.inner.impressions
     }
 
     /// The named filters (`CREATE FILTER`).

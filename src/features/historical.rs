@@ -34,6 +34,7 @@ pub const SIGNATURE: QuerySignature = QuerySignature {
     positional: &["view", "spine"],
     named: &[],
     query: 1,
+    tables: &[],
 };
 
 /// The `historical_features` table function.

@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::http::Api;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
+use crate::models::{Pin, serving_stamp};
 use crate::roles::Actor;
 use crate::sql::names::quote_literal;
 use crate::sql::notices::Notices;
@@ -261,8 +262,11 @@ impl Shape {
         exact: Option<bool>,
     ) -> Result<Shape, ApiError> {
         // (a cheap check first: `get` copies the model's versions, for its error only)
-        if api.engine.models().active_stamp(model).is_none() {
-            api.engine.models().get(model)?;
+        let (models, experiments) = (api.engine.models(), api.engine.experiments());
+        if serving_stamp(models, experiments, model, "").is_none()
+            && experiments.get(model).is_none()
+        {
+            models.get(Pin::split(model).0)?;
         }
         let mut sql = format!(
             "SELECT {columns} FROM {function}({}, $1, $2",
@@ -357,7 +361,8 @@ impl Shape {
         };
         // the version that answered: the active one before and after the ranking, the same
         for _ in 0..3 {
-            let before = api.engine.models().active_stamp(&self.model);
+            let (models, experiments) = (api.engine.models(), api.engine.experiments());
+            let before = serving_stamp(models, experiments, &self.model, id);
             let values = ParamValues::List(vec![
                 id_value.clone().into(),
                 ScalarValue::Int64(Some(k)).into(),
@@ -378,7 +383,7 @@ impl Shape {
                     (rows, false)
                 }
             };
-            let after = api.engine.models().active_stamp(&self.model);
+            let after = serving_stamp(models, experiments, &self.model, id);
             if let (Some(before), true) = (before, before == after) {
                 return Ok(Answer {
                     version: before.0,
@@ -388,7 +393,7 @@ impl Shape {
             }
         }
         Err(Error::ObjectInUse(format!(
-            "model \"{}\" changed its active version during the request; try again",
+            "model \"{}\" changed the version it serves during the request; try again",
             self.model
         ))
         .into())

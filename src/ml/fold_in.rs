@@ -38,34 +38,62 @@ impl FoldIn {
     /// when there are none (as ALS's own step gives a row without interactions).
     pub fn solve<'a>(&self, interactions: impl IntoIterator<Item = (&'a [f32], f32)>) -> Vec<f32> {
         let k = self.factors;
+        let rows: Vec<(&[f32], f32)> = interactions.into_iter().collect();
+        let mut b = Mat::<f64>::zeros(k, 1);
+        for &(y, weight) in &rows {
+            let (c, p) = als::confidence(weight, self.alpha);
+            for (r, &yr) in y.iter().enumerate().take(k) {
+                b[(r, 0)] += f64::from(c) * f64::from(p) * f64::from(yr);
+            }
+        }
+        match self.solved(&rows, &b) {
+            Some(x) => (0..k).map(|r| x[(r, 0)] as f32).collect(),
+            None => vec![0.0; k],
+        }
+    }
+
+    /// Why `target` (a fixed-side row) scores what it does against the vector [`FoldIn::solve`]
+    /// gives for `interactions`: each interaction's share of the score, in order — as
+    /// implicit's `explain`. With x = A⁻¹ Σ c·p·y, the score yₜᵀx is Σ c·p·(yₜᵀA⁻¹y): the
+    /// shares sum to the score exactly. Empty without interactions.
+    pub fn explain(&self, interactions: &[(&[f32], f32)], target: &[f32]) -> Vec<f32> {
+        let k = self.factors;
+        let t = Mat::<f64>::from_fn(k, 1, |r, _| target.get(r).map_or(0.0, |&v| f64::from(v)));
+        let Some(z) = self.solved(interactions, &t) else {
+            return vec![0.0; interactions.len()];
+        };
+        (interactions.iter())
+            .map(|&(y, weight)| {
+                let (c, p) = als::confidence(weight, self.alpha);
+                let along: f64 = (y.iter().take(k).enumerate())
+                    .map(|(r, &v)| z[(r, 0)] * f64::from(v))
+                    .sum();
+                (f64::from(c) * f64::from(p) * along) as f32
+            })
+            .collect()
+    }
+
+    /// A⁻¹·rhs for A = YᵀY + λI + Σ (c−1)·y yᵀ over `interactions`; `None` without
+    /// interactions, or when A is singular (no regularisation).
+    fn solved(&self, interactions: &[(&[f32], f32)], rhs: &Mat<f64>) -> Option<Mat<f64>> {
+        let k = self.factors;
         // The rows scaled by √(c−1), so that A = YᵀY + λI + SᵀS is one matrix product.
         let mut scaled = Vec::new();
-        let mut b = Mat::<f64>::zeros(k, 1);
-        for (y, weight) in interactions {
-            let (c, p) = als::confidence(weight, self.alpha);
-            let (c, p) = (f64::from(c), f64::from(p));
-            let root = (c - 1.0).max(0.0).sqrt();
-            for (r, &yr) in y.iter().enumerate().take(k) {
-                b[(r, 0)] += c * p * f64::from(yr);
-                scaled.push(root * f64::from(yr));
-            }
+        for &(y, weight) in interactions {
+            let (c, _) = als::confidence(weight, self.alpha);
+            let root = (f64::from(c) - 1.0).max(0.0).sqrt();
+            scaled.extend(y.iter().take(k).map(|&yr| root * f64::from(yr)));
         }
         let rows = scaled.len() / k.max(1);
         if rows == 0 {
-            return vec![0.0; k];
+            return None;
         }
         let s = MatRef::from_row_major_slice(&scaled, rows, k);
         let mut a = Mat::<f64>::from_fn(k, k, |r, c| f64::from(self.base[r * k + c]));
         matmul(a.as_mut(), Accum::Add, s.transpose(), s, 1.0, Par::Seq);
         // A is symmetric positive definite for λ > 0; without regularisation it may be
         // singular, and then no vector is better than none.
-        match a.llt(Side::Lower) {
-            Ok(llt) => {
-                let x = llt.solve(&b);
-                (0..k).map(|r| x[(r, 0)] as f32).collect()
-            }
-            Err(_) => vec![0.0; k],
-        }
+        a.llt(Side::Lower).ok().map(|llt| llt.solve(rhs))
     }
 
     /// The ALS objective of `x` for those interactions, up to a constant: xᵀAx − 2bᵀx
@@ -119,6 +147,28 @@ mod tests {
             }
         }
         assert_eq!(fold.solve([]), vec![0.0; 3]);
+    }
+
+    /// Each interaction's share of a score sums to the score of the folded-in vector; the
+    /// negative one (preference 0) has no share.
+    #[test]
+    fn explained_shares_sum_to_the_score() {
+        let y = items();
+        let fold = FoldIn::new(&y, 3, 0.1, 5.0);
+        let row = |i: usize| &y[i * 3..i * 3 + 3];
+        let interactions = [(row(1), 2.0), (row(4), 1.0), (row(7), -1.0)];
+        let x = fold.solve(interactions);
+        for target in 0..10 {
+            let shares = fold.explain(&interactions, row(target));
+            let score = crate::ml::kernels::dot(&x, row(target));
+            let sum: f32 = shares.iter().sum();
+            assert!(
+                (sum - score).abs() < 1e-5,
+                "item {target}: {sum} vs {score}"
+            );
+            assert_eq!(shares[2], 0.0);
+        }
+        assert!(fold.explain(&[], row(0)).is_empty());
     }
 
     /// Folding a trained user back in against the final item factors gives (nearly) the

@@ -22,7 +22,7 @@ pub struct Pair {
 /// Events gathered for training, keyed by external ids. Events are kept as they come and
 /// summed per (user, item) by [`Interactions::merge`], a sort: a hash map of pairs would cost
 /// more memory than the events themselves and a random access per event.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Interactions {
     /// External user ids by index.
     pub users: Vec<String>,

@@ -3,6 +3,8 @@
 
 pub mod als;
 pub mod bpr;
+pub mod diversity;
+pub mod explain;
 pub mod fold_in;
 pub mod interactions;
 pub mod item_item;

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 pub struct CacheKey {
     /// Model name.
     pub model: String,
+    /// The alias served (`active` for the active version).
+    pub pin: String,
     /// User id as text.
     pub user: String,
     /// Rows asked for.
@@ -32,9 +34,9 @@ struct Entry<V> {
 
 struct Inner<V> {
     entries: HashMap<CacheKey, Entry<V>>,
-    /// The version each model's entries were computed with: number and creation time (a
-    /// model dropped and trained again starts at version 1 again).
-    models: HashMap<String, (u32, i64)>,
+    /// The version each (model, alias)'s entries were computed with: number and creation
+    /// time (a model dropped and trained again starts at version 1 again).
+    models: HashMap<(String, String), (u32, i64)>,
     clock: u64,
     /// Counts invalidations: an answer computed before one is not stored after it.
     epoch: u64,
@@ -92,7 +94,7 @@ impl<V: Clone> PredictionCache<V> {
     /// on a miss. Entries of other versions of the model are dropped first.
     pub fn get(&self, key: &CacheKey, version: (u32, i64), ttl: Duration) -> (Option<V>, Ticket) {
         let mut inner = self.lock();
-        self.switch_version(&mut inner, &key.model, version);
+        self.switch_version(&mut inner, key, version);
         let ticket = Ticket { epoch: inner.epoch };
         inner.clock += 1;
         let clock = inner.clock;
@@ -176,21 +178,27 @@ impl<V: Clone> PredictionCache<V> {
         self.len() == 0
     }
 
-    fn switch_version(&self, inner: &mut Inner<V>, model: &str, version: (u32, i64)) {
-        let current = inner.models.get(model).copied();
+    fn switch_version(&self, inner: &mut Inner<V>, key: &CacheKey, version: (u32, i64)) {
+        let served = (key.model.clone(), key.pin.clone());
+        let current = inner.models.get(&served).copied();
         if current == Some(version) {
             return;
         }
         if current.is_some() {
-            self.drop_model(inner, model);
+            self.drop_where(inner, |k| k.model == key.model && k.pin == key.pin);
         }
-        inner.models.insert(model.to_string(), version);
+        inner.models.insert(served, version);
     }
 
     /// Drops `model`'s entries as invalidated.
     fn drop_model(&self, inner: &mut Inner<V>, model: &str) {
+        self.drop_where(inner, |key| key.model == model);
+    }
+
+    /// Drops the entries `stale` picks as invalidated.
+    fn drop_where(&self, inner: &mut Inner<V>, stale: impl Fn(&CacheKey) -> bool) {
         let before = inner.entries.len();
-        inner.entries.retain(|key, _| key.model != model);
+        inner.entries.retain(|key, _| !stale(key));
         let dropped = (before - inner.entries.len()) as u64;
         self.stats
             .invalidations

@@ -1,10 +1,10 @@
-//! Live serving: what users did after the active version was trained counts at once. For each
-//! model in use, a [`Delta`] holds the events written to its source since the version's
-//! row-id watermark — read from storage when the delta is first needed (also after a restart),
-//! then kept current by every acknowledged write — so that `recommend` excludes the items a
-//! user interacted with since, and folds their current events into their taste (see
-//! [`crate::ml::fold_in`]); items the version was not trained with get vectors of their own
-//! (see [`crate::models::new_items`]).
+//! Live serving: what users did after a served version was trained counts at once. For each
+//! version in use (the active one, or one an alias names), a [`Delta`] holds the events
+//! written to its source since the version's row-id watermark — read from storage when the
+//! delta is first needed (also after a restart), then kept current by every acknowledged
+//! write — so that `recommend` excludes the items a user interacted with since, and folds
+//! their current events into their taste (see [`crate::ml::fold_in`]); items the version was
+//! not trained with get vectors of their own (see [`crate::models::new_items`]).
 //!
 //! A source is live when it reads one stored table without primary key (row ids are what tell
 //! new rows from old) through filters and projections only: the table itself, or a query such
@@ -36,7 +36,8 @@ pub struct Live<V> {
     catalog: Arc<Catalog>,
     registry: Arc<ModelRegistry>,
     cache: Arc<PredictionCache<V>>,
-    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// By model and version number.
+    slots: Mutex<HashMap<(String, u32), Arc<Slot>>>,
 }
 
 impl<V> std::fmt::Debug for Live<V> {
@@ -45,7 +46,7 @@ impl<V> std::fmt::Debug for Live<V> {
     }
 }
 
-/// One model's delta, and the lock that one builder holds while it reads storage.
+/// One model version's delta, and the lock that one builder holds while it reads storage.
 #[derive(Default)]
 struct Slot {
     build: tokio::sync::Mutex<()>,
@@ -124,8 +125,8 @@ impl<V: Clone> Live<V> {
         }
     }
 
-    /// The delta of `model`'s active `version` (`trained`), built on first use; `planning`
-    /// plans the source query then.
+    /// The delta of a served `version` (`trained`: the active one or an alias's), built on
+    /// first use; `planning` plans the source query then.
     pub async fn delta(
         &self,
         planning: &Planning<'_>,
@@ -134,7 +135,7 @@ impl<V: Clone> Live<V> {
     ) -> Result<Arc<Delta>> {
         let stamp = (version.version, version.created_micros);
         let slot = lock(&self.slots)
-            .entry(version.model.clone())
+            .entry((version.model.clone(), version.version))
             .or_default()
             .clone();
         let current = || {
@@ -199,8 +200,8 @@ impl<V: Clone> Live<V> {
             let Some(delta) = read(&slot.delta).clone() else {
                 continue;
             };
-            if self.registry.active_stamp(&delta.model) != Some(delta.stamp) {
-                // Another version serves now (or none): its delta is built when first needed.
+            if !self.registry.serves(&delta.model, delta.stamp) {
+                // The version is no longer served: its delta is built again if it comes back.
                 *write(&slot.delta) = None;
                 continue;
             }
@@ -237,7 +238,7 @@ impl<V: Clone> Live<V> {
                 continue;
             };
             let reads_table = delta.source.as_ref().is_some_and(|s| s.table == table.name);
-            if reads_table || self.registry.active_stamp(&delta.model) != Some(delta.stamp) {
+            if reads_table || !self.registry.serves(&delta.model, delta.stamp) {
                 *write(&slot.delta) = None;
                 self.cache.model_changed(&delta.model);
             }

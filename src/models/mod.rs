@@ -1,10 +1,13 @@
 //! Models: training statements (`TRAIN MODEL`, `DROP`/`SHOW`/`EVALUATE`/`ALTER MODEL`), the
-//! registry of versions, and serving (`recommend`, `similar_items`, `predict`,
-//! `recommend_items`) with its prediction cache and item graphs. The algorithms themselves are
+//! registry of versions and their aliases, serving (`recommend`, `similar_items`, `predict`,
+//! `recommend_items`) with its prediction cache and item graphs, and experiments between
+//! versions with their impression log. The algorithms themselves are
 //! in `crate::ml`, pure of SQL and storage.
 
 pub mod cache;
 mod events;
+pub mod experiments;
+mod explain;
 mod graphs;
 pub mod item_index;
 mod live;
@@ -17,14 +20,19 @@ mod recommend;
 mod recommend_items;
 pub mod registry;
 mod retrain;
+mod search;
 mod statements;
 mod system_tables;
 mod warm;
 
+pub use experiments::Experiments;
+pub use experiments::impressions::ImpressionLog;
 pub use parser::{ModelStatement, TrainModel, TrainSource};
-pub use ranking_table::{RANKING_SIGNATURES, Ranked, Serving, ServingCache, ServingLive};
+pub use ranking_table::{
+    RANKING_SIGNATURES, Ranked, Serving, ServingCache, ServingLive, serving_stamp,
+};
 pub use recommend::register_functions;
-pub use registry::{ModelRegistry, ModelVersion};
+pub use registry::{ModelRegistry, ModelVersion, Pin};
 pub use retrain::run_policies;
 pub use warm::warm;
 
@@ -38,7 +46,8 @@ pub const STATEMENTS: Family = Family {
     parse: |parser| Ok(parser::model_statement(parser)?.map(|s| Arc::new(s) as Arc<dyn Command>)),
 };
 
-/// The serving functions, which read the model their first argument names (SELECT on it).
+/// The serving functions, which read the model their first argument names (SELECT on it;
+/// `model@alias` and an experiment's name stand for the model).
 pub const FUNCTION_OBJECTS: &[FunctionObject] = &[
     FunctionObject {
         function: "recommend",
@@ -54,6 +63,18 @@ pub const FUNCTION_OBJECTS: &[FunctionObject] = &[
     },
     FunctionObject {
         function: "recommend_items",
+        kind: ObjectKind::Model,
+    },
+    FunctionObject {
+        function: "explain_recommendation",
+        kind: ObjectKind::Model,
+    },
+    FunctionObject {
+        function: "experiment_results",
+        kind: ObjectKind::Model,
+    },
+    FunctionObject {
+        function: "experiment_arm",
         kind: ObjectKind::Model,
     },
 ];

@@ -1,12 +1,12 @@
 //! Parsing of the model statements: `TRAIN MODEL`, `DROP MODEL`, `SHOW MODELS`,
-//! `EVALUATE MODEL`, `ALTER MODEL … SET ACTIVE VERSION` and `ALTER MODEL … SET | RESET (…)`
-//! (the retraining policy). Their words are not sqlparser keywords, so the statement start is
+//! `EVALUATE MODEL`, `ALTER MODEL … SET ACTIVE VERSION`, `ALTER MODEL … SET ALIAS a = n | DROP
+//! ALIAS a` and `ALTER MODEL … SET | RESET (…)` (the retraining policy). Their words are not sqlparser keywords, so the statement start is
 //! matched by text.
 
 use crate::error::{Error, Result};
 use crate::sql::names;
 use crate::sql::words::{expect_word, literal_text, skip};
-use datafusion::sql::sqlparser::ast::{Query, SqlOption};
+use datafusion::sql::sqlparser::ast::{Expr, Query, SqlOption};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
@@ -25,10 +25,14 @@ pub enum ModelStatement {
     },
     /// `SHOW MODELS`.
     Show,
-    /// `EVALUATE MODEL name`.
+    /// `EVALUATE MODEL name [VERSION n] [ON IMPRESSIONS OF experiment]`.
     Evaluate {
         /// Model name.
         name: String,
+        /// The version (the active one when not given).
+        version: Option<u32>,
+        /// Replay on the impressions logged by this experiment.
+        impressions_of: Option<String>,
     },
     /// `ALTER MODEL name SET ACTIVE VERSION n`.
     SetActiveVersion {
@@ -36,6 +40,24 @@ pub enum ModelStatement {
         name: String,
         /// The version to serve.
         version: u32,
+    },
+    /// `ALTER MODEL name SET ALIAS alias = n`.
+    SetAlias {
+        /// Model name.
+        name: String,
+        /// The alias.
+        alias: String,
+        /// The version it names.
+        version: u32,
+    },
+    /// `ALTER MODEL name DROP ALIAS [IF EXISTS] alias`.
+    DropAlias {
+        /// Model name.
+        name: String,
+        /// The alias.
+        alias: String,
+        /// `IF EXISTS`.
+        if_exists: bool,
     },
     /// `ALTER MODEL name SET (option = value, …)`: the retraining policy.
     SetOptions {
@@ -64,6 +86,8 @@ pub struct TrainModel {
     pub source: TrainSource,
     /// Options as (name, literal text).
     pub options: Vec<(String, String)>,
+    /// Options given as lists of values (`factors = [32, 64]`): a hyper-parameter search.
+    pub lists: Vec<(String, Vec<String>)>,
 }
 
 /// The FROM of a `TRAIN MODEL`.
@@ -111,8 +135,23 @@ pub fn model_statement(parser: &mut Parser) -> Result<Option<ModelStatement>> {
         }
         ("evaluate", "model") => {
             skip(parser, 2);
+            let name = model_name(parser)?;
+            let version = match parser.parse_keyword(Keyword::VERSION) {
+                true => Some(version_number(parser)?),
+                false => None,
+            };
+            let impressions_of = match parser.parse_keyword(Keyword::ON) {
+                true => {
+                    expect_word(parser, "impressions")?;
+                    parser.expect_keyword(Keyword::OF)?;
+                    Some(model_name(parser)?)
+                }
+                false => None,
+            };
             ModelStatement::Evaluate {
-                name: model_name(parser)?,
+                name,
+                version,
+                impressions_of,
             }
         }
         ("alter", "model") => {
@@ -133,7 +172,28 @@ pub fn model_statement(parser: &mut Parser) -> Result<Option<ModelStatement>> {
                     .collect::<Result<_>>()?;
                 return Ok(Some(ModelStatement::SetOptions { name, options }));
             }
+            if parser.parse_keyword(Keyword::DROP) {
+                expect_word(parser, "alias")?;
+                let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+                let alias = model_name(parser)?;
+                return Ok(Some(ModelStatement::DropAlias {
+                    name,
+                    alias,
+                    if_exists,
+                }));
+            }
             parser.expect_keyword(Keyword::SET)?;
+            if word(parser, 0) == "alias" {
+                skip(parser, 1);
+                let alias = model_name(parser)?;
+                parser.expect_token(&Token::Eq)?;
+                let version = version_number(parser)?;
+                return Ok(Some(ModelStatement::SetAlias {
+                    name,
+                    alias,
+                    version,
+                }));
+            }
             expect_word(parser, "active")?;
             parser.expect_keyword(Keyword::VERSION)?;
             ModelStatement::SetActiveVersion {
@@ -174,20 +234,30 @@ fn train(parser: &mut Parser) -> Result<TrainModel> {
     } else {
         TrainSource::Table(names::table_name(&parser.parse_object_name(false)?)?)
     };
-    let options = parser
-        .parse_options(Keyword::WITH)?
-        .into_iter()
-        .map(option)
-        .collect::<Result<_>>()?;
+    let (mut options, mut lists) = (Vec::new(), Vec::new());
+    for given in parser.parse_options(Keyword::WITH)? {
+        match &given {
+            SqlOption::KeyValue {
+                key,
+                value: Expr::Array(array),
+            } => {
+                let values = array.elem.iter().map(literal_text).collect::<Result<_>>()?;
+                lists.push((key.value.to_lowercase(), values));
+            }
+            _ => options.push(option(given)?),
+        }
+    }
     Ok(TrainModel {
         name,
         algorithm,
         source,
         options,
+        lists,
     })
 }
 
-fn option(option: SqlOption) -> Result<(String, String)> {
+/// `name = value` of a WITH or SET list as (lower-case name, literal text).
+pub(crate) fn option(option: SqlOption) -> Result<(String, String)> {
     let SqlOption::KeyValue { key, value } = option else {
         return Err(Error::Syntax(format!(
             "expected option = value, found {option}"
@@ -223,6 +293,7 @@ mod tests {
         assert_eq!(train.name, "recs");
         assert_eq!(train.algorithm, "als");
         assert!(matches!(train.source, TrainSource::Query(_)));
+        assert!(train.lists.is_empty());
         assert_eq!(
             train.options,
             [
@@ -232,6 +303,21 @@ mod tests {
                 ("refit", "false")
             ]
             .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        let ModelStatement::Train(search) = model(
+            "TRAIN MODEL recs USING als FROM events WITH (factors = [32, 64], \
+             regularization = ARRAY[1, 10], trials = 4)",
+        ) else {
+            panic!("expected TRAIN");
+        };
+        assert_eq!(search.options, [("trials".to_string(), "4".to_string())]);
+        let listed = |values: &[&str]| values.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            search.lists,
+            [
+                ("factors".to_string(), listed(&["32", "64"])),
+                ("regularization".to_string(), listed(&["1", "10"]))
+            ]
         );
         assert_eq!(
             model("ALTER MODEL recs SET ACTIVE VERSION 2"),
@@ -255,6 +341,30 @@ mod tests {
             ModelStatement::ResetOptions {
                 name: "recs".into(),
                 options: vec!["retrain_every".into()]
+            }
+        );
+        assert_eq!(
+            model("ALTER MODEL recs SET ALIAS Challenger = 4"),
+            ModelStatement::SetAlias {
+                name: "recs".into(),
+                alias: "challenger".into(),
+                version: 4
+            }
+        );
+        assert_eq!(
+            model("ALTER MODEL recs DROP ALIAS IF EXISTS challenger"),
+            ModelStatement::DropAlias {
+                name: "recs".into(),
+                alias: "challenger".into(),
+                if_exists: true
+            }
+        );
+        assert_eq!(
+            model("EVALUATE MODEL recs VERSION 4 ON IMPRESSIONS OF homepage"),
+            ModelStatement::Evaluate {
+                name: "recs".into(),
+                version: Some(4),
+                impressions_of: Some("homepage".into())
             }
         );
         assert_eq!(model("show models"), ModelStatement::Show);

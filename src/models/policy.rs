@@ -46,7 +46,7 @@ impl Promote {
 }
 
 /// The holdout metrics `promote_metric` may name (each is better when higher).
-const METRICS: [&str; 5] = [
+pub(crate) const METRICS: [&str; 5] = [
     "ndcg_at_k",
     "precision_at_k",
     "recall_at_k",
@@ -99,7 +99,7 @@ impl RetrainPolicy {
         let mut policy = self.clone();
         for (name, value) in options {
             match name.as_str() {
-                "retrain_every" => policy.every_millis = interval_millis(value)?,
+                "retrain_every" => policy.every_millis = interval_millis("retrain_every", value)?,
                 "retrain_after_events" => {
                     policy.after_events = match value.trim().parse::<u64>() {
                         Ok(0) => None,
@@ -246,7 +246,7 @@ impl RetrainPolicy {
 }
 
 /// The value of holdout metric `name` (one of [`METRICS`]).
-fn metric_value(metrics: &Metrics, name: &str) -> f64 {
+pub(crate) fn metric_value(metrics: &Metrics, name: &str) -> f64 {
     match name {
         "precision_at_k" => metrics.precision,
         "recall_at_k" => metrics.recall,
@@ -256,12 +256,12 @@ fn metric_value(metrics: &Metrics, name: &str) -> f64 {
     }
 }
 
-/// An interval as PostgreSQL writes them ('1 hour', '90 minutes', '1 day 2 hours'; a bare
-/// number is seconds); zero turns the schedule off.
-fn interval_millis(text: &str) -> Result<Option<u64>> {
+/// The interval `option` is set to, as PostgreSQL writes them ('1 hour', '90 minutes', '1
+/// day 2 hours'; a bare number is seconds), in milliseconds; `None` for zero.
+pub(crate) fn interval_millis(option: &str, text: &str) -> Result<Option<u64>> {
     let invalid = || {
         Error::InvalidParameter(format!(
-            "retrain_every must be an interval such as '1 hour' or '30 seconds', not \"{text}\""
+            "{option} must be an interval such as '1 hour' or '30 seconds', not \"{text}\""
         ))
     };
     let interval =

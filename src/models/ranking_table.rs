@@ -7,12 +7,18 @@
 
 use crate::error::{Error, Result};
 use crate::ml::TrainedModel;
+use crate::ml::diversity::mmr;
+use crate::ml::kernels::dot;
 use crate::models::ModelRegistry;
 use crate::models::cache::{CacheKey, PredictionCache};
-use crate::models::live::Live;
+use crate::models::experiments::impressions::{ImpressionLog, Shown};
+use crate::models::experiments::{Arm, Experiment, Experiments};
+use crate::models::item_index::ItemIndex;
+use crate::models::live::{Delta, Live};
 use crate::models::new_items::NewItems;
 use crate::models::ranking;
 use crate::models::registry::IdType;
+use crate::models::registry::{ModelVersion, Pin};
 use crate::sql::arguments::{self, Arg};
 use crate::sql::config::TasteConfig;
 use crate::sql::execution_table::{Answer, Answered, Planning};
@@ -26,11 +32,13 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr, LogicalPlan};
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-/// The arguments of `recommend` and `similar_items`: (model, id, k), then a filter query and
-/// `exact`, by position or by name.
+/// The arguments of `recommend` and `similar_items`: (model, id, k), then a filter query,
+/// `exact`, `log`, and `diversity` with `diversity_column` of the table `items`, by position
+/// or by name.
 pub const RANKING_SIGNATURES: [QuerySignature; 2] = [
     ranking_signature("recommend"),
     ranking_signature("similar_items"),
@@ -40,8 +48,16 @@ const fn ranking_signature(function: &'static str) -> QuerySignature {
     QuerySignature {
         function,
         positional: &["model", "id", "k"],
-        named: &["filter", "exact"],
+        named: &[
+            "filter",
+            "exact",
+            "log",
+            "diversity",
+            "diversity_column",
+            "items",
+        ],
         query: 3,
+        tables: &["items"],
     }
 }
 
@@ -73,8 +89,12 @@ pub struct Serving {
     pub cache: Arc<ServingCache>,
     /// Query arguments planned ahead (filters), by token.
     pub inputs: Arc<QueryArguments>,
-    /// The events written since each model's active version was trained.
+    /// The events written since each served version was trained.
     pub live: Arc<ServingLive>,
+    /// The experiments, which `recommend` takes in place of a model.
+    pub experiments: Arc<Experiments>,
+    /// Where answers served through experiments are logged.
+    pub impressions: Arc<ImpressionLog>,
 }
 
 /// The cache of `recommend` answers.
@@ -102,23 +122,211 @@ struct Filter {
     sql: String,
 }
 
+/// Re-ranking for diversity (maximal marginal relevance, `ml::diversity`): its λ, and the
+/// query over the items table with the column of their categories (items of one category are
+/// alike); without them, items are as alike as their vectors (cosine).
+#[derive(Debug)]
+struct Diversity {
+    lambda: f32,
+    categories: Option<(Filter, String)>,
+}
+
+impl Diversity {
+    /// `diversity`, `diversity_column` and `items` as given (the table as its query's token).
+    fn new(
+        function: &str,
+        serving: &Serving,
+        version: &ModelVersion,
+        [lambda, column, items]: [Option<&Expr>; 3],
+    ) -> Result<Option<Diversity>> {
+        fn given(arg: Option<&Expr>) -> Option<&Expr> {
+            arg.filter(|e| !matches!(e, Expr::Literal(ScalarValue::Null, _)))
+        }
+        let invalid = |what: String| Error::InvalidParameter(format!("{function}(): {what}"));
+        let (lambda, column, items) = (given(lambda), given(column), given(items));
+        let Some(lambda) = lambda else {
+            return match column.or(items) {
+                None => Ok(None),
+                Some(_) => Err(invalid(
+                    "diversity_column and items go with diversity".into(),
+                )),
+            };
+        };
+        let value = arguments::constant(function, lambda)?.cast_to(&DataType::Float64);
+        let lambda = match value {
+            Ok(ScalarValue::Float64(Some(v))) if (0.0..=1.0).contains(&v) => v as f32,
+            _ => {
+                return Err(invalid(format!(
+                    "diversity must be between 0 and 1, not {lambda}"
+                )));
+            }
+        };
+        let text = |arg: &Expr| match arg {
+            Expr::Literal(ScalarValue::Utf8(Some(text)), _) => Some(text.clone()),
+            _ => None,
+        };
+        let categories = match (column, items) {
+            (None, None) if matches!(version.algorithm.as_str(), "als" | "bpr") => None,
+            (None, None) => {
+                return Err(invalid(format!(
+                    "a {} model has no item vectors to tell alike items: name the items' \
+                     categories with diversity_column and items",
+                    version.algorithm
+                )));
+            }
+            (Some(column), Some(items)) => {
+                let (column, token) = (text(column), text(items));
+                let planned = token.and_then(|t| serving.inputs.take(&t));
+                match (column, planned) {
+                    (Some(column), Some((plan, sql))) => Some((Filter { plan, sql }, column)),
+                    _ => {
+                        return Err(invalid(
+                            "items names a table, and diversity_column its column".into(),
+                        ));
+                    }
+                }
+            }
+            _ => return Err(invalid("diversity_column and items go together".into())),
+        };
+        Ok(Some(Diversity { lambda, categories }))
+    }
+
+    /// What the answer's cache entry depends on.
+    fn key(&self) -> String {
+        match &self.categories {
+            Some((items, column)) => format!("{}|{}|{column}", self.lambda, items.sql),
+            None => self.lambda.to_string(),
+        }
+    }
+
+    /// How many candidates MMR chooses `k` items from.
+    fn candidates(k: usize) -> usize {
+        k.saturating_mul(5).max(50)
+    }
+
+    /// The `k` items of `ranked` chosen by MMR, by the items' `categories` (indexed by item)
+    /// or their vectors.
+    fn rerank(
+        &self,
+        ranked: &[(usize, f32)],
+        k: usize,
+        trained: &TrainedModel,
+        new: &NewItems,
+        categories: Option<&[Option<u32>]>,
+    ) -> Vec<(usize, f32)> {
+        match categories {
+            Some(categories) => {
+                let of = |i: usize| categories.get(i).copied().flatten();
+                let alike = |a: usize, b: usize| match (of(a), of(b)) {
+                    (Some(a), Some(b)) if a == b => 1.0,
+                    _ => 0.0,
+                };
+                mmr(ranked, k, self.lambda, alike)
+            }
+            None => {
+                let row = |i: usize| trained.item_row(i, new.vectors()).unwrap_or(&[]);
+                let norm = |v: &[f32]| dot(v, v).sqrt().max(1e-10);
+                let cosine = |a: usize, b: usize| {
+                    (dot(row(a), row(b)) / (norm(row(a)) * norm(row(b)))).clamp(0.0, 1.0)
+                };
+                mmr(ranked, k, self.lambda, cosine)
+            }
+        }
+    }
+}
+
+/// What a ranking call names: a version of a model, or an experiment on one.
+#[derive(Debug, Clone)]
+enum Target {
+    /// `model` (its active version) or `model@alias`.
+    Model { model: String, pin: Pin },
+    /// An experiment: each user gets the version of their arm.
+    Experiment { name: String, model: String },
+}
+
+impl Target {
+    /// What `text` names: `model@alias`, a model, or else an experiment.
+    fn resolve(registry: &ModelRegistry, experiments: &Experiments, text: &str) -> Target {
+        let (model, pin) = Pin::split(text);
+        let target = Target::Model {
+            model: model.to_string(),
+            pin,
+        };
+        if text.contains('@') || registry.get(model).is_ok() {
+            return target;
+        }
+        match experiments.get(text) {
+            Some(experiment) => Target::Experiment {
+                name: experiment.name,
+                model: experiment.model,
+            },
+            None => target,
+        }
+    }
+
+    fn model(&self) -> &str {
+        match self {
+            Target::Model { model, .. } | Target::Experiment { model, .. } => model,
+        }
+    }
+}
+
+/// Which version serves one request, and whether its answer is logged.
+struct Route {
+    pin: Pin,
+    /// The running experiment and the user's arm.
+    arm: Option<(Experiment, Arm)>,
+    log: bool,
+}
+
+/// A ranking and the version that computed it.
+struct Served {
+    version: ModelVersion,
+    trained: Arc<TrainedModel>,
+    new: Arc<NewItems>,
+    ranked: Arc<Ranked>,
+}
+
+impl Served {
+    fn item_id(&self, item: usize) -> &str {
+        match self.trained.item_ids.get(item) {
+            Some(id) => id,
+            None => self.new.id(item).unwrap_or_default(),
+        }
+    }
+}
+
+/// A served version with what ranking needs: its item graphs (unless exact), its live
+/// delta and new items, the items the filter allows and the items' categories.
+struct Inputs {
+    version: ModelVersion,
+    trained: Arc<TrainedModel>,
+    index: Option<Arc<ItemIndex>>,
+    delta: Arc<Delta>,
+    new: Arc<NewItems>,
+    eligible: Option<Vec<bool>>,
+    categories: Option<Vec<Option<u32>>>,
+}
+
 /// The lazily computed ranking of one call.
 #[derive(Debug)]
 pub struct RankingTable {
     serving: Serving,
     ranking: Ranking,
-    model: String,
+    target: Target,
     id: Arg,
     k: Arg,
     filter: Option<Filter>,
     exact: bool,
+    log: bool,
+    diversity: Option<Diversity>,
     id_type: IdType,
     schema: SchemaRef,
 }
 
 impl RankingTable {
-    /// The table of `ranking` over `args` (model, id, k, then optionally a filter and
-    /// `exact`); the model must be a constant, as it decides the columns.
+    /// The table of `ranking` over `args` (model, id, k, then optionally a filter, `exact`
+    /// and `log`); the model must be a constant, as it decides the columns.
     pub fn new(serving: Serving, ranking: Ranking, args: &[Expr]) -> Result<Self> {
         let function = ranking.name();
         let signature = ranking_signature(function);
@@ -127,8 +335,8 @@ impl RankingTable {
             [model, id, k, rest @ ..] if rest.len() <= signature.named.len() => (model, id, k),
             _ => {
                 return Err(Error::InvalidParameter(format!(
-                    "{function}() takes (model, id, k [, filter => query] [, exact => bool]), \
-                     not {} arguments",
+                    "{function}() takes (model, id, k [, filter => query] [, exact => bool] \
+                     [, log => bool]), not {} arguments",
                     args.len()
                 )));
             }
@@ -138,11 +346,20 @@ impl RankingTable {
                 "{function}(): the model name must be written in the query, not a parameter"
             )));
         };
-        let model = arguments::text(function, "model", &model)?;
-        let entry = serving.registry.get(&model)?;
-        let version = entry.active().ok_or_else(|| {
-            Error::UndefinedObject(format!("model \"{model}\" has no active version"))
-        })?;
+        let text = arguments::text(function, "model", &model)?;
+        let target = Target::resolve(&serving.registry, &serving.experiments, &text);
+        let entry = serving.registry.get(target.model())?;
+        let version = match &target {
+            Target::Model { pin, .. } => entry.require(pin)?,
+            Target::Experiment { name, .. } => {
+                let first = serving.experiments.get(name).map(|e| e.arms[0].clone());
+                let first = first.map(|arm| Experiment::pin(&arm));
+                match first.as_ref().and_then(|pin| entry.pinned(pin)) {
+                    Some(version) => version,
+                    None => entry.require(&Pin::Active)?,
+                }
+            }
+        };
         let (id, k) = (Arg::from_expr(function, id)?, Arg::from_expr(function, k)?);
         if k.is_constant() {
             count(function, &k.resolve(function)?)?;
@@ -161,15 +378,21 @@ impl RankingTable {
                 )));
             }
         };
-        let exact = match named("exact") {
-            None | Some(Expr::Literal(ScalarValue::Null, _)) => false,
-            Some(Expr::Literal(ScalarValue::Boolean(Some(exact)), _)) => *exact,
-            Some(other) => {
-                return Err(Error::InvalidParameter(format!(
-                    "{function}(): exact must be true or false, not {other}"
-                )));
-            }
+        let flag = |name: &str| match named(name) {
+            None | Some(Expr::Literal(ScalarValue::Null, _)) => Ok(false),
+            Some(Expr::Literal(ScalarValue::Boolean(Some(value)), _)) => Ok(*value),
+            Some(other) => Err(Error::InvalidParameter(format!(
+                "{function}(): {name} must be true or false, not {other}"
+            ))),
         };
+        let (exact, log) = (flag("exact")?, flag("log")?);
+        if log && ranking == Ranking::SimilarItems {
+            return Err(Error::FeatureNotSupported(
+                "similar_items(): log => true logs lists served to users; use recommend()".into(),
+            ));
+        }
+        let diversity_args = ["diversity", "diversity_column", "items"].map(named);
+        let diversity = Diversity::new(function, &serving, version, diversity_args)?;
         let id_type = match ranking {
             Ranking::Recommend => version.user_type,
             Ranking::SimilarItems => version.item_type,
@@ -178,14 +401,293 @@ impl RankingTable {
         Ok(RankingTable {
             serving,
             ranking,
-            model,
+            target,
             id,
             k,
             filter,
             exact,
+            log,
+            diversity,
             id_type,
             schema,
         })
+    }
+
+    /// The version that serves `user`, and whether the answer is logged: a running
+    /// experiment's arm for the user (logged), or the version the call names.
+    fn route(&self, user: &str) -> Result<Route> {
+        let name = match &self.target {
+            Target::Model { pin, .. } => {
+                return Ok(Route {
+                    pin: pin.clone(),
+                    arm: None,
+                    log: self.log,
+                });
+            }
+            Target::Experiment { name, .. } => name,
+        };
+        let experiment = self.serving.experiments.get(name).ok_or_else(|| {
+            Error::UndefinedObject(format!("experiment \"{name}\" does not exist"))
+        })?;
+        Ok(match experiment.arm_serving(user).cloned() {
+            Some(arm) => Route {
+                pin: Experiment::pin(&arm),
+                arm: Some((experiment, arm)),
+                log: true,
+            },
+            None => Route {
+                pin: Pin::Active,
+                arm: None,
+                log: self.log,
+            },
+        })
+    }
+
+    /// The ranking of `pin`'s version for `user`: from the prediction cache, or computed with
+    /// the user's events since the version was trained and kept there.
+    async fn rank(
+        &self,
+        pin: &Pin,
+        user: &str,
+        k: usize,
+        config: &TasteConfig,
+        planning: &Planning<'_>,
+    ) -> Result<Served> {
+        let model = self.target.model();
+        let inputs = self.inputs(pin, config, planning).await?;
+        let Inputs {
+            version,
+            trained,
+            index,
+            delta,
+            new,
+            eligible,
+            ..
+        } = &inputs;
+        let compute = || {
+            let known = trained.user_index(user);
+            let newer: Vec<(usize, f32)> = delta
+                .newer(user)
+                .into_iter()
+                .filter_map(|(item, weight)| {
+                    let index = trained.item_index(&item).or_else(|| new.index(&item));
+                    Some((index?, weight))
+                })
+                .collect();
+            let profile = match newer.is_empty() {
+                true => trained.profile(known),
+                false => trained.profile_with(known, &newer, delta.fold(), new.vectors()),
+            };
+            let items = ranking::recommend(
+                trained,
+                new,
+                &profile,
+                self.wanted(k),
+                index.as_deref(),
+                eligible.as_deref(),
+            );
+            let items = self.diversify(items, k, &inputs);
+            Arc::new(Ranked {
+                items,
+                cold_start: known.is_none() && newer.is_empty(),
+                folded_in: !newer.is_empty(),
+                rows: OnceLock::new(),
+            })
+        };
+        let ranked = if config.cache_ttl_seconds == 0 {
+            compute()
+        } else {
+            let cache = &self.serving.cache;
+            let key = CacheKey {
+                model: model.to_string(),
+                pin: pin.name(),
+                user: user.to_string(),
+                k,
+                options: format!(
+                    "{}|{}|{}",
+                    self.filter.as_ref().map_or("", |f| f.sql.as_str()),
+                    self.exact,
+                    self.diversity
+                        .as_ref()
+                        .map_or(String::new(), Diversity::key)
+                ),
+            };
+            let ttl = Duration::from_secs(config.cache_ttl_seconds);
+            let stamp = (version.version, version.created_micros);
+            match cache.get(&key, stamp, ttl) {
+                (Some(found), _) => found,
+                (None, ticket) => {
+                    let ranked = compute();
+                    cache.put(key, ranked.clone(), ticket, config.cache_max_entries);
+                    ranked
+                }
+            }
+        };
+        Ok(Served {
+            version: inputs.version,
+            trained: inputs.trained,
+            new: inputs.new,
+            ranked,
+        })
+    }
+
+    /// `pin`'s version of the model with what ranking it needs now.
+    async fn inputs(
+        &self,
+        pin: &Pin,
+        config: &TasteConfig,
+        planning: &Planning<'_>,
+    ) -> Result<Inputs> {
+        let (version, trained) = (self.serving.registry).pinned(self.target.model(), pin)?;
+        let index = self.item_index(config, &version, &trained)?;
+        let live = &self.serving.live;
+        let delta = live.delta(planning, &version, &trained).await?;
+        let new = delta.new_items();
+        let eligible = match &self.filter {
+            Some(filter) => {
+                let state = planning.state();
+                Some(eligible_items(&*state, &filter.plan, &trained, &new).await?)
+            }
+            None => None,
+        };
+        let categories = self.categories(planning, &version, &trained, &new).await?;
+        Ok(Inputs {
+            version,
+            trained,
+            index,
+            delta,
+            new,
+            eligible,
+            categories,
+        })
+    }
+
+    /// How many items to rank for an answer of `k`: more when MMR chooses among them.
+    fn wanted(&self, k: usize) -> usize {
+        self.diversity
+            .as_ref()
+            .map_or(k, |_| Diversity::candidates(k))
+    }
+
+    /// `ranked` re-ranked to `k` items for diversity, when it is asked for.
+    fn diversify(&self, ranked: Vec<(usize, f32)>, k: usize, inputs: &Inputs) -> Vec<(usize, f32)> {
+        match &self.diversity {
+            Some(d) => d.rerank(
+                &ranked,
+                k,
+                &inputs.trained,
+                &inputs.new,
+                inputs.categories.as_deref(),
+            ),
+            None => ranked,
+        }
+    }
+
+    /// The category of each item of `trained` and `new` (by index; categories numbered in
+    /// the order met) when diversity is asked for by category: the items table read now,
+    /// its rows matched by the model's item column (or `item_id`).
+    async fn categories(
+        &self,
+        planning: &Planning<'_>,
+        version: &ModelVersion,
+        trained: &TrainedModel,
+        new: &NewItems,
+    ) -> Result<Option<Vec<Option<u32>>>> {
+        let Some((items, column)) = self.diversity.as_ref().and_then(|d| d.categories.as_ref())
+        else {
+            return Ok(None);
+        };
+        let state = planning.state();
+        let schema = items.plan.schema();
+        let find = |name: &str| schema.fields().iter().position(|f| f.name() == name);
+        let id_column = (find(&version.depends_on.item_column).or_else(|| find("item_id")))
+            .ok_or_else(|| {
+                Error::UndefinedColumn(format!(
+                    "{} (the items table's item ids)",
+                    version.depends_on.item_column
+                ))
+            })?;
+        let category_column = find(column).ok_or_else(|| Error::UndefinedColumn(column.clone()))?;
+        let mut numbers: HashMap<String, u32> = HashMap::new();
+        let mut categories = vec![None; trained.item_ids.len() + new.len()];
+        for batch in run_plan(&*state, &items.plan).await? {
+            let ids = cast(batch.column(id_column), &DataType::Utf8)?;
+            let values = cast(batch.column(category_column), &DataType::Utf8)?;
+            let (ids, values) = (ids.as_string::<i32>(), values.as_string::<i32>());
+            for row in 0..batch.num_rows() {
+                if ids.is_null(row) || values.is_null(row) {
+                    continue;
+                }
+                let id = ids.value(row);
+                let Some(at) = trained.item_index(id).or_else(|| new.index(id)) else {
+                    continue;
+                };
+                let next = numbers.len() as u32;
+                let number = *numbers.entry(values.value(row).to_string()).or_insert(next);
+                categories[at] = Some(number);
+            }
+        }
+        Ok(Some(categories))
+    }
+
+    /// The HNSW graphs to rank `trained`'s items through, unless the ranking is exact.
+    fn item_index(
+        &self,
+        config: &TasteConfig,
+        version: &ModelVersion,
+        trained: &Arc<TrainedModel>,
+    ) -> Result<Option<Arc<ItemIndex>>> {
+        match !self.exact && trained.item_ids.len() > config.ann_threshold {
+            true => (self.serving.registry).item_index(self.target.model(), version, trained),
+            false => Ok(None),
+        }
+    }
+
+    /// Logs `served` as shown to `user`: with the probability each item had of being shown,
+    /// the sum of the shares of the arms whose list for the user holds it (their lists are
+    /// ranked, or found in the cache, for this).
+    async fn log(
+        &self,
+        route: &Route,
+        user: &str,
+        k: usize,
+        config: &TasteConfig,
+        planning: &Planning<'_>,
+        served: &Served,
+    ) {
+        let items = &served.ranked.items;
+        let own = route.arm.as_ref().map_or(1.0, |(e, arm)| e.share(arm));
+        let mut propensity = vec![own; items.len()];
+        if let Some((experiment, arm)) = &route.arm {
+            let position: HashMap<&str, usize> = (items.iter().enumerate())
+                .map(|(at, &(item, _))| (served.item_id(item), at))
+                .collect();
+            for other in experiment.arms.iter().filter(|a| a.alias != arm.alias) {
+                let pin = Experiment::pin(other);
+                match self.rank(&pin, user, k, config, planning).await {
+                    Ok(theirs) => {
+                        for &(item, _) in &theirs.ranked.items {
+                            if let Some(&at) = position.get(theirs.item_id(item)) {
+                                propensity[at] += experiment.share(other);
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!("arm {} of {}: {e}", other.alias, experiment.name),
+                }
+            }
+        }
+        let arm = route.pin.name();
+        let shown = Shown {
+            experiment: route.arm.as_ref().map(|(e, _)| e.name.as_str()),
+            arm: &arm,
+            model: self.target.model(),
+            version: served.version.version,
+            user,
+            items: (items.iter().zip(propensity))
+                .map(|(&(item, score), p)| (served.item_id(item), f64::from(score), p.min(1.0)))
+                .collect(),
+        };
+        self.serving.impressions.log(shown);
     }
 }
 
@@ -207,6 +709,10 @@ impl Answer for RankingTable {
 
     fn answers_without_planning(&self) -> bool {
         self.filter.is_none()
+            && self
+                .diversity
+                .as_ref()
+                .is_none_or(|d| d.categories.is_none())
     }
 
     async fn answer(&self, config: &TasteConfig, planning: Planning<'_>) -> Result<RecordBatch> {
@@ -219,85 +725,16 @@ impl Answer for RankingTable {
         planning: Planning<'_>,
     ) -> Result<Answered> {
         let function = self.ranking.name();
-        let registry = &self.serving.registry;
-        let (version, trained) = registry.active(&self.model)?;
         let id = arguments::text(function, "id", &self.id.resolve(function)?)?;
         let k = count(function, &self.k.resolve(function)?)?;
-        let item_type = version.item_type;
-        let use_index = !self.exact && trained.item_ids.len() > config.ann_threshold;
-        let index = match use_index {
-            true => registry.item_index(&self.model, &version, &trained)?,
-            false => None,
-        };
-        let delta = self
-            .serving
-            .live
-            .delta(&planning, &version, &trained)
-            .await?;
-        let new = delta.new_items();
-        let eligible = match &self.filter {
-            Some(filter) => {
-                let state = planning.state();
-                Some(eligible_items(&*state, &filter.plan, &trained, &new).await?)
-            }
-            None => None,
-        };
         match self.ranking {
             Ranking::Recommend => {
-                let compute = || {
-                    let user = trained.user_index(&id);
-                    let newer: Vec<(usize, f32)> = delta
-                        .newer(&id)
-                        .into_iter()
-                        .filter_map(|(item, weight)| {
-                            let index = trained.item_index(&item).or_else(|| new.index(&item));
-                            Some((index?, weight))
-                        })
-                        .collect();
-                    let profile = match newer.is_empty() {
-                        true => trained.profile(user),
-                        false => trained.profile_with(user, &newer, delta.fold(), new.vectors()),
-                    };
-                    let items = ranking::recommend(
-                        &trained,
-                        &new,
-                        &profile,
-                        k,
-                        index.as_deref(),
-                        eligible.as_deref(),
-                    );
-                    Arc::new(Ranked {
-                        items,
-                        cold_start: user.is_none() && newer.is_empty(),
-                        folded_in: !newer.is_empty(),
-                        rows: OnceLock::new(),
-                    })
-                };
-                let ranked = if config.cache_ttl_seconds == 0 {
-                    compute()
-                } else {
-                    let cache = &self.serving.cache;
-                    let key = CacheKey {
-                        model: self.model.clone(),
-                        user: id.clone(),
-                        k,
-                        options: format!(
-                            "{}|{}",
-                            self.filter.as_ref().map_or("", |f| f.sql.as_str()),
-                            self.exact
-                        ),
-                    };
-                    let ttl = Duration::from_secs(config.cache_ttl_seconds);
-                    let stamp = (version.version, version.created_micros);
-                    match cache.get(&key, stamp, ttl) {
-                        (Some(found), _) => found,
-                        (None, ticket) => {
-                            let ranked = compute();
-                            cache.put(key, ranked.clone(), ticket, config.cache_max_entries);
-                            ranked
-                        }
-                    }
-                };
+                let route = self.route(&id)?;
+                let served = self.rank(&route.pin, &id, k, config, &planning).await?;
+                if route.log {
+                    self.log(&route, &id, k, config, &planning, &served).await;
+                }
+                let ranked = &served.ranked;
                 // a cached ranking keeps the rows it was first served as
                 if let Some(rows) = ranked.rows.get()
                     && rows.schema() == self.schema
@@ -308,10 +745,10 @@ impl Answer for RankingTable {
                 let flags = (ranked.cold_start, ranked.folded_in);
                 let rows = batch(
                     &self.schema,
-                    &trained,
-                    &new,
+                    &served.trained,
+                    &served.new,
                     &ranked.items,
-                    item_type,
+                    served.version.item_type,
                     Some(flags),
                 )?;
                 let _ = ranked.rows.set(rows.clone());
@@ -321,22 +758,52 @@ impl Answer for RankingTable {
                 })
             }
             Ranking::SimilarItems => {
+                let pin = match &self.target {
+                    Target::Model { pin, .. } => pin.clone(),
+                    Target::Experiment { .. } => Pin::Active,
+                };
+                let inputs = self.inputs(&pin, config, &planning).await?;
                 let ranked = ranking::similar(
-                    &self.model,
-                    &version.algorithm,
-                    &trained,
-                    &new,
+                    self.target.model(),
+                    &inputs.version.algorithm,
+                    &inputs.trained,
+                    &inputs.new,
                     &id,
-                    k,
-                    index.as_deref(),
-                    eligible.as_deref(),
+                    self.wanted(k),
+                    inputs.index.as_deref(),
+                    inputs.eligible.as_deref(),
                 )?;
-                let rows = batch(&self.schema, &trained, &new, &ranked, item_type, None)?;
+                let ranked = self.diversify(ranked, k, &inputs);
+                let (version, trained, new) = (&inputs.version, &inputs.trained, &inputs.new);
+                let item_type = version.item_type;
+                let rows = batch(&self.schema, trained, new, &ranked, item_type, None)?;
                 Ok(Answered {
                     rows,
                     reused: false,
                 })
             }
+        }
+    }
+}
+
+/// The number and creation time of the version that `recommend(name, user, …)` serves now:
+/// the version `name` (`model`, `model@alias`) names, or the user's arm's in the experiment
+/// `name`.
+pub fn serving_stamp(
+    registry: &ModelRegistry,
+    experiments: &Experiments,
+    name: &str,
+    user: &str,
+) -> Option<(u32, i64)> {
+    match Target::resolve(registry, experiments, name) {
+        Target::Model { model, pin } => registry.pinned_stamp(&model, &pin),
+        Target::Experiment { name, model } => {
+            let experiment = experiments.get(&name)?;
+            let pin = match experiment.arm_serving(user) {
+                Some(arm) => Experiment::pin(arm),
+                None => Pin::Active,
+            };
+            registry.pinned_stamp(&model, &pin)
         }
     }
 }

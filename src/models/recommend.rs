@@ -18,7 +18,8 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 use std::sync::Arc;
 
-/// Registers `recommend`, `similar_items`, `recommend_items` and `predict` on `ctx`.
+/// Registers `recommend`, `similar_items`, `explain_recommendation`, `recommend_items` and
+/// `predict` on `ctx`.
 pub fn register_functions(ctx: &SessionContext, serving: Serving) {
     let registry = serving.registry.clone();
     ctx.register_udtf(
@@ -27,6 +28,7 @@ pub fn register_functions(ctx: &SessionContext, serving: Serving) {
             serving: serving.clone(),
         }),
     );
+    crate::models::explain::register_function(ctx, &serving);
     ctx.register_udtf("similar_items", Arc::new(SimilarItems { serving }));
     ctx.register_udf(ScalarUDF::from(RecommendItems::new(registry.clone())));
     ctx.register_udf(ScalarUDF::from(Predict {

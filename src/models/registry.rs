@@ -137,7 +137,51 @@ pub struct ModelRecord {
     /// When it is retrained and which new versions become active.
     #[serde(default)]
     pub policy: RetrainPolicy,
+    /// Other names of versions (`ALTER MODEL m SET ALIAS challenger = 4`), served as
+    /// `recommend('m@challenger', …)`.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, u32>,
 }
+
+/// Which version of a model a call serves: `m` or `m@active` the active one, `m@name` the
+/// version the alias `name` points to, `m@3` version 3.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Pin {
+    /// The active version.
+    Active,
+    /// The version of an alias.
+    Alias(String),
+    /// A version by its number.
+    Version(u32),
+}
+
+impl Pin {
+    /// Splits `model@pin` into the model's name and the pin (`model` alone: the active
+    /// version).
+    pub fn split(text: &str) -> (&str, Pin) {
+        let Some((model, pin)) = text.split_once('@') else {
+            return (text, Pin::Active);
+        };
+        let pin = match pin.parse::<u32>() {
+            Ok(number) => Pin::Version(number),
+            Err(_) if pin.eq_ignore_ascii_case(ACTIVE) => Pin::Active,
+            Err(_) => Pin::Alias(pin.to_lowercase()),
+        };
+        (model, pin)
+    }
+
+    /// The pin as written after `@` (`active` for the active version).
+    pub fn name(&self) -> String {
+        match self {
+            Pin::Active => ACTIVE.to_string(),
+            Pin::Alias(alias) => alias.clone(),
+            Pin::Version(number) => number.to_string(),
+        }
+    }
+}
+
+/// The alias that always names the active version.
+pub const ACTIVE: &str = "active";
 
 /// A model with all its versions, oldest first.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,8 +195,42 @@ pub struct ModelEntry {
 impl ModelEntry {
     /// The active version's metadata.
     pub fn active(&self) -> Option<&ModelVersion> {
-        let active = self.record.active_version?;
-        self.versions.iter().find(|v| v.version == active)
+        self.pinned(&Pin::Active)
+    }
+
+    /// The metadata of the version `pin` names, if there is one.
+    pub fn pinned(&self, pin: &Pin) -> Option<&ModelVersion> {
+        let number = match pin {
+            Pin::Active => self.record.active_version?,
+            Pin::Alias(alias) => *self.record.aliases.get(alias)?,
+            Pin::Version(number) => *number,
+        };
+        self.versions.iter().find(|v| v.version == number)
+    }
+
+    /// The version `pin` names; 42704 naming what is missing.
+    pub fn require(&self, pin: &Pin) -> Result<&ModelVersion> {
+        let name = &self.record.name;
+        self.pinned(pin).ok_or_else(|| match pin {
+            Pin::Active => {
+                Error::UndefinedObject(format!("model \"{name}\" has no active version"))
+            }
+            Pin::Alias(alias) => {
+                Error::UndefinedObject(format!("model \"{name}\" has no alias \"{alias}\""))
+            }
+            Pin::Version(number) => {
+                Error::UndefinedObject(format!("model \"{name}\" has no version {number}"))
+            }
+        })
+    }
+
+    /// The aliases of `version`, by name.
+    pub fn aliases_of(&self, version: u32) -> Vec<&str> {
+        let aliases = self.record.aliases.iter();
+        aliases
+            .filter(|(_, v)| **v == version)
+            .map(|(alias, _)| alias.as_str())
+            .collect()
     }
 }
 
@@ -235,6 +313,7 @@ impl ModelRegistry {
                 active_version: None,
                 next_version: 1,
                 policy: RetrainPolicy::default(),
+                aliases: BTreeMap::new(),
             },
             versions: Vec::new(),
         });
@@ -289,6 +368,43 @@ impl ModelRegistry {
         }
         entry.record.active_version = Some(version);
         self.store_record(entry)
+    }
+
+    /// Points the alias `alias` of `name` at `version` (moving it if it exists); 42704 when
+    /// the model or the version does not exist, 42939 for the reserved alias `active`.
+    pub fn set_alias(&self, name: &str, alias: &str, version: u32) -> Result<()> {
+        let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entry = self.get(name)?;
+        if alias == ACTIVE || alias.parse::<u32>().is_ok() || alias.contains('@') {
+            return Err(Error::ReservedName(format!(
+                "\"{alias}\" cannot be an alias: \"{ACTIVE}\" names the active version, and \
+                 numbers name versions"
+            )));
+        }
+        if !entry.versions.iter().any(|v| v.version == version) {
+            return Err(Error::UndefinedObject(format!(
+                "model \"{name}\" has no version {version}"
+            )));
+        }
+        entry.record.aliases.insert(alias.to_string(), version);
+        self.store_record(entry)
+    }
+
+    /// Removes the alias `alias` of `name`. False when it does not exist and `if_exists`;
+    /// 42704 when it does not exist otherwise.
+    pub fn drop_alias(&self, name: &str, alias: &str, if_exists: bool) -> Result<bool> {
+        let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entry = self.get(name)?;
+        if entry.record.aliases.remove(alias).is_none() {
+            return match if_exists {
+                true => Ok(false),
+                false => Err(Error::UndefinedObject(format!(
+                    "model \"{name}\" has no alias \"{alias}\""
+                ))),
+            };
+        }
+        self.store_record(entry)?;
+        Ok(true)
     }
 
     /// Stores `entry`'s changed record and keeps the entry (the caller holds `self.write`).
@@ -381,17 +497,38 @@ impl ModelRegistry {
 
     /// The number and creation time of `name`'s active version, if it has one.
     pub fn active_stamp(&self, name: &str) -> Option<(u32, i64)> {
-        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
-        let version = models.get(name)?.active()?;
+        self.pinned_stamp(name, &Pin::Active)
+    }
+
+    /// The number and creation time of the version of `name` that `pin` names, if any.
+    pub fn pinned_stamp(&self, name: &str, pin: &Pin) -> Option<(u32, i64)> {
+        let models = self.read();
+        let version = models.get(name)?.pinned(pin)?;
         Some((version.version, version.created_micros))
+    }
+
+    /// Whether the version of `name` with `stamp` (number, creation time) is served: it is
+    /// the active one or an alias names it.
+    pub fn serves(&self, name: &str, stamp: (u32, i64)) -> bool {
+        let models = self.read();
+        let Some(entry) = models.get(name) else {
+            return false;
+        };
+        let mut numbers =
+            (entry.record.active_version.into_iter()).chain(entry.record.aliases.values().copied());
+        let current = (entry.versions.iter()).any(|v| (v.version, v.created_micros) == stamp);
+        current && numbers.any(|n| n == stamp.0)
     }
 
     /// The active version of `name` with its trained parameters.
     pub fn active(&self, name: &str) -> Result<(ModelVersion, Arc<TrainedModel>)> {
+        self.pinned(name, &Pin::Active)
+    }
+
+    /// The version of `name` that `pin` names, with its trained parameters.
+    pub fn pinned(&self, name: &str, pin: &Pin) -> Result<(ModelVersion, Arc<TrainedModel>)> {
         let entry = self.get(name)?;
-        let version = entry.active().cloned().ok_or_else(|| {
-            Error::UndefinedObject(format!("model \"{name}\" has no active version"))
-        })?;
+        let version = entry.require(pin)?.clone();
         let key = (name.to_string(), version.version);
         if let Some(model) = self.loaded().get(&key) {
             return Ok((version, model.clone()));

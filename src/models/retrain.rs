@@ -134,6 +134,7 @@ fn like(name: &str, version: &ModelVersion) -> Result<TrainModel> {
             .filter(|(option, _)| option.as_str() != "activate")
             .map(|(option, value)| (option.clone(), value.clone()))
             .collect(),
+        lists: Vec::new(),
     })
 }
 

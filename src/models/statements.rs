@@ -9,9 +9,13 @@ use crate::error::{Error, Result};
 use crate::ml::model::Scorer;
 use crate::ml::{Algorithm, Interactions, TrainOptions, model_bytes, train};
 use crate::models::events::EventColumns;
+use crate::models::experiments::replay::{replay, replay_schema};
 use crate::models::parser::{ModelStatement, TrainModel, TrainSource};
 use crate::models::policy::{Promote, RetrainPolicy};
-use crate::models::registry::{Dependencies, IdType, LogLine, ModelEntry, ModelVersion, Phase};
+use crate::models::registry::{
+    Dependencies, IdType, LogLine, ModelEntry, ModelVersion, Phase, Pin,
+};
+use crate::models::search::Search;
 use crate::models::system_tables::{models_batch, models_schema, versions_batch, versions_schema};
 use crate::roles::{Actor, Object, Privilege, Users};
 use crate::sql::notices::Notice;
@@ -22,7 +26,7 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::logical_expr::LogicalPlan;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -31,9 +35,15 @@ impl Command for ModelStatement {
     fn rows_schema(&self) -> Option<SchemaRef> {
         match self {
             ModelStatement::Show => Some(models_schema()),
+            ModelStatement::Evaluate {
+                impressions_of: Some(_),
+                ..
+            } => Some(replay_schema()),
             ModelStatement::Train(_) | ModelStatement::Evaluate { .. } => Some(versions_schema()),
             ModelStatement::Drop { .. }
             | ModelStatement::SetActiveVersion { .. }
+            | ModelStatement::SetAlias { .. }
+            | ModelStatement::DropAlias { .. }
             | ModelStatement::SetOptions { .. }
             | ModelStatement::ResetOptions { .. } => None,
         }
@@ -49,6 +59,13 @@ impl Command for ModelStatement {
                 let object = Object::model(name);
                 if registry.get(name).is_ok() {
                     users.check_owner(cx.actor, &object)?;
+                    let experiments = engine.experiments().on_model(name);
+                    if let Some(experiment) = experiments.first() {
+                        return Err(Error::DependentObjects(format!(
+                            "cannot drop model {name} because experiment {} depends on it",
+                            experiment.name
+                        )));
+                    }
                 }
                 let dropped = registry.drop_model(name, *if_exists)?;
                 users.grants().dropped(&object)?;
@@ -60,21 +77,66 @@ impl Command for ModelStatement {
                 Ok(Outcome::done("DROP MODEL"))
             }
             ModelStatement::Show => Outcome::batch(models_batch(registry)?),
-            ModelStatement::Evaluate { name } => {
+            ModelStatement::Evaluate {
+                name,
+                version,
+                impressions_of,
+            } => {
                 let entry = registry.get(name)?;
                 users.check(cx.actor, &Object::model(name), Privilege::Select)?;
-                let active = entry.active().cloned().into_iter().collect::<Vec<_>>();
-                if active.first().is_some_and(|v| v.metrics.is_none()) {
+                let chosen = match version {
+                    Some(number) => vec![entry.require(&Pin::Version(*number))?.clone()],
+                    None => entry.active().cloned().into_iter().collect::<Vec<_>>(),
+                };
+                if let (Some(experiment), Some(version)) = (impressions_of, chosen.first()) {
+                    return Outcome::batch(replay(cx, version, experiment).await?);
+                }
+                if chosen.first().is_some_and(|v| v.metrics.is_none()) {
                     notices.send(Notice::info(format!(
                         "model \"{name}\" was trained with holdout = 0: it has no metrics"
                     )));
                 }
-                Outcome::batch(versions_batch(&active, &entry.record, registry)?)
+                Outcome::batch(versions_batch(&chosen, &entry.record, registry)?)
             }
             ModelStatement::SetActiveVersion { name, version } => {
                 registry.get(name)?;
                 users.check(cx.actor, &Object::model(name), Privilege::Train)?;
                 registry.set_active(name, *version)?;
+                Ok(Outcome::done("ALTER MODEL"))
+            }
+            ModelStatement::SetAlias {
+                name,
+                alias,
+                version,
+            } => {
+                registry.get(name)?;
+                users.check(cx.actor, &Object::model(name), Privilege::Train)?;
+                registry.set_alias(name, alias, *version)?;
+                Ok(Outcome::done("ALTER MODEL"))
+            }
+            ModelStatement::DropAlias {
+                name,
+                alias,
+                if_exists,
+            } => {
+                registry.get(name)?;
+                users.check(cx.actor, &Object::model(name), Privilege::Train)?;
+                let running = engine.experiments().running_on(name).into_iter();
+                if let Some(experiment) = running
+                    .into_iter()
+                    .find(|e| e.arms.iter().any(|a| &a.alias == alias))
+                {
+                    return Err(Error::DependentObjects(format!(
+                        "cannot drop alias {alias} of model {name} because running experiment {} \
+                         serves it",
+                        experiment.name
+                    )));
+                }
+                if !registry.drop_alias(name, alias, *if_exists)? {
+                    notices.send(Notice::info(format!(
+                        "model \"{name}\" has no alias \"{alias}\", skipping"
+                    )));
+                }
                 Ok(Outcome::done("ALTER MODEL"))
             }
             ModelStatement::SetOptions { name, options } => {
@@ -150,29 +212,200 @@ async fn train_version(
     statement: &TrainModel,
     start: Start<'_>,
 ) -> Result<Outcome> {
-    let (engine, notices) = (cx.engine, cx.notices);
+    let engine = cx.engine;
     let object = Object::model(&statement.name);
     let existed = engine.models().get(&statement.name).is_ok();
     if existed {
         engine.users().check(cx.actor, &object, Privilege::Train)?;
+    } else if engine.experiments().get(&statement.name).is_some() {
+        return Err(Error::DuplicateObject(format!(
+            "\"{}\" is an experiment: recommend() takes its name in place of a model's",
+            statement.name
+        )));
     }
     let algorithm = Algorithm::named(&statement.algorithm)?;
-    let options = TrainOptions::parse(algorithm, &statement.options)?;
+    let search = Search::new(&statement.options, &statement.lists)?;
+    let trials = match &search {
+        Some(search) => search.trials.clone(),
+        None => vec![statement.options.clone()],
+    };
+    let options: Vec<TrainOptions> = (trials.iter())
+        .map(|given| TrainOptions::parse(algorithm, given))
+        .collect::<Result<_>>()?;
+    if let Some(searched) = statement
+        .lists
+        .iter()
+        .find(|(o, _)| SOURCE_OPTIONS.contains(&o.as_str()))
+    {
+        return Err(Error::InvalidParameter(format!(
+            "{} says how the source's rows are read, which all trials share: it cannot be searched",
+            searched.0
+        )));
+    }
+    if search.is_some() && options.iter().any(|o| o.holdout <= 0.0) {
+        return Err(Error::InvalidParameter(
+            "a search compares the trials' holdout metrics: holdout must be above 0".into(),
+        ));
+    }
     let planning = Instant::now();
     let (mut rows, tables, watermarks) = training_rows(engine, &statement.source, cx.actor).await?;
-    let (data, user_type, item_type, aggregating) = interactions(&mut rows, &options).await?;
+    let (data, user_type, item_type, aggregating) = interactions(&mut rows, &options[0]).await?;
     drop(rows);
-    let phases = vec![
+    let read = Read {
+        user_type,
+        item_type,
+        tables,
+        watermarks,
         // planning the source, and waiting for its rows
-        Phase {
-            name: "read source".into(),
-            seconds: planning.elapsed().as_secs_f64() - aggregating,
-        },
-        Phase {
-            name: "aggregate".into(),
-            seconds: aggregating,
-        },
-    ];
+        phases: vec![
+            Phase {
+                name: "read source".into(),
+                seconds: planning.elapsed().as_secs_f64() - aggregating,
+            },
+            Phase {
+                name: "aggregate".into(),
+                seconds: aggregating,
+            },
+        ],
+    };
+    let registry = engine.models();
+    let numbers = match search {
+        None => {
+            let options = (options.into_iter().next())
+                .ok_or_else(|| Error::Internal("TRAIN without options".into()))?;
+            let fitted = fit(cx, statement, data, options, &read, &start, None).await;
+            if fitted.is_ok() && !existed {
+                let owner = Users::owner_for(cx.actor);
+                engine.users().grants().created(object, owner)?;
+            }
+            vec![fitted?.0]
+        }
+        Some(search) => {
+            let found = search_trials(cx, statement, &search, data, options, &read).await;
+            if !existed && registry.get(&statement.name).is_ok() {
+                let owner = Users::owner_for(cx.actor);
+                engine.users().grants().created(object, owner)?;
+            }
+            found?
+        }
+    };
+    let entry = registry.get(&statement.name)?;
+    let trained: Vec<_> = (numbers.iter())
+        .filter_map(|n| entry.versions.iter().find(|v| v.version == *n).cloned())
+        .collect();
+    if let [version] = trained.as_slice() {
+        cx.notices.send(Notice::info(phases_notice(version)));
+    }
+    Outcome::batch(versions_batch(&trained, &entry.record, registry)?)
+}
+
+/// Options that say how the source's rows become events: read once, for every trial.
+const SOURCE_OPTIONS: [&str; 5] = [
+    "user_column",
+    "item_column",
+    "weight_column",
+    "time_column",
+    "event_weights",
+];
+
+/// What reading the source gave, besides the events.
+struct Read {
+    user_type: IdType,
+    item_type: IdType,
+    tables: Vec<String>,
+    watermarks: BTreeMap<String, u64>,
+    phases: Vec<Phase>,
+}
+
+/// Runs the trials of `search` on `data`, as many at once as `threads` allows (each trial
+/// with its share of the threads), a NOTICE as each ends; makes the best one active when
+/// TRAIN's `activate` says so. Returns the versions in trial order.
+async fn search_trials(
+    cx: &Context<'_>,
+    statement: &TrainModel,
+    search: &Search,
+    data: Interactions,
+    options: Vec<TrainOptions>,
+    read: &Read,
+) -> Result<Vec<u32>> {
+    let total = options.len();
+    let threads = match options.first().map_or(0, |o| o.threads) {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let at_once = threads.clamp(1, total.max(1));
+    let activate = options.first().is_none_or(|o| o.activate);
+    let data = &data;
+    let fits = (options.into_iter().enumerate()).map(|(i, mut trial)| {
+        trial.threads = (threads / at_once).max(1);
+        async move {
+            let started = Instant::now();
+            let start = Start::Statement;
+            let (number, metrics) = fit(
+                cx,
+                statement,
+                data.clone(),
+                trial,
+                read,
+                &start,
+                Some((i + 1, total)),
+            )
+            .await?;
+            let value = metrics.as_ref().map_or(f64::NAN, |m| search.score(m));
+            cx.notices.send(Notice::info(format!(
+                "trial {}/{total} ({}): {} {value:.4}, version {number}, {:.2} s",
+                i + 1,
+                Search::describe(&search.trials[i], &statement.lists),
+                search.metric,
+                started.elapsed().as_secs_f64()
+            )));
+            Ok::<_, Error>((i, number, value))
+        }
+    });
+    let mut done: Vec<(usize, u32, f64)> = futures::stream::iter(fits)
+        .buffer_unordered(at_once)
+        .try_collect()
+        .await?;
+    done.sort_by_key(|&(i, _, _)| i);
+    let best = done
+        .iter()
+        .filter(|(_, _, value)| value.is_finite())
+        .max_by(|a, b| a.2.total_cmp(&b.2).then(b.0.cmp(&a.0)));
+    if let Some(&(i, number, value)) = best {
+        let registry = cx.engine.models();
+        let had_active = registry.active_stamp(&statement.name);
+        if activate || had_active.is_none() {
+            registry.set_active(&statement.name, number)?;
+        }
+        cx.notices.send(Notice::info(format!(
+            "best of {total} trials ({} search): trial {} ({}), version {number}, {} {value:.4}{}",
+            search.kind,
+            i + 1,
+            Search::describe(&search.trials[i], &statement.lists),
+            search.metric,
+            match activate {
+                true => ", now active",
+                false => "",
+            }
+        )));
+    }
+    Ok(done.into_iter().map(|(_, number, _)| number).collect())
+}
+
+/// Fits one version on `data` with `options` on a blocking thread (a notice per iteration)
+/// and registers it; a trial of a search (`trial`: its number and the count) is registered
+/// inactive. Returns the version's number and holdout metrics.
+async fn fit(
+    cx: &Context<'_>,
+    statement: &TrainModel,
+    data: Interactions,
+    options: TrainOptions,
+    read: &Read,
+    start: &Start<'_>,
+    trial: Option<(usize, usize)>,
+) -> Result<(u32, Option<crate::ml::Metrics>)> {
+    let (engine, notices) = (cx.engine, cx.notices);
+    let algorithm = options.algorithm;
     // The model's parameters count against the engine's memory budget while it trains.
     let pool = engine.session_context().runtime_env().memory_pool.clone();
     let reservation =
@@ -186,6 +419,7 @@ async fn train_version(
     let algorithm_name = algorithm.name();
     let training_options = options.clone();
     let ann_threshold = engine.taste_config().ann_threshold;
+    let prefix = trial.map_or(String::new(), |(i, n)| format!("trial {i}/{n}: "));
     let (outcome, [events, users, items, pairs]) = blocking::run("training", move |stopped| {
         let counts = [
             data.events,
@@ -199,7 +433,7 @@ async fn train_version(
             &training_options,
             |line| {
                 progress_notices.send(Notice::info(format!(
-                    "{algorithm_name} iteration {}/{total}: loss {:.6} ({:.2} s)",
+                    "{prefix}{algorithm_name} iteration {}/{total}: loss {:.6} ({:.2} s)",
                     line.iteration, line.loss, line.seconds
                 )));
             },
@@ -214,8 +448,9 @@ async fn train_version(
         .get(&statement.name)
         .ok()
         .and_then(|entry| entry.active().cloned());
-    let (activate, trigger, promotion) = match start {
-        Start::Statement => {
+    let (activate, trigger, promotion) = match (start, trial) {
+        (_, Some((i, n))) => (false, "TRAIN".to_string(), format!("trial {i} of {n}")),
+        (Start::Statement, None) => {
             let activate = options.activate || active.is_none();
             let promotion = match activate {
                 true => "promoted: TRAIN",
@@ -223,12 +458,13 @@ async fn train_version(
             };
             (activate, "TRAIN".to_string(), promotion.to_string())
         }
-        Start::Policy { trigger, policy } => {
+        (Start::Policy { trigger, policy }, None) => {
             let active = active.as_ref().map(|v| (v.version, v.metrics.as_ref()));
             let (activate, promotion) = policy.decide(outcome.metrics.as_ref(), active);
-            (activate, trigger, promotion)
+            (activate, trigger.clone(), promotion)
         }
     };
+    let metrics = outcome.metrics;
     let version = ModelVersion {
         model: statement.name.clone(),
         version: 0,
@@ -240,19 +476,19 @@ async fn train_version(
         items,
         pairs,
         train_seconds: outcome.seconds,
-        metrics: outcome.metrics,
+        metrics,
         created_micros: now_micros(),
-        user_type,
-        item_type,
+        user_type: read.user_type,
+        item_type: read.item_type,
         depends_on: Dependencies {
-            tables,
+            tables: read.tables.clone(),
             user_column: options.user_column.clone(),
             item_column: options.item_column.clone(),
-            watermarks,
+            watermarks: read.watermarks.clone(),
         },
         trigger,
         promotion,
-        phases: (phases.into_iter())
+        phases: (read.phases.iter().cloned())
             .chain(outcome.phases.iter().map(|&(name, seconds)| Phase {
                 name: name.to_string(),
                 seconds,
@@ -268,28 +504,15 @@ async fn train_version(
             })
             .collect(),
     };
-    let registry = engine.models();
     // A factor model version with more items than tastedb.ann_threshold is served through HNSW
     // graphs over its items, built after this statement and stored with it (exact scoring
     // answers until then); smaller ones are scored exactly (models::graphs).
     let graphs = matches!(outcome.model.scorer, Scorer::Factors { .. })
         && outcome.model.item_ids.len() > ann_threshold;
-    let number = registry.add_version(version, outcome.model, graphs, activate)?;
-    if !existed {
-        let owner = Users::owner_for(cx.actor);
-        engine.users().grants().created(object, owner)?;
-    }
-    let entry = registry.get(&statement.name)?;
-    let trained: Vec<_> = entry
-        .versions
-        .iter()
-        .filter(|v| v.version == number)
-        .cloned()
-        .collect();
-    if let Some(version) = trained.first() {
-        notices.send(Notice::info(phases_notice(version)));
-    }
-    Outcome::batch(versions_batch(&trained, &entry.record, registry)?)
+    let number = engine
+        .models()
+        .add_version(version, outcome.model, graphs, activate)?;
+    Ok((number, metrics))
 }
 
 /// What the NOTICE at the end of TRAIN says: each phase's seconds, and the whole

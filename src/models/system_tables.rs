@@ -7,8 +7,8 @@ use crate::error::Result;
 use crate::models::ranking_table::ServingCache;
 use crate::models::registry::{ModelEntry, ModelRecord, ModelRegistry, ModelVersion};
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
+    ArrayRef, BooleanArray, Float64Array, Int64Array, ListBuilder, RecordBatch, StringArray,
+    StringBuilder, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use std::sync::Arc;
@@ -141,6 +141,7 @@ pub fn versions_schema() -> SchemaRef {
         Field::new("model", DataType::Utf8, false),
         Field::new("version", DataType::Int64, false),
         Field::new("active", DataType::Boolean, false),
+        Field::new("aliases", aliases_type(), false),
         Field::new("algorithm", DataType::Utf8, false),
         Field::new("params", DataType::Utf8, false),
         Field::new("source", DataType::Utf8, false),
@@ -187,6 +188,7 @@ fn versions_rows(
             rows.iter()
                 .map(|(v, r)| Some(r.active_version == Some(v.version))),
         )),
+        aliases_column(rows),
         text(|v| v.algorithm.clone()),
         text(|v| serde_json::to_string(&v.params).unwrap_or_default()),
         text(|v| v.source.clone()),
@@ -218,6 +220,27 @@ fn versions_rows(
         )),
     ];
     Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// `text[]`.
+fn aliases_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+}
+
+/// The aliases of each version, by name.
+fn aliases_column(rows: &[(&ModelVersion, &ModelRecord)]) -> ArrayRef {
+    let mut aliases = ListBuilder::new(StringBuilder::new());
+    for (version, record) in rows {
+        for (alias, _) in record
+            .aliases
+            .iter()
+            .filter(|(_, n)| **n == version.version)
+        {
+            aliases.values().append_value(alias);
+        }
+        aliases.append(true);
+    }
+    Arc::new(aliases.finish())
 }
 
 fn log_batch(models: &[ModelEntry]) -> Result<RecordBatch> {

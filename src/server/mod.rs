@@ -197,6 +197,12 @@ impl Server {
             while others.next().await.is_some() {}
         })
         .await;
+        // the answers served until now keep their impressions
+        let engine = self.engine.clone();
+        let flushed = sessions.spawn(async move { engine.impressions().flush().await });
+        if let Ok(Err(e)) = flushed.await {
+            tracing::warn!("impressions pending at shutdown were not written: {e}");
+        }
         result
     }
 }

@@ -7,6 +7,7 @@
 //! through [`QueryArguments`].
 
 use crate::error::{Error, Result};
+use crate::sql::names::quoted_ident;
 use crate::sql::parser::{parse_query, query_statement};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::catalog::Session;
@@ -35,6 +36,9 @@ pub struct QuerySignature {
     pub named: &'static [&'static str],
     /// The position of the argument that is a query.
     pub query: usize,
+    /// Named arguments that name a table: each stands for `SELECT * FROM` it, planned with the
+    /// statement (so its privileges are checked as the statement's own).
+    pub tables: &'static [&'static str],
 }
 
 impl QuerySignature {
@@ -175,7 +179,14 @@ impl VisitorMut for Finder<'_> {
         };
         let result = place_named(signature, &mut args.args).and_then(|()| {
             let named = signature.position("filter") == Some(signature.query);
-            self.replace_query(&mut args.args, signature.query, named)
+            self.replace_query(&mut args.args, signature.query, named)?;
+            let tables = signature
+                .tables
+                .iter()
+                .filter_map(|t| signature.position(t));
+            tables
+                .into_iter()
+                .try_for_each(|at| self.replace_table(&mut args.args, at))
         });
         match result {
             Ok(()) => ControlFlow::Continue(()),
@@ -218,6 +229,24 @@ impl Finder<'_> {
             },
             _ => return Ok(()),
         };
+        let token = self.arguments.token();
+        *expr = SqlExpr::value(Value::SingleQuotedString(token.clone()));
+        self.found.push((token, query));
+        Ok(())
+    }
+    /// Replaces argument `position`, when it is a string, by a token for the query that reads
+    /// the table it names.
+    fn replace_table(&mut self, args: &mut [FunctionArg], position: usize) -> Result<()> {
+        let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(expr))) = args.get_mut(position) else {
+            return Ok(());
+        };
+        let SqlExpr::Value(value) = expr else {
+            return Ok(());
+        };
+        let Value::SingleQuotedString(table) = &value.value else {
+            return Ok(());
+        };
+        let query = parse_query(&format!("SELECT * FROM {}", quoted_ident(table)))?;
         let token = self.arguments.token();
         *expr = SqlExpr::value(Value::SingleQuotedString(token.clone()));
         self.found.push((token, query));

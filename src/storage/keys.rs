@@ -40,6 +40,8 @@ const SEQUENCE: u8 = b'q';
 pub const FILTER: u8 = b'l';
 /// Prefix of API keys (`roles::api_keys`).
 pub const API_KEY: u8 = b'k';
+/// Prefix of experiments (`models::experiments`).
+pub const EXPERIMENT: u8 = b'p';
 
 /// Key of a vector index's definition; `vector_index("")` is the prefix of all of them.
 pub fn vector_index(name: &str) -> Vec<u8> {

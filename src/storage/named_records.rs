@@ -72,15 +72,7 @@ impl<T: Named + Clone + Serialize + DeserializeOwned> NamedRecords<T> {
                 ))),
             };
         }
-        let value = serde_json::to_vec(&record)
-            .map_err(|e| Error::Internal(format!("{} as JSON: {e}", self.what)))?;
-        let mut writes = WriteSet::default();
-        writes.put(self.key(record.name()), value);
-        self.store.write(writes)?;
-        self.records
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(record.name().to_string(), record);
+        self.put(record)?;
         Ok(true)
     }
 
@@ -111,6 +103,32 @@ impl<T: Named + Clone + Serialize + DeserializeOwned> NamedRecords<T> {
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
         Ok(true)
+    }
+
+    /// Changes the record `name` with `change` and stores it durably; 42704 when it does not
+    /// exist. Returns the changed record.
+    pub fn update(&self, name: &str, change: impl FnOnce(&mut T) -> Result<()>) -> Result<T> {
+        let _write = self.lock();
+        let mut record = self.get(name).ok_or_else(|| {
+            Error::UndefinedObject(format!("{} \"{name}\" does not exist", self.what))
+        })?;
+        change(&mut record)?;
+        self.put(record.clone())?;
+        Ok(record)
+    }
+
+    /// Stores `record` durably and keeps it (the caller holds `self.write`).
+    fn put(&self, record: T) -> Result<()> {
+        let value = serde_json::to_vec(&record)
+            .map_err(|e| Error::Internal(format!("{} as JSON: {e}", self.what)))?;
+        let mut writes = WriteSet::default();
+        writes.put(self.key(record.name()), value);
+        self.store.write(writes)?;
+        self.records
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(record.name().to_string(), record);
+        Ok(())
     }
 
     fn key(&self, name: &str) -> Vec<u8> {

@@ -11,6 +11,7 @@ mod common;
 mod crash;
 mod disk_full;
 mod engine;
+mod experiments;
 mod fast_path;
 mod features;
 mod freshness;

@@ -276,3 +276,128 @@ async fn cached_answers_equal_uncached_ones_through_writes_and_versions() {
         .value(0);
     assert!(hits > 0, "the cached engine answered from its cache");
 }
+
+/// Users 1-20 like kitchen items k1-k5, users 21-40 films f1-f5, each missing one item of
+/// their group; `x` (written after training) has one film and one kitchen item.
+const TWO_TASTES: &str = "CREATE TABLE events (user_id TEXT, item_id TEXT, weight DOUBLE);
+    INSERT INTO events SELECT 'u' || u, CASE WHEN u <= 20 THEN 'k' ELSE 'f' END || i, 1.0
+    FROM generate_series(1, 40) AS users(u) CROSS JOIN generate_series(1, 5) AS items(i)
+    WHERE i <> u % 5 + 1";
+
+fn reasons(batches: &[RecordBatch]) -> Vec<(String, f64, f64)> {
+    let mut rows = Vec::new();
+    for b in batches {
+        let ids = b.column(0).as_string::<i32>();
+        let shares = b
+            .column(1)
+            .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        let score = b
+            .column(4)
+            .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        for i in 0..b.num_rows() {
+            rows.push((ids.value(i).to_string(), shares.value(i), score.value(i)));
+        }
+    }
+    rows
+}
+
+#[tokio::test]
+async fn explanations_name_the_items_behind_a_score_and_add_up_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine.sql(TWO_TASTES).await.unwrap();
+    engine
+        .sql(
+            "TRAIN MODEL als USING als FROM events WITH (factors = 8, iterations = 15, \
+             regularization = 10, alpha = 5, seed = 3, holdout = 0);
+             TRAIN MODEL knn USING item_knn FROM events WITH (holdout = 0);
+             TRAIN MODEL pop USING popularity FROM events WITH (holdout = 0);
+             INSERT INTO events VALUES ('x', 'f1', 1.0), ('x', 'k1', 1.0)",
+        )
+        .await
+        .unwrap();
+    // a kitchen item is recommended to x because of x's kitchen item more than its film
+    let explained = reasons(
+        &engine
+            .sql("SELECT * FROM explain_recommendation('als', 'x', 'k3')")
+            .await
+            .unwrap(),
+    );
+    let order: Vec<&str> = explained.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(order, ["k1", "f1"], "{explained:?}");
+    assert!(explained[0].1 > explained[1].1, "{explained:?}");
+    // the contributions add up to the score recommend gives (x is folded in exactly)
+    let sum: f64 = explained.iter().map(|r| r.1).sum();
+    let served = engine
+        .sql("SELECT score FROM recommend('als', 'x', 10) WHERE item_id = 'k3'")
+        .await
+        .unwrap();
+    let served = served[0]
+        .column(0)
+        .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+    assert!(
+        (sum - served.value(0)).abs() < 1e-4,
+        "{sum} vs {}",
+        served.value(0)
+    );
+    assert!((explained[0].2 - sum).abs() < 1e-9);
+    // a trained user: the contributions add up to the trained vector's score within the
+    // conjugate gradient's tolerance
+    let trained = reasons(
+        &engine
+            .sql("SELECT * FROM explain_recommendation('als', 'u2', 'k3', 2)")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(trained.len(), 2);
+    let predicted = engine
+        .sql("SELECT predict('als', 'u2', 'k3')")
+        .await
+        .unwrap();
+    let predicted = predicted[0]
+        .column(0)
+        .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+    let gap = (trained[0].2 - predicted.value(0)).abs();
+    assert!(
+        gap < 0.05 * predicted.value(0).abs().max(0.1),
+        "{trained:?} vs {}",
+        predicted.value(0)
+    );
+    // item k-NN: the neighbour weights, film weights none
+    let knn = reasons(
+        &engine
+            .sql("SELECT * FROM explain_recommendation('knn', 'x', 'k3')")
+            .await
+            .unwrap(),
+    );
+    assert!(knn[0].0.starts_with('k') && knn[0].1 > 0.0, "{knn:?}");
+    assert!(knn.iter().any(|r| r.0 == "f1" && r.1 == 0.0), "{knn:?}");
+    // popularity: the item's own count
+    let pop = reasons(
+        &engine
+            .sql("SELECT * FROM explain_recommendation('pop', 'x', 'k3')")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(pop.len(), 1);
+    assert_eq!(pop[0].0, "k3");
+    assert!(pop[0].1 > 0.0);
+    for (sql, code) in [
+        (
+            "SELECT * FROM explain_recommendation('als', 'x', 'nothing')",
+            "22023",
+        ),
+        (
+            "SELECT * FROM explain_recommendation('none', 'x', 'k3')",
+            "42704",
+        ),
+        (
+            "SELECT * FROM explain_recommendation('als', 'x', 'k3', 0)",
+            "22023",
+        ),
+        ("SELECT * FROM explain_recommendation('als', 'x')", "22023"),
+    ] {
+        let code_seen = engine.sql(sql).await.unwrap_err().sqlstate().to_string();
+        assert_eq!(code_seen, code, "{sql}");
+    }
+}
