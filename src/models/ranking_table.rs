@@ -275,7 +275,7 @@ impl Target {
 struct Route {
     pin: Pin,
     /// The running experiment and the user's arm.
-    arm: Option<(Experiment, Arm)>,
+    arm: Option<(Arc<Experiment>, Arm)>,
     log: bool,
 }
 
@@ -426,7 +426,7 @@ impl RankingTable {
             }
             Target::Experiment { name, .. } => name,
         };
-        let experiment = self.serving.experiments.get(name).ok_or_else(|| {
+        let experiment = self.serving.experiments.shared(name).ok_or_else(|| {
             Error::UndefinedObject(format!("experiment \"{name}\" does not exist"))
         })?;
         Ok(match experiment.arm_serving(user).cloned() {
@@ -659,15 +659,18 @@ impl RankingTable {
         let own = route.arm.as_ref().map_or(1.0, |(e, arm)| e.share(arm));
         let mut propensity = vec![own; items.len()];
         if let Some((experiment, arm)) = &route.arm {
-            let position: HashMap<&str, usize> = (items.iter().enumerate())
-                .map(|(at, &(item, _))| (served.item_id(item), at))
+            // (a list is short: a scan costs less than hashing its ids)
+            let shown: Vec<&str> = items
+                .iter()
+                .map(|&(item, _)| served.item_id(item))
                 .collect();
             for other in experiment.arms.iter().filter(|a| a.alias != arm.alias) {
                 let pin = Experiment::pin(other);
                 match self.rank(&pin, user, k, config, planning).await {
                     Ok(theirs) => {
                         for &(item, _) in &theirs.ranked.items {
-                            if let Some(&at) = position.get(theirs.item_id(item)) {
+                            let id = theirs.item_id(item);
+                            if let Some(at) = shown.iter().position(|s| *s == id) {
                                 propensity[at] += experiment.share(other);
                             }
                         }

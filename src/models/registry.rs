@@ -527,8 +527,11 @@ impl ModelRegistry {
 
     /// The version of `name` that `pin` names, with its trained parameters.
     pub fn pinned(&self, name: &str, pin: &Pin) -> Result<(ModelVersion, Arc<TrainedModel>)> {
-        let entry = self.get(name)?;
-        let version = entry.require(pin)?.clone();
+        // the one version, not the model's every version
+        let version = match self.read().get(name) {
+            Some(entry) => entry.require(pin)?.clone(),
+            None => return Err(missing(name)),
+        };
         let key = (name.to_string(), version.version);
         if let Some(model) = self.loaded().get(&key) {
             return Ok((version, model.clone()));

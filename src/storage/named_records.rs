@@ -21,7 +21,7 @@ pub struct NamedRecords<T> {
     prefix: u8,
     /// What one is called in errors (`filter`, `API key`).
     what: &'static str,
-    records: RwLock<BTreeMap<String, T>>,
+    records: RwLock<BTreeMap<String, Arc<T>>>,
     /// Serialises CREATE and DROP so that their existence checks hold.
     write: Mutex<()>,
 }
@@ -32,7 +32,7 @@ impl<T: Named + Clone + Serialize + DeserializeOwned> NamedRecords<T> {
         let stored: Vec<T> = store.records(&[prefix], what)?;
         let records = stored
             .into_iter()
-            .map(|record| (record.name().to_string(), record))
+            .map(|record| (record.name().to_string(), Arc::new(record)))
             .collect();
         Ok(NamedRecords {
             store,
@@ -45,17 +45,25 @@ impl<T: Named + Clone + Serialize + DeserializeOwned> NamedRecords<T> {
 
     /// Every record, by name.
     pub fn list(&self) -> Vec<T> {
-        self.read().values().cloned().collect()
+        self.read().values().map(|r| T::clone(r)).collect()
     }
 
     /// The record `name`, if there is one.
     pub fn get(&self, name: &str) -> Option<T> {
+        self.read().get(name).map(|r| T::clone(r))
+    }
+
+    /// The record `name`, shared rather than copied (for readers on a hot path).
+    pub fn shared(&self, name: &str) -> Option<Arc<T>> {
         self.read().get(name).cloned()
     }
 
     /// The first record that `matches`.
     pub fn find(&self, matches: impl Fn(&T) -> bool) -> Option<T> {
-        self.read().values().find(|r| matches(r)).cloned()
+        self.read()
+            .values()
+            .find(|r| matches(r))
+            .map(|r| T::clone(r))
     }
 
     /// Stores `record` durably. False, changing nothing, when its name exists and
@@ -127,7 +135,7 @@ impl<T: Named + Clone + Serialize + DeserializeOwned> NamedRecords<T> {
         self.records
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(record.name().to_string(), record);
+            .insert(record.name().to_string(), Arc::new(record));
         Ok(())
     }
 
@@ -137,7 +145,7 @@ impl<T: Named + Clone + Serialize + DeserializeOwned> NamedRecords<T> {
         key
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, T>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<T>>> {
         self.records.read().unwrap_or_else(|p| p.into_inner())
     }
 

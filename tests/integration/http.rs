@@ -1234,3 +1234,66 @@ async fn the_demo_serves_sensible_recommendations_over_both_protocols() {
     assert!(started.elapsed() < Duration::from_secs(60));
     assert!(terminate(&mut again).success());
 }
+
+/// `{model}` may be `model@alias` or an experiment: the answer says the version that served
+/// it, and an experiment's answers are logged.
+#[tokio::test]
+async fn aliases_and_experiments_answer_with_the_version_that_served() {
+    let http = start(|o| o).await;
+    let key = api_key(&http.engine, "admin", "tastedb").await;
+    let auth = bearer(&key);
+    let base = &http.base;
+    http.engine
+        .sql(
+            "TRAIN MODEL recs USING als FROM events WITH (factors = 4, iterations = 3, \
+             activate = false);
+             ALTER MODEL recs SET ALIAS next = 2;
+             CREATE EXPERIMENT homepage ON MODEL recs (active 50, next 50)",
+        )
+        .await
+        .unwrap();
+    let r = curl(&[
+        "-H",
+        &auth,
+        &format!("{base}/v1/models/recs@next/recommend?user=u1&k=3"),
+    ])
+    .await;
+    assert_eq!((r.status, &r.body["version"]), (200, &json!(2)), "{r:?}");
+    for user in ["u1", "u2", "u3", "u4", "u5", "u6"] {
+        let arm = http
+            .engine
+            .sql(&format!("SELECT experiment_arm('homepage', '{user}')"))
+            .await
+            .unwrap();
+        let arm = arm[0].column(0).as_string::<i32>().value(0).to_string();
+        let r = curl(&[
+            "-H",
+            &auth,
+            &format!("{base}/v1/models/homepage/recommend?user={user}&k=3"),
+        ])
+        .await;
+        let version = if arm == "next" { 2 } else { 1 };
+        assert_eq!(
+            (r.status, &r.body["version"]),
+            (200, &json!(version)),
+            "{user}: {r:?}"
+        );
+    }
+    http.engine.impressions().flush().await.unwrap();
+    let logged = http
+        .engine
+        .sql("SELECT count(DISTINCT request_id) FROM tastedb_impressions")
+        .await
+        .unwrap();
+    let logged = logged[0]
+        .column(0)
+        .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+    assert_eq!(logged.value(0), 6);
+    let r = curl(&[
+        "-H",
+        &auth,
+        &format!("{base}/v1/models/nothing@next/recommend?user=u1"),
+    ])
+    .await;
+    assert_eq!(r.status, 404, "{r:?}");
+}

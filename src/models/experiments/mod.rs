@@ -188,6 +188,11 @@ impl Experiments {
         self.records.get(name)
     }
 
+    /// The experiment `name`, shared (what serving reads on every request).
+    pub fn shared(&self, name: &str) -> Option<Arc<Experiment>> {
+        self.records.shared(name)
+    }
+
     /// The running experiments on `model`.
     pub fn running_on(&self, model: &str) -> Vec<Experiment> {
         let all = self.records.list().into_iter();
