@@ -127,7 +127,7 @@ impl Engine {
     /// The object whose privileges a function's first argument needs: for a model argument,
     /// `model@alias` and an experiment's name stand for the model.
     fn model_of(&self, object: &Object) -> Object {
-        if object.kind != ObjectKind::Model || self.models().get(&object.name).is_ok() {
+        if object.kind != ObjectKind::Model || self.models().contains(&object.name) {
             return object.clone();
         }
         let (model, _) = Pin::split(&object.name);

@@ -252,13 +252,13 @@ impl Target {
             model: model.to_string(),
             pin,
         };
-        if text.contains('@') || registry.get(model).is_ok() {
+        if text.contains('@') || registry.contains(model) {
             return target;
         }
-        match experiments.get(text) {
+        match experiments.shared(text) {
             Some(experiment) => Target::Experiment {
-                name: experiment.name,
-                model: experiment.model,
+                name: experiment.name.clone(),
+                model: experiment.model.clone(),
             },
             None => target,
         }
@@ -801,7 +801,7 @@ pub fn serving_stamp(
     match Target::resolve(registry, experiments, name) {
         Target::Model { model, pin } => registry.pinned_stamp(&model, &pin),
         Target::Experiment { name, model } => {
-            let experiment = experiments.get(&name)?;
+            let experiment = experiments.shared(&name)?;
             let pin = match experiment.arm_serving(user) {
                 Some(arm) => Experiment::pin(arm),
                 None => Pin::Active,

@@ -289,6 +289,11 @@ impl ModelRegistry {
         self.read().values().cloned().collect()
     }
 
+    /// Whether the model `name` exists (without copying its versions, as `get` does).
+    pub fn contains(&self, name: &str) -> bool {
+        self.read().contains_key(name)
+    }
+
     /// The model `name`; 42704 when there is none.
     pub fn get(&self, name: &str) -> Result<ModelEntry> {
         self.read().get(name).cloned().ok_or_else(|| missing(name))

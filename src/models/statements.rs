@@ -57,7 +57,7 @@ impl Command for ModelStatement {
             ModelStatement::Train(train) => train_model(cx, train, Start::Statement).await,
             ModelStatement::Drop { name, if_exists } => {
                 let object = Object::model(name);
-                if registry.get(name).is_ok() {
+                if registry.contains(name) {
                     users.check_owner(cx.actor, &object)?;
                     let experiments = engine.experiments().on_model(name);
                     if let Some(experiment) = experiments.first() {
@@ -121,7 +121,7 @@ impl Command for ModelStatement {
             } => {
                 registry.get(name)?;
                 users.check(cx.actor, &Object::model(name), Privilege::Train)?;
-                let running = engine.experiments().running_on(name).into_iter();
+                let running = engine.experiments().running_on(name);
                 if let Some(experiment) = running
                     .into_iter()
                     .find(|e| e.arms.iter().any(|a| &a.alias == alias))
@@ -214,7 +214,7 @@ async fn train_version(
 ) -> Result<Outcome> {
     let engine = cx.engine;
     let object = Object::model(&statement.name);
-    let existed = engine.models().get(&statement.name).is_ok();
+    let existed = engine.models().contains(&statement.name);
     if existed {
         engine.users().check(cx.actor, &object, Privilege::Train)?;
     } else if engine.experiments().get(&statement.name).is_some() {
@@ -282,7 +282,7 @@ async fn train_version(
         }
         Some(search) => {
             let found = search_trials(cx, statement, &search, data, options, &read).await;
-            if !existed && registry.get(&statement.name).is_ok() {
+            if !existed && registry.contains(&statement.name) {
                 let owner = Users::owner_for(cx.actor);
                 engine.users().grants().created(object, owner)?;
             }

@@ -109,7 +109,7 @@ fn end(cx: &Context<'_>, name: &str, promote: Option<&str>) -> Result<()> {
 fn new_experiment(cx: &Context<'_>, create: &CreateExperiment) -> Result<Experiment> {
     let name = &create.name;
     let registry = cx.engine.models();
-    if registry.get(name).is_ok() {
+    if registry.contains(name) {
         return Err(Error::DuplicateObject(format!(
             "\"{name}\" is a model: an experiment takes the place of a model's name in recommend()"
         )));
