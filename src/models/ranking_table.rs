@@ -33,7 +33,7 @@ use datafusion::catalog::Session;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// The arguments of `recommend` and `similar_items`: (model, id, k), then a filter query,
@@ -113,6 +113,20 @@ pub struct Ranked {
     folded_in: bool,
     /// The rows it was first served as: a cached ranking is served again as the same arrays.
     rows: OnceLock<RecordBatch>,
+    /// The propensities its items were last logged with through an experiment: the same
+    /// until the other arms' lists for the user change, which only a new version of an arm
+    /// does (new events of the user drop the ranking itself from the cache).
+    propensities: Mutex<Option<Propensities>>,
+}
+
+/// The probability each item of a ranking had of being shown through an experiment, and
+/// what it was computed from: the experiment (held, so that another one cannot take its
+/// place at the same address) and the version each of its arms served.
+#[derive(Debug)]
+struct Propensities {
+    experiment: Arc<Experiment>,
+    arms: Vec<Option<(u32, i64)>>,
+    values: Vec<f64>,
 }
 
 /// A candidate filter: the query whose first column lists the eligible item ids.
@@ -492,6 +506,7 @@ impl RankingTable {
                 cold_start: known.is_none() && newer.is_empty(),
                 folded_in: !newer.is_empty(),
                 rows: OnceLock::new(),
+                propensities: Mutex::new(None),
             })
         };
         let ranked = if config.cache_ttl_seconds == 0 {
@@ -643,9 +658,7 @@ impl RankingTable {
         }
     }
 
-    /// Logs `served` as shown to `user`: with the probability each item had of being shown,
-    /// the sum of the shares of the arms whose list for the user holds it (their lists are
-    /// ranked, or found in the cache, for this).
+    /// Logs `served` as shown to `user`, with the probability each item had of being shown.
     async fn log(
         &self,
         route: &Route,
@@ -656,29 +669,12 @@ impl RankingTable {
         served: &Served,
     ) {
         let items = &served.ranked.items;
-        let own = route.arm.as_ref().map_or(1.0, |(e, arm)| e.share(arm));
-        let mut propensity = vec![own; items.len()];
-        if let Some((experiment, arm)) = &route.arm {
-            // (a list is short: a scan costs less than hashing its ids)
-            let shown: Vec<&str> = items
-                .iter()
-                .map(|&(item, _)| served.item_id(item))
-                .collect();
-            for other in experiment.arms.iter().filter(|a| a.alias != arm.alias) {
-                let pin = Experiment::pin(other);
-                match self.rank(&pin, user, k, config, planning).await {
-                    Ok(theirs) => {
-                        for &(item, _) in &theirs.ranked.items {
-                            let id = theirs.item_id(item);
-                            if let Some(at) = shown.iter().position(|s| *s == id) {
-                                propensity[at] += experiment.share(other);
-                            }
-                        }
-                    }
-                    Err(e) => tracing::debug!("arm {} of {}: {e}", other.alias, experiment.name),
-                }
+        let propensity = match &route.arm {
+            Some((experiment, arm)) => {
+                (self.propensities(experiment, arm, user, k, config, planning, served)).await
             }
-        }
+            None => vec![1.0; items.len()],
+        };
         let arm = route.pin.name();
         let shown = Shown {
             experiment: route.arm.as_ref().map(|(e, _)| e.name.as_str()),
@@ -691,6 +687,67 @@ impl RankingTable {
                 .collect(),
         };
         self.serving.impressions.log(shown);
+    }
+
+    /// The probability each item `served` to `user` through `arm` of `experiment` had of
+    /// being shown: the sum of the shares of the arms whose list for the user holds it (their
+    /// lists are ranked, or found in the cache, for this). Kept with the served ranking while
+    /// every arm serves the same version.
+    #[allow(clippy::too_many_arguments)]
+    async fn propensities(
+        &self,
+        experiment: &Arc<Experiment>,
+        arm: &Arm,
+        user: &str,
+        k: usize,
+        config: &TasteConfig,
+        planning: &Planning<'_>,
+        served: &Served,
+    ) -> Vec<f64> {
+        let registry = &self.serving.registry;
+        let model = self.target.model();
+        let arms: Vec<Option<(u32, i64)>> = (experiment.arms.iter())
+            .map(|a| registry.pinned_stamp(model, &Experiment::pin(a)))
+            .collect();
+        let memo = &served.ranked.propensities;
+        if let Some(kept) = memo.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+            && Arc::ptr_eq(&kept.experiment, experiment)
+            && kept.arms == arms
+        {
+            return kept.values.clone();
+        }
+        let items = &served.ranked.items;
+        let mut values = vec![experiment.share(arm); items.len()];
+        // (a list is short: a scan costs less than hashing its ids)
+        let shown: Vec<&str> = (items.iter())
+            .map(|&(item, _)| served.item_id(item))
+            .collect();
+        let mut complete = true;
+        for other in experiment.arms.iter().filter(|a| a.alias != arm.alias) {
+            let pin = Experiment::pin(other);
+            match self.rank(&pin, user, k, config, planning).await {
+                Ok(theirs) => {
+                    for &(item, _) in &theirs.ranked.items {
+                        let id = theirs.item_id(item);
+                        if let Some(at) = shown.iter().position(|s| *s == id) {
+                            values[at] += experiment.share(other);
+                        }
+                    }
+                }
+                Err(e) => {
+                    complete = false;
+                    tracing::debug!("arm {} of {}: {e}", other.alias, experiment.name);
+                }
+            }
+        }
+        if complete {
+            *memo.lock().unwrap_or_else(|p| p.into_inner()) = Some(Propensities {
+                experiment: experiment.clone(),
+                arms,
+                values: values.clone(),
+            });
+        }
+        values
     }
 }
 

@@ -5,8 +5,10 @@
 use crate::schema::{ColumnType, TableDef};
 use crate::storage::keys;
 use crate::storage::row_codec::time_micros;
-use rocksdb::compaction_filter::Decision;
+use rocksdb::compaction_filter::{CompactionFilter, Decision};
+use rocksdb::compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory};
 use std::collections::HashMap;
+use std::ffi::CStr;
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -50,7 +52,7 @@ impl Expiry {
 /// runs on RocksDB's background threads, judges rows by. The catalog keeps it in step with the
 /// table definitions.
 #[derive(Debug, Clone, Default)]
-pub struct Retentions(Arc<RwLock<HashMap<u64, Rule>>>);
+pub struct Retentions(Arc<RwLock<HashMap<u64, Arc<Rule>>>>);
 
 #[derive(Debug, Clone)]
 struct Rule {
@@ -65,14 +67,12 @@ impl Retentions {
         let mut rules = self.0.write().unwrap_or_else(|p| p.into_inner());
         match &def.retention {
             Some(retention) => {
-                rules.insert(
-                    def.id,
-                    Rule {
-                        types: def.columns.iter().map(|c| c.column_type).collect(),
-                        column: retention.column,
-                        ttl_micros: retention.ttl_micros,
-                    },
-                );
+                let rule = Rule {
+                    types: def.columns.iter().map(|c| c.column_type).collect(),
+                    column: retention.column,
+                    ttl_micros: retention.ttl_micros,
+                };
+                rules.insert(def.id, Arc::new(rule));
             }
             None => {
                 rules.remove(&def.id);
@@ -85,29 +85,79 @@ impl Retentions {
         (self.0.write().unwrap_or_else(|p| p.into_inner())).remove(&table_id);
     }
 
-    /// The compaction filter's verdict on one stored entry: rows of a table with retention
-    /// whose time has passed are removed; everything else is kept.
-    fn decide(&self, key: &[u8], value: &[u8]) -> Decision {
+    /// The compaction filters RocksDB runs with these rules: one per compaction.
+    pub(super) fn compaction_filters(&self) -> RetentionFilters {
+        RetentionFilters(self.clone())
+    }
+
+    /// A filter judging rows by the rules now, at this moment.
+    fn filter_now(&self) -> RetentionFilter {
+        RetentionFilter {
+            rules: self.0.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            now: now_micros(),
+            last: None,
+        }
+    }
+}
+
+/// Makes the [`RetentionFilter`] of each compaction.
+pub(super) struct RetentionFilters(Retentions);
+
+impl CompactionFilterFactory for RetentionFilters {
+    type Filter = RetentionFilter;
+
+    fn create(&mut self, _context: CompactionFilterContext) -> RetentionFilter {
+        self.0.filter_now()
+    }
+
+    fn name(&self) -> &CStr {
+        c"tastedb_retention"
+    }
+}
+
+/// The filter of one compaction: the rules as they were when it began, and that moment, so
+/// that an entry costs no lock and no clock (a compaction lasts seconds; a retention changed
+/// during one applies from the next, and readers skip expired rows meanwhile).
+pub(super) struct RetentionFilter {
+    rules: HashMap<u64, Arc<Rule>>,
+    now: i64,
+    /// The table of the last entry and its rule: a compaction reads keys in order, so one
+    /// table's rows come together.
+    last: Option<(u64, Option<Arc<Rule>>)>,
+}
+
+impl RetentionFilter {
+    /// The verdict on one stored entry: rows of a table with retention whose time has passed
+    /// are removed; everything else is kept.
+    fn decide(&mut self, key: &[u8], value: &[u8]) -> Decision {
         let Some(table_id) = keys::parse_row_table(key) else {
             return Decision::Keep;
         };
-        let rules = self.0.read().unwrap_or_else(|p| p.into_inner());
-        let Some(rule) = rules.get(&table_id) else {
+        let rule = match &self.last {
+            Some((id, rule)) if *id == table_id => rule,
+            _ => {
+                let rule = self.rules.get(&table_id).cloned();
+                &self.last.insert((table_id, rule)).1
+            }
+        };
+        let Some(rule) = rule else {
             return Decision::Keep;
         };
-        let cutoff = now_micros().saturating_sub(rule.ttl_micros);
+        let cutoff = self.now.saturating_sub(rule.ttl_micros);
         match time_micros(&rule.types, value, rule.column) {
             Ok(Some(time)) if time < cutoff => Decision::Remove,
             _ => Decision::Keep,
         }
     }
+}
 
-    /// The compaction filter RocksDB runs with these rules.
-    pub(super) fn compaction_filter(
-        &self,
-    ) -> impl FnMut(u32, &[u8], &[u8]) -> Decision + Send + use<> {
-        let rules = self.clone();
-        move |_level, key, value| rules.decide(key, value)
+impl CompactionFilter for RetentionFilter {
+    fn filter(&mut self, _level: u32, key: &[u8], value: &[u8]) -> Decision {
+        self.decide(key, value)
+    }
+
+    fn name(&self) -> &CStr {
+        c"tastedb_retention"
     }
 }
 
@@ -180,15 +230,30 @@ mod tests {
         let retentions = Retentions::default();
         retentions.set(&table());
         let key = |row: u64| keys::row(7, &keys::row_id(row));
-        let removed =
-            |key: &[u8], row: &[u8]| matches!(retentions.decide(key, row), Decision::Remove);
+        let removed = |key: &[u8], row: &[u8]| {
+            let mut filter = retentions.filter_now();
+            matches!(filter.decide(key, row), Decision::Remove)
+        };
         assert!(removed(&key(0), &rows[0]));
         assert!(!removed(&key(1), &rows[1]));
         assert!(!removed(&key(2), &rows[2]));
         // another table's rows, and anything that is not a row, are kept
         assert!(!removed(&keys::row(8, &keys::row_id(0)), &rows[0]));
         assert!(!removed(&keys::meta("x"), &rows[0]));
+        // one filter judges each table's rows by its own rule, tables in any order
+        let mut filter = retentions.filter_now();
+        let other = keys::row(8, &keys::row_id(0));
+        let verdicts = [
+            (&key(0), &rows[0]),
+            (&other, &rows[0]),
+            (&key(1), &rows[1]),
+            (&key(0), &rows[0]),
+        ]
+        .map(|(key, row)| matches!(filter.decide(key, row), Decision::Remove));
+        assert_eq!(verdicts, [true, false, false, true]);
         retentions.forget(7);
         assert!(!removed(&key(0), &rows[0]));
+        // a filter keeps the rules it began with
+        assert!(matches!(filter.decide(&key(0), &rows[0]), Decision::Remove));
     }
 }

@@ -574,7 +574,7 @@ pub(super) fn options() -> Options {
 
 fn open_db(dir: &Path, retentions: &Retentions) -> Result<DB> {
     let mut options = options();
-    options.set_compaction_filter("tastedb_retention", retentions.compaction_filter());
+    options.set_compaction_filter_factory(retentions.compaction_filters());
     DB::open(&options, dir.join(ROCKSDB_DIR)).map_err(|e| open_error(dir, e))
 }
 

@@ -228,6 +228,22 @@ async fn an_experiment_serves_each_user_their_arm_and_logs_what_it_served() {
          WHERE user_id = '{challenger}')"
     );
     assert_eq!(query(&engine, &sql).await, [["1"]]);
+    // and the propensities follow it: both arms now serve version 1, so whatever a champion
+    // is shown (their list was served, and kept, before the move) it was certain to be shown
+    let uncertain = "SELECT count(*) FROM tastedb_impressions \
+                     WHERE arm = 'champion' AND propensity < 1";
+    assert_ne!(query(&engine, uncertain).await, [["0"]]);
+    let before = "SELECT max(shown_at) FROM tastedb_impressions";
+    let moved = query(&engine, before).await[0][0].clone();
+    for (user, _) in arms.iter().filter(|(_, a)| *a == "champion") {
+        items(&engine, "homepage", user).await;
+    }
+    engine.impressions().flush().await.unwrap();
+    let after = format!(
+        "SELECT min(propensity), count(*) > 0 FROM tastedb_impressions \
+         WHERE arm = 'champion' AND shown_at > '{moved}'"
+    );
+    assert_eq!(query(&engine, &after).await, [["1.0", "true"]]);
     // `log => true` logs a plain call, as the active version with certainty
     engine
         .sql("SELECT * FROM recommend('recs', 'u3', 2, log => true)")

@@ -20,7 +20,7 @@ use crate::storage::bulk_insert;
 use datafusion::arrow::array::{
     ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -103,6 +103,8 @@ pub struct ImpressionLog {
     scheduled: AtomicBool,
     /// One write at a time, so that [`ImpressionLog::flush`] returns after earlier ones.
     writing: tokio::sync::Mutex<()>,
+    /// The next request id.
+    next_request: AtomicU64,
 }
 
 impl std::fmt::Debug for ImpressionLog {
@@ -119,12 +121,17 @@ impl ImpressionLog {
             pending: Mutex::new(Pending::default()),
             scheduled: AtomicBool::new(false),
             writing: tokio::sync::Mutex::new(()),
+            // Request ids count up from the start's time in microseconds: unique across
+            // restarts while answers are fewer than one per microsecond on average, and
+            // short (16 hex digits), since every row of an answer holds its id.
+            next_request: AtomicU64::new(u64::try_from(now_micros()).unwrap_or_default()),
         }
     }
 
     /// Adds the rows of one answer, to be written soon (see the module's documentation).
     pub fn log(self: &Arc<Self>, shown: Shown<'_>) {
-        let request_id = format!("{:032x}", rand::random::<u128>());
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let request_id = format!("{request:016x}");
         let now = now_micros();
         let rows = {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
