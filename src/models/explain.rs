@@ -5,7 +5,10 @@
 //! trained with and their events since (the live delta), as `recommend` folds them in.
 
 use crate::error::{Error, Result};
+use crate::ml::TrainedModel;
 use crate::ml::explain::explain;
+use crate::models::live::Delta;
+use crate::models::new_items::NewItems;
 use crate::models::ranking_table::Serving;
 use crate::models::registry::{IdType, Pin};
 use crate::sql::arguments::{self, Arg};
@@ -93,6 +96,47 @@ impl Explanation {
     }
 }
 
+/// The user's summed weight on each item (by index): the events the version was trained with
+/// and those since (the live delta), as `recommend` folds them in.
+pub fn user_weights(
+    trained: &TrainedModel,
+    delta: &Delta,
+    new: &NewItems,
+    user: &str,
+) -> BTreeMap<usize, f32> {
+    let mut weights: BTreeMap<usize, f32> = BTreeMap::new();
+    if let Some(u) = trained.user_index(user) {
+        let (items, values) = trained.seen.row(u);
+        for (&i, &w) in items.iter().zip(values) {
+            *weights.entry(i as usize).or_default() += w;
+        }
+    }
+    for (id, w) in delta.newer(user) {
+        if let Some(i) = trained.item_index(&id).or_else(|| new.index(&id)) {
+            *weights.entry(i).or_default() += w;
+        }
+    }
+    weights
+}
+
+/// The item of the user's (`weights`) that contributed most to `item`'s score, if one
+/// contributed at all: what `recommend(…, explain => true)` shows as `because`. None for a
+/// user without events and for popularity models, whose scores no item of the user's makes.
+pub fn because(
+    trained: &TrainedModel,
+    delta: &Delta,
+    new: &NewItems,
+    weights: &BTreeMap<usize, f32>,
+    item: usize,
+) -> Option<usize> {
+    if weights.is_empty() || matches!(trained.scorer, crate::ml::Scorer::Popularity(_)) {
+        return None;
+    }
+    let reasons = explain(trained, weights, item, delta.fold(), new.vectors())?;
+    let best = reasons.into_iter().max_by(|a, b| a.1.total_cmp(&b.1))?;
+    (best.1 > 0.0).then_some(best.0)
+}
+
 fn arrow_type(id: IdType) -> DataType {
     match id {
         IdType::Text => DataType::Utf8,
@@ -149,18 +193,7 @@ impl Answer for Explanation {
                 self.model
             ))
         })?;
-        let mut weights: BTreeMap<usize, f32> = BTreeMap::new();
-        if let Some(u) = trained.user_index(&user) {
-            let (items, values) = trained.seen.row(u);
-            for (&i, &w) in items.iter().zip(values) {
-                *weights.entry(i as usize).or_default() += w;
-            }
-        }
-        for (id, w) in delta.newer(&user) {
-            if let Some(i) = trained.item_index(&id).or_else(|| new.index(&id)) {
-                *weights.entry(i).or_default() += w;
-            }
-        }
+        let weights = user_weights(&trained, &delta, &new, &user);
         let reasons = explain(&trained, &weights, target, delta.fold(), new.vectors());
         let mut reasons = reasons.ok_or_else(|| {
             Error::FeatureNotSupported(format!(

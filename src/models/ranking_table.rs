@@ -13,6 +13,7 @@ use crate::models::ModelRegistry;
 use crate::models::cache::{CacheKey, PredictionCache};
 use crate::models::experiments::impressions::{ImpressionLog, Shown};
 use crate::models::experiments::{Arm, Experiment, Experiments};
+use crate::models::explain;
 use crate::models::item_index::ItemIndex;
 use crate::models::live::{Delta, Live};
 use crate::models::new_items::NewItems;
@@ -37,7 +38,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// The arguments of `recommend` and `similar_items`: (model, id, k), then a filter query,
-/// `exact`, `log`, and `diversity` with `diversity_column` of the table `items`, by position
+/// `exact`, `log`, `explain`, and `diversity` with `diversity_column` of the table `items`, by position
 /// or by name.
 pub const RANKING_SIGNATURES: [QuerySignature; 2] = [
     ranking_signature("recommend"),
@@ -52,6 +53,7 @@ const fn ranking_signature(function: &'static str) -> QuerySignature {
             "filter",
             "exact",
             "log",
+            "explain",
             "diversity",
             "diversity_column",
             "items",
@@ -297,6 +299,7 @@ struct Route {
 struct Served {
     version: ModelVersion,
     trained: Arc<TrainedModel>,
+    delta: Arc<Delta>,
     new: Arc<NewItems>,
     ranked: Arc<Ranked>,
 }
@@ -333,6 +336,8 @@ pub struct RankingTable {
     filter: Option<Filter>,
     exact: bool,
     log: bool,
+    /// Whether each row says `because` of which of the user's items it was recommended.
+    explain: bool,
     diversity: Option<Diversity>,
     id_type: IdType,
     schema: SchemaRef,
@@ -350,7 +355,7 @@ impl RankingTable {
             _ => {
                 return Err(Error::InvalidParameter(format!(
                     "{function}() takes (model, id, k [, filter => query] [, exact => bool] \
-                     [, log => bool]), not {} arguments",
+                     [, log => bool] [, explain => bool] [, diversity => λ …]), not {} arguments",
                     args.len()
                 )));
             }
@@ -399,7 +404,20 @@ impl RankingTable {
                 "{function}(): {name} must be true or false, not {other}"
             ))),
         };
-        let (exact, log) = (flag("exact")?, flag("log")?);
+        let (exact, log, explain) = (flag("exact")?, flag("log")?, flag("explain")?);
+        if explain && ranking == Ranking::SimilarItems {
+            return Err(Error::FeatureNotSupported(
+                "similar_items(): explain => true names the user's items behind each \
+                 recommendation; use recommend(), or explain_recommendation()"
+                    .into(),
+            ));
+        }
+        if explain && version.algorithm == "bpr" {
+            return Err(Error::FeatureNotSupported(format!(
+                "{function}(): explain => true: BPR's scores have no decomposition by the \
+                 user's items; ALS, EASE, item k-NN and popularity models are explained"
+            )));
+        }
         if log && ranking == Ranking::SimilarItems {
             return Err(Error::FeatureNotSupported(
                 "similar_items(): log => true logs lists served to users; use recommend()".into(),
@@ -411,7 +429,7 @@ impl RankingTable {
             Ranking::Recommend => version.user_type,
             Ranking::SimilarItems => version.item_type,
         };
-        let schema = schema(version.item_type, ranking == Ranking::Recommend);
+        let schema = schema(version.item_type, ranking == Ranking::Recommend, explain);
         Ok(RankingTable {
             serving,
             ranking,
@@ -421,6 +439,7 @@ impl RankingTable {
             filter,
             exact,
             log,
+            explain,
             diversity,
             id_type,
             schema,
@@ -541,6 +560,7 @@ impl RankingTable {
         Ok(Served {
             version: inputs.version,
             trained: inputs.trained,
+            delta: inputs.delta,
             new: inputs.new,
             ranked,
         })
@@ -803,14 +823,21 @@ impl Answer for RankingTable {
                     return Ok(Answered { rows, reused: true });
                 }
                 let flags = (ranked.cold_start, ranked.folded_in);
+                let because = self.explain.then(|| because(&served, &id));
                 let rows = batch(
                     &self.schema,
                     &served.trained,
                     &served.new,
                     &ranked.items,
                     served.version.item_type,
-                    Some(flags),
+                    (Some(flags), because),
                 )?;
+                if self.explain {
+                    return Ok(Answered {
+                        rows,
+                        reused: false,
+                    });
+                }
                 let _ = ranked.rows.set(rows.clone());
                 Ok(Answered {
                     rows,
@@ -836,7 +863,7 @@ impl Answer for RankingTable {
                 let ranked = self.diversify(ranked, k, &inputs);
                 let (version, trained, new) = (&inputs.version, &inputs.trained, &inputs.new);
                 let item_type = version.item_type;
-                let rows = batch(&self.schema, trained, new, &ranked, item_type, None)?;
+                let rows = batch(&self.schema, trained, new, &ranked, item_type, (None, None))?;
                 Ok(Answered {
                     rows,
                     reused: false,
@@ -896,13 +923,13 @@ async fn eligible_items(
     Ok(eligible)
 }
 
-fn schema(item_type: IdType, user_flags: bool) -> SchemaRef {
+fn schema(item_type: IdType, user_flags: bool, because: bool) -> SchemaRef {
     let id_type = match item_type {
         IdType::Text => DataType::Utf8,
         IdType::BigInt => DataType::Int64,
     };
     let mut fields = vec![
-        Field::new("item_id", id_type, false),
+        Field::new("item_id", id_type.clone(), false),
         Field::new("score", DataType::Float64, false),
         Field::new("rank", DataType::Int64, false),
     ];
@@ -910,7 +937,24 @@ fn schema(item_type: IdType, user_flags: bool) -> SchemaRef {
         fields.push(Field::new("cold_start", DataType::Boolean, false));
         fields.push(Field::new("folded_in", DataType::Boolean, false));
     }
+    if because {
+        fields.push(Field::new("because", id_type, true));
+    }
     Arc::new(Schema::new(fields))
+}
+
+/// The `because` column's values: an item id, or none, per row.
+type Reasons<'a> = Vec<Option<&'a str>>;
+
+/// For each item served to `user`, the user's item that contributed most to its score (see
+/// [`explain::because`]): the `because` column of `recommend(…, explain => true)`.
+fn because<'a>(served: &'a Served, user: &str) -> Reasons<'a> {
+    let (trained, delta, new) = (&served.trained, &served.delta, &served.new);
+    let weights = explain::user_weights(trained, delta, new, user);
+    (served.ranked.items.iter())
+        .map(|&(item, _)| explain::because(trained, delta, new, &weights, item))
+        .map(|reason| reason.map(|r| served.item_id(r)))
+        .collect()
 }
 
 fn count(function: &str, value: &ScalarValue) -> Result<usize> {
@@ -928,7 +972,7 @@ fn batch(
     new: &NewItems,
     ranked: &[(usize, f32)],
     item_type: IdType,
-    user_flags: Option<(bool, bool)>,
+    (user_flags, because): (Option<(bool, bool)>, Option<Reasons<'_>>),
 ) -> Result<RecordBatch> {
     let ids =
         StringArray::from_iter_values(ranked.iter().map(|&(i, _)| match model.item_ids.get(i) {
@@ -950,6 +994,13 @@ fn batch(
         for flag in [cold_start, folded_in] {
             columns.push(Arc::new(BooleanArray::from(vec![flag; ranked.len()])));
         }
+    }
+    if let Some(because) = because {
+        let reasons = StringArray::from(because);
+        columns.push(match item_type {
+            IdType::Text => Arc::new(reasons),
+            IdType::BigInt => cast(&reasons, &DataType::Int64)?,
+        });
     }
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }

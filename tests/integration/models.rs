@@ -400,4 +400,77 @@ async fn explanations_name_the_items_behind_a_score_and_add_up_to_it() {
         let code_seen = engine.sql(sql).await.unwrap_err().sqlstate().to_string();
         assert_eq!(code_seen, code, "{sql}");
     }
+    // recommend(…, explain => true): each row names the user's item that contributed most,
+    // explain_recommendation's first reason; x's kitchen items because of k1, films of f1
+    let listed = |sql: &str| {
+        let engine = &engine;
+        let sql = sql.to_string();
+        async move {
+            let mut rows: Vec<(String, Option<String>)> = Vec::new();
+            for b in engine.sql(&sql).await.unwrap() {
+                let (ids, because) = (b.column(0).as_string::<i32>(), b.column(1));
+                let nulls = because.logical_nulls();
+                let because = because.as_string::<i32>();
+                for i in 0..b.num_rows() {
+                    let null = nulls.as_ref().is_some_and(|n| n.is_null(i));
+                    let reason = (!null).then(|| because.value(i).to_string());
+                    rows.push((ids.value(i).to_string(), reason));
+                }
+            }
+            rows
+        }
+    };
+    let explained =
+        listed("SELECT item_id, because FROM recommend('als', 'x', 10, explain => true)").await;
+    assert_eq!(explained.len(), 8, "{explained:?}");
+    for (item, because) in &explained {
+        let sql = format!("SELECT * FROM explain_recommendation('als', 'x', '{item}', 1)");
+        let first = reasons(&engine.sql(&sql).await.unwrap());
+        let expected = (first[0].1 > 0.0).then(|| first[0].0.clone());
+        assert_eq!(because, &expected, "{item}");
+        let group = &item[..1];
+        assert_eq!(
+            because.as_deref(),
+            Some(format!("{group}1").as_str()),
+            "{item}"
+        );
+    }
+    // the list is recommend's own, in its order
+    let plain = listed("SELECT item_id, item_id AS again FROM recommend('als', 'x', 10)").await;
+    let order =
+        |rows: &[(String, Option<String>)]| rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>();
+    assert_eq!(order(&explained), order(&plain));
+    // item k-NN names the neighbour; no item of a user without events, nor of popularity
+    let knn = listed("SELECT item_id, because FROM recommend('knn', 'x', 10, explain => true) WHERE item_id = 'k3'").await;
+    assert_eq!(knn, [("k3".to_string(), Some("k1".to_string()))]);
+    for sql in [
+        "SELECT item_id, because FROM recommend('als', 'nobody', 3, explain => true)",
+        "SELECT item_id, because FROM recommend('pop', 'x', 3, explain => true)",
+    ] {
+        let rows = listed(sql).await;
+        assert!(
+            rows.len() == 3 && rows.iter().all(|r| r.1.is_none()),
+            "{sql}: {rows:?}"
+        );
+    }
+    engine
+        .sql(
+            "TRAIN MODEL bpr USING bpr FROM events WITH (factors = 4, iterations = 2, holdout = 0)",
+        )
+        .await
+        .unwrap();
+    for sql in [
+        "SELECT * FROM similar_items('als', 'k1', 3, explain => true)",
+        "SELECT * FROM recommend('bpr', 'x', 3, explain => true)",
+    ] {
+        let code_seen = engine.sql(sql).await.unwrap_err().sqlstate().to_string();
+        assert_eq!(code_seen, "0A000", "{sql}");
+    }
+    let code_seen = (engine
+        .sql("SELECT * FROM recommend('als', 'x', 3, explain => 'yes')")
+        .await)
+        .unwrap_err()
+        .sqlstate()
+        .to_string();
+    assert_eq!(code_seen, "22023");
 }
