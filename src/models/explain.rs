@@ -78,12 +78,7 @@ impl Explanation {
         let (model, pin) = Pin::split(&model);
         let entry = serving.registry.get(model)?;
         let version = entry.require(&pin)?;
-        if version.algorithm == "bpr" {
-            return Err(Error::FeatureNotSupported(format!(
-                "{FUNCTION}(): BPR's scores have no decomposition by the user's items; ALS, \
-                 EASE, item k-NN and popularity models are explained"
-            )));
-        }
+        explainable(FUNCTION, &version.algorithm)?;
         Ok(Explanation {
             types: (version.user_type, version.item_type),
             model: model.to_string(),
@@ -93,6 +88,18 @@ impl Explanation {
             n: n.map(|n| Arg::from_expr(FUNCTION, n)).transpose()?,
             serving,
         })
+    }
+}
+
+/// Refuses (0A000) to explain a model of `algorithm` when its scores have no decomposition by
+/// the user's items (BPR); `function` names the caller.
+pub fn explainable(function: &str, algorithm: &str) -> Result<()> {
+    match algorithm {
+        "bpr" => Err(Error::FeatureNotSupported(format!(
+            "{function}(): BPR's scores have no decomposition by the user's items; ALS, EASE, \
+             item k-NN and popularity models are explained"
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -412,11 +412,8 @@ impl RankingTable {
                     .into(),
             ));
         }
-        if explain && version.algorithm == "bpr" {
-            return Err(Error::FeatureNotSupported(format!(
-                "{function}(): explain => true: BPR's scores have no decomposition by the \
-                 user's items; ALS, EASE, item k-NN and popularity models are explained"
-            )));
+        if explain {
+            explain::explainable(function, &version.algorithm)?;
         }
         if log && ranking == Ranking::SimilarItems {
             return Err(Error::FeatureNotSupported(
