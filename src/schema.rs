@@ -210,6 +210,30 @@ pub struct TableDef {
     /// `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
+    /// How the rows are stored (absent in definitions written before layouts existed: rows).
+    #[serde(default, skip_serializing_if = "TableLayout::is_rows")]
+    pub layout: TableLayout,
+}
+
+/// How a table's rows are stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableLayout {
+    /// One storage entry per row, under its primary key or row id.
+    #[default]
+    Rows,
+    /// One entry per block of rows that one statement appended, under the row id of the
+    /// block's first row (`storage::row_blocks`): far cheaper to write many rows, but rows
+    /// cannot be updated or deleted one by one, and there is no primary key or index. The
+    /// impression log uses it.
+    AppendOnlyBlocks,
+}
+
+impl TableLayout {
+    /// Whether this is the one-entry-per-row layout.
+    pub fn is_rows(&self) -> bool {
+        *self == TableLayout::Rows
+    }
 }
 
 /// A table's retention: a row whose `column` holds a time more than `ttl_micros` before now has
@@ -263,5 +287,56 @@ impl TableDef {
     /// True when the table has a primary key.
     pub fn has_primary_key(&self) -> bool {
         !self.primary_key.is_empty()
+    }
+
+    /// Whether the rows are stored in append-only blocks ([`TableLayout::AppendOnlyBlocks`]).
+    pub fn is_blocks(&self) -> bool {
+        self.layout == TableLayout::AppendOnlyBlocks
+    }
+
+    /// 0A000 for `what` (an operation on single rows or a rewrite) on an append-only table.
+    pub fn refuse_on_blocks(&self, what: &str) -> Result<()> {
+        if !self.is_blocks() {
+            return Ok(());
+        }
+        Err(Error::FeatureNotSupported(format!(
+            "{what} is not supported on table \"{}\": it is append-only (rows stored in blocks; \
+             TRUNCATE or its ttl removes rows)",
+            self.name
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_written_before_layouts_load_as_rows() {
+        let def = TableDef {
+            id: 1,
+            name: "t".into(),
+            columns: vec![ColumnDef {
+                name: "a".into(),
+                column_type: ColumnType::BigInt,
+                nullable: true,
+                default: None,
+            }],
+            primary_key: vec![],
+            indexes: vec![],
+            retention: None,
+            layout: TableLayout::AppendOnlyBlocks,
+        };
+        let mut json = serde_json::to_value(&def).unwrap();
+        assert_eq!(json["layout"], "append_only_blocks");
+        assert_eq!(
+            serde_json::from_value::<TableDef>(json.clone()).unwrap(),
+            def
+        );
+        json.as_object_mut().unwrap().remove("layout");
+        let old: TableDef = serde_json::from_value(json).unwrap();
+        assert_eq!(old.layout, TableLayout::Rows);
+        // a rows table is written as before layouts existed
+        assert!(serde_json::to_value(&old).unwrap().get("layout").is_none());
     }
 }

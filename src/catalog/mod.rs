@@ -51,7 +51,7 @@ impl Catalog {
         for def in defs {
             check_definition(&def)?;
             store.retentions().set(&def);
-            let next_row_id = match reader::last_row_id(&store, def.id)? {
+            let next_row_id = match reader::last_row_id(&store, &def)? {
                 Some(last) if !def.has_primary_key() => last + 1,
                 _ => 0,
             };
@@ -94,6 +94,12 @@ impl Catalog {
             } else {
                 Err(Error::DuplicateTable(def.name))
             };
+        }
+        if keyed_blocks(&def) {
+            return Err(Error::Internal(format!(
+                "append-only table {} defined with a primary key or index",
+                def.name
+            )));
         }
         let id_key = keys::meta(NEXT_TABLE_ID);
         def.id = self.store.read_counter(&id_key)?;
@@ -220,5 +226,17 @@ fn check_definition(def: &TableDef) -> Result<()> {
             def.name
         )));
     }
+    if keyed_blocks(def) {
+        return Err(Error::Corrupt(format!(
+            "catalog entry of append-only table {} has a primary key or index",
+            def.name
+        )));
+    }
     Ok(())
+}
+
+/// Whether `def` stores append-only blocks yet has a primary key or index, which blocks cannot
+/// serve.
+fn keyed_blocks(def: &TableDef) -> bool {
+    def.is_blocks() && (def.has_primary_key() || !def.indexes.is_empty())
 }

@@ -58,6 +58,7 @@ pub struct Modification {
 impl Modification {
     /// The query finding the rows of `update`.
     pub fn update(update: &Update, def: &TableDef) -> Result<Modification> {
+        def.refuse_on_blocks("UPDATE")?;
         let alias = target_alias(&update.table)?;
         let mut values: Vec<Option<String>> = vec![None; def.columns.len()];
         for assignment in &update.assignments {
@@ -126,6 +127,7 @@ impl Modification {
 
     /// The query finding the rows of `delete`.
     pub fn delete(delete: &Delete, def: &TableDef) -> Result<Modification> {
+        def.refuse_on_blocks("DELETE")?;
         let target = match &delete.from {
             FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables) => {
                 single_table(tables)?

@@ -10,10 +10,10 @@ use crate::features::{
     parse_ttl, write_latest,
 };
 use crate::roles::{Actor, Object, Users};
-use crate::schema::{ColumnDef, ColumnType, TableDef};
+use crate::schema::{ColumnDef, ColumnType, TableDef, TableLayout};
 use crate::sql::notices::Notice;
 use crate::sql::parser::parse_query;
-use crate::storage::{ColumnValues, RowDecoder, Scan, StoredTable, WriteSet, encode_key, keys};
+use crate::storage::{ColumnValues, StoredTable, WriteSet, encode_key, keys, reader};
 use async_trait::async_trait;
 use datafusion::arrow::array::{
     Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray,
@@ -147,6 +147,7 @@ async fn define_feature_view(
             primary_key: vec![entity],
             indexes: Vec::new(),
             retention: None,
+            layout: TableLayout::Rows,
         },
         name: create.name,
         entity: create.entity,
@@ -302,19 +303,10 @@ fn touched_entities(
     let Some(column) = table.def.columns.iter().position(|c| c.name == view.entity) else {
         return Ok(Vec::new());
     };
-    let schema = Arc::new(Schema::new(vec![Field::new(
-        &view.entity,
-        table.def.columns[column].column_type.arrow_type(),
-        true,
-    )]));
-    let mut decoder = RowDecoder::new(&table.def, &[column], schema, 1024);
-    let (start, end) = (
-        keys::row(table.def.id, &keys::row_id(from)),
-        keys::row(table.def.id, &keys::row_id(to)),
-    );
     let mut seen = HashSet::new();
     let mut touched = Vec::new();
-    let mut collect = |batch: RecordBatch| -> Result<()> {
+    let store = engine.catalog().store();
+    reader::scan_row_ids(store, &table.def, from..to, &[column], |_, batch| {
         let values = batch.column(0);
         for row in 0..values.len() {
             let value = ScalarValue::try_from_array(values, row)?;
@@ -323,20 +315,7 @@ fn touched_entities(
             }
         }
         Ok(())
-    };
-    engine
-        .catalog()
-        .store()
-        .scan(&start, &end, Scan::Cached, |_, value| {
-            decoder.push(value)?;
-            if decoder.len() >= 1024 {
-                collect(decoder.finish()?)?;
-            }
-            Ok(true)
-        })?;
-    if !decoder.is_empty() {
-        collect(decoder.finish()?)?;
-    }
+    })?;
     Ok(touched)
 }
 

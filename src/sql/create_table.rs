@@ -2,7 +2,7 @@
 
 use crate::catalog::sequences::{nextval_of, sequence_name};
 use crate::error::{Error, Result};
-use crate::schema::{ColumnDef, ColumnType, SecondaryIndex, TableDef};
+use crate::schema::{ColumnDef, ColumnType, SecondaryIndex, TableDef, TableLayout};
 use crate::sql::names;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::sql::sqlparser::ast::{
@@ -287,5 +287,6 @@ fn build(name: String, mut columns: Vec<ColumnDef>, key_names: Vec<String>) -> R
         primary_key,
         indexes: Vec::new(),
         retention: None,
+        layout: TableLayout::Rows,
     })
 }

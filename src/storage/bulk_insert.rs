@@ -10,6 +10,7 @@
 use crate::blocking::Stopped;
 use crate::error::{Error, Result};
 use crate::schema::TableDef;
+use crate::storage::row_blocks::{BLOCK_ROWS, BlockBuilder};
 use crate::storage::row_codec::{ColumnValues, encode_row};
 use crate::storage::seen_keys::SeenKeys;
 use crate::storage::segment::Segment;
@@ -35,6 +36,9 @@ const ENTRY_OVERHEAD: usize = 64;
 
 /// Row keys read back at a time for the observers of a large statement.
 const READ_BACK_ROWS: usize = 8192;
+
+/// Blocks read back at a time (each holds up to `row_blocks::BLOCK_ROWS` rows).
+const READ_BACK_BLOCKS: usize = 2;
 
 /// Inserts every batch that `fill` hands over into `table` as one atomic write and returns
 /// the number of rows: durable when it returns, or inside a transaction block (`txn`) part of
@@ -222,23 +226,75 @@ impl StagedRows<'_> {
             .map(|(array, column)| ColumnValues::new(column.column_type, array))
             .collect::<Result<Vec<_>>>()?;
         let row_keys = self.row_keys(&columns, batch.num_rows())?;
+        if def.is_blocks() {
+            self.put_blocks(&values, batch.num_rows(), &row_keys)?;
+        } else {
+            self.put_rows(&values, batch.num_rows(), &row_keys, &columns)?;
+        }
+        drop(values);
+        if self.out_of_memory() {
+            self.written.clear();
+        } else {
+            self.written.push(WrittenBatch {
+                columns,
+                keys: row_keys,
+            });
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Writes a batch's rows as blocks under the row ids reserved for them.
+    fn put_blocks(
+        &mut self,
+        values: &[ColumnValues],
+        rows: usize,
+        row_keys: &RowKeys,
+    ) -> Result<()> {
+        let RowKeys::RowIds { first } = row_keys else {
+            return Err(Error::Internal(
+                "append-only rows keyed by primary key".into(),
+            ));
+        };
+        let mut block = BlockBuilder::new(&self.table.def);
+        let mut block_first = *first;
+        for row in 0..rows {
+            block.push(|bytes| encode_row(values, row, bytes))?;
+            if block.rows() == BLOCK_ROWS || row + 1 == rows {
+                let key = keys::row(self.table.def.id, &keys::row_id(block_first));
+                self.destination.put(&key, &block.finish(), true)?;
+                block_first = first + row as u64 + 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a batch's rows, one entry each, with their index entries.
+    fn put_rows(
+        &mut self,
+        values: &[ColumnValues],
+        rows: usize,
+        row_keys: &RowKeys,
+        columns: &[ArrayRef],
+    ) -> Result<()> {
+        let def = &self.table.def;
         let fresh = !def.has_primary_key();
         let prefix_len = keys::table_prefix(def.id).len();
         let mut unique = Vec::new();
-        for row in 0..batch.num_rows() {
+        for row in 0..rows {
             self.key.truncate(prefix_len);
-            match &row_keys {
+            match row_keys {
                 RowKeys::Keys(primary_keys) => self.key.extend_from_slice(&primary_keys[row]),
                 RowKeys::RowIds { first } => self
                     .key
                     .extend_from_slice(&keys::row_id(first + row as u64)),
             }
             self.encoded.clear();
-            encode_row(&values, row, &mut self.encoded);
+            encode_row(values, row, &mut self.encoded);
             let destination = &mut self.destination;
             destination.put(&self.key, &self.encoded, fresh)?;
             let row_key = &self.key[prefix_len..];
-            let entries = entries_of_row(def, &values, row, row_key)?;
+            let entries = entries_of_row(def, values, row, row_key)?;
             for (index, entry) in entries.into_iter().enumerate() {
                 destination.put(&entry.key, row_key, fresh && !entry.exclusive)?;
                 if entry.exclusive {
@@ -250,18 +306,7 @@ impl StagedRows<'_> {
                 }
             }
         }
-        drop(values);
-        self.check_unique(&unique, &columns)?;
-        if self.out_of_memory() {
-            self.written.clear();
-        } else {
-            self.written.push(WrittenBatch {
-                columns,
-                keys: row_keys,
-            });
-        }
-        self.rows += batch.num_rows() as u64;
-        Ok(())
+        self.check_unique(&unique, columns)
     }
 
     /// Whether some of the statement's writes went out of memory.
@@ -442,7 +487,12 @@ pub(super) fn read_back_keys(
     def: &TableDef,
     row_keys: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
 ) -> Result<()> {
-    let mut pending = Vec::with_capacity(READ_BACK_ROWS);
+    let chunk = if def.is_blocks() {
+        READ_BACK_BLOCKS
+    } else {
+        READ_BACK_ROWS
+    };
+    let mut pending = Vec::with_capacity(chunk);
     let tell = |row_keys: Vec<Vec<u8>>| -> Result<()> {
         let (found, rows) = reader::rows_by_key(store, def, row_keys)?;
         if def.has_primary_key() {
@@ -462,7 +512,7 @@ pub(super) fn read_back_keys(
     };
     row_keys(&mut |key| {
         pending.push(key.to_vec());
-        if pending.len() == READ_BACK_ROWS {
+        if pending.len() == chunk {
             tell(std::mem::take(&mut pending))?;
         }
         Ok(())
@@ -480,8 +530,9 @@ fn read_back_row_ids(
     def: &TableDef,
     ranges: Vec<std::ops::Range<u64>>,
 ) -> Result<()> {
+    let all: Vec<usize> = (0..def.columns.len()).collect();
     for ids in ranges {
-        reader::scan_row_ids(store, def, ids, |ids, batch| {
+        reader::scan_row_ids(store, def, ids, &all, |ids, batch| {
             tell_row_ids(store, def, &ids, &batch);
             Ok(())
         })?;

@@ -216,6 +216,7 @@ pub fn build(
     def: &TableDef,
     index: &SecondaryIndex,
 ) -> Result<Vec<(Entry, Vec<u8>)>> {
+    def.refuse_on_blocks("an index")?;
     const BATCH: usize = 4096;
     let mut entries = Vec::new();
     let mut exclusive = std::collections::HashSet::new();

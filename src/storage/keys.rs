@@ -4,7 +4,7 @@
 //! |--------|-------------------------------|-------------------------------|
 //! | `m`    | meta name (UTF-8)             | meta value (e.g. a counter)   |
 //! | `c`    | table name (UTF-8)            | `TableDef` as JSON            |
-//! | `d`    | table id (u64 BE) + row key   | encoded row (`row_codec`)     |
+//! | `d`    | table id (u64 BE) + row key   | encoded row (`row_codec`), or a block of rows (`row_blocks`) under its first row id in append-only tables |
 //! | `u`    | user name (UTF-8)             | SCRAM salt and secret as JSON |
 //! | `n`    | model name (UTF-8)            | `ModelRecord` as JSON         |
 //! | `v`    | model name, 0, version (u32 BE) | `ModelVersion` as JSON      |

@@ -14,6 +14,7 @@ mod named_records;
 pub mod reader;
 pub mod retention;
 pub mod rewrite;
+mod row_blocks;
 mod row_codec;
 mod row_locks;
 mod scratch;

@@ -11,8 +11,15 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Removes the rows of `table` stored under `row_keys`, and their index entries, when `txn`
-/// commits; how many.
+/// commits; how many. 0A000 on an append-only table.
 pub fn delete(txn: &Transaction, table: &Arc<StoredTable>, row_keys: Vec<Vec<u8>>) -> Result<u64> {
+    table.def.refuse_on_blocks("DELETE")?;
+    remove(txn, table, row_keys)
+}
+
+/// Removes the entries of `table` stored under `row_keys` (rows, or blocks of rows), and their
+/// index entries, when `txn` commits; how many.
+fn remove(txn: &Transaction, table: &Arc<StoredTable>, row_keys: Vec<Vec<u8>>) -> Result<u64> {
     let def = &table.def;
     txn.uses(table);
     for entry in index_entries::stored_entries(def, txn, &row_keys)? {
@@ -38,6 +45,7 @@ pub fn update(
     batch: &RecordBatch,
 ) -> Result<u64> {
     let def = &table.def;
+    def.refuse_on_blocks("UPDATE")?;
     txn.uses(table);
     for entry in index_entries::stored_entries(def, txn, &row_keys)? {
         txn.delete(entry);
@@ -119,7 +127,7 @@ pub fn update(
     Ok(count)
 }
 
-/// Removes every row of `table` when `txn` commits; how many it had.
+/// Removes every row of `table` when `txn` commits; how many entries it had.
 pub fn truncate(txn: &Transaction, table: &Arc<StoredTable>) -> Result<u64> {
     let def = &table.def;
     let prefix = keys::table_prefix(def.id);
@@ -128,5 +136,5 @@ pub fn truncate(txn: &Transaction, table: &Arc<StoredTable>) -> Result<u64> {
         row_keys.push(key.get(prefix.len()..).unwrap_or_default().to_vec());
         Ok(true)
     })?;
-    delete(txn, table, row_keys)
+    remove(txn, table, row_keys)
 }

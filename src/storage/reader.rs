@@ -2,12 +2,17 @@
 
 use crate::error::{Error, Result};
 use crate::schema::TableDef;
+use crate::storage::row_blocks::{self, BlockHeader};
 use crate::storage::row_codec::RowDecoder;
 use crate::storage::{Expiry, Store, Transaction, keys};
 use datafusion::arrow::array::{AsArray, BinaryArray, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use rocksdb::ReadOptions;
+use std::ops::Range;
 use std::sync::Arc;
+
+/// Every row id.
+const ALL_IDS: Range<u64> = 0..u64::MAX;
 
 /// What a read returns: which columns, in which schema, in batches of how many rows.
 pub struct ReadShape<'a> {
@@ -41,19 +46,29 @@ pub fn scan(
     let from = keys::table_prefix(shape.table.id);
     let to = keys::table_end(shape.table.id);
     let mut stopped = false;
+    let prefix_len = from.len();
+    let expiry = Expiry::now(shape.table);
     let mut visit = |key: &[u8], value: &[u8]| {
-        if remaining == 0 {
-            return Ok(false);
-        }
-        if !batches.push(key, value)? {
-            return Ok(true);
-        }
-        remaining -= 1;
-        if batches.len() >= batch_size && !emit(batches.finish()?) {
-            stopped = true;
-            return Ok(false);
-        }
-        Ok(true)
+        let key = key.get(prefix_len..).unwrap_or_default();
+        entry_rows(
+            shape.table,
+            expiry.as_ref(),
+            &ALL_IDS,
+            key,
+            value,
+            |key, row| {
+                if remaining == 0 {
+                    return Ok(false);
+                }
+                batches.push(key, row)?;
+                remaining -= 1;
+                if batches.len() >= batch_size && !emit(batches.finish()?) {
+                    stopped = true;
+                    return Ok(false);
+                }
+                Ok(true)
+            },
+        )
     };
     match shape.txn {
         Some(txn) => txn.scan(&from, &to, visit)?,
@@ -121,14 +136,57 @@ pub fn scan_with_keys(
     failed.map_or(Ok(()), Err)
 }
 
-/// Decoded rows waiting to be emitted, with their keys when the shape asks for them; expired
-/// rows are left out.
+/// Hands each live row stored in one entry of `table` (`key`, without the table prefix, and
+/// `value`) to `visit` with its row key (without the table prefix), until `visit` returns
+/// false; whether it never did. The entry holds one row, or in append-only blocks the rows of
+/// a block, of which those with a row id in `ids` are visited.
+fn entry_rows(
+    table: &TableDef,
+    expiry: Option<&Expiry>,
+    ids: &Range<u64>,
+    key: &[u8],
+    value: &[u8],
+    mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+) -> Result<bool> {
+    if !table.is_blocks() {
+        if expiry.is_some_and(|e| e.expired(value)) {
+            return Ok(true);
+        }
+        return visit(key, value);
+    }
+    let first = <[u8; 8]>::try_from(key)
+        .map(u64::from_be_bytes)
+        .map_err(|_| Error::Corrupt("block stored under a key that is no row id".into()))?;
+    let header = BlockHeader::read(value)?;
+    let expiry = match expiry.map(|e| e.of_block(&header)) {
+        Some(Some(true)) => return Ok(true),
+        Some(None) => expiry,
+        Some(Some(false)) | None => None,
+    };
+    for (offset, row) in row_blocks::rows(value)?.enumerate() {
+        let row = row?;
+        let id = first.saturating_add(offset as u64);
+        if id < ids.start {
+            continue;
+        }
+        if id >= ids.end {
+            break;
+        }
+        if expiry.is_some_and(|e| e.expired(row)) {
+            continue;
+        }
+        if !visit(&keys::row_id(id), row)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Decoded rows waiting to be emitted, with their keys when the shape asks for them.
 struct Batches<'a> {
     decoder: RowDecoder,
     shape: &'a ReadShape<'a>,
-    prefix_len: usize,
     keys: Vec<Vec<u8>>,
-    expiry: Option<Expiry>,
 }
 
 impl<'a> Batches<'a> {
@@ -144,23 +202,17 @@ impl<'a> Batches<'a> {
         Batches {
             decoder: RowDecoder::new(shape.table, shape.projection, schema, capacity),
             shape,
-            prefix_len: keys::table_prefix(shape.table.id).len(),
             keys: Vec::new(),
-            expiry: Expiry::now(shape.table),
         }
     }
 
-    /// Adds a row unless it has expired; whether it was added.
-    fn push(&mut self, key: &[u8], value: &[u8]) -> Result<bool> {
-        if self.expiry.as_ref().is_some_and(|e| e.expired(value)) {
-            return Ok(false);
-        }
-        self.decoder.push(value)?;
+    /// Adds the encoded row `row` stored under `key` (without the table prefix).
+    fn push(&mut self, key: &[u8], row: &[u8]) -> Result<()> {
+        self.decoder.push(row)?;
         if self.shape.row_keys_at.is_some() {
-            self.keys
-                .push(key.get(self.prefix_len..).unwrap_or_default().to_vec());
+            self.keys.push(key.to_vec());
         }
-        Ok(true)
+        Ok(())
     }
 
     fn len(&self) -> usize {
@@ -197,14 +249,17 @@ pub fn scan_from_row_id(
     first: u64,
     emit: impl FnMut(Vec<u64>, RecordBatch) -> Result<()>,
 ) -> Result<()> {
-    scan_row_ids(store, table, first..u64::MAX, emit)
+    let all: Vec<usize> = (0..table.columns.len()).collect();
+    scan_row_ids(store, table, first..u64::MAX, &all, emit)
 }
 
-/// Like [`scan_from_row_id`], for the row ids within `ids` (`u64::MAX` as the end: no end).
+/// Like [`scan_from_row_id`], for the row ids within `ids` (`u64::MAX` as the end: no end) and
+/// the columns `projection`.
 pub fn scan_row_ids(
     store: &Store,
     table: &TableDef,
-    ids: std::ops::Range<u64>,
+    ids: Range<u64>,
+    projection: &[usize],
     mut emit: impl FnMut(Vec<u64>, RecordBatch) -> Result<()>,
 ) -> Result<()> {
     const BATCH: usize = 8192;
@@ -216,36 +271,47 @@ pub fn scan_row_ids(
     options.fill_cache(false);
     let db = store.db();
     let mut iter = db.raw_iterator_opt(options);
-    iter.seek(keys::row(table.id, &keys::row_id(ids.start)));
-    let projection: Vec<usize> = (0..table.columns.len()).collect();
-    let mut decoder = RowDecoder::new(table, &projection, table.input_schema(), BATCH);
-    let mut ids = Vec::with_capacity(BATCH);
+    let start = keys::row(table.id, &keys::row_id(ids.start));
+    let prefix = keys::table_prefix(table.id);
+    if table.is_blocks() {
+        // the block holding the first id may begin before it
+        iter.seek_for_prev(&start);
+        if !iter.key().is_some_and(|key| key.starts_with(&prefix)) {
+            iter.seek(&start);
+        }
+    } else {
+        iter.seek(&start);
+    }
+    let schema = Arc::new(table.input_schema().project(projection)?);
+    let mut decoder = RowDecoder::new(table, projection, schema, BATCH);
+    let mut batch_ids = Vec::with_capacity(BATCH);
     let expiry = Expiry::now(table);
     while let Some((key, value)) = iter.key().zip(iter.value()) {
-        let Some(id) = keys::parse_row_id(key) else {
+        if keys::parse_row_id(key).is_none() {
             break;
-        };
-        if expiry.as_ref().is_some_and(|e| e.expired(value)) {
-            iter.next();
-            continue;
         }
-        decoder.push(value)?;
-        ids.push(id);
-        if decoder.len() >= BATCH {
-            emit(std::mem::take(&mut ids), decoder.finish()?)?;
-        }
+        let key = key.get(prefix.len()..).unwrap_or_default();
+        entry_rows(table, expiry.as_ref(), &ids, key, value, |key, row| {
+            let id = <[u8; 8]>::try_from(key).map(u64::from_be_bytes);
+            decoder.push(row)?;
+            batch_ids.push(id.unwrap_or_default());
+            if decoder.len() >= BATCH {
+                emit(std::mem::take(&mut batch_ids), decoder.finish()?)?;
+            }
+            Ok(true)
+        })?;
         iter.next();
     }
     iter.status()?;
     if !decoder.is_empty() {
-        emit(ids, decoder.finish()?)?;
+        emit(batch_ids, decoder.finish()?)?;
     }
     Ok(())
 }
 
 /// Reads the rows of `table` stored under `row_keys` (without the table prefix), every column
 /// as [`TableDef::input_schema`], from the latest state: the keys of the rows found, and the
-/// rows.
+/// rows. In append-only blocks, the keys are those of blocks, and every row of each is read.
 pub fn rows_by_key(
     store: &Store,
     table: &TableDef,
@@ -260,8 +326,11 @@ pub fn rows_by_key(
     let mut found = Vec::with_capacity(row_keys.len());
     for (key, value) in row_keys.into_iter().zip(values) {
         if let Some(value) = value {
-            decoder.push(&value)?;
-            found.push(key);
+            entry_rows(table, None, &ALL_IDS, &key, &value, |key, row| {
+                decoder.push(row)?;
+                found.push(key.to_vec());
+                Ok(true)
+            })?;
         }
     }
     Ok((found, decoder.finish()?))
@@ -269,6 +338,8 @@ pub fn rows_by_key(
 
 /// Reads the rows with the given row keys (absent and expired ones are skipped) as one batch.
 pub fn lookup(store: &Store, shape: &ReadShape, row_keys: &[Vec<u8>]) -> Result<RecordBatch> {
+    shape.table.refuse_on_blocks("reading rows by key")?;
+    let expiry = Expiry::now(shape.table);
     let mut batches = Batches::new(shape, row_keys.len());
     let full_keys: Vec<Vec<u8>> = row_keys
         .iter()
@@ -278,22 +349,30 @@ pub fn lookup(store: &Store, shape: &ReadShape, row_keys: &[Vec<u8>]) -> Result<
         Some(txn) => txn.multi_get(&full_keys)?,
         None => store.multi_get(&full_keys)?,
     };
-    for (key, value) in full_keys.iter().zip(values) {
-        if let Some(bytes) = value {
+    for (key, value) in row_keys.iter().zip(values) {
+        if let Some(bytes) = value.filter(|row| Expiry::live(expiry.as_ref(), Some(row.as_slice())))
+        {
             batches.push(key, &bytes)?;
         }
     }
     batches.finish()
 }
 
-/// The highest row id stored for a table without primary key, if it has rows.
-pub fn last_row_id(store: &Store, table_id: u64) -> Result<Option<u64>> {
+/// The highest row id stored for a table without primary key, if it has rows (in append-only
+/// blocks, the last row of the last block).
+pub fn last_row_id(store: &Store, table: &TableDef) -> Result<Option<u64>> {
     let db = store.db();
     let mut iter = db.raw_iterator();
-    iter.seek_for_prev(keys::table_end(table_id));
-    let prefix = keys::table_prefix(table_id);
-    let last = match iter.key() {
-        Some(key) if key.starts_with(&prefix) => keys::parse_row_id(key),
+    iter.seek_for_prev(keys::table_end(table.id));
+    let prefix = keys::table_prefix(table.id);
+    let last = match iter.key().zip(iter.value()) {
+        Some((key, value)) if key.starts_with(&prefix) => match keys::parse_row_id(key) {
+            Some(first) if table.is_blocks() => {
+                let rows = BlockHeader::read(value)?.rows;
+                Some(first.saturating_add(u64::from(rows.max(1)) - 1))
+            }
+            id => id,
+        },
         _ => None,
     };
     iter.status()?;

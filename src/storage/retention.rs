@@ -4,6 +4,7 @@
 
 use crate::schema::{ColumnType, TableDef};
 use crate::storage::keys;
+use crate::storage::row_blocks::{self, BlockHeader};
 use crate::storage::row_codec::time_micros;
 use rocksdb::compaction_filter::{CompactionFilter, Decision};
 use rocksdb::compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory};
@@ -38,6 +39,18 @@ impl Expiry {
         matches!(time_micros(&self.types, row, self.column), Ok(Some(t)) if t < self.cutoff)
     }
 
+    /// What the header of a block says of its rows: all expired (`Some(true)`), none
+    /// (`Some(false)`), or each row must be judged (`None`).
+    pub(super) fn of_block(&self, header: &BlockHeader) -> Option<bool> {
+        if header.all_before(self.column, self.cutoff) {
+            Some(true)
+        } else if header.none_before(self.column, self.cutoff) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
     /// Whether `row`, if there is one, is there and live.
     pub fn live(expiry: Option<&Expiry>, row: Option<&[u8]>) -> bool {
         match (expiry, row) {
@@ -59,6 +72,8 @@ struct Rule {
     types: Vec<ColumnType>,
     column: usize,
     ttl_micros: i64,
+    /// Whether the table's entries are blocks of rows (`row_blocks`).
+    blocks: bool,
 }
 
 impl Retentions {
@@ -71,6 +86,7 @@ impl Retentions {
                     types: def.columns.iter().map(|c| c.column_type).collect(),
                     column: retention.column,
                     ttl_micros: retention.ttl_micros,
+                    blocks: def.is_blocks(),
                 };
                 rules.insert(def.id, Arc::new(rule));
             }
@@ -144,10 +160,29 @@ impl RetentionFilter {
             return Decision::Keep;
         };
         let cutoff = self.now.saturating_sub(rule.ttl_micros);
-        match time_micros(&rule.types, value, rule.column) {
-            Ok(Some(time)) if time < cutoff => Decision::Remove,
+        let expired = |row: &[u8]| matches!(time_micros(&rule.types, row, rule.column), Ok(Some(time)) if time < cutoff);
+        if !rule.blocks {
+            return decision(expired(value));
+        }
+        // a block goes when all its rows have expired; one that cannot be read stays
+        match BlockHeader::read(value) {
+            Ok(header) if header.column == Some(rule.column) => {
+                decision(header.all_before(rule.column, cutoff))
+            }
+            Ok(header) if header.rows > 0 => match row_blocks::rows(value) {
+                Ok(mut rows) => decision(rows.all(|row| row.is_ok_and(expired))),
+                Err(_) => Decision::Keep,
+            },
             _ => Decision::Keep,
         }
+    }
+}
+
+fn decision(remove: bool) -> Decision {
+    if remove {
+        Decision::Remove
+    } else {
+        Decision::Keep
     }
 }
 
@@ -171,7 +206,7 @@ fn now_micros() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{ColumnDef, Retention};
+    use crate::schema::{ColumnDef, Retention, TableLayout};
     use crate::storage::{ColumnValues, encode_row};
     use datafusion::arrow::array::{ArrayRef, Int64Array, TimestampMicrosecondArray};
 
@@ -196,6 +231,7 @@ mod tests {
                 ttl_micros: 3_600_000_000,
                 ttl: "1 hour".into(),
             }),
+            layout: TableLayout::Rows,
         }
     }
 
@@ -255,5 +291,61 @@ mod tests {
         assert!(!removed(&key(0), &rows[0]));
         // a filter keeps the rules it began with
         assert!(matches!(filter.decide(&key(0), &rows[0]), Decision::Remove));
+    }
+
+    fn block(def: &TableDef, rows: &[Vec<u8>]) -> Vec<u8> {
+        let mut builder = crate::storage::row_blocks::BlockBuilder::new(def);
+        for row in rows {
+            builder.push(|bytes| bytes.extend_from_slice(row)).unwrap();
+        }
+        builder.finish()
+    }
+
+    #[test]
+    fn a_block_goes_only_when_every_row_has_expired() {
+        let now = now_micros();
+        let old = Some(now - 7_200_000_000);
+        let recent = Some(now - 60_000_000);
+        let blocks_table = TableDef {
+            layout: TableLayout::AppendOnlyBlocks,
+            ..table()
+        };
+        let retentions = Retentions::default();
+        retentions.set(&blocks_table);
+        let key = keys::row(7, &keys::row_id(0));
+        let removed = |value: &[u8]| {
+            matches!(
+                retentions.filter_now().decide(&key, value),
+                Decision::Remove
+            )
+        };
+        assert!(removed(&block(&blocks_table, &rows(vec![old, old]))));
+        assert!(!removed(&block(&blocks_table, &rows(vec![old, recent]))));
+        assert!(!removed(&block(&blocks_table, &rows(vec![old, None]))));
+        // blocks written before the ttl existed carry no times: their rows are read
+        let untimed = TableDef {
+            retention: None,
+            ..blocks_table.clone()
+        };
+        assert!(removed(&block(&untimed, &rows(vec![old, old]))));
+        assert!(!removed(&block(&untimed, &rows(vec![old, recent]))));
+        // what is no block is kept, as is a row of the old layout read as one
+        assert!(!removed(b"garbage"));
+        assert!(!removed(&rows(vec![old])[0]));
+        // readers skip a whole block by its header, or judge its rows one by one
+        let expiry = Expiry::now(&blocks_table).unwrap();
+        let header = |rows: Vec<Vec<u8>>| BlockHeader::read(&block(&blocks_table, &rows)).unwrap();
+        assert_eq!(
+            expiry.of_block(&header(self::rows(vec![old, old]))),
+            Some(true)
+        );
+        assert_eq!(
+            expiry.of_block(&header(self::rows(vec![recent, None]))),
+            Some(false)
+        );
+        assert_eq!(
+            expiry.of_block(&header(self::rows(vec![old, recent]))),
+            None
+        );
     }
 }

@@ -26,6 +26,9 @@ pub fn rewrite(
     new: &TableDef,
     convert: &dyn Fn(&RecordBatch) -> Result<Vec<ArrayRef>>,
 ) -> Result<WriteSet> {
+    old.refuse_on_blocks(
+        "ALTER TABLE rewriting rows (adding or dropping columns, adding a primary key)",
+    )?;
     let mut write = WriteSet::default();
     write.delete_range(keys::table_prefix(old.id), keys::table_end(old.id));
     let (from, to) = keys::table_indexes_range(old.id);

@@ -445,7 +445,7 @@ impl ColumnBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::ColumnDef;
+    use crate::schema::{ColumnDef, TableLayout};
     use datafusion::arrow::array::{Int64Array, TimestampMicrosecondArray};
 
     fn table() -> TableDef {
@@ -466,6 +466,7 @@ mod tests {
             primary_key: vec![],
             indexes: Vec::new(),
             retention: None,
+            layout: TableLayout::Rows,
         }
     }
 
@@ -559,6 +560,7 @@ mod tests {
             primary_key: vec![],
             indexes: Vec::new(),
             retention: None,
+            layout: TableLayout::Rows,
         };
         let all: Vec<usize> = (0..types.len()).collect();
         let mut state = 0x9E37_79B9_7F4A_7C15;

@@ -19,7 +19,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 /// Name of the marker file at the top of every data directory.
 pub const MARKER_FILE: &str = "TASTEDB";
 /// Version of the on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format this build opens; opening one upgrades its marker to [`FORMAT_VERSION`]
+/// (format 2 added append-only blocks, which builds of format 1 would misread).
+const OLDEST_FORMAT: u32 = 1;
 const MARKER_PREFIX: &str = "TasteDB data directory, format ";
 /// The database inside a data directory.
 pub(super) const ROCKSDB_DIR: &str = "rocksdb";
@@ -630,6 +634,7 @@ fn check_marker(dir: &Path, marker: &Path) -> Result<()> {
         .and_then(|v| v.parse::<u32>().ok());
     match version {
         Some(FORMAT_VERSION) => Ok(()),
+        Some(OLDEST_FORMAT..FORMAT_VERSION) => upgrade_marker(dir),
         Some(other) => Err(Error::NotADataDirectory {
             path: dir.to_path_buf(),
             reason: format!("its format {other} is not format {FORMAT_VERSION} of this build"),
@@ -639,6 +644,20 @@ fn check_marker(dir: &Path, marker: &Path) -> Result<()> {
             reason: format!("its {MARKER_FILE} file is not a TasteDB marker"),
         }),
     }
+}
+
+/// Replaces the marker of an older format by this build's, atomically (a new file renamed
+/// over it), so that builds of the older format refuse the directory from now on.
+fn upgrade_marker(dir: &Path) -> Result<()> {
+    let next = dir.join(format!("{MARKER_FILE}.next"));
+    let written = fs::File::create(&next).and_then(|mut file| {
+        file.write_all(format!("{MARKER_PREFIX}{FORMAT_VERSION}\n").as_bytes())?;
+        file.sync_all()
+    });
+    written
+        .and_then(|_| fs::rename(&next, dir.join(MARKER_FILE)))
+        .and_then(|_| fs::File::open(dir)?.sync_all())
+        .map_err(|e| io_context(dir, "cannot write to", e))
 }
 
 fn io_context(dir: &Path, what: &str, e: std::io::Error) -> Error {

@@ -138,6 +138,7 @@ impl VectorIndexes {
         if_not_exists: bool,
         stopped: &Stopped,
     ) -> Result<bool> {
+        table.def.refuse_on_blocks("an hnsw index")?;
         let _turn = lock(&self.writes);
         if self.read_defs().contains_key(&def.name) {
             if if_not_exists {

@@ -423,6 +423,18 @@ fn unusable_directories_are_refused_clearly() {
     .unwrap();
     let error = Engine::open(&future).unwrap_err();
     assert!(error.to_string().contains("format 99"), "{error}");
+
+    // a directory of format 1 opens, and from then on says format 2 (which format-1 builds
+    // refuse, as they would misread its append-only tables)
+    let older = dir.path().join("older");
+    drop(Engine::open(&older).unwrap());
+    let marker = older.join("TASTEDB");
+    std::fs::write(&marker, "TasteDB data directory, format 1\n").unwrap();
+    drop(Engine::open(&older).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "TasteDB data directory, format 2\n"
+    );
 }
 
 #[tokio::test]

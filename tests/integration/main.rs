@@ -4,6 +4,7 @@
 
 mod backup;
 mod bi_tools;
+mod blocks;
 mod bulk_ingest;
 mod cancel;
 mod cli;

@@ -9,13 +9,14 @@
 //! one answer's rows. Reading the log through `experiment_results` or `EVALUATE … ON
 //! IMPRESSIONS` writes what is pending first. The table is created on first use with a
 //! retention of 30 days on `shown_at` (`ALTER TABLE tastedb_impressions SET (ttl = …)`
-//! changes it); it is an ordinary table otherwise: superusers read it, and may grant it.
+//! changes it). It is append-only (`TableLayout::AppendOnlyBlocks`): each flush is one storage
+//! entry, not one per row. Superusers read it, and may grant it.
 
 use crate::blocking::Stopped;
 use crate::catalog::Catalog;
 use crate::clock::now_micros;
 use crate::error::{Error, Result};
-use crate::schema::{ColumnDef, ColumnType, Retention, TableDef};
+use crate::schema::{ColumnDef, ColumnType, Retention, TableDef, TableLayout};
 use crate::storage::bulk_insert;
 use datafusion::arrow::array::{
     ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
@@ -244,5 +245,6 @@ fn definition() -> TableDef {
             ttl_micros: TTL_DAYS * 86_400_000_000,
             ttl: format!("{TTL_DAYS} days"),
         }),
+        layout: TableLayout::AppendOnlyBlocks,
     }
 }
