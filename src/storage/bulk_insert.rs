@@ -259,7 +259,7 @@ impl StagedRows<'_> {
         let mut block = BlockBuilder::new(&self.table.def);
         let mut block_first = *first;
         for row in 0..rows {
-            block.push(|bytes| encode_row(values, row, bytes))?;
+            block.push(values, row)?;
             if block.rows() == BLOCK_ROWS || row + 1 == rows {
                 let key = keys::row(self.table.def.id, &keys::row_id(block_first));
                 self.destination.put(&key, &block.finish(), true)?;

@@ -293,10 +293,17 @@ mod tests {
         assert!(matches!(filter.decide(&key(0), &rows[0]), Decision::Remove));
     }
 
-    fn block(def: &TableDef, rows: &[Vec<u8>]) -> Vec<u8> {
+    /// A block of `def` (with the columns of [`table`]) of rows with `times`.
+    fn block(def: &TableDef, times: Vec<Option<i64>>) -> Vec<u8> {
+        let n: ArrayRef = Arc::new(Int64Array::from_iter_values(0..times.len() as i64));
+        let ts: ArrayRef = Arc::new(TimestampMicrosecondArray::from(times.clone()));
+        let values = [
+            ColumnValues::new(ColumnType::BigInt, &n).unwrap(),
+            ColumnValues::new(ColumnType::Timestamp, &ts).unwrap(),
+        ];
         let mut builder = crate::storage::row_blocks::BlockBuilder::new(def);
-        for row in rows {
-            builder.push(|bytes| bytes.extend_from_slice(row)).unwrap();
+        for row in 0..times.len() {
+            builder.push(&values, row).unwrap();
         }
         builder.finish()
     }
@@ -319,33 +326,24 @@ mod tests {
                 Decision::Remove
             )
         };
-        assert!(removed(&block(&blocks_table, &rows(vec![old, old]))));
-        assert!(!removed(&block(&blocks_table, &rows(vec![old, recent]))));
-        assert!(!removed(&block(&blocks_table, &rows(vec![old, None]))));
+        assert!(removed(&block(&blocks_table, vec![old, old])));
+        assert!(!removed(&block(&blocks_table, vec![old, recent])));
+        assert!(!removed(&block(&blocks_table, vec![old, None])));
         // blocks written before the ttl existed carry no times: their rows are read
         let untimed = TableDef {
             retention: None,
             ..blocks_table.clone()
         };
-        assert!(removed(&block(&untimed, &rows(vec![old, old]))));
-        assert!(!removed(&block(&untimed, &rows(vec![old, recent]))));
+        assert!(removed(&block(&untimed, vec![old, old])));
+        assert!(!removed(&block(&untimed, vec![old, recent])));
         // what is no block is kept, as is a row of the old layout read as one
         assert!(!removed(b"garbage"));
         assert!(!removed(&rows(vec![old])[0]));
         // readers skip a whole block by its header, or judge its rows one by one
         let expiry = Expiry::now(&blocks_table).unwrap();
-        let header = |rows: Vec<Vec<u8>>| BlockHeader::read(&block(&blocks_table, &rows)).unwrap();
-        assert_eq!(
-            expiry.of_block(&header(self::rows(vec![old, old]))),
-            Some(true)
-        );
-        assert_eq!(
-            expiry.of_block(&header(self::rows(vec![recent, None]))),
-            Some(false)
-        );
-        assert_eq!(
-            expiry.of_block(&header(self::rows(vec![old, recent]))),
-            None
-        );
+        let header = |times| BlockHeader::read(&block(&blocks_table, times)).unwrap();
+        assert_eq!(expiry.of_block(&header(vec![old, old])), Some(true));
+        assert_eq!(expiry.of_block(&header(vec![recent, None])), Some(false));
+        assert_eq!(expiry.of_block(&header(vec![old, recent])), None);
     }
 }

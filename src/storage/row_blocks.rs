@@ -20,8 +20,8 @@
 //! offers a container for it.
 
 use crate::error::{Error, Result};
-use crate::schema::{ColumnType, TableDef};
-use crate::storage::row_codec::time_micros;
+use crate::schema::TableDef;
+use crate::storage::row_codec::{ColumnValues, encode_row};
 
 /// Most rows in one block; a statement's batch with more becomes several blocks.
 pub const BLOCK_ROWS: usize = 16_384;
@@ -126,7 +126,6 @@ impl<'a> Iterator for BlockRows<'a> {
 
 /// Builds blocks of a table's encoded rows.
 pub struct BlockBuilder {
-    types: Vec<ColumnType>,
     column: Option<usize>,
     bytes: Vec<u8>,
     rows: u32,
@@ -138,7 +137,6 @@ impl BlockBuilder {
     /// An empty block of `def`'s rows, noting the times of its retention column.
     pub fn new(def: &TableDef) -> BlockBuilder {
         BlockBuilder {
-            types: def.columns.iter().map(|c| c.column_type).collect(),
             column: def.retention.as_ref().map(|r| r.column),
             bytes: vec![0; HEADER_LEN],
             rows: 0,
@@ -147,16 +145,16 @@ impl BlockBuilder {
         }
     }
 
-    /// Appends the row that `encode` writes (in the row encoding).
-    pub fn push(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
+    /// Appends row `row` of `values` (every column of the table, in order).
+    pub fn push(&mut self, values: &[ColumnValues], row: usize) -> Result<()> {
         let at = self.bytes.len();
         self.bytes.extend_from_slice(&[0; 4]);
-        encode(&mut self.bytes);
-        let row = &self.bytes[at + 4..];
-        let length = u32::try_from(row.len())
+        encode_row(values, row, &mut self.bytes);
+        let length = u32::try_from(self.bytes.len() - at - 4)
             .map_err(|_| Error::ProgramLimitExceeded("a row of 4 GB or more".into()))?;
+        self.bytes[at..at + 4].copy_from_slice(&length.to_le_bytes());
         if let Some(column) = self.column {
-            match time_micros(&self.types, row, column)? {
+            match values.get(column).and_then(|v| v.time_micros(row)) {
                 Some(t) => {
                     let (least, greatest) = self.times.unwrap_or((t, t));
                     self.times = Some((least.min(t), greatest.max(t)));
@@ -164,7 +162,6 @@ impl BlockBuilder {
                 None => self.null_times = true,
             }
         }
-        self.bytes[at..at + 4].copy_from_slice(&length.to_le_bytes());
         self.rows += 1;
         Ok(())
     }
@@ -202,7 +199,10 @@ impl BlockBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{ColumnDef, Retention};
+    use crate::schema::{ColumnDef, ColumnType, Retention};
+    use crate::storage::row_codec::time_micros;
+    use datafusion::arrow::array::{ArrayRef, Date32Array, Int64Array};
+    use std::sync::Arc;
 
     fn table(retention: Option<usize>) -> TableDef {
         let column = |name: &str, column_type| ColumnDef {
@@ -229,29 +229,40 @@ mod tests {
         }
     }
 
-    /// A row of `table`: `day` (days since the epoch, or NULL) then `n` = 5.
-    fn row(day: Option<i32>) -> Vec<u8> {
-        let mut bytes = vec![u8::from(day.is_none())];
-        if let Some(day) = day {
-            bytes.extend_from_slice(&day.to_le_bytes());
+    /// A block of `def` with rows (day, n = 5) of `days`, and those rows encoded one by one.
+    fn block(def: &TableDef, days: Vec<Option<i32>>) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let day: ArrayRef = Arc::new(Date32Array::from(days.clone()));
+        let n: ArrayRef = Arc::new(Int64Array::from(vec![5; days.len()]));
+        let values = [
+            ColumnValues::new(ColumnType::Date, &day).unwrap(),
+            ColumnValues::new(ColumnType::BigInt, &n).unwrap(),
+        ];
+        let mut builder = BlockBuilder::new(def);
+        let mut rows = Vec::new();
+        for row in 0..days.len() {
+            builder.push(&values, row).unwrap();
+            let mut bytes = Vec::new();
+            encode_row(&values, row, &mut bytes);
+            rows.push(bytes);
         }
-        bytes.extend_from_slice(&5i64.to_le_bytes());
-        bytes
+        assert_eq!(builder.rows(), days.len());
+        let block = builder.finish();
+        assert_eq!(builder.rows(), 0, "the builder starts afresh");
+        (block, rows)
     }
 
     #[test]
     fn rows_come_back_in_order_with_the_times_of_the_retention_column() {
-        let written = [row(Some(3)), row(None), row(Some(1))];
-        let mut builder = BlockBuilder::new(&table(Some(0)));
-        for r in &written {
-            builder.push(|bytes| bytes.extend_from_slice(r)).unwrap();
-        }
-        assert_eq!(builder.rows(), 3);
-        let block = builder.finish();
-        assert_eq!(builder.rows(), 0);
+        let def = table(Some(0));
+        let (block, written) = block(&def, vec![Some(3), None, Some(1)]);
         let read: Vec<&[u8]> = rows(&block).unwrap().map(|r| r.unwrap()).collect();
         assert_eq!(read, written.iter().map(Vec::as_slice).collect::<Vec<_>>());
         let day = 86_400_000_000;
+        let types = [ColumnType::Date, ColumnType::BigInt];
+        let times: Vec<Option<i64>> = (read.iter())
+            .map(|row| time_micros(&types, row, 0).unwrap())
+            .collect();
+        assert_eq!(times, [Some(3 * day), None, Some(day)]);
         let header = BlockHeader::read(&block).unwrap();
         assert_eq!(
             header,
@@ -269,24 +280,16 @@ mod tests {
             "times of another column say nothing"
         );
 
-        // the builder starts afresh; a table without retention notes no times
-        let mut builder = BlockBuilder::new(&table(None));
-        builder
-            .push(|bytes| bytes.extend_from_slice(&written[0]))
-            .unwrap();
-        let header = BlockHeader::read(&builder.finish()).unwrap();
+        // a table without retention notes no times
+        let header = BlockHeader::read(&self::block(&table(None), vec![Some(1)]).0).unwrap();
         assert_eq!((header.rows, header.column, header.times), (1, None, None));
     }
 
     #[test]
     fn damaged_blocks_are_errors_not_panics() {
-        let mut builder = BlockBuilder::new(&table(Some(0)));
-        builder
-            .push(|bytes| bytes.extend_from_slice(&row(Some(1))))
-            .unwrap();
-        let block = builder.finish();
+        let (block, written) = block(&table(Some(0)), vec![Some(1)]);
         assert!(BlockHeader::read(&block[..10]).is_err());
-        assert!(BlockHeader::read(&row(Some(1))).is_err());
+        assert!(BlockHeader::read(&written[0]).is_err());
         let cut = &block[..block.len() - 1];
         let read: Vec<Result<&[u8]>> = rows(cut).unwrap().collect();
         assert!(matches!(read.as_slice(), [Err(Error::Corrupt(_))]));

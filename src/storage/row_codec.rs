@@ -108,6 +108,17 @@ impl<'a> ColumnValues<'a> {
         self.array().is_null(row)
     }
 
+    /// The time in `row` in microseconds since the epoch (a DATE is its midnight), as
+    /// [`time_micros`] reads it from an encoded row; `None` when NULL or not a time.
+    pub fn time_micros(&self, row: usize) -> Option<i64> {
+        match self {
+            _ if self.is_null(row) => None,
+            ColumnValues::Timestamp(a) => Some(a.value(row)),
+            ColumnValues::Date(a) => Some(i64::from(a.value(row)) * MICROS_PER_DAY),
+            _ => None,
+        }
+    }
+
     fn encode(&self, row: usize, out: &mut Vec<u8>) {
         match self {
             ColumnValues::Text(a) => {
