@@ -4,41 +4,15 @@
 //! (savepoints, statements too large for memory), to live models, incremental feature views
 //! and backups — while UPDATE, DELETE, indexes and rewriting ALTERs answer 0A000.
 
-use crate::common::{connect, rows, start_in};
+use crate::common::{connect, query, rows, start_in};
 use datafusion::arrow::array::{
     ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use datafusion::arrow::util::display::array_value_to_string;
 use std::sync::Arc;
 use tastedb::Engine;
 use tastedb::storage::backup;
 
 const TABLE: &str = "tastedb_impressions";
-
-fn texts(batches: &[RecordBatch]) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    for batch in batches {
-        for row in 0..batch.num_rows() {
-            let columns = batch.columns().iter();
-            rows.push(
-                columns
-                    .map(|c| match c.is_null(row) {
-                        true => "NULL".to_string(),
-                        false => array_value_to_string(c, row).unwrap(),
-                    })
-                    .collect(),
-            );
-        }
-    }
-    rows
-}
-
-async fn query(engine: &Engine, sql: &str) -> Vec<Vec<String>> {
-    match engine.sql(sql).await {
-        Ok(batches) => texts(&batches),
-        Err(e) => panic!("{sql}: {e}"),
-    }
-}
 
 async fn one(engine: &Engine, sql: &str) -> String {
     query(engine, sql).await[0][0].clone()

@@ -1,6 +1,8 @@
 //! Helpers shared by the wire-server tests: a server on `127.0.0.1:0` over a temporary data
 //! directory, and tokio-postgres clients for it.
 
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::display::array_value_to_string;
 use std::net::SocketAddr;
 use tastedb::Engine;
 use tastedb::server::{AuthMode, ServeOptions, Server};
@@ -167,4 +169,31 @@ pub fn rows(messages: Vec<SimpleQueryMessage>) -> Vec<Vec<Option<String>>> {
             _ => None,
         })
         .collect()
+}
+
+/// The rows of `batches` as text (NULL as `NULL`).
+pub fn texts(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            let columns = batch.columns().iter();
+            rows.push(
+                columns
+                    .map(|c| match c.is_null(row) {
+                        true => "NULL".to_string(),
+                        false => array_value_to_string(c, row).unwrap(),
+                    })
+                    .collect(),
+            );
+        }
+    }
+    rows
+}
+
+/// The rows `sql` returns as text; panics, naming the statement, when it fails.
+pub async fn query(engine: &Engine, sql: &str) -> Vec<Vec<String>> {
+    match engine.sql(sql).await {
+        Ok(batches) => texts(&batches),
+        Err(e) => panic!("{sql}: {e}"),
+    }
 }

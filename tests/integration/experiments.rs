@@ -4,8 +4,8 @@
 //! answered and each item's probability of being shown; `experiment_results` counts the
 //! successes that followed on constructed data with a known answer; STOP and PROMOTE end it.
 
+use crate::common::query;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::util::display::array_value_to_string;
 use std::collections::{BTreeMap, HashMap};
 use tastedb::Engine;
 
@@ -20,31 +20,6 @@ const TRAIN_TWO_VERSIONS: &str = "
     TRAIN MODEL recs USING als FROM events WITH (factors = 8, iterations = 5, seed = 2, holdout = 0);
     ALTER MODEL recs SET ALIAS champion = 1;
     ALTER MODEL recs SET ALIAS challenger = 2";
-
-fn texts(batches: &[RecordBatch]) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    for batch in batches {
-        for row in 0..batch.num_rows() {
-            let columns = batch.columns().iter();
-            rows.push(
-                columns
-                    .map(|c| match c.is_null(row) {
-                        true => "NULL".to_string(),
-                        false => array_value_to_string(c, row).unwrap(),
-                    })
-                    .collect(),
-            );
-        }
-    }
-    rows
-}
-
-async fn query(engine: &Engine, sql: &str) -> Vec<Vec<String>> {
-    match engine.sql(sql).await {
-        Ok(batches) => texts(&batches),
-        Err(e) => panic!("{sql}: {e}"),
-    }
-}
 
 async fn sqlstate(engine: &Engine, sql: &str) -> String {
     match engine.sql(sql).await {
