@@ -101,6 +101,8 @@ pub mod sqlstate {
     pub const DEADLOCK_DETECTED: &str = "40P01";
     /// An object not in the state the statement needs.
     pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
+    /// A connection to another system (a Kafka cluster) that could not be made or broke.
+    pub const CONNECTION_FAILURE: &str = "08006";
     /// invalid_password
     pub const INVALID_PASSWORD: &str = "28P01";
     /// invalid_authorization_specification
@@ -279,6 +281,9 @@ pub enum Error {
     /// An object not in the state the statement needs (e.g. changing the rows of a view).
     #[error("{0}")]
     ObjectNotInPrerequisiteState(String),
+    /// A connection to another system (a Kafka cluster) that could not be made or broke.
+    #[error("{0}")]
+    ConnectionFailure(String),
     /// Credentials that prove nothing: a wrong password or API key (28P01).
     #[error("{0}")]
     InvalidPassword(String),
@@ -348,6 +353,7 @@ impl Error {
             Error::DeadlockDetected(_) => DEADLOCK_DETECTED,
             Error::InFailedTransaction => IN_FAILED_SQL_TRANSACTION,
             Error::ObjectNotInPrerequisiteState(_) => OBJECT_NOT_IN_PREREQUISITE_STATE,
+            Error::ConnectionFailure(_) => CONNECTION_FAILURE,
         }
     }
 

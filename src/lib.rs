@@ -20,6 +20,7 @@ pub mod models;
 pub mod roles;
 pub mod schema;
 pub mod server;
+pub mod sources;
 pub mod sql;
 pub mod storage;
 pub mod vectors;

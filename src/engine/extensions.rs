@@ -17,6 +17,7 @@ pub const FAMILIES: &[Family] = &[
     crate::models::experiments::STATEMENTS,
     crate::features::STATEMENTS,
     crate::filters::STATEMENTS,
+    crate::sources::STATEMENTS,
     crate::vectors::STATEMENTS,
     crate::backups::STATEMENTS,
     crate::engine::maintenance::STATEMENTS,

@@ -44,6 +44,7 @@ use crate::models::{
 };
 use crate::roles::{Actor, Object, Privilege, RoleCatalog, RoleOids, RoleTables, Users};
 use crate::schema::TableDef;
+use crate::sources::Sources;
 use crate::sql::config::TasteConfig;
 use crate::sql::names;
 use crate::sql::notices::Notices;
@@ -77,6 +78,8 @@ pub struct Engine {
 }
 
 struct EngineInner {
+    /// First, so that the consumers stop before anything they write to goes.
+    sources: Arc<Sources>,
     ctx: SessionContext,
     users: Users,
     activity: Arc<Activity>,
@@ -94,6 +97,17 @@ struct EngineInner {
     impressions: Arc<ImpressionLog>,
     metrics: Arc<Metrics>,
     cache: Arc<ServingCache>,
+}
+
+/// A reference to an engine that does not keep it open: what background consumers hold.
+#[derive(Clone)]
+pub struct WeakEngine(std::sync::Weak<EngineInner>);
+
+impl WeakEngine {
+    /// The engine, unless it has been closed.
+    pub fn upgrade(&self) -> Option<Engine> {
+        self.0.upgrade().map(|inner| Engine { inner })
+    }
 }
 
 impl Drop for EngineInner {
@@ -153,8 +167,10 @@ impl Engine {
         let filters = Arc::new(Filters::load(catalog.store().clone())?);
         let experiments = Arc::new(Experiments::load(catalog.store().clone())?);
         let impressions = Arc::new(ImpressionLog::new(catalog.clone()));
+        let sources = Arc::new(Sources::load(catalog.store().clone())?);
         let system_tables: Vec<Arc<dyn SystemTables>> = vec![
             filters.clone(),
+            sources.clone(),
             experiments.clone(),
             role_tables.clone(),
             shapes.clone(),
@@ -242,8 +258,9 @@ impl Engine {
         extensions::register_functions(&ctx, &catalog, serving, &features, &indexes);
         let stored_views = catalog.stored_views()?;
         define_views(&ctx, stored_views);
-        Ok(Engine {
+        let engine = Engine {
             inner: Arc::new(EngineInner {
+                sources,
                 users,
                 activity,
                 ctx,
@@ -261,7 +278,20 @@ impl Engine {
                 metrics: Arc::new(Metrics::new()),
                 cache,
             }),
-        })
+        };
+        // stored sources resume from their stored offsets
+        engine.sources().start_all(&engine.downgrade());
+        Ok(engine)
+    }
+
+    /// A reference to this engine that does not keep it open.
+    pub fn downgrade(&self) -> WeakEngine {
+        WeakEngine(Arc::downgrade(&self.inner))
+    }
+
+    /// The stream sources (`CREATE SOURCE`).
+    pub fn sources(&self) -> &Arc<Sources> {
+        &self.inner.sources
     }
 
     /// Runs one or more `;`-separated statements and returns the rows of the last one.

@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::sql::names;
-use crate::sql::words::{expect_word, literal_text, skip};
+use crate::sql::words::{expect_word, literal_text, option, skip};
 use datafusion::sql::sqlparser::ast::{Expr, Query, SqlOption};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -254,16 +254,6 @@ fn train(parser: &mut Parser) -> Result<TrainModel> {
         options,
         lists,
     })
-}
-
-/// `name = value` of a WITH or SET list as (lower-case name, literal text).
-pub(crate) fn option(option: SqlOption) -> Result<(String, String)> {
-    let SqlOption::KeyValue { key, value } = option else {
-        return Err(Error::Syntax(format!(
-            "expected option = value, found {option}"
-        )));
-    };
-    Ok((key.value.to_lowercase(), literal_text(&value)?))
 }
 
 #[cfg(test)]

@@ -27,15 +27,23 @@ pub enum FileAccess {
     Write,
 }
 
-/// The predefined roles a superuser may grant: they admit their members to the server's files
-/// and to cancelling other roles' statements.
-pub const PREDEFINED_ROLES: &[&str] = &[READ_SERVER_FILES, WRITE_SERVER_FILES, SIGNAL_BACKEND];
+/// The predefined roles a superuser may grant: they admit their members to the server's files,
+/// to cancelling other roles' statements and to consuming other systems' streams.
+pub const PREDEFINED_ROLES: &[&str] = &[
+    READ_SERVER_FILES,
+    WRITE_SERVER_FILES,
+    SIGNAL_BACKEND,
+    CREATE_SUBSCRIPTION,
+];
 /// Members may read files on the server.
 pub const READ_SERVER_FILES: &str = "pg_read_server_files";
 /// Members may write files on the server.
 pub const WRITE_SERVER_FILES: &str = "pg_write_server_files";
 /// Members may cancel the statements of roles that are not superusers.
 pub const SIGNAL_BACKEND: &str = "pg_signal_backend";
+/// Members may create sources, which open network connections from the server
+/// (PostgreSQL 16's role for CREATE SUBSCRIPTION).
+pub const CREATE_SUBSCRIPTION: &str = "pg_create_subscription";
 
 impl Users {
     /// The attributes of `actor` now; a role that no longer exists has none.
@@ -144,6 +152,18 @@ impl Users {
             Actor::Embedder => None,
             Actor::Role(name) => Some(name),
         }
+    }
+
+    /// Ok when `actor` may make the server connect to other systems (CREATE SOURCE):
+    /// superusers and members of `pg_create_subscription`.
+    pub fn check_network(&self, actor: &Actor) -> Result<()> {
+        if self.is_superuser(actor) || self.is_member(actor, CREATE_SUBSCRIPTION) {
+            return Ok(());
+        }
+        Err(Error::InsufficientPrivilege(format!(
+            "to create a source, which connects the server to other systems: only superusers \
+             and members of {CREATE_SUBSCRIPTION} may"
+        )))
     }
 
     /// Ok when `actor` may read or write files on the server: superusers and members of

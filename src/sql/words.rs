@@ -2,7 +2,7 @@
 //! not sqlparser keywords and are matched as plain words.
 
 use crate::error::{Error, Result};
-use datafusion::sql::sqlparser::ast::{Expr, UnaryOperator, Value};
+use datafusion::sql::sqlparser::ast::{Expr, SqlOption, UnaryOperator, Value};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
@@ -100,4 +100,14 @@ pub fn copy_freeze_booleans(sql: &str) -> Option<String> {
         }
     }
     changed.then(|| tokens.iter().map(ToString::to_string).collect())
+}
+
+/// `name = value` of a WITH or SET list as (lower-case name, literal text).
+pub fn option(option: SqlOption) -> Result<(String, String)> {
+    let SqlOption::KeyValue { key, value } = option else {
+        return Err(Error::Syntax(format!(
+            "expected option = value, found {option}"
+        )));
+    };
+    Ok((key.value.to_lowercase(), literal_text(&value)?))
 }

@@ -19,6 +19,8 @@
 //! | `x`    | table id (u64 BE), index id (u32 BE), values (`index_entries`) [, row key] | row key |
 //! | `l`    | named filter name (UTF-8)     | `Filter` as JSON (`filters`)  |
 //! | `k`    | API key name (UTF-8)          | `ApiKey` as JSON, secret hashed (`roles::api_keys`) |
+//! | `s`    | source name (UTF-8)           | `Source` as JSON (`sources`)  |
+//! | `j`    | source name, 0, partition (u32 BE) | `PartitionOffset` as JSON: the next offset to read |
 
 const META: u8 = b'm';
 const CATALOG: u8 = b'c';
@@ -42,6 +44,20 @@ pub const FILTER: u8 = b'l';
 pub const API_KEY: u8 = b'k';
 /// Prefix of experiments (`models::experiments`).
 pub const EXPERIMENT: u8 = b'p';
+/// Prefix of stream sources (`sources`).
+pub const SOURCE: u8 = b's';
+const SOURCE_OFFSET: u8 = b'j';
+
+/// Key of the next offset to read of partition `partition` of source `name`;
+/// `source_offset(name, None)` is the prefix of every partition's.
+pub fn source_offset(name: &str, partition: Option<i32>) -> Vec<u8> {
+    let mut key = prefixed(SOURCE_OFFSET, name.as_bytes());
+    key.push(0);
+    if let Some(partition) = partition {
+        key.extend_from_slice(&(partition as u32).to_be_bytes());
+    }
+    key
+}
 
 /// Key of a vector index's definition; `vector_index("")` is the prefix of all of them.
 pub fn vector_index(name: &str) -> Vec<u8> {

@@ -49,6 +49,14 @@ pub(super) fn entries_of_row(
         .collect()
 }
 
+/// Checks that `batch` would insert into `def` (its columns cast to the table's types, no NULL
+/// in a NOT NULL column) without writing it: what a writer that must set aside the rows that
+/// do not fit, one message at a time, asks first.
+pub fn check_fits(def: &TableDef, batch: &RecordBatch) -> Result<()> {
+    let columns = conform(def, batch, 0)?;
+    check_not_null(def, &columns, 0)
+}
+
 /// Casts the columns of `batch` to the table's types, naming the first value that does not fit.
 pub(super) fn conform(
     def: &TableDef,

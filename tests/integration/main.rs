@@ -28,6 +28,7 @@ mod retraining;
 mod roles;
 mod server;
 mod side_by_side;
+mod sources;
 mod sqllogic;
 mod transactions;
 mod vectors;

@@ -4,8 +4,8 @@
 //! alias`.
 
 use crate::error::{Error, Result};
-use crate::models::parser::option;
 use crate::sql::names;
+use crate::sql::words::option;
 use crate::sql::words::{expect_word, parse_words};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;

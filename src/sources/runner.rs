@@ -1,0 +1,379 @@
+//! The consumer of one source, on a thread of its own (librdkafka's consumer blocks): it reads
+//! the topic from the stored offsets, gathers messages into batches of bounded size and age,
+//! and commits each batch — its rows, its dead letters and the offsets after it — as one
+//! transaction, so a crash at any moment leaves every message in the table exactly once. Any
+//! failure (broker gone, commit refused, privilege revoked) drops the consumer and starts
+//! again from the stored offsets after a growing pause, recorded as the source's last error.
+
+use crate::blocking::Stopped;
+use crate::engine::WeakEngine;
+use crate::error::{Error, Result};
+use crate::roles::{Actor, Object, Privilege};
+use crate::sources::dead_letters::{self, DeadLetter};
+use crate::sources::{Source, decode, offsets};
+use crate::storage::{Store, bulk_insert};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Bytes a batch's insert holds in memory before it stages files.
+const WRITE_BUFFER: usize = 64 << 20;
+
+/// Longest wait between two attempts after failures.
+const MOST_BACKOFF: Duration = Duration::from_secs(10);
+
+/// How long metadata and watermark requests may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `tastedb_sources` shows of a running source.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// `running`, `paused`, `retrying` or `stopped`.
+    pub state: &'static str,
+    /// Per partition: the next offset committed, and the high watermark last seen.
+    pub partitions: BTreeMap<i32, (i64, Option<i64>)>,
+    /// Rows committed since the consumer started.
+    pub rows: u64,
+    /// Messages set aside since the consumer started.
+    pub dead_letters: u64,
+    /// Rows per second over the last batches.
+    pub rows_per_second: f64,
+    /// The last failure, if any since the last successful batch.
+    pub last_error: Option<String>,
+}
+
+/// A running consumer; dropping it stops the thread and waits for it.
+pub struct Runner {
+    stop: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
+    status: Arc<Mutex<Status>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Runner {
+    /// Starts consuming `source` into `engine`'s tables.
+    pub fn start(engine: WeakEngine, store: Arc<Store>, source: Source) -> Runner {
+        let stop = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(source.paused));
+        let status = Arc::new(Mutex::new(Status {
+            state: "running",
+            ..Status::default()
+        }));
+        let consumer = Worker {
+            engine,
+            store,
+            source,
+            stop: stop.clone(),
+            paused: paused.clone(),
+            status: status.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("source {}", consumer.source.name))
+            .spawn(move || consumer.run())
+            .ok();
+        Runner {
+            stop,
+            paused,
+            status,
+            thread,
+        }
+    }
+
+    /// Pauses or resumes consuming.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
+    }
+
+    /// Where it stands.
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            // the thread itself may drop the last engine, and with it its own runner
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// The state of the consumer thread.
+struct Worker {
+    engine: WeakEngine,
+    store: Arc<Store>,
+    source: Source,
+    stop: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
+    status: Arc<Mutex<Status>>,
+}
+
+/// Messages read and not yet committed, with the offsets after them.
+#[derive(Default)]
+struct Batch {
+    messages: Vec<(i32, i64, Vec<u8>)>,
+    next: BTreeMap<i32, i64>,
+}
+
+impl Worker {
+    fn run(self) {
+        let mut backoff = Duration::from_millis(100);
+        while !self.stopped() {
+            match self.consume() {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::warn!("source {}: {error}", self.source.name);
+                    self.update(|s| {
+                        s.state = "retrying";
+                        s.last_error = Some(error.to_string());
+                    });
+                    self.sleep(backoff);
+                    backoff = (backoff * 2).min(MOST_BACKOFF);
+                }
+            }
+        }
+        self.update(|s| s.state = "stopped");
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Sleeps `pause`, waking early when stopped.
+    fn sleep(&self, pause: Duration) {
+        let until = Instant::now() + pause;
+        while !self.stopped() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20).min(pause));
+        }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Status)) {
+        change(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Consumes until stopped (`Ok`) or until something fails.
+    fn consume(&self) -> Result<()> {
+        let consumer = self.connect()?;
+        let mut next = offsets::load(&self.store, &self.source.name)?;
+        let mut assignment = TopicPartitionList::new();
+        for partition in self.partitions(&consumer)? {
+            let offset = match next.get(&partition) {
+                Some(&offset) => offset,
+                // a partition added after CREATE SOURCE: all of it is new
+                None => low_watermark(&consumer, &self.source.topic, partition)?,
+            };
+            next.insert(partition, offset);
+            (assignment.add_partition_offset(
+                &self.source.topic,
+                partition,
+                Offset::Offset(offset),
+            ))
+            .map_err(kafka)?;
+        }
+        consumer.assign(&assignment).map_err(kafka)?;
+        self.update(|s| {
+            s.partitions = next.iter().map(|(&p, &o)| (p, (o, None))).collect();
+        });
+        let mut watermarks_at = Instant::now();
+        while !self.stopped() {
+            if self.paused.load(Ordering::Acquire) {
+                self.update(|s| s.state = "paused");
+                self.sleep(Duration::from_millis(50));
+                continue;
+            }
+            self.update(|s| s.state = "running");
+            let batch = self.poll(&consumer, &next)?;
+            if !batch.messages.is_empty() {
+                let started = Instant::now();
+                let (rows, dead) = self.commit(&batch)?;
+                next.extend(batch.next.iter());
+                let seconds = started.elapsed().as_secs_f64().max(1e-6);
+                self.update(|s| {
+                    s.rows += rows;
+                    s.dead_letters += dead;
+                    s.rows_per_second = rows as f64 / seconds;
+                    s.last_error = None;
+                    for (&p, &o) in &batch.next {
+                        s.partitions.entry(p).or_default().0 = o;
+                    }
+                });
+            }
+            if watermarks_at.elapsed() > Duration::from_secs(1) {
+                watermarks_at = Instant::now();
+                self.note_watermarks(&consumer, &next);
+            }
+        }
+        Ok(())
+    }
+
+    fn connect(&self) -> Result<BaseConsumer> {
+        let mut config = ClientConfig::new();
+        for (key, value) in &self.source.client {
+            config.set(key, value);
+        }
+        config
+            .set("group.id", format!("tastedb-source-{}", self.source.name))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "error");
+        config.create().map_err(kafka)
+    }
+
+    /// The topic's partitions.
+    fn partitions(&self, consumer: &BaseConsumer) -> Result<Vec<i32>> {
+        partitions(consumer, &self.source.topic)
+    }
+
+    /// Messages until the batch is full or old enough (or the source is stopped), each once:
+    /// those before a partition's next offset are skipped.
+    fn poll(&self, consumer: &BaseConsumer, next: &BTreeMap<i32, i64>) -> Result<Batch> {
+        let mut batch = Batch::default();
+        let deadline = Instant::now() + Duration::from_millis(self.source.batch_ms);
+        while batch.messages.len() < self.source.batch_rows && !self.stopped() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match consumer.poll(left.min(Duration::from_millis(100))) {
+                None => {}
+                Some(Ok(message)) => {
+                    let (partition, offset) = (message.partition(), message.offset());
+                    let expected = batch.next.get(&partition).or(next.get(&partition));
+                    if expected.is_some_and(|&e| offset < e) {
+                        continue;
+                    }
+                    let payload = message.payload().unwrap_or_default().to_vec();
+                    batch.messages.push((partition, offset, payload));
+                    batch.next.insert(partition, offset + 1);
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(error)) => return Err(kafka(error)),
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Writes the batch's rows, its dead letters and the offsets after it as one transaction;
+    /// the rows and the dead letters written.
+    fn commit(&self, batch: &Batch) -> Result<(u64, u64)> {
+        let engine = (self.engine.upgrade())
+            .ok_or_else(|| Error::Internal("the engine of this source is closed".into()))?;
+        let source = &self.source;
+        let table = (engine.catalog().get(&source.table))
+            .ok_or_else(|| Error::UndefinedTable(source.table.clone()))?;
+        let actor = match &source.owner {
+            Some(owner) => Actor::Role(owner.clone()),
+            None => Actor::Embedder,
+        };
+        (engine.users()).check(
+            &actor,
+            &Object::table(source.table.clone()),
+            Privilege::Insert,
+        )?;
+        let mut rows = Vec::new();
+        let mut dead = Vec::new();
+        for (partition, offset, payload) in &batch.messages {
+            let decoded = match payload.len() > source.max_message_bytes {
+                true => Err(Error::ProgramLimitExceeded(format!(
+                    "message of {} bytes, more than max_message_bytes = {}",
+                    payload.len(),
+                    source.max_message_bytes
+                ))),
+                false => decode::rows(&table.def, source, payload),
+            };
+            match decoded {
+                Ok(batches) => rows.extend(batches),
+                Err(error) => dead.push(DeadLetter {
+                    partition: *partition,
+                    offset: *offset,
+                    payload: payload.clone(),
+                    error: format!("{} ({})", error, error.sqlstate()),
+                }),
+            }
+        }
+        let txn = engine.begin();
+        let never = Stopped::default();
+        let store = &self.store;
+        let written =
+            bulk_insert::insert_from(store, &table, Some(&txn), WRITE_BUFFER, &never, |emit| {
+                rows.into_iter().try_for_each(emit)
+            })?;
+        if !dead.is_empty() {
+            let errors = dead_letters::table(engine.catalog())?;
+            let letters = dead_letters::rows(&source.name, &dead, &errors.def)?;
+            bulk_insert::insert_from(store, &errors, Some(&txn), WRITE_BUFFER, &never, |emit| {
+                emit(letters)
+            })?;
+        }
+        for (&partition, &next) in &batch.next {
+            let (key, value) = offsets::entry(&source.name, partition, next);
+            txn.put(key, value, false);
+        }
+        txn.commit()?;
+        engine.metrics().rows_written(written);
+        Ok((written, dead.len() as u64))
+    }
+
+    /// Records each partition's high watermark, for the lag `tastedb_sources` shows.
+    fn note_watermarks(&self, consumer: &BaseConsumer, next: &BTreeMap<i32, i64>) {
+        for &partition in next.keys() {
+            let watermarks = consumer.fetch_watermarks(
+                &self.source.topic,
+                partition,
+                Duration::from_millis(500),
+            );
+            if let Ok((_, high)) = watermarks {
+                self.update(|s| s.partitions.entry(partition).or_default().1 = Some(high));
+            }
+        }
+    }
+}
+
+/// The partitions of `topic`; 42704 when the cluster does not know it.
+pub fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+        .map_err(kafka)?;
+    let found = metadata.topics().iter().find(|t| t.name() == topic);
+    match found {
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+            Ok(t.partitions().iter().map(|p| p.id()).collect())
+        }
+        _ => Err(Error::UndefinedObject(format!(
+            "Kafka topic \"{topic}\" does not exist"
+        ))),
+    }
+}
+
+/// The first offset still in `partition` of `topic`.
+pub fn low_watermark(consumer: &BaseConsumer, topic: &str, partition: i32) -> Result<i64> {
+    let (low, _) = (consumer.fetch_watermarks(topic, partition, REQUEST_TIMEOUT)).map_err(kafka)?;
+    Ok(low)
+}
+
+/// The offset after the last message of `partition` of `topic`.
+pub fn high_watermark(consumer: &BaseConsumer, topic: &str, partition: i32) -> Result<i64> {
+    let (_, high) =
+        (consumer.fetch_watermarks(topic, partition, REQUEST_TIMEOUT)).map_err(kafka)?;
+    Ok(high)
+}
+
+/// A client error as a connection error (08006), naming Kafka.
+pub fn kafka(error: KafkaError) -> Error {
+    Error::ConnectionFailure(format!("Kafka: {error}"))
+}
