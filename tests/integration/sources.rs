@@ -100,8 +100,16 @@ async fn every_message_lands_once_through_bad_messages_pauses_and_restarts() {
         .await;
         assert_eq!(letters.len(), 5);
         assert!(letters.iter().all(|l| l[0] == "clicks" && l[2] == "false"));
-        let states = "SELECT sum(committed_offset), count(*), min(state) FROM tastedb_sources";
-        assert_eq!(query(&engine, states).await, [["35", "3", "running"]]);
+        // the progress shows a moment after the rows: it is noted once the commit returns
+        until(
+            &engine,
+            "SELECT sum(committed_offset) FROM tastedb_sources",
+            "35",
+        )
+        .await;
+        let states =
+            "SELECT count(*), min(state), max(dead_letters), max(rows) FROM tastedb_sources";
+        assert_eq!(query(&engine, states).await, [["3", "running", "5", "30"]]);
         until(&engine, "SELECT sum(lag) FROM tastedb_sources", "0").await;
 
         // paused, it reads nothing; resumed, it catches up
