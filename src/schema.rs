@@ -308,24 +308,38 @@ impl TableDef {
 }
 
 #[cfg(test)]
+impl TableDef {
+    /// A table of nullable `columns` (name, type) without keys, indexes or retention, stored
+    /// as rows: the fixture of unit tests.
+    pub(crate) fn with_columns(id: u64, name: &str, columns: &[(&str, ColumnType)]) -> TableDef {
+        TableDef {
+            id,
+            name: name.into(),
+            columns: (columns.iter())
+                .map(|&(name, column_type)| ColumnDef {
+                    name: name.into(),
+                    column_type,
+                    nullable: true,
+                    default: None,
+                })
+                .collect(),
+            primary_key: vec![],
+            indexes: vec![],
+            retention: None,
+            layout: TableLayout::Rows,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn definitions_written_before_layouts_load_as_rows() {
         let def = TableDef {
-            id: 1,
-            name: "t".into(),
-            columns: vec![ColumnDef {
-                name: "a".into(),
-                column_type: ColumnType::BigInt,
-                nullable: true,
-                default: None,
-            }],
-            primary_key: vec![],
-            indexes: vec![],
-            retention: None,
             layout: TableLayout::AppendOnlyBlocks,
+            ..TableDef::with_columns(1, "t", &[("a", ColumnType::BigInt)])
         };
         let mut json = serde_json::to_value(&def).unwrap();
         assert_eq!(json["layout"], "append_only_blocks");

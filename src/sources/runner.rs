@@ -170,11 +170,11 @@ impl Worker {
         let consumer = self.connect()?;
         let mut next = offsets::load(&self.store, &self.source.name)?;
         let mut assignment = TopicPartitionList::new();
-        for partition in self.partitions(&consumer)? {
+        for partition in partitions(&consumer, &self.source.topic)? {
             let offset = match next.get(&partition) {
                 Some(&offset) => offset,
                 // a partition added after CREATE SOURCE: all of it is new
-                None => low_watermark(&consumer, &self.source.topic, partition)?,
+                None => watermarks(&consumer, &self.source.topic, partition)?.0,
             };
             next.insert(partition, offset);
             (assignment.add_partition_offset(
@@ -196,9 +196,9 @@ impl Worker {
                 continue;
             }
             self.update(|s| s.state = "running");
+            let started = Instant::now();
             let batch = self.poll(&consumer, &next)?;
             if !batch.messages.is_empty() {
-                let started = Instant::now();
                 let (rows, dead) = self.commit(&batch)?;
                 next.extend(batch.next.iter());
                 let seconds = started.elapsed().as_secs_f64().max(1e-6);
@@ -232,11 +232,6 @@ impl Worker {
             .set("enable.partition.eof", "false")
             .set("auto.offset.reset", "error");
         config.create().map_err(kafka)
-    }
-
-    /// The topic's partitions.
-    fn partitions(&self, consumer: &BaseConsumer) -> Result<Vec<i32>> {
-        partitions(consumer, &self.source.topic)
     }
 
     /// Messages until the batch is full or old enough (or the source is stopped), each once:
@@ -360,17 +355,9 @@ pub fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>> {
     }
 }
 
-/// The first offset still in `partition` of `topic`.
-pub fn low_watermark(consumer: &BaseConsumer, topic: &str, partition: i32) -> Result<i64> {
-    let (low, _) = (consumer.fetch_watermarks(topic, partition, REQUEST_TIMEOUT)).map_err(kafka)?;
-    Ok(low)
-}
-
-/// The offset after the last message of `partition` of `topic`.
-pub fn high_watermark(consumer: &BaseConsumer, topic: &str, partition: i32) -> Result<i64> {
-    let (_, high) =
-        (consumer.fetch_watermarks(topic, partition, REQUEST_TIMEOUT)).map_err(kafka)?;
-    Ok(high)
+/// The first offset still in `partition` of `topic`, and the offset after its last message.
+pub fn watermarks(consumer: &BaseConsumer, topic: &str, partition: i32) -> Result<(i64, i64)> {
+    (consumer.fetch_watermarks(topic, partition, REQUEST_TIMEOUT)).map_err(kafka)
 }
 
 /// A client error as a connection error (08006), naming Kafka.

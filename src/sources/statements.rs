@@ -4,7 +4,7 @@ use crate::clock::now_micros;
 use crate::engine::{Command, Context, Outcome};
 use crate::error::{Error, Result};
 use crate::roles::{Actor, FileAccess, Object, Privilege};
-use crate::sources::runner::{high_watermark, low_watermark, partitions};
+use crate::sources::runner::{partitions, watermarks};
 use crate::sources::{Format, SECRET_OPTIONS, Source, SourceStatement, offsets};
 use crate::sql::copy_from::listed_columns;
 use crate::sql::notices::Notice;
@@ -167,9 +167,10 @@ async fn create(
             .map_err(|e| Error::InvalidParameter(format!("Kafka client options: {e}")))?;
         let mut starts = BTreeMap::new();
         for partition in partitions(&consumer, &connecting.topic)? {
+            let (low, high) = watermarks(&consumer, &connecting.topic, partition)?;
             let offset = match start {
-                Start::Earliest => low_watermark(&consumer, &connecting.topic, partition)?,
-                Start::Latest => high_watermark(&consumer, &connecting.topic, partition)?,
+                Start::Earliest => low,
+                Start::Latest => high,
             };
             starts.insert(partition, offset);
         }
@@ -219,26 +220,14 @@ fn source_of(
             }
             "topic" => topic = Some(value.clone()),
             "format" => {
-                format = match value.to_lowercase().as_str() {
-                    "json" => Format::Json,
-                    "csv" => Format::Csv,
-                    _ => {
-                        return Err(Error::InvalidParameter(format!(
-                            "format must be 'json' or 'csv', not '{value}'"
-                        )));
-                    }
-                }
+                format = choice(key, value, &[("json", Format::Json), ("csv", Format::Csv)])?
             }
             "start" => {
-                start = match value.to_lowercase().as_str() {
-                    "earliest" => Start::Earliest,
-                    "latest" => Start::Latest,
-                    _ => {
-                        return Err(Error::InvalidParameter(format!(
-                            "start must be 'earliest' or 'latest', not '{value}'"
-                        )));
-                    }
-                }
+                start = choice(
+                    key,
+                    value,
+                    &[("earliest", Start::Earliest), ("latest", Start::Latest)],
+                )?
             }
             "batch_rows" => batch_rows = number(1)? as usize,
             "batch_ms" => batch_ms = number(1)?,
@@ -280,6 +269,23 @@ fn source_of(
         created_micros: now_micros(),
     };
     Ok((source, start))
+}
+
+/// The choice among `choices` (name, value) that `value` names (any case); 22023 otherwise.
+fn choice<T: Copy>(key: &str, value: &str, choices: &[(&str, T)]) -> Result<T> {
+    let found = choices
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(value));
+    found.map(|&(_, choice)| choice).ok_or_else(|| {
+        let names: Vec<String> = choices
+            .iter()
+            .map(|(name, _)| format!("'{name}'"))
+            .collect();
+        Error::InvalidParameter(format!(
+            "{key} must be {}, not '{value}'",
+            names.join(" or ")
+        ))
+    })
 }
 
 /// The client options of `source` as `tastedb_sources` shows them: secrets hidden.

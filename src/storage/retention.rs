@@ -206,32 +206,19 @@ fn now_micros() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{ColumnDef, Retention, TableLayout};
+    use crate::schema::{Retention, TableLayout};
     use crate::storage::{ColumnValues, encode_row};
     use datafusion::arrow::array::{ArrayRef, Int64Array, TimestampMicrosecondArray};
 
     fn table() -> TableDef {
-        let column = |name: &str, column_type| ColumnDef {
-            name: name.into(),
-            column_type,
-            nullable: true,
-            default: None,
-        };
+        let columns = [("n", ColumnType::BigInt), ("ts", ColumnType::Timestamp)];
         TableDef {
-            id: 7,
-            name: "events".into(),
-            columns: vec![
-                column("n", ColumnType::BigInt),
-                column("ts", ColumnType::Timestamp),
-            ],
-            primary_key: vec![],
-            indexes: Vec::new(),
             retention: Some(Retention {
                 column: 1,
                 ttl_micros: 3_600_000_000,
                 ttl: "1 hour".into(),
             }),
-            layout: TableLayout::Rows,
+            ..TableDef::with_columns(7, "events", &columns)
         }
     }
 

@@ -199,33 +199,21 @@ impl BlockBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{ColumnDef, ColumnType, Retention};
+    use crate::schema::{ColumnType, Retention};
     use crate::storage::row_codec::time_micros;
     use datafusion::arrow::array::{ArrayRef, Date32Array, Int64Array};
     use std::sync::Arc;
 
     fn table(retention: Option<usize>) -> TableDef {
-        let column = |name: &str, column_type| ColumnDef {
-            name: name.into(),
-            column_type,
-            nullable: true,
-            default: None,
-        };
+        let columns = [("day", ColumnType::Date), ("n", ColumnType::BigInt)];
         TableDef {
-            id: 3,
-            name: "log".into(),
-            columns: vec![
-                column("day", ColumnType::Date),
-                column("n", ColumnType::BigInt),
-            ],
-            primary_key: vec![],
-            indexes: vec![],
             retention: retention.map(|column| Retention {
                 column,
                 ttl_micros: 1,
                 ttl: "1 microsecond".into(),
             }),
             layout: crate::schema::TableLayout::AppendOnlyBlocks,
+            ..TableDef::with_columns(3, "log", &columns)
         }
     }
 

@@ -456,29 +456,15 @@ impl ColumnBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{ColumnDef, TableLayout};
     use datafusion::arrow::array::{Int64Array, TimestampMicrosecondArray};
 
     fn table() -> TableDef {
-        let column = |name: &str, column_type| ColumnDef {
-            name: name.into(),
-            column_type,
-            nullable: true,
-            default: None,
-        };
-        TableDef {
-            id: 1,
-            name: "t".into(),
-            columns: vec![
-                column("a", ColumnType::Text),
-                column("b", ColumnType::BigInt),
-                column("c", ColumnType::Timestamp),
-            ],
-            primary_key: vec![],
-            indexes: Vec::new(),
-            retention: None,
-            layout: TableLayout::Rows,
-        }
+        let columns = [
+            ("a", ColumnType::Text),
+            ("b", ColumnType::BigInt),
+            ("c", ColumnType::Timestamp),
+        ];
+        TableDef::with_columns(1, "t", &columns)
     }
 
     #[test]
@@ -541,12 +527,6 @@ mod tests {
 
     #[test]
     fn arbitrary_bytes_decode_or_are_corrupt_never_panic() {
-        let column = |name: &str, column_type| ColumnDef {
-            name: name.into(),
-            column_type,
-            nullable: true,
-            default: None,
-        };
         let types = [
             ColumnType::Text,
             ColumnType::SmallInt,
@@ -560,19 +540,10 @@ mod tests {
             ColumnType::Vector(Some(3)),
             ColumnType::Vector(None),
         ];
-        let def = TableDef {
-            id: 1,
-            name: "t".into(),
-            columns: types
-                .iter()
-                .enumerate()
-                .map(|(i, t)| column(&format!("c{i}"), *t))
-                .collect(),
-            primary_key: vec![],
-            indexes: Vec::new(),
-            retention: None,
-            layout: TableLayout::Rows,
-        };
+        let names: Vec<String> = (0..types.len()).map(|i| format!("c{i}")).collect();
+        let columns: Vec<(&str, ColumnType)> =
+            names.iter().map(String::as_str).zip(types).collect();
+        let def = TableDef::with_columns(1, "t", &columns);
         let all: Vec<usize> = (0..types.len()).collect();
         let mut state = 0x9E37_79B9_7F4A_7C15;
         for round in 0..20_000 {
