@@ -33,7 +33,7 @@ impl Engine {
     /// `batch` (every column of `def`) with each column that is not `listed` and has a
     /// DEFAULT given it, evaluated for every row (COPY with a column list; a `nextval`
     /// default numbers the rows). Nothing changes when `listed` is empty (every column given).
-    pub(super) async fn copy_defaults(
+    pub(crate) async fn copy_defaults(
         &self,
         def: &TableDef,
         listed: &[String],

@@ -13,13 +13,13 @@ use crate::sources::dead_letters::{self, DeadLetter};
 use crate::sources::{Source, decode, offsets};
 use crate::storage::{Store, bulk_insert};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,7 @@ impl Runner {
             stop: stop.clone(),
             paused: paused.clone(),
             status: status.clone(),
+            runtime: OnceLock::new(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("source {}", consumer.source.name))
@@ -120,6 +121,8 @@ struct Worker {
     stop: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
     status: Arc<Mutex<Status>>,
+    /// Where the SQL of column defaults runs, made when first needed.
+    runtime: OnceLock<tokio::runtime::Runtime>,
 }
 
 /// Messages read and not yet committed, with the offsets after them.
@@ -161,6 +164,18 @@ impl Worker {
         }
     }
 
+    /// A runtime of this thread's own for the engine's async SQL (column defaults).
+    fn runtime(&self) -> Result<&tokio::runtime::Runtime> {
+        if let Some(runtime) = self.runtime.get() {
+            return Ok(runtime);
+        }
+        let runtime = (tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build())
+        .map_err(|e| Error::Internal(format!("a runtime for column defaults: {e}")))?;
+        Ok(self.runtime.get_or_init(|| runtime))
+    }
+
     fn update(&self, change: impl FnOnce(&mut Status)) {
         change(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
     }
@@ -200,6 +215,7 @@ impl Worker {
             let batch = self.poll(&consumer, &next)?;
             if !batch.messages.is_empty() {
                 let (rows, dead) = self.commit(&batch)?;
+                self.acknowledge(&consumer, &batch.next);
                 next.extend(batch.next.iter());
                 let seconds = started.elapsed().as_secs_f64().max(1e-6);
                 self.update(|s| {
@@ -280,19 +296,25 @@ impl Worker {
             &Object::table(source.table.clone()),
             Privilege::Insert,
         )?;
-        let mut rows = Vec::new();
-        let mut dead = Vec::new();
-        for (partition, offset, payload) in &batch.messages {
-            let decoded = match payload.len() > source.max_message_bytes {
+        let decoded = (batch.messages.iter()).map(|(_, _, payload)| {
+            match payload.len() > source.max_message_bytes {
                 true => Err(Error::ProgramLimitExceeded(format!(
                     "message of {} bytes, more than max_message_bytes = {}",
                     payload.len(),
                     source.max_message_bytes
                 ))),
                 false => decode::rows(&table.def, source, payload),
-            };
-            match decoded {
-                Ok(batches) => rows.extend(batches),
+            }
+        });
+        let completed = decode::complete(&table.def, decoded.collect(), &mut |listed, rows| {
+            self.runtime()?
+                .block_on(engine.copy_defaults(&table.def, listed, rows))
+        })?;
+        let mut rows = Vec::new();
+        let mut dead = Vec::new();
+        for ((partition, offset, payload), completed) in batch.messages.iter().zip(completed) {
+            match completed {
+                Ok(batch) => rows.push(batch),
                 Err(error) => dead.push(DeadLetter {
                     partition: *partition,
                     offset: *offset,
@@ -322,6 +344,23 @@ impl Worker {
         txn.commit()?;
         engine.metrics().rows_written(written);
         Ok((written, dead.len() as u64))
+    }
+
+    /// Tells the cluster how far the source has committed, as its consumer group's offsets
+    /// (`tastedb-source-<name>`), for Kafka's own tools that watch a group's lag. TasteDB
+    /// never reads them back: the offsets stored with the rows are the truth.
+    fn acknowledge(&self, consumer: &BaseConsumer, next: &BTreeMap<i32, i64>) {
+        let mut list = TopicPartitionList::new();
+        for (&partition, &offset) in next {
+            let added =
+                list.add_partition_offset(&self.source.topic, partition, Offset::Offset(offset));
+            if added.is_err() {
+                return;
+            }
+        }
+        if let Err(error) = consumer.commit(&list, CommitMode::Async) {
+            tracing::debug!("source {}: the group's offsets: {error}", self.source.name);
+        }
     }
 
     /// Records each partition's high watermark, for the lag `tastedb_sources` shows.

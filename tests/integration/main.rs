@@ -29,6 +29,7 @@ mod roles;
 mod server;
 mod side_by_side;
 mod sources;
+mod sources_broker;
 mod sqllogic;
 mod transactions;
 mod vectors;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tastedb::Engine;
 
 /// Produces each (partition, payload) to `topic`, waiting until all are delivered.
-fn produce(brokers: &str, topic: &str, messages: &[(i32, String)]) {
+pub fn produce(brokers: &str, topic: &str, messages: &[(i32, String)]) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
@@ -41,7 +41,7 @@ fn clicks(first: i64, n: i64) -> Vec<(i32, String)> {
 }
 
 /// Waits (up to 30 s) until `sql`'s first value is `expected`.
-async fn until(engine: &Engine, sql: &str, expected: &str) {
+pub async fn until(engine: &Engine, sql: &str, expected: &str) {
     let started = Instant::now();
     loop {
         let got = query(engine, sql).await;
@@ -80,7 +80,8 @@ async fn every_message_lands_once_through_bad_messages_pauses_and_restarts() {
         let engine = Engine::open(dir.path()).unwrap();
         engine
             .sql(&format!(
-                "CREATE TABLE events (user_id TEXT NOT NULL, item_id TEXT, n BIGINT);
+                "CREATE TABLE events (user_id TEXT NOT NULL, item_id TEXT, n BIGINT, \
+                 kind TEXT NOT NULL DEFAULT 'click', seq BIGSERIAL);
                  CREATE SOURCE clicks FROM KAFKA (brokers = '{brokers}', topic = 'clicks', \
                  format = 'json', \"fetch.wait.max.ms\" = 10, max_message_bytes = 200) \
                  INTO events"
@@ -92,6 +93,9 @@ async fn every_message_lands_once_through_bad_messages_pauses_and_restarts() {
         until(&engine, errors, "5").await;
         let sums = "SELECT count(DISTINCT n), sum(n), count(DISTINCT user_id) FROM events";
         assert_eq!(query(&engine, sums).await, [["30", "435", "5"]]);
+        // the columns the messages leave out take their defaults, a sequence numbering them
+        let defaults = "SELECT min(kind), max(kind), count(DISTINCT seq) FROM events";
+        assert_eq!(query(&engine, defaults).await, [["click", "click", "30"]]);
         let letters = query(
             &engine,
             "SELECT source, kafka_partition, error LIKE '%(' || 'XX' || '%' \
@@ -125,8 +129,8 @@ async fn every_message_lands_once_through_bad_messages_pauses_and_restarts() {
     produce(&brokers, "clicks", &clicks(36, 9));
     let engine = Engine::open(dir.path()).unwrap();
     until(&engine, COUNT, "45").await;
-    let distinct = "SELECT count(DISTINCT n), sum(n) FROM events";
-    assert_eq!(query(&engine, distinct).await, [["45", "990"]]);
+    let distinct = "SELECT count(DISTINCT n), sum(n), count(DISTINCT seq) FROM events";
+    assert_eq!(query(&engine, distinct).await, [["45", "990", "45"]]);
     // dropped, it reads no more and its progress is gone
     engine.sql("DROP SOURCE clicks").await.unwrap();
     assert!(
@@ -147,7 +151,7 @@ async fn csv_with_a_column_list_from_the_latest_offset_and_the_errors_of_create_
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(dir.path()).unwrap();
     engine
-        .sql("CREATE TABLE events (user_id TEXT, item_id TEXT, n BIGINT)")
+        .sql("CREATE TABLE events (user_id TEXT, item_id TEXT, n BIGINT DEFAULT 7)")
         .await
         .unwrap();
     // sent before the source exists: `start = 'latest'` skips them
@@ -177,11 +181,7 @@ async fn csv_with_a_column_list_from_the_latest_offset_and_the_errors_of_create_
     let rows = "SELECT item_id, user_id, n FROM events ORDER BY item_id";
     assert_eq!(
         query(&engine, rows).await,
-        [
-            ["i,3", "u3", "NULL"],
-            ["i1", "u1", "NULL"],
-            ["i2", "u2", "NULL"]
-        ]
+        [["i,3", "u3", "7"], ["i1", "u1", "7"], ["i2", "u2", "7"]]
     );
 
     let sqlstate = |sql: String| {

@@ -1,0 +1,90 @@
+//! A Kafka cluster inside this process (librdkafka's mock cluster), for benchmarks and demos
+//! of `CREATE SOURCE`: it creates a topic, produces `EVENTS` JSON events to it, prints the
+//! bootstrap servers on a line of their own, then — given a `RATE` — goes on producing that
+//! many events a second, and serves until its standard input closes.
+//!
+//!     cargo run --release --example kafka_mock -- clicks 3 1000000 [RATE]
+//!
+//! Event `i` is `{"user_id": "<i % 10000>", "item_id": "i<i % 5000>", "event_type": "view",
+//! "weight": 1.0}`, on partition `i % PARTITIONS`.
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use std::error::Error;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (topic, partitions, events, rate) = match args.as_slice() {
+        [topic, partitions, events] => (topic, partitions, events, None),
+        [topic, partitions, events, rate] => {
+            (topic, partitions, events, Some(rate.parse::<f64>()?))
+        }
+        _ => return Err("usage: kafka_mock TOPIC PARTITIONS EVENTS [RATE]".into()),
+    };
+    let partitions: i32 = partitions.parse()?;
+    let events: i64 = events.parse()?;
+    let cluster = MockCluster::new(1)?;
+    cluster.create_topic(topic, partitions, 1)?;
+    let brokers = cluster.bootstrap_servers();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "500000")
+        .create()?;
+    let send = |i: i64| -> Result<(), KafkaError> {
+        let payload = format!(
+            r#"{{"user_id": "{}", "item_id": "i{}", "event_type": "view", "weight": 1.0}}"#,
+            i % 10_000,
+            i % 5_000
+        );
+        let partition = (i % i64::from(partitions)) as i32;
+        loop {
+            let record = BaseRecord::<(), str>::to(topic)
+                .payload(&payload)
+                .partition(partition);
+            match producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    producer.poll(Duration::from_millis(50));
+                }
+                Err((error, _)) => return Err(error),
+            }
+        }
+    };
+    for i in 0..events {
+        send(i)?;
+    }
+    producer.flush(Duration::from_secs(300))?;
+    println!("{brokers}");
+    std::io::stdout().flush()?;
+    // serve until whoever started us closes our standard input
+    let closed = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let closed = closed.clone();
+        std::thread::spawn(move || {
+            let _ = std::io::stdin().read_to_end(&mut Vec::new());
+            closed.store(true, Ordering::Release);
+        })
+    };
+    let started = Instant::now();
+    let mut sent = 0i64;
+    while !closed.load(Ordering::Acquire) {
+        if let Some(rate) = rate {
+            let due = (started.elapsed().as_secs_f64() * rate) as i64;
+            while sent < due {
+                send(events + sent)?;
+                sent += 1;
+            }
+        }
+        producer.poll(Duration::from_millis(10));
+    }
+    producer.flush(Duration::from_secs(10))?;
+    watcher.join().map_err(|_| "the stdin watcher panicked")?;
+    Ok(())
+}
