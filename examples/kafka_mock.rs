@@ -6,7 +6,9 @@
 //!     cargo run --release --example kafka_mock -- clicks 3 1000000 [RATE]
 //!
 //! Event `i` is `{"user_id": "<i % 10000>", "item_id": "i<i % 5000>", "event_type": "view",
-//! "weight": 1.0}`, on partition `i % PARTITIONS`.
+//! "weight": 1.0}`, on partition `i % PARTITIONS`. The mock keeps at most 100,000 messages or
+//! 5 MB per partition and deletes older ones, as retention would: spread large topics over
+//! enough partitions.
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};

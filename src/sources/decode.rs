@@ -1,7 +1,11 @@
-//! One message's payload as rows of the source's table — or the reason it cannot be, so that
-//! the message alone goes to the dead letters. JSON is read as the HTTP ingest reads it
-//! (`sql::json_rows`), CSV as `COPY … (FORMAT csv)` reads a line (`sql::copy_from`). The
+//! A batch of messages as rows of the source's table, and the reason for each message that
+//! cannot be, so that it alone goes to the dead letters. JSON is read as the HTTP ingest reads
+//! it (`sql::json_rows`), CSV as `COPY … (FORMAT csv)` reads a line (`sql::copy_from`). The
 //! columns a message leaves out take their DEFAULTs, as with `COPY t (columns)`.
+//!
+//! Neighbouring messages that give the same columns (a run) are read, defaulted and checked
+//! together — one decoder, one evaluation of the defaults, one check — and only a run that
+//! fails somewhere is read again one message at a time to find the culprits.
 
 use crate::error::{Error, Result};
 use crate::schema::TableDef;
@@ -12,122 +16,229 @@ use crate::sql::parser::{CopyFormat, CopyFrom, CopyOptions, CopySourceKind};
 use crate::storage::writer::check_fits;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
+use serde_json::{Map, Value};
 
-/// A message's rows, every column of the table; those it does not give (`listed` names the
-/// ones it gives, empty when it gives all) are NULL until their defaults are filled in.
+/// Fills in the defaults of the columns not listed, for rows that give only those listed.
+pub type FillDefaults<'a> = dyn FnMut(&[String], RecordBatch) -> Result<RecordBatch> + 'a;
+
+/// What a batch of messages comes to.
+#[derive(Default)]
 pub struct Decoded {
-    /// The columns the message gives values for.
-    pub listed: Vec<String>,
-    /// Its rows.
-    pub rows: RecordBatch,
+    /// The rows to insert, full width, checked to fit the table.
+    pub rows: Vec<RecordBatch>,
+    /// The messages (by index in the batch) set aside, and why.
+    pub failed: Vec<(usize, Error)>,
 }
 
-/// The rows of `payload`, or why they cannot be read.
-pub fn rows(def: &TableDef, source: &Source, payload: &[u8]) -> Result<Decoded> {
+/// A message read as far as its columns.
+struct Parsed<'a> {
+    index: usize,
+    listed: Vec<String>,
+    object: Option<Map<String, Value>>,
+    payload: &'a [u8],
+}
+
+/// The rows of `payloads` (each at most `source.max_message_bytes`), the columns they leave
+/// out filled in by `fill_defaults`. An `Err` of the whole is a default that cannot be
+/// evaluated: the table's fault, not a message's.
+pub fn messages(
+    def: &TableDef,
+    source: &Source,
+    payloads: &[&[u8]],
+    fill_defaults: &mut FillDefaults<'_>,
+) -> Result<Decoded> {
+    let mut decoded = Decoded::default();
+    let mut run: Vec<Parsed> = Vec::new();
+    for (index, payload) in payloads.iter().enumerate() {
+        let parsed = match parse(source, index, payload) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                decoded.failed.push((index, error));
+                continue;
+            }
+        };
+        if run.first().is_some_and(|r| r.listed != parsed.listed) {
+            read_run(
+                def,
+                source,
+                std::mem::take(&mut run),
+                fill_defaults,
+                &mut decoded,
+            )?;
+        }
+        run.push(parsed);
+    }
+    read_run(def, source, run, fill_defaults, &mut decoded)?;
+    decoded.failed.sort_by_key(|(index, _)| *index);
+    Ok(decoded)
+}
+
+/// Checks a message's size and, for JSON, that it is an object, and finds its columns.
+fn parse<'a>(source: &Source, index: usize, payload: &'a [u8]) -> Result<Parsed<'a>> {
+    if payload.len() > source.max_message_bytes {
+        return Err(Error::ProgramLimitExceeded(format!(
+            "message of {} bytes, more than max_message_bytes = {}",
+            payload.len(),
+            source.max_message_bytes
+        )));
+    }
+    let (listed, object) = match source.format {
+        Format::Json => {
+            let object = json_object(payload)?;
+            let listed = match source.columns.is_empty() {
+                true => json_rows::keys_of(&object),
+                false => source.columns.clone(),
+            };
+            (listed, Some(object))
+        }
+        Format::Csv => (source.columns.clone(), None),
+    };
+    Ok(Parsed {
+        index,
+        listed,
+        object,
+        payload,
+    })
+}
+
+fn json_object(payload: &[u8]) -> Result<Map<String, Value>> {
+    match serde_json::from_slice(payload) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(Error::InvalidText(
+            "the message is not a JSON object".into(),
+        )),
+        Err(e) => Err(Error::InvalidText(format!("the message is not JSON: {e}"))),
+    }
+}
+
+/// A run of messages giving the same columns: all together when every one is good, else each
+/// alone.
+fn read_run(
+    def: &TableDef,
+    source: &Source,
+    run: Vec<Parsed>,
+    fill_defaults: &mut FillDefaults<'_>,
+    decoded: &mut Decoded,
+) -> Result<()> {
+    let Some(listed) = run.first().map(|p| p.listed.clone()) else {
+        return Ok(());
+    };
+    let payloads: Vec<(usize, &[u8])> = run.iter().map(|p| (p.index, p.payload)).collect();
+    if let Some(rows) = together(def, source, &listed, run) {
+        let rows = with_defaults(def, &listed, rows, fill_defaults)?;
+        if check_fits(def, &rows).is_ok() {
+            decoded.rows.push(rows);
+            return Ok(());
+        }
+    }
+    // one message at a time: those that read go on together to their defaults
+    let mut good = Vec::new();
+    for (index, payload) in payloads {
+        match one(def, source, &listed, payload) {
+            Ok(rows) => good.push((index, rows)),
+            Err(error) => decoded.failed.push((index, error)),
+        }
+    }
+    let Some(schema) = good.first().map(|(_, rows)| rows.schema()) else {
+        return Ok(());
+    };
+    let all = concat_batches(&schema, good.iter().map(|(_, rows)| rows))?;
+    let all = with_defaults(def, &listed, all, fill_defaults)?;
+    let mut at = 0;
+    for (index, rows) in good {
+        let mine = all.slice(at, rows.num_rows());
+        at += rows.num_rows();
+        match check_fits(def, &mine) {
+            Ok(()) => decoded.rows.push(mine),
+            Err(error) => decoded.failed.push((index, error)),
+        }
+    }
+    Ok(())
+}
+
+/// The rows of a whole run read by one decoder, one row per message — or `None` when any
+/// message does not read (or, in CSV, is not exactly one line).
+fn together(
+    def: &TableDef,
+    source: &Source,
+    listed: &[String],
+    run: Vec<Parsed>,
+) -> Option<RecordBatch> {
+    let messages = run.len();
     let mut batches = Vec::new();
     let mut emit = |batch: RecordBatch| {
         batches.push(batch);
         Ok(())
     };
-    let listed = match source.format {
+    match source.format {
         Format::Json => {
-            let object = match serde_json::from_slice(payload) {
-                Ok(serde_json::Value::Object(object)) => object,
-                Ok(_) => {
-                    return Err(Error::InvalidText(
-                        "the message is not a JSON object".into(),
-                    ));
-                }
-                Err(e) => return Err(Error::InvalidText(format!("the message is not JSON: {e}"))),
-            };
-            let listed = match source.columns.is_empty() {
-                true => json_rows::keys_of(&object),
-                false => source.columns.clone(),
-            };
-            json_rows::load(def, &listed, JsonRows::Objects(vec![object]), &mut emit)?;
-            listed
+            let objects: Vec<Map<String, Value>> =
+                run.into_iter().filter_map(|p| p.object).collect();
+            json_rows::load(def, listed, JsonRows::Objects(objects), &mut emit).ok()?;
         }
         Format::Csv => {
-            let copy = CopyFrom {
-                table: def.name.clone(),
-                columns: source.columns.clone(),
-                source: CopySourceKind::Stdin,
-                options: CopyOptions {
-                    format: Some(CopyFormat::Csv),
-                    header: false,
-                    delimiter: None,
-                },
-            };
-            load_reader(def, &copy, payload, &mut emit)?;
-            source.columns.clone()
-        }
-    };
-    let rows = concat_batches(&def.input_schema(), &batches)?;
-    Ok(Decoded { listed, rows })
-}
-
-/// Each message's rows with the defaults of the columns it leaves out filled in by
-/// `fill_defaults` (given the columns listed and the rows), checked to fit the table: a
-/// message whose rows do not fit gets its own error, to be set aside alone. Neighbouring
-/// messages that list the same columns have their defaults filled in one call. An `Err` of
-/// the whole (a default that cannot be evaluated) is the table's fault, not a message's.
-pub fn complete(
-    def: &TableDef,
-    messages: Vec<Result<Decoded>>,
-    fill_defaults: &mut dyn FnMut(&[String], RecordBatch) -> Result<RecordBatch>,
-) -> Result<Vec<Result<RecordBatch>>> {
-    let mut completed = Vec::with_capacity(messages.len());
-    let mut run: Vec<Decoded> = Vec::new();
-    for message in messages {
-        let ends_run = match &message {
-            Ok(decoded) => run.first().is_some_and(|r| r.listed != decoded.listed),
-            Err(_) => true,
-        };
-        if ends_run {
-            complete_run(def, std::mem::take(&mut run), fill_defaults, &mut completed)?;
-        }
-        match message {
-            Ok(decoded) => run.push(decoded),
-            Err(error) => completed.push(Err(error)),
+            // a message without line breaks is at most one record, so as many rows as
+            // messages means one row each
+            let one_line = |p: &Parsed| !p.payload.iter().any(|&b| b == b'\n' || b == b'\r');
+            if !run.iter().all(one_line) {
+                return None;
+            }
+            let joined = run
+                .iter()
+                .map(|p| p.payload)
+                .collect::<Vec<_>>()
+                .join(&b'\n');
+            load_reader(def, &csv_copy(def, source), joined.as_slice(), &mut emit).ok()?;
         }
     }
-    complete_run(def, run, fill_defaults, &mut completed)?;
-    Ok(completed)
+    let rows = concat_batches(&def.input_schema(), &batches).ok()?;
+    (rows.num_rows() == messages).then_some(rows)
 }
 
-/// Messages that list the same columns: their defaults filled in together (when the table
-/// has any for the columns they leave out), then each checked on its own.
-fn complete_run(
-    def: &TableDef,
-    run: Vec<Decoded>,
-    fill_defaults: &mut dyn FnMut(&[String], RecordBatch) -> Result<RecordBatch>,
-    completed: &mut Vec<Result<RecordBatch>>,
-) -> Result<()> {
-    let Some(first) = run.first() else {
-        return Ok(());
+/// The rows of one message.
+fn one(def: &TableDef, source: &Source, listed: &[String], payload: &[u8]) -> Result<RecordBatch> {
+    let mut batches = Vec::new();
+    let mut emit = |batch: RecordBatch| {
+        batches.push(batch);
+        Ok(())
     };
-    let defaulted = !first.listed.is_empty()
-        && (def.columns.iter()).any(|c| c.default.is_some() && !first.listed.contains(&c.name));
-    let filled: Vec<RecordBatch> = match defaulted {
-        false => run.into_iter().map(|d| d.rows).collect(),
-        true => {
-            let sizes: Vec<usize> = run.iter().map(|d| d.rows.num_rows()).collect();
-            let listed = first.listed.clone();
-            let rows: Vec<RecordBatch> = run.into_iter().map(|d| d.rows).collect();
-            let all = fill_defaults(&listed, concat_batches(&def.input_schema(), &rows)?)?;
-            let mut at = 0;
-            (sizes.into_iter())
-                .map(|n| {
-                    at += n;
-                    all.slice(at - n, n)
-                })
-                .collect()
+    match source.format {
+        Format::Json => {
+            let objects = vec![json_object(payload)?];
+            json_rows::load(def, listed, JsonRows::Objects(objects), &mut emit)?;
         }
-    };
-    for rows in filled {
-        completed.push(check_fits(def, &rows).map(|()| rows));
+        Format::Csv => load_reader(def, &csv_copy(def, source), payload, &mut emit)?,
     }
-    Ok(())
+    Ok(concat_batches(&def.input_schema(), &batches)?)
+}
+
+/// `COPY table (columns) FROM STDIN (FORMAT csv)` for the source's lines.
+fn csv_copy(def: &TableDef, source: &Source) -> CopyFrom {
+    CopyFrom {
+        table: def.name.clone(),
+        columns: source.columns.clone(),
+        source: CopySourceKind::Stdin,
+        options: CopyOptions {
+            format: Some(CopyFormat::Csv),
+            header: false,
+            delimiter: None,
+        },
+    }
+}
+
+/// `rows` with the defaults of the columns `listed` leaves out, when the table has any.
+fn with_defaults(
+    def: &TableDef,
+    listed: &[String],
+    rows: RecordBatch,
+    fill_defaults: &mut FillDefaults<'_>,
+) -> Result<RecordBatch> {
+    let defaulted = !listed.is_empty()
+        && (def.columns.iter()).any(|c| c.default.is_some() && !listed.contains(&c.name));
+    match defaulted && rows.num_rows() > 0 {
+        true => fill_defaults(listed, rows),
+        false => Ok(rows),
+    }
 }
 
 #[cfg(test)]
@@ -153,64 +264,99 @@ mod tests {
         }
     }
 
-    #[test]
-    fn defaults_fill_runs_of_messages_and_each_message_keeps_its_own_verdict() {
+    fn table(default_b: Option<&str>) -> TableDef {
         let mut def = TableDef::with_columns(
             1,
             "t",
             &[("a", ColumnType::BigInt), ("b", ColumnType::BigInt)],
         );
-        def.columns[1].default = Some("7".into());
+        def.columns[1].default = default_b.map(String::from);
         def.columns[1].nullable = false;
-        let payloads = [
-            r#"{"a": 1}"#,
-            r#"{"a": 2}"#,
-            "not json",
-            r#"{"a": 3, "b": 30}"#,
-            r#"{"a": 4}"#,
-            r#"{"a": "four"}"#,
+        def
+    }
+
+    fn column(decoded: &Decoded, column: usize) -> Vec<i64> {
+        (decoded.rows.iter())
+            .flat_map(|rows| {
+                let values = rows.column(column).as_any().downcast_ref::<Int64Array>();
+                values.unwrap().values().to_vec()
+            })
+            .collect()
+    }
+
+    fn failed(decoded: &Decoded) -> Vec<(usize, String)> {
+        (decoded.failed.iter())
+            .map(|(index, error)| (*index, error.sqlstate().to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_fill_runs_of_messages_and_each_bad_message_fails_alone() {
+        let def = table(Some("7"));
+        let payloads: Vec<&[u8]> = vec![
+            br#"{"a": 1}"#,
+            br#"{"a": 2}"#,
+            b"not json",
+            br#"{"a": 3, "b": 30}"#,
+            br#"{"a": 4}"#,
+            br#"{"a": "four"}"#,
         ];
-        let decoded = payloads.iter().map(|p| rows(&def, &source(), p.as_bytes()));
         let mut calls = Vec::new();
-        let completed = complete(&def, decoded.collect(), &mut |listed, rows| {
+        let decoded = messages(&def, &source(), &payloads, &mut |listed, rows| {
             calls.push((listed.to_vec(), rows.num_rows()));
             let b = Int64Array::from(vec![7; rows.num_rows()]);
             let columns = vec![rows.column(0).clone(), std::sync::Arc::new(b) as _];
             Ok(RecordBatch::try_new(rows.schema(), columns)?)
         })
         .unwrap();
-        // one call for the first two messages, none for the one that gives b, one for the 4th
+        // the first two together (the bad message between runs breaks none), none for the
+        // message that gives b, and the fourth once the fifth is found bad
         assert_eq!(
             calls,
             [(vec!["a".to_string()], 2), (vec!["a".to_string()], 1)]
         );
-        let b_of = |i: usize| {
-            let rows = completed[i].as_ref().unwrap();
-            let b = rows
-                .column(1)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .unwrap();
-            (rows.num_rows(), b.value(0))
-        };
-        assert_eq!(
-            [b_of(0), b_of(1), b_of(3), b_of(4)],
-            [(1, 7), (1, 7), (1, 30), (1, 7)]
-        );
-        assert!(completed[2].is_err() && completed[5].is_err());
-        assert_eq!(completed.len(), payloads.len());
+        assert_eq!(column(&decoded, 0), [1, 2, 3, 4]);
+        assert_eq!(column(&decoded, 1), [7, 7, 30, 7]);
+        assert_eq!(failed(&decoded), [(2, "22P02".into()), (5, "22P02".into())]);
     }
 
     #[test]
     fn without_defaults_a_null_in_a_not_null_column_is_the_message_s_error() {
-        let mut def = TableDef::with_columns(
-            1,
-            "t",
-            &[("a", ColumnType::BigInt), ("b", ColumnType::BigInt)],
+        let def = table(None);
+        let payloads: Vec<&[u8]> = vec![br#"{"a": 1, "b": 1}"#, br#"{"a": 2}"#];
+        let mut fill = |_: &[String], _| panic!("no defaults");
+        let decoded = messages(&def, &source(), &payloads, &mut fill).unwrap();
+        assert_eq!(column(&decoded, 0), [1]);
+        assert_eq!(failed(&decoded), [(1, "23502".into())]);
+    }
+
+    #[test]
+    fn csv_lines_read_together_and_alone() {
+        let def = table(None);
+        let csv = Source {
+            format: Format::Csv,
+            ..source()
+        };
+        let mut fill = |_: &[String], _| panic!("no defaults");
+        let good: Vec<&[u8]> = vec![b"1,2", b"3,4", b"\"5\",6"];
+        let decoded = messages(&def, &csv, &good, &mut fill).unwrap();
+        assert_eq!(
+            (decoded.rows.len(), column(&decoded, 1)),
+            (1, vec![2, 4, 6])
         );
-        def.columns[1].nullable = false;
-        let decoded = vec![rows(&def, &source(), br#"{"a": 1}"#)];
-        let completed = complete(&def, decoded, &mut |_, _| panic!("no defaults")).unwrap();
-        assert_eq!(completed[0].as_ref().unwrap_err().sqlstate(), "23502");
+        let mixed: Vec<&[u8]> = vec![b"1,2", b"3", b"x,1", b"4,5\n6,7", b"", b"8,9"];
+        let decoded = messages(&def, &csv, &mixed, &mut fill).unwrap();
+        assert_eq!(column(&decoded, 0), [1, 4, 6, 8]);
+        let errors = failed(&decoded);
+        assert_eq!(
+            (errors[0].0, &errors[1..]),
+            (1, &[(2, "22P02".to_string())][..])
+        );
+        let large = Source {
+            max_message_bytes: 3,
+            ..csv
+        };
+        let decoded = messages(&def, &large, &[b"10,20"], &mut fill).unwrap();
+        assert_eq!(failed(&decoded), [(0, "54000".into())]);
     }
 }

@@ -296,33 +296,25 @@ impl Worker {
             &Object::table(source.table.clone()),
             Privilege::Insert,
         )?;
-        let decoded = (batch.messages.iter()).map(|(_, _, payload)| {
-            match payload.len() > source.max_message_bytes {
-                true => Err(Error::ProgramLimitExceeded(format!(
-                    "message of {} bytes, more than max_message_bytes = {}",
-                    payload.len(),
-                    source.max_message_bytes
-                ))),
-                false => decode::rows(&table.def, source, payload),
-            }
-        });
-        let completed = decode::complete(&table.def, decoded.collect(), &mut |listed, rows| {
+        let payloads: Vec<&[u8]> = (batch.messages.iter())
+            .map(|(_, _, payload)| payload.as_slice())
+            .collect();
+        let decoded = decode::messages(&table.def, source, &payloads, &mut |listed, rows| {
             self.runtime()?
                 .block_on(engine.copy_defaults(&table.def, listed, rows))
         })?;
-        let mut rows = Vec::new();
-        let mut dead = Vec::new();
-        for ((partition, offset, payload), completed) in batch.messages.iter().zip(completed) {
-            match completed {
-                Ok(batch) => rows.push(batch),
-                Err(error) => dead.push(DeadLetter {
+        let rows = decoded.rows;
+        let dead: Vec<DeadLetter> = (decoded.failed.into_iter())
+            .map(|(index, error)| {
+                let (partition, offset, payload) = &batch.messages[index];
+                DeadLetter {
                     partition: *partition,
                     offset: *offset,
                     payload: payload.clone(),
                     error: format!("{} ({})", error, error.sqlstate()),
-                }),
-            }
-        }
+                }
+            })
+            .collect();
         let txn = engine.begin();
         let never = Stopped::default();
         let store = &self.store;

@@ -13,10 +13,16 @@ use tastedb::Engine;
 
 /// Produces each (partition, payload) to `topic`, waiting until all are delivered.
 pub fn produce(brokers: &str, topic: &str, messages: &[(i32, String)]) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
+    produce_with(
+        ClientConfig::new().set("bootstrap.servers", brokers),
+        topic,
+        messages,
+    );
+}
+
+/// As [`produce`], with a producer made from `config` (TLS, SASL, …).
+pub fn produce_with(config: &ClientConfig, topic: &str, messages: &[(i32, String)]) {
+    let producer: BaseProducer = config.create().unwrap();
     for (partition, payload) in messages {
         let record = BaseRecord::<(), str>::to(topic)
             .payload(payload.as_str())
