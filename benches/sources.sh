@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Kafka sources (issue 23), on one `tastedb serve` (release build):
 #  (a) ingest: rows/s from a topic of EVENTS (1,000,000) JSON events into a table through
-#      CREATE SOURCE, until all are in, next to COPY … FROM STDIN (CSV) of the same rows;
+#      CREATE SOURCE, until all are in, next to COPY … FROM STDIN (CSV) of the same rows and
+#      to a plain librdkafka consumer reading the topic and doing nothing with it (the
+#      broker's ceiling);
 #  (b) lag under load: a source consuming RATE (2,000) events a second while 16 pgbench
 #      clients run the soak's serving mix (recommend ×4 : INSERT ×1, prepared) for
 #      SOAK_SECONDS (60), into the table the model reads: the source's lag sampled every
@@ -49,12 +51,15 @@ mock() { # $1 name, $2 topic, $3 partitions, $4 events produced first, $5 rate a
   eval "exec $6> \"$work/$1.in\""   # the mock serves while this stays open
   for _ in $(seq 1200); do [ -s "$work/$1.brokers" ] && break; sleep 0.5; done
   [ -s "$work/$1.brokers" ] || { echo "the mock cluster did not start" >&2; cat "$work/$1.log" >&2; exit 1; }
+  for _ in $(seq 1200); do [ "$(wc -l < "$work/$1.brokers")" -ge 2 ] && break; sleep 0.5; done
   mock_brokers=$(head -1 "$work/$1.brokers")
+  mock_read_s=$(sed -n 2p "$work/$1.brokers")
 }
 
 echo "== (a) producing $EVENTS events to a mock cluster ($PARTITIONS partitions)"
 mock bulk clicks "$PARTITIONS" "$EVENTS" "" 3
 brokers=$mock_brokers
+read_s=$mock_read_s
 "$tastedb" --data "$work/taste" serve --auth trust --listen "127.0.0.1:$TASTE_PORT" >"$work/taste.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
@@ -121,7 +126,9 @@ taste_psql -c "DROP SOURCE live"
 printf '\n%-44s %10s %12s\n' "(a) 1M events" "seconds" "rows/s"
 printf '%-44s %10.2f %12.0f\n' "COPY … FROM STDIN (CSV)" "$copy_s" "$(echo "$EVENTS / $copy_s" | bc -l)"
 printf '%-44s %10.2f %12.0f\n' "CREATE SOURCE (JSON), until all are in" "$source_s" "$(echo "$EVENTS / $source_s" | bc -l)"
-printf 'source / COPY rows/s: %.2fx; same rows as COPY: %s\n' "$(echo "$copy_s / $source_s" | bc -l)" "$same"
+printf '%-44s %10.2f %12.0f\n' "librdkafka consumer alone (reads, no writes)" "$read_s" "$(echo "$EVENTS / $read_s" | bc -l)"
+printf 'source / COPY rows/s: %.2fx; source / consumer alone: %.2fx; same rows as COPY: %s\n' \
+  "$(echo "$copy_s / $source_s" | bc -l)" "$(echo "$read_s / $source_s" | bc -l)" "$same"
 printf '\n(b) %s events/s produced for %s s while 16 clients serve (recommend 4 : INSERT 1)\n' "$RATE" "$SOAK_SECONDS"
 printf 'lag in messages, sampled each second: median %s, p95 %s, max %s (%.2f s of production at the p95)\n' \
   "$lag_p50" "$lag_p95" "$lag_max" "$(echo "$lag_p95 / $RATE" | bc -l)"

@@ -1,7 +1,9 @@
 //! A Kafka cluster inside this process (librdkafka's mock cluster), for benchmarks and demos
-//! of `CREATE SOURCE`: it creates a topic, produces `EVENTS` JSON events to it, prints the
-//! bootstrap servers on a line of their own, then — given a `RATE` — goes on producing that
-//! many events a second, and serves until its standard input closes.
+//! of `CREATE SOURCE`: it creates a topic, produces `EVENTS` JSON events to it, reads them all
+//! back with a plain librdkafka consumer that does nothing with them (the ceiling any consumer
+//! of this broker has), prints the bootstrap servers on a line of their own and the read's
+//! seconds on the next, then — given a `RATE` — goes on producing that many events a second,
+//! and serves until its standard input closes.
 //!
 //!     cargo run --release --example kafka_mock -- clicks 3 1000000 [RATE]
 //!
@@ -11,9 +13,11 @@
 //! enough partitions.
 
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 use std::error::Error;
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -63,7 +67,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         send(i)?;
     }
     producer.flush(Duration::from_secs(300))?;
+    let read = read_back(&brokers, topic, partitions, events)?;
     println!("{brokers}");
+    println!("{:.3}", read.as_secs_f64());
     std::io::stdout().flush()?;
     // serve until whoever started us closes our standard input
     let closed = Arc::new(AtomicBool::new(false));
@@ -89,4 +95,35 @@ fn main() -> Result<(), Box<dyn Error>> {
     producer.flush(Duration::from_secs(10))?;
     watcher.join().map_err(|_| "the stdin watcher panicked")?;
     Ok(())
+}
+
+/// How long a consumer takes to read the first `events` messages of `topic` from the start.
+fn read_back(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    events: i64,
+) -> Result<Duration, Box<dyn Error>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "kafka-mock-read-back")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let started = Instant::now();
+    let mut read = 0;
+    while read < events {
+        match consumer.poll(Duration::from_secs(10)) {
+            Some(message) => {
+                message?;
+                read += 1;
+            }
+            None => return Err(format!("read back only {read} of {events}").into()),
+        }
+    }
+    Ok(started.elapsed())
 }
