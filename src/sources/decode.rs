@@ -165,50 +165,48 @@ fn together(
     run: Vec<Parsed>,
 ) -> Option<RecordBatch> {
     let messages = run.len();
-    let mut batches = Vec::new();
-    let mut emit = |batch: RecordBatch| {
-        batches.push(batch);
-        Ok(())
-    };
-    match source.format {
+    let rows = gathered(def, |emit| match source.format {
         Format::Json => {
             let objects: Vec<Map<String, Value>> =
                 run.into_iter().filter_map(|p| p.object).collect();
-            json_rows::load(def, listed, JsonRows::Objects(objects), &mut emit).ok()?;
+            json_rows::load(def, listed, JsonRows::Objects(objects), emit)
         }
         Format::Csv => {
             // a message without line breaks is at most one record, so as many rows as
             // messages means one row each
             let one_line = |p: &Parsed| !p.payload.iter().any(|&b| b == b'\n' || b == b'\r');
             if !run.iter().all(one_line) {
-                return None;
+                return Err(Error::BadCopyFile("a message of several lines".into()));
             }
-            let joined = run
-                .iter()
-                .map(|p| p.payload)
-                .collect::<Vec<_>>()
-                .join(&b'\n');
-            load_reader(def, &csv_copy(def, source), joined.as_slice(), &mut emit).ok()?;
+            let lines: Vec<&[u8]> = run.iter().map(|p| p.payload).collect();
+            let joined = lines.join(&b'\n');
+            load_reader(def, &csv_copy(def, source), joined.as_slice(), emit)
         }
-    }
-    let rows = concat_batches(&def.input_schema(), &batches).ok()?;
-    (rows.num_rows() == messages).then_some(rows)
+    });
+    rows.ok().filter(|rows| rows.num_rows() == messages)
 }
 
 /// The rows of one message.
 fn one(def: &TableDef, source: &Source, listed: &[String], payload: &[u8]) -> Result<RecordBatch> {
-    let mut batches = Vec::new();
-    let mut emit = |batch: RecordBatch| {
-        batches.push(batch);
-        Ok(())
-    };
-    match source.format {
+    gathered(def, |emit| match source.format {
         Format::Json => {
             let objects = vec![json_object(payload)?];
-            json_rows::load(def, listed, JsonRows::Objects(objects), &mut emit)?;
+            json_rows::load(def, listed, JsonRows::Objects(objects), emit)
         }
-        Format::Csv => load_reader(def, &csv_copy(def, source), payload, &mut emit)?,
-    }
+        Format::Csv => load_reader(def, &csv_copy(def, source), payload, emit),
+    })
+}
+
+/// The batches `read` emits, as one.
+fn gathered(
+    def: &TableDef,
+    read: impl FnOnce(&mut dyn FnMut(RecordBatch) -> Result<()>) -> Result<()>,
+) -> Result<RecordBatch> {
+    let mut batches = Vec::new();
+    read(&mut |batch| {
+        batches.push(batch);
+        Ok(())
+    })?;
     Ok(concat_batches(&def.input_schema(), &batches)?)
 }
 

@@ -197,3 +197,27 @@ pub async fn query(engine: &Engine, sql: &str) -> Vec<Vec<String>> {
         Err(e) => panic!("{sql}: {e}"),
     }
 }
+
+/// A self-signed certificate for `localhost` and 127.0.0.1 and its key, made by `openssl` in
+/// `dir` (`server.crt`, `server.key`), valid for a day.
+pub fn self_signed_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is installed");
+    assert!(made.status.success(), "{made:?}");
+    (cert, key)
+}

@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 
 /// Group A (users a1…a12) likes items x1…x5, group B (b1…b6) items y1…y5; user n misses item
 /// n % 5 + 1 of their group. Group A is larger, so x items are the popular ones.
-const EVENTS: &str = "CREATE TABLE ev (user_id TEXT, item_id TEXT, kind TEXT);
+pub const EVENTS: &str = "CREATE TABLE ev (user_id TEXT, item_id TEXT, kind TEXT);
     INSERT INTO ev SELECT 'a' || u, 'x' || i, 'buy'
     FROM generate_series(1, 12) AS users(u) CROSS JOIN generate_series(1, 5) AS items(i)
     WHERE i <> u % 5 + 1;
@@ -18,7 +18,8 @@ const EVENTS: &str = "CREATE TABLE ev (user_id TEXT, item_id TEXT, kind TEXT);
     FROM generate_series(1, 6) AS users(u) CROSS JOIN generate_series(1, 5) AS items(i)
     WHERE i <> u % 5 + 1";
 
-const TRAIN: &str = "TRAIN MODEL m USING als FROM ev WITH (factors = 2, iterations = 20, \
+/// Trains model `m` on [`EVENTS`], deterministically.
+pub const TRAIN: &str = "TRAIN MODEL m USING als FROM ev WITH (factors = 2, iterations = 20, \
     regularization = 0.1, alpha = 10, seed = 7, holdout = 0)";
 
 /// (item, cold_start, folded_in) of `recommend(model, user, k)`, best first.

@@ -914,28 +914,7 @@ fn spawn_curl_stream(key: &str, url: &str) -> std::process::Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_with_the_servers_certificate() {
     let certs = tempfile::tempdir().unwrap();
-    let cert = certs.path().join("server.crt");
-    let key_file = certs.path().join("server.key");
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key_file)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl is installed");
-    assert!(made.status.success(), "{made:?}");
+    let (cert, key_file) = crate::common::self_signed_certificate(certs.path());
     let tls = (cert.clone(), key_file.clone());
     let http = start(move |o| HttpOptions {
         tls: Some(tls),

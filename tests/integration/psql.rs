@@ -205,20 +205,7 @@ async fn psql_runs_cursors_and_savepoints_as_postgresql_does() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_is_used_and_can_be_required() {
     let dir = tempfile::tempdir().unwrap();
-    let cert = dir.path().join("server.crt");
-    let key = dir.path().join("server.key");
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-        ])
-        .arg("/CN=localhost")
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl is installed");
-    assert!(made.status.success(), "{made:?}");
+    let (cert, key) = crate::common::self_signed_certificate(dir.path());
     let (port, stop) = serve(dir.path(), Some((cert, key))).await;
     // sslmode=require refuses to go on without TLS, so success proves the TLS handshake
     let query = vec![

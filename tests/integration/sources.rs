@@ -33,8 +33,9 @@ pub fn produce_with(config: &ClientConfig, topic: &str, messages: &[(i32, String
     producer.flush(Duration::from_secs(10)).unwrap();
 }
 
-/// JSON clicks `first..first + n`, spread over 3 partitions.
-fn clicks(first: i64, n: i64) -> Vec<(i32, String)> {
+/// JSON clicks `first..first + n`, spread over 3 partitions: click `i` is user `u{i % 5}`'s, of
+/// item `i{i}`, with `n = i`.
+pub fn clicks(first: i64, n: i64) -> Vec<(i32, String)> {
     (first..first + n)
         .map(|i| {
             let payload = format!(
@@ -306,5 +307,40 @@ async fn a_server_killed_while_consuming_keeps_every_message_once() {
     assert_eq!(
         query(&engine, once).await,
         [[MESSAGES.to_string(), sum.to_string()]]
+    );
+}
+
+/// A click that arrives through a source changes the next answer of a trained model at once, as
+/// an INSERT does: the item leaves the user's list (also when that list was cached), and the
+/// user's answers are folded in with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_from_a_source_changes_the_next_recommendation() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("live", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine.sql(crate::freshness::EVENTS).await.unwrap();
+    engine.sql(crate::freshness::TRAIN).await.unwrap();
+    let recommend = "SELECT item_id, folded_in FROM recommend('m', 'a1', 3) ORDER BY rank";
+    // a1 misses x2, so it comes first; asked twice, the answer is cached
+    for _ in 0..2 {
+        assert_eq!(query(&engine, recommend).await[0], ["x2", "false"]);
+    }
+    engine
+        .sql(&format!(
+            "CREATE SOURCE live FROM KAFKA (brokers = '{brokers}', topic = 'live', \
+             fetch_wait_max_ms = 10) INTO ev"
+        ))
+        .await
+        .unwrap();
+    let click = r#"{"user_id": "a1", "item_id": "x2", "kind": "buy"}"#;
+    produce(&brokers, "live", &[(0, click.to_string())]);
+    let arrived = "SELECT count(*) FROM ev WHERE user_id = 'a1' AND item_id = 'x2'";
+    until(&engine, arrived, "1").await;
+    let after = query(&engine, recommend).await;
+    assert!(
+        after.iter().all(|row| row[0] != "x2" && row[1] == "true"),
+        "{after:?}"
     );
 }

@@ -4,9 +4,12 @@
 //! partitions land once, across a restart of the engine, and the source's consumer-group
 //! offsets reach the broker, where Kafka's own tools read a group's lag. With its SQLite
 //! storage and authentication on: SASL/SCRAM lets a source in with the right password only.
+//! And TLS, through a TLS-terminating proxy (socat) that the broker advertises as itself (tansu
+//! 0.6 takes a certificate but does not serve TLS): a source that trusts the certificate's
+//! authority gets in, one that does not is refused.
 
 use crate::common::query;
-use crate::sources::{produce, produce_with, until};
+use crate::sources::{clicks, produce, produce_with, until};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -16,9 +19,38 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tastedb::Engine;
 
-/// A tansu broker on a free loopback port; killed when dropped.
+/// A child process, killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free port on loopback.
+fn free_port() -> u16 {
+    (TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()))
+        .unwrap()
+        .port()
+}
+
+/// Waits (up to 20 s) until something listens on `address`.
+fn wait_for(address: &str) {
+    let started = Instant::now();
+    while TcpStream::connect(address).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "nothing listens on {address}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A tansu broker on loopback; killed when dropped.
 struct Tansu {
-    child: Child,
+    _child: Running,
     url: String,
     brokers: String,
     port: u16,
@@ -28,19 +60,26 @@ impl Tansu {
     /// Starts a broker on a free loopback port, keeping its state in `storage` (a SQLite path
     /// is relative to `dir`, its working directory), requiring SASL when `authentication`.
     fn start(dir: &Path, storage: &str, authentication: bool) -> Tansu {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        Tansu::start_on(port, dir, storage, authentication)
+        let port = free_port();
+        Tansu::start_on(port, port, dir, storage, authentication)
     }
 
-    fn start_on(port: u16, dir: &Path, storage: &str, authentication: bool) -> Tansu {
+    /// Starts a broker listening on `port` that tells clients to connect to `advertised`.
+    fn start_on(
+        port: u16,
+        advertised: u16,
+        dir: &Path,
+        storage: &str,
+        authentication: bool,
+    ) -> Tansu {
         let url = format!("tcp://127.0.0.1:{port}");
         let mut command = Command::new(tansu_binary());
         command
             .args(["broker", "--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
+            .args([
+                "--advertised-listener-url",
+                &format!("tcp://127.0.0.1:{advertised}"),
+            ])
             .args(["--storage-engine", storage])
             .current_dir(dir)
             .stdout(Stdio::null())
@@ -48,20 +87,12 @@ impl Tansu {
         if authentication {
             command.arg("--authentication");
         }
-        let child = command.spawn().expect("tansu starts");
-        let brokers = format!("127.0.0.1:{port}");
-        let started = Instant::now();
-        while TcpStream::connect(&brokers).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "tansu did not listen on {brokers}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = Running(command.spawn().expect("tansu starts"));
+        wait_for(&format!("127.0.0.1:{port}"));
         Tansu {
-            child,
+            _child: child,
             url,
-            brokers,
+            brokers: format!("127.0.0.1:{advertised}"),
             port,
         }
     }
@@ -85,13 +116,6 @@ impl Tansu {
             "--partitions",
             &partitions.to_string(),
         ]);
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -136,17 +160,15 @@ fn group_offsets(brokers: &str, group: &str, topic: &str, partitions: i32) -> i6
         .sum()
 }
 
-/// JSON clicks `first..first + n` over 3 partitions; click `i` has `n = i`.
-fn clicks(first: i64, n: i64) -> Vec<(i32, String)> {
-    (first..first + n)
-        .map(|i| {
-            let payload = format!(
-                r#"{{"user_id": "u{}", "item_id": "i{i}", "n": {i}}}"#,
-                i % 7
-            );
-            ((i % 3) as i32, payload)
-        })
-        .collect()
+/// An engine in a new directory (dropped with it) with a table `events` for clicks.
+async fn events_engine() -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine
+        .sql("CREATE TABLE events (user_id TEXT NOT NULL, item_id TEXT, n BIGINT)")
+        .await
+        .unwrap();
+    (dir, engine)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,7 +194,7 @@ async fn a_real_broker_feeds_a_source_exactly_once_and_holds_its_group_offsets()
         until(&engine, "SELECT count(*) FROM events", "300").await;
         let all =
             "SELECT count(DISTINCT n), sum(n), count(DISTINCT user_id), count(ts) FROM events";
-        assert_eq!(query(&engine, all).await, [["300", "44850", "7", "300"]]);
+        assert_eq!(query(&engine, all).await, [["300", "44850", "5", "300"]]);
         let letters = "SELECT kafka_partition, payload FROM tastedb_source_errors";
         until(&engine, "SELECT count(*) FROM tastedb_source_errors", "1").await;
         assert_eq!(query(&engine, letters).await, [["1", "{not json"]]);
@@ -222,7 +244,7 @@ async fn scram_credentials_let_a_source_into_a_broker_that_requires_them() {
         open.run(&user);
         open.port
     };
-    let broker = Tansu::start_on(port, state.path(), storage, true);
+    let broker = Tansu::start_on(port, port, state.path(), storage, true);
     let brokers = broker.brokers.clone();
     let mut config = ClientConfig::new();
     config
@@ -233,12 +255,7 @@ async fn scram_credentials_let_a_source_into_a_broker_that_requires_them() {
         .set("sasl.password", "alice-secret");
     produce_with(&config, "secure", &clicks(0, 40));
 
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path()).unwrap();
-    engine
-        .sql("CREATE TABLE events (user_id TEXT NOT NULL, item_id TEXT, n BIGINT)")
-        .await
-        .unwrap();
+    let (_dir, engine) = events_engine().await;
     let create = |name: &str, password: &str| {
         format!(
             "CREATE SOURCE {name} FROM KAFKA (brokers = '{brokers}', topic = 'secure', \
@@ -258,4 +275,58 @@ async fn scram_credentials_let_a_source_into_a_broker_that_requires_them() {
         options[0][0].contains("********") && !options[0][0].contains("alice-secret"),
         "{options:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_a_broker_whose_certificate_authority_the_source_is_given() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::common::self_signed_certificate(certs.path());
+    // clients reach the broker only through the proxy: it is the address the broker advertises
+    let tls_port = free_port();
+    let broker = Tansu::start_on(
+        free_port(),
+        tls_port,
+        &std::env::temp_dir(),
+        "memory://tansu/",
+        false,
+    );
+    broker.create_topic("private", 3);
+    let listen = format!(
+        "OPENSSL-LISTEN:{tls_port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
+        cert.display(),
+        key.display()
+    );
+    let _proxy = Running(
+        Command::new("socat")
+            .args([listen, format!("TCP:127.0.0.1:{}", broker.port)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat is installed (.ci/setup)"),
+    );
+    wait_for(&broker.brokers);
+    let brokers = broker.brokers.clone();
+    let ca = cert.to_str().unwrap();
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &brokers)
+        .set("security.protocol", "ssl")
+        .set("ssl.ca.location", ca);
+    produce_with(&config, "private", &clicks(0, 30));
+
+    let (_dir, engine) = events_engine().await;
+    let create = |name: &str, trust: &str| {
+        format!(
+            "CREATE SOURCE {name} FROM KAFKA (brokers = '{brokers}', topic = 'private', \
+             security_protocol = 'ssl'{trust}, fetch_wait_max_ms = 10) INTO events"
+        )
+    };
+    // without the authority the broker's certificate is not trusted
+    let refused = engine.sql(&create("untrusting", "")).await.unwrap_err();
+    assert_eq!(refused.sqlstate(), "08006", "{refused}");
+    let trusting = create("private", &format!(", ssl_ca_location = '{ca}'"));
+    engine.sql(&trusting).await.unwrap();
+    until(&engine, "SELECT count(*) FROM events", "30").await;
+    let all = "SELECT count(DISTINCT n), sum(n) FROM events";
+    assert_eq!(query(&engine, all).await, [["30", "435"]]);
 }
