@@ -9,6 +9,7 @@ use crate::sql::parser::{CopyFormat, CopyFrom};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use datafusion::arrow::csv::ReaderBuilder;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::fs::File;
@@ -165,15 +166,49 @@ fn read_csv(
             })
             .collect::<Vec<_>>(),
     ));
-    let reader = ReaderBuilder::new(schema)
+    let reader = ReaderBuilder::new(schema.clone())
         .with_header(copy.options.header)
         .with_delimiter(copy.options.delimiter.unwrap_or(b','))
         .with_batch_size(BATCH_SIZE)
         .build(reader)?;
     for batch in reader {
-        emit(batch?)?;
+        emit(batch.map_err(|e| csv_error(&schema, copy.options.header, e))?)?;
     }
     Ok(())
+}
+
+/// arrow-csv's "incorrect number of fields for line L, expected E got [more than] G" as
+/// PostgreSQL's 22P04 (see [`wrong_width`]), its line counted in the file as PostgreSQL counts
+/// it (arrow-csv does not count a header); other errors as they are.
+fn csv_error(schema: &Schema, header: bool, error: ArrowError) -> Error {
+    if let ArrowError::CsvError(message) = &error
+        && let Some(rest) = message.strip_prefix("incorrect number of fields for line ")
+    {
+        let line = (rest.split(',').next().and_then(|l| l.parse::<u64>().ok()))
+            .map_or("?".to_string(), |l| (l + u64::from(header)).to_string());
+        let got = (rest.rsplit(' ').next().and_then(|n| n.parse().ok()))
+            .filter(|_| !rest.contains("got more than"));
+        return wrong_width(schema, line, got);
+    }
+    error.into()
+}
+
+/// A COPY line with the wrong number of fields, as PostgreSQL words it (22P04): the first
+/// column without data when it has `got` fields and `columns` wants more, else extra data
+/// (also when `got` is not known).
+pub(crate) fn wrong_width(
+    columns: &Schema,
+    line: impl std::fmt::Display,
+    got: Option<usize>,
+) -> Error {
+    let missing = got.and_then(|got| columns.fields().get(got));
+    Error::BadCopyFile(match missing {
+        Some(column) => format!(
+            "missing data for column \"{}\" (line {line})",
+            column.name()
+        ),
+        None => format!("extra data after last expected column (line {line})"),
+    })
 }
 
 fn read_parquet(

@@ -4,6 +4,7 @@
 //! value that does not convert.
 
 use crate::error::{Error, Result};
+use crate::sql::copy_from::wrong_width;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use std::io::BufRead;
@@ -48,11 +49,7 @@ pub fn read_text(
         }
         let fields: Vec<&str> = line.split(delimiter as char).collect();
         if fields.len() != width {
-            return Err(Error::BadCopyFile(format!(
-                "line {}: expected {width} columns, found {}",
-                index + 1,
-                fields.len()
-            )));
+            return Err(wrong_width(columns, index + 1, Some(fields.len())));
         }
         for (builder, field) in builders.iter_mut().zip(fields) {
             match field {
