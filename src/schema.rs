@@ -284,6 +284,15 @@ impl TableDef {
         ))
     }
 
+    /// The columns (index, DEFAULT expression) that rows giving only the columns `listed`
+    /// leave to their defaults; none when `listed` is empty (every column given).
+    pub fn defaults_for(&self, listed: &[String]) -> Vec<(usize, &str)> {
+        (self.columns.iter().enumerate())
+            .filter(|(_, column)| !listed.is_empty() && !listed.contains(&column.name))
+            .filter_map(|(i, column)| Some((i, column.default.as_deref()?)))
+            .collect()
+    }
+
     /// True when the table has a primary key.
     pub fn has_primary_key(&self) -> bool {
         !self.primary_key.is_empty()

@@ -39,10 +39,7 @@ impl Engine {
         listed: &[String],
         batch: RecordBatch,
     ) -> Result<RecordBatch> {
-        let defaulted: Vec<(usize, &str)> = (def.columns.iter().enumerate())
-            .filter(|(_, column)| !listed.is_empty() && !listed.contains(&column.name))
-            .filter_map(|(i, column)| Some((i, column.default.as_deref()?)))
-            .collect();
+        let defaulted = def.defaults_for(listed);
         if defaulted.is_empty() || batch.num_rows() == 0 {
             return Ok(batch);
         }

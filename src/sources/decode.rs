@@ -224,16 +224,15 @@ fn csv_copy(def: &TableDef, source: &Source) -> CopyFrom {
     }
 }
 
-/// `rows` with the defaults of the columns `listed` leaves out, when the table has any.
+/// `rows` with the defaults of the columns `listed` leaves out, when the table has any (checked
+/// here, so that a batch without defaults needs no runtime for their SQL).
 fn with_defaults(
     def: &TableDef,
     listed: &[String],
     rows: RecordBatch,
     fill_defaults: &mut FillDefaults<'_>,
 ) -> Result<RecordBatch> {
-    let defaulted = !listed.is_empty()
-        && (def.columns.iter()).any(|c| c.default.is_some() && !listed.contains(&c.name));
-    match defaulted && rows.num_rows() > 0 {
+    match !def.defaults_for(listed).is_empty() && rows.num_rows() > 0 {
         true => fill_defaults(listed, rows),
         false => Ok(rows),
     }
