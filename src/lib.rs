@@ -5,6 +5,7 @@
 //! layers below (`catalog`, `storage`, `schema`, and the pure `ml` and `ann`).
 
 pub mod ann;
+pub mod archive;
 pub mod backups;
 pub mod blocking;
 pub mod catalog;

@@ -39,6 +39,7 @@ pub const FUNCTION_OBJECTS: &[&[FunctionObject]] = &[
     crate::models::FUNCTION_OBJECTS,
     crate::features::FUNCTION_OBJECTS,
     crate::vectors::FUNCTION_OBJECTS,
+    crate::archive::FUNCTION_OBJECTS,
 ];
 
 /// What a statement needs, to be checked each time it runs (a prepared statement is checked

@@ -235,6 +235,7 @@ impl Engine {
                 )));
             }
         }
+        self.archives().check_alter(def, &new)?;
         let engine = self.clone();
         let renamed = (new.name != def.name).then(|| (def.name.clone(), new.name.clone()));
         let new_name = new.name.clone();

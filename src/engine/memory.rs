@@ -5,7 +5,9 @@
 //! goes on.
 
 use crate::error::{Error, Result};
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::memory_pool::{FairSpillPool, MemoryPool, TrackConsumersPool};
+use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -74,13 +76,17 @@ fn machine_memory() -> usize {
 
 /// A runtime whose statements share `limit` bytes, spilling to the system's temporary
 /// directory.
-pub fn runtime(limit: usize) -> Result<Arc<RuntimeEnv>> {
+pub fn runtime(limit: usize, stores: Arc<dyn ObjectStoreRegistry>) -> Result<Arc<RuntimeEnv>> {
     let pool: Arc<dyn MemoryPool> = Arc::new(TrackConsumersPool::new(
         FairSpillPool::new(limit),
         NonZeroUsize::MIN.saturating_add(4),
     ));
+    // file listings are never cached: archives grow while they are read
+    let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
     Ok(RuntimeEnvBuilder::new()
         .with_memory_pool(pool)
+        .with_object_store_registry(stores)
+        .with_cache_manager(caches)
         .build_arc()?)
 }
 

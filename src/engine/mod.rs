@@ -30,8 +30,10 @@ pub use extensions::{FAMILIES, QUERY_SIGNATURES};
 pub use fast_path::{Shaped, Spoken, Template, shape};
 pub use outcome::{CommandTag, Outcome};
 pub use prepared::Prepared;
+pub(crate) use retention::interval_micros;
 pub use statement::{Statement, parse};
 
+use crate::archive::{Archives, Stores};
 use crate::catalog::pg_indexes::{IndexCatalog, ListIndexes};
 use crate::catalog::system_tables::SystemTables;
 use crate::catalog::{Catalog, ExtraSchema, StoredView, TasteSchema};
@@ -80,6 +82,8 @@ pub struct Engine {
 struct EngineInner {
     /// First, so that the consumers stop before anything they write to goes.
     sources: Arc<Sources>,
+    /// Next, so that the archives' runners stop before anything they read goes.
+    archives: Arc<Archives>,
     ctx: SessionContext,
     users: Users,
     activity: Arc<Activity>,
@@ -168,9 +172,12 @@ impl Engine {
         let experiments = Arc::new(Experiments::load(catalog.store().clone())?);
         let impressions = Arc::new(ImpressionLog::new(catalog.clone()));
         let sources = Arc::new(Sources::load(catalog.store().clone())?);
+        let stores = Arc::new(Stores::default());
+        let archives = Arc::new(Archives::load(catalog.store().clone(), stores.clone())?);
         let system_tables: Vec<Arc<dyn SystemTables>> = vec![
             filters.clone(),
             sources.clone(),
+            archives.clone(),
             experiments.clone(),
             role_tables.clone(),
             shapes.clone(),
@@ -187,8 +194,10 @@ impl Engine {
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(names::CATALOG, names::SCHEMA);
         config.options_mut().sql_parser.dialect = "PostgreSQL".parse()?;
-        let ctx =
-            SessionContext::new_with_config_rt(config, memory::runtime(options.memory_limit)?);
+        let ctx = SessionContext::new_with_config_rt(
+            config,
+            memory::runtime(options.memory_limit, stores)?,
+        );
         let database = MemoryCatalogProvider::new();
         database.register_schema(names::SCHEMA, schema.clone())?;
         ctx.register_catalog(names::CATALOG, Arc::new(database));
@@ -256,11 +265,13 @@ impl Engine {
             impressions: impressions.clone(),
         };
         extensions::register_functions(&ctx, &catalog, serving, &features, &indexes);
+        crate::archive::register_functions(&ctx, &archives, &catalog);
         let stored_views = catalog.stored_views()?;
         define_views(&ctx, stored_views);
         let engine = Engine {
             inner: Arc::new(EngineInner {
                 sources,
+                archives,
                 users,
                 activity,
                 ctx,
@@ -281,12 +292,18 @@ impl Engine {
         };
         // stored sources resume from their stored offsets
         engine.sources().start_all(&engine.downgrade());
+        engine.archives().start_all(&engine.downgrade());
         Ok(engine)
     }
 
     /// A reference to this engine that does not keep it open.
     pub fn downgrade(&self) -> WeakEngine {
         WeakEngine(Arc::downgrade(&self.inner))
+    }
+
+    /// The tables' Parquet archives (`ALTER TABLE … SET (archive = …)`).
+    pub fn archives(&self) -> &Arc<Archives> {
+        &self.inner.archives
     }
 
     /// The stream sources (`CREATE SOURCE`).

@@ -1,9 +1,11 @@
 //! A table's storage parameters: `ALTER TABLE [IF EXISTS] name SET (ttl = '180 days',
 //! ttl_column = ts)` gives it a retention (rows older than the ttl by that column are never
 //! read again and are dropped by compaction, `storage::retention`), `RESET (ttl)` takes it
-//! away. Parameters that do not apply to TasteDB (`fillfactor`, …) are accepted and ignored with
+//! away. `archive`, `archive_every` and `partition_by` set up the table's Parquet archive
+//! (`archive::set`). Parameters that do not apply to TasteDB (`fillfactor`, …) are accepted and ignored with
 //! a NOTICE, as in `CREATE TABLE … WITH (…)`.
 
+use crate::archive;
 use crate::engine::command::Family;
 use crate::engine::{Command, Context, Outcome};
 use crate::error::{Error, Result};
@@ -143,8 +145,18 @@ impl Command for StorageParameters {
             .check_owner(cx.actor, &Object::table(self.table.clone()))?;
         let stored = engine.stored_table(&self.table)?;
         let (new, ignored) = match &self.change {
-            Change::Set(options) => set(&stored.def, options)?,
-            Change::Reset(names) => reset(&stored.def, names)?,
+            Change::Set(options) => {
+                let (archive, table): (Vec<_>, Vec<_>) = (options.iter().cloned())
+                    .partition(|(name, _)| archive::PARAMETERS.contains(&name.as_str()));
+                archive::set(cx, &stored, &archive).await?;
+                set(&stored.def, &table)?
+            }
+            Change::Reset(names) => {
+                let (archive, table): (Vec<_>, Vec<_>) = (names.iter().cloned())
+                    .partition(|name| archive::PARAMETERS.contains(&name.as_str()));
+                archive::reset(cx, &stored, &archive).await?;
+                reset(&stored.def, &table)?
+            }
         };
         if !ignored.is_empty() {
             cx.notices.send(Notice::with_code(
@@ -227,19 +239,30 @@ fn parse_ttl(value: &Expr) -> Result<(String, i64)> {
         },
         _ => return Err(bad_ttl(value)),
     };
-    let config = IntervalParseConfig::new(IntervalUnit::Second);
-    let interval = parse_interval_month_day_nano_config(&text, config)
-        .map_err(|e| Error::InvalidDatetimeFormat(format!("ttl '{text}': {e}")))?;
-    let micros = i64::from(interval.months)
-        .checked_mul(30 * MICROS_PER_DAY)
-        .and_then(|m| m.checked_add(i64::from(interval.days).checked_mul(MICROS_PER_DAY)?))
-        .and_then(|m| m.checked_add(interval.nanoseconds / 1000));
-    match micros {
-        Some(micros) if micros > 0 => Ok((text, micros)),
-        _ => Err(Error::InvalidParameter(format!(
+    match interval_micros(&text) {
+        Ok(micros) if micros > 0 => Ok((text, micros)),
+        Ok(_) => Err(Error::InvalidParameter(format!(
             "ttl '{text}' must be a positive interval"
         ))),
+        Err(Error::InvalidDatetimeFormat(message)) => {
+            Err(Error::InvalidDatetimeFormat(format!("ttl {message}")))
+        }
+        Err(other) => Err(other),
     }
+}
+
+/// The length of the interval `text` in microseconds (a month counts 30 days, as PostgreSQL's
+/// `extract(epoch from interval)` counts it; a bare number is seconds); 22007 when it is not an
+/// interval, 22023 when it is too long.
+pub(crate) fn interval_micros(text: &str) -> Result<i64> {
+    let config = IntervalParseConfig::new(IntervalUnit::Second);
+    let interval = parse_interval_month_day_nano_config(text, config)
+        .map_err(|e| Error::InvalidDatetimeFormat(format!("'{text}': {e}")))?;
+    i64::from(interval.months)
+        .checked_mul(30 * MICROS_PER_DAY)
+        .and_then(|m| m.checked_add(i64::from(interval.days).checked_mul(MICROS_PER_DAY)?))
+        .and_then(|m| m.checked_add(interval.nanoseconds / 1000))
+        .ok_or_else(|| Error::InvalidParameter(format!("interval '{text}' is too long")))
 }
 
 fn bad_ttl(value: &Expr) -> Error {

@@ -113,6 +113,10 @@ fn parse_one(parser: &mut DFParser) -> Result<Statement> {
         let statement = parser.parser.parse_statement()?;
         return copy_to_stdout(statement).map(Statement::CopyToStdout);
     }
+    if crate::sql::copy_to_file::is_copy_to_file_with_options(&parser.parser) {
+        let copy = crate::sql::copy_to_file::copy_to_file(&mut parser.parser)?;
+        return Ok(Statement::DataFusion(Box::new(copy)));
+    }
     if is_copy_from(&parser.parser) {
         let statement = parser.parser.parse_statement()?;
         return copy_from(statement).map(Statement::CopyFrom);

@@ -180,6 +180,7 @@ impl Engine {
                 self.indexes().drop_for_table(table.def.id)?;
             }
             self.users().grants().dropped(&Object::table(&name))?;
+            self.archives().remove(&name)?;
             if self.catalog().drop_table(&name, true)? {
                 continue;
             }

@@ -9,6 +9,7 @@ pub mod config;
 mod copy_binary;
 pub mod copy_from;
 mod copy_text;
+pub mod copy_to_file;
 pub mod create_table;
 pub mod defaults;
 pub mod execution_table;

@@ -103,7 +103,7 @@ pub fn is_copy_from(parser: &Parser) -> bool {
 }
 
 /// At `COPY …`, the first FROM or TO outside parentheses and its token index.
-fn copy_direction(parser: &Parser) -> Option<(Keyword, usize)> {
+pub(crate) fn copy_direction(parser: &Parser) -> Option<(Keyword, usize)> {
     let word = |i: usize| match parser.peek_nth_token_ref(i).token {
         Token::Word(ref w) => Some(w.keyword),
         _ => None,

@@ -21,6 +21,8 @@
 //! | `k`    | API key name (UTF-8)          | `ApiKey` as JSON, secret hashed (`roles::api_keys`) |
 //! | `s`    | source name (UTF-8)           | `Source` as JSON (`sources`)  |
 //! | `j`    | source name, 0, partition (u32 BE) | `PartitionOffset` as JSON: the next offset to read |
+//! | `r`    | table name (UTF-8)            | `Archive` as JSON (`archive`) |
+//! | `y`    | table name, 0, batch (u64 BE) | `Batch` as JSON: an archive's manifest entry |
 
 const META: u8 = b'm';
 const CATALOG: u8 = b'c';
@@ -47,6 +49,20 @@ pub const EXPERIMENT: u8 = b'p';
 /// Prefix of stream sources (`sources`).
 pub const SOURCE: u8 = b's';
 const SOURCE_OFFSET: u8 = b'j';
+/// Prefix of tables' Parquet archives (`archive`).
+pub const ARCHIVE: u8 = b'r';
+const ARCHIVE_BATCH: u8 = b'y';
+
+/// Key of batch `batch` of the manifest of table `name`'s archive; `archive_batch(name, None)`
+/// is the prefix of every batch's.
+pub fn archive_batch(name: &str, batch: Option<u64>) -> Vec<u8> {
+    let mut key = prefixed(ARCHIVE_BATCH, name.as_bytes());
+    key.push(0);
+    if let Some(batch) = batch {
+        key.extend_from_slice(&batch.to_be_bytes());
+    }
+    key
+}
 
 /// Key of the next offset to read of partition `partition` of source `name`;
 /// `source_offset(name, None)` is the prefix of every partition's.

@@ -221,3 +221,50 @@ pub fn self_signed_certificate(dir: &std::path::Path) -> (std::path::PathBuf, st
     assert!(made.status.success(), "{made:?}");
     (cert, key)
 }
+
+/// Starts `tastedb serve` (trust, loopback) on `data` as a child process, with the environment
+/// variables `env` added; the child and its address.
+pub async fn serve_process(
+    data: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tastedb"))
+        .arg("--data")
+        .arg(data)
+        .args(["serve", "--auth", "trust", "--listen", "127.0.0.1:0"])
+        .envs(env.iter().copied())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tastedb serve starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("TasteDB listening on ") {
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the server prints its address");
+    (child, addr.parse().unwrap())
+}
+
+/// A client of a `--auth trust` server, as user `tastedb`.
+pub async fn trust_client(addr: SocketAddr) -> Client {
+    let config = format!(
+        "host={} port={} user=tastedb dbname=tastedb",
+        addr.ip(),
+        addr.port()
+    );
+    let (client, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}

@@ -8,6 +8,7 @@
 //! every third block rolled back instead), so every acknowledged COMMIT must be whole and no
 //! rolled-back or unacknowledged block partly there.
 
+use crate::common::{serve_process, trust_client};
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
 use std::collections::BTreeMap;
@@ -144,48 +145,6 @@ const FIRST_IN_BLOCKS: i64 = 8;
 const TRAINERS: usize = 2;
 const READERS: usize = 1;
 const ROWS_PER_INSERT: i64 = 10;
-
-/// Starts `tastedb serve` (trust, loopback) on `data`; the child and its address.
-async fn serve(data: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tastedb"))
-        .arg("--data")
-        .arg(data)
-        .args(["serve", "--auth", "trust", "--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tastedb serve starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("TasteDB listening on ") {
-                let _ = tx.send(
-                    rest.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string(),
-                );
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("the server prints its address");
-    (child, addr.parse().unwrap())
-}
-
-async fn client(addr: std::net::SocketAddr) -> tokio_postgres::Client {
-    let config = format!(
-        "host={} port={} user=tastedb dbname=tastedb",
-        addr.ip(),
-        addr.port()
-    );
-    let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-}
 
 /// What the clients of one run were told had succeeded.
 #[derive(Default)]
@@ -433,10 +392,10 @@ async fn a_killed_server_keeps_every_acknowledged_write() {
                 .await
                 .unwrap();
         }
-        let (mut server, addr) = serve(&data).await;
+        let (mut server, addr) = serve_process(&data, &[]).await;
         let mut clients = Vec::new();
         for _ in 0..INSERTERS as usize + TRAINERS + READERS + 1 {
-            clients.push(client(addr).await);
+            clients.push(trust_client(addr).await);
         }
         let load = tokio::spawn(workload(clients, backups.clone()));
         let kill_after = Duration::from_millis(800 + next_random(&mut seed) % 2500);
@@ -476,8 +435,8 @@ async fn a_killed_server_keeps_every_acknowledged_write() {
 async fn a_server_killed_during_a_staged_copy_keeps_none_of_it() {
     use futures::SinkExt;
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = serve(dir.path()).await;
-    let client = client(addr).await;
+    let (mut child, addr) = serve_process(dir.path(), &[]).await;
+    let client = trust_client(addr).await;
     client
         .batch_execute(
             "SET tastedb.write_buffer_mb = 1;

@@ -2,6 +2,7 @@
 //! pattern): every test binary links DataFusion and RocksDB again, so one binary builds and
 //! links once. Each module tests one area through public interfaces only.
 
+mod archive;
 mod backup;
 mod bi_tools;
 mod blocks;
