@@ -6,6 +6,7 @@
 
 pub mod ann;
 pub mod archive;
+pub mod background;
 pub mod backups;
 pub mod blocking;
 pub mod catalog;

@@ -102,15 +102,20 @@ impl Archives {
     /// definition and manifest go; the files stay where they are.
     pub fn remove(&self, table: &str) -> Result<()> {
         self.stop(table);
-        if self.records.get(table).is_none() {
-            return Ok(());
+        // the definition first: a manifest left by a crash in between is removed when the
+        // table is archived again
+        if self.records.drop_checked(table, true, |_| Ok(()))? {
+            self.forget_manifest(table)?;
         }
+        Ok(())
+    }
+
+    /// Deletes every manifest entry of `table`'s archive.
+    fn forget_manifest(&self, table: &str) -> Result<()> {
         let mut writes = WriteSet::default();
         let prefix = keys::archive_batch(table, None);
         writes.delete_range(prefix.clone(), keys::prefix_end(&prefix));
-        self.store.write(writes)?;
-        self.records.drop_checked(table, true, |_| Ok(()))?;
-        Ok(())
+        self.store.write(writes)
     }
 
     /// Stores `archive` (new, or a table's archive changed) and (re)starts its runner.
@@ -127,12 +132,29 @@ impl Archives {
                 Ok(())
             })?,
             None => {
+                self.forget_manifest(&table)?;
                 self.records.create(archive.clone(), false)?;
                 archive
             }
         };
         self.start(engine, stored);
         Ok(())
+    }
+
+    /// 55000 unless nothing is stored under `url` yet: a new archive starts from the table's
+    /// first row, and its files must not mix with another archive's.
+    pub async fn check_empty(&self, url: &str) -> Result<()> {
+        use futures::StreamExt;
+        let (store, root) = self.stores.locate(url)?;
+        let first = store.list(Some(&root)).next().await;
+        match first {
+            None => Ok(()),
+            Some(Err(e)) => Err(write::storage_error(e)),
+            Some(Ok(found)) => Err(Error::ObjectNotInPrerequisiteState(format!(
+                "{url} is not empty (it holds {}): a new archive goes to an empty place",
+                found.location
+            ))),
+        }
     }
 
     /// 55000 when `old`, archived, would become `new` that its archive cannot follow: renamed,

@@ -73,6 +73,9 @@ pub async fn set(cx: &Context<'_>, table: &StoredTable, options: &[(String, Expr
         created_micros: now_micros(),
     };
     let store = cx.engine.catalog().store().clone();
+    if existing.as_ref().is_none_or(|e| e.url != archive.url) {
+        archives.check_empty(&archive.url).await?;
+    }
     if let Some(existing) = &existing {
         let moved = existing.url != archive.url || existing.partition_by != archive.partition_by;
         if moved && manifest::last(&store, &def.name)?.is_some() {

@@ -9,15 +9,14 @@
 use crate::archive::manifest::{self, Batch};
 use crate::archive::write::{self, Encoded};
 use crate::archive::{Archive, Stores};
+use crate::background::{Background, Stop};
 use crate::clock::now_micros;
 use crate::engine::WeakEngine;
 use crate::error::{Error, Result};
 use crate::storage::Store;
 use object_store::ObjectStore;
 use object_store::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Most row ids one batch covers: what bounds the memory of a run.
@@ -41,9 +40,8 @@ pub struct Status {
 
 /// A running archive; dropping it stops the thread and waits for it.
 pub struct Runner {
-    stop: Arc<AtomicBool>,
     status: Arc<Mutex<Status>>,
-    thread: Option<JoinHandle<()>>,
+    _thread: Background,
 }
 
 impl Runner {
@@ -54,7 +52,6 @@ impl Runner {
         stores: &Stores,
         archive: Archive,
     ) -> Runner {
-        let stop = Arc::new(AtomicBool::new(false));
         // until recovery says otherwise, the last committed batch (published, unless a crash
         // interrupted its moves)
         let published = manifest::last(&store, &archive.table).ok().flatten();
@@ -64,21 +61,20 @@ impl Runner {
             ..Status::default()
         }));
         let target = stores.locate(&archive.url);
-        let worker = Worker {
-            engine,
-            store,
-            archive,
-            stop: stop.clone(),
-            status: status.clone(),
-        };
-        let thread = std::thread::Builder::new()
-            .name(format!("archive {}", worker.archive.table))
-            .spawn(move || worker.run(target))
-            .ok();
+        let worker_status = status.clone();
+        let thread = Background::spawn(format!("archive {}", archive.table), move |stop| {
+            let worker = Worker {
+                engine,
+                store,
+                archive,
+                stop,
+                status: worker_status,
+            };
+            worker.run(target)
+        });
         Runner {
-            stop,
             status,
-            thread,
+            _thread: thread,
         }
     }
 
@@ -91,24 +87,12 @@ impl Runner {
     }
 }
 
-impl Drop for Runner {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            // the thread itself may drop the last engine, and with it its own runner
-            if thread.thread().id() != std::thread::current().id() {
-                let _ = thread.join();
-            }
-        }
-    }
-}
-
 /// The state of the runner's thread.
 struct Worker {
     engine: WeakEngine,
     store: Arc<Store>,
     archive: Archive,
-    stop: Arc<AtomicBool>,
+    stop: Stop,
     status: Arc<Mutex<Status>>,
 }
 
@@ -143,15 +127,11 @@ impl Worker {
     }
 
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Acquire)
+        self.stop.stopped()
     }
 
-    /// Sleeps `pause`, waking early when stopped.
     fn sleep(&self, pause: Duration) {
-        let until = Instant::now() + pause;
-        while !self.stopped() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(20).min(pause));
-        }
+        self.stop.sleep(pause)
     }
 
     fn update(&self, change: impl FnOnce(&mut Status)) {

@@ -5,6 +5,7 @@
 //! failure (broker gone, commit refused, privilege revoked) drops the consumer and starts
 //! again from the stored offsets after a growing pause, recorded as the source's last error.
 
+use crate::background::{Background, Stop};
 use crate::blocking::Stopped;
 use crate::engine::WeakEngine;
 use crate::error::{Error, Result};
@@ -20,7 +21,6 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Bytes a batch's insert holds in memory before it stages files.
@@ -51,39 +51,36 @@ pub struct Status {
 
 /// A running consumer; dropping it stops the thread and waits for it.
 pub struct Runner {
-    stop: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
     status: Arc<Mutex<Status>>,
-    thread: Option<JoinHandle<()>>,
+    _thread: Background,
 }
 
 impl Runner {
     /// Starts consuming `source` into `engine`'s tables.
     pub fn start(engine: WeakEngine, store: Arc<Store>, source: Source) -> Runner {
-        let stop = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(source.paused));
         let status = Arc::new(Mutex::new(Status {
             state: "running",
             ..Status::default()
         }));
-        let consumer = Worker {
-            engine,
-            store,
-            source,
-            stop: stop.clone(),
-            paused: paused.clone(),
-            status: status.clone(),
-            runtime: OnceLock::new(),
-        };
-        let thread = std::thread::Builder::new()
-            .name(format!("source {}", consumer.source.name))
-            .spawn(move || consumer.run())
-            .ok();
+        let (worker_paused, worker_status) = (paused.clone(), status.clone());
+        let thread = Background::spawn(format!("source {}", source.name), move |stop| {
+            let consumer = Worker {
+                engine,
+                store,
+                source,
+                stop,
+                paused: worker_paused,
+                status: worker_status,
+                runtime: OnceLock::new(),
+            };
+            consumer.run()
+        });
         Runner {
-            stop,
             paused,
             status,
-            thread,
+            _thread: thread,
         }
     }
 
@@ -101,24 +98,12 @@ impl Runner {
     }
 }
 
-impl Drop for Runner {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            // the thread itself may drop the last engine, and with it its own runner
-            if thread.thread().id() != std::thread::current().id() {
-                let _ = thread.join();
-            }
-        }
-    }
-}
-
 /// The state of the consumer thread.
 struct Worker {
     engine: WeakEngine,
     store: Arc<Store>,
     source: Source,
-    stop: Arc<AtomicBool>,
+    stop: Stop,
     paused: Arc<AtomicBool>,
     status: Arc<Mutex<Status>>,
     /// Where the SQL of column defaults runs, made when first needed.
@@ -153,15 +138,11 @@ impl Worker {
     }
 
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Acquire)
+        self.stop.stopped()
     }
 
-    /// Sleeps `pause`, waking early when stopped.
     fn sleep(&self, pause: Duration) {
-        let until = Instant::now() + pause;
-        while !self.stopped() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(20).min(pause));
-        }
+        self.stop.sleep(pause)
     }
 
     /// A runtime of this thread's own for the engine's async SQL (column defaults).

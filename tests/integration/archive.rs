@@ -236,11 +236,13 @@ async fn every_row_is_archived_once_by_day_and_reads_back_as_the_table() {
         [["1050", "0"]]
     );
 
-    // RESET (archive) ends it, and the files stay
+    // RESET (archive) ends it, and the files stay: a new archive needs an empty place
     engine
         .sql("ALTER TABLE events RESET (archive)")
         .await
         .unwrap();
+    let again = format!("ALTER TABLE events SET (archive = '{url}')");
+    assert_eq!(engine.sql(&again).await.unwrap_err().sqlstate(), "55000");
     assert!(
         query(&engine, "SELECT * FROM tastedb_archives")
             .await
