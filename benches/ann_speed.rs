@@ -246,6 +246,7 @@ async fn main() {
         tls: None,
         tls_required: false,
         statement_timeout: "0".into(),
+        checkpoints: None,
     };
     let server = Server::bind(engine.clone(), options).await.expect("bind");
     let addr = server.local_addr().expect("address");

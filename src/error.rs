@@ -101,6 +101,8 @@ pub mod sqlstate {
     pub const DEADLOCK_DETECTED: &str = "40P01";
     /// An object not in the state the statement needs.
     pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
+    /// A write on a read-only server (a replica), as PostgreSQL's standbys answer it.
+    pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
     /// A connection to another system (a Kafka cluster) that could not be made or broke.
     pub const CONNECTION_FAILURE: &str = "08006";
     /// invalid_password
@@ -284,6 +286,9 @@ pub enum Error {
     /// A connection to another system (a Kafka cluster) that could not be made or broke.
     #[error("{0}")]
     ConnectionFailure(String),
+    /// A write on a read-only server (a replica).
+    #[error("{0}")]
+    ReadOnlySqlTransaction(String),
     /// Credentials that prove nothing: a wrong password or API key (28P01).
     #[error("{0}")]
     InvalidPassword(String),
@@ -354,6 +359,7 @@ impl Error {
             Error::InFailedTransaction => IN_FAILED_SQL_TRANSACTION,
             Error::ObjectNotInPrerequisiteState(_) => OBJECT_NOT_IN_PREREQUISITE_STATE,
             Error::ConnectionFailure(_) => CONNECTION_FAILURE,
+            Error::ReadOnlySqlTransaction(_) => READ_ONLY_SQL_TRANSACTION,
         }
     }
 

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use tastedb::http::HttpOptions;
 use tastedb::server::ServeOptions;
-use tastedb::{Engine, Result};
+use tastedb::{Engine, Error, Result};
 
 /// TasteDB: a recommendation database you talk to in SQL.
 #[derive(Debug, Parser)]
@@ -73,6 +73,17 @@ enum Command {
         /// --tls-cert and --tls-key).
         #[arg(long)]
         http: Option<std::net::SocketAddr>,
+        /// Serve the data directory (a replica's checkpoint) without changing it: statements
+        /// that write get SQLSTATE 25006.
+        #[arg(long, conflicts_with = "checkpoint_to")]
+        read_only: bool,
+        /// Add a checkpoint of the data directory to this directory at every
+        /// --checkpoint-every, for read replicas (`--read-only --follow DIR`) to serve.
+        #[arg(long)]
+        checkpoint_to: Option<PathBuf>,
+        /// How often --checkpoint-to adds one: 30s, 5min, … (PostgreSQL's forms).
+        #[arg(long, default_value = "1min", requires = "checkpoint_to")]
+        checkpoint_every: String,
     },
     /// The product on a generated shop: 3,000 users, 2,000 items and their events, a trained
     /// model, served over the wire protocol (trust on loopback) and HTTP with the console.
@@ -139,6 +150,13 @@ enum Command {
 pub async fn run(args: Cli) -> Result<()> {
     let engine_options = tastedb::EngineOptions {
         memory_limit: tastedb::engine::memory::parse_size(&args.memory_limit)?,
+        read_only: matches!(
+            args.command,
+            Command::Serve {
+                read_only: true,
+                ..
+            }
+        ),
     };
     let open = || Engine::open_with(&args.data, &engine_options);
     match args.command {
@@ -153,7 +171,14 @@ pub async fn run(args: Cli) -> Result<()> {
             tls_required,
             statement_timeout,
             http,
+            read_only: _,
+            checkpoint_to,
+            checkpoint_every,
         } => {
+            let every = tastedb::sql::timeouts::parse("--checkpoint-every", &checkpoint_every)?
+                .ok_or_else(|| {
+                    Error::InvalidParameter("--checkpoint-every must be longer than 0".into())
+                })?;
             let tls = tls_cert.zip(tls_key);
             let http = http.map(|listen| HttpOptions {
                 tls: tls.clone(),
@@ -166,6 +191,7 @@ pub async fn run(args: Cli) -> Result<()> {
                 tls,
                 tls_required,
                 statement_timeout,
+                checkpoints: checkpoint_to.map(|dir| (dir, every)),
             };
             let password = match password_file {
                 Some(file) => Some(serve::read_password_file(&file)?),

@@ -19,6 +19,12 @@ pub trait Command: std::fmt::Debug + Send + Sync {
     /// `None` when it returns a command tag only.
     fn rows_schema(&self) -> Option<SchemaRef>;
 
+    /// Whether it only reads, so that a read-only server (a replica) runs it; statements that
+    /// write are refused there with 25006 before they start.
+    fn read_only(&self) -> bool {
+        false
+    }
+
     /// Runs it in `cx`.
     async fn execute(&self, cx: &Context<'_>) -> Result<Outcome>;
 }

@@ -38,6 +38,9 @@ impl Engine {
         actor: &Actor,
         notices: &Notices,
     ) -> Result<Outcome> {
+        if self.is_read_only() {
+            super::read_only::check(&statement)?;
+        }
         match statement {
             Statement::CopyFrom(copy) => {
                 self.users().check_server_files(actor, FileAccess::Read)?;

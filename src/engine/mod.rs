@@ -17,6 +17,7 @@ pub mod memory;
 mod modify;
 mod outcome;
 mod prepared;
+mod read_only;
 mod retention;
 pub mod session_values;
 mod statement;
@@ -138,12 +139,16 @@ pub struct EngineOptions {
     /// Bytes that all statements together may hold in memory before they spill or fail with
     /// 53200 ([`memory`]); half the machine's memory by default.
     pub memory_limit: usize,
+    /// Opens the directory for reading only (a replica's checkpoint): nothing in it changes,
+    /// statements that write get 25006, sources and archives do not run.
+    pub read_only: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             memory_limit: memory::default_limit(),
+            read_only: false,
         }
     }
 }
@@ -158,7 +163,10 @@ impl Engine {
 
     /// Like [`Engine::open`], with `options`.
     pub fn open_with(dir: impl AsRef<Path>, options: &EngineOptions) -> Result<Engine> {
-        let store = Arc::new(Store::open(dir.as_ref())?);
+        let store = Arc::new(match options.read_only {
+            true => Store::open_read_only(dir.as_ref())?,
+            false => Store::open(dir.as_ref())?,
+        });
         let catalog = Arc::new(Catalog::load(store)?);
         let models = Arc::new(ModelRegistry::load(catalog.store().clone())?);
         let features = Arc::new(FeatureViews::load(catalog.store().clone())?);
@@ -290,15 +298,22 @@ impl Engine {
                 cache,
             }),
         };
-        // stored sources resume from their stored offsets
-        engine.sources().start_all(&engine.downgrade());
-        engine.archives().start_all(&engine.downgrade());
+        if !options.read_only {
+            // stored sources resume from their stored offsets
+            engine.sources().start_all(&engine.downgrade());
+            engine.archives().start_all(&engine.downgrade());
+        }
         Ok(engine)
     }
 
     /// A reference to this engine that does not keep it open.
     pub fn downgrade(&self) -> WeakEngine {
         WeakEngine(Arc::downgrade(&self.inner))
+    }
+
+    /// Whether the engine was opened read-only ([`EngineOptions::read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.catalog().store().is_read_only()
     }
 
     /// The tables' Parquet archives (`ALTER TABLE … SET (archive = …)`).

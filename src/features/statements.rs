@@ -37,6 +37,10 @@ impl Command for FeatureStatement {
         }
     }
 
+    fn read_only(&self) -> bool {
+        matches!(self, FeatureStatement::Show)
+    }
+
     async fn execute(&self, cx: &Context<'_>) -> Result<Outcome> {
         let (engine, notices) = (cx.engine, cx.notices);
         let views = engine.features();

@@ -49,6 +49,10 @@ impl Command for ModelStatement {
         }
     }
 
+    fn read_only(&self) -> bool {
+        matches!(self, ModelStatement::Show)
+    }
+
     async fn execute(&self, cx: &Context<'_>) -> Result<Outcome> {
         let (engine, notices) = (cx.engine, cx.notices);
         let registry = engine.models();

@@ -75,6 +75,9 @@ pub struct ServeOptions {
     /// The `statement_timeout` of every session until it sets its own (PostgreSQL's forms:
     /// `0` for none, milliseconds, or `2s`, `1min`, …).
     pub statement_timeout: String,
+    /// A checkpoint directory and an interval: a checkpoint of the data directory is added to
+    /// it at that interval while the server runs, for read replicas to follow.
+    pub checkpoints: Option<(PathBuf, std::time::Duration)>,
 }
 
 /// A bound, not yet running server.
@@ -153,7 +156,13 @@ impl Server {
         let sessions = runtime.handle().clone();
         let _runtime = SessionRuntime(Some(runtime));
         // Models retrain on their policies while the server runs (the runtime ends them).
-        sessions.spawn(crate::models::run_policies(self.engine.clone()));
+        if !self.engine.is_read_only() {
+            sessions.spawn(crate::models::run_policies(self.engine.clone()));
+        }
+        if let Some((directory, every)) = self.options.checkpoints.clone() {
+            let engine = self.engine.clone();
+            sessions.spawn(crate::backups::checkpoint_every(engine, directory, every));
+        }
         // Active model versions load in the background, so the first requests find them.
         sessions.spawn(crate::models::warm(self.engine.clone()));
         let shared = Arc::new(Shared {

@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod bulk_insert;
+pub mod checkpoint;
 mod commit_log;
 pub mod index_entries;
 mod key_codec;

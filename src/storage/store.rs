@@ -90,6 +90,8 @@ pub struct Store {
     commit_finished: Condvar,
     row_locks: RowLocks,
     retentions: Retentions,
+    /// Opened with [`Store::open_read_only`]: every write is refused with 25006.
+    read_only: bool,
 }
 
 /// Free bytes the data directory's file system needs before writes are tried again after
@@ -117,7 +119,47 @@ impl Store {
             commit_finished: Condvar::new(),
             row_locks: RowLocks::default(),
             retentions,
+            read_only: false,
         })
+    }
+
+    /// Opens the data directory `dir` (a replica's checkpoint) for reading only: nothing in it
+    /// is changed, not even leftovers removed, and every write is refused with 25006. All its
+    /// files are opened now, so the directory may be removed while it is open.
+    pub fn open_read_only(dir: &Path) -> Result<Store> {
+        let marker = dir.join(MARKER_FILE);
+        let version = fs::read_to_string(&marker).map_err(|e| io_context(dir, "cannot read", e))?;
+        let ours = version
+            .trim()
+            .strip_prefix(MARKER_PREFIX)
+            .and_then(|v| v.parse::<u32>().ok());
+        if ours != Some(FORMAT_VERSION) {
+            return Err(Error::NotADataDirectory {
+                path: dir.to_path_buf(),
+                reason: format!("it is not a data directory of format {FORMAT_VERSION}"),
+            });
+        }
+        let mut options = options();
+        options.create_if_missing(false);
+        options.set_max_open_files(-1);
+        let db = DB::open_for_read_only(&options, dir.join(ROCKSDB_DIR), false)
+            .map_err(|e| open_error(dir, e))?;
+        Ok(Store {
+            db: RwLock::new(Arc::new(db)),
+            disk_full: AtomicBool::new(false),
+            dir: dir.to_path_buf(),
+            observers: RwLock::new(Vec::new()),
+            commits: Mutex::new(CommitLog::default()),
+            commit_finished: Condvar::new(),
+            row_locks: RowLocks::default(),
+            retentions: Retentions::default(),
+            read_only: true,
+        })
+    }
+
+    /// Whether the store refuses writes ([`Store::open_read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// The RocksDB database, for the readers of this module.
@@ -288,6 +330,12 @@ impl Store {
     /// sorted SST files (see [`super::staging::Staging`]). When the disk is full it fails,
     /// and later writes first check that space came back.
     pub(super) fn publish(&self, publish: Publish) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnlySqlTransaction(
+                "cannot write in a read-only transaction: this server is a read-only replica"
+                    .into(),
+            ));
+        }
         if self.disk_full.load(Ordering::Acquire) {
             self.resume_after_disk_full()?;
         }

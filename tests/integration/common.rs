@@ -74,6 +74,7 @@ async fn serve(
         tls: None,
         tls_required: false,
         statement_timeout: timeout.to_string(),
+        checkpoints: None,
     };
     let server = Server::bind(engine, options).await.unwrap();
     let addr = server.local_addr().unwrap();
@@ -228,11 +229,21 @@ pub async fn serve_process(
     data: &std::path::Path,
     env: &[(&str, &str)],
 ) -> (std::process::Child, SocketAddr) {
+    serve_process_with(data, &[], env).await
+}
+
+/// Like [`serve_process`], with the options `args` added to `tastedb serve`.
+pub async fn serve_process_with(
+    data: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, SocketAddr) {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tastedb"))
         .arg("--data")
         .arg(data)
         .args(["serve", "--auth", "trust", "--listen", "127.0.0.1:0"])
+        .args(args)
         .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -25,6 +25,7 @@ mod models;
 mod privileges;
 mod psql;
 mod real_clients;
+mod replica;
 mod retraining;
 mod roles;
 mod server;

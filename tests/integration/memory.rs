@@ -13,6 +13,7 @@ fn small_engine(dir: &std::path::Path) -> Engine {
         dir,
         &EngineOptions {
             memory_limit: BUDGET,
+            ..EngineOptions::default()
         },
     )
     .unwrap()

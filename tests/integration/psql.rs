@@ -52,6 +52,7 @@ pub(crate) async fn serve(
         tls_required: tls.is_some(),
         tls,
         statement_timeout: "0".into(),
+        checkpoints: None,
     };
     let server = Server::bind(engine, options).await.unwrap();
     let port = server.local_addr().unwrap().port();

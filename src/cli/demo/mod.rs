@@ -63,6 +63,7 @@ pub async fn run(engine: Engine, options: DemoOptions) -> Result<()> {
             tls: None,
             tls_required: false,
             statement_timeout: "0".into(),
+            checkpoints: None,
         },
     )
     .await?;

@@ -1,0 +1,188 @@
+//! Checkpoints for read replicas: `CHECKPOINT TO 'dir'` and `tastedb serve --checkpoint-to`
+//! add consistent copies of a live data directory to a checkpoint directory (the newest three
+//! kept); `tastedb serve --read-only` (and an engine opened read-only) serves one — the rows and
+//! the model as they were at the checkpoint — and refuses every write with 25006.
+
+use crate::common::{query, rows, serve_process_with, trust_client};
+use crate::freshness::{EVENTS, TRAIN};
+use std::time::{Duration, Instant};
+use tastedb::{Engine, EngineOptions};
+
+/// The checkpoints in `dir`, oldest first.
+fn checkpoints(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.ends_with(".partial"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_serves_its_rows_and_model_read_only_and_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Engine::open(dir.path().join("primary")).unwrap();
+    primary.sql(EVENTS).await.unwrap();
+    primary.sql(TRAIN).await.unwrap();
+    let store = dir.path().join("checkpoints");
+    let made = query(&primary, &format!("CHECKPOINT TO '{}'", store.display())).await;
+    let checkpoint = std::path::PathBuf::from(&made[0][0]);
+    assert_eq!(checkpoints(&store).len(), 1);
+    // what the primary does after the checkpoint is not in it
+    primary
+        .sql("INSERT INTO ev VALUES ('a1', 'x9', 'buy'); CREATE TABLE later (n BIGINT)")
+        .await
+        .unwrap();
+    let recommend = "SELECT item_id FROM recommend('m', 'a1', 3) ORDER BY rank";
+
+    let replica = Engine::open_with(
+        &checkpoint,
+        &EngineOptions {
+            read_only: true,
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(replica.is_read_only());
+    assert_eq!(query(&replica, "SELECT count(*) FROM ev").await, [["72"]]);
+    assert_eq!(query(&primary, "SELECT count(*) FROM ev").await, [["73"]]);
+    assert_eq!(
+        query(&replica, "SELECT name, active_version FROM tastedb_models").await,
+        query(&primary, "SELECT name, active_version FROM tastedb_models").await
+    );
+    assert_eq!(query(&replica, "SHOW MODELS").await.len(), 1);
+    // the same model, serving
+    assert_eq!(query(&replica, recommend).await.len(), 3);
+    for write in [
+        "INSERT INTO ev VALUES ('a1', 'x1', 'buy')",
+        "UPDATE ev SET kind = 'view'",
+        "DELETE FROM ev",
+        "CREATE TABLE t (n BIGINT)",
+        "DROP TABLE ev",
+        "ALTER TABLE ev ADD COLUMN n BIGINT",
+        "TRAIN MODEL m2 USING popularity FROM ev",
+        "DROP MODEL m",
+        "CREATE ROLE bob LOGIN",
+        "CREATE VIEW v AS SELECT 1",
+        "VACUUM",
+    ] {
+        let error = replica.sql(write).await.unwrap_err();
+        assert_eq!(error.sqlstate(), "25006", "{write}: {error}");
+    }
+    // worded as PostgreSQL words it with default_transaction_read_only
+    let insert = replica
+        .sql("INSERT INTO ev VALUES ('a', 'b', 'c')")
+        .await
+        .unwrap_err();
+    assert!(
+        insert
+            .to_string()
+            .starts_with("cannot execute INSERT in a read-only transaction"),
+        "{insert}"
+    );
+    let create = replica.sql("CREATE TABLE t2 (n BIGINT)").await.unwrap_err();
+    assert!(
+        create
+            .to_string()
+            .starts_with("cannot execute CREATE TABLE in a read-only transaction"),
+        "{create}"
+    );
+    let missing = replica.sql("SELECT * FROM later").await.unwrap_err();
+    assert_eq!(missing.sqlstate(), "42P01", "{missing}");
+    assert_eq!(query(&replica, "SELECT count(*) FROM ev").await, [["72"]]);
+    drop(replica);
+
+    // the checkpoint directory keeps the newest three
+    for n in 0..4 {
+        primary
+            .sql(&format!("INSERT INTO ev VALUES ('c{n}', 'x1', 'buy')"))
+            .await
+            .unwrap();
+        primary
+            .sql(&format!("CHECKPOINT TO '{}'", store.display()))
+            .await
+            .unwrap();
+    }
+    let kept = checkpoints(&store);
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    // only superusers take one
+    primary.sql("CREATE ROLE bob LOGIN").await.unwrap();
+    let refused = primary
+        .sql_as("bob", &format!("CHECKPOINT TO '{}'", store.display()))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.sqlstate(), "42501");
+}
+
+/// `tastedb serve --checkpoint-to` adds checkpoints while clients write; `tastedb serve
+/// --read-only` on the newest serves it over the wire and answers writes with 25006.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_checkpoints_as_it_goes_and_a_read_only_server_serves_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("primary");
+    let store = dir.path().join("checkpoints");
+    let store_arg = store.display().to_string();
+    let (mut primary, addr) = serve_process_with(
+        &data,
+        &["--checkpoint-to", &store_arg, "--checkpoint-every", "100ms"],
+        &[],
+    )
+    .await;
+    let client = trust_client(addr).await;
+    client
+        .batch_execute("CREATE TABLE ev (n BIGINT)")
+        .await
+        .unwrap();
+    for n in 0..20 {
+        client
+            .batch_execute(&format!("INSERT INTO ev VALUES ({n})"))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    let newest = loop {
+        let found = checkpoints(&store);
+        let complete = found.last().map(|last| store.join(last));
+        if let Some(last) = complete.filter(|_| found.len() >= 2) {
+            break last;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{found:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(checkpoints(&store).len() <= 3);
+    let _ = primary.kill();
+    let _ = primary.wait();
+
+    let (mut replica, addr) = serve_process_with(&newest, &["--read-only"], &[]).await;
+    let client = trust_client(addr).await;
+    let count = rows(
+        client
+            .simple_query("SELECT count(*) FROM ev")
+            .await
+            .unwrap(),
+    );
+    let count: u64 = count[0][0].as_deref().unwrap().parse().unwrap();
+    assert!(count <= 20);
+    let error = client
+        .batch_execute("INSERT INTO ev VALUES (99)")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("25006"), "{error:?}");
+    // prepared, as PostgreSQL's standbys allow; refused when it runs
+    let statement = client.prepare("INSERT INTO ev VALUES ($1)").await.unwrap();
+    let error = client.execute(&statement, &[&5i64]).await.unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("25006"), "{error:?}");
+    let again = rows(
+        client
+            .simple_query("SELECT count(*) FROM ev")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(again[0][0].as_deref(), Some(count.to_string().as_str()));
+    let _ = replica.kill();
+    let _ = replica.wait();
+}
