@@ -247,6 +247,7 @@ async fn main() {
         tls_required: false,
         statement_timeout: "0".into(),
         checkpoints: None,
+        follow: None,
     };
     let server = Server::bind(engine.clone(), options).await.expect("bind");
     let addr = server.local_addr().expect("address");

@@ -56,4 +56,26 @@ impl Stop {
             std::thread::sleep(Duration::from_millis(20).min(pause));
         }
     }
+
+    /// Runs `attempt` again and again until it succeeds or the thread is told to stop: after
+    /// each failure `failed` is told the error, then the thread pauses, `first` at first and
+    /// twice as long each time after, up to `most`.
+    pub fn retry<E>(
+        &self,
+        (first, most): (Duration, Duration),
+        mut attempt: impl FnMut() -> Result<(), E>,
+        mut failed: impl FnMut(E),
+    ) {
+        let mut pause = first;
+        while !self.stopped() {
+            match attempt() {
+                Ok(()) => return,
+                Err(error) => {
+                    failed(error);
+                    self.sleep(pause);
+                    pause = (pause * 2).min(most);
+                }
+            }
+        }
+    }
 }

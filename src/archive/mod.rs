@@ -86,6 +86,11 @@ impl Archives {
         })
     }
 
+    /// The object stores archives are written to and read from.
+    pub fn stores(&self) -> &Arc<Stores> {
+        &self.stores
+    }
+
     /// Starts the runner of every stored archive (when an engine opens).
     pub fn start_all(&self, engine: &WeakEngine) {
         for archive in self.records.list() {

@@ -102,27 +102,20 @@ impl Worker {
             .enable_all()
             .build()
             .map_err(|e| Error::Internal(format!("a runtime for the archive: {e}")));
-        let mut backoff = Duration::from_millis(200);
-        while !self.stopped() {
-            let outcome = match (&runtime, &target) {
-                (Ok(runtime), Ok((store, root))) => {
-                    runtime.block_on(self.archive_until_stopped(store.as_ref(), root))
-                }
-                (Err(e), _) | (_, Err(e)) => Err(Error::Internal(e.to_string())),
-            };
-            match outcome {
-                Ok(()) => break,
-                Err(error) => {
-                    tracing::warn!("archive of {}: {error}", self.archive.table);
-                    self.update(|s| {
-                        s.state = "retrying";
-                        s.last_error = Some(error.to_string());
-                    });
-                    self.sleep(backoff);
-                    backoff = (backoff * 2).min(MOST_BACKOFF);
-                }
+        let attempt = || match (&runtime, &target) {
+            (Ok(runtime), Ok((store, root))) => {
+                runtime.block_on(self.archive_until_stopped(store.as_ref(), root))
             }
-        }
+            (Err(e), _) | (_, Err(e)) => Err(Error::Internal(e.to_string())),
+        };
+        let failed = |error: Error| {
+            tracing::warn!("archive of {}: {error}", self.archive.table);
+            self.update(|s| {
+                s.state = "retrying";
+                s.last_error = Some(error.to_string());
+            });
+        };
+        (self.stop).retry((Duration::from_millis(200), MOST_BACKOFF), attempt, failed);
         self.update(|s| s.state = "stopped");
     }
 

@@ -93,7 +93,7 @@ pub fn encode(
 }
 
 /// `relative` (segments separated by `/`) under `root`.
-pub fn under(root: &Path, relative: &str) -> Path {
+fn under(root: &Path, relative: &str) -> Path {
     relative
         .split('/')
         .filter(|s| !s.is_empty())

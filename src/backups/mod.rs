@@ -3,7 +3,11 @@
 //! `tastedb restore` (`cli/`) do the same from the command line. `CHECKPOINT TO 'dir'` adds a
 //! checkpoint to a checkpoint directory (`storage::checkpoint`): a data directory of its own that
 //! a read replica serves (`tastedb serve --read-only --follow dir`); `tastedb serve
-//! --checkpoint-to dir` makes one at an interval ([`checkpoint_every`]).
+//! --checkpoint-to dir` makes one at an interval ([`checkpoint_every`]), and [`follow`] moves a
+//! replica to the newest.
+
+mod follow;
+pub use follow::{first_checkpoint, follow};
 
 use crate::blocking;
 use crate::engine::{Command, Context, Family, Outcome};

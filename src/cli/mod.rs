@@ -32,6 +32,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// parsed once at start: the size of its largest variant costs nothing
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Serve the data directory over the Postgres wire protocol (psql, drivers, BI tools).
     Serve {
@@ -84,6 +86,13 @@ enum Command {
         /// How often --checkpoint-to adds one: 30s, 5min, … (PostgreSQL's forms).
         #[arg(long, default_value = "1min", requires = "checkpoint_to")]
         checkpoint_every: String,
+        /// Serve the newest checkpoint in this directory (a primary's --checkpoint-to) instead
+        /// of --data, and move to newer ones as they appear, keeping connections.
+        #[arg(long, requires = "read_only")]
+        follow: Option<PathBuf>,
+        /// How often --follow looks for a newer checkpoint: 1s, 30s, … (PostgreSQL's forms).
+        #[arg(long, default_value = "1s", requires = "follow")]
+        follow_every: String,
     },
     /// The product on a generated shop: 3,000 users, 2,000 items and their events, a trained
     /// model, served over the wire protocol (trust on loopback) and HTTP with the console.
@@ -174,11 +183,11 @@ pub async fn run(args: Cli) -> Result<()> {
             read_only: _,
             checkpoint_to,
             checkpoint_every,
+            follow,
+            follow_every,
         } => {
-            let every = tastedb::sql::timeouts::parse("--checkpoint-every", &checkpoint_every)?
-                .ok_or_else(|| {
-                    Error::InvalidParameter("--checkpoint-every must be longer than 0".into())
-                })?;
+            let every = interval("--checkpoint-every", &checkpoint_every)?;
+            let follow_every = interval("--follow-every", &follow_every)?;
             let tls = tls_cert.zip(tls_key);
             let http = http.map(|listen| HttpOptions {
                 tls: tls.clone(),
@@ -192,12 +201,20 @@ pub async fn run(args: Cli) -> Result<()> {
                 tls_required,
                 statement_timeout,
                 checkpoints: checkpoint_to.map(|dir| (dir, every)),
+                follow: follow.clone().map(|dir| (dir, follow_every)),
             };
             let password = match password_file {
                 Some(file) => Some(serve::read_password_file(&file)?),
                 None => password,
             };
-            serve::run(open()?, options, http, password).await
+            let engine = match &follow {
+                Some(dir) => {
+                    let newest = tastedb::backups::first_checkpoint(dir, follow_every).await?;
+                    Engine::open_with(newest, &engine_options)?
+                }
+                None => open()?,
+            };
+            serve::run(engine, options, http, password).await
         }
         Command::Demo { listen, http } => {
             demo::run(open()?, demo::DemoOptions { listen, http }).await
@@ -260,4 +277,10 @@ pub async fn run(args: Cli) -> Result<()> {
             import::run(&open()?, &table, &file, options).await
         }
     }
+}
+
+/// A positive interval given to `flag` (PostgreSQL's forms: `500ms`, `30s`, `1min`, …).
+fn interval(flag: &str, text: &str) -> Result<std::time::Duration> {
+    tastedb::sql::timeouts::parse(flag, text)?
+        .ok_or_else(|| Error::InvalidParameter(format!("{flag} must be longer than 0")))
 }

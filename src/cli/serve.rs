@@ -1,5 +1,6 @@
 //! `tastedb serve`: the Postgres wire server until SIGINT or SIGTERM.
 
+use tastedb::engine::CurrentEngine;
 use tastedb::http::{HttpOptions, HttpServer};
 use tastedb::server::{Alongside, AuthMode, ServeOptions, Server};
 use tastedb::{Engine, Error, Result};
@@ -24,6 +25,8 @@ pub async fn run(
         eprintln!("created user {ADMIN_USER}");
     }
     let signalled = shutdown_signal();
+    // one engine for both servers, which a replica's follower replaces for both
+    let engine = CurrentEngine::new(engine);
     let server = Server::bind(engine.clone(), options).await?;
     eprintln!(
         "TasteDB listening on {} (database tastedb, user {ADMIN_USER}); Ctrl-C stops it",

@@ -8,6 +8,7 @@ mod access;
 mod activity;
 mod alter;
 mod command;
+mod current;
 pub mod depth;
 mod execute;
 mod extensions;
@@ -17,6 +18,8 @@ pub mod memory;
 mod modify;
 mod outcome;
 mod prepared;
+mod process;
+use process::Process;
 mod read_only;
 mod retention;
 pub mod session_values;
@@ -27,6 +30,7 @@ pub mod transaction;
 pub use access::{Access, FUNCTION_OBJECTS, FunctionObject};
 pub use activity::{Activity, CancelBackend, Connected, Connection, Running};
 pub use command::{Command, Context, Family};
+pub use current::CurrentEngine;
 pub use extensions::{FAMILIES, QUERY_SIGNATURES};
 pub use fast_path::{Shaped, Spoken, Template, shape};
 pub use outcome::{CommandTag, Outcome};
@@ -34,7 +38,7 @@ pub use prepared::Prepared;
 pub(crate) use retention::interval_micros;
 pub use statement::{Statement, parse};
 
-use crate::archive::{Archives, Stores};
+use crate::archive::Archives;
 use crate::catalog::pg_indexes::{IndexCatalog, ListIndexes};
 use crate::catalog::system_tables::SystemTables;
 use crate::catalog::{Catalog, ExtraSchema, StoredView, TasteSchema};
@@ -102,6 +106,9 @@ struct EngineInner {
     impressions: Arc<ImpressionLog>,
     metrics: Arc<Metrics>,
     cache: Arc<ServingCache>,
+    /// Distinguishes this engine from every other one the process opened
+    /// ([`Prepared::is_current`]).
+    instance: u64,
 }
 
 /// A reference to an engine that does not keep it open: what background consumers hold.
@@ -163,9 +170,30 @@ impl Engine {
 
     /// Like [`Engine::open`], with `options`.
     pub fn open_with(dir: impl AsRef<Path>, options: &EngineOptions) -> Result<Engine> {
+        Engine::open_in(dir.as_ref(), options, Process::new(options.memory_limit)?)
+    }
+
+    /// Opens the checkpoint `dir` read-only to replace this engine in a read replica, sharing
+    /// what belongs to the process rather than to a data directory: connections and their
+    /// cancel keys, metrics, the memory pool and the object stores.
+    pub fn open_replacement(&self, dir: impl AsRef<Path>) -> Result<Engine> {
+        let options = EngineOptions {
+            read_only: true,
+            ..EngineOptions::default()
+        };
+        Engine::open_in(dir.as_ref(), &options, Process::of(self))
+    }
+
+    fn open_in(dir: &Path, options: &EngineOptions, process: Process) -> Result<Engine> {
+        let Process {
+            activity,
+            metrics,
+            stores,
+            runtime,
+        } = process;
         let store = Arc::new(match options.read_only {
-            true => Store::open_read_only(dir.as_ref())?,
-            false => Store::open(dir.as_ref())?,
+            true => Store::open_read_only(dir)?,
+            false => Store::open(dir)?,
         });
         let catalog = Arc::new(Catalog::load(store)?);
         let models = Arc::new(ModelRegistry::load(catalog.store().clone())?);
@@ -180,7 +208,6 @@ impl Engine {
         let experiments = Arc::new(Experiments::load(catalog.store().clone())?);
         let impressions = Arc::new(ImpressionLog::new(catalog.clone()));
         let sources = Arc::new(Sources::load(catalog.store().clone())?);
-        let stores = Arc::new(Stores::default());
         let archives = Arc::new(Archives::load(catalog.store().clone(), stores.clone())?);
         let system_tables: Vec<Arc<dyn SystemTables>> = vec![
             filters.clone(),
@@ -202,10 +229,7 @@ impl Engine {
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(names::CATALOG, names::SCHEMA);
         config.options_mut().sql_parser.dialect = "PostgreSQL".parse()?;
-        let ctx = SessionContext::new_with_config_rt(
-            config,
-            memory::runtime(options.memory_limit, stores)?,
-        );
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         let database = MemoryCatalogProvider::new();
         database.register_schema(names::SCHEMA, schema.clone())?;
         ctx.register_catalog(names::CATALOG, Arc::new(database));
@@ -213,7 +237,6 @@ impl Engine {
         datafusion_pg_catalog::setup_pg_catalog(&ctx, names::CATALOG, RoleCatalog(users.clone()))
             .map_err(|e| Error::from(*e))?;
         crate::roles::register_catalog(&ctx, &users, schema.clone());
-        let activity = Arc::new(Activity::default());
         let role_oids = Arc::new(RoleOids(users.clone()));
         ctx.register_udf(role_oids.get_userbyid());
         let pg_catalog: Vec<Arc<dyn SystemTables>> = vec![
@@ -294,8 +317,9 @@ impl Engine {
                 filters,
                 experiments,
                 impressions,
-                metrics: Arc::new(Metrics::new()),
+                metrics,
                 cache,
+                instance: process::next_instance(),
             }),
         };
         if !options.read_only {

@@ -39,9 +39,9 @@ pub struct Prepared {
     access: Access,
     /// The role it was prepared for (`None`: the embedding program).
     prepared_by: Actor,
-    /// The catalog generation the plan was made in; a CREATE or DROP since means planning
-    /// again.
-    generation: u64,
+    /// The engine and catalog generation the plan was made in; another engine (a replica's
+    /// newer checkpoint) or a CREATE or DROP since means planning again.
+    planned_in: PlannedIn,
 }
 
 impl Prepared {
@@ -67,10 +67,26 @@ impl Prepared {
         self.rows_schema.as_ref()
     }
 
-    /// Whether it was planned in `engine`'s current catalog generation (no CREATE or DROP
+    /// Whether it was planned by `engine` in its current catalog generation (no CREATE or DROP
     /// since), so that running it does not plan again.
     pub fn is_current(&self, engine: &Engine) -> bool {
-        self.generation == engine.catalog().generation()
+        self.planned_in == PlannedIn::now(engine)
+    }
+}
+
+/// Which engine, at which catalog generation, made a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PlannedIn {
+    instance: u64,
+    generation: u64,
+}
+
+impl PlannedIn {
+    fn now(engine: &Engine) -> PlannedIn {
+        PlannedIn {
+            instance: engine.inner.instance,
+            generation: engine.catalog().generation(),
+        }
     }
 }
 
@@ -84,7 +100,7 @@ impl Engine {
 
     /// Like [`Engine::prepare`], on behalf of `actor`, who must hold what it needs.
     pub async fn prepare_as(&self, statement: Statement, actor: &Actor) -> Result<Prepared> {
-        let generation = self.catalog().generation();
+        let planned_in = PlannedIn::now(self);
         let modification = match statement.sql() {
             Some(sql) => self.modification_of(sql)?,
             None => None,
@@ -133,7 +149,7 @@ impl Engine {
             modification,
             access,
             prepared_by: actor.clone(),
-            generation,
+            planned_in,
         })
     }
 
@@ -179,7 +195,7 @@ impl Engine {
         actor: &Actor,
         notices: &Notices,
     ) -> Result<Outcome> {
-        if prepared.generation != self.catalog().generation() || prepared.prepared_by != *actor {
+        if !prepared.is_current(self) || prepared.prepared_by != *actor {
             let fresh = Box::pin(self.prepare_as(prepared.statement.clone(), actor)).await?;
             return Box::pin(self.execute_prepared_as(&fresh, values, actor, notices)).await;
         }
@@ -211,7 +227,7 @@ impl Engine {
         let Some(fast) = &prepared.fast else {
             return Ok(None);
         };
-        if prepared.generation != self.catalog().generation() || prepared.prepared_by != *actor {
+        if !prepared.is_current(self) || prepared.prepared_by != *actor {
             return Ok(None);
         }
         self.check_access(actor, &prepared.access)?;

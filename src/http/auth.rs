@@ -27,7 +27,7 @@ impl FromRequestParts<Api> for Caller {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or_else(|| ApiError::unauthenticated("Authorization must be Bearer <API key>"))?;
-        let user = api.engine.users().authenticate_key(secret)?;
+        let user = api.engine().users().authenticate_key(secret)?;
         Ok(Caller(Actor::Role(user)))
     }
 }

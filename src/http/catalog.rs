@@ -114,7 +114,7 @@ pub struct SqlAnswer {
     security(("api_key" = [])))]
 pub async fn models(State(api): State<Api>, _caller: Caller) -> Json<ModelList> {
     let models = api
-        .engine
+        .engine()
         .models()
         .models()
         .into_iter()
@@ -138,7 +138,7 @@ pub async fn versions(
     _caller: Caller,
     Path(model): Path<String>,
 ) -> Result<Json<VersionList>, ApiError> {
-    let entry = api.engine.models().get(&model)?;
+    let entry = api.engine().models().get(&model)?;
     let versions = entry
         .versions
         .iter()
@@ -213,7 +213,7 @@ pub async fn features(
             "give between 1 and 1000 keys: ?key=a&key=b",
         ));
     }
-    api.engine.features().get(&view)?;
+    api.engine().features().get(&view)?;
     let mut sql = format!("SELECT * FROM online_features({}", quote_literal(&view));
     for key in &keys {
         sql.push_str(&format!(", {}", quote_literal(key)));
@@ -232,11 +232,12 @@ pub async fn features(
     responses((status = 200, body = TableList), (status = "4XX", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn tables(State(api): State<Api>, caller: Caller) -> Result<Json<TableList>, ApiError> {
-    let users = api.engine.users();
+    let engine = api.engine();
+    let users = engine.users();
     let mut tables = Vec::new();
-    for name in api.engine.catalog().names() {
+    for name in engine.catalog().names() {
         let object = Object::table(name.clone());
-        let Some(def) = api.engine.table_def(&name) else {
+        let Some(def) = engine.table_def(&name) else {
             continue;
         };
         if users.check(&caller.0, &object, Privilege::Select).is_err() {
@@ -284,7 +285,7 @@ pub async fn sql(
     let started = std::time::Instant::now();
     let kind = crate::metrics::statement_kind(&request.sql);
     let answered = answer_sql(&api, &caller.0, &request.sql).await;
-    api.engine
+    api.engine()
         .metrics()
         .statement(&kind, answered.is_ok(), started.elapsed().as_secs_f64());
     Ok(Json(answered?))
@@ -326,7 +327,7 @@ async fn answer_sql(api: &Api, actor: &Actor, sql: &str) -> Result<SqlAnswer, Ap
     let mut statements = statements.into_iter().peekable();
     let notices = crate::sql::notices::Notices::tracing();
     while let Some(statement) = statements.next() {
-        let outcome = api.engine.execute_as(statement, actor, &notices).await?;
+        let outcome = api.engine().execute_as(statement, actor, &notices).await?;
         if statements.peek().is_some() {
             let _: Vec<RecordBatch> = collect(outcome.into_stream()?).await?;
             continue;
@@ -334,7 +335,7 @@ async fn answer_sql(api: &Api, actor: &Actor, sql: &str) -> Result<SqlAnswer, Ap
         return match outcome {
             crate::engine::Outcome::Done(tag) => {
                 if let Some(rows) = tag.rows_written() {
-                    api.engine.metrics().rows_written(rows);
+                    api.engine().metrics().rows_written(rows);
                 }
                 Ok(SqlAnswer {
                     command: tag.to_string(),
@@ -395,7 +396,7 @@ async fn run_as(api: &Api, actor: &Actor, sql: &str) -> Result<Vec<RecordBatch>,
         .pop()
         .ok_or_else(|| Error::Internal("an empty statement".into()))?;
     let notices = crate::sql::notices::Notices::tracing();
-    let outcome = api.engine.execute_as(statement, actor, &notices).await?;
+    let outcome = api.engine().execute_as(statement, actor, &notices).await?;
     collect(outcome.into_stream()?).await
 }
 

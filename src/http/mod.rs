@@ -15,7 +15,7 @@ mod serving;
 
 pub use error::ApiError;
 
-use crate::engine::Engine;
+use crate::engine::{CurrentEngine, Engine};
 use crate::error::{Error, Result};
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -68,7 +68,7 @@ struct Limits {
 /// What every handler shares.
 #[derive(Clone)]
 pub struct Api {
-    engine: Engine,
+    current: CurrentEngine,
     limits: Limits,
     shapes: Arc<serving::PreparedShapes>,
     bodies: Arc<serving::EncodedBodies>,
@@ -85,8 +85,12 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Binds the listener (and reads the TLS certificate, if any).
-    pub async fn bind(engine: Engine, options: HttpOptions) -> Result<HttpServer> {
+    /// Binds the listener (and reads the TLS certificate, if any) to serve `engine` (an
+    /// [`Engine`], or the [`CurrentEngine`] the wire server shares).
+    pub async fn bind(
+        engine: impl Into<CurrentEngine>,
+        options: HttpOptions,
+    ) -> Result<HttpServer> {
         let tls = match &options.tls {
             Some((cert, key)) => Some(crate::server::tls_acceptor(cert, key, b"http/1.1")?),
             None => None,
@@ -94,7 +98,7 @@ impl HttpServer {
         let listener = crate::server::listen(options.listen).await?;
         let stopping = Arc::new(AtomicBool::new(false));
         let api = Api {
-            engine,
+            current: engine.into(),
             limits: Limits {
                 body_bytes: options.body_bytes,
                 stream_bytes: options.stream_bytes,
@@ -125,6 +129,13 @@ impl HttpServer {
             stopping.store(true, Ordering::Relaxed);
         };
         listener::serve(self.listener, self.router, self.tls, shutdown).await
+    }
+}
+
+impl Api {
+    /// The engine a request starting now runs on.
+    fn engine(&self) -> Engine {
+        self.current.get()
     }
 }
 
@@ -181,7 +192,7 @@ async fn observe(
         .into_response(),
     };
     let seconds = started.elapsed().as_secs_f64();
-    api.engine
+    api.engine()
         .metrics()
         .http_request(&endpoint, &method, response.status().as_u16(), seconds);
     response

@@ -35,7 +35,7 @@ pub async fn readyz(State(api): State<Api>) -> (StatusCode, axum::Json<Health>) 
     let status = if api.stopping.load(Ordering::Relaxed) {
         Err("stopping".to_string())
     } else {
-        let store = api.engine.catalog().store();
+        let store = api.engine().catalog().store().clone();
         store
             .get(b"m")
             .map(|_| ())
@@ -59,7 +59,7 @@ pub async fn readyz(State(api): State<Api>) -> (StatusCode, axum::Json<Health>) 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(api): State<Api>) -> Response {
-    let engine = &api.engine;
+    let engine = api.engine();
     let stats = &engine.prediction_cache().stats;
     let cache = [
         stats.hits.load(Ordering::Relaxed),

@@ -71,10 +71,10 @@ pub async fn insert(
     };
     let listed = rows.first().map(keys_of).unwrap_or_default();
     let inserted = api
-        .engine
+        .engine()
         .insert_json(&table, &caller.0, listed, JsonRows::Objects(rows))
         .await?;
-    api.engine.metrics().rows_written(inserted);
+    api.engine().metrics().rows_written(inserted);
     Ok(Json(Inserted {
         table,
         rows: inserted,
@@ -172,14 +172,14 @@ async fn insert_lines(
     let rest: ByteStream = Box::pin(futures::stream::iter([Ok(Bytes::from(head))]).chain(stream));
     let reader = std::io::BufReader::new(SyncIoBridge::new(StreamReader::new(rest)));
     let inserted = api
-        .engine
+        .engine()
         .insert_json(&table, &caller.0, listed, JsonRows::Lines(Box::new(reader)))
         .await;
     if exceeded.load(Ordering::Relaxed) {
         return Err(ApiError::too_large(limit));
     }
     let inserted = inserted?;
-    api.engine.metrics().rows_written(inserted);
+    api.engine().metrics().rows_written(inserted);
     Ok(Json(Inserted {
         table,
         rows: inserted,

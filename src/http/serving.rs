@@ -262,7 +262,8 @@ impl Shape {
         exact: Option<bool>,
     ) -> Result<Shape, ApiError> {
         // (a cheap check first: `get` copies the model's versions, for its error only)
-        let (models, experiments) = (api.engine.models(), api.engine.experiments());
+        let engine = api.engine();
+        let (models, experiments) = (engine.models(), engine.experiments());
         if serving_stamp(models, experiments, model, "").is_none()
             && experiments.get(model).is_none()
         {
@@ -274,7 +275,7 @@ impl Shape {
         );
         if let Some(filter) = filter {
             // only a filter's name: the request never carries SQL
-            if api.engine.filters().get(filter).is_none() {
+            if api.engine().filters().get(filter).is_none() {
                 return Err(
                     Error::UndefinedObject(format!("filter \"{filter}\" does not exist")).into(),
                 );
@@ -361,14 +362,14 @@ impl Shape {
         };
         // the version that answered: the active one before and after the ranking, the same
         for _ in 0..3 {
-            let (models, experiments) = (api.engine.models(), api.engine.experiments());
+            let engine = api.engine();
+            let (models, experiments) = (engine.models(), engine.experiments());
             let before = serving_stamp(models, experiments, &self.model, id);
             let values = ParamValues::List(vec![
                 id_value.clone().into(),
                 ScalarValue::Int64(Some(k)).into(),
             ]);
-            let outcome = api
-                .engine
+            let outcome = engine
                 .execute_prepared_as(&prepared, values, actor, &Notices::tracing())
                 .await?;
             let (rows, reused) = match outcome {
@@ -519,7 +520,7 @@ impl Api {
                 .cloned()
         };
         if let Some(prepared) = lock(&self.shapes)
-            && prepared.is_current(&self.engine)
+            && prepared.is_current(&self.engine())
         {
             return Ok(prepared);
         }
@@ -527,7 +528,7 @@ impl Api {
         let statement = statements
             .pop()
             .ok_or_else(|| Error::Internal("an empty ranking statement".into()))?;
-        let prepared = Arc::new(self.engine.prepare_as(statement, actor).await?);
+        let prepared = Arc::new(self.engine().prepare_as(statement, actor).await?);
         let mut shapes = self.shapes.shapes.lock().unwrap_or_else(|p| p.into_inner());
         if shapes.len() >= MAX_SHAPES {
             shapes.clear();

@@ -7,14 +7,14 @@
 //! inserts nothing. `COPY … TO STDOUT`: the query's rows are streamed as CopyData in text or
 //! csv format.
 
-use crate::engine::Engine;
 use crate::engine::transaction::maybe_within;
+use crate::engine::{CurrentEngine, Engine};
 use crate::error::{Error, Result};
 use crate::roles::Actor;
 use crate::server::errors::to_pgwire;
 use crate::server::stop::Stop;
 use crate::server::text_format;
-use crate::server::transaction_block::Block;
+use crate::server::transaction_block::{Block, engine_for};
 use crate::sql::parser::{CopyFormat, CopyFrom, CopyOptions};
 use arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use arrow_pg::encoder::encode_value;
@@ -254,12 +254,12 @@ fn encode_row(
 
 /// Receives the data of a COPY FROM STDIN.
 pub struct CopyIn {
-    engine: Engine,
+    engine: CurrentEngine,
 }
 
 impl CopyIn {
-    /// A handler inserting through `engine`.
-    pub fn new(engine: Engine) -> Self {
+    /// A handler inserting through the engine current when a COPY's data starts.
+    pub fn new(engine: CurrentEngine) -> Self {
         CopyIn { engine }
     }
 }
@@ -333,7 +333,10 @@ impl CopyHandler for CopyIn {
                 Block::of(client).failed();
                 return Err(to_pgwire(&stopped, "COPY FROM STDIN"));
             }
-            (feed(&self.engine, client, copying), "COPY FROM STDIN")
+            (
+                feed(&engine_for(&self.engine, client), client, copying),
+                "COPY FROM STDIN",
+            )
         };
         let sent = match chunks {
             Some(chunks) => chunks.send(Chunk::Data(copy_data.data)).await.is_ok(),
@@ -365,7 +368,10 @@ impl CopyHandler for CopyIn {
             let statement = (copying.copy.as_ref()).map_or("COPY FROM STDIN".to_string(), |c| {
                 format!("COPY {} FROM STDIN", c.table)
             });
-            (feed(&self.engine, client, copying), statement)
+            (
+                feed(&engine_for(&self.engine, client), client, copying),
+                statement,
+            )
         };
         if let Some(chunks) = chunks {
             // a closed channel means the insert has ended already: its outcome says why
@@ -377,7 +383,7 @@ impl CopyHandler for CopyIn {
             block.failed();
             to_pgwire(&e, &statement)
         })?;
-        self.engine.metrics().rows_written(rows);
+        self.engine.get().metrics().rows_written(rows);
         let tag = Tag::new("COPY").with_rows(rows as usize);
         client
             .send(PgWireBackendMessage::CommandComplete(tag.into()))

@@ -23,7 +23,7 @@ mod timeout;
 mod tls;
 mod transaction_block;
 
-use crate::engine::{Activity, Connection, Engine, depth};
+use crate::engine::{Activity, Connection, CurrentEngine, depth};
 use crate::error::{Error, Result};
 use crate::roles::Users;
 use async_trait::async_trait;
@@ -78,27 +78,33 @@ pub struct ServeOptions {
     /// A checkpoint directory and an interval: a checkpoint of the data directory is added to
     /// it at that interval while the server runs, for read replicas to follow.
     pub checkpoints: Option<(PathBuf, std::time::Duration)>,
+    /// A checkpoint directory and an interval: a read replica looks there at that interval and
+    /// moves to the newest checkpoint when there is a newer one than it serves, keeping its
+    /// connections (`backups::follow`).
+    pub follow: Option<(PathBuf, std::time::Duration)>,
 }
 
 /// A bound, not yet running server.
 pub struct Server {
-    engine: Engine,
+    engine: CurrentEngine,
     listener: TcpListener,
     options: ServeOptions,
     tls: Option<TlsAcceptor>,
 }
 
 impl Server {
-    /// Binds the listener. Refuses trust authentication on a non-loopback address, and SCRAM
-    /// when no user exists yet.
-    pub async fn bind(engine: Engine, options: ServeOptions) -> Result<Server> {
+    /// Binds the listener to serve `engine` (an [`Engine`](crate::Engine), or the
+    /// [`CurrentEngine`] an HTTP server shares). Refuses trust authentication on a non-loopback
+    /// address, and SCRAM when no user exists yet.
+    pub async fn bind(engine: impl Into<CurrentEngine>, options: ServeOptions) -> Result<Server> {
+        let engine = engine.into();
         if options.auth == AuthMode::Trust && !options.listen.ip().is_loopback() {
             return Err(Error::InvalidParameter(format!(
                 "--auth trust is only allowed on a loopback address, not {}",
                 options.listen
             )));
         }
-        if options.auth == AuthMode::Scram && engine.users().is_empty()? {
+        if options.auth == AuthMode::Scram && engine.get().users().is_empty()? {
             return Err(Error::InvalidParameter(
                 "no user exists yet: start once with --password (or TASTEDB_PASSWORD) to create \
                  the admin user, or use --auth trust on a loopback address"
@@ -155,20 +161,29 @@ impl Server {
             .build()?;
         let sessions = runtime.handle().clone();
         let _runtime = SessionRuntime(Some(runtime));
+        let engine = self.engine.get();
         // Models retrain on their policies while the server runs (the runtime ends them).
-        if !self.engine.is_read_only() {
-            sessions.spawn(crate::models::run_policies(self.engine.clone()));
+        if !engine.is_read_only() {
+            sessions.spawn(crate::models::run_policies(engine.clone()));
         }
         if let Some((directory, every)) = self.options.checkpoints.clone() {
-            let engine = self.engine.clone();
-            sessions.spawn(crate::backups::checkpoint_every(engine, directory, every));
+            sessions.spawn(crate::backups::checkpoint_every(
+                engine.clone(),
+                directory,
+                every,
+            ));
+        }
+        if let Some((directory, every)) = self.options.follow.clone() {
+            let current = self.engine.clone();
+            sessions.spawn(crate::backups::follow(current, directory, every));
         }
         // Active model versions load in the background, so the first requests find them.
-        sessions.spawn(crate::models::warm(self.engine.clone()));
+        sessions.spawn(crate::models::warm(engine.clone()));
         let shared = Arc::new(Shared {
+            engine: self.engine.clone(),
             session: Session::new(self.engine.clone(), &self.options.statement_timeout),
-            users: self.engine.users().clone(),
-            activity: self.engine.activity().clone(),
+            // the same for every engine that replaces this one (`Engine::open_replacement`)
+            activity: engine.activity().clone(),
             pids: Arc::new(RandomPidSecretKeyGenerator::default()),
             impostor_key: Arc::new(rand::random()),
             auth: self.options.auth,
@@ -207,7 +222,7 @@ impl Server {
         })
         .await;
         // the answers served until now keep their impressions
-        let engine = self.engine.clone();
+        let engine = self.engine.get();
         let flushed = sessions.spawn(async move { engine.impressions().flush().await });
         if let Ok(Err(e)) = flushed.await {
             tracing::warn!("impressions pending at shutdown were not written: {e}");
@@ -293,8 +308,9 @@ async fn accept(
 }
 
 struct Shared {
+    /// What connections serve; its users are the logins of a connection starting now.
+    engine: CurrentEngine,
     session: Session,
-    users: Users,
     activity: Arc<Activity>,
     /// Process ids and secret keys for every connection, so that a CancelRequest names one.
     pids: Arc<RandomPidSecretKeyGenerator>,
@@ -321,20 +337,21 @@ impl PgWireServerHandlers for ConnectionHandlers {
     }
 
     fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
-        Arc::new(copy::CopyIn::new(self.shared.session.engine().clone()))
+        Arc::new(copy::CopyIn::new(self.shared.engine.clone()))
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         let parameters = Arc::new(server_parameters());
+        let users = self.shared.engine.get().users().clone();
         // SCRAM keeps the state of one login, so every connection gets its own handler.
         let scram = scram::ScramLogin::new(
-            self.shared.users.clone(),
+            users.clone(),
             parameters,
             self.shared.pids.clone(),
             self.shared.impostor_key.clone(),
         );
         Arc::new(Startup {
-            users: self.shared.users.clone(),
+            users,
             activity: self.shared.activity.clone(),
             ending: self.ending.clone(),
             over_limit: self.over_limit,

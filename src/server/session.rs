@@ -3,7 +3,7 @@
 //! encoded with `arrow-pg`, or a command tag.
 
 use crate::engine::transaction::maybe_within;
-use crate::engine::{self, CommandTag, Engine, Outcome, Prepared, Statement};
+use crate::engine::{self, CommandTag, CurrentEngine, Engine, Outcome, Prepared, Statement};
 use crate::error::Error;
 use crate::roles::Actor;
 use crate::server::asyncpg_types;
@@ -57,7 +57,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 /// The query side of a connection.
 #[derive(Clone)]
 pub struct Session {
-    engine: Engine,
+    engine: CurrentEngine,
     planner: Arc<Planner>,
     compat: Arc<ClientRewrites>,
     /// The server's `statement_timeout`, until a session sets its own.
@@ -70,9 +70,9 @@ pub struct Session {
 struct DefaultsApplied;
 
 impl Session {
-    /// A session running statements on `engine`, with `statement_timeout` until it sets its
-    /// own.
-    pub fn new(engine: Engine, statement_timeout: &str) -> Self {
+    /// A session running statements on the current engine, with `statement_timeout` until it
+    /// sets its own.
+    pub fn new(engine: CurrentEngine, statement_timeout: &str) -> Self {
         let compat = Arc::new(ClientRewrites::new());
         let planner = Arc::new(Planner {
             engine: engine.clone(),
@@ -106,7 +106,7 @@ impl Session {
             }
         }
         let role = client.metadata().get("user").cloned().unwrap_or_default();
-        if let Ok(Some(stored)) = self.engine.users().get(&role) {
+        if let Ok(Some(stored)) = self.engine().users().get(&role) {
             for (name, value) in stored.config {
                 client.metadata_mut().entry(name).or_insert(value);
             }
@@ -118,13 +118,19 @@ impl Session {
         client.session_extensions().insert(DefaultsApplied);
     }
 
-    /// The engine statements run on.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// The engine serving now (for what belongs to the process: users, activity, metrics).
+    fn engine(&self) -> Engine {
+        self.engine.get()
+    }
+
+    /// The engine a statement of `client` starting now runs on: its open block's, or the
+    /// current one.
+    fn engine_for<C: ClientInfo>(&self, client: &C) -> Engine {
+        transaction_block::engine_for(&self.engine, client)
     }
 
     fn actor<C: ClientInfo>(&self, client: &C) -> Result<Arc<Actor>, Error> {
-        actor_of(&self.engine, client)
+        actor_of(&self.engine(), client)
     }
 
     /// `sql` starts running for `client`: shown in `pg_stat_activity` until it ends, and
@@ -132,7 +138,10 @@ impl Session {
     fn start<C: ClientInfo>(&self, client: &C, sql: &str) -> PgWireResult<Stop> {
         let (pid, _) = client.pid_and_secret_key();
         let deadline = timeout::deadline(client).map_err(|e| to_pgwire(&e, sql))?;
-        Ok(Stop::new(deadline, self.engine.activity().begin(pid, sql)))
+        Ok(Stop::new(
+            deadline,
+            self.engine().activity().begin(pid, sql),
+        ))
     }
 
     /// After `responses` to a message of `client`'s: when they leave its session in a
@@ -151,7 +160,7 @@ impl Session {
         });
         if in_block && let Some(limit) = timeout::idle_limit(client) {
             let (pid, _) = client.pid_and_secret_key();
-            self.engine.activity().end_when_idle(pid, limit);
+            self.engine().activity().end_when_idle(pid, limit);
         }
     }
 
@@ -193,7 +202,7 @@ impl Session {
     /// Counts a statement of `kind` in the engine's metrics.
     fn count(&self, kind: &str, started: std::time::Instant, ok: bool) {
         let seconds = started.elapsed().as_secs_f64();
-        self.engine.metrics().statement(kind, ok, seconds);
+        self.engine().metrics().statement(kind, ok, seconds);
     }
 
     /// Runs one statement: a session statement or COPY TO STDOUT here, anything else on the
@@ -242,7 +251,7 @@ impl Session {
             let answer = match block {
                 BlockStatement::Deallocate(name) => self.deallocate(client, name),
                 BlockStatement::DiscardAll => discard_all(client),
-                other => transaction_block::run(client, &self.engine, other).await,
+                other => transaction_block::run(client, &self.engine(), other).await,
             };
             return answer.map_err(|e| to_pgwire(&e, sql));
         }
@@ -250,9 +259,8 @@ impl Session {
             let query = DFStatement::Statement(Box::new(SqlStatement::Query(copy.query)));
             let actor = self.actor(client).map_err(|e| to_pgwire(&e, sql))?;
             let (notices, received) = Notices::channel();
-            let run =
-                self.engine
-                    .execute_as(Statement::DataFusion(Box::new(query)), &actor, &notices);
+            let engine = self.engine_for(client);
+            let run = engine.execute_as(Statement::DataFusion(Box::new(query)), &actor, &notices);
             let outcome = with_notices(client, received, stop.within(run))
                 .await?
                 .and_then(Outcome::into_stream)
@@ -271,7 +279,8 @@ impl Session {
             None => {
                 let actor = self.actor(client).map_err(|e| to_pgwire(&e, sql))?;
                 let (notices, received) = Notices::channel();
-                let run = Box::pin(self.engine.execute_as(statement, &actor, &notices));
+                let engine = self.engine_for(client);
+                let run = Box::pin(engine.execute_as(statement, &actor, &notices));
                 let outcome = with_notices(client, received, stop.within(run)).await?;
                 self.respond(
                     outcome.map_err(|e| to_pgwire(&e, sql))?,
@@ -354,7 +363,7 @@ impl Session {
             }
             Outcome::Done(tag) => {
                 if let Some(rows) = tag.rows_written() {
-                    self.engine.metrics().rows_written(rows);
+                    self.engine().metrics().rows_written(rows);
                 }
                 Ok(Response::Execution(wire_tag(&tag)))
             }
@@ -362,7 +371,9 @@ impl Session {
                 command,
                 rows: batch,
             } => {
-                self.engine.metrics().rows_written(batch.num_rows() as u64);
+                self.engine()
+                    .metrics()
+                    .rows_written(batch.num_rows() as u64);
                 let schema = batch.schema();
                 let stream = MemoryStream::try_new(vec![batch], schema, None)
                     .map_err(|e| to_pgwire(&Error::from(e), sql))?;
@@ -512,7 +523,7 @@ impl SimpleQueryHandler for Session {
                 self.apply_defaults(client);
                 let stop = self.start(client, query)?;
                 let begun = self.actor(client).and_then(|actor| {
-                    copy::begin(&self.engine, client, copy.clone(), &actor, stop)
+                    copy::begin(&self.engine_for(client), client, copy.clone(), &actor, stop)
                 });
                 match begun {
                     Ok(response) => responses.push(response),
@@ -614,12 +625,17 @@ fn actor_of<C: ClientInfo>(engine: &Engine, client: &C) -> Result<Arc<Actor>, Er
 
 /// Parses and plans statements for the extended protocol.
 pub struct Planner {
-    engine: Engine,
+    engine: CurrentEngine,
     compat: Arc<ClientRewrites>,
 }
 
 impl Planner {
-    async fn prepare(&self, sql: &str, actor: &Actor) -> Result<Option<PreparedStatement>, Error> {
+    async fn prepare(
+        &self,
+        engine: &Engine,
+        sql: &str,
+        actor: &Actor,
+    ) -> Result<Option<PreparedStatement>, Error> {
         let mut statements = self.compat.rewrite(sql, engine::parse(sql)?);
         if statements.len() > 1 {
             return Err(Error::Syntax(
@@ -642,7 +658,7 @@ impl Planner {
         let by_session =
             session.is_some() || block.is_some() || cursor.is_some() || sql_prepared.is_some();
         let prepared = if !by_session && !with_client {
-            Some(self.engine.prepare_as(statement.clone(), actor).await?)
+            Some(engine.prepare_as(statement.clone(), actor).await?)
         } else {
             None
         };
@@ -669,8 +685,9 @@ impl QueryParser for Planner {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let prepared = async {
-            let actor = actor_of(&self.engine, client)?;
-            let mut prepared = self.prepare(sql, &actor).await?;
+            let engine = transaction_block::engine_for(&self.engine, client);
+            let actor = actor_of(&engine, client)?;
+            let mut prepared = self.prepare(&engine, sql, &actor).await?;
             // a FETCH describes its rows by the cursor's columns
             if let Some(statement) = &mut prepared
                 && let Some(Ok(CursorStatement::Fetch { name, .. })) =
@@ -818,7 +835,7 @@ impl ExtendedQueryHandler for Session {
             log_failure(client.socket_addr(), info, &message.query);
             // a statement that fails at Parse never runs: it is counted as failed here
             let kind = crate::metrics::statement_kind(&message.query);
-            self.engine.metrics().statement(&kind, false, 0.0);
+            self.engine().metrics().statement(&kind, false, 0.0);
         }
         match parsed? {
             Some(statement) => client.portal_store().put_statement(Arc::new(statement)),
@@ -943,7 +960,11 @@ impl Session {
         match statement {
             SqlPrepare::Prepare { name, statement } => {
                 let inner = Statement::DataFusion(Box::new(DFStatement::Statement(statement)));
-                let prepared = self.engine.prepare_as(inner, &actor).await.map_err(error)?;
+                let prepared = self
+                    .engine_for(client)
+                    .prepare_as(inner, &actor)
+                    .await
+                    .map_err(error)?;
                 statements.add(&name, prepared).map_err(error)?;
                 Ok(Response::Execution(Tag::new("PREPARE")))
             }
@@ -957,7 +978,8 @@ impl Session {
                     .argument_values(&arguments, types, &actor, stop)
                     .await
                     .map_err(error)?;
-                let run = self.engine.execute_prepared_as(
+                let engine = self.engine_for(client);
+                let run = engine.execute_prepared_as(
                     &prepared,
                     ParamValues::from(values),
                     &actor,
@@ -992,7 +1014,7 @@ impl Session {
         let notices = Notices::tracing();
         let run = async {
             let stream = self
-                .engine
+                .engine()
                 .execute_as(query, actor, &notices)
                 .await?
                 .into_stream()?;
@@ -1030,11 +1052,9 @@ impl Session {
                 let query = DFStatement::Statement(Box::new(SqlStatement::Query(query)));
                 let actor = self.actor(client)?;
                 let notices = Notices::tracing();
-                let run = self.engine.execute_as(
-                    Statement::DataFusion(Box::new(query)),
-                    &actor,
-                    &notices,
-                );
+                let engine = self.engine_for(client);
+                let run =
+                    engine.execute_as(Statement::DataFusion(Box::new(query)), &actor, &notices);
                 let stream = stop.within(run).await?.into_stream()?;
                 cursors.declare(&name, stream, hold)?;
                 Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
@@ -1081,7 +1101,9 @@ impl Session {
                 let stop = self.start(client, sql)?;
                 return self
                     .actor(client)
-                    .and_then(|actor| copy::begin(&self.engine, client, copy.clone(), &actor, stop))
+                    .and_then(|actor| {
+                        copy::begin(&self.engine_for(client), client, copy.clone(), &actor, stop)
+                    })
                     .map_err(|e| to_pgwire(&e, sql));
             }
             // boxed: only the prepared path below should size this future (see
@@ -1101,9 +1123,8 @@ impl Session {
         let stop = self.start(client, sql)?;
         let actor = self.actor(client).map_err(|e| to_pgwire(&e, sql))?;
         let (notices, received) = Notices::channel();
-        let run = self
-            .engine
-            .execute_prepared_as(prepared, values, &actor, &notices);
+        let engine = self.engine_for(client);
+        let run = engine.execute_prepared_as(prepared, values, &actor, &notices);
         let outcome = with_notices(client, received, stop.within(run)).await?;
         let kind = crate::metrics::statement_kind(sql);
         self.count(&kind, started, outcome.is_ok());

@@ -5,7 +5,7 @@
 //! after a failed statement the block refuses everything but those with 25P02. Also
 //! `DEALLOCATE` / `DISCARD ALL` of the connection's prepared statements.
 
-use crate::engine::{Engine, Statement};
+use crate::engine::{CurrentEngine, Engine, Statement};
 use crate::error::{Error, Result};
 use crate::storage::{Isolation, Transaction};
 use datafusion::sql::sqlparser::ast::{
@@ -92,6 +92,11 @@ pub fn isolation_of<C: ClientInfo>(client: &C) -> Isolation {
     (Block::of(client).isolation()).unwrap_or_else(|| default_isolation(client))
 }
 
+/// The engine a statement of `client` starting now runs on: its open block's, or `current`'s.
+pub fn engine_for<C: ClientInfo>(current: &CurrentEngine, client: &C) -> Engine {
+    Block::of(client).engine().unwrap_or_else(|| current.get())
+}
+
 /// A connection's open transaction block, if any.
 #[derive(Default)]
 pub struct Block(Mutex<BlockState>);
@@ -105,22 +110,24 @@ struct BlockState {
 
 /// An open block's transaction: begun at the block's first statement, not at BEGIN, so its
 /// snapshot is as late as it can be (PostgreSQL's `REPEATABLE READ` takes its snapshot there
-/// too); a block that runs nothing has none.
+/// too); a block that runs nothing has none. Either way the block keeps the engine current at
+/// its BEGIN: a read replica that moves to a newer checkpoint meanwhile runs the block's
+/// statements on the one it began on.
 enum Open {
     /// BEGIN ran; no statement of the block yet.
     Waiting(Engine, Isolation),
     /// The block's transaction.
-    Begun(Arc<Transaction>),
+    Begun(Engine, Arc<Transaction>),
 }
 
 impl BlockState {
     /// The open block's transaction, begun now if no statement of the block ran yet.
     fn begun(&mut self) -> Option<Arc<Transaction>> {
-        let txn = match self.txn.as_ref()? {
-            Open::Begun(txn) => return Some(txn.clone()),
-            Open::Waiting(engine, isolation) => engine.begin_at(*isolation),
+        let (engine, txn) = match self.txn.as_ref()? {
+            Open::Begun(_, txn) => return Some(txn.clone()),
+            Open::Waiting(engine, isolation) => (engine.clone(), engine.begin_at(*isolation)),
         };
-        self.txn = Some(Open::Begun(txn.clone()));
+        self.txn = Some(Open::Begun(engine, txn.clone()));
         Some(txn)
     }
 }
@@ -133,6 +140,13 @@ impl Block {
             .get_or_insert_with(Block::default)
     }
 
+    /// The engine the open block runs on, if one is open.
+    pub fn engine(&self) -> Option<Engine> {
+        match lock(&self.0).txn.as_ref()? {
+            Open::Waiting(engine, _) | Open::Begun(engine, _) => Some(engine.clone()),
+        }
+    }
+
     /// The transaction of the open block (begun by the first statement that asks).
     pub fn transaction(&self) -> Option<Arc<Transaction>> {
         lock(&self.0).begun()
@@ -142,7 +156,7 @@ impl Block {
     pub fn isolation(&self) -> Option<Isolation> {
         match lock(&self.0).txn.as_ref()? {
             Open::Waiting(_, isolation) => Some(*isolation),
-            Open::Begun(txn) => Some(txn.isolation()),
+            Open::Begun(_, txn) => Some(txn.isolation()),
         }
     }
 
@@ -237,7 +251,7 @@ pub async fn run<C: ClientInfo>(
         BlockStatement::SetTransaction(isolation) => {
             match &mut state.txn {
                 Some(Open::Waiting(_, level)) => *level = isolation,
-                Some(Open::Begun(txn)) if txn.isolation() != isolation => {
+                Some(Open::Begun(_, txn)) if txn.isolation() != isolation => {
                     return Err(Error::IsolationAfterQuery);
                 }
                 // outside a block PostgreSQL warns and changes nothing
@@ -246,7 +260,7 @@ pub async fn run<C: ClientInfo>(
             execution("SET")
         }
         BlockStatement::Rollback => {
-            if let Some(Open::Begun(txn)) = &state.txn {
+            if let Some(Open::Begun(_, txn)) = &state.txn {
                 txn.release_locks();
             }
             *state = BlockState::default();
@@ -281,7 +295,7 @@ async fn commit<C: ClientInfo>(client: &mut C, ended: BlockState) -> Result<Resp
     if ended.failed {
         return Ok(Response::TransactionEnd(Tag::new("ROLLBACK")));
     }
-    if let Some(Open::Begun(txn)) = ended.txn {
+    if let Some(Open::Begun(_, txn)) = ended.txn {
         let committed = crate::blocking::run("COMMIT", move |_| txn.commit()).await;
         if let Err(error) = committed {
             // the block is over either way: the error leaves the connection idle

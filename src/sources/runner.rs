@@ -119,21 +119,15 @@ struct Batch {
 
 impl Worker {
     fn run(self) {
-        let mut backoff = Duration::from_millis(100);
-        while !self.stopped() {
-            match self.consume() {
-                Ok(()) => break,
-                Err(error) => {
-                    tracing::warn!("source {}: {error}", self.source.name);
-                    self.update(|s| {
-                        s.state = "retrying";
-                        s.last_error = Some(error.to_string());
-                    });
-                    self.sleep(backoff);
-                    backoff = (backoff * 2).min(MOST_BACKOFF);
-                }
-            }
-        }
+        let failed = |error: Error| {
+            tracing::warn!("source {}: {error}", self.source.name);
+            self.update(|s| {
+                s.state = "retrying";
+                s.last_error = Some(error.to_string());
+            });
+        };
+        let pauses = (Duration::from_millis(100), MOST_BACKOFF);
+        self.stop.retry(pauses, || self.consume(), failed);
         self.update(|s| s.state = "stopped");
     }
 

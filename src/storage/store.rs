@@ -110,17 +110,8 @@ impl Store {
         prepare_directory(dir)?;
         super::staging::remove_leftovers(dir)?;
         let retentions = Retentions::default();
-        Ok(Store {
-            db: RwLock::new(Arc::new(open_db(dir, &retentions)?)),
-            disk_full: AtomicBool::new(false),
-            dir: dir.to_path_buf(),
-            observers: RwLock::new(Vec::new()),
-            commits: Mutex::new(CommitLog::default()),
-            commit_finished: Condvar::new(),
-            row_locks: RowLocks::default(),
-            retentions,
-            read_only: false,
-        })
+        let db = open_db(dir, &retentions)?;
+        Ok(Store::over(db, dir, retentions, false))
     }
 
     /// Opens the data directory `dir` (a replica's checkpoint) for reading only: nothing in it
@@ -144,7 +135,12 @@ impl Store {
         options.set_max_open_files(-1);
         let db = DB::open_for_read_only(&options, dir.join(ROCKSDB_DIR), false)
             .map_err(|e| open_error(dir, e))?;
-        Ok(Store {
+        Ok(Store::over(db, dir, Retentions::default(), true))
+    }
+
+    /// A store over the open database `db` of the data directory `dir`.
+    fn over(db: DB, dir: &Path, retentions: Retentions, read_only: bool) -> Store {
+        Store {
             db: RwLock::new(Arc::new(db)),
             disk_full: AtomicBool::new(false),
             dir: dir.to_path_buf(),
@@ -152,9 +148,9 @@ impl Store {
             commits: Mutex::new(CommitLog::default()),
             commit_finished: Condvar::new(),
             row_locks: RowLocks::default(),
-            retentions: Retentions::default(),
-            read_only: true,
-        })
+            retentions,
+            read_only,
+        }
     }
 
     /// Whether the store refuses writes ([`Store::open_read_only`]).

@@ -75,6 +75,7 @@ async fn serve(
         tls_required: false,
         statement_timeout: timeout.to_string(),
         checkpoints: None,
+        follow: None,
     };
     let server = Server::bind(engine, options).await.unwrap();
     let addr = server.local_addr().unwrap();

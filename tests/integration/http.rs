@@ -34,10 +34,10 @@ impl Http {
 
 /// What curl got.
 #[derive(Debug)]
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     headers: String,
-    body: Value,
+    pub(crate) body: Value,
     text: String,
 }
 
@@ -48,7 +48,7 @@ impl Reply {
 }
 
 /// Runs curl with `args` (after `-sS`), on a blocking thread.
-async fn curl(args: &[&str]) -> Reply {
+pub(crate) async fn curl(args: &[&str]) -> Reply {
     curl_with_input(args, None).await
 }
 

@@ -53,6 +53,7 @@ pub(crate) async fn serve(
         tls,
         statement_timeout: "0".into(),
         checkpoints: None,
+        follow: None,
     };
     let server = Server::bind(engine, options).await.unwrap();
     let port = server.local_addr().unwrap().port();

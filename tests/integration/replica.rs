@@ -1,7 +1,8 @@
 //! Checkpoints for read replicas: `CHECKPOINT TO 'dir'` and `tastedb serve --checkpoint-to`
 //! add consistent copies of a live data directory to a checkpoint directory (the newest three
 //! kept); `tastedb serve --read-only` (and an engine opened read-only) serves one — the rows and
-//! the model as they were at the checkpoint — and refuses every write with 25006.
+//! the model as they were at the checkpoint — and refuses every write with 25006; with
+//! `--follow DIR` it moves to each newer checkpoint, keeping its connections.
 
 use crate::common::{query, rows, serve_process_with, trust_client};
 use crate::freshness::{EVENTS, TRAIN};
@@ -185,4 +186,158 @@ async fn a_server_checkpoints_as_it_goes_and_a_read_only_server_serves_one() {
     assert_eq!(again[0][0].as_deref(), Some(count.to_string().as_str()));
     let _ = replica.kill();
     let _ = replica.wait();
+}
+
+/// A free loopback port (for a server option that takes an address and prints none).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `tastedb serve --read-only --follow DIR` serves the newest checkpoint of a primary and moves
+/// to each newer one: rows, a model and an API key made on the primary after the replica
+/// started reach it over the connections it already has (a statement prepared before a move
+/// runs after it), also once the checkpoints it opened first have been pruned; a transaction
+/// block keeps the checkpoint it began on; writes get 25006 throughout, and `--data` is not
+/// touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_moves_to_newer_checkpoints_keeping_its_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("checkpoints");
+    let store_arg = store.display().to_string();
+    let (mut primary, addr) = serve_process_with(
+        &dir.path().join("primary"),
+        &["--checkpoint-to", &store_arg, "--checkpoint-every", "1h"],
+        &[],
+    )
+    .await;
+    let writer = trust_client(addr).await;
+    writer.batch_execute(EVENTS).await.unwrap();
+    writer.batch_execute(TRAIN).await.unwrap();
+    let checkpoint = format!("CHECKPOINT TO '{store_arg}'");
+    writer.batch_execute(&checkpoint).await.unwrap();
+
+    let http = format!("127.0.0.1:{}", free_port());
+    let unused = dir.path().join("unused");
+    let (mut replica, addr) = serve_process_with(
+        &unused,
+        &[
+            "--read-only",
+            "--follow",
+            &store_arg,
+            "--follow-every",
+            "50ms",
+            "--http",
+            &http,
+        ],
+        &[],
+    )
+    .await;
+    let reader = trust_client(addr).await;
+    let count = reader
+        .prepare("SELECT count(*) FROM ev WHERE user_id = $1")
+        .await
+        .unwrap();
+    assert_eq!(count_of_z1(&reader, &count).await, 0);
+
+    // a row, a model and a login made on the primary reach the replica at its next checkpoint
+    writer
+        .batch_execute(
+            "INSERT INTO ev VALUES ('z1', 'x1', 'buy'); \
+             TRAIN MODEL m2 USING als FROM ev WITH (factors = 2, iterations = 5, seed = 3, \
+             holdout = 0); CREATE ROLE tastedb LOGIN SUPERUSER",
+        )
+        .await
+        .unwrap();
+    let key = rows(
+        writer
+            .simple_query("CREATE API KEY follower FOR USER tastedb")
+            .await
+            .unwrap(),
+    );
+    let secret = key[0][2].clone().unwrap();
+    writer.batch_execute(&checkpoint).await.unwrap();
+    reached(&reader, &count, 1).await;
+    let recommend = "SELECT item_id FROM recommend('m2', 'a1', 3) ORDER BY rank";
+    let on_primary = rows(writer.simple_query(recommend).await.unwrap());
+    assert_eq!(
+        rows(reader.simple_query(recommend).await.unwrap()),
+        on_primary
+    );
+    let answer = crate::http::curl(&[
+        "-H",
+        &format!("Authorization: Bearer {secret}"),
+        &format!("http://{http}/v1/models/m2/recommend?user=a1&k=3"),
+    ])
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let items: Vec<Option<String>> = answer.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["item"].as_str().map(String::from))
+        .collect();
+    let expected: Vec<Option<String>> = on_primary.iter().map(|row| row[0].clone()).collect();
+    assert_eq!(items, expected);
+
+    // a transaction block stays on the checkpoint it began on until it ends
+    let pinned = trust_client(addr).await;
+    let pinned_count = pinned
+        .prepare("SELECT count(*) FROM ev WHERE user_id = $1")
+        .await
+        .unwrap();
+    pinned.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(count_of_z1(&pinned, &pinned_count).await, 1);
+
+    // more moves than the checkpoints kept: the ones opened first are pruned meanwhile
+    for n in 2..=6 {
+        writer
+            .batch_execute(&format!("INSERT INTO ev VALUES ('z1', 'x{n}', 'buy')"))
+            .await
+            .unwrap();
+        writer.batch_execute(&checkpoint).await.unwrap();
+        reached(&reader, &count, n).await;
+        let error = reader
+            .batch_execute("INSERT INTO ev VALUES ('z2', 'x1', 'buy')")
+            .await
+            .unwrap_err();
+        assert_eq!(error.code().map(|c| c.code()), Some("25006"), "{error:?}");
+    }
+    assert_eq!(checkpoints(&store).len(), 3);
+    assert_eq!(count_of_z1(&pinned, &pinned_count).await, 1);
+    pinned.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(count_of_z1(&pinned, &pinned_count).await, 6);
+    // the connections that began on earlier checkpoints are still the replica's
+    let activity = "SELECT count(*) FROM pg_stat_activity";
+    let listed = rows(reader.simple_query(activity).await.unwrap());
+    assert_eq!(listed[0][0].as_deref(), Some("2"));
+    assert!(!unused.exists());
+    for child in [&mut primary, &mut replica] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// The rows of user `z1`, by the prepared `count`.
+async fn count_of_z1(reader: &tokio_postgres::Client, count: &tokio_postgres::Statement) -> i64 {
+    reader.query_one(count, &[&"z1"]).await.unwrap().get(0)
+}
+
+/// Waits (up to a minute) until the replica behind `reader` has `expected` rows of user `z1`.
+async fn reached(
+    reader: &tokio_postgres::Client,
+    count: &tokio_postgres::Statement,
+    expected: i64,
+) {
+    let started = Instant::now();
+    while count_of_z1(reader, count).await != expected {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not moved to {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -64,6 +64,7 @@ pub async fn run(engine: Engine, options: DemoOptions) -> Result<()> {
             tls_required: false,
             statement_timeout: "0".into(),
             checkpoints: None,
+            follow: None,
         },
     )
     .await?;
