@@ -23,16 +23,12 @@ cleanup() {
 }
 trap cleanup EXIT
 source benches/common/binary.sh
+source benches/common/timed_events.sh
 taste_psql() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$TASTE_PORT" -U tastedb -d tastedb "$@"; }
 now() { date +%s.%N; }
 
 echo "== $EVENTS synthetic events"
-awk -v n="$EVENTS" 'BEGIN { srand(1);
-  for (i = 0; i < n; i++) {
-    u = int(1e6 * rand() ^ 2); it = int(1e5 * rand() ^ 3); w = 1 + int(5 * rand());
-    printf "%d,%d,%d,2026-11-%02d %02d:%02d:%02d\n", u, it, w,
-      1 + int(30 * rand()), int(24 * rand()), int(60 * rand()), int(60 * rand());
-  } }' > "$work/events.csv"
+timed_events "$EVENTS" "$work/events.csv"
 
 "$tastedb" --data "$work/taste" serve --auth trust --listen "127.0.0.1:$TASTE_PORT" \
   >"$work/taste.log" 2>&1 &

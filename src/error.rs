@@ -105,6 +105,8 @@ pub mod sqlstate {
     pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
     /// A connection to another system (a Kafka cluster) that could not be made or broke.
     pub const CONNECTION_FAILURE: &str = "08006";
+    /// A connection to another system (a Ballista cluster) that could not be made at all.
+    pub const CONNECTION_NOT_ESTABLISHED: &str = "08001";
     /// invalid_password
     pub const INVALID_PASSWORD: &str = "28P01";
     /// invalid_authorization_specification
@@ -286,6 +288,9 @@ pub enum Error {
     /// A connection to another system (a Kafka cluster) that could not be made or broke.
     #[error("{0}")]
     ConnectionFailure(String),
+    /// A connection to another system (a Ballista cluster) that could not be made at all.
+    #[error("{0}")]
+    ConnectionNotEstablished(String),
     /// A write on a read-only server (a replica).
     #[error("{0}")]
     ReadOnlySqlTransaction(String),
@@ -359,6 +364,7 @@ impl Error {
             Error::InFailedTransaction => IN_FAILED_SQL_TRANSACTION,
             Error::ObjectNotInPrerequisiteState(_) => OBJECT_NOT_IN_PREREQUISITE_STATE,
             Error::ConnectionFailure(_) => CONNECTION_FAILURE,
+            Error::ConnectionNotEstablished(_) => CONNECTION_NOT_ESTABLISHED,
             Error::ReadOnlySqlTransaction(_) => READ_ONLY_SQL_TRANSACTION,
         }
     }

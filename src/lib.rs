@@ -11,6 +11,7 @@ pub mod backups;
 pub mod blocking;
 pub mod catalog;
 pub mod clock;
+pub mod cluster;
 pub mod engine;
 pub mod error;
 pub mod features;

@@ -1,5 +1,6 @@
 //! Command-line arguments and the subcommands behind them.
 
+mod cluster;
 mod demo;
 mod import;
 mod serve;
@@ -93,6 +94,10 @@ enum Command {
         /// How often --follow looks for a newer checkpoint: 1s, 30s, … (PostgreSQL's forms).
         #[arg(long, default_value = "1s", requires = "follow")]
         follow_every: String,
+        /// Run queries over archives on this Ballista cluster (df://host:port), as
+        /// `SET tastedb.cluster` does.
+        #[arg(long)]
+        cluster: Option<String>,
     },
     /// The product on a generated shop: 3,000 users, 2,000 items and their events, a trained
     /// model, served over the wire protocol (trust on loopback) and HTTP with the console.
@@ -135,6 +140,36 @@ enum Command {
         /// The backup to restore (`backup_id`); the latest by default.
         #[arg(long)]
         backup: Option<u32>,
+    },
+    /// Run a Ballista scheduler: with executors, the cluster that queries over archives run on
+    /// (`SET tastedb.cluster = 'df://host:port'`).
+    Scheduler {
+        /// Address to listen on (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        listen: std::net::SocketAddr,
+        /// An executor not heard from for this long is lost and its tasks run elsewhere.
+        #[arg(long, default_value = "30s")]
+        executor_timeout: String,
+        /// How long a job waits when no executor is left before it fails.
+        #[arg(long, default_value = "30s")]
+        no_executor_grace: String,
+    },
+    /// Run a Ballista executor of a scheduler (`tastedb scheduler`).
+    Executor {
+        /// The scheduler: df://host:port.
+        #[arg(long, default_value = "df://127.0.0.1:50050")]
+        scheduler: String,
+        /// Address to listen on: clients fetch results from its port, the scheduler sends
+        /// tasks to the next one; both must be reachable (and fixed: not 0).
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: std::net::SocketAddr,
+        /// Tasks run at once; all cores by default.
+        #[arg(long)]
+        cores: Option<usize>,
+        /// How often it tells the scheduler it is alive (less than the scheduler's
+        /// --executor-timeout).
+        #[arg(long, default_value = "5s")]
+        heartbeat: String,
     },
     /// Import a CSV or Parquet file into an existing table, all rows or none.
     Import {
@@ -185,6 +220,7 @@ pub async fn run(args: Cli) -> Result<()> {
             checkpoint_every,
             follow,
             follow_every,
+            cluster,
         } => {
             let every = interval("--checkpoint-every", &checkpoint_every)?;
             let follow_every = interval("--follow-every", &follow_every)?;
@@ -214,6 +250,12 @@ pub async fn run(args: Cli) -> Result<()> {
                 }
                 None => open()?,
             };
+            if let Some(url) = cluster {
+                tastedb::cluster::scheduler_address(&url)?;
+                let setting = tastedb::cluster::SETTING;
+                let quoted = url.replace('\'', "''");
+                engine.sql(&format!("SET {setting} = '{quoted}'")).await?;
+            }
             serve::run(engine, options, http, password).await
         }
         Command::Demo { listen, http } => {
@@ -275,6 +317,35 @@ pub async fn run(args: Cli) -> Result<()> {
                 delimiter,
             };
             import::run(&open()?, &table, &file, options).await
+        }
+        Command::Scheduler {
+            listen,
+            executor_timeout,
+            no_executor_grace,
+        } => {
+            cluster::scheduler(tastedb::cluster::processes::SchedulerOptions {
+                listen,
+                executor_timeout: interval("--executor-timeout", &executor_timeout)?,
+                no_executor_grace: interval("--no-executor-grace", &no_executor_grace)?,
+            })
+            .await
+        }
+        Command::Executor {
+            scheduler,
+            listen,
+            cores,
+            heartbeat,
+        } => {
+            let cores = cores
+                .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+                .unwrap_or(1);
+            cluster::executor(tastedb::cluster::processes::ExecutorOptions {
+                scheduler: cluster::scheduler_address(&scheduler)?,
+                listen,
+                cores,
+                heartbeat: interval("--heartbeat", &heartbeat)?,
+            })
+            .await
         }
     }
 }

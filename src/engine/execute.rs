@@ -246,6 +246,7 @@ impl Engine {
             }
             self.check_access(actor, &access)?;
             let plan = state.statement_to_plan(statement).await?;
+            crate::cluster::check_setting(&plan, self.users().is_superuser(actor))?;
             access.extend(self.plan_access(&plan)?);
             self.check_access(actor, &access)?;
             Ok::<_, Error>(plan)
@@ -274,11 +275,21 @@ impl Engine {
         Ok(self.plan(query_statement(query), actor).await?.0)
     }
 
-    /// Runs a logical plan and streams its rows.
+    /// Runs a logical plan and streams its rows: on the cluster of `tastedb.cluster` when it
+    /// reads archives only (`cluster::placement`), here otherwise.
     pub(crate) async fn execute_plan(
         &self,
         plan: LogicalPlan,
     ) -> Result<SendableRecordBatchStream> {
+        if let Some(cluster) = crate::cluster::Target::of(&self.taste_config()) {
+            let here = |plan| self.execute_here(plan);
+            return crate::cluster::execute_or_here(&cluster, plan, here).await;
+        }
+        self.execute_here(plan).await
+    }
+
+    /// Runs a logical plan here and streams its rows.
+    async fn execute_here(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
         // a write or a query in a transaction runs with it; definitions change the engine's
         // own session, so they go through it
         if current().is_some() && !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)) {

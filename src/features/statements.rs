@@ -23,6 +23,7 @@ use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{LogicalPlan, lit};
 use datafusion::prelude::ident;
+use futures::TryStreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
@@ -242,12 +243,8 @@ async fn materialize(engine: &Engine, name: &str, actor: &Actor) -> Result<Outco
             (MaterializeMode::Incremental, touched.len() as u64, rows)
         }
         _ => {
-            let batches = engine
-                .session_context()
-                .execute_logical_plan(plan)
-                .await?
-                .collect()
-                .await?;
+            // through the engine, so that a definition over archives runs on the cluster
+            let batches: Vec<RecordBatch> = engine.execute_plan(plan).await?.try_collect().await?;
             let feature_rows = FeatureRows::new(&view.columns, &batches)?;
             let latest = latest_rows(&view, &feature_rows)?;
             let (start, end) = keys::online_range(&view.name);

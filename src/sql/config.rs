@@ -22,6 +22,12 @@ extensions_options! {
         /// at its commit (tables without primary key or unique index, outside transaction
         /// blocks).
         pub write_buffer_mb: usize, default = 64
+        /// The Ballista cluster (`df://host:50050`) that queries over archives run on
+        /// (`docs/scale-out.md`); empty: everything runs here. Superusers only.
+        pub cluster: String, default = String::new()
+        /// Seconds a plan may run on the cluster before it is stopped (57014) and its job
+        /// cancelled: a cluster without executors queues jobs for ever. 0: no limit.
+        pub cluster_timeout_seconds: u64, default = 600
     }
 }
 

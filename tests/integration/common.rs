@@ -239,7 +239,6 @@ pub async fn serve_process_with(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (std::process::Child, SocketAddr) {
-    use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tastedb"))
         .arg("--data")
         .arg(data)
@@ -249,11 +248,19 @@ pub async fn serve_process_with(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("tastedb serve starts");
-    let stderr = child.stderr.take().unwrap();
+    let addr = printed_address(&mut child, "TasteDB listening on ");
+    (child, addr.parse().unwrap())
+}
+
+/// The address a child process prints on standard error (piped) after `prefix`, waited for up
+/// to two minutes; the rest of its standard error is read and dropped.
+pub fn printed_address(child: &mut std::process::Child, prefix: &'static str) -> String {
+    use std::io::{BufRead, BufReader};
+    let stderr = child.stderr.take().expect("standard error is piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("TasteDB listening on ") {
+            if let Some(rest) = line.strip_prefix(prefix) {
                 let _ = tx.send(
                     rest.split_whitespace()
                         .next()
@@ -263,10 +270,17 @@ pub async fn serve_process_with(
             }
         }
     });
-    let addr = rx
-        .recv_timeout(std::time::Duration::from_secs(120))
-        .expect("the server prints its address");
-    (child, addr.parse().unwrap())
+    rx.recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the process prints its address")
+}
+
+/// A free loopback port (for an option that takes an address with a fixed port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A client of a `--auth trust` server, as user `tastedb`.

@@ -9,6 +9,7 @@ mod blocks;
 mod bulk_ingest;
 mod cancel;
 mod cli;
+mod cluster;
 mod common;
 mod crash;
 mod disk_full;

@@ -4,7 +4,7 @@
 //! the model as they were at the checkpoint — and refuses every write with 25006; with
 //! `--follow DIR` it moves to each newer checkpoint, keeping its connections.
 
-use crate::common::{query, rows, serve_process_with, trust_client};
+use crate::common::{free_port, query, rows, serve_process_with, trust_client};
 use crate::freshness::{EVENTS, TRAIN};
 use std::time::{Duration, Instant};
 use tastedb::{Engine, EngineOptions};
@@ -186,15 +186,6 @@ async fn a_server_checkpoints_as_it_goes_and_a_read_only_server_serves_one() {
     assert_eq!(again[0][0].as_deref(), Some(count.to_string().as_str()));
     let _ = replica.kill();
     let _ = replica.wait();
-}
-
-/// A free loopback port (for a server option that takes an address and prints none).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `tastedb serve --read-only --follow DIR` serves the newest checkpoint of a primary and moves
