@@ -28,18 +28,11 @@ cleanup() {
 trap cleanup EXIT
 source benches/common/binary.sh
 source benches/common/timed_events.sh
-taste_psql() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$TASTE_PORT" -U tastedb -d tastedb "$@"; }
 now() { date +%s.%N; }
 
 echo "== $EVENTS synthetic events, archived by day"
-timed_events "$EVENTS" "$work/events.csv"
-"$tastedb" --data "$work/taste" serve --auth trust --listen "127.0.0.1:$TASTE_PORT" \
-  >"$work/taste.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do taste_psql -c "SELECT 1" >/dev/null 2>&1 && break; sleep 0.2; done
-taste_psql -c "CREATE TABLE events (user_id BIGINT, item_id BIGINT, weight DOUBLE PRECISION, ts TIMESTAMP)"
-taste_psql -c "\\copy events FROM '$work/events.csv' CSV"
-rm "$work/events.csv"
+serve_with_events "$EVENTS"
+pids+=("$taste_pid")
 taste_psql -c "ALTER TABLE events SET (archive = 'file://$work/archive/events', \
   archive_every = '1 second', partition_by = 'day(ts)')"
 while [ "$(taste_psql -A -t -c "SELECT rows FROM tastedb_archives")" != "$EVENTS" ]; do sleep 0.2; done
