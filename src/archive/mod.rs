@@ -20,7 +20,7 @@ mod table_function;
 mod write;
 
 pub use parameters::{PARAMETERS, reset, set};
-pub use stores::Stores;
+pub use stores::{Stores, storage_error};
 pub use table_function::{FUNCTION_OBJECTS, register_functions};
 
 use crate::engine::WeakEngine;
@@ -154,7 +154,7 @@ impl Archives {
         let first = store.list(Some(&root)).next().await;
         match first {
             None => Ok(()),
-            Some(Err(e)) => Err(write::storage_error(e)),
+            Some(Err(e)) => Err(storage_error(e)),
             Some(Ok(found)) => Err(Error::ObjectNotInPrerequisiteState(format!(
                 "{url} is not empty (it holds {}): a new archive goes to an empty place",
                 found.location

@@ -67,6 +67,11 @@ pub fn parse(url: &str) -> Result<Url> {
     }
 }
 
+/// An object store's failure as a TasteDB error (58030, an I/O error).
+pub fn storage_error(error: object_store::Error) -> Error {
+    Error::Storage(format!("object store: {error}"))
+}
+
 fn unsupported(scheme: &str) -> Error {
     Error::InvalidParameter(format!(
         "object stores are reached by file:// or s3:// URLs, not {scheme}://"

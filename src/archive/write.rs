@@ -4,6 +4,7 @@
 
 use crate::archive::manifest::ArchivedFile;
 use crate::archive::partition::{self, Level};
+use crate::archive::stores::storage_error;
 use crate::error::{Error, Result};
 use crate::schema::TableDef;
 use crate::storage::{Store, reader};
@@ -154,9 +155,4 @@ pub async fn clear_staging(store: &dyn ObjectStore, root: &Path) -> Result<()> {
 /// A Parquet encoder's failure as a TasteDB error.
 fn parquet(error: datafusion::parquet::errors::ParquetError) -> Error {
     Error::from(datafusion::error::DataFusionError::from(error))
-}
-
-/// An object store's failure as a TasteDB error (58030, an I/O error).
-pub fn storage_error(error: object_store::Error) -> Error {
-    Error::Storage(format!("object store: {error}"))
 }

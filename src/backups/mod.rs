@@ -2,12 +2,14 @@
 //! by the server that holds it (`storage::backup`), for superusers. `tastedb backup` and
 //! `tastedb restore` (`cli/`) do the same from the command line. `CHECKPOINT TO 'dir'` adds a
 //! checkpoint to a checkpoint directory (`storage::checkpoint`): a data directory of its own that
-//! a read replica serves (`tastedb serve --read-only --follow dir`); `tastedb serve
-//! --checkpoint-to dir` makes one at an interval ([`checkpoint_every`]), and [`follow`] moves a
-//! replica to the newest.
+//! a read replica serves (`tastedb serve --read-only --follow dir`); `CHECKPOINT TO
+//! 's3://bucket/prefix'` uploads one ([`RemoteCheckpoints`]). `tastedb serve --checkpoint-to`
+//! makes one at an interval ([`checkpoint_every`]), and [`follow`] moves a replica to the newest.
 
 mod follow;
-pub use follow::{first_checkpoint, follow};
+mod remote;
+pub use follow::{Followed, first_checkpoint, follow};
+pub use remote::RemoteCheckpoints;
 
 use crate::blocking;
 use crate::engine::{Command, Context, Family, Outcome};
@@ -20,6 +22,67 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Where checkpoints go and replicas follow them: a directory of the server's file system
+/// (`/dir` or `file:///dir`), or an object store (`s3://bucket/prefix`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointPlace {
+    /// A checkpoint directory.
+    Directory(PathBuf),
+    /// The URL of checkpoints in an object store.
+    ObjectStore(String),
+}
+
+impl CheckpointPlace {
+    /// `text` as a place: a path, a `file://` URL, or an `s3://` URL; 22023 for other URLs.
+    pub fn parse(text: &str) -> Result<CheckpointPlace> {
+        if !text.contains("://") {
+            return Ok(CheckpointPlace::Directory(PathBuf::from(text)));
+        }
+        let url = url::Url::parse(text)
+            .map_err(|e| Error::InvalidParameter(format!("\"{text}\": {e}")))?;
+        match url.scheme() {
+            "file" => url
+                .to_file_path()
+                .map(CheckpointPlace::Directory)
+                .map_err(|()| Error::InvalidParameter(format!("\"{text}\" is not a local path"))),
+            "s3" if url.host_str().is_some_and(|bucket| !bucket.is_empty()) => {
+                Ok(CheckpointPlace::ObjectStore(text.to_string()))
+            }
+            "s3" => Err(Error::InvalidParameter(format!(
+                "\"{text}\" names no bucket"
+            ))),
+            other => Err(Error::InvalidParameter(format!(
+                "checkpoints go to a directory, a file:// or an s3:// URL, not {other}://"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for CheckpointPlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckpointPlace::Directory(dir) => write!(f, "{}", dir.display()),
+            CheckpointPlace::ObjectStore(url) => f.write_str(url),
+        }
+    }
+}
+
+/// Adds a checkpoint of `engine`'s data directory to `place`; returns its directory or URL.
+pub async fn checkpoint_to(engine: &crate::Engine, place: &CheckpointPlace) -> Result<String> {
+    let store = engine.catalog().store().clone();
+    match place {
+        CheckpointPlace::Directory(directory) => {
+            let to = directory.clone();
+            let made = blocking::run("the checkpoint", move |_| store.checkpoint(&to)).await?;
+            Ok(made.display().to_string())
+        }
+        CheckpointPlace::ObjectStore(url) => {
+            let remote = RemoteCheckpoints::at(engine.archives().stores(), url)?;
+            remote.publish(store).await
+        }
+    }
+}
+
 /// The backup and checkpoint statements.
 pub const STATEMENTS: Family = Family {
     name: "backups",
@@ -31,11 +94,12 @@ pub const STATEMENTS: Family = Family {
     },
 };
 
-/// `CHECKPOINT TO 'directory'` (a bare `CHECKPOINT`, PostgreSQL's, is not this).
+/// `CHECKPOINT TO 'directory'` or `CHECKPOINT TO 's3://bucket/prefix'` (a bare `CHECKPOINT`,
+/// PostgreSQL's, is not this).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointTo {
-    /// The checkpoint directory on the server.
-    pub directory: String,
+    /// The checkpoint directory on the server, or an object-store URL.
+    pub place: String,
 }
 
 fn checkpoint_statement(parser: &mut Parser) -> Result<Option<CheckpointTo>> {
@@ -48,8 +112,8 @@ fn checkpoint_statement(parser: &mut Parser) -> Result<Option<CheckpointTo>> {
     }
     parser.next_token();
     parser.next_token();
-    let directory = parser.parse_literal_string()?;
-    Ok(Some(CheckpointTo { directory }))
+    let place = parser.parse_literal_string()?;
+    Ok(Some(CheckpointTo { place }))
 }
 
 fn checkpoint_schema() -> SchemaRef {
@@ -76,35 +140,31 @@ impl Command for CheckpointTo {
                 "to checkpoint the data directory: only superusers may".into(),
             ));
         }
-        let store = cx.engine.catalog().store().clone();
-        let directory = PathBuf::from(&self.directory);
-        let made = blocking::run("the checkpoint", move |_| store.checkpoint(&directory)).await?;
+        let place = CheckpointPlace::parse(&self.place)?;
+        let made = checkpoint_to(cx.engine, &place).await?;
         let batch = RecordBatch::try_new(
             checkpoint_schema(),
-            vec![Arc::new(StringArray::from(vec![
-                made.display().to_string(),
-            ]))],
+            vec![Arc::new(StringArray::from(vec![made]))],
         )?;
         Outcome::batch(batch)
     }
 }
 
-/// Adds a checkpoint of `engine`'s data directory to `directory` every `every`, for as long as
-/// the future runs (`tastedb serve --checkpoint-to`); a failure is logged and tried again at the
+/// Adds a checkpoint of `engine`'s data directory to `place` every `every`, for as long as the
+/// future runs (`tastedb serve --checkpoint-to`); a failure is logged and tried again at the
 /// next interval.
 pub async fn checkpoint_every(
     engine: crate::Engine,
-    directory: PathBuf,
+    place: CheckpointPlace,
     every: std::time::Duration,
 ) {
     let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let store = engine.catalog().store().clone();
-        let to = directory.clone();
-        match blocking::run("the checkpoint", move |_| store.checkpoint(&to)).await {
-            Ok(made) => tracing::debug!(checkpoint = %made.display(), "checkpoint made"),
-            Err(error) => tracing::warn!("checkpoint to {}: {error}", directory.display()),
+        match checkpoint_to(&engine, &place).await {
+            Ok(made) => tracing::debug!(checkpoint = %made, "checkpoint made"),
+            Err(error) => tracing::warn!("checkpoint to {place}: {error}"),
         }
     }
 }
@@ -175,5 +235,30 @@ impl Command for BackupTo {
             ],
         )?;
         Outcome::batch(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_go_to_a_directory_or_an_s3_url() {
+        let place = |text| CheckpointPlace::parse(text);
+        assert_eq!(
+            place("/srv/checkpoints").unwrap(),
+            CheckpointPlace::Directory("/srv/checkpoints".into())
+        );
+        assert_eq!(
+            place("file:///srv/checkpoints").unwrap(),
+            CheckpointPlace::Directory("/srv/checkpoints".into())
+        );
+        assert_eq!(
+            place("s3://replicas/prod").unwrap(),
+            CheckpointPlace::ObjectStore("s3://replicas/prod".into())
+        );
+        for bad in ["http://example.com/x", "s3://", "file://host/x"] {
+            assert_eq!(place(bad).unwrap_err().sqlstate(), "22023", "{bad}");
+        }
     }
 }

@@ -8,6 +8,7 @@ mod sql;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use tastedb::backups::{CheckpointPlace, Followed, RemoteCheckpoints};
 use tastedb::http::HttpOptions;
 use tastedb::server::ServeOptions;
 use tastedb::{Engine, Error, Result};
@@ -80,17 +81,20 @@ enum Command {
         /// that write get SQLSTATE 25006.
         #[arg(long, conflicts_with = "checkpoint_to")]
         read_only: bool,
-        /// Add a checkpoint of the data directory to this directory at every
-        /// --checkpoint-every, for read replicas (`--read-only --follow DIR`) to serve.
-        #[arg(long)]
-        checkpoint_to: Option<PathBuf>,
+        /// Add a checkpoint of the data directory to this directory, or upload one to this
+        /// s3://bucket/prefix, at every --checkpoint-every, for read replicas (`--read-only
+        /// --follow`) to serve.
+        #[arg(long, value_name = "DIR_OR_URL")]
+        checkpoint_to: Option<String>,
         /// How often --checkpoint-to adds one: 30s, 5min, … (PostgreSQL's forms).
         #[arg(long, default_value = "1min", requires = "checkpoint_to")]
         checkpoint_every: String,
-        /// Serve the newest checkpoint in this directory (a primary's --checkpoint-to) instead
-        /// of --data, and move to newer ones as they appear, keeping connections.
-        #[arg(long, requires = "read_only")]
-        follow: Option<PathBuf>,
+        /// Serve the newest checkpoint in this directory or s3://bucket/prefix (a primary's
+        /// --checkpoint-to) and move to newer ones as they appear, keeping connections. A
+        /// directory is served in place (--data is not used); checkpoints from a URL are
+        /// downloaded into --data.
+        #[arg(long, value_name = "DIR_OR_URL", requires = "read_only")]
+        follow: Option<String>,
         /// How often --follow looks for a newer checkpoint: 1s, 30s, … (PostgreSQL's forms).
         #[arg(long, default_value = "1s", requires = "follow")]
         follow_every: String,
@@ -229,6 +233,20 @@ pub async fn run(args: Cli) -> Result<()> {
                 tls: tls.clone(),
                 ..HttpOptions::new(listen)
             });
+            let checkpoints = match checkpoint_to {
+                Some(to) => {
+                    let place = CheckpointPlace::parse(&to)?;
+                    if let CheckpointPlace::ObjectStore(url) = &place {
+                        RemoteCheckpoints::at(&Default::default(), url)?;
+                    }
+                    Some((place, every))
+                }
+                None => None,
+            };
+            let followed = match follow {
+                Some(from) => Some(Followed::new(&CheckpointPlace::parse(&from)?, &args.data)?),
+                None => None,
+            };
             let options = ServeOptions {
                 listen,
                 auth: serve::auth_mode(&auth)?,
@@ -236,16 +254,16 @@ pub async fn run(args: Cli) -> Result<()> {
                 tls,
                 tls_required,
                 statement_timeout,
-                checkpoints: checkpoint_to.map(|dir| (dir, every)),
-                follow: follow.clone().map(|dir| (dir, follow_every)),
+                checkpoints,
+                follow: followed.clone().map(|followed| (followed, follow_every)),
             };
             let password = match password_file {
                 Some(file) => Some(serve::read_password_file(&file)?),
                 None => password,
             };
-            let engine = match &follow {
-                Some(dir) => {
-                    let newest = tastedb::backups::first_checkpoint(dir, follow_every).await?;
+            let engine = match &followed {
+                Some(followed) => {
+                    let newest = tastedb::backups::first_checkpoint(followed, follow_every).await?;
                     Engine::open_with(newest, &engine_options)?
                 }
                 None => open()?,

@@ -102,7 +102,7 @@ pub async fn execute(target: &Target, plan: LogicalPlan) -> Result<SendableRecor
     }))
 }
 
-/// Runs `plan` on the cluster at `url` when it can run there ([`placement`]), here by `here`
+/// Runs `plan` on the cluster of `target` when it can run there ([`placement`]), here by `here`
 /// otherwise; an `EXPLAIN` runs where its statement would and gets a row saying where, and why.
 pub async fn execute_or_here<F, Fut>(
     target: &Target,
@@ -141,19 +141,14 @@ where
     Ok(Box::pin(MemoryStream::try_new(batches, schema, None)?))
 }
 
-/// Refuses `SET tastedb.cluster` to anyone but a superuser (42501: it sends the plans of
-/// every session to the cluster named), and a value that is not a cluster URL (22023).
-pub fn check_setting(plan: &LogicalPlan, superuser: bool) -> Result<()> {
+/// Refuses a `SET tastedb.cluster` whose value is not a cluster URL (22023); who may set it at
+/// all is `engine::access::check_setting`'s.
+pub fn check_setting(plan: &LogicalPlan) -> Result<()> {
     let LogicalPlan::Statement(PlanStatement::SetVariable(set)) = plan else {
         return Ok(());
     };
     if !set.variable.eq_ignore_ascii_case(SETTING) {
         return Ok(());
-    }
-    if !superuser {
-        return Err(Error::InsufficientPrivilege(format!(
-            "to set parameter \"{SETTING}\""
-        )));
     }
     match set.value.trim() {
         "" => Ok(()),

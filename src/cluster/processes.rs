@@ -132,6 +132,15 @@ fn archive_runtime() -> Result<Arc<RuntimeEnv>> {
         .build_arc()?)
 }
 
+/// A failure of Ballista's while a scheduler or executor starts or runs: an I/O error as one
+/// (58030), a scheduler an executor cannot reach as 08001, the rest as internal (XX000).
 fn cluster_error(e: ballista_core::error::BallistaError) -> Error {
-    Error::Internal(format!("cluster: {e}"))
+    use ballista_core::error::BallistaError;
+    match e {
+        BallistaError::IoError(io) => Error::Io(io),
+        BallistaError::GrpcConnectionError(message) => {
+            Error::ConnectionNotEstablished(format!("cluster: {message}"))
+        }
+        other => Error::Internal(format!("cluster: {other}")),
+    }
 }

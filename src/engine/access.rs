@@ -24,6 +24,25 @@ use datafusion::sql::sqlparser::ast::{
 };
 use std::ops::ControlFlow;
 
+/// Refuses a `SET` of an engine setting (`datafusion.…`, `tastedb.…`) to anyone but a
+/// superuser (42501, PostgreSQL's `permission denied to set parameter`): an engine setting is
+/// the engine's for every session, as PostgreSQL's superuser-only parameters are the server's
+/// (`tastedb.cluster` sends every session's plans to the cluster it names). The settings of a
+/// connection (`statement_timeout`, `search_path`, …) are the session's and anyone's to set.
+pub(crate) fn check_setting(plan: &LogicalPlan, superuser: bool) -> Result<()> {
+    match plan {
+        LogicalPlan::Statement(datafusion::logical_expr::Statement::SetVariable(set))
+            if !superuser =>
+        {
+            Err(Error::InsufficientPrivilege(format!(
+                "to set parameter \"{}\"",
+                set.variable
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A function whose first argument names an object it reads.
 #[derive(Debug, Clone, Copy)]
 pub struct FunctionObject {

@@ -246,7 +246,8 @@ impl Engine {
             }
             self.check_access(actor, &access)?;
             let plan = state.statement_to_plan(statement).await?;
-            crate::cluster::check_setting(&plan, self.users().is_superuser(actor))?;
+            crate::engine::access::check_setting(&plan, self.users().is_superuser(actor))?;
+            crate::cluster::check_setting(&plan)?;
             access.extend(self.plan_access(&plan)?);
             self.check_access(actor, &access)?;
             Ok::<_, Error>(plan)

@@ -75,13 +75,14 @@ pub struct ServeOptions {
     /// The `statement_timeout` of every session until it sets its own (PostgreSQL's forms:
     /// `0` for none, milliseconds, or `2s`, `1min`, …).
     pub statement_timeout: String,
-    /// A checkpoint directory and an interval: a checkpoint of the data directory is added to
-    /// it at that interval while the server runs, for read replicas to follow.
-    pub checkpoints: Option<(PathBuf, std::time::Duration)>,
-    /// A checkpoint directory and an interval: a read replica looks there at that interval and
-    /// moves to the newest checkpoint when there is a newer one than it serves, keeping its
+    /// A checkpoint directory or object-store URL and an interval: a checkpoint of the data
+    /// directory is added to it at that interval while the server runs, for read replicas to
+    /// follow.
+    pub checkpoints: Option<(crate::backups::CheckpointPlace, std::time::Duration)>,
+    /// Checkpoints followed and an interval: a read replica looks at that interval and moves
+    /// to the newest checkpoint when there is a newer one than it serves, keeping its
     /// connections (`backups::follow`).
-    pub follow: Option<(PathBuf, std::time::Duration)>,
+    pub follow: Option<(crate::backups::Followed, std::time::Duration)>,
 }
 
 /// A bound, not yet running server.
@@ -166,16 +167,16 @@ impl Server {
         if !engine.is_read_only() {
             sessions.spawn(crate::models::run_policies(engine.clone()));
         }
-        if let Some((directory, every)) = self.options.checkpoints.clone() {
+        if let Some((place, every)) = self.options.checkpoints.clone() {
             sessions.spawn(crate::backups::checkpoint_every(
                 engine.clone(),
-                directory,
+                place,
                 every,
             ));
         }
-        if let Some((directory, every)) = self.options.follow.clone() {
+        if let Some((followed, every)) = self.options.follow.clone() {
             let current = self.engine.clone();
-            sessions.spawn(crate::backups::follow(current, directory, every));
+            sessions.spawn(crate::backups::follow(current, followed, every));
         }
         // Active model versions load in the background, so the first requests find them.
         sessions.spawn(crate::models::warm(engine.clone()));

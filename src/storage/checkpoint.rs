@@ -47,6 +47,13 @@ impl Store {
         }
         Ok(target)
     }
+
+    /// RocksDB's identity of the data directory: the same for its whole life, and made anew
+    /// for a directory made anew.
+    pub fn identity(&self) -> Result<String> {
+        let identity = self.db().get_db_identity()?;
+        Ok(String::from_utf8_lossy(&identity).trim().to_string())
+    }
 }
 
 /// The complete checkpoints in the checkpoint directory `dir`, oldest first.

@@ -4,7 +4,7 @@
 //! S3-compatible store (moto's server) works as the local file system does; and the errors and
 //! privileges of setting one up.
 
-use crate::common::{query, rows, serve_process, trust_client};
+use crate::common::{MotoS3, query, rows, serve_process, trust_client};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tastedb::Engine;
@@ -422,27 +422,9 @@ async fn a_server_killed_while_archiving_archives_every_row_once() {
 /// variables of the server process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_archive_in_an_s3_bucket_reads_back_as_the_table() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let moto = std::env::var("TASTEDB_MOTO").unwrap_or_else(|_| "moto_server".into());
-    let mut s3 = std::process::Command::new(&moto)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{moto} starts (.ci/setup installs it): {e}"));
-    let endpoint = format!("http://127.0.0.1:{port}");
-    create_bucket(port, "lake");
+    let s3 = MotoS3::start(&["lake"]);
     let dir = tempfile::tempdir().unwrap();
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ENDPOINT", endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-    ];
+    let env = s3.env();
     let (mut server, addr) = serve_process(dir.path(), &env).await;
     let client = trust_client(addr).await;
     client
@@ -502,30 +484,4 @@ async fn an_archive_in_an_s3_bucket_reads_back_as_the_table() {
     assert_eq!(rows(exported), rows(local));
     let _ = server.kill();
     let _ = server.wait();
-    let _ = s3.kill();
-    let _ = s3.wait();
-}
-
-/// Creates `bucket` on the S3 server at `port` (waiting up to 30 s for it to listen).
-fn create_bucket(port: u16, bucket: &str) {
-    use std::io::{Read, Write};
-    let started = Instant::now();
-    loop {
-        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let request = format!(
-                "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\
-                 Connection: close\r\n\r\n"
-            );
-            stream.write_all(request.as_bytes()).unwrap();
-            let mut answer = String::new();
-            stream.read_to_string(&mut answer).unwrap();
-            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "moto did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }

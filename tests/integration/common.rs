@@ -294,3 +294,92 @@ pub async fn trust_client(addr: SocketAddr) -> Client {
     tokio::spawn(connection);
     client
 }
+
+/// An S3-compatible store for tests: moto's server (`TASTEDB_MOTO`, or `moto_server` on the
+/// path, which `.ci/setup` installs) on a loopback port, stopped when dropped.
+pub struct MotoS3 {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl MotoS3 {
+    /// Starts the server and creates `buckets` (waiting up to 30 s for it to listen).
+    pub fn start(buckets: &[&str]) -> MotoS3 {
+        let port = free_port();
+        let moto = std::env::var("TASTEDB_MOTO").unwrap_or_else(|_| "moto_server".into());
+        let child = std::process::Command::new(&moto)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{moto} starts (.ci/setup installs it): {e}"));
+        let s3 = MotoS3 {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        for bucket in buckets {
+            create_bucket(port, bucket);
+        }
+        s3
+    }
+
+    /// The AWS environment variables that reach it.
+    pub fn env(&self) -> [(&'static str, &str); 5] {
+        [
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+        ]
+    }
+
+    /// The keys in `bucket` under `prefix` (S3's ListObjectsV2; moto takes unsigned requests).
+    pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let listing = std::process::Command::new("curl")
+            .args([
+                "-sf",
+                &format!("{}/{bucket}?list-type=2&prefix={prefix}", self.endpoint),
+            ])
+            .output()
+            .expect("curl runs");
+        assert!(listing.status.success(), "{listing:?}");
+        let text = String::from_utf8_lossy(&listing.stdout);
+        text.split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split("</Key>").next())
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for MotoS3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates `bucket` on the S3 server at `port` (waiting up to 30 s for it to listen).
+fn create_bucket(port: u16, bucket: &str) {
+    use std::io::{Read, Write};
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let request = format!(
+                "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\
+                 Connection: close\r\n\r\n"
+            );
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "moto did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

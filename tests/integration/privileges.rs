@@ -260,8 +260,8 @@ async fn grants_reach_public_members_and_prepared_statements() {
     assert_eq!(outcome(&eve, "SELECT * FROM t").await, DENIED);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_files_need_superuser_or_the_predefined_roles() {
+/// A server, a superuser's connection and one of the user `eve`, made by it.
+async fn admin_and_eve() -> (crate::common::Running, Client, Client) {
     let server = start(16).await;
     let admin = connect(server.addr).await;
     admin
@@ -269,6 +269,12 @@ async fn server_files_need_superuser_or_the_predefined_roles() {
         .await
         .unwrap();
     let eve = connect_as(server.addr, "eve", "eve").await.unwrap();
+    (server, admin, eve)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_files_need_superuser_or_the_predefined_roles() {
+    let (server, admin, eve) = admin_and_eve().await;
     eve.batch_execute("CREATE TABLE mine (id BIGINT)")
         .await
         .unwrap();
@@ -324,6 +330,55 @@ async fn server_files_need_superuser_or_the_predefined_roles() {
         outcome(&carol, "GRANT pg_read_server_files TO bob").await,
         DENIED
     );
+}
+
+/// Engine settings are every session's, so only a superuser sets them; SHOW and a
+/// connection's own parameters are anyone's, and a refused SET changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_settings_are_set_by_superusers_only() {
+    let (_server, admin, eve) = admin_and_eve().await;
+    for sql in [
+        "SET datafusion.execution.batch_size = 1",
+        "SET tastedb.fast_path = false",
+        "SET tastedb.cache_ttl_seconds = 0",
+        "SET tastedb.cluster = 'df://127.0.0.1:1'",
+    ] {
+        assert_eq!(outcome(&eve, sql).await, DENIED, "{sql}");
+        let error = eve.batch_execute(sql).await.unwrap_err();
+        assert!(
+            error.as_db_error().is_some_and(|e| e
+                .message()
+                .starts_with("permission denied to set parameter")),
+            "{error:?}"
+        );
+    }
+    for sql in [
+        "SET statement_timeout = '5s'",
+        "SET search_path = public",
+        "SET application_name = 'eve'",
+    ] {
+        assert_eq!(outcome(&eve, sql).await, OK, "{sql}");
+    }
+    let shown = eve
+        .simple_query("SHOW tastedb.cache_ttl_seconds")
+        .await
+        .unwrap();
+    let value = |messages: Vec<tokio_postgres::SimpleQueryMessage>| {
+        messages.into_iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(1).map(String::from),
+            _ => None,
+        })
+    };
+    assert_eq!(value(shown).as_deref(), Some("300"));
+    assert_eq!(
+        outcome(&admin, "SET tastedb.cache_ttl_seconds = 7").await,
+        OK
+    );
+    let shown = eve
+        .simple_query("SHOW tastedb.cache_ttl_seconds")
+        .await
+        .unwrap();
+    assert_eq!(value(shown).as_deref(), Some("7"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,9 +2,10 @@
 //! add consistent copies of a live data directory to a checkpoint directory (the newest three
 //! kept); `tastedb serve --read-only` (and an engine opened read-only) serves one — the rows and
 //! the model as they were at the checkpoint — and refuses every write with 25006; with
-//! `--follow DIR` it moves to each newer checkpoint, keeping its connections.
+//! `--follow DIR` it moves to each newer checkpoint, keeping its connections; checkpoints
+//! uploaded to an S3 prefix are followed the same way, downloaded first.
 
-use crate::common::{free_port, query, rows, serve_process_with, trust_client};
+use crate::common::{MotoS3, free_port, query, rows, serve_process_with, trust_client};
 use crate::freshness::{EVENTS, TRAIN};
 use std::time::{Duration, Instant};
 use tastedb::{Engine, EngineOptions};
@@ -228,10 +229,7 @@ async fn a_follower_moves_to_newer_checkpoints_keeping_its_connections() {
     )
     .await;
     let reader = trust_client(addr).await;
-    let count = reader
-        .prepare("SELECT count(*) FROM ev WHERE user_id = $1")
-        .await
-        .unwrap();
+    let count = z1_count(&reader).await;
     assert_eq!(count_of_z1(&reader, &count).await, 0);
 
     // a row, a model and a login made on the primary reach the replica at its next checkpoint
@@ -276,26 +274,13 @@ async fn a_follower_moves_to_newer_checkpoints_keeping_its_connections() {
 
     // a transaction block stays on the checkpoint it began on until it ends
     let pinned = trust_client(addr).await;
-    let pinned_count = pinned
-        .prepare("SELECT count(*) FROM ev WHERE user_id = $1")
-        .await
-        .unwrap();
+    let pinned_count = z1_count(&pinned).await;
     pinned.batch_execute("BEGIN").await.unwrap();
     assert_eq!(count_of_z1(&pinned, &pinned_count).await, 1);
 
     // more moves than the checkpoints kept: the ones opened first are pruned meanwhile
     for n in 2..=6 {
-        writer
-            .batch_execute(&format!("INSERT INTO ev VALUES ('z1', 'x{n}', 'buy')"))
-            .await
-            .unwrap();
-        writer.batch_execute(&checkpoint).await.unwrap();
-        reached(&reader, &count, n).await;
-        let error = reader
-            .batch_execute("INSERT INTO ev VALUES ('z2', 'x1', 'buy')")
-            .await
-            .unwrap_err();
-        assert_eq!(error.code().map(|c| c.code()), Some("25006"), "{error:?}");
+        move_with_row(&writer, &checkpoint, &reader, &count, n).await;
     }
     assert_eq!(checkpoints(&store).len(), 3);
     assert_eq!(count_of_z1(&pinned, &pinned_count).await, 1);
@@ -310,6 +295,130 @@ async fn a_follower_moves_to_newer_checkpoints_keeping_its_connections() {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// `--checkpoint-to s3://…` uploads checkpoints and `--follow s3://…` downloads each newer one
+/// into `--data` and serves it: rows and a model made on the primary reach the replica over the
+/// connection it had, and writes get 25006. The bucket and the downloads keep the newest three
+/// (with no file of a pruned checkpoint left), a download links the files an earlier one
+/// fetched, and a `--data` that holds a data directory is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_of_an_s3_prefix_downloads_each_newer_checkpoint() {
+    let s3 = MotoS3::start(&["replicas"]);
+    let env = s3.env();
+    let dir = tempfile::tempdir().unwrap();
+    let url = "s3://replicas/prod";
+    let primary_data = dir.path().join("primary");
+    let (mut primary, addr) = serve_process_with(
+        &primary_data,
+        &["--checkpoint-to", url, "--checkpoint-every", "1h"],
+        &env,
+    )
+    .await;
+    let writer = trust_client(addr).await;
+    writer.batch_execute(EVENTS).await.unwrap();
+    writer.batch_execute(TRAIN).await.unwrap();
+    let checkpoint = format!("CHECKPOINT TO '{url}'");
+    let made = rows(writer.simple_query(&checkpoint).await.unwrap());
+    let first = made[0][0].clone().unwrap();
+    assert!(first.starts_with("s3://replicas/prod/0"), "{first}");
+
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_tastedb"))
+        .arg("--data")
+        .arg(&primary_data)
+        .args(["serve", "--auth", "trust", "--listen", "127.0.0.1:0"])
+        .args(["--read-only", "--follow", url])
+        .envs(env)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains("holds a data directory"),
+        "{said}"
+    );
+
+    let downloads = dir.path().join("downloads");
+    let follow = ["--read-only", "--follow", url, "--follow-every", "50ms"];
+    let (mut replica, addr) = serve_process_with(&downloads, &follow, &env).await;
+    let reader = trust_client(addr).await;
+    let count = z1_count(&reader).await;
+    assert_eq!(count_of_z1(&reader, &count).await, 0);
+    let train = "TRAIN MODEL m2 USING als FROM ev WITH (factors = 2, iterations = 5, seed = 3, \
+                 holdout = 0)";
+    writer.batch_execute(train).await.unwrap();
+    for n in 1..=5 {
+        move_with_row(&writer, &checkpoint, &reader, &count, n).await;
+    }
+    let recommend = "SELECT item_id, score FROM recommend('m2', 'a1', 3) ORDER BY rank";
+    assert_eq!(
+        rows(reader.simple_query(recommend).await.unwrap()),
+        rows(writer.simple_query(recommend).await.unwrap())
+    );
+
+    // the newest three are kept in the bucket, and nothing of the others
+    let listings: Vec<String> = s3
+        .keys("replicas", "prod/checkpoints/")
+        .iter()
+        .map(|key| {
+            key.trim_start_matches("prod/checkpoints/")
+                .replace(".json", "")
+        })
+        .collect();
+    assert_eq!(listings.len(), 3, "{listings:?}");
+    let own_files = s3.keys("replicas", "prod/");
+    for key in &own_files {
+        let folder = key.split('/').nth(1).unwrap();
+        assert!(
+            ["checkpoints", "shared"].contains(&folder) || listings.iter().any(|l| l == folder),
+            "{key} is left of a pruned checkpoint"
+        );
+    }
+    // and in the downloads, where a later download links what an earlier one fetched
+    let downloaded = checkpoints(&downloads);
+    assert_eq!(downloaded, listings);
+    let linked = downloaded.iter().any(|name| {
+        let files = std::fs::read_dir(downloads.join(name).join("rocksdb")).unwrap();
+        files.flatten().any(|file| {
+            use std::os::unix::fs::MetadataExt;
+            file.file_name().to_string_lossy().ends_with(".sst")
+                && file.metadata().unwrap().nlink() > 1
+        })
+    });
+    assert!(linked, "no table file is shared between downloads");
+    for child in [&mut primary, &mut replica] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Inserts row `n` of user `z1` on the primary behind `writer`, makes a checkpoint, waits until
+/// the replica behind `reader` serves it, and checks that the replica still refuses writes.
+async fn move_with_row(
+    writer: &tokio_postgres::Client,
+    checkpoint: &str,
+    reader: &tokio_postgres::Client,
+    count: &tokio_postgres::Statement,
+    n: i64,
+) {
+    writer
+        .batch_execute(&format!("INSERT INTO ev VALUES ('z1', 'x{n}', 'buy')"))
+        .await
+        .unwrap();
+    writer.batch_execute(checkpoint).await.unwrap();
+    reached(reader, count, n).await;
+    let error = reader
+        .batch_execute("INSERT INTO ev VALUES ('z2', 'x1', 'buy')")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("25006"), "{error:?}");
+}
+
+/// The statement that counts the rows of user `z1`, prepared on `client`.
+async fn z1_count(client: &tokio_postgres::Client) -> tokio_postgres::Statement {
+    client
+        .prepare("SELECT count(*) FROM ev WHERE user_id = $1")
+        .await
+        .unwrap()
 }
 
 /// The rows of user `z1`, by the prepared `count`.
