@@ -1,6 +1,6 @@
 //! Checkpoints in an object store (`s3://bucket/prefix`), for read replicas on other machines.
 //! The primary makes a checkpoint in its data directory (`outgoing-checkpoints`, hard links)
-//! and uploads it; a replica downloads the newest into a local checkpoint directory and serves
+//! and uploads it, keeping only the newest there; a replica downloads the newest into a local checkpoint directory and serves
 //! it from there. Under the prefix:
 //! - `shared/<lineage>/<file>`: the table files (`*.sst`, `*.blob`), which RocksDB never
 //!   changes once written, put once and listed by every checkpoint that holds them;
@@ -74,15 +74,23 @@ impl RemoteCheckpoints {
         Ok(RemoteCheckpoints { store, root, url })
     }
 
-    /// Makes a checkpoint of `store` and uploads it; returns its URL.
+    /// Makes a checkpoint of `store` and uploads it; returns its URL. Once it is uploaded, the
+    /// local checkpoints made before it are removed (their hard links would keep table files
+    /// that compaction has dropped).
     pub async fn publish(&self, store: Arc<Store>) -> Result<String> {
         let _one = UPLOADING.lock().await;
         let lineage = format!("{}-{:016x}", store.identity()?, *RUN);
-        let local = crate::blocking::run("the checkpoint", move |_| {
-            store.checkpoint(&store.dir().join(OUTGOING))
-        })
-        .await?;
-        self.upload(&local, &lineage).await
+        let outgoing = store.dir().join(OUTGOING);
+        let into = outgoing.clone();
+        let local =
+            crate::blocking::run("the checkpoint", move |_| store.checkpoint(&into)).await?;
+        let url = self.upload(&local, &lineage).await?;
+        for old in checkpoints(&outgoing)? {
+            if old != local {
+                std::fs::remove_dir_all(&old).map_err(|e| io("cannot remove", &old, e))?;
+            }
+        }
+        Ok(url)
     }
 
     /// Names of the complete checkpoints, oldest first.

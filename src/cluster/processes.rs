@@ -104,6 +104,16 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<()> {
                 .into(),
         ));
     }
+    // Ballista logs a port it cannot bind and then ends as if stopped: refuse it here instead
+    for port in [options.listen.port(), options.listen.port() + 1] {
+        let address = SocketAddr::new(options.listen.ip(), port);
+        std::net::TcpListener::bind(address).map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("the executor cannot listen on {address}: {e}"),
+            ))
+        })?;
+    }
     let runtime: RuntimeProducer = Arc::new(|_| archive_runtime().map_err(Error::into_datafusion));
     let config = ExecutorProcessConfig {
         bind_host: options.listen.ip().to_string(),

@@ -248,6 +248,19 @@ async fn an_unreachable_or_lost_cluster_is_a_clean_error_and_only_superusers_set
     assert_eq!(error.sqlstate(), "08006", "{error}");
     assert!(started.elapsed() < Duration::from_secs(120));
 
+    // an executor whose port is taken says so, and fails
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let refused = Command::new(env!("CARGO_BIN_EXE_tastedb"))
+        .args(["executor", "--scheduler", &url, "--listen", &listen])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains("cannot listen on"),
+        "{said}"
+    );
+
     // the setting
     for bad in ["http://127.0.0.1:1", "df://", "nonsense"] {
         let error = engine

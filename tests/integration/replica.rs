@@ -385,6 +385,10 @@ async fn a_follower_of_an_s3_prefix_downloads_each_newer_checkpoint() {
         })
     });
     assert!(linked, "no table file is shared between downloads");
+    // the primary keeps only the checkpoint it uploaded last
+    let outgoing = checkpoints(&primary_data.join("outgoing-checkpoints"));
+    assert_eq!(outgoing.last(), listings.last());
+    assert_eq!(outgoing.len(), 1, "{outgoing:?}");
     for child in [&mut primary, &mut replica] {
         let _ = child.kill();
         let _ = child.wait();
