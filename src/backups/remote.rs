@@ -157,8 +157,9 @@ impl RemoteCheckpoints {
         Ok(target)
     }
 
-    /// Uploads the checkpoint in `local` (its files not yet there), then its listing; then
-    /// prunes to the newest [`KEPT`].
+    /// Uploads the checkpoint in `local` (its own files, and the table files not yet there:
+    /// those the newest listing names are, the others are asked of the store), then its
+    /// listing; then prunes to the newest [`KEPT`].
     async fn upload(&self, local: &Path, lineage: &str) -> Result<String> {
         let name = local
             .file_name()
@@ -171,15 +172,26 @@ impl RemoteCheckpoints {
         if self.size(&listing_object).await?.is_some() {
             return Ok(url);
         }
+        // what the newest checkpoint lists is there: asked of the store only for the rest
+        let uploaded: HashMap<String, u64> = match self.names().await?.pop() {
+            Some(newest) => (self.listing(&newest).await?.files.into_iter())
+                .map(|file| (file.object, file.bytes))
+                .collect(),
+            None => HashMap::new(),
+        };
         let mut files = Vec::new();
         for (path, bytes) in files_under(local)? {
-            let object = match path.rsplit_once('/') {
+            // a checkpoint's own files are small and always put; a shared one may be there
+            let (object, shared) = match path.rsplit_once('/') {
                 Some((_, file)) if file.ends_with(".sst") || file.ends_with(".blob") => {
-                    format!("{SHARED}/{lineage}/{file}")
+                    (format!("{SHARED}/{lineage}/{file}"), true)
                 }
-                _ => format!("{name}/{path}"),
+                _ => (format!("{name}/{path}"), false),
             };
-            if self.size(&self.object(&object)).await? != Some(bytes) {
+            let there = shared
+                && (uploaded.get(&object) == Some(&bytes)
+                    || self.size(&self.object(&object)).await? == Some(bytes));
+            if !there {
                 self.put(&local.join(&path), &object).await?;
             }
             files.push(Listed {

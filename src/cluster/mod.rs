@@ -113,17 +113,17 @@ where
     F: FnOnce(LogicalPlan) -> Fut,
     Fut: Future<Output = Result<SendableRecordBatchStream>>,
 {
-    let LogicalPlan::Explain(explain) = &plan else {
-        return match placement(&plan) {
-            Placement::Cluster => execute(target, plan).await,
-            Placement::Local(_) => here(plan).await,
-        };
+    let (placed, explained) = match &plan {
+        LogicalPlan::Explain(explain) => (placement(&explain.plan), true),
+        other => (placement(other), false),
     };
-    let placed = placement(&explain.plan);
     let rows = match placed {
         Placement::Cluster => execute(target, plan).await?,
         Placement::Local(_) => here(plan).await?,
     };
+    if !explained {
+        return Ok(rows);
+    }
     let schema = rows.schema();
     let mut batches: Vec<RecordBatch> = rows.try_collect().await?;
     let place = match &placed {
